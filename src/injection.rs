@@ -1,0 +1,569 @@
+//! Injection: AppImage + Pod -> the mutated Pod, its rendered config files, Services and
+//! NetworkPolicies. `kubectl appimage render` and the webhook both call [`inject`].
+//!
+//! `inject` is idempotent (`inject(inject(p)) == inject(p)`), so a reinvoked or re-admitted
+//! Pod yields an empty patch without trusting any annotation to skip work.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{
+    self as core, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EnvVar, ObjectFieldSelector,
+    Pod, ResourceRequirements, Volume, VolumeMount,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use serde::{Deserialize, Serialize};
+
+use crate::appimage::{AppImage, Container, DeployTemplate};
+use crate::keys;
+use crate::naming;
+use crate::network_policy;
+use crate::ports::{self, AllocatedPort, PortError};
+use crate::render::{MissingKey, RenderError, Template, Values};
+use crate::selection::{self, SelectionError};
+use crate::service;
+
+/// What a Pod asks of its AppImage (from `appimage.kuscia.secretflow/*` options, or flags).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Request {
+    pub namespace: String,
+    pub pod_name: String,
+    pub role: String,
+    pub template: Option<String>,
+    pub task_id: String,
+    pub input_config: String,
+    /// A cluster define to use verbatim; by default it is built from this Pod's Services.
+    pub cluster_define: Option<String>,
+    pub serving_id: String,
+    /// Extra render values; they win over every built-in variable.
+    pub values: BTreeMap<String, String>,
+    pub missing: MissingKey,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InjectionError {
+    #[error(transparent)]
+    Selection(#[from] SelectionError),
+    #[error("AppImage {image:?}: {source}")]
+    Ports {
+        image: String,
+        #[source]
+        source: PortError,
+    },
+    #[error("AppImage {image:?}: {source}")]
+    Render {
+        image: String,
+        #[source]
+        source: RenderError,
+    },
+    #[error(
+        "AppImage {image:?}: container {container:?} mounts config file {file:?}, which spec.configTemplates does not define; add it there or fix configVolumeMounts.subPath"
+    )]
+    MissingConfig {
+        image: String,
+        container: String,
+        file: String,
+    },
+    #[error("{what}: {message}")]
+    Option { what: String, message: String },
+}
+
+/// Everything one injection produces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Injection {
+    pub pod: Pod,
+    pub template_index: usize,
+    pub template: String,
+    pub ports: Vec<AllocatedPort>,
+    /// File name -> rendered content, as the Pod will see it.
+    pub config_files: BTreeMap<String, String>,
+    pub services: Vec<core::Service>,
+    pub network_policies: Vec<NetworkPolicy>,
+}
+
+/// The record kept in the status annotation; the reconciler builds Services from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub app_image: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub resource_version: String,
+    pub template: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub role: String,
+    pub image: String,
+    pub ports: Vec<StatusPort>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusPort {
+    pub name: String,
+    pub port: i32,
+    pub scope: crate::appimage::PortScope,
+    pub protocol: crate::appimage::PortProtocol,
+}
+
+impl Status {
+    pub fn from_pod(pod: &Pod) -> Option<Status> {
+        let raw = pod.metadata.annotations.as_ref()?.get(keys::STATUS)?;
+        serde_json::from_str(raw).ok()
+    }
+
+    pub fn allocated_ports(&self) -> Vec<AllocatedPort> {
+        self.ports
+            .iter()
+            .map(|p| AllocatedPort {
+                name: p.name.clone(),
+                port: p.port,
+                scope: p.scope,
+                protocol: p.protocol,
+                container: 0,
+            })
+            .collect()
+    }
+}
+
+impl Request {
+    /// Read a Pod's options: annotations first, then labels, under `appimage.kuscia.secretflow/`.
+    pub fn from_pod(pod: &Pod, namespace: &str, pod_name: &str) -> Result<Request, InjectionError> {
+        let get = |key: &str| -> Option<String> {
+            let meta = &pod.metadata;
+            meta.annotations
+                .as_ref()
+                .and_then(|a| a.get(key))
+                .or_else(|| meta.labels.as_ref().and_then(|l| l.get(key)))
+                .cloned()
+        };
+        let values = match get(keys::OPT_VALUES) {
+            None => BTreeMap::new(),
+            Some(raw) => serde_json::from_str::<BTreeMap<String, String>>(&raw).map_err(|e| {
+                InjectionError::Option {
+                    what: format!("annotation {}", keys::OPT_VALUES),
+                    message: format!(
+                        "must be a JSON object of string values, e.g. {{\"KEY\":\"value\"}}: {e}"
+                    ),
+                }
+            })?,
+        };
+        let missing = match get(keys::OPT_STRICT).as_deref() {
+            None | Some("false") | Some("") => MissingKey::Empty,
+            Some("true") => MissingKey::Error,
+            Some(other) => {
+                return Err(InjectionError::Option {
+                    what: format!("annotation {}", keys::OPT_STRICT),
+                    message: format!("must be \"true\" or \"false\", not {other:?}"),
+                });
+            }
+        };
+        Ok(Request {
+            namespace: namespace.to_string(),
+            pod_name: pod_name.to_string(),
+            role: get(keys::OPT_ROLE).unwrap_or_default(),
+            template: get(keys::OPT_TEMPLATE).filter(|t| !t.is_empty()),
+            task_id: get(keys::OPT_TASK_ID).unwrap_or_default(),
+            input_config: get(keys::OPT_INPUT_CONFIG).unwrap_or_default(),
+            cluster_define: get(keys::OPT_CLUSTER_DEFINE),
+            serving_id: get(keys::OPT_SERVING_ID).unwrap_or_default(),
+            values,
+            missing,
+        })
+    }
+}
+
+/// The Pod's name, or for a `generateName` Pod one derived from `seed` (the admission
+/// request UID), so that Services can be named before the apiserver names the Pod.
+pub fn pod_name(pod: &Pod, seed: &str) -> Option<String> {
+    let meta = &pod.metadata;
+    if let Some(name) = meta.name.as_deref().filter(|n| !n.is_empty()) {
+        return Some(name.to_string());
+    }
+    let base = meta.generate_name.as_deref().filter(|g| !g.is_empty())?;
+    let base: String = base.chars().take(naming::MAX_LABEL - 5).collect();
+    Some(format!("{base}{}", naming::short_hash(seed, 5)))
+}
+
+/// Parsed config templates, keyed by file name.
+pub type Templates = BTreeMap<String, Template>;
+
+/// Parse every config template of `image`.
+pub fn parse_templates(image: &AppImage) -> Result<Templates, InjectionError> {
+    image
+        .spec
+        .config_templates
+        .iter()
+        .map(|(name, text)| {
+            Template::parse(name, text)
+                .map(|t| (name.clone(), t))
+                .map_err(|source| InjectionError::Render {
+                    image: image.name().into(),
+                    source,
+                })
+        })
+        .collect()
+}
+
+/// Inject `image` into `pod`. Pure and deterministic.
+pub fn inject(image: &AppImage, pod: &Pod, req: &Request) -> Result<Injection, InjectionError> {
+    inject_with(image, &parse_templates(image)?, pod, req)
+}
+
+/// [`inject`] with templates parsed once by the caller (the webhook caches them).
+pub fn inject_with(
+    image: &AppImage,
+    templates: &Templates,
+    pod: &Pod,
+    req: &Request,
+) -> Result<Injection, InjectionError> {
+    let index = selection::select(image, &req.role, req.template.as_deref())?;
+    let template = &image.spec.deploy_templates[index];
+    let path = format!("spec.deployTemplates[{index}]");
+    let ports = ports::allocate(template, &path).map_err(|source| InjectionError::Ports {
+        image: image.name().into(),
+        source,
+    })?;
+    let identity = naming::pod_identity(&req.pod_name);
+    let cluster_define = match &req.cluster_define {
+        Some(given) => given.clone(),
+        None => service::cluster_define(&req.namespace, &req.role, &req.pod_name, &ports),
+    };
+    let config_files = render_configs(image, templates, template, req, &ports, &cluster_define)?;
+
+    let mut out = pod.clone();
+    let image_ref = image.image_ref();
+    let containers = build_containers(template, &out, &image_ref, &ports);
+    let spec = out.spec.get_or_insert_with(Default::default);
+    spec.containers = containers;
+    spec.restart_policy = Some(template.spec.restart_policy.as_str().into());
+    if let Some(affinity) = &template.spec.affinity {
+        spec.affinity = Some(affinity.clone());
+    }
+    let mut volumes: Vec<Volume> = spec
+        .volumes
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|v| v.name != keys::CONFIG_VOLUME)
+        .collect();
+    if !config_files.is_empty() {
+        volumes.push(config_volume(&config_files));
+    }
+    spec.volumes = (!volumes.is_empty()).then_some(volumes);
+
+    let meta = &mut out.metadata;
+    meta.name = Some(req.pod_name.clone());
+    let labels = meta.labels.get_or_insert_with(Default::default);
+    labels.insert(keys::POD_IDENTITY.into(), identity);
+    if !req.role.is_empty() {
+        labels.insert(keys::POD_ROLE.into(), req.role.clone());
+    }
+    let annotations = meta.annotations.get_or_insert_with(Default::default);
+    annotations.retain(|k, _| !k.starts_with(keys::CONFIG_PREFIX));
+    for (file, content) in &config_files {
+        annotations.insert(format!("{}{file}", keys::CONFIG_PREFIX), content.clone());
+    }
+    if let Some(id) = image.spec.image.id.as_deref().filter(|id| !id.is_empty()) {
+        annotations.insert(keys::IMAGE_ID.into(), id.into());
+    }
+    if !req.task_id.is_empty() {
+        annotations.insert(keys::TASK_ID.into(), req.task_id.clone());
+    }
+    if let Some(probe) = template.spec.containers.iter().find_map(|c| c.metric_probe.as_ref())
+        && let Some(port) = ports.iter().find(|p| p.name == probe.port)
+    {
+        annotations.insert("prometheus.io/scrape".into(), "true".into());
+        annotations.insert("prometheus.io/path".into(), probe.path.clone());
+        annotations.insert("prometheus.io/port".into(), port.port.to_string());
+    }
+    let status = Status {
+        app_image: image.name().into(),
+        resource_version: image.metadata.resource_version.clone().unwrap_or_default(),
+        template: template.name.clone(),
+        role: req.role.clone(),
+        image: image_ref,
+        ports: ports
+            .iter()
+            .map(|p| StatusPort {
+                name: p.name.clone(),
+                port: p.port,
+                scope: p.scope,
+                protocol: p.protocol,
+            })
+            .collect(),
+    };
+    annotations.insert(
+        keys::STATUS.into(),
+        serde_json::to_string(&status).unwrap_or_default(),
+    );
+
+    let services = service::services(&out, &req.namespace, &ports);
+    let network_policies =
+        network_policy::network_policies(&out, &req.namespace, image.name(), template, &ports);
+    Ok(Injection {
+        pod: out,
+        template_index: index,
+        template: template.name.clone(),
+        ports,
+        config_files,
+        services,
+        network_policies,
+    })
+}
+
+/// The built-in variables, then each mounting container's literal env, then user values.
+fn render_configs(
+    image: &AppImage,
+    templates: &Templates,
+    template: &DeployTemplate,
+    req: &Request,
+    ports: &[AllocatedPort],
+    cluster_define: &str,
+) -> Result<BTreeMap<String, String>, InjectionError> {
+    let mut files = BTreeMap::new();
+    let mounted: BTreeSet<&str> = template
+        .spec
+        .containers
+        .iter()
+        .flat_map(|c| c.config_volume_mounts.iter().map(|m| m.sub_path.as_str()))
+        .collect();
+    for file in mounted {
+        let Some(parsed) = templates.get(file) else {
+            let container = template
+                .spec
+                .containers
+                .iter()
+                .find(|c| c.config_volume_mounts.iter().any(|m| m.sub_path == file))
+                .map(|c| c.name.clone())
+                .unwrap_or_default();
+            return Err(InjectionError::MissingConfig {
+                image: image.name().into(),
+                container,
+                file: file.into(),
+            });
+        };
+        let mut values = Values::new();
+        // Env of the containers that mount the file: the first container wins a name.
+        for c in template
+            .spec
+            .containers
+            .iter()
+            .filter(|c| c.config_volume_mounts.iter().any(|m| m.sub_path == file))
+        {
+            for e in &c.env {
+                if let Some(v) = &e.value {
+                    values.entry(e.name.to_uppercase()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+        let builtins = [
+            ("TASK_ID", req.task_id.clone()),
+            ("TASK_INPUT_CONFIG", req.input_config.clone()),
+            ("INPUT_CONFIG", req.input_config.clone()),
+            ("TASK_CLUSTER_DEFINE", cluster_define.to_string()),
+            ("CLUSTER_DEFINE", cluster_define.to_string()),
+            ("ALLOCATED_PORTS", ports::allocated_ports_json(ports)),
+            ("KUSCIA_DOMAIN_ID", req.namespace.clone()),
+            ("SERVING_ID", req.serving_id.clone()),
+        ];
+        for (k, v) in builtins {
+            values.insert(k.into(), v);
+        }
+        for (k, v) in &req.values {
+            values.insert(k.clone(), v.clone());
+        }
+        let content =
+            parsed
+                .render(&values, req.missing)
+                .map_err(|source| InjectionError::Render {
+                    image: image.name().into(),
+                    source,
+                })?;
+        files.insert(file.to_string(), content);
+    }
+    Ok(files)
+}
+
+fn config_volume(files: &BTreeMap<String, String>) -> Volume {
+    Volume {
+        name: keys::CONFIG_VOLUME.into(),
+        downward_api: Some(DownwardAPIVolumeSource {
+            items: Some(
+                files
+                    .keys()
+                    .map(|file| DownwardAPIVolumeFile {
+                        path: file.clone(),
+                        field_ref: Some(ObjectFieldSelector {
+                            api_version: Some("v1".into()),
+                            field_path: format!(
+                                "metadata.annotations['{}{file}']",
+                                keys::CONFIG_PREFIX
+                            ),
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A relative `mountPath` is taken from the container's workingDir, as Kuscia does.
+pub fn mount_path(container: &Container, path: &str) -> String {
+    if path.starts_with('/') {
+        return path.to_string();
+    }
+    let base = container.working_dir.as_deref().unwrap_or("/");
+    let rel = path.trim_start_matches("./");
+    format!("{}/{}", base.trim_end_matches('/'), rel)
+}
+
+fn build_containers(
+    template: &DeployTemplate,
+    pod: &Pod,
+    image_ref: &str,
+    ports: &[AllocatedPort],
+) -> Vec<core::Container> {
+    let existing: &[core::Container] = pod.spec.as_ref().map_or(&[], |s| &s.containers);
+    let mut out: Vec<core::Container> = template
+        .spec
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(i, tc)| {
+            let user = existing.iter().find(|c| c.name == tc.name);
+            let own_ports: Vec<&AllocatedPort> = ports.iter().filter(|p| p.container == i).collect();
+            merge_container(tc, user, image_ref, &own_ports)
+        })
+        .collect();
+    for c in existing {
+        if !template.spec.containers.iter().any(|tc| tc.name == c.name) {
+            out.push(c.clone());
+        }
+    }
+    out
+}
+
+/// The template's container, with a user's same-named container merged the way Kuscia merges
+/// party templates: env appended, resources merged key by key, command and args replaced together.
+fn merge_container(
+    tc: &Container,
+    user: Option<&core::Container>,
+    image_ref: &str,
+    ports: &[&AllocatedPort],
+) -> core::Container {
+    let mut c = user.cloned().unwrap_or_default();
+    c.name = tc.name.clone();
+    // The image always comes from the AppImage: that is what its signature covers.
+    c.image = Some(image_ref.into());
+    let user_cmd = user.is_some_and(|u| {
+        u.command.as_ref().is_some_and(|v| !v.is_empty())
+            || u.args.as_ref().is_some_and(|v| !v.is_empty())
+    });
+    if !user_cmd {
+        c.command = non_empty(&tc.command);
+        c.args = non_empty(&tc.args);
+    }
+    if tc.working_dir.is_some() {
+        c.working_dir = tc.working_dir.clone();
+    }
+
+    let mut env: Vec<EnvVar> = tc.env.clone();
+    for p in ports {
+        env.push(EnvVar {
+            name: ports::env_name(&p.name),
+            value: Some(p.port.to_string()),
+            value_from: None,
+        });
+    }
+    for e in c.env.take().unwrap_or_default() {
+        if !env.contains(&e) {
+            env.push(e);
+        }
+    }
+    c.env = (!env.is_empty()).then_some(env);
+
+    let mut env_from = tc.env_from.clone();
+    for e in c.env_from.take().unwrap_or_default() {
+        if !env_from.contains(&e) {
+            env_from.push(e);
+        }
+    }
+    c.env_from = (!env_from.is_empty()).then_some(env_from);
+
+    c.resources = merge_resources(tc.resources.as_ref(), c.resources.take());
+    if tc.liveness_probe.is_some() {
+        c.liveness_probe = tc.liveness_probe.clone();
+    }
+    if tc.readiness_probe.is_some() {
+        c.readiness_probe = tc.readiness_probe.clone();
+    }
+    if tc.startup_probe.is_some() {
+        c.startup_probe = tc.startup_probe.clone();
+    }
+    if tc.security_context.is_some() {
+        c.security_context = tc.security_context.clone();
+    }
+    c.image_pull_policy = Some(tc.image_pull_policy.unwrap_or_default().as_str().into());
+
+    let mut container_ports: Vec<core::ContainerPort> = ports
+        .iter()
+        .map(|p| core::ContainerPort {
+            name: Some(p.name.clone()),
+            container_port: p.port,
+            protocol: Some(p.protocol.transport().into()),
+            ..Default::default()
+        })
+        .collect();
+    for p in c.ports.take().unwrap_or_default() {
+        if !container_ports.iter().any(|o| o.name == p.name) {
+            container_ports.push(p);
+        }
+    }
+    c.ports = (!container_ports.is_empty()).then_some(container_ports);
+
+    let mut mounts: Vec<VolumeMount> = tc
+        .config_volume_mounts
+        .iter()
+        .map(|m| VolumeMount {
+            name: keys::CONFIG_VOLUME.into(),
+            mount_path: mount_path(tc, &m.mount_path),
+            sub_path: Some(m.sub_path.clone()),
+            read_only: Some(true),
+            ..Default::default()
+        })
+        .collect();
+    for m in c.volume_mounts.take().unwrap_or_default() {
+        if !mounts.iter().any(|o| o.mount_path == m.mount_path) {
+            mounts.push(m);
+        }
+    }
+    c.volume_mounts = (!mounts.is_empty()).then_some(mounts);
+    c
+}
+
+fn non_empty(v: &[String]) -> Option<Vec<String>> {
+    (!v.is_empty()).then(|| v.to_vec())
+}
+
+/// Template resources, with the user's limits, requests and claims winning key by key.
+fn merge_resources(
+    template: Option<&ResourceRequirements>,
+    user: Option<ResourceRequirements>,
+) -> Option<ResourceRequirements> {
+    let Some(user) = user else {
+        return template.cloned();
+    };
+    let mut out = template.cloned().unwrap_or_default();
+    for (dst, src) in [
+        (&mut out.limits, user.limits),
+        (&mut out.requests, user.requests),
+    ] {
+        if let Some(src) = src {
+            dst.get_or_insert_with(Default::default).extend(src);
+        }
+    }
+    if user.claims.is_some() {
+        out.claims = user.claims;
+    }
+    Some(out)
+}

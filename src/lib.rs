@@ -1,0 +1,15 @@
+//! Pure core of kubectl-appimage: the AppImage types, the config renderer, and the
+//! Pod / Service / NetworkPolicy builders. No network IO lives here, so every rule can be
+//! tested without a cluster; the plugin and the webhook are thin shells around it.
+
+pub mod appimage;
+pub mod injection;
+pub mod keys;
+pub mod manifest;
+pub mod naming;
+pub mod network_policy;
+pub mod ports;
+pub mod render;
+pub mod selection;
+pub mod service;
+pub mod validation;

@@ -1,0 +1,184 @@
+//! Kubernetes name rules and the names this project derives (Services, identities).
+
+use sha2::{Digest, Sha256};
+
+/// The longest DNS-1123 label, and so the longest Service name or label value.
+pub const MAX_LABEL: usize = 63;
+
+/// First `n` hex digits of sha256(`s`).
+pub fn short_hash(s: &str, n: usize) -> String {
+    let digest = Sha256::digest(s.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    hex[..n.min(hex.len())].to_string()
+}
+
+fn is_lower_alnum(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit()
+}
+
+/// Why `s` is not a DNS-1123 label, or `None` if it is one.
+pub fn dns1123_label_error(s: &str) -> Option<String> {
+    if s.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if s.len() > MAX_LABEL {
+        return Some(format!("must be no more than 63 characters (it has {})", s.len()));
+    }
+    let ok = s.chars().all(|c| is_lower_alnum(c) || c == '-')
+        && s.starts_with(is_lower_alnum)
+        && s.ends_with(is_lower_alnum);
+    (!ok).then(|| {
+        "must be a DNS-1123 label: lower-case letters, digits and '-', starting and ending with a letter or digit (e.g. 'my-name')"
+            .into()
+    })
+}
+
+/// Why `s` is not a DNS-1123 subdomain, or `None`.
+pub fn dns1123_subdomain_error(s: &str) -> Option<String> {
+    if s.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if s.len() > 253 {
+        return Some(format!("must be no more than 253 characters (it has {})", s.len()));
+    }
+    let ok = s.split('.').all(|part| {
+        !part.is_empty()
+            && part.chars().all(|c| is_lower_alnum(c) || c == '-')
+            && part.starts_with(is_lower_alnum)
+            && part.ends_with(is_lower_alnum)
+    });
+    (!ok).then(|| {
+        "must be a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit (e.g. 'example.com')"
+            .into()
+    })
+}
+
+/// Why `s` is not an IANA service name (a Kubernetes container port name), or `None`.
+pub fn port_name_error(s: &str) -> Option<String> {
+    if s.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if s.len() > 15 {
+        return Some(format!(
+            "must be no more than 15 characters (it has {}), as Kubernetes port names are",
+            s.len()
+        ));
+    }
+    let ok = s.chars().all(|c| is_lower_alnum(c) || c == '-')
+        && s.starts_with(is_lower_alnum)
+        && s.ends_with(is_lower_alnum)
+        && !s.contains("--")
+        && s.chars().any(|c| c.is_ascii_lowercase());
+    (!ok).then(|| {
+        "must be a port name: lower-case letters, digits and single '-', with at least one letter (e.g. 'global')"
+            .into()
+    })
+}
+
+/// Why `s` is not a label value, or `None`.
+pub fn label_value_error(s: &str) -> Option<String> {
+    if s.len() > MAX_LABEL {
+        return Some(format!("must be no more than 63 characters (it has {})", s.len()));
+    }
+    let alnum = |c: char| c.is_ascii_alphanumeric();
+    let ok = s.is_empty()
+        || (s.chars().all(|c| alnum(c) || matches!(c, '-' | '_' | '.'))
+            && s.starts_with(alnum)
+            && s.ends_with(alnum));
+    (!ok).then(|| {
+        "must be a label value: letters, digits, '-', '_' and '.', starting and ending with a letter or digit".into()
+    })
+}
+
+/// Why `s` cannot be a config file name (it becomes an annotation key's name part and a file path).
+pub fn config_file_name_error(s: &str) -> Option<String> {
+    if s.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if s.len() > MAX_LABEL {
+        return Some(format!("must be no more than 63 characters (it has {})", s.len()));
+    }
+    let alnum = |c: char| c.is_ascii_alphanumeric();
+    let ok = s.chars().all(|c| alnum(c) || matches!(c, '-' | '_' | '.'))
+        && s.starts_with(alnum)
+        && s.ends_with(alnum);
+    (!ok).then(|| {
+        "must be a plain file name: letters, digits, '-', '_' and '.', starting and ending with a letter or digit (e.g. 'task-config.conf')".into()
+    })
+}
+
+/// The Service for `port` of the Pod `pod`, named as Kuscia does: `<pod>-<port>`,
+/// prefixed `svc-` when it would start with a digit, and when longer than 63 characters
+/// `svc-<16 hex of sha256(pod)>-<port>`.
+pub fn service_name(pod: &str, port: &str) -> String {
+    let name = format!("{pod}-{port}");
+    let name = if name.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("svc-{name}")
+    } else {
+        name
+    };
+    if name.len() <= MAX_LABEL {
+        name
+    } else {
+        format!("svc-{}-{port}", short_hash(pod, 16))
+    }
+}
+
+/// A value for a label that identifies one Pod: the Pod name, or when it is longer than
+/// a label value may be, a shortened form with a hash that stays unique.
+pub fn pod_identity(pod: &str) -> String {
+    if pod.len() <= MAX_LABEL {
+        pod.to_string()
+    } else {
+        let head: String = pod.chars().take(46).collect();
+        format!("{}-{}", head.trim_end_matches(['-', '.']), short_hash(pod, 16))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_names_follow_kuscia() {
+        assert_eq!(service_name("alice-test-0", "test"), "alice-test-0-test");
+        assert_eq!(service_name("0-job", "fed"), "svc-0-job-fed");
+        let long = "a".repeat(60);
+        let name = service_name(&long, "global");
+        assert_eq!(name, format!("svc-{}-global", short_hash(&long, 16)));
+        assert!(name.len() <= 63);
+        // Exactly 63 is kept as is.
+        let pod = "p".repeat(63 - "-fed".len());
+        assert_eq!(service_name(&pod, "fed").len(), 63);
+        assert_eq!(service_name(&pod, "fed"), format!("{pod}-fed"));
+    }
+
+    #[test]
+    fn identities_fit_a_label() {
+        assert_eq!(pod_identity("web-0"), "web-0");
+        let long = format!("{}-x", "a".repeat(80));
+        let id = pod_identity(&long);
+        assert!(id.len() <= 63, "{id}");
+        assert!(label_value_error(&id).is_none());
+        assert_ne!(pod_identity(&format!("{long}y")), id);
+    }
+
+    #[test]
+    fn name_rules() {
+        assert!(dns1123_label_error("secretflow").is_none());
+        assert!(dns1123_label_error("Secretflow").is_some());
+        assert!(dns1123_label_error("-a").is_some());
+        assert!(dns1123_label_error(&"a".repeat(64)).is_some());
+        assert!(dns1123_subdomain_error("secretflow-image").is_none());
+        assert!(dns1123_subdomain_error("a..b").is_some());
+        assert!(port_name_error("global").is_none());
+        assert!(port_name_error("8080").is_some());
+        assert!(port_name_error("a--b").is_some());
+        assert!(port_name_error("abcdefghijklmnop").is_some());
+        assert!(label_value_error("").is_none());
+        assert!(label_value_error("server").is_none());
+        assert!(label_value_error("a b").is_some());
+        assert!(config_file_name_error("task-config.conf").is_none());
+        assert!(config_file_name_error("../etc/passwd").is_some());
+    }
+}

@@ -1,0 +1,204 @@
+//! Port numbers for a deploy template: written numbers are kept, missing ones are allocated
+//! deterministically in [20000, 32767) with no collision inside the Pod.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::appimage::{DeployTemplate, PortProtocol, PortScope};
+use crate::naming::short_hash;
+
+pub const RANGE_START: i32 = 20000;
+pub const RANGE_END: i32 = 32767;
+
+/// A template port with its number settled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AllocatedPort {
+    pub name: String,
+    pub port: i32,
+    pub scope: PortScope,
+    pub protocol: PortProtocol,
+    /// Index of the container that declares it.
+    #[serde(skip)]
+    pub container: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    #[error(
+        "{path}: port name {name:?} is already used by {first}; port names must be unique across a template's containers"
+    )]
+    Duplicate {
+        path: String,
+        name: String,
+        first: String,
+    },
+    #[error("{path}: port {port} is used twice in this template; give each port its own number")]
+    DuplicateNumber { path: String, port: i32 },
+    #[error("{path}: port {port} is out of range; use 1..=65535 or leave it unset to allocate one")]
+    OutOfRange { path: String, port: i32 },
+    #[error("template has more ports than the range [20000, 32767) holds")]
+    Exhausted,
+}
+
+/// Settle every port of `template` (whose path is `path`, e.g. `spec.deployTemplates[0]`).
+pub fn allocate(template: &DeployTemplate, path: &str) -> Result<Vec<AllocatedPort>, PortError> {
+    let mut used = BTreeSet::new();
+    let mut names: Vec<(&str, String)> = Vec::new();
+    for (ci, c) in template.spec.containers.iter().enumerate() {
+        for (pi, p) in c.ports.iter().enumerate() {
+            let here = format!("{path}.spec.containers[{ci}].ports[{pi}]");
+            if let Some((_, first)) = names.iter().find(|(n, _)| *n == p.name) {
+                return Err(PortError::Duplicate {
+                    path: format!("{here}.name"),
+                    name: p.name.clone(),
+                    first: first.clone(),
+                });
+            }
+            names.push((&p.name, here.clone()));
+            if let Some(n) = p.port {
+                if !(1..=65535).contains(&n) {
+                    return Err(PortError::OutOfRange {
+                        path: format!("{here}.port"),
+                        port: n,
+                    });
+                }
+                if !used.insert(n) {
+                    return Err(PortError::DuplicateNumber {
+                        path: format!("{here}.port"),
+                        port: n,
+                    });
+                }
+            }
+        }
+    }
+    let span = (RANGE_END - RANGE_START) as u64;
+    let mut out = Vec::new();
+    for (ci, c) in template.spec.containers.iter().enumerate() {
+        for p in &c.ports {
+            let port = match p.port {
+                Some(n) => n,
+                None => {
+                    if used.len() as u64 >= span {
+                        return Err(PortError::Exhausted);
+                    }
+                    // Start where the name hashes to, so numbers do not shift when ports are added.
+                    let seed = u64::from_str_radix(&short_hash(&p.name, 8), 16).unwrap_or(0);
+                    let mut n = RANGE_START + (seed % span) as i32;
+                    while used.contains(&n) {
+                        n = if n + 1 >= RANGE_END { RANGE_START } else { n + 1 };
+                    }
+                    used.insert(n);
+                    n
+                }
+            };
+            out.push(AllocatedPort {
+                name: p.name.clone(),
+                port,
+                scope: p.scope,
+                protocol: p.protocol,
+                container: ci,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `KUSCIA_PORT_<NAME>_NUMBER`, upper-cased with `-` as `_`.
+pub fn env_name(port: &str) -> String {
+    format!("KUSCIA_PORT_{}_NUMBER", port.to_uppercase().replace('-', "_"))
+}
+
+/// The `ALLOCATED_PORTS` value, in Kuscia's JSON shape and in declaration order.
+pub fn allocated_ports_json(ports: &[AllocatedPort]) -> String {
+    #[derive(Serialize)]
+    struct Doc<'a> {
+        ports: &'a [AllocatedPort],
+    }
+    serde_json::to_string(&Doc { ports }).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::appimage::{Container, ContainerPort, PodSpec};
+
+    fn template(ports: &[&[(&str, Option<i32>)]]) -> DeployTemplate {
+        DeployTemplate {
+            name: "t".into(),
+            role: None,
+            replicas: None,
+            network_policy: None,
+            spec: PodSpec {
+                restart_policy: Default::default(),
+                affinity: None,
+                containers: ports
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ps)| Container {
+                        name: format!("c{i}"),
+                        ports: ps
+                            .iter()
+                            .map(|(n, p)| ContainerPort {
+                                name: n.to_string(),
+                                port: *p,
+                                ..Default::default()
+                            })
+                            .collect(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            },
+        }
+    }
+
+    #[test]
+    fn written_numbers_are_kept_and_missing_ones_allocated_in_range() {
+        let t = template(&[&[("spu", None), ("fed", Some(8080))], &[("global", None)]]);
+        let ports = allocate(&t, "spec.deployTemplates[0]").unwrap();
+        assert_eq!(ports.len(), 3);
+        assert_eq!(ports[1].port, 8080);
+        assert_eq!(ports[2].container, 1);
+        for p in [&ports[0], &ports[2]] {
+            assert!((RANGE_START..RANGE_END).contains(&p.port), "{p:?}");
+        }
+        assert_ne!(ports[0].port, ports[2].port);
+        // Deterministic.
+        assert_eq!(allocate(&t, "x").unwrap(), ports);
+    }
+
+    #[test]
+    fn allocation_skips_taken_numbers() {
+        let first = allocate(&template(&[&[("a", None)]]), "x").unwrap()[0].port;
+        let t = template(&[&[("b", Some(first)), ("a", None)]]);
+        let ports = allocate(&t, "x").unwrap();
+        assert_eq!(ports[0].port, first);
+        assert_ne!(ports[1].port, first);
+        assert!((RANGE_START..RANGE_END).contains(&ports[1].port));
+    }
+
+    #[test]
+    fn duplicates_are_errors_with_paths() {
+        let t = template(&[&[("a", None)], &[("b", None), ("a", None)]]);
+        let err = allocate(&t, "spec.deployTemplates[0]").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.deployTemplates[0].spec.containers[1].ports[1].name: port name \"a\" is already used by spec.deployTemplates[0].spec.containers[0].ports[0]; port names must be unique across a template's containers"
+        );
+        let t = template(&[&[("a", Some(80)), ("b", Some(80))]]);
+        assert!(matches!(allocate(&t, "x"), Err(PortError::DuplicateNumber { .. })));
+        let t = template(&[&[("a", Some(0))]]);
+        assert!(matches!(allocate(&t, "x"), Err(PortError::OutOfRange { .. })));
+    }
+
+    #[test]
+    fn env_names_and_json_shape() {
+        assert_eq!(env_name("my-port"), "KUSCIA_PORT_MY_PORT_NUMBER");
+        let t = template(&[&[("test", Some(26409))]]);
+        let ports = allocate(&t, "x").unwrap();
+        assert_eq!(
+            allocated_ports_json(&ports),
+            r#"{"ports":[{"name":"test","port":26409,"scope":"Local","protocol":"HTTP"}]}"#
+        );
+    }
+}

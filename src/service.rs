@@ -1,0 +1,134 @@
+//! Services for a Pod's `Cluster` and `Domain` ports, and the cluster define that names them.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Pod, Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Serialize;
+
+use crate::appimage::PortScope;
+use crate::keys;
+use crate::naming;
+use crate::ports::AllocatedPort;
+
+/// Owner reference to the Pod (controller), once the Pod has a UID.
+pub fn owner_reference(pod: &Pod) -> Option<OwnerReference> {
+    let uid = pod.metadata.uid.clone().filter(|u| !u.is_empty())?;
+    Some(OwnerReference {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        uid,
+        controller: Some(true),
+        block_owner_deletion: None,
+    })
+}
+
+fn pod_identity(pod: &Pod) -> String {
+    naming::pod_identity(pod.metadata.name.as_deref().unwrap_or_default())
+}
+
+/// Labels shared by the objects made for one Pod.
+pub fn object_labels(pod: &Pod) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([
+        (keys::MANAGED_BY.to_string(), keys::MANAGER.to_string()),
+        (keys::POD_IDENTITY.to_string(), pod_identity(pod)),
+    ]);
+    if let Some(image) = pod.metadata.labels.as_ref().and_then(|l| l.get(keys::APP_IMAGE)) {
+        labels.insert(keys::APP_IMAGE.into(), image.clone());
+    }
+    labels
+}
+
+/// One headless Service per `Cluster` or `Domain` port; `Local` ports get none.
+pub fn services(pod: &Pod, namespace: &str, ports: &[AllocatedPort]) -> Vec<Service> {
+    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+    ports
+        .iter()
+        .filter(|p| p.scope.has_service())
+        .map(|p| {
+            let mut labels = object_labels(pod);
+            labels.insert(keys::PORT_NAME.into(), p.name.clone());
+            labels.insert(keys::PORT_SCOPE.into(), p.scope.as_str().into());
+            Service {
+                metadata: ObjectMeta {
+                    name: Some(naming::service_name(pod_name, &p.name)),
+                    namespace: Some(namespace.into()),
+                    labels: Some(labels),
+                    owner_references: owner_reference(pod).map(|o| vec![o]),
+                    ..Default::default()
+                },
+                spec: Some(ServiceSpec {
+                    cluster_ip: Some("None".into()),
+                    publish_not_ready_addresses: Some(true),
+                    selector: Some(BTreeMap::from([(
+                        keys::POD_IDENTITY.to_string(),
+                        pod_identity(pod),
+                    )])),
+                    ports: Some(vec![ServicePort {
+                        name: Some(p.name.clone()),
+                        port: p.port,
+                        target_port: Some(IntOrString::String(p.name.clone())),
+                        protocol: Some(p.protocol.transport().into()),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                status: None,
+            }
+        })
+        .collect()
+}
+
+/// How a port is reached: `<svc>.<ns>.svc` for Cluster, `<svc>.<ns>.svc:<port>` for Domain.
+pub fn endpoint(namespace: &str, pod_name: &str, port: &AllocatedPort) -> Option<String> {
+    let host = format!("{}.{namespace}.svc", naming::service_name(pod_name, &port.name));
+    match port.scope {
+        PortScope::Cluster => Some(host),
+        PortScope::Domain => Some(format!("{host}:{}", port.port)),
+        PortScope::Local => None,
+    }
+}
+
+/// `TASK_CLUSTER_DEFINE` in Kuscia's JSON shape for this one party (the namespace).
+pub fn cluster_define(namespace: &str, role: &str, pod_name: &str, ports: &[AllocatedPort]) -> String {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Define<'a> {
+        parties: Vec<Party<'a>>,
+        self_party_idx: u32,
+        self_endpoint_idx: u32,
+    }
+    #[derive(Serialize)]
+    struct Party<'a> {
+        name: &'a str,
+        role: &'a str,
+        services: Vec<Svc<'a>>,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Svc<'a> {
+        port_name: &'a str,
+        endpoints: Vec<String>,
+    }
+    let services = ports
+        .iter()
+        .filter_map(|p| {
+            endpoint(namespace, pod_name, p).map(|e| Svc {
+                port_name: &p.name,
+                endpoints: vec![e],
+            })
+        })
+        .collect();
+    let define = Define {
+        parties: vec![Party {
+            name: namespace,
+            role,
+            services,
+        }],
+        self_party_idx: 0,
+        self_endpoint_idx: 0,
+    };
+    serde_json::to_string(&define).unwrap_or_default()
+}

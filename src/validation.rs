@@ -1,0 +1,261 @@
+//! What the CRD schema cannot check: cross-references between fields, name rules, and
+//! whether config templates parse. Every error names its field path and how to fix it.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use k8s_openapi::api::core::v1::Probe;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::appimage::{AppImage, Container, DeployTemplate, is_sha256_digest};
+use crate::naming;
+use crate::render::Template;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn check(&mut self, path: impl Into<String>, err: Option<String>) {
+        if let Some(message) = err {
+            self.add(path, message);
+        }
+    }
+}
+
+/// All problems with `image`, in field order; empty when it is valid.
+pub fn validate(image: &AppImage) -> Vec<FieldError> {
+    let mut errs = Errors::default();
+    match image.metadata.name.as_deref() {
+        None | Some("") => errs.add("metadata.name", "is required; name the AppImage"),
+        Some(name) => errs.check("metadata.name", naming::dns1123_subdomain_error(name)),
+    }
+    let img = &image.spec.image;
+    if img.name.trim().is_empty() {
+        errs.add("spec.image.name", "is required, e.g. secretflow/secretflow-lite-anolis8");
+    } else if img.name.contains(char::is_whitespace) || img.name.contains('@') {
+        errs.add(
+            "spec.image.name",
+            "must be an image repository without spaces, tag or digest (put the tag in spec.image.tag and a digest in spec.image.id)",
+        );
+    }
+    if img.tag.trim().is_empty() {
+        errs.add("spec.image.tag", "is required, e.g. \"latest\"");
+    } else if img.tag.len() > 128
+        || !img.tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        || !img
+            .tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
+        errs.add(
+            "spec.image.tag",
+            "must be a valid image tag: up to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'",
+        );
+    }
+    if let Some(id) = img.id.as_deref()
+        && id.starts_with("sha256:")
+        && !is_sha256_digest(id)
+    {
+        errs.add(
+            "spec.image.id",
+            "starts with sha256: but is not a digest; write sha256: followed by 64 lower-case hex digits, or an ID without the sha256: prefix",
+        );
+    }
+
+    let mut files = BTreeSet::new();
+    for (file, text) in &image.spec.config_templates {
+        let path = format!("spec.configTemplates[{file:?}]");
+        errs.check(&path, naming::config_file_name_error(file));
+        if let Err(e) = Template::parse(file, text) {
+            errs.add(&path, e.to_string());
+        }
+        files.insert(file.as_str());
+    }
+
+    if image.spec.deploy_templates.is_empty() {
+        errs.add(
+            "spec.deployTemplates",
+            "must hold at least one deploy template",
+        );
+    }
+    for (ti, t) in image.spec.deploy_templates.iter().enumerate() {
+        template(&mut errs, &format!("spec.deployTemplates[{ti}]"), t, &files);
+    }
+    errs.0
+}
+
+fn template(errs: &mut Errors, path: &str, t: &DeployTemplate, files: &BTreeSet<&str>) {
+    errs.check(format!("{path}.name"), naming::dns1123_label_error(&t.name));
+    for role in t.roles() {
+        if let Some(e) = naming::label_value_error(role) {
+            errs.add(format!("{path}.role"), format!("role {role:?} {e}"));
+        }
+    }
+    if let Some(r) = t.replicas
+        && r < 0
+    {
+        errs.add(format!("{path}.replicas"), "must be 0 or more");
+    }
+    let spec = format!("{path}.spec");
+    if t.spec.containers.is_empty() {
+        errs.add(format!("{spec}.containers"), "must hold at least one container");
+    }
+
+    // Ports form one namespace across the template's containers.
+    let mut port_names: Vec<(&str, String)> = Vec::new();
+    let mut numbers: Vec<(i32, String)> = Vec::new();
+    let mut container_names: Vec<(&str, String)> = Vec::new();
+    for (ci, c) in t.spec.containers.iter().enumerate() {
+        let cpath = format!("{spec}.containers[{ci}]");
+        errs.check(format!("{cpath}.name"), naming::dns1123_label_error(&c.name));
+        if let Some((_, first)) = container_names.iter().find(|(n, _)| *n == c.name) {
+            errs.add(
+                format!("{cpath}.name"),
+                format!("container name {:?} is already used by {first}; container names must be unique", c.name),
+            );
+        }
+        container_names.push((&c.name, cpath.clone()));
+        for (pi, p) in c.ports.iter().enumerate() {
+            let ppath = format!("{cpath}.ports[{pi}]");
+            errs.check(format!("{ppath}.name"), naming::port_name_error(&p.name));
+            if let Some((_, first)) = port_names.iter().find(|(n, _)| *n == p.name) {
+                errs.add(
+                    format!("{ppath}.name"),
+                    format!(
+                        "port name {:?} is already used by {first}; port names must be unique across a template's containers",
+                        p.name
+                    ),
+                );
+            }
+            port_names.push((&p.name, ppath.clone()));
+            if let Some(n) = p.port {
+                if !(1..=65535).contains(&n) {
+                    errs.add(
+                        format!("{ppath}.port"),
+                        format!("port {n} is out of range; use 1..=65535 or leave it unset to allocate one"),
+                    );
+                } else if let Some((_, first)) = numbers.iter().find(|(m, _)| *m == n) {
+                    errs.add(
+                        format!("{ppath}.port"),
+                        format!("port {n} is already used by {first}; give each port its own number"),
+                    );
+                }
+                numbers.push((n, ppath.clone()));
+            }
+        }
+        for (mi, m) in c.config_volume_mounts.iter().enumerate() {
+            let mpath = format!("{cpath}.configVolumeMounts[{mi}]");
+            if m.mount_path.trim().is_empty() {
+                errs.add(format!("{mpath}.mountPath"), "is required: where the file appears in the container");
+            }
+            if !files.contains(m.sub_path.as_str()) {
+                errs.add(
+                    format!("{mpath}.subPath"),
+                    format!(
+                        "{:?} is not a key of spec.configTemplates (it has: {}); add the template or fix the name",
+                        m.sub_path,
+                        list(files.iter().copied())
+                    ),
+                );
+            }
+        }
+        probes(errs, &cpath, c);
+    }
+
+    let declared: Vec<&str> = port_names.iter().map(|(n, _)| *n).collect();
+    for (ci, c) in t.spec.containers.iter().enumerate() {
+        if let Some(mp) = &c.metric_probe
+            && !declared.contains(&mp.port.as_str())
+        {
+            errs.add(
+                format!("{spec}.containers[{ci}].metricProbe.port"),
+                undeclared(&mp.port, &declared),
+            );
+        }
+    }
+    if let Some(np) = &t.network_policy {
+        for (ii, ing) in np.ingresses.iter().enumerate() {
+            let ipath = format!("{path}.networkPolicy.ingresses[{ii}]");
+            if ing.from.roles.is_empty() {
+                errs.add(format!("{ipath}.from.roles"), "must list at least one role that may connect");
+            }
+            for (ri, role) in ing.from.roles.iter().enumerate() {
+                errs.check(format!("{ipath}.from.roles[{ri}]"), naming::label_value_error(role));
+            }
+            if ing.ports.is_empty() {
+                errs.add(format!("{ipath}.ports"), "must list at least one port name");
+            }
+            for (pi, p) in ing.ports.iter().enumerate() {
+                if !declared.contains(&p.port.as_str()) {
+                    errs.add(format!("{ipath}.ports[{pi}].port"), undeclared(&p.port, &declared));
+                }
+            }
+        }
+    }
+}
+
+/// Named probe ports must be declared by the same container, as the kubelet resolves them.
+fn probes(errs: &mut Errors, cpath: &str, c: &Container) {
+    let own: Vec<&str> = c.ports.iter().map(|p| p.name.as_str()).collect();
+    let all = [
+        ("livenessProbe", &c.liveness_probe),
+        ("readinessProbe", &c.readiness_probe),
+        ("startupProbe", &c.startup_probe),
+    ];
+    for (field, probe) in all {
+        let Some(probe) = probe else { continue };
+        for (sub, port) in probe_ports(probe) {
+            if let IntOrString::String(name) = port
+                && !own.contains(&name.as_str())
+            {
+                errs.add(format!("{cpath}.{field}.{sub}.port"), undeclared(name, &own));
+            }
+        }
+    }
+}
+
+fn probe_ports(p: &Probe) -> Vec<(&'static str, &IntOrString)> {
+    let mut v = Vec::new();
+    if let Some(h) = &p.http_get {
+        v.push(("httpGet", &h.port));
+    }
+    if let Some(t) = &p.tcp_socket {
+        v.push(("tcpSocket", &t.port));
+    }
+    v
+}
+
+fn undeclared(name: &str, declared: &[&str]) -> String {
+    format!(
+        "names port {name:?}, which is not declared (declared: {}); declare it under ports or use a declared name",
+        list(declared.iter().copied())
+    )
+}
+
+fn list<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let v: Vec<&str> = items.collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}

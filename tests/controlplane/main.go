@@ -1,0 +1,226 @@
+// kube-controlplane: a real Kubernetes control plane (kube-apiserver + embedded
+// etcd) in one process, for end-to-end tests.
+//
+//	kube-controlplane --dir DIR [--parent-pid N]
+//
+// Everything listens on 127.0.0.1 on ports chosen at runtime. When the API
+// server is ready, the admin kubeconfig is at DIR/kubeconfig, DIR/ready holds
+// its path, and one line "READY <path>" is printed on stdout. SIGTERM/SIGINT
+// (or the death of --parent-pid) stops the API server and etcd, exit code 0.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc/grpclog"
+)
+
+const startTimeout = 120 * time.Second
+
+func main() {
+	os.Exit(run())
+}
+
+func errorf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "kube-controlplane: "+format+"\n", args...)
+}
+
+func run() int {
+	var dir string
+	var parentPID int
+	fs := flag.NewFlagSet("kube-controlplane", flag.ContinueOnError)
+	fs.StringVar(&dir, "dir", "", "state directory (created if missing); required")
+	fs.IntVar(&parentPID, "parent-pid", 0, "exit cleanly when this process no longer exists")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return 2
+	}
+	if dir == "" || fs.NArg() != 0 {
+		errorf("usage: kube-controlplane --dir DIR [--parent-pid N]")
+		return 2
+	}
+	absDir, err := filepath.Abs(dir)
+	if err != nil {
+		errorf("invalid --dir: %v", err)
+		return 2
+	}
+	dir = absDir
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		errorf("cannot create %s: %v", dir, err)
+		return 1
+	}
+	readyFile := filepath.Join(dir, "ready")
+	_ = os.Remove(readyFile)
+
+	logPath := filepath.Join(dir, "apiserver.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		errorf("cannot open %s: %v", logPath, err)
+		return 1
+	}
+	defer logFile.Close()
+	// Route every library logger we can reach into the log file; stdout is
+	// reserved for the READY line and stderr for our own messages.
+	log.SetOutput(logFile)
+	grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, logFile, logFile))
+
+	start := time.Now()
+	deadline := start.Add(startTimeout)
+
+	// Signals and parent watch cancel ctx; a second signal forces exit.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigCh := make(chan os.Signal, 2)
+	signal.Notify(sigCh, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-sigCh
+		cancel()
+		<-sigCh
+		errorf("second signal, exiting immediately")
+		os.Exit(0)
+	}()
+	if parentPID > 0 {
+		go watchParent(ctx, parentPID, cancel)
+	}
+
+	p, err := ensurePKI(dir)
+	if err != nil {
+		errorf("generating certificates/keys: %v", err)
+		return 1
+	}
+
+	etcd, etcdURL, err := startEtcd(ctx, dir, deadline)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0
+		}
+		errorf("starting etcd: %v (see %s)", err, filepath.Join(dir, "etcd.log"))
+		return 1
+	}
+	stopEtcd := func() {
+		done := make(chan struct{})
+		go func() { etcd.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			errorf("etcd did not stop within 20s")
+		}
+	}
+
+	api, err := startAPIServer(ctx, dir, p, etcdURL, logFile)
+	if err != nil {
+		stopEtcd()
+		errorf("starting kube-apiserver: %v (see %s)", err, logPath)
+		return 1
+	}
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := writeKubeconfig(kubeconfig, api.url, p); err != nil {
+		cancel()
+		api.wait(30 * time.Second)
+		stopEtcd()
+		errorf("writing kubeconfig: %v", err)
+		return 1
+	}
+
+	if err := waitReady(ctx, api, p, deadline, etcd.Err()); err != nil {
+		cancel()
+		api.wait(30 * time.Second)
+		stopEtcd()
+		if ctx.Err() != nil && !strings.Contains(err.Error(), "exited") {
+			return 0 // stopped by signal/parent during startup
+		}
+		errorf("control plane not ready after %s: %v", time.Since(start).Round(time.Millisecond), err)
+		errorf("last lines of %s:\n%s", logPath, tail(logPath, 25))
+		return 1
+	}
+	if err := writeFileAtomic(readyFile, []byte(kubeconfig)); err != nil {
+		cancel()
+		api.wait(30 * time.Second)
+		stopEtcd()
+		errorf("writing %s: %v", readyFile, err)
+		return 1
+	}
+	fmt.Fprintf(os.Stdout, "READY %s\n", kubeconfig)
+	_ = os.Stdout.Sync()
+	fmt.Fprintf(logFile, "kube-controlplane: READY after %s, apiserver %s, etcd %s\n",
+		time.Since(start).Round(time.Millisecond), api.url, etcdURL)
+
+	code := 0
+	select {
+	case <-ctx.Done():
+	case err := <-api.done:
+		api.exited = true
+		errorf("kube-apiserver exited unexpectedly: %v (see %s)", err, logPath)
+		code = 1
+	case err := <-etcd.Err():
+		errorf("etcd failed: %v", err)
+		code = 1
+	}
+	cancel()
+	_ = os.Remove(readyFile)
+	if !api.wait(30 * time.Second) {
+		errorf("kube-apiserver did not stop within 30s")
+	}
+	stopEtcd()
+	return code
+}
+
+// watchParent cancels when process pid is gone (or a zombie), polling every second.
+func watchParent(ctx context.Context, pid int, cancel func()) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		if !processAlive(pid) {
+			fmt.Fprintf(os.Stderr, "kube-controlplane: parent process %d is gone, shutting down\n", pid)
+			cancel()
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func processAlive(pid int) bool {
+	if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
+		return false
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		s := string(b)
+		if i := strings.LastIndexByte(s, ')'); i >= 0 && len(s) > i+2 && s[i+2] == 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(unreadable: " + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
