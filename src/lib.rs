@@ -12,4 +12,5 @@ pub mod ports;
 pub mod render;
 pub mod selection;
 pub mod service;
+pub mod signature;
 pub mod validation;

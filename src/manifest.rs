@@ -105,6 +105,8 @@ pub fn appimage(source_name: &str, doc: &Document) -> Result<AppImage, ManifestE
             err(format!("{path}: {inner}"))
         }
     })?;
+    // The derive reads apiVersion and kind itself (checked above).
+    unknown.retain(|p| p != "apiVersion" && p != "kind");
     if let Some(first) = unknown.first() {
         return Err(err(format!(
             "unknown field \"{first}\"; check its spelling against `kubectl explain appimage` or `kubectl appimage crd`"

@@ -1,0 +1,242 @@
+//! Test support shared by the end-to-end test binaries: one real control plane per test
+//! binary (kube-apiserver v1.33 + etcd, see tests/controlplane), the real `kubectl` with our
+//! plugin on PATH, the CRD installed, and unique names per test.
+//!
+//! Teardown: the control plane is started with `--parent-pid`, so it stops by itself when the
+//! test binary exits, whether its tests passed, failed or panicked.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const CRD_FILE: &str = "charts/appimage-webhook/crds/appimages.kuscia.secretflow.yaml";
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
+}
+
+/// Cargo's target directory (honours CARGO_TARGET_DIR).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { repo_root().join(p) })
+        .unwrap_or_else(|| repo_root().join("target"))
+}
+
+/// A binary of this workspace, built by `cargo build --workspace --bins` before the tests.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let path = target_dir().join("debug").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// The kubectl matching the test apiserver (v1.33), else whatever `kubectl` is on PATH.
+pub fn kubectl_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("KUBECTL") {
+        return PathBuf::from(p);
+    }
+    let pinned = Path::new("/usr/lib/google-cloud-sdk/bin/kubectl.1.33");
+    if pinned.exists() {
+        return pinned.to_path_buf();
+    }
+    PathBuf::from("kubectl")
+}
+
+pub struct Cluster {
+    _child: Child,
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+    bin_dir: PathBuf,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
+/// The control plane of this test binary, started on first use, with the CRD Established.
+pub fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(Cluster::start)
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let root = repo_root();
+        let binary = std::env::var_os("CONTROLPLANE_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| target_dir().join("controlplane/kube-controlplane"));
+        assert!(
+            binary.exists(),
+            "{} is missing: run `scripts/controlplane.sh build` first (scripts/test.sh does)",
+            binary.display()
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("appimage-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let mut child = Command::new(&binary)
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--parent-pid")
+            .arg(std::process::id().to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("controlplane.stderr")).expect("log"),
+            ))
+            .spawn()
+            .expect("start the control plane");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut kubeconfig = None;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("read control plane stdout");
+            if let Some(path) = line.strip_prefix("READY ") {
+                kubeconfig = Some(PathBuf::from(path.trim()));
+                break;
+            }
+        }
+        let kubeconfig = kubeconfig.unwrap_or_else(|| {
+            let log = std::fs::read_to_string(dir.path().join("controlplane.stderr"))
+                .unwrap_or_default();
+            panic!("the control plane exited before it was ready:\n{log}")
+        });
+
+        // kubectl and our plugin on one PATH, as a user has them.
+        let bin_dir = dir.path().join("bin");
+        std::fs::create_dir_all(&bin_dir).expect("bin dir");
+        let kubectl = kubectl_binary();
+        let kubectl = if kubectl.is_absolute() {
+            kubectl
+        } else {
+            which(&kubectl).expect("kubectl on PATH")
+        };
+        std::os::unix::fs::symlink(&kubectl, bin_dir.join("kubectl")).expect("link kubectl");
+        for bin in ["kubectl-appimage", "appimage-webhook"] {
+            let path = target_dir().join("debug").join(bin);
+            if path.exists() {
+                std::os::unix::fs::symlink(&path, bin_dir.join(bin)).expect("link bin");
+            }
+        }
+        let cluster = Cluster {
+            _child: child,
+            dir,
+            kubeconfig,
+            bin_dir,
+        };
+        cluster.kubectl_ok(&["apply", "-f", &root.join(CRD_FILE).to_string_lossy()]);
+        cluster.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/appimages.kuscia.secretflow",
+        ]);
+        // Discovery can lag the Established condition by a moment.
+        wait_until(Duration::from_secs(30), || {
+            cluster.kubectl(&["get", "appimages"]).status.success()
+        });
+        cluster
+    }
+
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// PATH with kubectl and our binaries first.
+    pub fn path_env(&self) -> String {
+        format!(
+            "{}:{}",
+            self.bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    }
+
+    /// A command with this cluster's kubeconfig and PATH, run from the repo root.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env("KUBECONFIG", &self.kubeconfig)
+            .env("PATH", self.path_env())
+            .env_remove("KUBECTL_PLUGINS_PATH")
+            .current_dir(repo_root())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.command("kubectl").args(args).output().expect("run kubectl")
+    }
+
+    /// Run kubectl, fail the test with its output unless it succeeds; return stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A namespace of its own for one test.
+    pub fn namespace(&self, prefix: &str) -> String {
+        let ns = unique(prefix);
+        self.kubectl_ok(&["create", "namespace", &ns]);
+        ns
+    }
+}
+
+/// `prefix-<pid>-<n>`, unique within and across test binaries.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// Poll `f` every 100 ms until it holds or `limit` passes; returns whether it held.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn which(name: &Path) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// stdout and stderr as text, for assertions.
+pub fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Write `text` to a file named `name` in a fresh temp dir; the dir lives as long as the result.
+pub fn temp_file(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write temp file");
+    (dir, path)
+}
