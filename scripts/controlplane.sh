@@ -35,6 +35,12 @@ source_hash() {
 }
 
 build() {
+    mkdir -p "$OUT_DIR"
+    # Serialize concurrent builds (e.g. parallel test processes).
+    if command -v flock >/dev/null 2>&1; then
+        exec 9>"$OUT_DIR/build.lock"
+        flock 9
+    fi
     local hash
     hash="$(source_hash)"
     if [ -x "$BIN" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$hash" ]; then
@@ -44,7 +50,6 @@ build() {
     fi
     local go
     go="$(find_go)"
-    mkdir -p "$OUT_DIR"
     export GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:--mod=readonly}"
     log "using $("$go" version)"
     log "downloading Go modules (first time: several minutes)..."

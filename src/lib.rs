@@ -3,6 +3,7 @@
 //! tested without a cluster; the plugin and the webhook are thin shells around it.
 
 pub mod appimage;
+pub mod desired;
 pub mod injection;
 pub mod keys;
 pub mod manifest;

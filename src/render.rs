@@ -70,7 +70,8 @@ fn missing_key_message(template: &str, key: &str, line: usize) -> String {
     }
 }
 
-const SUPPORTED: &str = "only {{.KEY}}, {{{.KEY.path}}}, {{/* comments */}} and {{\"literals\"}} are supported";
+const SUPPORTED: &str =
+    "only {{.KEY}}, {{{.KEY.path}}}, {{/* comments */}} and {{\"literals\"}} are supported";
 
 /// A parsed config template; cheap to render many times.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +104,10 @@ enum Step {
     Index(usize),
     /// `[-N]`, N >= 1.
     FromEnd(usize),
-    Match { key: String, value: String },
+    Match {
+        key: String,
+        value: String,
+    },
 }
 
 impl Template {
@@ -367,7 +371,11 @@ impl Parser<'_> {
         match self.src.as_bytes().get(self.line_off..off) {
             Some(b) => self.line += b.iter().filter(|b| **b == b'\n').count(),
             None => {
-                let head = self.src.as_bytes().get(..off).unwrap_or(self.src.as_bytes());
+                let head = self
+                    .src
+                    .as_bytes()
+                    .get(..off)
+                    .unwrap_or(self.src.as_bytes());
                 self.line = 1 + head.iter().filter(|b| **b == b'\n').count();
             }
         }
@@ -450,7 +458,10 @@ impl Parser<'_> {
     /// The action at `start` up to and including the next `}}`, shortened.
     fn snippet(&self, start: usize) -> String {
         let s = &self.src[start..];
-        let end = s.get(2..).and_then(|r| r.find("}}")).map_or(s.len(), |i| i + 4);
+        let end = s
+            .get(2..)
+            .and_then(|r| r.find("}}"))
+            .map_or(s.len(), |i| i + 4);
         short(&s[..end])
     }
 
@@ -483,10 +494,7 @@ impl Parser<'_> {
             self.trim_next = true;
             return Ok(q + 4);
         }
-        Err(self.err(
-            q,
-            "a comment must end with `*/}}` or `*/ -}}`".to_owned(),
-        ))
+        Err(self.err(q, "a comment must end with `*/}}` or `*/ -}}`".to_owned()))
     }
 
     /// A Go double-quoted string at `q`; returns its value and the offset after it.
@@ -499,28 +507,27 @@ impl Parser<'_> {
                 '"' => return Ok((out, body + i + 1)),
                 '\n' => break,
                 '\\' => {
-                    let esc = chars.next().map(|(_, e)| e);
+                    let Some((_, esc)) = chars.next() else { break };
                     let decoded = match esc {
-                        Some('a') => Some('\u{7}'),
-                        Some('b') => Some('\u{8}'),
-                        Some('f') => Some('\u{c}'),
-                        Some('n') => Some('\n'),
-                        Some('r') => Some('\r'),
-                        Some('t') => Some('\t'),
-                        Some('v') => Some('\u{b}'),
-                        Some('\\') => Some('\\'),
-                        Some('"') => Some('"'),
-                        Some('u') => hex_char(&mut chars, 4),
-                        Some('U') => hex_char(&mut chars, 8),
+                        'a' => Some('\u{7}'),
+                        'b' => Some('\u{8}'),
+                        'f' => Some('\u{c}'),
+                        'n' => Some('\n'),
+                        'r' => Some('\r'),
+                        't' => Some('\t'),
+                        'v' => Some('\u{b}'),
+                        '\\' => Some('\\'),
+                        '"' => Some('"'),
+                        'u' => hex_char(&mut chars, 4),
+                        'U' => hex_char(&mut chars, 8),
                         _ => None,
                     };
                     match decoded {
                         Some(d) => d,
                         None => {
-                            let text = esc.map_or(String::new(), String::from);
                             let msg = format!(
                                 "invalid escape `\\{}` in string literal; supported: \\a \\b \\f \\n \\r \\t \\v \\\\ \\\" \\uXXXX \\UXXXXXXXX",
-                                short(&text)
+                                esc.escape_debug()
                             );
                             return Err(self.err(body + i, msg));
                         }
@@ -586,7 +593,10 @@ impl Parser<'_> {
             let msg = format!("unclosed path query `{}`: no closing `}}}}}}`", short(s));
             return self.err(start, msg);
         };
-        let found = self.src[at..].chars().next().map_or(String::new(), String::from);
+        let found = self.src[at..]
+            .chars()
+            .next()
+            .map_or(String::new(), String::from);
         let msg = format!(
             "invalid path query `{}` at `{}`: expected {{{{{{.KEY}}}}}} or {{{{{{.KEY.path}}}}}} with path segments .name, [N], [-N] and [key=value]",
             short(&s[..i + 6]),
@@ -655,4 +665,588 @@ fn hex_char(chars: &mut std::str::CharIndices<'_>, digits: usize) -> Option<char
         v = v.checked_mul(16)?.checked_add(c.to_digit(16)?)?;
     }
     char::from_u32(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NAME: &str = "task-config.conf";
+    const PORTS: &str =
+        r#"{"ports":[{"name":"test","port":26409,"scope":"Cluster","protocol":"HTTP"}]}"#;
+    const SEED: &str = r#"{
+  "task_id": "{{.TASK_ID}}",
+  "task_input_config": "{{.TASK_INPUT_CONFIG}}",
+  "task_cluster_def": "{{.TASK_CLUSTER_DEFINE}}",
+  "allocated_ports": "{{.ALLOCATED_PORTS}}"
+}
+"#;
+
+    fn vals(pairs: &[(&str, &str)]) -> Values {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn ok(text: &str, pairs: &[(&str, &str)]) -> String {
+        render(NAME, text, &vals(pairs), MissingKey::Error).expect("render")
+    }
+
+    fn lenient(text: &str, pairs: &[(&str, &str)]) -> String {
+        render(NAME, text, &vals(pairs), MissingKey::Empty).expect("render")
+    }
+
+    fn parse_err(text: &str) -> (usize, usize, String) {
+        match Template::parse(NAME, text) {
+            Err(RenderError::Parse {
+                template,
+                line,
+                column,
+                message,
+            }) => {
+                assert_eq!(template, NAME);
+                (line, column, message)
+            }
+            other => panic!("expected a parse error for {text:?}, got {other:?}"),
+        }
+    }
+
+    fn assert_parse_err(text: &str, line: usize, column: usize, contains: &str) {
+        let (l, c, m) = parse_err(text);
+        assert_eq!((l, c), (line, column), "position for {text:?}: {m}");
+        assert!(m.contains(contains), "message for {text:?}: {m}");
+    }
+
+    #[test]
+    fn template_is_clone_debug_send_sync() {
+        fn check<T: Clone + std::fmt::Debug + Send + Sync + 'static>() {}
+        check::<Template>();
+        check::<RenderError>();
+    }
+
+    #[test]
+    fn text_is_copied_verbatim() {
+        for text in [
+            "",
+            "plain",
+            "a }} b }}} c } {",
+            "{\"a\":{\"b\":{\"c\":1}}}",
+            "é 😀 \r\n\t\u{0}",
+            "{ {",
+        ] {
+            assert_eq!(ok(text, &[]), text);
+        }
+    }
+
+    #[test]
+    fn variables_are_substituted_and_escaped() {
+        let v = [("A", "x\"y\\z\n"), ("B_2", "two"), ("_c", "")];
+        assert_eq!(ok("[{{.A}}]", &v), "[x\\\"y\\\\z\\n]");
+        assert_eq!(ok("{{ .B_2 }}-{{\t.B_2\n}}{{._c}}", &v), "two-two");
+        assert_eq!(ok("{{.A}}{{.A}}", &[("A", "/é")]), "/é/é");
+    }
+
+    #[test]
+    fn escape_rules() {
+        assert_eq!(escape_json_string(""), "");
+        assert_eq!(escape_json_string("a/b é😀"), "a/b é😀");
+        assert_eq!(escape_json_string("\"\\"), "\\\"\\\\");
+        assert_eq!(
+            escape_json_string("\n\r\t\u{8}\u{c}\u{0}\u{1f}"),
+            "\\n\\r\\t\\b\\f\\u0000\\u001f"
+        );
+        assert_eq!(
+            escape_json_string("\u{7f}\u{80}\u{85}\u{9f}\u{a0}"),
+            "\\u007f\\u0080\\u0085\\u009f\u{a0}"
+        );
+        assert_eq!(
+            escape_json_string("\u{2028}\u{2029}\u{feff}\u{fffe}\u{ffff}\u{fffd}"),
+            "\\u2028\\u2029\\ufeff\\ufffe\\uffff\u{fffd}"
+        );
+    }
+
+    #[test]
+    fn trim_markers() {
+        let v = [("A", "a"), ("B", "b")];
+        assert_eq!(ok("x  \n {{- .A}} y", &v), "xa y");
+        assert_eq!(ok("x {{.A -}} \r\n\t y", &v), "x ay");
+        assert_eq!(ok("x {{- .A -}} y", &v), "xay");
+        assert_eq!(ok("{{.A -}}  \n  {{- .B}}", &v), "ab");
+        assert_eq!(ok("x {{-\n.A\t-}}\ny", &v), "xay");
+        assert_eq!(ok("x {{.A   -}} y", &v), "x ay");
+        // Trimming only touches the text right next to the marker.
+        assert_eq!(ok("{{\" \"}}{{- .A}}", &v), " a");
+        assert_eq!(ok("x {{/* c */}}{{- .A}}", &v), "x a");
+        // Not markers: Go needs a space next to the dash.
+        assert_parse_err("x {{-.A}}", 1, 3, "unsupported action `{{-.A}}`");
+        assert_parse_err("{{.A-}}", 1, 1, "unsupported action");
+        assert_parse_err("{{-3}}", 1, 1, "unsupported action");
+        assert_parse_err("{{.A - }}", 1, 1, "unsupported action");
+    }
+
+    #[test]
+    fn comments() {
+        let v = [("A", "a")];
+        assert_eq!(ok("x{{/* hi {{.B}} }} */}}y", &v), "xy");
+        assert_eq!(ok("x\n{{- /* multi\nline */ -}}\ny{{.A}}", &v), "xya");
+        assert_eq!(ok("{{/**/}}", &v), "");
+        assert_parse_err("ab{{/* open", 1, 3, "unclosed comment");
+        assert_parse_err("{{/* c */ }}", 1, 10, "a comment must end with `*/}}`");
+        assert_parse_err("{{/* c */x}}", 1, 10, "a comment must end with");
+        assert_parse_err("{{ /* c */}}", 1, 1, "a comment must start right after");
+        assert_eq!(
+            Template::parse(NAME, "{{/* a */}}").map(|t| t.keys().len()),
+            Ok(0)
+        );
+    }
+
+    #[test]
+    fn literals() {
+        assert_eq!(ok(r#"{{"{{"}}.A}}"#, &[]), "{{.A}}");
+        assert_eq!(ok(r#"{{ "}}" }}"#, &[]), "}}");
+        assert_eq!(
+            ok(r#"{{"a\"b\\c\n\t\u00e9\U0001F600\a\b\f\r\v"}}"#, &[]),
+            "a\"b\\c\n\té😀\u{7}\u{8}\u{c}\r\u{b}"
+        );
+        // Literal output is not escaped: it is the template author's text.
+        assert_eq!(ok(r#""{{"\""}}""#, &[]), "\"\"\"");
+        assert_eq!(ok(r#"a {{- "" -}} b"#, &[]), "ab");
+        assert_parse_err(
+            r#"{{"a\x41"}}"#,
+            1,
+            5,
+            "invalid escape `\\x` in string literal",
+        );
+        assert_parse_err(r#"{{"\ud800"}}"#, 1, 4, "invalid escape `\\u`");
+        assert_parse_err("{{\"a\nb\"}}", 1, 3, "unterminated string literal");
+        assert_parse_err(r#"{{"abc}}"#, 1, 3, "unterminated string literal");
+        assert_parse_err(r#"{{"abc"#, 1, 1, "unclosed action");
+        assert_parse_err(r#"{{"a" "b"}}"#, 1, 1, "unsupported action");
+        assert_parse_err(r#"{{"a" | printf}}"#, 1, 1, "unsupported action");
+        assert_parse_err("{{`raw`}}", 1, 1, "unsupported action");
+    }
+
+    #[test]
+    fn parse_error_messages_are_exact() {
+        let text = format!(
+            "{{\n  \"a\": 1,\n{}{{{{if .X}}}}yes{{{{end}}}}\n",
+            "x".repeat(17)
+        );
+        let err = Template::parse(NAME, &text).expect_err("if is unsupported");
+        assert_eq!(
+            err.to_string(),
+            "config template \"task-config.conf\", line 3, column 18: unsupported action \
+             `{{if .X}}`: only {{.KEY}}, {{{.KEY.path}}}, {{/* comments */}} and \
+             {{\"literals\"}} are supported"
+        );
+        assert_eq!(
+            Template::parse("a.yaml", "\n é {{.A.b}}").map_err(|e| e.to_string()),
+            Err(
+                "config template \"a.yaml\", line 2, column 4: field chains are not supported \
+                 in `{{.A.b}}`; for a path into a JSON value write {{{.A...}}}"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            Template::parse("a.yaml", "ok\n  {{ .A").map_err(|e| e.to_string()),
+            Err(
+                "config template \"a.yaml\", line 2, column 3: unclosed action `{{ .A`: \
+                 no closing `}}`"
+                    .to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn unsupported_actions_are_parse_errors() {
+        for text in [
+            "{{if .X}}a{{end}}",
+            "{{range .X}}{{end}}",
+            "{{.}}",
+            "{{.1}}",
+            "{{.A | upper}}",
+            "{{printf \"%s\" .A}}",
+            "{{$x := 1}}",
+            "{{ A }}",
+            "{{.Aé}}",
+            "{{template \"x\"}}",
+        ] {
+            let (_, _, m) = parse_err(text);
+            assert!(m.starts_with("unsupported action `"), "{text:?}: {m}");
+            assert!(m.ends_with(SUPPORTED), "{text:?}: {m}");
+        }
+        assert_parse_err("a{{}}", 1, 2, "empty action `{{}}`");
+        assert_parse_err("{{  }}", 1, 1, "empty action");
+        assert_parse_err("{{ -}}", 1, 1, "empty action");
+        assert_parse_err("x\n{{.A.b.c}}", 2, 1, "field chains are not supported");
+        assert_parse_err("{{", 1, 1, "unclosed action `{{`");
+        assert_parse_err("a {{ .A }", 1, 3, "unclosed action");
+        assert_parse_err("{{.A}} {{.B", 1, 8, "unclosed action");
+        let long = format!("{{{{if {}", "y".repeat(100));
+        let (_, _, m) = parse_err(&long);
+        assert!(m.contains("..."), "{m}");
+        assert!(m.len() < 150, "{m}");
+    }
+
+    #[test]
+    fn path_queries() {
+        let v = [
+            ("ALLOCATED_PORTS", PORTS),
+            (
+                "J",
+                r#"{"z":1,"a":{"b":[10,"s",true,null,{"k":"v"}],"n":-2.5},"list":[{"id":1,"on":false,"v":"one"},{"id":"1","v":"two"},{"id":2,"on":true,"v":"three"}],"dash-key":"d"}"#,
+            ),
+            ("S", r#""quoted \"x\"\n""#),
+            ("RAW", "not json {"),
+        ];
+        let q = |t: &str| ok(t, &v);
+        assert_eq!(q("{{{.ALLOCATED_PORTS.ports[name=test].port}}}"), "26409");
+        // serde_json without preserve_order: keys come out sorted.
+        assert_eq!(
+            q("{{{.ALLOCATED_PORTS.ports[0]}}}"),
+            r#"{"name":"test","port":26409,"protocol":"HTTP","scope":"Cluster"}"#
+        );
+        assert_eq!(q("{{{.ALLOCATED_PORTS.ports[-1].name}}}"), "test");
+        assert_eq!(q("{{{ .J.a.b[0] }}}"), "10");
+        assert_eq!(q("{{{.J.a.b[1]}}}{{{.J.a.b[2]}}}"), "strue");
+        assert_eq!(q("{{{.J.a.b[-1]}}}"), r#"{"k":"v"}"#);
+        assert_eq!(q("{{{.J.a.b[-1].k}}}"), "v");
+        assert_eq!(q("{{{.J.a.n}}}"), "-2.5");
+        assert_eq!(q("{{{.J.dash-key}}}"), "d");
+        assert_eq!(
+            q("{{{.J.a}}}"),
+            r#"{"b":[10,"s",true,null,{"k":"v"}],"n":-2.5}"#
+        );
+        // [k=v] matches strings by text, numbers and booleans by their JSON text.
+        assert_eq!(q("{{{.J.list[id=1].v}}}"), "one");
+        assert_eq!(q("{{{.J.list[id=2].v}}}"), "three");
+        assert_eq!(q("{{{.J.list[on=true].v}}}"), "three");
+        assert_eq!(q("{{{.J.list[on=false].v}}}"), "one");
+        assert_eq!(q("{{{.J.list[v=two].id}}}"), "1");
+        // A string comes out raw, a non-JSON value raw only without a path.
+        assert_eq!(q("{{{.S}}}"), "quoted \"x\"\n");
+        assert_eq!(q("{{{.RAW}}}"), "not json {");
+        assert_eq!(ok("{{{.N}}}", &[("N", " 42 ")]), "42");
+        // null is a value: nothing, even in strict mode.
+        assert_eq!(q("[{{{.J.a.b[3]}}}]"), "[]");
+        assert_eq!(ok("{{{.N}}}", &[("N", "null")]), "");
+    }
+
+    #[test]
+    fn path_query_misses() {
+        let v = [("J", r#"{"a":[1,2],"o":{"k":1}}"#), ("RAW", "nope")];
+        for t in [
+            "{{{.J.a[2]}}}",
+            "{{{.J.a[-3]}}}",
+            "{{{.J.b}}}",
+            "{{{.J.o[0]}}}",
+            "{{{.J.a.x}}}",
+            "{{{.J.a[k=1]}}}",
+            "{{{.J.o[k=1]}}}",
+            "{{{.J.a[0].x}}}",
+            "{{{.RAW.x}}}",
+            "{{{.RAW[0]}}}",
+            "{{{.NONE}}}",
+            "{{{.NONE.x}}}",
+        ] {
+            assert_eq!(lenient(&format!("<{t}>"), &v), "<>", "{t}");
+            let err = render(NAME, t, &vals(&v), MissingKey::Error).expect_err(t);
+            assert!(matches!(err, RenderError::MissingKey { .. }), "{t}: {err}");
+        }
+        assert_eq!(
+            render(NAME, "\n{{{.J.a[5]}}}", &vals(&v), MissingKey::Error)
+                .map_err(|e| e.to_string()),
+            Err(
+                "config template \"task-config.conf\": path query J.a[5] (line 2) matches \
+                 nothing: J is not JSON or has nothing at that path; fix the path or the \
+                 value, or render without strict mode"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            render(NAME, "{{{.NONE.x}}}", &vals(&v), MissingKey::Error),
+            Err(RenderError::MissingKey {
+                template: NAME.to_owned(),
+                key: "NONE".to_owned(),
+                line: 1,
+            })
+        );
+    }
+
+    #[test]
+    fn path_query_parse_errors() {
+        assert_parse_err("{{{.A}}", 1, 1, "unclosed path query `{{{.A}}`");
+        assert_parse_err("x\n {{{.A", 2, 2, "unclosed path query");
+        assert_parse_err("{{{A}}}", 1, 4, "invalid path query `{{{A}}}` at `A`");
+        assert_parse_err("{{{{.A}}}}", 1, 4, "invalid path query");
+        assert_parse_err("{{{- .A}}}", 1, 4, "invalid path query");
+        assert_parse_err("{{{.A.}}}", 1, 6, "expected a field name");
+        assert_parse_err("{{{.A..b}}}", 1, 6, "expected a field name");
+        assert_parse_err(
+            "{{{.A.b c}}}",
+            1,
+            9,
+            "invalid path query `{{{.A.b c}}}` at `c`",
+        );
+        assert_parse_err("{{{.A | x}}}", 1, 7, "invalid path query");
+        assert_parse_err("{{{.A[x]}}}", 1, 6, "invalid segment `[x]`");
+        assert_parse_err("{{{.A[]}}}", 1, 6, "invalid segment `[]`");
+        assert_parse_err("{{{.A[ 0]}}}", 1, 6, "invalid segment");
+        assert_parse_err("{{{.A[-0]}}}", 1, 6, "invalid index `[-0]`");
+        assert_parse_err("{{{.A[--1]}}}", 1, 6, "invalid segment");
+        assert_parse_err("{{{.A[99999999999999999999999]}}}", 1, 6, "index too large");
+        assert_parse_err("{{{.A[=v]}}}", 1, 7, "invalid field name ``");
+        assert_parse_err("{{{.A[a b=v]}}}", 1, 7, "invalid field name `a b`");
+        assert_parse_err("{{{.A[k=v}}}", 1, 6, "unclosed `[`");
+        assert_parse_err("{{{.A[k=v\n]}}}", 1, 6, "unclosed `[`");
+        // Values may hold `=`, `.` and spaces; a query may span lines.
+        let v = [("A", r#"[{"k":"a=b. c","v":1}]"#)];
+        assert_eq!(ok("{{{.A[k=a=b. c].v}}}", &v), "1");
+        assert_eq!(ok("{{{\n .A[0].v\n}}}", &v), "1");
+    }
+
+    #[test]
+    fn missing_keys_empty_or_strict() {
+        assert_eq!(lenient("a{{.X}}b{{{.Y}}}c", &[]), "abc");
+        let err = render(
+            NAME,
+            "{\n  \"id\": \"{{.TASK_ID}}\"\n}",
+            &Values::new(),
+            MissingKey::Error,
+        )
+        .expect_err("strict");
+        assert_eq!(
+            err,
+            RenderError::MissingKey {
+                template: NAME.to_owned(),
+                key: "TASK_ID".to_owned(),
+                line: 2,
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "config template \"task-config.conf\": no value for key TASK_ID (line 2); set it \
+             (e.g. --set TASK_ID=...) or render without strict mode"
+        );
+        // The first missing key in template order is the one reported.
+        let t = Template::parse(NAME, "{{.B}}\n\n{{.A}}").expect("parse");
+        assert!(matches!(
+            t.render(&vals(&[("A", "1")]), MissingKey::Error),
+            Err(RenderError::MissingKey { key, line: 1, .. }) if key == "B"
+        ));
+        assert!(matches!(
+            t.render(&vals(&[("B", "1")]), MissingKey::Error),
+            Err(RenderError::MissingKey { key, line: 3, .. }) if key == "A"
+        ));
+        // An empty value is a value.
+        assert_eq!(ok("[{{.A}}]", &[("A", "")]), "[]");
+        assert_eq!(MissingKey::default(), MissingKey::Empty);
+    }
+
+    #[test]
+    fn lines_count_across_comments_literals_and_crlf() {
+        let t = Template::parse(NAME, "{{/*\n\n*/}}{{\"\\n\"}}\r\n{{.A}}\n{{{.B}}}{{.C}}")
+            .expect("parse");
+        let line_of = |k: &str| match t.render(&Values::new(), MissingKey::Error) {
+            Err(RenderError::MissingKey { line, .. }) => line,
+            other => panic!("{k}: {other:?}"),
+        };
+        assert_eq!(line_of("A"), 4);
+        let t2 = Template::parse(NAME, "é\u{2028}é\n\n  {{.A}} {{.B}}").expect("parse");
+        let err = t2.render(&vals(&[("A", "")]), MissingKey::Error);
+        assert!(matches!(err, Err(RenderError::MissingKey { line: 3, .. })));
+        assert_parse_err("é😀é {{if}}", 1, 5, "unsupported");
+    }
+
+    #[test]
+    fn name_and_keys() {
+        let t = Template::parse(
+            "x.json",
+            "{{.B}}{{{.A.x[0]}}}{{.B}}{{/* {{.Z}} */}}{{\"{{.Y}}\"}}{{{.C}}}{{._}}",
+        )
+        .expect("parse");
+        assert_eq!(t.name(), "x.json");
+        assert_eq!(t.keys(), vec!["A", "B", "C", "_"]);
+        assert!(Template::parse("e", "").expect("parse").keys().is_empty());
+    }
+
+    #[test]
+    fn seed_template() {
+        let t = Template::parse(NAME, SEED).expect("parse");
+        assert_eq!(
+            t.keys(),
+            vec![
+                "ALLOCATED_PORTS",
+                "TASK_CLUSTER_DEFINE",
+                "TASK_ID",
+                "TASK_INPUT_CONFIG"
+            ]
+        );
+        let v = vals(&[
+            ("TASK_ID", "t1"),
+            (
+                "TASK_INPUT_CONFIG",
+                r#"{"a":"b\"c","path":"C:\\x","nl":"1\n2"}"#,
+            ),
+            ("TASK_CLUSTER_DEFINE", "{\"parties\":[]}\u{2028}\u{0}"),
+            ("ALLOCATED_PORTS", PORTS),
+        ]);
+        let out = t.render(&v, MissingKey::Error).expect("render");
+        let json: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+        assert_eq!(json["task_id"], "t1");
+        assert_eq!(json["task_input_config"], v["TASK_INPUT_CONFIG"].as_str());
+        assert_eq!(json["task_cluster_def"], v["TASK_CLUSTER_DEFINE"].as_str());
+        assert_eq!(json["allocated_ports"], PORTS);
+        let empty = t.render(&Values::new(), MissingKey::Empty).expect("render");
+        let json: serde_json::Value = serde_json::from_str(&empty).expect("valid JSON");
+        assert_eq!(json["task_id"], "");
+    }
+
+    #[test]
+    fn rendering_is_deterministic() {
+        let t = Template::parse(NAME, "{{.A}} {{{.J}}} {{{.J.b}}}\n").expect("parse");
+        let v = vals(&[
+            ("A", "é\"\u{1}"),
+            ("J", r#"{"z":[3,{"y":1,"x":2}],"b":{"d":1,"c":2}}"#),
+        ]);
+        let first = t.render(&v, MissingKey::Error).expect("render");
+        assert_eq!(
+            first,
+            "é\\\"\\u0001 {\"b\":{\"c\":2,\"d\":1},\"z\":[3,{\"x\":2,\"y\":1}]} {\"c\":2,\"d\":1}\n"
+        );
+        for _ in 0..10 {
+            assert_eq!(t.clone().render(&v, MissingKey::Error).as_ref(), Ok(&first));
+            assert_eq!(
+                render(NAME, "{{.A}} {{{.J}}} {{{.J.b}}}\n", &v, MissingKey::Error),
+                Ok(first.clone())
+            );
+        }
+    }
+
+    fn nasty_string() -> impl Strategy<Value = String> {
+        let c = prop_oneof![
+            Just('"'),
+            Just('\\'),
+            Just('/'),
+            Just('\''),
+            Just('#'),
+            Just(':'),
+            Just(' '),
+            Just('{'),
+            Just('}'),
+            proptest::char::range('\u{0}', '\u{1f}'),
+            proptest::char::range('\u{7f}', '\u{a0}'),
+            Just('\u{2028}'),
+            Just('\u{2029}'),
+            Just('\u{feff}'),
+            Just('\u{fffe}'),
+            Just('\u{ffff}'),
+            Just('😀'),
+            Just('é'),
+            any::<char>(),
+        ];
+        prop::collection::vec(c, 0..40).prop_map(|v| v.into_iter().collect())
+    }
+
+    fn any_value() -> impl Strategy<Value = String> {
+        prop_oneof![any::<String>(), nasty_string()]
+    }
+
+    fn template_ish() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("{{"),
+            Just("}}"),
+            Just("{{{"),
+            Just("}}}"),
+            Just("{{- "),
+            Just(" -}}"),
+            Just("-"),
+            Just(".A"),
+            Just(".b"),
+            Just("[0]"),
+            Just("[-1]"),
+            Just("[k=v]"),
+            Just("["),
+            Just("]"),
+            Just("="),
+            Just("/*"),
+            Just("*/"),
+            Just("\""),
+            Just("\\"),
+            Just("\\u"),
+            Just(" "),
+            Just("\n"),
+            Just("x"),
+            Just("é"),
+            Just("😀"),
+            Just("{"),
+            Just("}"),
+            Just("."),
+        ];
+        prop::collection::vec(piece, 0..30).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn json_string_round_trip(v in any_value()) {
+            let out = ok(r#"{"a": "{{.A}}", "b": 1}"#, &[("A", &v)]);
+            let json: serde_json::Value = serde_json::from_str(&out)
+                .map_err(|e| TestCaseError::fail(format!("{e}: {out:?}")))?;
+            prop_assert_eq!(json["a"].as_str(), Some(v.as_str()));
+            prop_assert_eq!(json["b"].as_i64(), Some(1));
+        }
+
+        #[test]
+        fn yaml_double_quoted_round_trip(v in any_value()) {
+            let out = ok("a: \"{{.A}}\"\n", &[("A", &v)]);
+            let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&out)
+                .map_err(|e| TestCaseError::fail(format!("{e}: {out:?}")))?;
+            let map = yaml.as_mapping();
+            prop_assert!(map.is_some(), "not a mapping: {out:?}");
+            prop_assert_eq!(map.and_then(|m| m.get("a")).and_then(|a| a.as_str()), Some(v.as_str()));
+        }
+
+        #[test]
+        fn seed_template_is_always_json(id in any_value(), cfg in any_value(), ports in any_value()) {
+            let v = vals(&[
+                ("TASK_ID", "t1"),
+                ("TASK_INPUT_CONFIG", &cfg),
+                ("TASK_CLUSTER_DEFINE", &id),
+                ("ALLOCATED_PORTS", &ports),
+            ]);
+            let out = render(NAME, SEED, &v, MissingKey::Error)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let json: serde_json::Value = serde_json::from_str(&out)
+                .map_err(|e| TestCaseError::fail(format!("{e}: {out:?}")))?;
+            prop_assert_eq!(json["task_id"].as_str(), Some("t1"));
+            prop_assert_eq!(json["task_input_config"].as_str(), Some(cfg.as_str()));
+        }
+
+        #[test]
+        fn parsing_never_panics(text in any::<String>()) {
+            let _ = Template::parse(NAME, &text);
+        }
+
+        #[test]
+        fn template_like_input_never_panics(text in template_ish(), a in any_value()) {
+            match Template::parse(NAME, &text) {
+                Ok(t) => {
+                    let v = vals(&[("A", &a)]);
+                    let once = t.render(&v, MissingKey::Empty);
+                    prop_assert!(once.is_ok());
+                    prop_assert_eq!(once, t.render(&v, MissingKey::Empty));
+                    let _ = t.render(&Values::new(), MissingKey::Error);
+                }
+                Err(RenderError::Parse { line, column, .. }) => {
+                    prop_assert!(line >= 1 && column >= 1);
+                    prop_assert!(line <= text.lines().count().max(1) + 1);
+                }
+                Err(e) => prop_assert!(false, "unexpected error {e}"),
+            }
+        }
+    }
 }

@@ -331,3 +331,25 @@ fn values_reach_the_templates_with_precedence() {
     let err = inject(&img, &skeleton("app-template", "srv-0"), &req).unwrap_err().to_string();
     assert!(err.contains("NOPE") && err.contains("task-config.conf"), "{err}");
 }
+
+#[test]
+fn the_stored_pod_describes_its_own_services_and_policy() {
+    let img = example("app-template.yaml");
+    let out = inject(&img, &skeleton("app-template", "srv-0"), &request("srv-0", "server", "")).unwrap();
+    let mut stored = out.pod.clone();
+    stored.metadata.namespace = Some("alice".into());
+    stored.metadata.uid = Some("uid-7".into());
+    let want = appimage::desired::desired(&stored, Some(&img));
+    assert_eq!(want.services.len(), 1);
+    assert_eq!(want.network_policies.len(), 1);
+    // Same objects as admission computed, now owned by the Pod.
+    let mut expected = out.services[0].clone();
+    expected.metadata.owner_references = appimage::service::owner_reference(&stored).map(|o| vec![o]);
+    assert_eq!(want.services[0], expected);
+    assert_eq!(
+        want.network_policies[0].spec, out.network_policies[0].spec
+    );
+    // Without the AppImage: Services only. Without a status: nothing.
+    assert!(appimage::desired::desired(&stored, None).network_policies.is_empty());
+    assert_eq!(appimage::desired::desired(&skeleton("x", "y"), Some(&img)), Default::default());
+}

@@ -1,0 +1,339 @@
+//! The command line: kubectl's flag names, so the plugin feels like kubectl.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use clap_complete::Shell;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kubectl-appimage",
+    bin_name = "kubectl appimage",
+    version,
+    about = "Manage Kuscia AppImages (kuscia.secretflow/v1alpha1): create, apply, get, describe, and validate or render them offline",
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// kubectl's connection flags; accepted before or after the subcommand.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Global {
+    /// Path to the kubeconfig file (else $KUBECONFIG, else ~/.kube/config)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (else its current-context)
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// How long to wait for a server request, e.g. 30s, 1m, 500ms; 0 waits forever
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_timeout)]
+    pub request_timeout: Option<Duration>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create AppImages from files; fails if one already exists
+    Create(WriteArgs),
+    /// Create or update AppImages from files (server-side apply, forcing conflicts)
+    Apply(WriteArgs),
+    /// Replace existing AppImages from files; fails if one does not exist
+    #[command(visible_alias = "replace")]
+    Update(WriteArgs),
+    /// Delete AppImages by name or by the names in files
+    Delete(DeleteArgs),
+    /// List AppImages, or show some by name
+    Get(GetArgs),
+    /// Show AppImages in detail: image, config files, templates, containers and ports
+    Describe(DescribeArgs),
+    /// Show what the admission webhook would inject into a Pod, without a cluster when given -f
+    Render(RenderArgs),
+    /// Check AppImage files offline: schema, cross-references and config templates
+    Validate(ValidateArgs),
+    /// Print the AppImage CustomResourceDefinition as YAML
+    Crd,
+    /// Print a shell completion script
+    Completion {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the plugin's version
+    Version(VersionArgs),
+}
+
+/// kubectl's `--dry-run` values.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DryRun {
+    #[default]
+    None,
+    /// Check and print, contacting no server
+    Client,
+    /// Send with dryRun=All: the server checks and persists nothing
+    Server,
+}
+
+impl DryRun {
+    /// The suffix kubectl prints after a write's outcome.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            DryRun::None => "",
+            DryRun::Client => " (dry run)",
+            DryRun::Server => " (server dry run)",
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectOutput {
+    Name,
+    Yaml,
+    Json,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GetOutput {
+    Yaml,
+    Json,
+    Name,
+    Wide,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RenderOutput {
+    #[default]
+    Yaml,
+    Json,
+    /// The Pod, Services and NetworkPolicies as a multi-document YAML stream for kubectl
+    Manifests,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VersionOutput {
+    Json,
+    Yaml,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Files {
+    /// A file, a directory (its *.yaml, *.yml and *.json files) or - for stdin; repeatable
+    #[arg(short = 'f', long = "filename", value_name = "FILE", required = true)]
+    pub filename: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DryRunArg {
+    /// none, client (check only, no server) or server (the server checks, persists nothing)
+    #[arg(
+        long = "dry-run",
+        value_enum,
+        default_value = "none",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "client",
+        value_name = "MODE"
+    )]
+    pub dry_run: DryRun,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WriteArgs {
+    #[command(flatten)]
+    pub files: Files,
+    #[command(flatten)]
+    pub dry_run: DryRunArg,
+    /// Print the resulting objects instead of a message
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<ObjectOutput>,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(group(ArgGroup::new("what").required(true).args(["names", "filename"])))]
+pub struct DeleteArgs {
+    /// AppImage names
+    #[arg(value_name = "NAME", conflicts_with = "filename")]
+    pub names: Vec<String>,
+    /// Delete the AppImages named in these files (file, directory or -)
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub filename: Vec<String>,
+    /// Treat a missing AppImage as deleted
+    #[arg(long)]
+    pub ignore_not_found: bool,
+    #[command(flatten)]
+    pub dry_run: DryRunArg,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GetArgs {
+    /// AppImage names; all when none are given
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+    /// yaml, json, name, or wide (adds TEMPLATES and IMAGE-ID)
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<GetOutput>,
+    /// Leave out the table's header line
+    #[arg(long)]
+    pub no_headers: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DescribeArgs {
+    /// AppImage names; all when none are given
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(group(ArgGroup::new("source").required(true).args(["name", "filename"]).multiple(true)))]
+pub struct RenderArgs {
+    /// The AppImage: fetched from the cluster, or picked from the -f files
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Read the AppImage from files instead of the cluster (works offline)
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub filename: Vec<String>,
+    /// The Pod's role; picks the deploy template as Kuscia does
+    #[arg(long, default_value = "")]
+    pub role: String,
+    /// Only consider deploy templates with this name
+    #[arg(long, value_name = "NAME")]
+    pub template: Option<String>,
+    /// Value of TASK_ID
+    #[arg(long, value_name = "ID", default_value = "")]
+    pub task_id: String,
+    /// Value of TASK_INPUT_CONFIG / INPUT_CONFIG
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub input_config: String,
+    /// Use this cluster define verbatim instead of the one built from the Pod's Services
+    #[arg(long, value_name = "TEXT")]
+    pub cluster_define: Option<String>,
+    /// Value of SERVING_ID
+    #[arg(long, value_name = "ID", default_value = "")]
+    pub serving_id: String,
+    /// An extra template value, KEY=VALUE; repeatable, wins over built-in values
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// The Pod's namespace (KUSCIA_DOMAIN_ID)
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// The Pod's name [default: <appimage>-<template>-0]
+    #[arg(long, value_name = "NAME")]
+    pub pod_name: Option<String>,
+    /// Fail when a template references a key that has no value
+    #[arg(long)]
+    pub strict: bool,
+    /// yaml or json (a Render document), or manifests (objects for kubectl apply)
+    #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
+    pub output: RenderOutput,
+    /// Print only this rendered config file's content
+    #[arg(long, value_name = "FILE")]
+    pub show_config: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub files: Files,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct VersionArgs {
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<VersionOutput>,
+}
+
+/// kubectl's `--request-timeout`: bare seconds, or Go duration syntax (`1m30s`, `500ms`).
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let hint = "use a number with a unit, e.g. 30s, 1m or 500ms, or 0 to wait forever";
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let bad = || format!("invalid duration {text:?}: {hint}");
+    if text.is_empty() {
+        return Err(bad());
+    }
+    let mut total = 0f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..num_len].parse().map_err(|_| bad())?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn timeouts_use_kubectl_syntax() {
+        let ok = [
+            ("0", Duration::ZERO),
+            ("30", Duration::from_secs(30)),
+            ("30s", Duration::from_secs(30)),
+            ("1m", Duration::from_secs(60)),
+            ("1m30s", Duration::from_secs(90)),
+            ("500ms", Duration::from_millis(500)),
+            ("1.5h", Duration::from_secs(5400)),
+            ("0s", Duration::ZERO),
+        ];
+        for (text, want) in ok {
+            assert_eq!(parse_timeout(text), Ok(want), "{text}");
+        }
+        for bad in ["", "s", "10x", "1m-", "abc", "-1s", "1..2s"] {
+            let err = parse_timeout(bad).unwrap_err();
+            assert!(err.contains("e.g. 30s"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn global_flags_go_before_or_after_the_subcommand() {
+        let a = Cli::try_parse_from(["x", "--context", "c", "get"]).unwrap();
+        let b = Cli::try_parse_from(["x", "get", "--context", "c"]).unwrap();
+        assert_eq!(a.global.context.as_deref(), Some("c"));
+        assert_eq!(b.global.context.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn dry_run_alone_means_client_and_does_not_eat_names() {
+        let cli = Cli::try_parse_from(["x", "delete", "--dry-run", "a"]).unwrap();
+        let Command::Delete(d) = cli.command else {
+            panic!("not delete")
+        };
+        assert_eq!(d.dry_run.dry_run, DryRun::Client);
+        assert_eq!(d.names, ["a"]);
+        let cli = Cli::try_parse_from(["x", "create", "-f", "a.yaml", "--dry-run=server"]).unwrap();
+        let Command::Create(c) = cli.command else {
+            panic!("not create")
+        };
+        assert_eq!(c.dry_run.dry_run, DryRun::Server);
+    }
+}

@@ -1,0 +1,317 @@
+//! The connection to the cluster: kubeconfig + context + timeout -> a client for AppImages,
+//! and kube errors turned into kubectl's messages.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use appimage::appimage::AppImage;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use crate::cli::Global;
+use crate::error::{Verbatim, chain};
+
+/// The field manager named in server-side apply and in writes.
+pub const MANAGER: &str = "kubectl-appimage";
+
+/// AppImages on one cluster, with errors already in kubectl's words.
+pub struct Cluster {
+    api: Api<AppImage>,
+    /// `host:port` of the API server, for connection errors.
+    server: String,
+    context: String,
+}
+
+/// Where the kubeconfig comes from: the flag, else `KUBECONFIG`, else `~/.kube/config`.
+fn kubeconfig_paths(flag: Option<&Path>) -> Result<Vec<PathBuf>> {
+    if let Some(path) = flag {
+        if !path.exists() {
+            bail!(
+                "the kubeconfig {} given with --kubeconfig does not exist; pass an existing file",
+                path.display()
+            );
+        }
+        return Ok(vec![path.to_path_buf()]);
+    }
+    if let Some(value) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+        let all: Vec<PathBuf> = std::env::split_paths(&value)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        // kubectl skips listed files that do not exist.
+        let existing: Vec<PathBuf> = all.iter().filter(|p| p.exists()).cloned().collect();
+        if existing.is_empty() {
+            bail!(
+                "none of the kubeconfig files in KUBECONFIG exist ({}); fix KUBECONFIG or pass --kubeconfig",
+                all.iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        return Ok(existing);
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| anyhow!("no kubeconfig: HOME and KUBECONFIG are not set; pass --kubeconfig PATH"))?;
+    let path = PathBuf::from(home).join(".kube").join("config");
+    if !path.exists() {
+        bail!(
+            "no kubeconfig: {} does not exist and KUBECONFIG is not set; pass --kubeconfig PATH or set KUBECONFIG",
+            path.display()
+        );
+    }
+    Ok(vec![path])
+}
+
+fn read_kubeconfig(paths: &[PathBuf]) -> Result<Kubeconfig> {
+    let mut merged = Kubeconfig::default();
+    for path in paths {
+        let one = Kubeconfig::read_from(path)
+            .map_err(|e| anyhow!("cannot load kubeconfig {}: {e}", path.display()))?;
+        merged = merged
+            .merge(one)
+            .map_err(|e| anyhow!("cannot merge kubeconfig {}: {e}", path.display()))?;
+    }
+    Ok(merged)
+}
+
+/// The context to use, checked so a typo gets the list of real names.
+fn pick_context(kc: &Kubeconfig, flag: Option<&str>, shown: &str) -> Result<String> {
+    let names: Vec<&str> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
+    let have = if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    };
+    match flag {
+        Some(name) if names.contains(&name) => Ok(name.to_string()),
+        Some(name) => bail!(
+            "context {name:?} does not exist in kubeconfig {shown} (it has: {have}); pick one with --context"
+        ),
+        None => match kc.current_context.as_deref().filter(|c| !c.is_empty()) {
+            Some(name) if names.contains(&name) => Ok(name.to_string()),
+            Some(name) => bail!(
+                "the current-context {name:?} of kubeconfig {shown} does not exist (it has: {have}); pick one with --context"
+            ),
+            None => bail!(
+                "kubeconfig {shown} sets no current-context (contexts: {have}); pick one with --context"
+            ),
+        },
+    }
+}
+
+impl Cluster {
+    /// Load the kubeconfig and build a client; nothing is sent yet.
+    pub async fn connect(global: &Global) -> Result<Cluster> {
+        let paths = kubeconfig_paths(global.kubeconfig.as_deref())?;
+        let shown = paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":");
+        let kc = read_kubeconfig(&paths)?;
+        let context = pick_context(&kc, global.context.as_deref(), &shown)?;
+        let options = KubeConfigOptions {
+            context: Some(context.clone()),
+            ..Default::default()
+        };
+        let mut config = Config::from_custom_kubeconfig(kc, &options)
+            .await
+            .map_err(|e| anyhow!("kubeconfig {shown}, context {context:?}: {e}"))?;
+        if let Some(timeout) = global.request_timeout {
+            // 0 means no timeout, as in kubectl.
+            let t = (!timeout.is_zero()).then_some(timeout);
+            config.connect_timeout = t;
+            config.read_timeout = t;
+            config.write_timeout = t;
+        }
+        let server = config
+            .cluster_url
+            .authority()
+            .map_or_else(|| config.cluster_url.to_string(), |a| a.to_string());
+        let client = Client::try_from(config).with_context(|| {
+            format!("cannot set up a client for context {context:?} (server {server})")
+        })?;
+        Ok(Cluster {
+            api: Api::all(client),
+            server,
+            context,
+        })
+    }
+
+    /// A kube error in kubectl's words.
+    fn error(&self, e: kube::Error) -> anyhow::Error {
+        server_error(e, &self.server, &self.context)
+    }
+
+    pub async fn get(&self, name: &str) -> Result<AppImage> {
+        self.api.get(name).await.map_err(|e| self.error(e))
+    }
+
+    /// `None` when the AppImage does not exist.
+    pub async fn get_opt(&self, name: &str) -> Result<Option<AppImage>> {
+        match self.api.get(name).await {
+            Ok(image) => Ok(Some(image)),
+            Err(kube::Error::Api(s)) if s.code == 404 && s.reason == "NotFound" && !is_missing_api(&s.message) => Ok(None),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// Every AppImage, sorted by name.
+    pub async fn list(&self) -> Result<Vec<AppImage>> {
+        let mut items = self
+            .api
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| self.error(e))?
+            .items;
+        items.sort_by(|a, b| a.name().cmp(b.name()));
+        Ok(items)
+    }
+
+    pub async fn create(&self, image: &AppImage, dry_run: bool) -> Result<AppImage> {
+        self.api
+            .create(&post_params(dry_run), image)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    pub async fn replace(&self, image: &AppImage, dry_run: bool) -> Result<AppImage> {
+        self.api
+            .replace(image.name(), &post_params(dry_run), image)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Server-side apply, taking over conflicting fields (kubectl's --force-conflicts).
+    pub async fn apply(&self, image: &AppImage, dry_run: bool) -> Result<AppImage> {
+        let mut params = PatchParams::apply(MANAGER).force();
+        params.dry_run = dry_run;
+        self.api
+            .patch(image.name(), &params, &Patch::Apply(image))
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    pub async fn delete(&self, name: &str, dry_run: bool) -> Result<()> {
+        let params = DeleteParams {
+            dry_run,
+            ..Default::default()
+        };
+        self.api
+            .delete(name, &params)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(e))
+    }
+}
+
+fn post_params(dry_run: bool) -> PostParams {
+    PostParams {
+        dry_run,
+        field_manager: Some(MANAGER.into()),
+    }
+}
+
+/// The apiserver's answer when the resource type itself is unknown.
+fn is_missing_api(message: &str) -> bool {
+    message == "the server could not find the requested resource"
+}
+
+/// True for the apiserver's NotFound of an object (not of the whole resource type).
+pub fn is_not_found(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Verbatim>()
+        .is_some_and(|v| v.0.starts_with("Error from server (NotFound): ") && !v.0.contains("could not find the requested resource"))
+}
+
+/// kube error -> kubectl's message: the apiserver's Status verbatim, or what failed and how
+/// to fix it.
+pub fn server_error(e: kube::Error, server: &str, context: &str) -> anyhow::Error {
+    match e {
+        kube::Error::Api(s) => {
+            let reason = if s.reason.is_empty() {
+                format!("{}", s.code)
+            } else {
+                s.reason.clone()
+            };
+            let mut text = format!("Error from server ({reason}): {}", s.message.trim_end());
+            if is_missing_api(&s.message) {
+                text.push_str(
+                    "; the AppImage CRD is not installed: install it with `kubectl appimage crd | kubectl apply -f -`",
+                );
+            }
+            Verbatim(text).into()
+        }
+        e @ (kube::Error::HyperError(_) | kube::Error::Service(_)) => {
+            let why = chain(std::iter::successors(
+                Some(&e as &(dyn std::error::Error + 'static)),
+                |c| c.source(),
+            ));
+            anyhow!(
+                "cannot reach the Kubernetes API server {server} (context {context:?}): {why}; check that the cluster is running and that --kubeconfig and --context select it"
+            )
+        }
+        e => {
+            let why = chain(std::iter::successors(
+                Some(&e as &(dyn std::error::Error + 'static)),
+                |c| c.source(),
+            ));
+            anyhow!("request to the Kubernetes API server {server} (context {context:?}) failed: {why}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    fn status(code: u16, reason: &str, message: &str) -> kube::Error {
+        let mut s = Status::failure(message, reason);
+        s.code = code;
+        kube::Error::Api(Box::new(s))
+    }
+
+    #[test]
+    fn api_errors_read_like_kubectl() {
+        let e = server_error(
+            status(404, "NotFound", "appimages.kuscia.secretflow \"x\" not found"),
+            "h:1",
+            "c",
+        );
+        assert_eq!(
+            e.to_string(),
+            "Error from server (NotFound): appimages.kuscia.secretflow \"x\" not found"
+        );
+        assert!(is_not_found(&e));
+        let e = server_error(
+            status(404, "NotFound", "the server could not find the requested resource"),
+            "h:1",
+            "c",
+        );
+        assert!(e.to_string().contains("kubectl appimage crd"), "{e}");
+        assert!(!is_not_found(&e));
+    }
+
+    #[test]
+    fn contexts_are_checked() {
+        let kc = Kubeconfig::from_yaml(
+            "apiVersion: v1\nkind: Config\ncurrent-context: b\ncontexts:\n- name: a\n  context: {cluster: x}\n",
+        )
+        .unwrap();
+        assert_eq!(pick_context(&kc, Some("a"), "k").unwrap(), "a");
+        let err = pick_context(&kc, Some("z"), "k").unwrap_err().to_string();
+        assert!(err.contains("\"z\" does not exist") && err.contains("it has: a"), "{err}");
+        let err = pick_context(&kc, None, "k").unwrap_err().to_string();
+        assert!(err.contains("current-context \"b\""), "{err}");
+    }
+
+    #[test]
+    fn a_missing_kubeconfig_flag_is_named() {
+        let err = kubeconfig_paths(Some(Path::new("/nonexistent/kubeconfig")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/kubeconfig"), "{err}");
+    }
+}
