@@ -1207,11 +1207,16 @@ mod tests {
                 .map_err(|e| TestCaseError::fail(format!("{e}: {out:?}")))?;
             let map = yaml.as_mapping();
             prop_assert!(map.is_some(), "not a mapping: {out:?}");
-            prop_assert_eq!(map.and_then(|m| m.get("a")).and_then(|a| a.as_str()), Some(v.as_str()));
+            let a = map.and_then(|m| m.get("a")).and_then(|a| a.as_str());
+            prop_assert_eq!(a, Some(v.as_str()));
         }
 
         #[test]
-        fn seed_template_is_always_json(id in any_value(), cfg in any_value(), ports in any_value()) {
+        fn seed_template_is_always_json(
+            id in any_value(),
+            cfg in any_value(),
+            ports in any_value(),
+        ) {
             let v = vals(&[
                 ("TASK_ID", "t1"),
                 ("TASK_INPUT_CONFIG", &cfg),
