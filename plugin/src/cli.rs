@@ -52,7 +52,7 @@ pub enum Command {
     /// Show AppImages in detail: image, config files, templates, containers and ports
     Describe(DescribeArgs),
     /// Show what the admission webhook would inject into a Pod, without a cluster when given -f
-    Render(RenderArgs),
+    Render(Box<RenderArgs>),
     /// Check AppImage files offline: schema, cross-references and config templates
     Validate(ValidateArgs),
     /// Print the AppImage CustomResourceDefinition as YAML

@@ -53,7 +53,9 @@ fn kubeconfig_paths(flag: Option<&Path>) -> Result<Vec<PathBuf>> {
     }
     let home = std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
-        .ok_or_else(|| anyhow!("no kubeconfig: HOME and KUBECONFIG are not set; pass --kubeconfig PATH"))?;
+        .ok_or_else(|| {
+            anyhow!("no kubeconfig: HOME and KUBECONFIG are not set; pass --kubeconfig PATH")
+        })?;
     let path = PathBuf::from(home).join(".kube").join("config");
     if !path.exists() {
         bail!(
@@ -153,7 +155,11 @@ impl Cluster {
     pub async fn get_opt(&self, name: &str) -> Result<Option<AppImage>> {
         match self.api.get(name).await {
             Ok(image) => Ok(Some(image)),
-            Err(kube::Error::Api(s)) if s.code == 404 && s.reason == "NotFound" && !is_missing_api(&s.message) => Ok(None),
+            Err(kube::Error::Api(s))
+                if s.code == 404 && s.reason == "NotFound" && !is_missing_api(&s.message) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(self.error(e)),
         }
     }
@@ -221,14 +227,20 @@ fn is_missing_api(message: &str) -> bool {
 
 /// True for the apiserver's NotFound of an object (not of the whole resource type).
 pub fn is_not_found(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<Verbatim>()
-        .is_some_and(|v| v.0.starts_with("Error from server (NotFound): ") && !v.0.contains("could not find the requested resource"))
+    e.downcast_ref::<Verbatim>().is_some_and(|v| {
+        v.0.starts_with("Error from server (NotFound): ")
+            && !v.0.contains("could not find the requested resource")
+    })
 }
 
 /// kube error -> kubectl's message: the apiserver's Status verbatim, or what failed and how
 /// to fix it.
 pub fn server_error(e: kube::Error, server: &str, context: &str) -> anyhow::Error {
     match e {
+        // A 404 that is not a Status: the resource type itself is unknown.
+        kube::Error::Api(s) if s.code == 404 && s.reason != "NotFound" => anyhow!(
+            "the server {server} doesn't have a resource type \"appimages\"; install the AppImage CRD: kubectl appimage crd | kubectl apply -f -"
+        ),
         kube::Error::Api(s) => {
             let reason = if s.reason.is_empty() {
                 format!("{}", s.code)
@@ -257,7 +269,9 @@ pub fn server_error(e: kube::Error, server: &str, context: &str) -> anyhow::Erro
                 Some(&e as &(dyn std::error::Error + 'static)),
                 |c| c.source(),
             ));
-            anyhow!("request to the Kubernetes API server {server} (context {context:?}) failed: {why}")
+            anyhow!(
+                "request to the Kubernetes API server {server} (context {context:?}) failed: {why}"
+            )
         }
     }
 }
@@ -276,7 +290,11 @@ mod tests {
     #[test]
     fn api_errors_read_like_kubectl() {
         let e = server_error(
-            status(404, "NotFound", "appimages.kuscia.secretflow \"x\" not found"),
+            status(
+                404,
+                "NotFound",
+                "appimages.kuscia.secretflow \"x\" not found",
+            ),
             "h:1",
             "c",
         );
@@ -286,11 +304,22 @@ mod tests {
         );
         assert!(is_not_found(&e));
         let e = server_error(
-            status(404, "NotFound", "the server could not find the requested resource"),
+            status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ),
             "h:1",
             "c",
         );
         assert!(e.to_string().contains("kubectl appimage crd"), "{e}");
+        assert!(!is_not_found(&e));
+        let e = server_error(
+            status(404, "Failed to parse error data", "404 page not found"),
+            "h:1",
+            "c",
+        );
+        assert!(e.to_string().contains("resource type \"appimages\""), "{e}");
         assert!(!is_not_found(&e));
     }
 
@@ -302,7 +331,10 @@ mod tests {
         .unwrap();
         assert_eq!(pick_context(&kc, Some("a"), "k").unwrap(), "a");
         let err = pick_context(&kc, Some("z"), "k").unwrap_err().to_string();
-        assert!(err.contains("\"z\" does not exist") && err.contains("it has: a"), "{err}");
+        assert!(
+            err.contains("\"z\" does not exist") && err.contains("it has: a"),
+            "{err}"
+        );
         let err = pick_context(&kc, None, "k").unwrap_err().to_string();
         assert!(err.contains("current-context \"b\""), "{err}");
     }

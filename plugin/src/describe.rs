@@ -173,10 +173,15 @@ fn template(d: &mut Doc, t: &DeployTemplate) {
     d.field(
         2,
         "Replicas",
-        t.replicas.map_or_else(|| "1 (default)".into(), |r| r.to_string()),
+        t.replicas
+            .map_or_else(|| "1 (default)".into(), |r| r.to_string()),
     );
     d.field(2, "Restart Policy", t.spec.restart_policy.as_str());
-    match t.network_policy.as_ref().filter(|np| !np.ingresses.is_empty()) {
+    match t
+        .network_policy
+        .as_ref()
+        .filter(|np| !np.ingresses.is_empty())
+    {
         None => d.field(2, "Network Policy", "<none>"),
         Some(np) => {
             d.section(2, "Network Policy Ingresses");
@@ -206,17 +211,28 @@ fn container(d: &mut Doc, c: &Container) {
     d.section(3, &c.name);
     d.list(4, "Command", &c.command);
     d.list(4, "Args", &c.args);
-    d.field(4, "Working Dir", or_none(c.working_dir.clone().unwrap_or_default()));
+    d.field(
+        4,
+        "Working Dir",
+        or_none(c.working_dir.clone().unwrap_or_default()),
+    );
     if c.ports.is_empty() {
         d.field(4, "Ports", "<none>");
     } else {
         d.section(4, "Ports");
         d.line(5, "NAME\tPORT\tPROTOCOL\tSCOPE");
         for p in &c.ports {
-            let port = p.port.map_or_else(|| "<allocated>".into(), |n| n.to_string());
+            let port = p
+                .port
+                .map_or_else(|| "<allocated>".into(), |n| n.to_string());
             d.line(
                 5,
-                &format!("{}\t{port}\t{}\t{}", p.name, p.protocol.as_str(), p.scope.as_str()),
+                &format!(
+                    "{}\t{port}\t{}\t{}",
+                    p.name,
+                    p.protocol.as_str(),
+                    p.scope.as_str()
+                ),
             );
         }
     }

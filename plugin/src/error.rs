@@ -71,11 +71,17 @@ mod tests {
     #[test]
     fn messages() {
         let e = anyhow::Error::new(Verbatim("Error from server (NotFound): x".into()));
-        assert_eq!(message(&e).as_deref(), Some("Error from server (NotFound): x"));
+        assert_eq!(
+            message(&e).as_deref(),
+            Some("Error from server (NotFound): x")
+        );
         assert_eq!(message(&anyhow::Error::new(Reported)), None);
         let io = std::io::Error::other("refused");
         let e = anyhow::Error::new(io).context("cannot connect");
-        assert_eq!(message(&e).as_deref(), Some("error: cannot connect: refused"));
+        assert_eq!(
+            message(&e).as_deref(),
+            Some("error: cannot connect: refused")
+        );
     }
 
     #[test]

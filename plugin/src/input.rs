@@ -188,16 +188,6 @@ pub fn load_valid(args: &[String]) -> Result<Vec<Loaded>> {
     if !check_all(&images) {
         return Err(Reported.into());
     }
-    let mut seen = std::collections::BTreeSet::new();
-    for loaded in &images {
-        if !seen.insert(loaded.name()) {
-            bail!(
-                "{}: appimage {:?} appears more than once in the input; keep one",
-                loaded.source,
-                loaded.name()
-            );
-        }
-    }
     Ok(images)
 }
 
@@ -226,21 +216,37 @@ mod tests {
         assert_eq!(names, ["a", "b"]);
         assert_eq!(images[1].document, 3);
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].to_string().starts_with("f.yaml, document 2: "), "{}", errors[0]);
+        assert!(
+            errors[0].to_string().starts_with("f.yaml, document 2: "),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]
     fn a_directory_gives_its_manifests_sorted() {
-        let dir = std::env::temp_dir().join(format!("kubectl-appimage-input-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("kubectl-appimage-input-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("sub")).unwrap();
-        for (file, name) in [("b.yml", "b"), ("a.yaml", "a"), ("c.json", "c"), ("d.txt", "d")] {
+        for (file, name) in [
+            ("b.yml", "b"),
+            ("a.yaml", "a"),
+            ("c.json", "c"),
+            ("d.txt", "d"),
+        ] {
             std::fs::write(dir.join(file), ONE.replace("NAME", name)).unwrap();
         }
         std::fs::write(dir.join("sub").join("e.yaml"), ONE.replace("NAME", "e")).unwrap();
         let sources = read_sources(&[dir.display().to_string()]).unwrap();
         let files: Vec<String> = sources
             .iter()
-            .map(|s| Path::new(&s.name).file_name().unwrap().to_string_lossy().into_owned())
+            .map(|s| {
+                Path::new(&s.name)
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         assert_eq!(files, ["a.yaml", "b.yml", "c.json"]);
         std::fs::remove_dir_all(&dir).unwrap();

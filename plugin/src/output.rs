@@ -221,9 +221,7 @@ pub fn to_json<T: Serialize>(value: &T) -> Result<String> {
     let mut buf = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-    value
-        .serialize(&mut ser)
-        .context("cannot encode as JSON")?;
+    value.serialize(&mut ser).context("cannot encode as JSON")?;
     buf.push(b'\n');
     String::from_utf8(buf).context("cannot encode as JSON")
 }
@@ -287,14 +285,20 @@ mod tests {
 
     #[test]
     fn short_columns_get_the_minimum_width() {
-        assert_eq!(table(&[row(&["A", "B"]), row(&["x", "y"])]), "A     B\nx     y\n");
+        assert_eq!(
+            table(&[row(&["A", "B"]), row(&["x", "y"])]),
+            "A     B\nx     y\n"
+        );
         assert_eq!(table(&[]), "");
     }
 
     #[test]
     fn names_and_json_look_like_kubectl() {
         assert_eq!(object_name("x"), "appimage.kuscia.secretflow/x");
-        assert_eq!(to_json(&serde_json::json!({"a": [1]})).unwrap(), "{\n    \"a\": [\n        1\n    ]\n}\n");
+        assert_eq!(
+            to_json(&serde_json::json!({"a": [1]})).unwrap(),
+            "{\n    \"a\": [\n        1\n    ]\n}\n"
+        );
         let l = list(vec![]);
         assert_eq!(l["kind"], "List");
         assert_eq!(l["apiVersion"], "v1");
