@@ -1,0 +1,338 @@
+//! AdmissionReview in, AdmissionResponse out. No IO: the AppImages and keys come from a
+//! [`Catalog`] / [`TrustSnapshot`] snapshot, so every rule is testable on plain JSON.
+
+use appimage::appimage::AppImage;
+use appimage::injection::{Request, inject_with, pod_name};
+use appimage::keys;
+use appimage::signature::verify;
+use appimage::validation::validate as validate_image;
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::cache::Catalog;
+use crate::metrics::Outcome;
+use crate::trust::TrustSnapshot;
+
+/// Namespace whose Pods are never touched, so a broken webhook cannot wedge the cluster.
+pub const SKIPPED_NAMESPACE: &str = "kube-system";
+
+/// How strict the webhook is.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub require_signature: bool,
+}
+
+/// The body is not an AdmissionReview we can answer: HTTP 400 with this text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadRequest(pub String);
+
+/// The answer, plus what the caller logs and counts.
+#[derive(Debug)]
+pub struct Reply {
+    pub review: AdmissionReview<DynamicObject>,
+    pub outcome: Outcome,
+    pub uid: String,
+    pub namespace: String,
+    /// The object's name (or generateName) as far as it is known.
+    pub name: String,
+    pub appimage: Option<String>,
+    pub signature_failed: bool,
+}
+
+impl Reply {
+    pub fn response(&self) -> Option<&AdmissionResponse> {
+        self.review.response.as_ref()
+    }
+}
+
+/// A decoded request and its raw `object` (decoded later, so errors can become denials).
+struct Decoded {
+    request: AdmissionRequest<DynamicObject>,
+    object: Option<Value>,
+}
+
+fn decode(body: &[u8]) -> Result<Decoded, BadRequest> {
+    let mut value: Value = serde_json::from_slice(body)
+        .map_err(|e| BadRequest(format!("request body is not valid JSON: {e}")))?;
+    let Some(top) = value.as_object_mut() else {
+        return Err(BadRequest("request body is not a JSON object".into()));
+    };
+    let kind = top.get("kind").and_then(Value::as_str).unwrap_or_default();
+    if kind != "AdmissionReview" {
+        return Err(BadRequest(format!(
+            "expected kind \"AdmissionReview\", got {kind:?}"
+        )));
+    }
+    let api_version = top
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !matches!(
+        api_version,
+        "admission.k8s.io/v1" | "admission.k8s.io/v1beta1"
+    ) {
+        return Err(BadRequest(format!(
+            "expected apiVersion \"admission.k8s.io/v1\", got {api_version:?}"
+        )));
+    }
+    let object = match top.get_mut("request") {
+        Some(Value::Object(req)) => {
+            // oldObject is never used; objects are decoded by the handlers themselves.
+            req.remove("oldObject");
+            req.remove("object").filter(|o| !o.is_null())
+        }
+        Some(Value::Null) | None => {
+            return Err(BadRequest("the AdmissionReview has no request".into()));
+        }
+        Some(_) => return Err(BadRequest("request must be a JSON object".into())),
+    };
+    let review: AdmissionReview<DynamicObject> =
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            BadRequest(format!(
+                "invalid AdmissionReview at {}: {}",
+                e.path(),
+                e.inner()
+            ))
+        })?;
+    let request: AdmissionRequest<DynamicObject> = review
+        .try_into()
+        .map_err(|_| BadRequest("the AdmissionReview has no request".into()))?;
+    Ok(Decoded { request, object })
+}
+
+/// Decode `object` as `T`; the error names the failing field path.
+fn decode_object<T: DeserializeOwned>(object: Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(object).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("{path}: {}", e.inner())
+        }
+    })
+}
+
+struct Answer {
+    response: AdmissionResponse,
+    outcome: Outcome,
+    name: String,
+    namespace: String,
+    appimage: Option<String>,
+    signature_failed: bool,
+}
+
+impl Answer {
+    fn new(request: &AdmissionRequest<DynamicObject>) -> Answer {
+        Answer {
+            response: AdmissionResponse::from(request),
+            outcome: Outcome::Allowed,
+            name: request.name.clone(),
+            namespace: request.namespace.clone().unwrap_or_default(),
+            appimage: None,
+            signature_failed: false,
+        }
+    }
+
+    fn deny(mut self, message: impl Into<String>) -> Answer {
+        let message: String = message.into();
+        self.response = self.response.deny(message);
+        self.outcome = Outcome::Denied;
+        self
+    }
+
+    fn warn(&mut self, warning: String) {
+        self.response
+            .warnings
+            .get_or_insert_with(Vec::new)
+            .push(warning);
+    }
+
+    fn into_reply(self, uid: String) -> Reply {
+        Reply {
+            review: self.response.into_review(),
+            outcome: self.outcome,
+            uid,
+            namespace: self.namespace,
+            name: self.name,
+            appimage: self.appimage,
+            signature_failed: self.signature_failed,
+        }
+    }
+}
+
+/// `/mutate` in benchmark-baseline mode: decode, then allow without a patch.
+pub fn noop(body: &[u8]) -> Result<Reply, BadRequest> {
+    let Decoded { request, .. } = decode(body)?;
+    Ok(Answer::new(&request).into_reply(request.uid.clone()))
+}
+
+/// `/mutate`: inject the labelled Pod's AppImage.
+pub fn mutate(body: &[u8], catalog: &Catalog, policy: Policy) -> Result<Reply, BadRequest> {
+    let Decoded { request, object } = decode(body)?;
+    let answer = mutate_request(&request, object, catalog, policy);
+    Ok(answer.into_reply(request.uid.clone()))
+}
+
+fn mutate_request(
+    request: &AdmissionRequest<DynamicObject>,
+    object: Option<Value>,
+    catalog: &Catalog,
+    policy: Policy,
+) -> Answer {
+    let mut answer = Answer::new(request);
+    if !request.kind.group.is_empty() || request.kind.kind != "Pod" {
+        let got = format!("{}/{}", request.kind.group, request.kind.kind);
+        return answer.deny(format!("/mutate admits Pods only, got {got}"));
+    }
+    if !matches!(request.operation, Operation::Create) {
+        return answer;
+    }
+    let Some(object) = object else {
+        return answer.deny("the AdmissionReview request has no object (the Pod)");
+    };
+    let pod: Pod = match decode_object(object) {
+        Ok(p) => p,
+        Err(e) => return answer.deny(format!("cannot decode the Pod: {e}")),
+    };
+    let meta = &pod.metadata;
+    if answer.namespace.is_empty() {
+        answer.namespace = meta.namespace.clone().unwrap_or_default();
+    }
+    if answer.name.is_empty() {
+        answer.name = meta
+            .name
+            .clone()
+            .or_else(|| meta.generate_name.clone())
+            .unwrap_or_default();
+    }
+    let label = meta.labels.as_ref().and_then(|l| l.get(keys::APP_IMAGE));
+    let Some(image_name) = label.cloned() else {
+        return answer;
+    };
+    if answer.namespace == SKIPPED_NAMESPACE {
+        return answer;
+    }
+    let pod_ref = format!("{}/{}", answer.namespace, answer.name);
+    if image_name.is_empty() {
+        return answer.deny(format!(
+            "label {} on Pod {pod_ref:?} is empty: set it to the name of an AppImage",
+            keys::APP_IMAGE
+        ));
+    }
+    answer.appimage = Some(image_name.clone());
+    let Some(prepared) = catalog.lookup(&image_name) else {
+        return answer.deny(format!(
+            "AppImage {image_name:?} not found: create it (kubectl appimage apply -f FILE) or fix the label {} on Pod {pod_ref:?}",
+            keys::APP_IMAGE
+        ));
+    };
+    if let Err(e) = &prepared.signature {
+        answer.signature_failed = true;
+        let message = format!("AppImage {image_name:?} failed signature verification: {e}");
+        if policy.require_signature {
+            return answer.deny(message);
+        }
+        tracing::warn!(
+            uid = %request.uid,
+            appimage = %image_name,
+            "admitting Pod {pod_ref} despite: {message} (--require-signature=false)"
+        );
+        answer.warn(message);
+    }
+    let Some(name) = pod_name(&pod, &request.uid) else {
+        return answer.deny("Pod has neither name nor generateName");
+    };
+    answer.name = name.clone();
+    let templates = match &prepared.templates {
+        Ok(t) => t,
+        Err(e) => return answer.deny(e.clone()),
+    };
+    let req = match Request::from_pod(&pod, &answer.namespace, &name) {
+        Ok(r) => r,
+        Err(e) => return answer.deny(format!("Pod {pod_ref:?}: {e}")),
+    };
+    let injection = match inject_with(&prepared.image, templates, &pod, &req) {
+        Ok(i) => i,
+        Err(e) => return answer.deny(e.to_string()),
+    };
+    let before = serde_json::to_value(&pod);
+    let after = serde_json::to_value(&injection.pod);
+    let (before, after) = match (before, after) {
+        (Ok(b), Ok(a)) => (b, a),
+        (Err(e), _) | (_, Err(e)) => {
+            let mut answer = answer.deny(format!("internal error encoding the Pod: {e}"));
+            answer.outcome = Outcome::Error;
+            return answer;
+        }
+    };
+    let patch = json_patch::diff(&before, &after);
+    if patch.0.is_empty() {
+        return answer;
+    }
+    match answer.response.clone().with_patch(patch) {
+        Ok(response) => {
+            answer.response = response;
+            answer.outcome = Outcome::Patched;
+            answer
+        }
+        Err(e) => {
+            let mut answer = answer.deny(format!("internal error encoding the patch: {e}"));
+            answer.outcome = Outcome::Error;
+            answer
+        }
+    }
+}
+
+/// `/validate`: check an AppImage's fields and signature.
+pub fn validate(body: &[u8], trust: &TrustSnapshot, policy: Policy) -> Result<Reply, BadRequest> {
+    let Decoded { request, object } = decode(body)?;
+    let answer = validate_request(&request, object, trust, policy);
+    Ok(answer.into_reply(request.uid.clone()))
+}
+
+fn validate_request(
+    request: &AdmissionRequest<DynamicObject>,
+    object: Option<Value>,
+    trust: &TrustSnapshot,
+    policy: Policy,
+) -> Answer {
+    let mut answer = Answer::new(request);
+    let kind = &request.kind;
+    if kind.group != appimage::appimage::GROUP || kind.kind != appimage::appimage::KIND {
+        let got = format!("{}/{}", kind.group, kind.kind);
+        return answer.deny(format!("/validate admits AppImages only, got {got}"));
+    }
+    if !matches!(request.operation, Operation::Create | Operation::Update) {
+        return answer;
+    }
+    let Some(object) = object else {
+        return answer.deny("the AdmissionReview request has no object (the AppImage)");
+    };
+    let image: AppImage = match decode_object(object) {
+        Ok(i) => i,
+        Err(e) => return answer.deny(format!("cannot decode the AppImage: {e}")),
+    };
+    let name = image.name().to_string();
+    answer.appimage = Some(name.clone());
+    if answer.name.is_empty() {
+        answer.name = name.clone();
+    }
+    let errors = validate_image(&image);
+    if !errors.is_empty() {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        return answer.deny(format!("AppImage {name:?} is invalid: {}", list.join("; ")));
+    }
+    if let Err(e) = verify(&image.spec.image, &trust.keys) {
+        answer.signature_failed = true;
+        let message = format!("AppImage {name:?} failed signature verification: {e}");
+        if policy.require_signature {
+            return answer.deny(message);
+        }
+        answer.warn(message);
+    }
+    answer
+}

@@ -1,0 +1,154 @@
+//! Request handlers: thin adapters between HTTP and [`crate::admission`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::{AppState, ClientCert};
+use crate::admission::{self, BadRequest, Reply};
+use crate::metrics::Outcome;
+
+const MUTATE: &str = "mutate";
+const VALIDATE: &str = "validate";
+
+pub async fn mutate(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let result = body
+        .map_err(rejected)
+        .and_then(|body| match &state.catalog {
+            Some(catalog) => admission::mutate(&body, catalog, state.policy).map_err(bad_request),
+            None => admission::noop(&body).map_err(bad_request),
+        });
+    finish(&state, MUTATE, started, result)
+}
+
+pub async fn validate(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let result = body.map_err(rejected).and_then(|body| {
+        if state.catalog.is_none() {
+            return admission::noop(&body).map_err(bad_request);
+        }
+        admission::validate(&body, &state.trust.snapshot(), state.policy).map_err(bad_request)
+    });
+    finish(&state, VALIDATE, started, result)
+}
+
+fn rejected(rejection: BytesRejection) -> (StatusCode, String) {
+    (rejection.status(), rejection.body_text())
+}
+
+fn bad_request(e: BadRequest) -> (StatusCode, String) {
+    (StatusCode::BAD_REQUEST, e.0)
+}
+
+/// Count, log one line, and turn the result into a response.
+fn finish(
+    state: &AppState,
+    endpoint: &'static str,
+    started: Instant,
+    result: Result<Reply, (StatusCode, String)>,
+) -> Response {
+    let elapsed = started.elapsed();
+    match result {
+        Ok(reply) => {
+            state.metrics.observe(endpoint, reply.outcome, elapsed);
+            if reply.signature_failed {
+                state.metrics.signature_failure();
+            }
+            // The denial reason; absent when allowed.
+            let reason = reply
+                .response()
+                .map(|r| r.result.message.as_str())
+                .filter(|m| !m.is_empty());
+            tracing::info!(
+                endpoint,
+                uid = %reply.uid,
+                namespace = %reply.namespace,
+                name = %reply.name,
+                appimage = reply.appimage.as_deref().unwrap_or(""),
+                outcome = reply.outcome.as_str(),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                reason,
+                "admission"
+            );
+            Json(reply.review).into_response()
+        }
+        Err((status, text)) => {
+            state.metrics.observe(endpoint, Outcome::Error, elapsed);
+            tracing::info!(
+                endpoint,
+                status = status.as_u16(),
+                outcome = Outcome::Error.as_str(),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                error = %text,
+                "admission request rejected"
+            );
+            (
+                status,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                text,
+            )
+                .into_response()
+        }
+    }
+}
+
+/// With `--client-ca-file`, admission paths answer only verified clients.
+pub async fn require_client_cert(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let verified = request.extensions().get::<ClientCert>() == Some(&ClientCert(true));
+    if state.require_client_cert && !verified {
+        return (
+            StatusCode::FORBIDDEN,
+            "a client certificate signed by --client-ca-file is required\n",
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.ready.is_ready() {
+        "ok".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the AppImage watch has not synced yet",
+        )
+            .into_response()
+    }
+}
+
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    if let Some(catalog) = &state.catalog {
+        state.metrics.set_appimages(catalog.len());
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}

@@ -1,0 +1,84 @@
+//! HTTP routes: admission endpoints, probes and metrics.
+
+pub mod handlers;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::routing::{get, post};
+use tower_http::timeout::TimeoutLayer;
+
+use crate::admission::Policy;
+use crate::cache::Catalog;
+use crate::metrics::Metrics;
+use crate::trust::Trust;
+
+/// Set once the AppImage store has its initial list; `/readyz` reports it.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn ready() -> Readiness {
+        let r = Readiness::default();
+        r.set();
+        r
+    }
+
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Whether the TLS connection a request came on presented a verified client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientCert(pub bool);
+
+/// Everything the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// `None` in `--noop` mode.
+    pub catalog: Option<Catalog>,
+    pub trust: Trust,
+    pub policy: Policy,
+    pub metrics: Metrics,
+    pub ready: Readiness,
+    /// Admission paths need a verified client certificate (`--client-ca-file`).
+    pub require_client_cert: bool,
+}
+
+/// Limits applied to every request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
+    let admission = Router::new()
+        .route("/mutate", post(handlers::mutate))
+        .route("/validate", post(handlers::validate))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            handlers::require_client_cert,
+        ));
+    Router::new()
+        .merge(admission)
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .route("/metrics", get(handlers::metrics))
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+}

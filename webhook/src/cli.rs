@@ -1,0 +1,145 @@
+//! Command-line flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser};
+
+use crate::logging::LogFormat;
+use crate::server::{Config, TlsFiles};
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "appimage-webhook",
+    version,
+    about = "Admission webhook that injects Kuscia AppImages into labelled Pods and validates AppImages"
+)]
+pub struct Cli {
+    /// Address to serve HTTPS on.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// PEM serving certificate (chain); reloaded when it changes on disk.
+    #[arg(
+        long,
+        required_unless_present = "insecure_http",
+        requires = "tls_key_file"
+    )]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of the serving certificate.
+    #[arg(
+        long,
+        required_unless_present = "insecure_http",
+        requires = "tls_cert_file"
+    )]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA bundle: /mutate and /validate then require a client certificate it signed.
+    #[arg(long, conflicts_with = "insecure_http")]
+    pub client_ca_file: Option<PathBuf>,
+    /// Serve plain HTTP (local debugging only; the apiserver needs HTTPS).
+    #[arg(long, conflicts_with_all = ["tls_cert_file", "tls_key_file"])]
+    pub insecure_http: bool,
+    /// Directory of trusted PEM public keys (*.pem, *.pub); reloaded when it changes.
+    #[arg(long)]
+    pub trusted_keys_dir: Option<PathBuf>,
+    /// Deny unsigned or badly signed AppImages; `=false` turns that into warnings.
+    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true", value_name = "BOOL")]
+    pub require_signature: bool,
+    /// Kubeconfig to watch AppImages with; default: KUBECONFIG, ~/.kube/config or in-cluster.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Largest request body accepted (bytes); larger ones get 413.
+    #[arg(long, default_value_t = 3 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Per-request time limit, e.g. 4s or 500ms; keep it below the webhook's timeoutSeconds.
+    #[arg(long, default_value = "4s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// How long in-flight requests may finish after SIGTERM.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Benchmark baseline: same server, every /mutate allowed with no patch, no cluster access.
+    #[arg(long)]
+    pub noop: bool,
+    #[arg(long, value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+}
+
+impl Cli {
+    pub fn into_config(self) -> Config {
+        let tls = match (self.tls_cert_file, self.tls_key_file) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert,
+                key,
+                client_ca: self.client_ca_file,
+            }),
+            _ => None,
+        };
+        Config {
+            listen: self.listen,
+            tls,
+            trusted_keys_dir: self.trusted_keys_dir,
+            require_signature: self.require_signature,
+            kubeconfig: self.kubeconfig,
+            max_body_bytes: self.max_body_bytes,
+            request_timeout: self.request_timeout,
+            shutdown_grace: self.shutdown_grace,
+            noop: self.noop,
+        }
+    }
+}
+
+/// `4s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration; use e.g. 4s, 500ms or 2m"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}; use ms, s, m or h")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("4s"), Ok(Duration::from_secs(4)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("4x").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn flags() {
+        let cli = Cli::try_parse_from([
+            "w",
+            "--tls-cert-file=c",
+            "--tls-key-file=k",
+            "--require-signature=false",
+        ])
+        .expect("valid flags");
+        assert!(!cli.require_signature);
+        assert_eq!(cli.max_body_bytes, 3_145_728);
+        assert_eq!(cli.request_timeout, Duration::from_secs(4));
+        assert_eq!(cli.log_format, LogFormat::Json);
+        let on = Cli::try_parse_from(["w", "--insecure-http", "--require-signature"]);
+        assert!(on.is_ok_and(|c| c.require_signature && c.tls_cert_file.is_none()));
+        // TLS files are required unless --insecure-http.
+        assert!(Cli::try_parse_from(["w"]).is_err());
+        assert!(Cli::try_parse_from(["w", "--tls-cert-file=c"]).is_err());
+    }
+}

@@ -1,0 +1,196 @@
+//! Prometheus metrics (OpenMetrics text via prometheus-client).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// What became of one admission request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed,
+    Patched,
+    Denied,
+    /// The request could not be answered as a review (bad body, too large, ...).
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Patched => "patched",
+            Self::Denied => "denied",
+            Self::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: &'static str,
+}
+
+type HistogramFamily = Family<EndpointLabels, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    // 0.5 ms .. ~4 s: admission answers are fast, the apiserver gives up at 5 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+}
+
+struct Inner {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: HistogramFamily,
+    appimages: Gauge,
+    signature_failures: Counter,
+    tls_reloads: Counter,
+    tls_reload_failures: Counter,
+    trusted_keys: Gauge,
+    trusted_key_reloads: Counter,
+}
+
+/// Cheap to clone; every clone updates the same metrics.
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let durations: HistogramFamily = Family::new_with_constructor(duration_histogram);
+        let appimages = Gauge::default();
+        let signature_failures = Counter::default();
+        let tls_reloads = Counter::default();
+        let tls_reload_failures = Counter::default();
+        let trusted_keys = Gauge::default();
+        let trusted_key_reloads = Counter::default();
+        // Counters get their `_total` suffix from the encoder.
+        registry.register(
+            "appimage_webhook_requests",
+            "Admission requests by endpoint and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "appimage_webhook_request_duration_seconds",
+            "Time to answer an admission request",
+            durations.clone(),
+        );
+        registry.register(
+            "appimage_webhook_appimages_cached",
+            "AppImages in the watch cache",
+            appimages.clone(),
+        );
+        registry.register(
+            "appimage_webhook_signature_failures",
+            "AppImage signature checks that failed",
+            signature_failures.clone(),
+        );
+        registry.register(
+            "appimage_webhook_tls_reloads",
+            "Serving certificate reloads from disk",
+            tls_reloads.clone(),
+        );
+        registry.register(
+            "appimage_webhook_tls_reload_failures",
+            "Serving certificate reloads that failed (the old pair is kept)",
+            tls_reload_failures.clone(),
+        );
+        registry.register(
+            "appimage_webhook_trusted_keys",
+            "Trusted public keys loaded",
+            trusted_keys.clone(),
+        );
+        registry.register(
+            "appimage_webhook_trusted_key_reloads",
+            "Reloads of the trusted keys directory that changed the key set",
+            trusted_key_reloads.clone(),
+        );
+        Metrics(Arc::new(Inner {
+            registry,
+            requests,
+            durations,
+            appimages,
+            signature_failures,
+            tls_reloads,
+            tls_reload_failures,
+            trusted_keys,
+            trusted_key_reloads,
+        }))
+    }
+
+    pub fn observe(&self, endpoint: &'static str, outcome: Outcome, elapsed: Duration) {
+        self.0
+            .requests
+            .get_or_create(&RequestLabels {
+                endpoint,
+                outcome: outcome.as_str(),
+            })
+            .inc();
+        self.0
+            .durations
+            .get_or_create(&EndpointLabels { endpoint })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn signature_failure(&self) {
+        self.0.signature_failures.inc();
+    }
+
+    pub fn set_appimages(&self, n: usize) {
+        self.0.appimages.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn tls_reloaded(&self, ok: bool) {
+        if ok {
+            self.0.tls_reloads.inc();
+        } else {
+            self.0.tls_reload_failures.inc();
+        }
+    }
+
+    pub fn tls_reloads(&self) -> u64 {
+        self.0.tls_reloads.get()
+    }
+
+    pub fn trusted_keys_loaded(&self, n: usize, reload: bool) {
+        self.0
+            .trusted_keys
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+        if reload {
+            self.0.trusted_key_reloads.inc();
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.0.registry) {
+            tracing::error!("encoding metrics: {e}");
+        }
+        out
+    }
+}
