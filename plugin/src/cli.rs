@@ -11,7 +11,7 @@ use clap_complete::Shell;
     name = "kubectl-appimage",
     bin_name = "kubectl appimage",
     version,
-    about = "Manage Kuscia AppImages (kuscia.secretflow/v1alpha1): create, apply, get, describe, and validate or render them offline",
+    about = "Manage Kuscia AppImages (kuscia.secretflow/v1alpha1): create, apply, get, describe, validate or render them offline, and sign and verify their images",
     propagate_version = true,
     max_term_width = 100
 )]
@@ -55,6 +55,14 @@ pub enum Command {
     Render(Box<RenderArgs>),
     /// Check AppImage files offline: schema, cross-references and config templates
     Validate(ValidateArgs),
+    /// Generate a key pair for signing images: a private PKCS#8 PEM key and its public key
+    Keygen(KeygenArgs),
+    /// Print the exact bytes that an image signature covers (no trailing newline)
+    Payload(PayloadArgs),
+    /// Fill spec.image.sign of AppImage files with a private key (offline)
+    Sign(SignArgs),
+    /// Check spec.image.sign of AppImages against trusted public keys
+    Verify(VerifyArgs),
     /// Print the AppImage CustomResourceDefinition as YAML
     Crd,
     /// Print a shell completion script
@@ -232,6 +240,86 @@ pub struct RenderArgs {
     /// Print only this rendered config file's content
     #[arg(long, value_name = "FILE")]
     pub show_config: Option<String>,
+}
+
+/// Signature algorithms `keygen` can generate.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Algorithm {
+    /// ECDSA on NIST P-256 with SHA-256 (openssl dgst -sha256 -sign, cosign sign-blob)
+    #[default]
+    EcdsaP256,
+    /// Ed25519 (openssl pkeyutl -sign -rawin)
+    Ed25519,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SignOutput {
+    #[default]
+    Yaml,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KeygenArgs {
+    /// The key type
+    #[arg(long, value_enum, default_value = "ecdsa-p256")]
+    pub algorithm: Algorithm,
+    /// Where to write the private key (PKCS#8 PEM, mode 0600)
+    #[arg(long, value_name = "PATH", default_value = "appimage.key")]
+    pub private_key: PathBuf,
+    /// Where to write the public key (PEM PUBLIC KEY), to give to verifiers
+    #[arg(long, value_name = "PATH", default_value = "appimage.pub")]
+    pub public_key: PathBuf,
+    /// Overwrite existing key files
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(group(ArgGroup::new("source").required(true).args(["name", "filename"]).multiple(true)))]
+pub struct PayloadArgs {
+    /// The AppImage: fetched from the cluster, or picked from the -f files
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Read the AppImage from files instead of the cluster (works offline)
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub filename: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SignArgs {
+    /// Sign only the AppImage with this name (others are left as they are)
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub files: Files,
+    /// The private key: PEM PKCS#8 (ECDSA P-256 or Ed25519) or SEC1 (ECDSA P-256)
+    #[arg(long, value_name = "PRIVATE_KEY")]
+    pub key: PathBuf,
+    /// yaml (several AppImages as a multi-document stream) or json
+    #[arg(short = 'o', long = "output", value_enum, conflicts_with = "in_place")]
+    pub output: Option<SignOutput>,
+    /// Rewrite the file instead of printing (one regular file; comments are not kept)
+    #[arg(long)]
+    pub in_place: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(group(ArgGroup::new("source").required(true).args(["names", "filename"])))]
+#[command(group(ArgGroup::new("trusted").required(true).args(["key", "keys_dir"]).multiple(true)))]
+pub struct VerifyArgs {
+    /// AppImage names, fetched from the cluster
+    #[arg(value_name = "NAME", conflicts_with = "filename")]
+    pub names: Vec<String>,
+    /// Verify the AppImages in these files instead (works offline)
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub filename: Vec<String>,
+    /// A trusted PEM public key; repeatable
+    #[arg(long, value_name = "PUBLIC_KEY")]
+    pub key: Vec<PathBuf>,
+    /// Also trust every *.pem and *.pub public key in this directory
+    #[arg(long, value_name = "DIR")]
+    pub keys_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

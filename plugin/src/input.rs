@@ -132,7 +132,12 @@ pub fn parse(sources: &[Source]) -> (Vec<Loaded>, Vec<ManifestError>) {
 
 /// Read and decode `args`; print every manifest problem and fail if there was one.
 pub fn load(args: &[String]) -> Result<Vec<Loaded>> {
-    let (images, errors) = parse(&read_sources(args)?);
+    load_sources(&read_sources(args)?, args)
+}
+
+/// [`load`] for sources already read from `args`.
+pub fn load_sources(sources: &[Source], args: &[String]) -> Result<Vec<Loaded>> {
+    let (images, errors) = parse(sources);
     if !errors.is_empty() {
         for e in &errors {
             eprint_line(&format!("error: {e}"));

@@ -8,6 +8,7 @@ mod input;
 mod offline;
 mod output;
 mod resource;
+mod signing;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Version(args) => offline::version(&args),
         // With -f, render never builds a client.
         Command::Render(args) if !args.filename.is_empty() => offline::render_files(&args),
+        Command::Keygen(args) => signing::keygen(&args),
+        Command::Sign(args) => signing::sign(&args),
+        // With -f, payload and verify never build a client either.
+        Command::Payload(args) if !args.filename.is_empty() => signing::payload_files(&args),
+        Command::Verify(args) if !args.filename.is_empty() => signing::verify_files(&args),
         command => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -42,6 +42,16 @@ pub fn render_files(args: &RenderArgs) -> Result<()> {
 
 /// The AppImage named `name`, or the only one.
 pub fn pick(images: Vec<Loaded>, name: Option<&str>, files: &[String]) -> Result<AppImage> {
+    pick_for(images, name, files, "render")
+}
+
+/// [`pick`] for `kubectl appimage COMMAND`, which the hint for several AppImages names.
+pub fn pick_for(
+    images: Vec<Loaded>,
+    name: Option<&str>,
+    files: &[String],
+    command: &str,
+) -> Result<AppImage> {
     let names: Vec<&str> = images.iter().map(Loaded::name).collect();
     let shown = files.join(", ");
     if let Some(name) = name {
@@ -57,7 +67,7 @@ pub fn pick(images: Vec<Loaded>, name: Option<&str>, files: &[String]) -> Result
         return Ok(only.image.clone());
     }
     bail!(
-        "{shown} holds {} AppImages ({}); name the one to render: kubectl appimage render NAME -f {shown}",
+        "{shown} holds {} AppImages ({}); name the one to use: kubectl appimage {command} NAME -f {shown}",
         images.len(),
         names.join(", ")
     )

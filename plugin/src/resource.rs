@@ -13,6 +13,7 @@ use crate::error::{Reported, report};
 use crate::input;
 use crate::offline;
 use crate::output::{self, kind_name, object_name, print, println};
+use crate::signing;
 
 /// Run a command that needs the cluster.
 pub async fn run(global: &Global, command: Command) -> Result<()> {
@@ -24,6 +25,8 @@ pub async fn run(global: &Global, command: Command) -> Result<()> {
         Command::Get(args) => get(global, &args).await,
         Command::Describe(args) => describe(global, &args).await,
         Command::Render(args) => render(global, &args).await,
+        Command::Payload(args) => signing::payload_cluster(global, &args).await,
+        Command::Verify(args) => signing::verify_cluster(global, &args).await,
         other => anyhow::bail!("internal: {other:?} does not run against a cluster"),
     }
 }
@@ -166,7 +169,7 @@ async fn delete(global: &Global, args: &DeleteArgs) -> Result<()> {
 }
 
 /// The named AppImages (reporting each missing one), or all of them.
-async fn fetch(cluster: &Cluster, names: &[String]) -> Result<(Vec<AppImage>, bool)> {
+pub(crate) async fn fetch(cluster: &Cluster, names: &[String]) -> Result<(Vec<AppImage>, bool)> {
     if names.is_empty() {
         return Ok((cluster.list().await?, false));
     }
