@@ -61,6 +61,9 @@ pub struct Cli {
     /// Benchmark baseline: same server, every /mutate allowed with no patch, no cluster access.
     #[arg(long)]
     pub noop: bool,
+    /// Create the Services and NetworkPolicies injected Pods call for (`--reconcile=false` to leave it to another replica or process).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub reconcile: bool,
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
 }
@@ -85,6 +88,7 @@ impl Cli {
             request_timeout: self.request_timeout,
             shutdown_grace: self.shutdown_grace,
             noop: self.noop,
+            reconcile: self.reconcile,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod certs;
 pub mod cli;
 pub mod logging;
 pub mod metrics;
+pub mod reconciler;
 pub mod server;
 pub mod trust;
 mod watch;

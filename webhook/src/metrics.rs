@@ -59,6 +59,13 @@ struct Inner {
     tls_reload_failures: Counter,
     trusted_keys: Gauge,
     trusted_key_reloads: Counter,
+    reconciles: Family<ResultLabels, Counter>,
+    reconcile_durations: Histogram,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
 }
 
 /// Cheap to clone; every clone updates the same metrics.
@@ -88,6 +95,18 @@ impl Metrics {
         let tls_reload_failures = Counter::default();
         let trusted_keys = Gauge::default();
         let trusted_key_reloads = Counter::default();
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        let reconcile_durations = duration_histogram();
+        registry.register(
+            "appimage_webhook_reconciles",
+            "Pod reconciles (Services and NetworkPolicies) by result",
+            reconciles.clone(),
+        );
+        registry.register(
+            "appimage_webhook_reconcile_duration_seconds",
+            "Time to reconcile one Pod",
+            reconcile_durations.clone(),
+        );
         // Counters get their `_total` suffix from the encoder.
         registry.register(
             "appimage_webhook_requests",
@@ -139,7 +158,18 @@ impl Metrics {
             tls_reload_failures,
             trusted_keys,
             trusted_key_reloads,
+            reconciles,
+            reconcile_durations,
         }))
+    }
+
+    /// One reconcile of a Pod: `result` is "ok" or "error".
+    pub fn observe_reconcile(&self, result: &'static str, elapsed: Duration) {
+        self.0
+            .reconciles
+            .get_or_create(&ResultLabels { result })
+            .inc();
+        self.0.reconcile_durations.observe(elapsed.as_secs_f64());
     }
 
     pub fn observe(&self, endpoint: &'static str, outcome: Outcome, elapsed: Duration) {

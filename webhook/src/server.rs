@@ -46,6 +46,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
     pub noop: bool,
+    /// Run the Service/NetworkPolicy reconciler beside the admission server.
+    pub reconcile: bool,
 }
 
 impl Config {
@@ -61,6 +63,7 @@ impl Config {
             request_timeout: Duration::from_secs(4),
             shutdown_grace: Duration::from_secs(20),
             noop: false,
+            reconcile: true,
         }
     }
 }
@@ -101,6 +104,7 @@ pub async fn start(
     }
     let client = kube_client(config.kubeconfig.as_deref()).await?;
     let (reader, writer) = reflector::store::<AppImage>();
+    let reconciler = config.reconcile.then(|| client.clone());
     let stream = watcher(Api::<AppImage>::all(client), watcher::Config::default())
         .default_backoff()
         .reflect(writer);
@@ -113,7 +117,12 @@ pub async fn start(
             })
             .await;
     });
-    start_inner(config, Source::Store(reader, Some(task)), shutdown).await
+    start_inner(
+        config,
+        Source::Store(reader, Some(task), reconciler),
+        shutdown,
+    )
+    .await
 }
 
 /// Start serving AppImages from a store the caller fills (tests, benchmarks).
@@ -123,12 +132,13 @@ pub async fn start_with_store(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
     certs::install_default_provider();
-    start_inner(config, Source::Store(store, None), shutdown).await
+    start_inner(config, Source::Store(store, None, None), shutdown).await
 }
 
 enum Source {
     Noop,
-    Store(Store<AppImage>, Option<JoinHandle<()>>),
+    /// AppImages, the task filling them, and a client for the reconciler.
+    Store(Store<AppImage>, Option<JoinHandle<()>>, Option<Client>),
 }
 
 async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
@@ -169,12 +179,14 @@ async fn start_inner(
         None => None,
     };
     let ready = Readiness::default();
+    let mut reconciler_client = None;
     let (catalog, reflector_task) = match source {
         Source::Noop => {
             ready.set();
             (None, None)
         }
-        Source::Store(store, task) => {
+        Source::Store(store, task, client) => {
+            reconciler_client = client.map(|c| (c, store.clone()));
             let flag = ready.clone();
             let waiter = store.clone();
             tokio::spawn(async move {
@@ -213,11 +225,19 @@ async fn start_inner(
         require_signature = config.require_signature,
         "listening on {local_addr}"
     );
+    let reconciler_task = reconciler_client.map(|(client, store)| {
+        tokio::spawn(crate::reconciler::run(
+            client,
+            store,
+            state.metrics.clone(),
+            std::future::pending(),
+        ))
+    });
     let resolver = tls.as_ref().map(|t| t.resolver.clone());
     let grace = config.shutdown_grace;
     let handle = tokio::spawn(async move {
         let result = serve(listener, tls, app, grace, shutdown).await;
-        if let Some(task) = reflector_task {
+        for task in [reflector_task, reconciler_task].into_iter().flatten() {
             task.abort();
         }
         result
