@@ -28,7 +28,13 @@ pub fn desired(pod: &Pod, image: Option<&AppImage>) -> Desired {
         .and_then(|img| {
             let index = selection::select(img, &status.role, Some(&status.template)).ok()?;
             let template = &img.spec.deploy_templates[index];
-            Some(network_policy::network_policies(pod, namespace, img.name(), template, &ports))
+            Some(network_policy::network_policies(
+                pod,
+                namespace,
+                img.name(),
+                template,
+                &ports,
+            ))
         })
         .unwrap_or_default();
     Desired {

@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
-    self as core, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EnvVar, ObjectFieldSelector,
-    Pod, ResourceRequirements, Volume, VolumeMount,
+    self as core, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EnvVar, ObjectFieldSelector, Pod,
+    ResourceRequirements, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde::{Deserialize, Serialize};
@@ -266,7 +266,11 @@ pub fn inject_with(
     if !req.task_id.is_empty() {
         annotations.insert(keys::TASK_ID.into(), req.task_id.clone());
     }
-    if let Some(probe) = template.spec.containers.iter().find_map(|c| c.metric_probe.as_ref())
+    if let Some(probe) = template
+        .spec
+        .containers
+        .iter()
+        .find_map(|c| c.metric_probe.as_ref())
         && let Some(port) = ports.iter().find(|p| p.name == probe.port)
     {
         annotations.insert("prometheus.io/scrape".into(), "true".into());
@@ -349,7 +353,9 @@ fn render_configs(
         {
             for e in &c.env {
                 if let Some(v) = &e.value {
-                    values.entry(e.name.to_uppercase()).or_insert_with(|| v.clone());
+                    values
+                        .entry(e.name.to_uppercase())
+                        .or_insert_with(|| v.clone());
                 }
             }
         }
@@ -431,7 +437,8 @@ fn build_containers(
         .enumerate()
         .map(|(i, tc)| {
             let user = existing.iter().find(|c| c.name == tc.name);
-            let own_ports: Vec<&AllocatedPort> = ports.iter().filter(|p| p.container == i).collect();
+            let own_ports: Vec<&AllocatedPort> =
+                ports.iter().filter(|p| p.container == i).collect();
             merge_container(tc, user, image_ref, &own_ports)
         })
         .collect();

@@ -9,7 +9,10 @@ use crate::appimage::{AppImage, GROUP, KIND, VERSION};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ManifestError {
     #[error("{source_name}: {message}")]
-    Syntax { source_name: String, message: String },
+    Syntax {
+        source_name: String,
+        message: String,
+    },
     #[error("{source_name}, document {index}: {message}")]
     Document {
         source_name: String,
@@ -86,7 +89,13 @@ pub fn appimage(source_name: &str, doc: &Document) -> Result<AppImage, ManifestE
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
     let want = format!("{GROUP}/{VERSION}");
     if kind != KIND || api_version != want {
-        let shown = |s: &str| if s.is_empty() { "(missing)".to_string() } else { s.to_string() };
+        let shown = |s: &str| {
+            if s.is_empty() {
+                "(missing)".to_string()
+            } else {
+                s.to_string()
+            }
+        };
         return Err(err(format!(
             "is apiVersion {} kind {}; expected apiVersion {want} kind {KIND}",
             shown(api_version),

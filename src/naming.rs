@@ -22,7 +22,10 @@ pub fn dns1123_label_error(s: &str) -> Option<String> {
         return Some("must not be empty".into());
     }
     if s.len() > MAX_LABEL {
-        return Some(format!("must be no more than 63 characters (it has {})", s.len()));
+        return Some(format!(
+            "must be no more than 63 characters (it has {})",
+            s.len()
+        ));
     }
     let ok = s.chars().all(|c| is_lower_alnum(c) || c == '-')
         && s.starts_with(is_lower_alnum)
@@ -39,7 +42,10 @@ pub fn dns1123_subdomain_error(s: &str) -> Option<String> {
         return Some("must not be empty".into());
     }
     if s.len() > 253 {
-        return Some(format!("must be no more than 253 characters (it has {})", s.len()));
+        return Some(format!(
+            "must be no more than 253 characters (it has {})",
+            s.len()
+        ));
     }
     let ok = s.split('.').all(|part| {
         !part.is_empty()
@@ -78,7 +84,10 @@ pub fn port_name_error(s: &str) -> Option<String> {
 /// Why `s` is not a label value, or `None`.
 pub fn label_value_error(s: &str) -> Option<String> {
     if s.len() > MAX_LABEL {
-        return Some(format!("must be no more than 63 characters (it has {})", s.len()));
+        return Some(format!(
+            "must be no more than 63 characters (it has {})",
+            s.len()
+        ));
     }
     let alnum = |c: char| c.is_ascii_alphanumeric();
     let ok = s.is_empty()
@@ -96,7 +105,10 @@ pub fn config_file_name_error(s: &str) -> Option<String> {
         return Some("must not be empty".into());
     }
     if s.len() > MAX_LABEL {
-        return Some(format!("must be no more than 63 characters (it has {})", s.len()));
+        return Some(format!(
+            "must be no more than 63 characters (it has {})",
+            s.len()
+        ));
     }
     let alnum = |c: char| c.is_ascii_alphanumeric();
     let ok = s.chars().all(|c| alnum(c) || matches!(c, '-' | '_' | '.'))
@@ -131,7 +143,11 @@ pub fn pod_identity(pod: &str) -> String {
         pod.to_string()
     } else {
         let head: String = pod.chars().take(46).collect();
-        format!("{}-{}", head.trim_end_matches(['-', '.']), short_hash(pod, 16))
+        format!(
+            "{}-{}",
+            head.trim_end_matches(['-', '.']),
+            short_hash(pod, 16)
+        )
     }
 }
 

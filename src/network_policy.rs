@@ -32,7 +32,10 @@ pub fn network_policies(
     template: &DeployTemplate,
     ports: &[AllocatedPort],
 ) -> Vec<NetworkPolicy> {
-    let Some(policy) = template.network_policy.as_ref().filter(|p| !p.ingresses.is_empty())
+    let Some(policy) = template
+        .network_policy
+        .as_ref()
+        .filter(|p| !p.ingresses.is_empty())
     else {
         return vec![];
     };

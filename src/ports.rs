@@ -86,7 +86,11 @@ pub fn allocate(template: &DeployTemplate, path: &str) -> Result<Vec<AllocatedPo
                     let seed = u64::from_str_radix(&short_hash(&p.name, 8), 16).unwrap_or(0);
                     let mut n = RANGE_START + (seed % span) as i32;
                     while used.contains(&n) {
-                        n = if n + 1 >= RANGE_END { RANGE_START } else { n + 1 };
+                        n = if n + 1 >= RANGE_END {
+                            RANGE_START
+                        } else {
+                            n + 1
+                        };
                     }
                     used.insert(n);
                     n
@@ -106,7 +110,10 @@ pub fn allocate(template: &DeployTemplate, path: &str) -> Result<Vec<AllocatedPo
 
 /// `KUSCIA_PORT_<NAME>_NUMBER`, upper-cased with `-` as `_`.
 pub fn env_name(port: &str) -> String {
-    format!("KUSCIA_PORT_{}_NUMBER", port.to_uppercase().replace('-', "_"))
+    format!(
+        "KUSCIA_PORT_{}_NUMBER",
+        port.to_uppercase().replace('-', "_")
+    )
 }
 
 /// The `ALLOCATED_PORTS` value, in Kuscia's JSON shape and in declaration order.
@@ -186,9 +193,15 @@ mod tests {
             "spec.deployTemplates[0].spec.containers[1].ports[1].name: port name \"a\" is already used by spec.deployTemplates[0].spec.containers[0].ports[0]; port names must be unique across a template's containers"
         );
         let t = template(&[&[("a", Some(80)), ("b", Some(80))]]);
-        assert!(matches!(allocate(&t, "x"), Err(PortError::DuplicateNumber { .. })));
+        assert!(matches!(
+            allocate(&t, "x"),
+            Err(PortError::DuplicateNumber { .. })
+        ));
         let t = template(&[&[("a", Some(0))]]);
-        assert!(matches!(allocate(&t, "x"), Err(PortError::OutOfRange { .. })));
+        assert!(matches!(
+            allocate(&t, "x"),
+            Err(PortError::OutOfRange { .. })
+        ));
     }
 
     #[test]

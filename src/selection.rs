@@ -106,14 +106,23 @@ mod tests {
 
     #[test]
     fn first_template_listing_the_role_wins() {
-        let img = image(&[("a", Some("guest")), ("b", Some("host, guest")), ("c", Some("host"))]);
+        let img = image(&[
+            ("a", Some("guest")),
+            ("b", Some("host, guest")),
+            ("c", Some("host")),
+        ]);
         assert_eq!(select(&img, "host", None), Ok(1));
         assert_eq!(select(&img, "guest", None), Ok(0));
     }
 
     #[test]
     fn else_the_last_template_without_role() {
-        let img = image(&[("a", None), ("b", Some("host")), ("c", Some("")), ("d", Some("x"))]);
+        let img = image(&[
+            ("a", None),
+            ("b", Some("host")),
+            ("c", Some("")),
+            ("d", Some("x")),
+        ]);
         assert_eq!(select(&img, "guest", None), Ok(2));
         assert_eq!(select(&img, "", None), Ok(2));
     }
@@ -131,7 +140,11 @@ mod tests {
 
     #[test]
     fn a_name_narrows_the_choice() {
-        let img = image(&[("app", Some("server")), ("app", Some("client")), ("x", None)]);
+        let img = image(&[
+            ("app", Some("server")),
+            ("app", Some("client")),
+            ("x", None),
+        ]);
         assert_eq!(select(&img, "client", Some("app")), Ok(1));
         assert_eq!(select(&img, "client", None), Ok(1));
         assert_eq!(select(&img, "other", None), Ok(2));
@@ -139,6 +152,9 @@ mod tests {
             select(&img, "client", Some("nope")),
             Err(SelectionError::NoSuchName { .. })
         ));
-        assert!(matches!(select(&image(&[]), "", None), Err(SelectionError::Empty { .. })));
+        assert!(matches!(
+            select(&image(&[]), "", None),
+            Err(SelectionError::Empty { .. })
+        ));
     }
 }

@@ -35,7 +35,12 @@ pub fn object_labels(pod: &Pod) -> BTreeMap<String, String> {
         (keys::MANAGED_BY.to_string(), keys::MANAGER.to_string()),
         (keys::POD_IDENTITY.to_string(), pod_identity(pod)),
     ]);
-    if let Some(image) = pod.metadata.labels.as_ref().and_then(|l| l.get(keys::APP_IMAGE)) {
+    if let Some(image) = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(keys::APP_IMAGE))
+    {
         labels.insert(keys::APP_IMAGE.into(), image.clone());
     }
     labels
@@ -83,7 +88,10 @@ pub fn services(pod: &Pod, namespace: &str, ports: &[AllocatedPort]) -> Vec<Serv
 
 /// How a port is reached: `<svc>.<ns>.svc` for Cluster, `<svc>.<ns>.svc:<port>` for Domain.
 pub fn endpoint(namespace: &str, pod_name: &str, port: &AllocatedPort) -> Option<String> {
-    let host = format!("{}.{namespace}.svc", naming::service_name(pod_name, &port.name));
+    let host = format!(
+        "{}.{namespace}.svc",
+        naming::service_name(pod_name, &port.name)
+    );
     match port.scope {
         PortScope::Cluster => Some(host),
         PortScope::Domain => Some(format!("{host}:{}", port.port)),
@@ -92,7 +100,12 @@ pub fn endpoint(namespace: &str, pod_name: &str, port: &AllocatedPort) -> Option
 }
 
 /// `TASK_CLUSTER_DEFINE` in Kuscia's JSON shape for this one party (the namespace).
-pub fn cluster_define(namespace: &str, role: &str, pod_name: &str, ports: &[AllocatedPort]) -> String {
+pub fn cluster_define(
+    namespace: &str,
+    role: &str,
+    pod_name: &str,
+    ports: &[AllocatedPort],
+) -> String {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Define<'a> {

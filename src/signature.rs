@@ -36,11 +36,15 @@ pub fn payload(image: &ImageInfo) -> Vec<u8> {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
-    #[error("spec.image.sign is empty: the image is not signed; sign it with `kubectl appimage sign -f FILE --key KEY`")]
+    #[error(
+        "spec.image.sign is empty: the image is not signed; sign it with `kubectl appimage sign -f FILE --key KEY`"
+    )]
     Unsigned,
     #[error("spec.image.sign is not valid base64 ({0}); it must hold the base64 of the signature")]
     NotBase64(String),
-    #[error("no trusted public key is configured; add PEM public keys to the trusted keys directory")]
+    #[error(
+        "no trusted public key is configured; add PEM public keys to the trusted keys directory"
+    )]
     NoKeys,
     #[error(
         "spec.image.sign does not verify with any of the {tried} trusted key(s): the image name, tag or id changed after signing, or it was signed with an untrusted key; re-sign it with `kubectl appimage sign`"
@@ -129,9 +133,9 @@ pub fn verify<'k>(image: &ImageInfo, keys: &'k [TrustedKey]) -> Result<&'k str, 
 pub fn sign(message: &[u8], private_pem: &str) -> Result<String, SignatureError> {
     use p256::ecdsa::signature::Signer;
     use p256::pkcs8::DecodePrivateKey;
-    if let Ok(k) = p256::ecdsa::SigningKey::from_pkcs8_pem(private_pem).or_else(|_| {
-        p256::SecretKey::from_sec1_pem(private_pem).map(p256::ecdsa::SigningKey::from)
-    }) {
+    if let Ok(k) = p256::ecdsa::SigningKey::from_pkcs8_pem(private_pem)
+        .or_else(|_| p256::SecretKey::from_sec1_pem(private_pem).map(p256::ecdsa::SigningKey::from))
+    {
         let sig: p256::ecdsa::Signature = k.sign(message);
         return Ok(STANDARD.encode(sig.to_der().as_bytes()));
     }
@@ -151,9 +155,9 @@ pub fn public_key_pem(private_pem: &str) -> Result<String, SignatureError> {
         name: "private key".into(),
         message: e,
     };
-    if let Ok(k) = p256::ecdsa::SigningKey::from_pkcs8_pem(private_pem).or_else(|_| {
-        p256::SecretKey::from_sec1_pem(private_pem).map(p256::ecdsa::SigningKey::from)
-    }) {
+    if let Ok(k) = p256::ecdsa::SigningKey::from_pkcs8_pem(private_pem)
+        .or_else(|_| p256::SecretKey::from_sec1_pem(private_pem).map(p256::ecdsa::SigningKey::from))
+    {
         return k
             .verifying_key()
             .to_public_key_pem(LineEnding::LF)
@@ -165,7 +169,9 @@ pub fn public_key_pem(private_pem: &str) -> Result<String, SignatureError> {
             .to_public_key_pem(LineEnding::LF)
             .map_err(|e| bad(e.to_string()));
     }
-    Err(bad("is not a PEM private key of type ECDSA P-256 or Ed25519".into()))
+    Err(bad(
+        "is not a PEM private key of type ECDSA P-256 or Ed25519".into(),
+    ))
 }
 
 #[cfg(test)]
@@ -229,7 +235,10 @@ MC4CAQAwBQYDK2VwBCIEIKmSRvr3YuYT7IxALrwwR5+9YtWqTdiKA9Qm2/u5zxyh
         let mut id = img.clone();
         id.id = None;
         for bad in [tag, swapped, id] {
-            assert_eq!(verify(&bad, &keys), Err(SignatureError::Mismatch { tried: 1 }));
+            assert_eq!(
+                verify(&bad, &keys),
+                Err(SignatureError::Mismatch { tried: 1 })
+            );
         }
     }
 
@@ -241,10 +250,16 @@ MC4CAQAwBQYDK2VwBCIEIKmSRvr3YuYT7IxALrwwR5+9YtWqTdiKA9Qm2/u5zxyh
         assert_eq!(verify(&unsigned, &keys), Err(SignatureError::Unsigned));
         let mut garbage = img.clone();
         garbage.sign = Some("abc13mnjh1olkkp1!".into());
-        assert!(matches!(verify(&garbage, &keys), Err(SignatureError::NotBase64(_))));
+        assert!(matches!(
+            verify(&garbage, &keys),
+            Err(SignatureError::NotBase64(_))
+        ));
         assert_eq!(verify(&img, &[]), Err(SignatureError::NoKeys));
         let (_, ec_keys) = signed(EC_PRIVATE);
-        assert_eq!(verify(&img, &ec_keys), Err(SignatureError::Mismatch { tried: 1 }));
+        assert_eq!(
+            verify(&img, &ec_keys),
+            Err(SignatureError::Mismatch { tried: 1 })
+        );
         assert!(TrustedKey::from_pem("x", "not a key").is_err());
         assert!(sign(b"x", "not a key").is_err());
     }

@@ -50,7 +50,10 @@ pub fn validate(image: &AppImage) -> Vec<FieldError> {
     }
     let img = &image.spec.image;
     if img.name.trim().is_empty() {
-        errs.add("spec.image.name", "is required, e.g. secretflow/secretflow-lite-anolis8");
+        errs.add(
+            "spec.image.name",
+            "is required, e.g. secretflow/secretflow-lite-anolis8",
+        );
     } else if img.name.contains(char::is_whitespace) || img.name.contains('@') {
         errs.add(
             "spec.image.name",
@@ -60,7 +63,9 @@ pub fn validate(image: &AppImage) -> Vec<FieldError> {
     if img.tag.trim().is_empty() {
         errs.add("spec.image.tag", "is required, e.g. \"latest\"");
     } else if img.tag.len() > 128
-        || !img.tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        || !img
+            .tag
+            .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
         || !img
             .tag
             .chars()
@@ -117,7 +122,10 @@ fn template(errs: &mut Errors, path: &str, t: &DeployTemplate, files: &BTreeSet<
     }
     let spec = format!("{path}.spec");
     if t.spec.containers.is_empty() {
-        errs.add(format!("{spec}.containers"), "must hold at least one container");
+        errs.add(
+            format!("{spec}.containers"),
+            "must hold at least one container",
+        );
     }
 
     // Ports form one namespace across the template's containers.
@@ -126,7 +134,10 @@ fn template(errs: &mut Errors, path: &str, t: &DeployTemplate, files: &BTreeSet<
     let mut container_names: Vec<(&str, String)> = Vec::new();
     for (ci, c) in t.spec.containers.iter().enumerate() {
         let cpath = format!("{spec}.containers[{ci}]");
-        errs.check(format!("{cpath}.name"), naming::dns1123_label_error(&c.name));
+        errs.check(
+            format!("{cpath}.name"),
+            naming::dns1123_label_error(&c.name),
+        );
         if let Some((_, first)) = container_names.iter().find(|(n, _)| *n == c.name) {
             errs.add(
                 format!("{cpath}.name"),
@@ -156,7 +167,9 @@ fn template(errs: &mut Errors, path: &str, t: &DeployTemplate, files: &BTreeSet<
                 } else if let Some((_, first)) = numbers.iter().find(|(m, _)| *m == n) {
                     errs.add(
                         format!("{ppath}.port"),
-                        format!("port {n} is already used by {first}; give each port its own number"),
+                        format!(
+                            "port {n} is already used by {first}; give each port its own number"
+                        ),
                     );
                 }
                 numbers.push((n, ppath.clone()));
@@ -165,7 +178,10 @@ fn template(errs: &mut Errors, path: &str, t: &DeployTemplate, files: &BTreeSet<
         for (mi, m) in c.config_volume_mounts.iter().enumerate() {
             let mpath = format!("{cpath}.configVolumeMounts[{mi}]");
             if m.mount_path.trim().is_empty() {
-                errs.add(format!("{mpath}.mountPath"), "is required: where the file appears in the container");
+                errs.add(
+                    format!("{mpath}.mountPath"),
+                    "is required: where the file appears in the container",
+                );
             }
             if !files.contains(m.sub_path.as_str()) {
                 errs.add(
@@ -196,17 +212,26 @@ fn template(errs: &mut Errors, path: &str, t: &DeployTemplate, files: &BTreeSet<
         for (ii, ing) in np.ingresses.iter().enumerate() {
             let ipath = format!("{path}.networkPolicy.ingresses[{ii}]");
             if ing.from.roles.is_empty() {
-                errs.add(format!("{ipath}.from.roles"), "must list at least one role that may connect");
+                errs.add(
+                    format!("{ipath}.from.roles"),
+                    "must list at least one role that may connect",
+                );
             }
             for (ri, role) in ing.from.roles.iter().enumerate() {
-                errs.check(format!("{ipath}.from.roles[{ri}]"), naming::label_value_error(role));
+                errs.check(
+                    format!("{ipath}.from.roles[{ri}]"),
+                    naming::label_value_error(role),
+                );
             }
             if ing.ports.is_empty() {
                 errs.add(format!("{ipath}.ports"), "must list at least one port name");
             }
             for (pi, p) in ing.ports.iter().enumerate() {
                 if !declared.contains(&p.port.as_str()) {
-                    errs.add(format!("{ipath}.ports[{pi}].port"), undeclared(&p.port, &declared));
+                    errs.add(
+                        format!("{ipath}.ports[{pi}].port"),
+                        undeclared(&p.port, &declared),
+                    );
                 }
             }
         }
@@ -227,7 +252,10 @@ fn probes(errs: &mut Errors, cpath: &str, c: &Container) {
             if let IntOrString::String(name) = port
                 && !own.contains(&name.as_str())
             {
-                errs.add(format!("{cpath}.{field}.{sub}.port"), undeclared(name, &own));
+                errs.add(
+                    format!("{cpath}.{field}.{sub}.port"),
+                    undeclared(name, &own),
+                );
             }
         }
     }

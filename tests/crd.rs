@@ -23,10 +23,16 @@ fn committed_crd_matches_the_types() {
 fn crd_identity_columns_and_enums() {
     let crd = appimage::appimage::crd();
     let spec = &crd.spec;
-    assert_eq!(crd.metadata.name.as_deref(), Some("appimages.kuscia.secretflow"));
+    assert_eq!(
+        crd.metadata.name.as_deref(),
+        Some("appimages.kuscia.secretflow")
+    );
     assert_eq!(spec.group, "kuscia.secretflow");
     assert_eq!(spec.scope, "Cluster");
-    assert_eq!(spec.names.short_names.as_deref(), Some(&["aimg".to_string()][..]));
+    assert_eq!(
+        spec.names.short_names.as_deref(),
+        Some(&["aimg".to_string()][..])
+    );
     let v = &spec.versions[0];
     assert_eq!(v.name, "v1alpha1");
     let cols: Vec<&str> = v
@@ -38,12 +44,17 @@ fn crd_identity_columns_and_enums() {
         .collect();
     assert_eq!(cols, ["Image", "Tag", "Roles", "Age"]);
     let schema = serde_json::to_value(v.schema.as_ref().unwrap()).unwrap();
-    let port = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"]["deployTemplates"]
-        ["items"]["properties"]["spec"]["properties"]["containers"]["items"]["properties"]
-        ["ports"]["items"];
-    assert_eq!(port["properties"]["protocol"]["enum"], serde_json::json!(["HTTP", "GRPC", "TCP", "UDP"]));
+    let port = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"]["deployTemplates"]["items"]
+        ["properties"]["spec"]["properties"]["containers"]["items"]["properties"]["ports"]["items"];
+    assert_eq!(
+        port["properties"]["protocol"]["enum"],
+        serde_json::json!(["HTTP", "GRPC", "TCP", "UDP"])
+    );
     assert_eq!(port["properties"]["protocol"]["default"], "HTTP");
-    assert_eq!(port["properties"]["scope"]["enum"], serde_json::json!(["Cluster", "Domain", "Local"]));
+    assert_eq!(
+        port["properties"]["scope"]["enum"],
+        serde_json::json!(["Cluster", "Domain", "Local"])
+    );
     assert_eq!(port["properties"]["scope"]["default"], "Local");
     assert_eq!(port["required"], serde_json::json!(["name"]));
     let image = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"]["image"];

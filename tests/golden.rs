@@ -23,7 +23,8 @@ fn render(file: &str, role: &str) -> String {
         pod_name: format!("{}-0", image.name()),
         role: role.into(),
         task_id: "t1".into(),
-        input_config: "{\"sf_datasource_config\":{\"alice\":{\"id\":\"default-data-source\"}}}".into(),
+        input_config: "{\"sf_datasource_config\":{\"alice\":{\"id\":\"default-data-source\"}}}"
+            .into(),
         ..Default::default()
     };
     let out = inject(&image, &pod, &req).unwrap();
@@ -50,25 +51,41 @@ fn check(golden: &str, actual: &str) {
         std::fs::write(&path, actual).unwrap();
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    pretty_assertions::assert_eq!(expected, actual, "golden {golden} differs (UPDATE_GOLDEN=1 to regenerate)");
+    pretty_assertions::assert_eq!(
+        expected,
+        actual,
+        "golden {golden} differs (UPDATE_GOLDEN=1 to regenerate)"
+    );
 }
 
 #[test]
 fn secretflow_image() {
-    check("secretflow-image.yaml", &render("secretflow-image.yaml", ""));
+    check(
+        "secretflow-image.yaml",
+        &render("secretflow-image.yaml", ""),
+    );
 }
 
 #[test]
 fn secretflow_image_update() {
-    check("secretflow-image-update.yaml", &render("secretflow-image-update.yaml", ""));
+    check(
+        "secretflow-image-update.yaml",
+        &render("secretflow-image-update.yaml", ""),
+    );
 }
 
 #[test]
 fn app_template_server() {
-    check("app-template-server.yaml", &render("app-template.yaml", "server"));
+    check(
+        "app-template-server.yaml",
+        &render("app-template.yaml", "server"),
+    );
 }
 
 #[test]
 fn app_template_client() {
-    check("app-template-client.yaml", &render("app-template.yaml", "client"));
+    check(
+        "app-template-client.yaml",
+        &render("app-template.yaml", "client"),
+    );
 }

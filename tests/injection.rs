@@ -41,13 +41,21 @@ fn request(pod: &str, role: &str, task: &str) -> Request {
 #[test]
 fn seed_pod_has_containers_ports_env_and_config_mount() {
     let img = example("secretflow-image.yaml");
-    let out = inject(&img, &skeleton("secretflow-image", "job-0"), &request("job-0", "", "t1")).unwrap();
+    let out = inject(
+        &img,
+        &skeleton("secretflow-image", "job-0"),
+        &request("job-0", "", "t1"),
+    )
+    .unwrap();
     let spec = out.pod.spec.as_ref().unwrap();
     assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
     assert_eq!(spec.containers.len(), 1);
     let c = &spec.containers[0];
     assert_eq!(c.name, "secretflow");
-    assert_eq!(c.image.as_deref(), Some("secretflow/secretflow-lite-anolis8:latest"));
+    assert_eq!(
+        c.image.as_deref(),
+        Some("secretflow/secretflow-lite-anolis8:latest")
+    );
     assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
     assert_eq!(c.working_dir.as_deref(), Some("/work"));
     let ports = c.ports.as_ref().unwrap();
@@ -56,9 +64,15 @@ fn seed_pod_has_containers_ports_env_and_config_mount() {
     for p in ports {
         assert!((20000..32767).contains(&p.container_port), "{p:?}");
         let env = c.env.as_ref().unwrap();
-        let var = format!("KUSCIA_PORT_{}_NUMBER", p.name.as_ref().unwrap().to_uppercase());
+        let var = format!(
+            "KUSCIA_PORT_{}_NUMBER",
+            p.name.as_ref().unwrap().to_uppercase()
+        );
         let e = env.iter().find(|e| e.name == var).expect("port env");
-        assert_eq!(e.value.as_deref(), Some(p.container_port.to_string().as_str()));
+        assert_eq!(
+            e.value.as_deref(),
+            Some(p.container_port.to_string().as_str())
+        );
     }
     // Relative mountPath is taken from workingDir.
     let m = &c.volume_mounts.as_ref().unwrap()[0];
@@ -91,7 +105,10 @@ fn seed_pod_has_containers_ports_env_and_config_mount() {
     let allocated: Value = serde_json::from_str(conf["allocated_ports"].as_str().unwrap()).unwrap();
     assert_eq!(allocated["ports"][2]["name"], "global");
     assert_eq!(allocated["ports"][2]["port"], global_port);
-    assert_eq!(out.config_files["task-config.conf"], ann["config.appimage.kuscia.secretflow/task-config.conf"]);
+    assert_eq!(
+        out.config_files["task-config.conf"],
+        ann["config.appimage.kuscia.secretflow/task-config.conf"]
+    );
 
     let labels = out.pod.metadata.labels.as_ref().unwrap();
     assert_eq!(labels[keys::POD_IDENTITY], "job-0");
@@ -105,13 +122,21 @@ fn seed_pod_has_containers_ports_env_and_config_mount() {
 #[test]
 fn seed_services_follow_port_scopes() {
     let img = example("secretflow-image.yaml");
-    let out = inject(&img, &skeleton("secretflow-image", "job-0"), &request("job-0", "", "t1")).unwrap();
+    let out = inject(
+        &img,
+        &skeleton("secretflow-image", "job-0"),
+        &request("job-0", "", "t1"),
+    )
+    .unwrap();
     let svc: Vec<(String, String)> = out
         .services
         .iter()
         .map(|s| {
             let l = s.metadata.labels.as_ref().unwrap();
-            (s.metadata.name.clone().unwrap(), l[keys::PORT_SCOPE].clone())
+            (
+                s.metadata.name.clone().unwrap(),
+                l[keys::PORT_SCOPE].clone(),
+            )
         })
         .collect();
     assert_eq!(
@@ -141,24 +166,47 @@ fn seed_services_follow_port_scopes() {
     stored.metadata.uid = Some("u-1".into());
     let owned = appimage::service::services(&stored, "alice", &out.ports);
     let owner = &owned[0].metadata.owner_references.as_ref().unwrap()[0];
-    assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("Pod", "u-1", Some(true)));
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+        ("Pod", "u-1", Some(true))
+    );
 }
 
 #[test]
 fn updated_seed_keeps_the_written_global_port() {
     let img = example("secretflow-image-update.yaml");
-    let out = inject(&img, &skeleton("secretflow-image", "job-0"), &request("job-0", "", "t1")).unwrap();
+    let out = inject(
+        &img,
+        &skeleton("secretflow-image", "job-0"),
+        &request("job-0", "", "t1"),
+    )
+    .unwrap();
     let global = out.ports.iter().find(|p| p.name == "global").unwrap();
     assert_eq!(global.port, 8082);
     let conf: Value = serde_json::from_str(&out.config_files["task-config.conf"]).unwrap();
-    assert!(conf["task_input_cluster_def"].as_str().unwrap().contains("job-0-global.alice.svc:8082"));
+    assert!(
+        conf["task_input_cluster_def"]
+            .as_str()
+            .unwrap()
+            .contains("job-0-global.alice.svc:8082")
+    );
 }
 
 #[test]
 fn app_template_roles_and_network_policy() {
     let img = example("app-template.yaml");
-    let server = inject(&img, &skeleton("app-template", "srv-0"), &request("srv-0", "server", "")).unwrap();
-    let client = inject(&img, &skeleton("app-template", "cli-0"), &request("cli-0", "client", "")).unwrap();
+    let server = inject(
+        &img,
+        &skeleton("app-template", "srv-0"),
+        &request("srv-0", "server", ""),
+    )
+    .unwrap();
+    let client = inject(
+        &img,
+        &skeleton("app-template", "cli-0"),
+        &request("cli-0", "client", ""),
+    )
+    .unwrap();
     assert_eq!(server.template_index, 0);
     assert_eq!(client.template_index, 1);
     assert!(client.network_policies.is_empty());
@@ -167,15 +215,29 @@ fn app_template_roles_and_network_policy() {
     assert_eq!(np.metadata.name.as_deref(), Some("srv-0-ingress"));
     let spec = np.spec.as_ref().unwrap();
     assert_eq!(
-        spec.pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap()[keys::POD_IDENTITY],
+        spec.pod_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap()[keys::POD_IDENTITY],
         "srv-0"
     );
     let rule = &spec.ingress.as_ref().unwrap()[0];
-    let from = &rule.from.as_ref().unwrap()[0].pod_selector.as_ref().unwrap().match_labels;
+    let from = &rule.from.as_ref().unwrap()[0]
+        .pod_selector
+        .as_ref()
+        .unwrap()
+        .match_labels;
     let from = from.as_ref().unwrap();
     assert_eq!(from[keys::POD_ROLE], "client");
     assert_eq!(from[keys::APP_IMAGE], "app-template");
-    let global = server.ports.iter().find(|p| p.name == "global").unwrap().port;
+    let global = server
+        .ports
+        .iter()
+        .find(|p| p.name == "global")
+        .unwrap()
+        .port;
     let port = &rule.ports.as_ref().unwrap()[0];
     assert_eq!(
         port.port,
@@ -183,10 +245,19 @@ fn app_template_roles_and_network_policy() {
     );
     // The client mounts at an absolute path.
     let c = &client.pod.spec.as_ref().unwrap().containers[0];
-    assert_eq!(c.volume_mounts.as_ref().unwrap()[0].mount_path, "/etc/kuscia/task-config.conf");
-    assert_eq!(client.pod.metadata.labels.as_ref().unwrap()[keys::POD_ROLE], "client");
+    assert_eq!(
+        c.volume_mounts.as_ref().unwrap()[0].mount_path,
+        "/etc/kuscia/task-config.conf"
+    );
+    assert_eq!(
+        client.pod.metadata.labels.as_ref().unwrap()[keys::POD_ROLE],
+        "client"
+    );
     // TCP is accepted and maps to the TCP transport.
-    assert_eq!(c.ports.as_ref().unwrap()[0].protocol.as_deref(), Some("TCP"));
+    assert_eq!(
+        c.ports.as_ref().unwrap()[0].protocol.as_deref(),
+        Some("TCP")
+    );
     // Probes, resources and envFrom are copied.
     assert!(c.readiness_probe.is_some() && c.liveness_probe.is_some() && c.startup_probe.is_some());
     assert_eq!(c.env_from.as_ref().unwrap().len(), 1);
@@ -233,13 +304,22 @@ fn user_container_overrides_merge_like_kuscia() {
     assert_eq!(c.command, None);
     assert_eq!(c.args.as_deref(), Some(&["--debug".to_string()][..]));
     // Env appended after the template's.
-    let env: Vec<&str> = c.env.as_ref().unwrap().iter().map(|e| e.name.as_str()).collect();
+    let env: Vec<&str> = c
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
     assert_eq!(env, ["APP_NAME", "KUSCIA_PORT_GLOBAL_NUMBER", "EXTRA"]);
     // Resources merged key by key.
     let r = c.resources.as_ref().unwrap();
     assert_eq!(r.limits.as_ref().unwrap()["memory"], Quantity("1Gi".into()));
     assert_eq!(r.limits.as_ref().unwrap()["cpu"], Quantity("100m".into()));
-    assert_eq!(r.requests.as_ref().unwrap()["memory"], Quantity("100Mi".into()));
+    assert_eq!(
+        r.requests.as_ref().unwrap()["memory"],
+        Quantity("100Mi".into())
+    );
 }
 
 #[test]
@@ -268,7 +348,8 @@ fn a_spoofed_status_annotation_changes_nothing() {
     let mut pod = skeleton("secretflow-image", "p-0");
     pod.metadata.annotations = Some(BTreeMap::from([(
         keys::STATUS.to_string(),
-        r#"{"appImage":"secretflow-image","template":"secretflow","image":"x","ports":[]}"#.to_string(),
+        r#"{"appImage":"secretflow-image","template":"secretflow","image":"x","ports":[]}"#
+            .to_string(),
     )]));
     let req = request("p-0", "", "t1");
     let spoofed = inject(&img, &pod, &req).unwrap();
@@ -302,8 +383,13 @@ fn options_come_from_annotations_and_labels() {
 
     let ann = pod.metadata.annotations.as_mut().unwrap();
     ann.insert(keys::OPT_VALUES.into(), "[1]".into());
-    let err = Request::from_pod(&pod, "ns", &name).unwrap_err().to_string();
-    assert!(err.contains(keys::OPT_VALUES) && err.contains("JSON object"), "{err}");
+    let err = Request::from_pod(&pod, "ns", &name)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(keys::OPT_VALUES) && err.contains("JSON object"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -328,14 +414,24 @@ fn values_reach_the_templates_with_precedence() {
         .config_templates
         .insert("task-config.conf".into(), "{{.NOPE}}".into());
     req.missing = MissingKey::Error;
-    let err = inject(&img, &skeleton("app-template", "srv-0"), &req).unwrap_err().to_string();
-    assert!(err.contains("NOPE") && err.contains("task-config.conf"), "{err}");
+    let err = inject(&img, &skeleton("app-template", "srv-0"), &req)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("NOPE") && err.contains("task-config.conf"),
+        "{err}"
+    );
 }
 
 #[test]
 fn the_stored_pod_describes_its_own_services_and_policy() {
     let img = example("app-template.yaml");
-    let out = inject(&img, &skeleton("app-template", "srv-0"), &request("srv-0", "server", "")).unwrap();
+    let out = inject(
+        &img,
+        &skeleton("app-template", "srv-0"),
+        &request("srv-0", "server", ""),
+    )
+    .unwrap();
     let mut stored = out.pod.clone();
     stored.metadata.namespace = Some("alice".into());
     stored.metadata.uid = Some("uid-7".into());
@@ -344,12 +440,18 @@ fn the_stored_pod_describes_its_own_services_and_policy() {
     assert_eq!(want.network_policies.len(), 1);
     // Same objects as admission computed, now owned by the Pod.
     let mut expected = out.services[0].clone();
-    expected.metadata.owner_references = appimage::service::owner_reference(&stored).map(|o| vec![o]);
+    expected.metadata.owner_references =
+        appimage::service::owner_reference(&stored).map(|o| vec![o]);
     assert_eq!(want.services[0], expected);
-    assert_eq!(
-        want.network_policies[0].spec, out.network_policies[0].spec
-    );
+    assert_eq!(want.network_policies[0].spec, out.network_policies[0].spec);
     // Without the AppImage: Services only. Without a status: nothing.
-    assert!(appimage::desired::desired(&stored, None).network_policies.is_empty());
-    assert_eq!(appimage::desired::desired(&skeleton("x", "y"), Some(&img)), Default::default());
+    assert!(
+        appimage::desired::desired(&stored, None)
+            .network_policies
+            .is_empty()
+    );
+    assert_eq!(
+        appimage::desired::desired(&skeleton("x", "y"), Some(&img)),
+        Default::default()
+    );
 }

@@ -28,7 +28,13 @@ pub fn repo_root() -> PathBuf {
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { repo_root().join(p) })
+        .map(|p| {
+            if p.is_absolute() {
+                p
+            } else {
+                repo_root().join(p)
+            }
+        })
         .unwrap_or_else(|| repo_root().join("target"))
 }
 
@@ -105,8 +111,8 @@ impl Cluster {
             }
         }
         let kubeconfig = kubeconfig.unwrap_or_else(|| {
-            let log = std::fs::read_to_string(dir.path().join("controlplane.stderr"))
-                .unwrap_or_default();
+            let log =
+                std::fs::read_to_string(dir.path().join("controlplane.stderr")).unwrap_or_default();
             panic!("the control plane exited before it was ready:\n{log}")
         });
 
@@ -175,7 +181,10 @@ impl Cluster {
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        self.command("kubectl").args(args).output().expect("run kubectl")
+        self.command("kubectl")
+            .args(args)
+            .output()
+            .expect("run kubectl")
     }
 
     /// Run kubectl, fail the test with its output unless it succeeds; return stdout.
@@ -202,7 +211,11 @@ impl Cluster {
 /// `prefix-<pid>-<n>`, unique within and across test binaries.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// Poll `f` every 100 ms until it holds or `limit` passes; returns whether it held.

@@ -35,13 +35,68 @@ pub struct Tls {
 impl Tls {
     pub fn new(dir: &Path, cn: &str) -> Tls {
         std::fs::create_dir_all(dir).expect("tls dir");
-        openssl(dir, &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=appimage-test-ca"]);
-        openssl(dir, &["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", "tls.key", "-out", "tls.csr", "-subj", &format!("/CN={cn}")]);
-        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").expect("ext");
-        openssl(dir, &["x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "tls.crt", "-days", "2", "-extfile", "san.ext"]);
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=appimage-test-ca",
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "tls.key",
+                "-out",
+                "tls.csr",
+                "-subj",
+                &format!("/CN={cn}"),
+            ],
+        );
+        std::fs::write(
+            dir.join("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .expect("ext");
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "tls.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "tls.crt",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+            ],
+        );
         Tls {
             ca: dir.join("ca.crt"),
             cert: dir.join("tls.crt"),
@@ -64,8 +119,29 @@ impl SigningKey {
     pub fn new(dir: &Path) -> SigningKey {
         let pub_dir = dir.join("trusted");
         std::fs::create_dir_all(&pub_dir).expect("trusted dir");
-        openssl(dir, &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "sign.key"]);
-        openssl(dir, &["pkey", "-in", "sign.key", "-pubout", "-out", "trusted/sign.pub.pem"]);
+        openssl(
+            dir,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                "sign.key",
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "pkey",
+                "-in",
+                "sign.key",
+                "-pubout",
+                "-out",
+                "trusted/sign.pub.pem",
+            ],
+        );
         SigningKey {
             private: dir.join("sign.key"),
             pub_dir,
@@ -77,7 +153,16 @@ impl SigningKey {
         let dir = self.private.parent().expect("dir");
         let file = dir.join(format!("{}.payload", unique("p")));
         std::fs::write(&file, payload).expect("payload");
-        let sig = openssl(dir, &["dgst", "-sha256", "-sign", &self.private.to_string_lossy(), &file.to_string_lossy()]);
+        let sig = openssl(
+            dir,
+            &[
+                "dgst",
+                "-sha256",
+                "-sign",
+                &self.private.to_string_lossy(),
+                &file.to_string_lossy(),
+            ],
+        );
         STANDARD.encode(sig)
     }
 }
@@ -114,7 +199,12 @@ impl Webhook {
             .arg(cluster.kubeconfig())
             .args(extra)
             .stdout(Stdio::from(std::fs::File::create(&log).expect("log")))
-            .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).expect("log")))
+            .stderr(Stdio::from(
+                std::fs::File::options()
+                    .append(true)
+                    .open(&log)
+                    .expect("log"),
+            ))
             .spawn()
             .expect("start appimage-webhook");
         let hook = Webhook { child, port, log };

@@ -43,14 +43,24 @@ fn seed_walkthrough_with_plain_kubectl() {
     let c = cluster();
     // 1. create
     let out = c.kubectl_ok(&["apply", "-f", "examples/secretflow-image.yaml"]);
-    assert_eq!(out.trim(), "appimage.kuscia.secretflow/secretflow-image created");
+    assert_eq!(
+        out.trim(),
+        "appimage.kuscia.secretflow/secretflow-image created"
+    );
     // 2. get, with the CRD's printer columns
     let out = c.kubectl_ok(&["get", "appimage", "secretflow-image"]);
     let mut lines = out.lines();
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "IMAGE", "TAG", "ROLES", "AGE"]);
     let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
-    assert_eq!(&row[..3], ["secretflow-image", "secretflow/secretflow-lite-anolis8", "latest"]);
+    assert_eq!(
+        &row[..3],
+        [
+            "secretflow-image",
+            "secretflow/secretflow-lite-anolis8",
+            "latest"
+        ]
+    );
     // 3. -o yaml
     let out = c.kubectl_ok(&["get", "appimage", "secretflow-image", "-o", "yaml"]);
     let doc: Value = serde_yaml_ng::from_str(&out).unwrap();
@@ -62,7 +72,10 @@ fn seed_walkthrough_with_plain_kubectl() {
     );
     // Update: the global port becomes 8082, seen with the seed's own grep.
     let out = c.kubectl_ok(&["apply", "-f", "examples/secretflow-image-update.yaml"]);
-    assert_eq!(out.trim(), "appimage.kuscia.secretflow/secretflow-image configured");
+    assert_eq!(
+        out.trim(),
+        "appimage.kuscia.secretflow/secretflow-image configured"
+    );
     let out = c
         .command("sh")
         .args([
@@ -77,7 +90,10 @@ fn seed_walkthrough_with_plain_kubectl() {
     );
     // Delete, and the exact NotFound of the seed.
     let out = c.kubectl_ok(&["delete", "appimage", "secretflow-image"]);
-    assert_eq!(out.trim(), "appimage.kuscia.secretflow \"secretflow-image\" deleted");
+    assert_eq!(
+        out.trim(),
+        "appimage.kuscia.secretflow \"secretflow-image\" deleted"
+    );
     let out = c.kubectl(&["get", "appimage", "secretflow-image"]);
     assert!(!out.status.success());
     assert_eq!(
@@ -91,7 +107,10 @@ fn the_same_story_through_the_plugin() {
     let c = cluster();
     let name = unique("sf");
     let (_d1, create) = temp_file("create.yaml", &renamed("secretflow-image.yaml", &name));
-    let (_d2, update) = temp_file("update.yaml", &renamed("secretflow-image-update.yaml", &name));
+    let (_d2, update) = temp_file(
+        "update.yaml",
+        &renamed("secretflow-image-update.yaml", &name),
+    );
     let create = create.to_string_lossy().into_owned();
     let update = update.to_string_lossy().into_owned();
 
@@ -105,17 +124,25 @@ fn the_same_story_through_the_plugin() {
     // server dry run changes nothing
     let (code, out, err) = plugin(c, &["create", "-f", &create, "--dry-run=server"]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out.trim(), format!("appimage.kuscia.secretflow/{name} created (server dry run)"));
+    assert_eq!(
+        out.trim(),
+        format!("appimage.kuscia.secretflow/{name} created (server dry run)")
+    );
     assert!(!c.kubectl(&["get", "appimage", &name]).status.success());
 
     let (code, out, err) = plugin(c, &["create", "-f", &create]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out.trim(), format!("appimage.kuscia.secretflow/{name} created"));
+    assert_eq!(
+        out.trim(),
+        format!("appimage.kuscia.secretflow/{name} created")
+    );
     let (code, _, err) = plugin(c, &["create", "-f", &create]);
     assert_eq!(code, 1);
     assert_eq!(
         err.trim_end(),
-        format!("Error from server (AlreadyExists): appimages.kuscia.secretflow \"{name}\" already exists")
+        format!(
+            "Error from server (AlreadyExists): appimages.kuscia.secretflow \"{name}\" already exists"
+        )
     );
 
     // get: table, yaml, json, name
@@ -127,7 +154,14 @@ fn the_same_story_through_the_plugin() {
         ["NAME", "IMAGE", "TAG", "ROLES", "AGE"]
     );
     let row: Vec<&str> = lines[1].split_whitespace().collect();
-    assert_eq!(&row[..3], [name.as_str(), "secretflow/secretflow-lite-anolis8", "latest"]);
+    assert_eq!(
+        &row[..3],
+        [
+            name.as_str(),
+            "secretflow/secretflow-lite-anolis8",
+            "latest"
+        ]
+    );
     assert_eq!(row[3], "<none>");
     let (_, out, _) = plugin(c, &["get", &name, "-o", "json"]);
     let doc: Value = serde_json::from_str(&out).unwrap();
@@ -142,12 +176,30 @@ fn the_same_story_through_the_plugin() {
     // apply the update, then again: idempotent
     let (code, out, err) = plugin(c, &["apply", "-f", &update]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out.trim(), format!("appimage.kuscia.secretflow/{name} configured"));
-    let before = c.kubectl_ok(&["get", "appimage", &name, "-o", "jsonpath={.metadata.resourceVersion}"]);
+    assert_eq!(
+        out.trim(),
+        format!("appimage.kuscia.secretflow/{name} configured")
+    );
+    let before = c.kubectl_ok(&[
+        "get",
+        "appimage",
+        &name,
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
     let (code, out, _) = plugin(c, &["apply", "-f", &update]);
     assert_eq!(code, 0);
-    assert_eq!(out.trim(), format!("appimage.kuscia.secretflow/{name} unchanged"));
-    let after = c.kubectl_ok(&["get", "appimage", &name, "-o", "jsonpath={.metadata.resourceVersion}"]);
+    assert_eq!(
+        out.trim(),
+        format!("appimage.kuscia.secretflow/{name} unchanged")
+    );
+    let after = c.kubectl_ok(&[
+        "get",
+        "appimage",
+        &name,
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
     assert_eq!(before, after);
     let port = c.kubectl_ok(&[
         "get",
@@ -161,12 +213,22 @@ fn the_same_story_through_the_plugin() {
     // update back to the first version
     let (code, out, err) = plugin(c, &["update", "-f", &create]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out.trim(), format!("appimage.kuscia.secretflow/{name} replaced"));
+    assert_eq!(
+        out.trim(),
+        format!("appimage.kuscia.secretflow/{name} replaced")
+    );
 
     // describe and render from the cluster
     let (code, out, _) = plugin(c, &["describe", &name]);
     assert_eq!(code, 0);
-    for needle in [name.as_str(), "secretflow/secretflow-lite-anolis8", "spu", "Cluster", "Domain", "task-config.conf"] {
+    for needle in [
+        name.as_str(),
+        "secretflow/secretflow-lite-anolis8",
+        "spu",
+        "Cluster",
+        "Domain",
+        "task-config.conf",
+    ] {
         assert!(out.contains(needle), "describe lacks {needle}:\n{out}");
     }
     let (code, out, err) = plugin(c, &["render", &name, "--task-id", "t1", "-o", "json"]);
@@ -180,7 +242,10 @@ fn the_same_story_through_the_plugin() {
     // delete, then the kubectl NotFound
     let (code, out, _) = plugin(c, &["delete", &name]);
     assert_eq!(code, 0);
-    assert_eq!(out.trim(), format!("appimage.kuscia.secretflow \"{name}\" deleted"));
+    assert_eq!(
+        out.trim(),
+        format!("appimage.kuscia.secretflow \"{name}\" deleted")
+    );
     let (code, _, err) = plugin(c, &["get", &name]);
     assert_eq!(code, 1);
     assert_eq!(
@@ -195,7 +260,8 @@ fn the_same_story_through_the_plugin() {
 fn the_crd_rejects_what_its_schema_forbids() {
     let c = cluster();
     let name = unique("bad");
-    let bad_enum = renamed("secretflow-image.yaml", &name).replace("scope: Domain", "scope: Galaxy");
+    let bad_enum =
+        renamed("secretflow-image.yaml", &name).replace("scope: Domain", "scope: Galaxy");
     let (_d, path) = temp_file("enum.yaml", &bad_enum);
     let out = c.kubectl(&["apply", "-f", &path.to_string_lossy()]);
     assert!(!out.status.success());
@@ -258,7 +324,10 @@ fn kubeconfig_and_context_flags_are_honoured() {
         {"name": "broken", "context": {"cluster": "broken", "user": user}},
     ]);
     cfg["current-context"] = "broken".into();
-    let (_d2, second) = temp_file("second.kubeconfig", &serde_yaml_ng::to_string(&cfg).unwrap());
+    let (_d2, second) = temp_file(
+        "second.kubeconfig",
+        &serde_yaml_ng::to_string(&cfg).unwrap(),
+    );
     let second = second.to_string_lossy().into_owned();
 
     // --kubeconfig wins over KUBECONFIG; the current context (broken) fails clearly.
@@ -266,7 +335,18 @@ fn kubeconfig_and_context_flags_are_honoured() {
     assert_eq!(code, 1);
     assert!(err.contains("127.0.0.1:1"), "{err}");
     // --context selects the good one.
-    let (code, out, err) = plugin(c, &["--kubeconfig", &second, "--context", "good", "create", "-f", &file]);
+    let (code, out, err) = plugin(
+        c,
+        &[
+            "--kubeconfig",
+            &second,
+            "--context",
+            "good",
+            "create",
+            "-f",
+            &file,
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("created"));
     // And it really went to the cluster the default kubeconfig also sees.

@@ -101,13 +101,20 @@ fn signed_appimage_pods_are_injected_on_admission() {
                 .success()
         })
     };
-    assert!(wait_for_cache(), "webhook never saw {name}:\n{}", hook.logs());
+    assert!(
+        wait_for_cache(),
+        "webhook never saw {name}:\n{}",
+        hook.logs()
+    );
     let out = create_json(c, &labelled_pod(&ns, "job-0", &name), &[]);
     assert!(out.status.success(), "{:?}\n{}", text(&out), hook.logs());
     let pod = get_json(c, &["pod", "job-0", "-n", &ns]);
     let ctr = &pod["spec"]["containers"][0];
     assert_eq!(ctr["name"], "secretflow");
-    assert_eq!(ctr["image"], format!("secretflow/secretflow-lite-anolis8@{DIGEST}"));
+    assert_eq!(
+        ctr["image"],
+        format!("secretflow/secretflow-lite-anolis8@{DIGEST}")
+    );
     let ports: Vec<&str> = ctr["ports"]
         .as_array()
         .unwrap()
@@ -122,7 +129,10 @@ fn signed_appimage_pods_are_injected_on_admission() {
         .map(|e| e["name"].as_str().unwrap())
         .collect();
     assert!(env.contains(&"KUSCIA_PORT_GLOBAL_NUMBER"), "{env:?}");
-    assert_eq!(ctr["volumeMounts"][0]["mountPath"], "/work/kuscia/task-config.conf");
+    assert_eq!(
+        ctr["volumeMounts"][0]["mountPath"],
+        "/work/kuscia/task-config.conf"
+    );
     assert_eq!(ctr["volumeMounts"][0]["subPath"], "task-config.conf");
     assert_eq!(pod["spec"]["restartPolicy"], "Never");
     assert_eq!(pod["metadata"]["labels"][keys::POD_IDENTITY], "job-0");
@@ -146,27 +156,48 @@ fn signed_appimage_pods_are_injected_on_admission() {
     // The same manifest created again (after deleting the original) comes back unchanged:
     // the second admission's patch is empty.
     let mut again = pod.clone();
-    for f in ["uid", "resourceVersion", "creationTimestamp", "managedFields"] {
+    for f in [
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "managedFields",
+    ] {
         again["metadata"].as_object_mut().unwrap().remove(f);
     }
     again.as_object_mut().unwrap().remove("status");
     c.kubectl_ok(&["delete", "pod", "job-0", "-n", &ns, "--wait=false"]);
-    assert!(appimage_e2e::wait_until(std::time::Duration::from_secs(10), || {
-        !c.kubectl(&["get", "pod", "job-0", "-n", &ns]).status.success()
-    }));
+    assert!(appimage_e2e::wait_until(
+        std::time::Duration::from_secs(10),
+        || {
+            !c.kubectl(&["get", "pod", "job-0", "-n", &ns])
+                .status
+                .success()
+        }
+    ));
     let out = create_json(c, &again, &[]);
     assert!(out.status.success(), "{:?}", text(&out));
     let recreated = get_json(c, &["pod", "job-0", "-n", &ns]);
     assert_eq!(recreated["spec"], pod["spec"]);
-    assert_eq!(recreated["metadata"]["annotations"], pod["metadata"]["annotations"]);
+    assert_eq!(
+        recreated["metadata"]["annotations"],
+        pod["metadata"]["annotations"]
+    );
     assert_eq!(recreated["metadata"]["labels"], pod["metadata"]["labels"]);
 
     // Server dry run returns the mutated Pod and stores nothing.
-    let out = create_json(c, &labelled_pod(&ns, "dry-0", &name), &["--dry-run=server", "-o", "json"]);
+    let out = create_json(
+        c,
+        &labelled_pod(&ns, "dry-0", &name),
+        &["--dry-run=server", "-o", "json"],
+    );
     assert!(out.status.success(), "{:?}", text(&out));
     let dry: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(dry["spec"]["containers"][0]["name"], "secretflow");
-    assert!(!c.kubectl(&["get", "pod", "dry-0", "-n", &ns]).status.success());
+    assert!(
+        !c.kubectl(&["get", "pod", "dry-0", "-n", &ns])
+            .status
+            .success()
+    );
 
     // A Pod without the label is untouched.
     let plain = json!({
@@ -185,7 +216,10 @@ fn signed_appimage_pods_are_injected_on_admission() {
     let out = create_json(c, &labelled_pod(&ns, "bad-0", &tampered_name), &[]);
     assert!(!out.status.success());
     let err = text(&out).1;
-    assert!(err.contains(&tampered_name) && err.contains("does not verify"), "{err}");
+    assert!(
+        err.contains(&tampered_name) && err.contains("does not verify"),
+        "{err}"
+    );
 
     // An unknown AppImage: denied, saying how to fix it.
     let out = create_json(c, &labelled_pod(&ns, "unknown-0", "no-such-image"), &[]);
