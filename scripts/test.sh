@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # The test command: builds the control plane (cached) and the binaries, then runs every test,
-# unit, offline CLI and end-to-end on a real kube-apiserver. Needs only Rust, Go and kubectl.
+# unit, offline CLI and end-to-end on a real kube-apiserver. Needs only Rust, Go, kubectl and
+# openssl. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
 scripts/controlplane.sh build >/dev/null
 cargo build --workspace --bins
-cargo test --workspace "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+# One closing line over all test binaries.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "\ntotal: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
