@@ -16,106 +16,86 @@ fn is_lower_alnum(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit()
 }
 
+/// Lower-case letters, digits and '-', starting and ending with a letter or digit.
+fn is_dns_label_text(s: &str) -> bool {
+    s.chars().all(|c| is_lower_alnum(c) || c == '-')
+        && s.starts_with(is_lower_alnum)
+        && s.ends_with(is_lower_alnum)
+}
+
+/// The error for an empty `s` or one longer than `max`.
+fn length_error(s: &str, max: usize, why: &str) -> Option<String> {
+    if s.is_empty() {
+        Some("must not be empty".into())
+    } else if s.len() > max {
+        Some(format!(
+            "must be no more than {max} characters (it has {}){why}",
+            s.len()
+        ))
+    } else {
+        None
+    }
+}
+
 /// Why `s` is not a DNS-1123 label, or `None` if it is one.
 pub fn dns1123_label_error(s: &str) -> Option<String> {
-    if s.is_empty() {
-        return Some("must not be empty".into());
-    }
-    if s.len() > MAX_LABEL {
-        return Some(format!(
-            "must be no more than 63 characters (it has {})",
-            s.len()
-        ));
-    }
-    let ok = s.chars().all(|c| is_lower_alnum(c) || c == '-')
-        && s.starts_with(is_lower_alnum)
-        && s.ends_with(is_lower_alnum);
-    (!ok).then(|| {
-        "must be a DNS-1123 label: lower-case letters, digits and '-', starting and ending with a letter or digit (e.g. 'my-name')"
-            .into()
+    length_error(s, MAX_LABEL, "").or_else(|| {
+        (!is_dns_label_text(s)).then(|| {
+            "must be a DNS-1123 label: lower-case letters, digits and '-', starting and ending with a letter or digit (e.g. 'my-name')"
+                .into()
+        })
     })
 }
 
 /// Why `s` is not a DNS-1123 subdomain, or `None`.
 pub fn dns1123_subdomain_error(s: &str) -> Option<String> {
-    if s.is_empty() {
-        return Some("must not be empty".into());
-    }
-    if s.len() > 253 {
-        return Some(format!(
-            "must be no more than 253 characters (it has {})",
-            s.len()
-        ));
-    }
-    let ok = s.split('.').all(|part| {
-        !part.is_empty()
-            && part.chars().all(|c| is_lower_alnum(c) || c == '-')
-            && part.starts_with(is_lower_alnum)
-            && part.ends_with(is_lower_alnum)
-    });
-    (!ok).then(|| {
-        "must be a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit (e.g. 'example.com')"
-            .into()
+    length_error(s, 253, "").or_else(|| {
+        (!s.split('.').all(is_dns_label_text)).then(|| {
+            "must be a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit (e.g. 'example.com')"
+                .into()
+        })
     })
 }
 
 /// Why `s` is not an IANA service name (a Kubernetes container port name), or `None`.
 pub fn port_name_error(s: &str) -> Option<String> {
-    if s.is_empty() {
-        return Some("must not be empty".into());
-    }
-    if s.len() > 15 {
-        return Some(format!(
-            "must be no more than 15 characters (it has {}), as Kubernetes port names are",
-            s.len()
-        ));
-    }
-    let ok = s.chars().all(|c| is_lower_alnum(c) || c == '-')
-        && s.starts_with(is_lower_alnum)
-        && s.ends_with(is_lower_alnum)
-        && !s.contains("--")
-        && s.chars().any(|c| c.is_ascii_lowercase());
-    (!ok).then(|| {
-        "must be a port name: lower-case letters, digits and single '-', with at least one letter (e.g. 'global')"
-            .into()
+    length_error(s, 15, ", as Kubernetes port names are").or_else(|| {
+        let ok = is_dns_label_text(s)
+            && !s.contains("--")
+            && s.chars().any(|c| c.is_ascii_lowercase());
+        (!ok).then(|| {
+            "must be a port name: lower-case letters, digits and single '-', with at least one letter (e.g. 'global')"
+                .into()
+        })
     })
 }
 
-/// Why `s` is not a label value, or `None`.
-pub fn label_value_error(s: &str) -> Option<String> {
-    if s.len() > MAX_LABEL {
-        return Some(format!(
-            "must be no more than 63 characters (it has {})",
-            s.len()
-        ));
-    }
+/// Letters, digits, '-', '_' and '.', starting and ending with a letter or digit.
+fn is_label_value_text(s: &str) -> bool {
     let alnum = |c: char| c.is_ascii_alphanumeric();
-    let ok = s.is_empty()
-        || (s.chars().all(|c| alnum(c) || matches!(c, '-' | '_' | '.'))
-            && s.starts_with(alnum)
-            && s.ends_with(alnum));
-    (!ok).then(|| {
-        "must be a label value: letters, digits, '-', '_' and '.', starting and ending with a letter or digit".into()
+    s.chars().all(|c| alnum(c) || matches!(c, '-' | '_' | '.'))
+        && s.starts_with(alnum)
+        && s.ends_with(alnum)
+}
+
+/// Why `s` is not a label value (which may be empty), or `None`.
+pub fn label_value_error(s: &str) -> Option<String> {
+    if s.is_empty() {
+        return None;
+    }
+    length_error(s, MAX_LABEL, "").or_else(|| {
+        (!is_label_value_text(s)).then(|| {
+            "must be a label value: letters, digits, '-', '_' and '.', starting and ending with a letter or digit".into()
+        })
     })
 }
 
 /// Why `s` cannot be a config file name (it becomes an annotation key's name part and a file path).
 pub fn config_file_name_error(s: &str) -> Option<String> {
-    if s.is_empty() {
-        return Some("must not be empty".into());
-    }
-    if s.len() > MAX_LABEL {
-        return Some(format!(
-            "must be no more than 63 characters (it has {})",
-            s.len()
-        ));
-    }
-    let alnum = |c: char| c.is_ascii_alphanumeric();
-    let ok = s.chars().all(|c| alnum(c) || matches!(c, '-' | '_' | '.'))
-        && s.starts_with(alnum)
-        && s.ends_with(alnum);
-    (!ok).then(|| {
-        "must be a plain file name: letters, digits, '-', '_' and '.', starting and ending with a letter or digit (e.g. 'task-config.conf')".into()
+    length_error(s, MAX_LABEL, "").or_else(|| {
+        (!is_label_value_text(s)).then(|| {
+            "must be a plain file name: letters, digits, '-', '_' and '.', starting and ending with a letter or digit (e.g. 'task-config.conf')".into()
+        })
     })
 }
 
