@@ -28,6 +28,22 @@ fn skeleton(image: &str, name: &str) -> Pod {
     .unwrap()
 }
 
+/// Inject the example `file` (AppImage `image`) into a fresh Pod `pod` in namespace alice.
+fn injected(
+    file: &str,
+    image: &str,
+    pod: &str,
+    role: &str,
+    task: &str,
+) -> appimage::injection::Injection {
+    inject(
+        &example(file),
+        &skeleton(image, pod),
+        &request(pod, role, task),
+    )
+    .unwrap()
+}
+
 fn request(pod: &str, role: &str, task: &str) -> Request {
     Request {
         namespace: "alice".into(),
@@ -40,13 +56,13 @@ fn request(pod: &str, role: &str, task: &str) -> Request {
 
 #[test]
 fn seed_pod_has_containers_ports_env_and_config_mount() {
-    let img = example("secretflow-image.yaml");
-    let out = inject(
-        &img,
-        &skeleton("secretflow-image", "job-0"),
-        &request("job-0", "", "t1"),
-    )
-    .unwrap();
+    let out = injected(
+        "secretflow-image.yaml",
+        "secretflow-image",
+        "job-0",
+        "",
+        "t1",
+    );
     let spec = out.pod.spec.as_ref().unwrap();
     assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
     assert_eq!(spec.containers.len(), 1);
@@ -121,13 +137,13 @@ fn seed_pod_has_containers_ports_env_and_config_mount() {
 
 #[test]
 fn seed_services_follow_port_scopes() {
-    let img = example("secretflow-image.yaml");
-    let out = inject(
-        &img,
-        &skeleton("secretflow-image", "job-0"),
-        &request("job-0", "", "t1"),
-    )
-    .unwrap();
+    let out = injected(
+        "secretflow-image.yaml",
+        "secretflow-image",
+        "job-0",
+        "",
+        "t1",
+    );
     let svc: Vec<(String, String)> = out
         .services
         .iter()
@@ -174,13 +190,13 @@ fn seed_services_follow_port_scopes() {
 
 #[test]
 fn updated_seed_keeps_the_written_global_port() {
-    let img = example("secretflow-image-update.yaml");
-    let out = inject(
-        &img,
-        &skeleton("secretflow-image", "job-0"),
-        &request("job-0", "", "t1"),
-    )
-    .unwrap();
+    let out = injected(
+        "secretflow-image-update.yaml",
+        "secretflow-image",
+        "job-0",
+        "",
+        "t1",
+    );
     let global = out.ports.iter().find(|p| p.name == "global").unwrap();
     assert_eq!(global.port, 8082);
     let conf: Value = serde_json::from_str(&out.config_files["task-config.conf"]).unwrap();
@@ -194,19 +210,8 @@ fn updated_seed_keeps_the_written_global_port() {
 
 #[test]
 fn app_template_roles_and_network_policy() {
-    let img = example("app-template.yaml");
-    let server = inject(
-        &img,
-        &skeleton("app-template", "srv-0"),
-        &request("srv-0", "server", ""),
-    )
-    .unwrap();
-    let client = inject(
-        &img,
-        &skeleton("app-template", "cli-0"),
-        &request("cli-0", "client", ""),
-    )
-    .unwrap();
+    let server = injected("app-template.yaml", "app-template", "srv-0", "server", "");
+    let client = injected("app-template.yaml", "app-template", "cli-0", "client", "");
     assert_eq!(server.template_index, 0);
     assert_eq!(client.template_index, 1);
     assert!(client.network_policies.is_empty());
@@ -426,12 +431,7 @@ fn values_reach_the_templates_with_precedence() {
 #[test]
 fn the_stored_pod_describes_its_own_services_and_policy() {
     let img = example("app-template.yaml");
-    let out = inject(
-        &img,
-        &skeleton("app-template", "srv-0"),
-        &request("srv-0", "server", ""),
-    )
-    .unwrap();
+    let out = injected("app-template.yaml", "app-template", "srv-0", "server", "");
     let mut stored = out.pod.clone();
     stored.metadata.namespace = Some("alice".into());
     stored.metadata.uid = Some("uid-7".into());
