@@ -72,21 +72,7 @@ fn run(dir: &Path, args: &[&str]) -> Run {
     }
 }
 
-/// Run `openssl` in `dir`; its stdout.
-#[track_caller]
-fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl command is needed for the interoperability tests");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+use appimage_e2e::pki::openssl;
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")

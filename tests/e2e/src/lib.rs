@@ -5,6 +5,7 @@
 //! Teardown: the control plane is started with `--parent-pid`, so it stops by itself when the
 //! test binary exits, whether its tests passed, failed or panicked.
 
+pub mod pki;
 pub mod webhook;
 
 use std::io::{BufRead, BufReader};

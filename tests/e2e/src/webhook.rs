@@ -8,22 +8,9 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+pub use crate::pki::openssl;
+use crate::pki::{make_ca, make_leaf, make_signing_key};
 use crate::{Cluster, unique, wait_until, workspace_bin};
-
-/// Run openssl, failing the test with its stderr.
-pub fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 /// A CA and a serving certificate for 127.0.0.1, made by openssl in `dir`.
 pub struct Tls {
@@ -35,72 +22,12 @@ pub struct Tls {
 impl Tls {
     pub fn new(dir: &Path, cn: &str) -> Tls {
         std::fs::create_dir_all(dir).expect("tls dir");
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=appimage-test-ca",
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "tls.key",
-                "-out",
-                "tls.csr",
-                "-subj",
-                &format!("/CN={cn}"),
-            ],
-        );
-        std::fs::write(
-            dir.join("san.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )
-        .expect("ext");
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "tls.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "tls.crt",
-                "-days",
-                "2",
-                "-extfile",
-                "san.ext",
-            ],
-        );
+        make_ca(dir, "ca");
+        make_leaf(dir, "ca", cn, 1, true);
         Tls {
             ca: dir.join("ca.crt"),
-            cert: dir.join("tls.crt"),
-            key: dir.join("tls.key"),
+            cert: dir.join(format!("{cn}.crt")),
+            key: dir.join(format!("{cn}.key")),
         }
     }
 
@@ -119,33 +46,11 @@ impl SigningKey {
     pub fn new(dir: &Path) -> SigningKey {
         let pub_dir = dir.join("trusted");
         std::fs::create_dir_all(&pub_dir).expect("trusted dir");
-        openssl(
-            dir,
-            &[
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-                "sign.key",
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "pkey",
-                "-in",
-                "sign.key",
-                "-pubout",
-                "-out",
-                "trusted/sign.pub.pem",
-            ],
-        );
-        SigningKey {
-            private: dir.join("sign.key"),
-            pub_dir,
-        }
+        make_signing_key(&pub_dir, "sign");
+        // Only public keys stay in the trusted directory.
+        let private = dir.join("sign.key");
+        std::fs::rename(pub_dir.join("sign.key"), &private).expect("move private key");
+        SigningKey { private, pub_dir }
     }
 
     /// `openssl dgst -sha256 -sign` over the payload bytes, base64.

@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use appimage::appimage::AppImage;
@@ -23,118 +22,13 @@ use tokio_rustls::TlsConnector;
 
 pub const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-pub fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+#[allow(unused_imports)]
+pub use appimage_e2e::pki::{make_ca, make_leaf, openssl};
 
-/// A CA (`NAME.crt`, `NAME.key`) in `dir`.
-pub fn make_ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.crt"),
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
-}
-
-/// A leaf `NAME.crt` / `NAME.key` signed by CA `ca`, with serial `serial`;
-/// `server` adds SAN 127.0.0.1 and serverAuth, otherwise it is a clientAuth certificate.
-pub fn make_leaf(dir: &Path, ca: &str, name: &str, serial: u32, server: bool) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
-    let ext = if server {
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"
-    } else {
-        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n"
-    };
-    std::fs::write(dir.join(format!("{name}.ext")), ext).expect("write ext");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}.crt"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-set_serial",
-            &serial.to_string(),
-            "-days",
-            "2",
-            "-out",
-            &format!("{name}.crt"),
-            "-extfile",
-            &format!("{name}.ext"),
-        ],
-    );
-}
-
-/// An ECDSA P-256 signing key `NAME.key` and its public key `NAME.pub`.
+/// An ECDSA P-256 signing key `NAME.key` and its public key `NAME.pub`, as a trusted key.
 pub fn make_signing_key(dir: &Path, name: &str) -> TrustedKey {
-    openssl(
-        dir,
-        &[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            &format!("{name}.key"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "pkey",
-            "-in",
-            &format!("{name}.key"),
-            "-pubout",
-            "-out",
-            &format!("{name}.pub"),
-        ],
-    );
-    let pem = std::fs::read_to_string(dir.join(format!("{name}.pub"))).expect("read pub");
+    let public = appimage_e2e::pki::make_signing_key(dir, name);
+    let pem = std::fs::read_to_string(&public).expect("read pub");
     TrustedKey::from_pem(&format!("{name}.pub"), &pem).expect("openssl key parses")
 }
 
