@@ -287,3 +287,105 @@ fn list<'a>(items: impl Iterator<Item = &'a str>) -> String {
         v.join(", ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed() -> AppImage {
+        let text = include_str!("../examples/app-template.yaml");
+        crate::manifest::appimages("app-template.yaml", text)
+            .unwrap()
+            .remove(0)
+    }
+
+    fn errors(img: &AppImage) -> Vec<String> {
+        validate(img).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn the_seed_examples_are_valid() {
+        assert_eq!(errors(&seed()), Vec::<String>::new());
+        for text in [
+            include_str!("../examples/secretflow-image.yaml"),
+            include_str!("../examples/secretflow-image-update.yaml"),
+        ] {
+            let img = crate::manifest::appimages("x", text).unwrap().remove(0);
+            assert_eq!(errors(&img), Vec::<String>::new());
+        }
+    }
+
+    #[test]
+    fn cross_references_name_their_field() {
+        let mut img = seed();
+        let c = &mut img.spec.deploy_templates[0].spec.containers[0];
+        c.ports[0].name = "web".into();
+        c.config_volume_mounts[0].sub_path = "missing.conf".into();
+        c.metric_probe = Some(crate::appimage::MetricProbe {
+            path: "/metrics".into(),
+            port: "nope".into(),
+        });
+        let errs = errors(&img);
+        let mut paths: Vec<&str> = errs.iter().filter_map(|e| e.split(": ").next()).collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "spec.deployTemplates[0].networkPolicy.ingresses[0].ports[0].port",
+                "spec.deployTemplates[0].spec.containers[0].configVolumeMounts[0].subPath",
+                "spec.deployTemplates[0].spec.containers[0].livenessProbe.httpGet.port",
+                "spec.deployTemplates[0].spec.containers[0].metricProbe.port",
+                "spec.deployTemplates[0].spec.containers[0].startupProbe.httpGet.port",
+            ]
+        );
+        assert!(
+            errs.iter().any(|e| e.contains(
+                "\"missing.conf\" is not a key of spec.configTemplates (it has: task-config.conf)"
+            )),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.contains(
+                "names port \"global\", which is not declared (declared: web)"
+            )),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn names_duplicates_and_templates() {
+        let mut img = seed();
+        img.metadata.name = Some("Bad_Name".into());
+        let t = &mut img.spec.deploy_templates[1];
+        t.name = "-x".into();
+        let mut second = t.spec.containers[0].clone();
+        second.name = "side".into();
+        second.config_volume_mounts.clear();
+        t.spec.containers.push(second);
+        img.spec
+            .config_templates
+            .insert("bad.conf".into(), "{{if .X}}".into());
+        let errs = errors(&img);
+        let has = |prefix: &str| errs.iter().any(|e| e.starts_with(prefix));
+        assert!(
+            has("metadata.name: must be a DNS-1123 subdomain"),
+            "{errs:?}"
+        );
+        assert!(
+            has("spec.deployTemplates[1].name: must be a DNS-1123 label"),
+            "{errs:?}"
+        );
+        assert!(
+            has(
+                "spec.deployTemplates[1].spec.containers[1].ports[0].name: port name \"global\" is already used by spec.deployTemplates[1].spec.containers[0].ports[0]"
+            ),
+            "{errs:?}"
+        );
+        assert!(
+            has(
+                "spec.configTemplates[\"bad.conf\"]: config template \"bad.conf\", line 1, column 1: unsupported action"
+            ),
+            "{errs:?}"
+        );
+    }
+}
