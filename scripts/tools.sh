@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build (cached) the pinned packaging tools from source with the local Go toolchain:
 #
-#   scripts/tools.sh helm|kubeconform|krew     last stdout line = the binary's path
+#   scripts/tools.sh helm|kubeconform|krew|cosign     last stdout line = the binary's path
 #
 # Binaries go to target/tools/bin. A binary is rebuilt only when it is missing or was built
 # from another version than the one pinned here (read back with `go version -m`) or with
@@ -28,6 +28,9 @@ KUBECONFORM_VERSION=v0.8.0
 KREW_MODULE=sigs.k8s.io/krew
 KREW_PKG=sigs.k8s.io/krew/cmd/krew
 KREW_VERSION=v0.4.4
+# cosign: only for the signature interoperability test (sign-blob with a cosign key pair).
+COSIGN_PKG=github.com/sigstore/cosign/v2/cmd/cosign
+COSIGN_VERSION=v2.4.1
 
 log() { echo "tools.sh: $*" >&2; }
 
@@ -104,8 +107,9 @@ helm)
     ;;
 kubeconform) install_tool kubeconform github.com/yannh/kubeconform "$KUBECONFORM_PKG" "$KUBECONFORM_VERSION" ;;
 krew) install_tool krew "$KREW_MODULE" "$KREW_PKG" "$KREW_VERSION" module-mode ;;
+cosign) install_tool cosign github.com/sigstore/cosign/v2 "$COSIGN_PKG" "$COSIGN_VERSION" ;;
 *)
-    echo "usage: $0 helm|kubeconform|krew" >&2
+    echo "usage: $0 helm|kubeconform|krew|cosign" >&2
     exit 2
     ;;
 esac

@@ -539,3 +539,76 @@ fn bad_inputs_fail_with_clear_messages() {
     let r = run(d, &["verify", "-f", "app.yaml"]);
     assert_eq!(r.code, 2, "clap usage error: {}", r.stderr);
 }
+
+/// cosign, built from the Go module proxy by scripts/tools.sh (cached).
+fn cosign() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/tools.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .arg("cosign")
+        .output()
+        .expect("run scripts/tools.sh cosign");
+    assert!(
+        out.status.success(),
+        "scripts/tools.sh cosign: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    PathBuf::from(stdout.lines().last().expect("cosign path").trim())
+}
+
+#[test]
+fn cosign_sign_blob_signatures_verify() {
+    let cosign = cosign();
+    let dir = tempdir();
+    let d = dir.path();
+    let cosign_run = |args: &[&str]| {
+        let out = Command::new(&cosign)
+            .args(args)
+            .current_dir(d)
+            .env("COSIGN_PASSWORD", "test-password")
+            .output()
+            .expect("run cosign");
+        assert!(
+            out.status.success(),
+            "cosign {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    // A cosign key pair (encrypted private key, PEM public key).
+    cosign_run(&["generate-key-pair"]);
+    std::fs::write(d.join("app.yaml"), example_text()).expect("write");
+    let payload = run(d, &["payload", "-f", "app.yaml"]).ok().stdout;
+    std::fs::write(d.join("payload.bin"), &payload).expect("write");
+    let sig = cosign_run(&[
+        "sign-blob",
+        "--yes",
+        "--key",
+        "cosign.key",
+        "--tlog-upload=false",
+        "payload.bin",
+    ]);
+    let sig = String::from_utf8(sig).expect("base64 text");
+    std::fs::write(d.join("by-cosign.yaml"), with_sign(sig.trim())).expect("write");
+    let r = run(
+        d,
+        &["verify", "-f", "by-cosign.yaml", "--key", "cosign.pub"],
+    )
+    .ok();
+    assert!(
+        r.out()
+            .contains("verified with cosign.pub (ECDSA-P256-SHA256)"),
+        "{}",
+        r.out()
+    );
+    // A tag changed after cosign signed fails.
+    std::fs::write(
+        d.join("changed.yaml"),
+        with_tag(&with_sign(sig.trim()), "v2"),
+    )
+    .expect("write");
+    let r = run(d, &["verify", "-f", "changed.yaml", "--key", "cosign.pub"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("does not verify"), "{}", r.stderr);
+}
