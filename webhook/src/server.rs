@@ -206,6 +206,8 @@ async fn start_inner(
         },
         metrics,
         ready,
+        // Half the request timeout, so the 503 beats the timeout layer's 408.
+        sync_wait: config.request_timeout / 2,
         require_client_cert: tls.as_ref().is_some_and(|t| t.client_auth),
     });
     let app = api::router(

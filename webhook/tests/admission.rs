@@ -62,7 +62,8 @@ fn bytes(v: &Value) -> Vec<u8> {
 }
 
 fn response(reply: &admission::Reply) -> Value {
-    let review = serde_json::to_value(&reply.review).expect("review encodes");
+    let wire = reply.to_json().expect("review encodes");
+    let review: Value = serde_json::from_slice(&wire).expect("review is JSON");
     assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(review["kind"], "AdmissionReview");
     review["response"].clone()
@@ -75,15 +76,14 @@ fn message(resp: &Value) -> String {
         .to_string()
 }
 
-/// The JSON patch of a response, decoded. kube-core serializes the bytes as a JSON array of
-/// numbers (which the apiserver's decoder accepts as well as base64); take either.
+/// The JSON patch of a response, decoded: base64, as the API defines `[]byte`.
 fn patch_of(resp: &Value) -> Option<json_patch::Patch> {
     let raw: Vec<u8> = match &resp["patch"] {
         Value::String(b64) => base64::engine::general_purpose::STANDARD
             .decode(b64)
             .expect("patch is base64"),
-        Value::Array(_) => serde_json::from_value(resp["patch"].clone()).expect("bytes"),
-        _ => return None,
+        Value::Null => return None,
+        other => panic!("patch must be a base64 string, got {other}"),
     };
     assert_eq!(resp["patchType"], "JSONPatch");
     Some(serde_json::from_slice(&raw).expect("patch is a JSON patch"))
@@ -418,6 +418,7 @@ fn state(f: &Fixture, ready: Readiness) -> Arc<AppState> {
         policy: REQUIRED,
         metrics: Metrics::new(),
         ready,
+        sync_wait: Duration::from_millis(100),
         require_client_cert: false,
     })
 }
@@ -534,7 +535,25 @@ async fn readyz_waits_for_the_initial_list() {
     );
     let (status, _) = call(&app, "GET", "/readyz", Vec::new()).await;
     assert_eq!(status, 503);
-    writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
+    // Before the initial list, an empty store must not deny the Pod as "not found".
+    let review = bytes(&pod_review(pod("job-0", "alice", Some("demo"))));
+    let (status, body) = call(&app, "POST", "/mutate", review.clone()).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("AppImage watch has not synced"), "{body}");
+    // A request that arrives while the list is under way waits for it, then is answered.
+    let pending = tokio::spawn({
+        let app = app.clone();
+        let review = review.clone();
+        async move { call(&app, "POST", "/mutate", review).await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    use kube::runtime::watcher::Event;
+    writer.apply_watcher_event(&Event::Init);
+    writer.apply_watcher_event(&Event::InitApply(f.good.clone()));
+    writer.apply_watcher_event(&Event::InitDone);
+    let (status, body) = pending.await.expect("joined");
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("not found"), "{body}");
     let mut status = 0;
     for _ in 0..100 {
         status = call(&app, "GET", "/readyz", Vec::new()).await.0;

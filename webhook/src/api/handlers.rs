@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request, State};
@@ -23,6 +22,18 @@ pub async fn mutate(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
+    if state.catalog.is_some() && !state.ready.wait(state.sync_wait).await {
+        let text = format!(
+            "not ready: the AppImage watch has not synced within {:?}; the request can be retried\n",
+            state.sync_wait
+        );
+        return finish(
+            &state,
+            MUTATE,
+            started,
+            Err((StatusCode::SERVICE_UNAVAILABLE, text)),
+        );
+    }
     let result = body
         .map_err(rejected)
         .and_then(|body| match &state.catalog {
@@ -84,7 +95,17 @@ fn finish(
                 reason,
                 "admission"
             );
-            Json(reply.review).into_response()
+            match reply.to_json() {
+                Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+                Err(e) => {
+                    tracing::error!(uid = %reply.uid, "cannot encode the AdmissionReview: {e}");
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "cannot encode the AdmissionReview answer\n",
+                    )
+                        .into_response()
+                }
+            }
         }
         Err((status, text)) => {
             state.metrics.observe(endpoint, Outcome::Error, elapsed);

@@ -3,7 +3,6 @@
 pub mod handlers;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -11,6 +10,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::routing::{get, post};
+use tokio::sync::watch;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::admission::Policy;
@@ -18,9 +18,16 @@ use crate::cache::Catalog;
 use crate::metrics::Metrics;
 use crate::trust::Trust;
 
-/// Set once the AppImage store has its initial list; `/readyz` reports it.
-#[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+/// Set once the AppImage store has its initial list; `/readyz` reports it and early /mutate
+/// requests wait on it. (The store's own `wait_until_ready` wakes only its last waiter.)
+#[derive(Debug, Clone)]
+pub struct Readiness(Arc<watch::Sender<bool>>);
+
+impl Default for Readiness {
+    fn default() -> Readiness {
+        Readiness(Arc::new(watch::Sender::new(false)))
+    }
+}
 
 impl Readiness {
     pub fn ready() -> Readiness {
@@ -30,11 +37,23 @@ impl Readiness {
     }
 
     pub fn set(&self) {
-        self.0.store(true, Ordering::Release);
+        self.0.send_replace(true);
     }
 
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        *self.0.borrow()
+    }
+
+    /// Whether ready, waiting up to `limit` for it.
+    pub async fn wait(&self, limit: Duration) -> bool {
+        if self.is_ready() {
+            return true;
+        }
+        let mut rx = self.0.subscribe();
+        matches!(
+            tokio::time::timeout(limit, rx.wait_for(|ready| *ready)).await,
+            Ok(Ok(_))
+        )
     }
 }
 
@@ -51,6 +70,9 @@ pub struct AppState {
     pub policy: Policy,
     pub metrics: Metrics,
     pub ready: Readiness,
+    /// How long a /mutate that arrives before the AppImage watch has synced waits for it before
+    /// answering 503; an empty store would otherwise deny every Pod as "not found".
+    pub sync_wait: Duration,
     /// Admission paths need a verified client certificate (`--client-ca-file`).
     pub require_client_cert: bool,
 }
