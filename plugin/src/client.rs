@@ -5,8 +5,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use appimage::appimage::AppImage;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::client::ConfigExt;
 use kube::{Client, Config};
 
 use crate::cli::Global;
@@ -103,6 +106,31 @@ fn pick_context(kc: &Kubeconfig, flag: Option<&str>, shown: &str) -> Result<Stri
     }
 }
 
+/// The layers of kube's `Client::try_from`, but with `TCP_NODELAY`: without it a small request
+/// waits out the server's delayed ACK, about 40 ms per call.
+fn client(config: Config) -> Result<Client> {
+    if config.proxy_url.is_some() {
+        // kube's own builder knows the proxies.
+        return Ok(Client::try_from(config)?);
+    }
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(config.connect_timeout);
+    let https = config.rustls_https_connector_with_connector(http)?;
+    let mut timed = hyper_timeout::TimeoutConnector::new(https);
+    timed.set_read_timeout(config.read_timeout);
+    timed.set_write_timeout(config.write_timeout);
+    let hyper = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(timed);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(hyper);
+    Ok(Client::new(service, config.default_namespace))
+}
+
 impl Cluster {
     /// Load the kubeconfig and build a client; nothing is sent yet.
     pub async fn connect(global: &Global) -> Result<Cluster> {
@@ -132,7 +160,7 @@ impl Cluster {
             .cluster_url
             .authority()
             .map_or_else(|| config.cluster_url.to_string(), |a| a.to_string());
-        let client = Client::try_from(config).with_context(|| {
+        let client = client(config).with_context(|| {
             format!("cannot set up a client for context {context:?} (server {server})")
         })?;
         Ok(Cluster {
