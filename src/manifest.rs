@@ -28,6 +28,31 @@ pub struct Document {
     pub value: Value,
 }
 
+/// Bracket depth past which YAML is refused before parsing: the YAML parser takes
+/// super-linear time on deep flow collections before its own limit (128) fires.
+const MAX_BRACKET_DEPTH: usize = 1000;
+
+/// The line where `[`/`{` first nest deeper than [`MAX_BRACKET_DEPTH`]. Quotes are not
+/// tracked: only text with a thousand unclosed brackets is refused, which parses as nothing valid.
+fn too_deep(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut line = 1;
+    for b in text.bytes() {
+        match b {
+            b'\n' => line += 1,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_BRACKET_DEPTH {
+                    return Some(line);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Split `text` into its documents. JSON is taken as one document; `List` kinds are flattened.
 pub fn documents(source_name: &str, text: &str) -> Result<Vec<Document>, ManifestError> {
     let syntax = |message: String| ManifestError::Syntax {
@@ -44,6 +69,11 @@ pub fn documents(source_name: &str, text: &str) -> Result<Vec<Document>, Manifes
             v => raw.push(v),
         }
     } else {
+        if let Some(line) = too_deep(text) {
+            return Err(syntax(format!(
+                "invalid YAML: brackets nest deeper than {MAX_BRACKET_DEPTH} levels at line {line}; a manifest may nest at most 128 levels"
+            )));
+        }
         for doc in serde_yaml_ng::Deserializer::from_str(text) {
             let v = Value::deserialize(doc).map_err(|e| syntax(format!("invalid YAML: {e}")))?;
             if !v.is_null() {
@@ -130,4 +160,19 @@ pub fn appimages(source_name: &str, text: &str) -> Result<Vec<AppImage>, Manifes
         .iter()
         .map(|d| appimage(source_name, d))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deep_brackets_are_refused_before_parsing() {
+        let deep = format!("a: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let err = documents("deep.yaml", &deep).unwrap_err().to_string();
+        assert!(err.contains("deeper than 1000 levels at line 1"), "{err}");
+        // Balanced template braces in long text are fine.
+        let many = format!("a: |\n  {}\n", "{{{.X}}} ".repeat(10_000));
+        assert_eq!(documents("t.yaml", &many).expect("parses").len(), 1);
+    }
 }

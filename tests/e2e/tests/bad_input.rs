@@ -514,6 +514,11 @@ fn plugin_cases(work: &Path, signer: &SigningKey, other: &SigningKey) -> Vec<Cas
             expect: exit(1, "error: nested.yaml: invalid YAML: recursion limit exceeded"),
         },
         Case {
+            name: "plugin: YAML nested 100,000 deep (refused before parsing)",
+            input: Input::Plugin(f(write("deeper.yaml", format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000)).as_bytes()))),
+            expect: exit(1, "error: deeper.yaml: invalid YAML: brackets nest deeper than 1000 levels at line 1"),
+        },
+        Case {
             name: "plugin: YAML alias bomb",
             input: Input::Plugin(f(write("bomb.yaml", {
                 let mut t = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
