@@ -1,5 +1,9 @@
 //! Structured logs on stdout: JSON by default (for log collectors), text for humans.
+//! Lines are written by a background thread in batches, so a request never waits on stdout.
 
+use std::io::{BufWriter, IsTerminal};
+
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -9,10 +13,18 @@ pub enum LogFormat {
 }
 
 /// Install the global subscriber; `RUST_LOG` overrides the default `info` level.
+/// Keep the guard until exit: dropping it flushes what is queued.
 /// Calling it twice (as tests may) keeps the first subscriber.
-pub fn init(format: LogFormat) {
+pub fn init(format: LogFormat) -> WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let ansi = std::io::stdout().is_terminal();
+    // Not lossy: under a flood, requests slow down rather than lines go missing.
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(BufWriter::with_capacity(64 * 1024, std::io::stdout()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Json => builder
             .json()
@@ -20,8 +32,7 @@ pub fn init(format: LogFormat) {
             .with_current_span(false)
             .try_init(),
         // Colour only on a terminal: piped logs stay plain text.
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .try_init(),
+        LogFormat::Text => builder.with_ansi(ansi).try_init(),
     };
+    guard
 }
