@@ -234,7 +234,7 @@ pub fn inject_with(
     spec.containers = containers;
     spec.restart_policy = Some(template.spec.restart_policy.as_str().into());
     if let Some(affinity) = &template.spec.affinity {
-        spec.affinity = Some(affinity.clone());
+        spec.affinity = Some(affinity.as_ref().clone());
     }
     let mut volumes: Vec<Volume> = spec
         .volumes
@@ -497,18 +497,18 @@ fn merge_container(
     }
     c.env_from = (!env_from.is_empty()).then_some(env_from);
 
-    c.resources = merge_resources(tc.resources.as_ref(), c.resources.take());
+    c.resources = merge_resources(tc.resources.as_deref(), c.resources.take());
     if tc.liveness_probe.is_some() {
-        c.liveness_probe = tc.liveness_probe.clone();
+        c.liveness_probe = tc.liveness_probe.as_deref().cloned();
     }
     if tc.readiness_probe.is_some() {
-        c.readiness_probe = tc.readiness_probe.clone();
+        c.readiness_probe = tc.readiness_probe.as_deref().cloned();
     }
     if tc.startup_probe.is_some() {
-        c.startup_probe = tc.startup_probe.clone();
+        c.startup_probe = tc.startup_probe.as_deref().cloned();
     }
     if tc.security_context.is_some() {
-        c.security_context = tc.security_context.clone();
+        c.security_context = tc.security_context.as_deref().cloned();
     }
     c.image_pull_policy = Some(tc.image_pull_policy.unwrap_or_default().as_str().into());
 

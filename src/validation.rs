@@ -321,10 +321,10 @@ mod tests {
         let c = &mut img.spec.deploy_templates[0].spec.containers[0];
         c.ports[0].name = "web".into();
         c.config_volume_mounts[0].sub_path = "missing.conf".into();
-        c.metric_probe = Some(crate::appimage::MetricProbe {
+        c.metric_probe = Some(Box::new(crate::appimage::MetricProbe {
             path: "/metrics".into(),
             port: "nope".into(),
-        });
+        }));
         let errs = errors(&img);
         let mut paths: Vec<&str> = errs.iter().filter_map(|e| e.split(": ").next()).collect();
         paths.sort();

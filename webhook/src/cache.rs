@@ -2,7 +2,8 @@
 //! call per request), plus per-(name, resourceVersion) parsed templates and signature verdicts.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use appimage::appimage::AppImage;
 use appimage::injection::{Templates, parse_templates};
@@ -36,6 +37,18 @@ pub struct Catalog {
     store: Store<AppImage>,
     trust: Trust,
     entries: Arc<Mutex<HashMap<String, Arc<Entry>>>>,
+    /// AppImages with equal configTemplates (copies, versions of one app) share one parse:
+    /// about 2 KB each for the seed's single file, the bulk of an entry.
+    shared: Arc<Mutex<SharedTemplates>>,
+}
+
+/// Parsed templates by a hash of their source; a hit is used only when the parse is equal.
+#[derive(Default)]
+struct SharedTemplates {
+    hasher: RandomState,
+    by_hash: HashMap<u64, Weak<Templates>>,
+    /// Length at which dead entries are next swept (doubling, so sweeps stay amortized O(1)).
+    sweep_at: usize,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -56,6 +69,7 @@ impl Catalog {
             store,
             trust,
             entries: Arc::default(),
+            shared: Arc::default(),
         }
     }
 
@@ -89,9 +103,7 @@ impl Catalog {
             previous => {
                 let templates = match previous {
                     Some(e) => e.templates.clone(),
-                    None => parse_templates(&image)
-                        .map(Arc::new)
-                        .map_err(|e| e.to_string()),
+                    None => self.parse(&image),
                 };
                 let signature = verify(&image.spec.image, &trust.keys).map(str::to_string);
                 let entry = Arc::new(Entry {
@@ -113,9 +125,29 @@ impl Catalog {
         })
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Entry>>> {
+    fn entries(&self) -> MutexGuard<'_, HashMap<String, Arc<Entry>>> {
         // A panic elsewhere while holding the lock leaves a usable map: recover it.
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `image`'s parsed templates, shared with an earlier AppImage's when they parse equal.
+    fn parse(&self, image: &AppImage) -> Result<Arc<Templates>, String> {
+        let parsed = parse_templates(image).map_err(|e| e.to_string())?;
+        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        let key = shared.hasher.hash_one(&image.spec.config_templates);
+        // Equal parses render alike, so a hash collision can only cost the sharing.
+        if let Some(existing) = shared.by_hash.get(&key).and_then(Weak::upgrade)
+            && *existing == parsed
+        {
+            return Ok(existing);
+        }
+        let parsed = Arc::new(parsed);
+        shared.by_hash.insert(key, Arc::downgrade(&parsed));
+        if shared.by_hash.len() >= shared.sweep_at {
+            shared.by_hash.retain(|_, t| t.strong_count() > 0);
+            shared.sweep_at = (2 * shared.by_hash.len()).max(SLACK);
+        }
+        Ok(parsed)
     }
 
     fn insert(&self, name: &str, entry: Arc<Entry>) {
@@ -124,5 +156,42 @@ impl Catalog {
         if map.len() > self.store.len() + SLACK {
             map.retain(|n, _| self.store.get(&ObjectRef::new(n)).is_some());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event;
+
+    use super::*;
+
+    fn image(name: &str, template: &str) -> AppImage {
+        let text = include_str!("../../examples/secretflow-image.yaml");
+        let mut image = appimage::manifest::appimages("seed", text)
+            .unwrap()
+            .remove(0);
+        image.metadata.name = Some(name.into());
+        image.metadata.resource_version = Some("1".into());
+        image.spec.config_templates = [("task-config.conf".into(), template.into())].into();
+        image
+    }
+
+    #[test]
+    fn equal_templates_are_parsed_into_one_shared_value() {
+        let (reader, mut writer) = reflector::store::<AppImage>();
+        writer.apply_watcher_event(&Event::Init);
+        for (name, template) in [("a", "x {{.TASK_ID}}"), ("b", "x {{.TASK_ID}}"), ("c", "y")] {
+            writer.apply_watcher_event(&Event::InitApply(image(name, template)));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+        let catalog = Catalog::new(reader, Trust::fixed(Vec::new()));
+        let templates = |name| catalog.lookup(name).unwrap().templates.unwrap();
+        let (a, b, c) = (templates("a"), templates("b"), templates("c"));
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_ne!(a, c);
+        // Cached per name too: a second lookup reuses the first parse.
+        assert!(Arc::ptr_eq(&templates("c"), &c));
     }
 }
