@@ -350,6 +350,8 @@ impl Parser<'_> {
             };
         }
         self.text(&src[pos..], false);
+        // Parsed templates live as long as their AppImage in the webhook's cache.
+        self.segments.shrink_to_fit();
         Ok(self.segments)
     }
 
