@@ -256,3 +256,10 @@ pub fn temp_file(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
     std::fs::write(&path, text).expect("write temp file");
     (dir, path)
 }
+
+/// Write `value` as JSON to a uniquely named file in `dir`, for `kubectl apply -f`.
+pub fn write_json(dir: &Path, value: &serde_json::Value) -> PathBuf {
+    let file = dir.join(format!("{}.json", unique("obj")));
+    std::fs::write(&file, serde_json::to_vec(value).expect("JSON")).expect("write JSON file");
+    file
+}

@@ -29,7 +29,7 @@ use appimage::manifest;
 use appimage::signature::payload;
 use appimage_e2e::pki::make_leaf;
 use appimage_e2e::webhook::{SigningKey, Tls, Webhook, free_port};
-use appimage_e2e::{Cluster, cluster, repo_root, unique, wait_until, workspace_bin};
+use appimage_e2e::{Cluster, cluster, repo_root, unique, wait_until, workspace_bin, write_json};
 use serde_json::{Value, json};
 
 const DIGEST: &str = "sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945";
@@ -52,12 +52,6 @@ fn seed(name: &str, tag: &str, signer: &SigningKey) -> AppImage {
     img.spec.image.id = Some(DIGEST.into());
     img.spec.image.sign = Some(signer.sign(&payload(&img.spec.image)));
     img
-}
-
-fn write_json(dir: &Path, value: &Value) -> PathBuf {
-    let file = dir.join(format!("{}.json", unique("obj")));
-    std::fs::write(&file, serde_json::to_vec(value).unwrap()).unwrap();
-    file
 }
 
 /// A webhook process on a fixed port, so it can be started again where it was.

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use appimage::keys;
 use appimage::manifest;
 use appimage::signature::payload;
 use appimage_e2e::webhook::{SigningKey, Tls, Webhook, register};
-use appimage_e2e::{Cluster, cluster, repo_root, text, unique, wait_until};
+use appimage_e2e::{Cluster, cluster, repo_root, text, unique, wait_until, write_json};
 use serde_json::{Value, json};
 
 const DIGEST: &str = "sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945";
@@ -33,12 +33,6 @@ fn seed(name: &str, tag: &str) -> AppImage {
 fn signed(mut img: AppImage, key: &SigningKey) -> AppImage {
     img.spec.image.sign = Some(key.sign(&payload(&img.spec.image)));
     img
-}
-
-fn write_json(dir: &Path, value: &Value) -> PathBuf {
-    let file = dir.join(format!("{}.json", unique("obj")));
-    std::fs::write(&file, serde_json::to_vec(value).unwrap()).unwrap();
-    file
 }
 
 fn apply(c: &Cluster, value: &Value) {
