@@ -4,6 +4,7 @@
 
 pub mod appimage;
 pub mod desired;
+pub mod duration;
 pub mod injection;
 pub mod keys;
 pub mod manifest;

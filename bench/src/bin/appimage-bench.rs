@@ -15,7 +15,7 @@ use appimage::signature::payload;
 use appimage_bench::fixtures;
 use appimage_bench::harness::{ControlPlane, Signer, Tls, Webhook};
 use appimage_bench::loadgen::Report;
-use appimage_bench::util::{mean, parse_duration, quantile};
+use appimage_bench::util::{mean, quantile};
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
@@ -62,11 +62,11 @@ struct Args {
     )]
     kubectl: PathBuf,
     /// Measurement time of each load run.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = appimage::duration::parse)]
     #[serde(serialize_with = "secs")]
     duration: Duration,
     /// Warm-up before each load run (same load, not recorded).
-    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, default_value = "3s", value_parser = appimage::duration::parse)]
     #[serde(serialize_with = "secs")]
     warmup: Duration,
     /// Concurrency of the load runs.

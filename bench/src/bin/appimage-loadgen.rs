@@ -9,7 +9,6 @@ use std::time::Duration;
 use appimage_bench::client::HttpVersion;
 use appimage_bench::loadgen::{self, LoadConfig, Report};
 use appimage_bench::review::Expect;
-use appimage_bench::util::parse_duration;
 use clap::Parser;
 
 #[derive(Debug, Parser)]
@@ -32,10 +31,10 @@ struct Cli {
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
     /// How long to measure, e.g. 10s.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = appimage::duration::parse)]
     duration: Duration,
     /// Same load before measuring, not recorded (warms caches and connections).
-    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    #[arg(long, default_value = "0s", value_parser = appimage::duration::parse)]
     warmup: Duration,
     /// Stop measuring after this many requests (e.g. one per AppImage for a cold-cache burst).
     #[arg(long)]
@@ -59,7 +58,7 @@ struct Cli {
     #[arg(long, default_value = "bench")]
     namespace: String,
     /// Per-request time limit; a request past it counts as a transport error.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = appimage::duration::parse)]
     timeout: Duration,
     /// Name of this run in the table and the JSON.
     #[arg(long, default_value = "loadgen")]
