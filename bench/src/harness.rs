@@ -1,5 +1,5 @@
-//! Processes under test and their inputs: the control plane (kube-apiserver v1.33 + etcd),
-//! openssl-made TLS and signing keys, and appimage-webhook processes. Everything listens on
+//! Processes under test: the control plane (kube-apiserver v1.33 + etcd) and appimage-webhook
+//! processes. Everything listens on
 //! 127.0.0.1 only, and every child is killed when its handle is dropped.
 
 use std::io::{BufRead, BufReader};
@@ -9,165 +9,12 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 
 use crate::client::{HttpVersion, https_client, wait_ok};
 
-/// Run openssl in `dir`; its stdout.
-pub fn openssl(dir: &Path, args: &[&str]) -> anyhow::Result<Vec<u8>> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .context("running openssl (is it installed?)")?;
-    if !out.status.success() {
-        bail!(
-            "openssl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(out.stdout)
-}
-
-/// A CA and a P-256 serving certificate for 127.0.0.1 / localhost.
-#[derive(Debug, Clone)]
-pub struct Tls {
-    pub ca: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-impl Tls {
-    pub fn create(dir: &Path) -> anyhow::Result<Tls> {
-        std::fs::create_dir_all(dir)?;
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ];
-        let mut ca = vec!["req", "-x509"];
-        ca.extend_from_slice(&ec);
-        ca.extend_from_slice(&[
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=appimage-bench-ca",
-        ]);
-        openssl(dir, &ca)?;
-        let mut csr = vec!["req"];
-        csr.extend_from_slice(&ec);
-        csr.extend_from_slice(&[
-            "-keyout",
-            "tls.key",
-            "-out",
-            "tls.csr",
-            "-subj",
-            "/CN=appimage-webhook",
-        ]);
-        openssl(dir, &csr)?;
-        std::fs::write(
-            dir.join("san.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )?;
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "tls.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "tls.crt",
-                "-days",
-                "2",
-                "-extfile",
-                "san.ext",
-            ],
-        )?;
-        Ok(Tls {
-            ca: dir.join("ca.crt"),
-            cert: dir.join("tls.crt"),
-            key: dir.join("tls.key"),
-        })
-    }
-
-    /// The CA certificate, base64, for a webhook registration's caBundle.
-    pub fn ca_bundle(&self) -> anyhow::Result<String> {
-        Ok(STANDARD.encode(std::fs::read(&self.ca)?))
-    }
-}
-
-/// An openssl ECDSA P-256 signing key; `trusted_dir` holds only its public key.
-#[derive(Debug, Clone)]
-pub struct Signer {
-    pub private: PathBuf,
-    pub trusted_dir: PathBuf,
-}
-
-impl Signer {
-    pub fn create(dir: &Path) -> anyhow::Result<Signer> {
-        let trusted_dir = dir.join("trusted");
-        std::fs::create_dir_all(&trusted_dir)?;
-        openssl(
-            dir,
-            &[
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-                "sign.key",
-            ],
-        )?;
-        openssl(
-            dir,
-            &[
-                "pkey",
-                "-in",
-                "sign.key",
-                "-pubout",
-                "-out",
-                "trusted/bench.pub.pem",
-            ],
-        )?;
-        Ok(Signer {
-            private: dir.join("sign.key"),
-            trusted_dir,
-        })
-    }
-
-    /// `openssl dgst -sha256 -sign` over `payload`, base64 (what spec.image.sign holds).
-    pub fn sign(&self, payload: &[u8]) -> anyhow::Result<String> {
-        let dir = self.private.parent().context("key dir")?;
-        let file = dir.join("payload.bin");
-        std::fs::write(&file, payload)?;
-        let signature = openssl(
-            dir,
-            &[
-                "dgst",
-                "-sha256",
-                "-sign",
-                &self.private.to_string_lossy(),
-                &file.to_string_lossy(),
-            ],
-        )?;
-        Ok(STANDARD.encode(signature))
-    }
-}
+// TLS and signing keys come from the test support crate's openssl helpers, shared with the
+// end-to-end tests.
+pub use appimage_e2e::webhook::{SigningKey, Tls};
 
 /// kube-apiserver + etcd (tests/controlplane), stopped when dropped or when we exit.
 pub struct ControlPlane {

@@ -13,7 +13,7 @@ use appimage::appimage::AppImage;
 use appimage::keys;
 use appimage::signature::payload;
 use appimage_bench::fixtures;
-use appimage_bench::harness::{ControlPlane, Signer, Tls, Webhook};
+use appimage_bench::harness::{ControlPlane, SigningKey, Tls, Webhook};
 use appimage_bench::loadgen::Report;
 use appimage_bench::util::{mean, quantile};
 use clap::Parser;
@@ -137,7 +137,7 @@ struct Bench {
     bins: PathBuf,
     work: PathBuf,
     tls: Tls,
-    signer: Signer,
+    signer: SigningKey,
     client: Client,
     kubeconfig: PathBuf,
     results: Results,
@@ -253,7 +253,7 @@ impl Bench {
             args.push("--noop".into());
         } else {
             args.push("--trusted-keys-dir".into());
-            args.push(self.signer.trusted_dir.to_string_lossy().into());
+            args.push(self.signer.pub_dir.to_string_lossy().into());
             args.push("--require-signature".into());
             args.push("--kubeconfig".into());
             args.push(self.kubeconfig.to_string_lossy().into());
@@ -855,7 +855,7 @@ impl Bench {
                 "reinvocationPolicy": "IfNeeded",
                 "matchPolicy": "Equivalent",
                 "timeoutSeconds": 5,
-                "clientConfig": {"url": url, "caBundle": self.tls.ca_bundle()?},
+                "clientConfig": {"url": url, "caBundle": self.tls.ca_bundle()},
                 "objectSelector": {"matchExpressions": [
                     {"key": keys::APP_IMAGE, "operator": "Exists"}
                 ]},
@@ -1447,10 +1447,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let controlplane = ControlPlane::start(&args.controlplane, &work.join("controlplane"))?;
     let kubeconfig = controlplane.kubeconfig.clone();
     let client = kube_client(&kubeconfig).await?;
-    let tls = Tls::create(&work.join("tls"))?;
-    let signer = Signer::create(&work.join("keys"))?;
+    let tls = Tls::new(&work.join("tls"), "appimage-bench");
+    let signer = SigningKey::new(&work.join("keys"));
     let seed = fixtures::seed(&root, SEED)?;
-    let seed_sign = signer.sign(&payload(&seed.spec.image))?;
+    let seed_sign = signer.sign(&payload(&seed.spec.image));
     results.args = Some(args.clone());
     let mut bench = Bench {
         args,
@@ -1494,7 +1494,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // The seed (signed, as is) and the large AppImage (signed with the same key).
     let seed = bench.signed(seed);
     let mut large = fixtures::large(LARGE);
-    large.spec.image.sign = Some(bench.signer.sign(&payload(&large.spec.image))?);
+    large.spec.image.sign = Some(bench.signer.sign(&payload(&large.spec.image)));
     bench.create_appimages(vec![seed, large], 2).await?;
 
     println!("{}", Report::table_header().replacen("run ", "     run", 1));
