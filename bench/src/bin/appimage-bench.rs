@@ -16,6 +16,7 @@ use appimage_bench::fixtures;
 use appimage_bench::harness::{ControlPlane, SigningKey, Tls, Webhook};
 use appimage_bench::loadgen::Report;
 use appimage_bench::util::{mean, quantile};
+use appimage_e2e::webhook::pod_registration;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
@@ -845,27 +846,13 @@ impl Bench {
         }))?;
         namespaces.create(&PostParams::default(), &ns).await?;
         // As the chart registers it.
-        let registration: MutatingWebhookConfiguration = serde_json::from_value(json!({
-            "metadata": {"name": format!("appimage-bench-{value}")},
-            "webhooks": [{
-                "name": "pods.appimage.kuscia.secretflow",
-                "admissionReviewVersions": ["v1"],
-                "sideEffects": "None",
-                "failurePolicy": "Fail",
-                "reinvocationPolicy": "IfNeeded",
-                "matchPolicy": "Equivalent",
-                "timeoutSeconds": 5,
-                "clientConfig": {"url": url, "caBundle": self.tls.ca_bundle()},
-                "objectSelector": {"matchExpressions": [
-                    {"key": keys::APP_IMAGE, "operator": "Exists"}
-                ]},
-                "namespaceSelector": {"matchLabels": {NS_LABEL: value}},
-                "rules": [{
-                    "operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
-                    "resources": ["pods"]
-                }]
-            }]
-        }))?;
+        let registration: MutatingWebhookConfiguration = serde_json::from_value(pod_registration(
+            &format!("appimage-bench-{value}"),
+            url,
+            &self.tls,
+            json!({"matchExpressions": [{"key": keys::APP_IMAGE, "operator": "Exists"}]}),
+            json!({"matchLabels": {NS_LABEL: value}}),
+        ))?;
         let registrations: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
         registrations
             .create(&PostParams::default(), &registration)

@@ -142,6 +142,34 @@ impl Drop for Webhook {
     }
 }
 
+/// A MutatingWebhookConfiguration for Pod creates, as the chart registers it, calling `url`
+/// for the objects `object_selector` and `namespace_selector` pick.
+pub fn pod_registration(
+    name: &str,
+    url: &str,
+    tls: &Tls,
+    object_selector: serde_json::Value,
+    namespace_selector: serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "pods.appimage.kuscia.secretflow",
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "failurePolicy": "Fail",
+            "reinvocationPolicy": "IfNeeded",
+            "timeoutSeconds": 5,
+            "clientConfig": {"url": url, "caBundle": tls.ca_bundle()},
+            "objectSelector": object_selector,
+            "namespaceSelector": namespace_selector,
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]
+        }]
+    })
+}
+
 /// Mutating (Pods) and validating (AppImages) registrations pointing at `hook`, limited to
 /// namespaces labelled `appimage-e2e=<tag>` so other tests' Pods are never affected.
 pub fn register(cluster: &Cluster, hook: &Webhook, tls: &Tls, tag: &str) -> String {

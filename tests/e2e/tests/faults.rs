@@ -28,7 +28,7 @@ use appimage::keys;
 use appimage::manifest;
 use appimage::signature::payload;
 use appimage_e2e::pki::make_leaf;
-use appimage_e2e::webhook::{SigningKey, Tls, Webhook, free_port};
+use appimage_e2e::webhook::{SigningKey, Tls, Webhook, free_port, pod_registration};
 use appimage_e2e::{Cluster, cluster, repo_root, unique, wait_until, workspace_bin, write_json};
 use serde_json::{Value, json};
 
@@ -210,23 +210,13 @@ fn pipe(client: TcpStream, server: TcpStream) {
 /// A mutating registration for Pods in namespaces labelled `appimage-e2e=<tag>`, at `url`.
 fn register_url(c: &Cluster, url: &str, tls: &Tls, tag: &str) -> String {
     let name = unique("appimage-faults");
-    let manifest = json!({
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": name},
-        "webhooks": [{
-            "name": "pods.appimage.kuscia.secretflow",
-            "admissionReviewVersions": ["v1"],
-            "sideEffects": "None",
-            "failurePolicy": "Fail",
-            "reinvocationPolicy": "IfNeeded",
-            "timeoutSeconds": 5,
-            "clientConfig": {"url": url, "caBundle": tls.ca_bundle()},
-            "objectSelector": {"matchExpressions": [{"key": keys::APP_IMAGE, "operator": "Exists"}]},
-            "namespaceSelector": {"matchLabels": {"appimage-e2e": tag}},
-            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]
-        }]
-    });
+    let manifest = pod_registration(
+        &name,
+        url,
+        tls,
+        json!({"matchExpressions": [{"key": keys::APP_IMAGE, "operator": "Exists"}]}),
+        json!({"matchLabels": {"appimage-e2e": tag}}),
+    );
     let file = write_json(c.dir(), &manifest);
     c.kubectl_ok(&["apply", "-f", &file.to_string_lossy()]);
     name

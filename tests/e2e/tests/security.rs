@@ -15,7 +15,7 @@ use appimage::appimage::AppImage;
 use appimage::keys;
 use appimage::manifest;
 use appimage::signature::payload;
-use appimage_e2e::webhook::{SigningKey, Tls, Webhook, register};
+use appimage_e2e::webhook::{SigningKey, Tls, Webhook, pod_registration, register};
 use appimage_e2e::{Cluster, cluster, repo_root, text, unique, wait_until, write_json};
 use serde_json::{Value, json};
 
@@ -321,22 +321,16 @@ fn kube_system_is_never_mutated() {
     // to this test, so no other test's Pods reach it).
     let tag = unique("ks");
     let name = unique("appimage-ks");
-    let manifest = json!({
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": name},
-        "webhooks": [{
-            "name": "pods.appimage.kuscia.secretflow",
-            "admissionReviewVersions": ["v1"], "sideEffects": "None", "failurePolicy": "Fail",
-            "timeoutSeconds": 5,
-            "clientConfig": {"url": s.hook.url("/mutate"), "caBundle": s.tls.ca_bundle()},
-            "objectSelector": {"matchExpressions": [
-                {"key": keys::APP_IMAGE, "operator": "Exists"},
-                {"key": "appimage-e2e-ks", "operator": "In", "values": [tag]}
-            ]},
-            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]
-        }]
-    });
+    let manifest = pod_registration(
+        &name,
+        &s.hook.url("/mutate"),
+        &s.tls,
+        json!({"matchExpressions": [
+            {"key": keys::APP_IMAGE, "operator": "Exists"},
+            {"key": "appimage-e2e-ks", "operator": "In", "values": [tag]}
+        ]}),
+        json!({}),
+    );
     apply(c, &manifest);
     let other = c.namespace("ks");
     let labels = json!({keys::APP_IMAGE: s.good, "appimage-e2e-ks": tag});
