@@ -1,18 +1,17 @@
 //! AdmissionReview in, AdmissionResponse out. No IO: the AppImages and keys come from a
 //! [`Catalog`] / [`TrustSnapshot`] snapshot, so every rule is testable on plain JSON.
 
+use std::collections::HashMap;
+
 use appimage::appimage::AppImage;
 use appimage::injection::{Request, inject_with, pod_name};
 use appimage::keys;
 use appimage::signature::verify;
 use appimage::validation::validate as validate_image;
-use k8s_openapi::api::core::v1::Pod;
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use std::collections::HashMap;
-
 use base64::Engine;
-use kube::core::Status;
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::{DynamicObject, Status};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;

@@ -6,6 +6,7 @@
 //! test binary exits, whether its tests passed, failed or panicked.
 
 pub mod pki;
+pub mod review;
 pub mod webhook;
 
 use std::io::{BufRead, BufReader};

@@ -11,6 +11,7 @@ use appimage::appimage::AppImage;
 use appimage::keys;
 use appimage::manifest;
 use appimage::signature::payload;
+use appimage_e2e::review::{APPIMAGE, POD, UID, review};
 use appimage_e2e::webhook::{SigningKey, Tls, Webhook};
 use appimage_e2e::{cluster, repo_root, unique, workspace_bin};
 use base64::Engine;
@@ -143,27 +144,6 @@ fn injected_config_holds(key: &'static str, want: String) -> Expect {
     }))
 }
 
-fn admission_review(kind: (&str, &str, &str), operation: &str, ns: &str, object: Value) -> Value {
-    let (group, version, kind) = kind;
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "0b7c5a52-6a1d-4c55-9a34-1f2b9d2f1e01",
-            "kind": {"group": group, "version": version, "kind": kind},
-            "resource": {"group": group, "version": version, "resource": format!("{}s", kind.to_lowercase())},
-            "namespace": ns,
-            "operation": operation,
-            "userInfo": {"username": "mallory"},
-            "object": object,
-            "dryRun": false
-        }
-    })
-}
-
-const POD: (&str, &str, &str) = ("", "v1", "Pod");
-const APPIMAGE: (&str, &str, &str) = ("kuscia.secretflow", "v1alpha1", "AppImage");
-
 fn pod(name: &str, image: &str, annotations: Value) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -176,24 +156,18 @@ fn pod(name: &str, image: &str, annotations: Value) -> Value {
 fn mutate(object: Value) -> Input {
     Input::Post(
         "/mutate",
-        bytes(&admission_review(POD, "CREATE", "bad-input", object)),
+        bytes(&review(POD, "CREATE", "bad-input", object)),
     )
 }
 
 fn mutate_in(ns: &str, mut object: Value) -> Input {
     object["metadata"]["namespace"] = json!(ns);
-    Input::Post(
-        "/mutate",
-        bytes(&admission_review(POD, "CREATE", ns, object)),
-    )
+    Input::Post("/mutate", bytes(&review(POD, "CREATE", ns, object)))
 }
 
 fn validate_image(image: &AppImage) -> Input {
     let object = serde_json::to_value(image).unwrap();
-    Input::Post(
-        "/validate",
-        bytes(&admission_review(APPIMAGE, "CREATE", "", object)),
-    )
+    Input::Post("/validate", bytes(&review(APPIMAGE, "CREATE", "", object)))
 }
 
 fn bytes(v: &Value) -> Vec<u8> {
@@ -385,7 +359,7 @@ fn check(case: &Case, o: &Outcome) -> Result<(), String> {
                 .as_ref()
                 .ok_or_else(|| format!("HTTP {}: {}{}", o.code, o.stdout, o.stderr))?;
             let resp = &review["response"];
-            if resp["uid"] != "0b7c5a52-6a1d-4c55-9a34-1f2b9d2f1e01" {
+            if resp["uid"] != UID {
                 return Err(format!("uid not echoed: {resp}"));
             }
             if resp["allowed"] != false {
@@ -694,7 +668,7 @@ fn plugin_cases(work: &Path, signer: &SigningKey, other: &SigningKey) -> Vec<Cas
 
 /// The webhook half: bodies POSTed to the real binary over TLS.
 fn webhook_cases(signer: &SigningKey, other: &SigningKey) -> Vec<Case> {
-    let review_ok = |object: Value| bytes(&admission_review(POD, "CREATE", "bad-input", object));
+    let review_ok = |object: Value| bytes(&review(POD, "CREATE", "bad-input", object));
     let good_pod = pod("job-0", "bi-good", json!({keys::OPT_TASK_ID: "t1"}));
     let good_body = review_ok(good_pod.clone());
     let status_spoof = json!({
@@ -738,8 +712,8 @@ fn webhook_cases(signer: &SigningKey, other: &SigningKey) -> Vec<Case> {
         Case { name: "webhook: oversize body (4 MiB)", input: Input::Post("/mutate", { let mut p = good_pod.clone(); p["metadata"]["annotations"]["pad"] = json!("x".repeat(4 << 20)); review_ok(p) }), expect: http(413, "Failed to buffer the request body: length limit exceeded") },
         Case { name: "webhook: GET /mutate", input: Input::Get("/mutate"), expect: http(405, "") },
         Case { name: "webhook: /validate malformed JSON", input: Input::Post("/validate", b"{".to_vec()), expect: http(400, "request body is not valid JSON: EOF while parsing an object") },
-        Case { name: "webhook: /mutate of a Deployment", input: Input::Post("/mutate", bytes(&admission_review(("apps", "v1", "Deployment"), "CREATE", "bad-input", json!({"metadata": {"name": "d"}})))), expect: denied("/mutate admits Pods only, got apps/Deployment") },
-        Case { name: "webhook: no object", input: Input::Post("/mutate", bytes(&admission_review(POD, "CREATE", "bad-input", Value::Null))), expect: denied("the AdmissionReview request has no object (the Pod)") },
+        Case { name: "webhook: /mutate of a Deployment", input: Input::Post("/mutate", bytes(&review(("apps", "v1", "Deployment"), "CREATE", "bad-input", json!({"metadata": {"name": "d"}})))), expect: denied("/mutate admits Pods only, got apps/Deployment") },
+        Case { name: "webhook: no object", input: Input::Post("/mutate", bytes(&review(POD, "CREATE", "bad-input", Value::Null))), expect: denied("the AdmissionReview request has no object (the Pod)") },
         Case { name: "webhook: object is not a Pod", input: mutate(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": 5, "labels": {keys::APP_IMAGE: "bi-good"}}})), expect: denied("cannot decode the Pod: metadata.name: invalid type: integer `5`, expected a string") },
         Case { name: "webhook: containers is not a list", input: mutate(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {keys::APP_IMAGE: "bi-good"}}, "spec": {"containers": {"a": 1}}})), expect: denied("cannot decode the Pod: spec.containers: invalid type: map, expected a sequence") },
         Case { name: "webhook: unknown AppImage", input: mutate(pod("job-1", "no-such-image", json!({}))), expect: denied("AppImage \"no-such-image\" not found: create it (kubectl appimage apply -f FILE) or fix the label kuscia.secretflow/app-image on Pod \"bad-input/job-1\"") },
@@ -758,7 +732,7 @@ fn webhook_cases(signer: &SigningKey, other: &SigningKey) -> Vec<Case> {
         Case { name: "webhook: duplicate ports in a stored AppImage", input: mutate(pod("job-14", "bi-dup", json!({}))), expect: denied("AppImage \"bi-dup\": spec.deployTemplates[0].spec.containers[0].ports[1].name: port name \"spu\" is already used by spec.deployTemplates[0].spec.containers[0].ports[0]") },
         Case { name: "webhook: unparsable template in a stored AppImage", input: mutate(pod("job-15", "bi-badtpl", json!({}))), expect: denied("unsupported action `{{range .X}}`") },
         Case { name: "webhook: kube-system Pod is not mutated", input: mutate_in("kube-system", pod("job-16", "bi-good", json!({}))), expect: Expect::Allowed(Box::new(|o| if o.patch_ops == 0 { Ok(()) } else { Err(format!("{} patch ops", o.patch_ops)) })) },
-        Case { name: "webhook: DELETE is allowed untouched", input: Input::Post("/mutate", bytes(&admission_review(POD, "DELETE", "bad-input", good_pod.clone()))), expect: Expect::Allowed(Box::new(|o| if o.patch_ops == 0 { Ok(()) } else { Err(format!("{} patch ops", o.patch_ops)) })) },
+        Case { name: "webhook: DELETE is allowed untouched", input: Input::Post("/mutate", bytes(&review(POD, "DELETE", "bad-input", good_pod.clone()))), expect: Expect::Allowed(Box::new(|o| if o.patch_ops == 0 { Ok(()) } else { Err(format!("{} patch ops", o.patch_ops)) })) },
         Case { name: "webhook: spoofed status on a good image is recomputed", input: mutate(pod("job-17", "bi-good", json!({keys::STATUS: status_spoof, keys::OPT_TASK_ID: "t1"}))), expect: Expect::Allowed(Box::new(|o| {
             let pod = o.patched.as_ref().unwrap();
             let status: Value = serde_json::from_str(pod["metadata"]["annotations"][keys::STATUS].as_str().unwrap_or("{}")).map_err(|e| e.to_string())?;
@@ -778,7 +752,7 @@ fn webhook_cases(signer: &SigningKey, other: &SigningKey) -> Vec<Case> {
         Case { name: "webhook: /validate garbage signature", input: validate_image(&garbage_sig), expect: denied("AppImage \"bi-garbage\" failed signature verification: spec.image.sign is not valid base64") },
         Case { name: "webhook: /validate untrusted signer", input: validate_image(&untrusted), expect: denied("AppImage \"bi-untrusted\" failed signature verification: spec.image.sign does not verify") },
         Case { name: "webhook: /validate huge (2 MiB) template, signed", input: validate_image(&huge), expect: Expect::Allowed(Box::new(|_| Ok(()))) },
-        Case { name: "webhook: /validate not an AppImage", input: Input::Post("/validate", bytes(&admission_review(APPIMAGE, "CREATE", "", json!({"apiVersion": "kuscia.secretflow/v1alpha1", "kind": "AppImage", "metadata": {"name": "x"}, "spec": 7})))), expect: denied("cannot decode the AppImage: spec: invalid type: integer `7`") },
+        Case { name: "webhook: /validate not an AppImage", input: Input::Post("/validate", bytes(&review(APPIMAGE, "CREATE", "", json!({"apiVersion": "kuscia.secretflow/v1alpha1", "kind": "AppImage", "metadata": {"name": "x"}, "spec": 7})))), expect: denied("cannot decode the AppImage: spec: invalid type: integer `7`") },
     ];
     // Template injection through the Pod's options.
     for (i, v) in NASTY.iter().enumerate() {

@@ -28,6 +28,7 @@ use appimage::keys;
 use appimage::manifest;
 use appimage::signature::payload;
 use appimage_e2e::pki::make_leaf;
+use appimage_e2e::review::{POD, review};
 use appimage_e2e::webhook::{SigningKey, Tls, Webhook, free_port, pod_registration};
 use appimage_e2e::{Cluster, cluster, repo_root, unique, wait_until, workspace_bin, write_json};
 use serde_json::{Value, json};
@@ -595,16 +596,7 @@ fn certificate_rotation_under_load() {
     c.kubectl_ok(&["apply", "-f", &file.to_string_lossy()]);
     let hook = Webhook::start(c, &served, &signer.pub_dir, &[]);
 
-    let review = json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": "9d9e7d3c-6f1f-4a43-8f0e-5f2b6c1d2e3f",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "rot", "operation": "CREATE", "userInfo": {"username": "load"},
-            "object": labelled_pod("rot", "rot-0", &image)
-        }
-    });
+    let review = review(POD, "CREATE", "rot", labelled_pod("rot", "rot-0", &image));
     let body = write_json(work.path(), &review);
     // The AppImage must be in the webhook's cache before the clock starts.
     let post = || {

@@ -15,6 +15,7 @@ use appimage::appimage::AppImage;
 use appimage::keys;
 use appimage::manifest;
 use appimage::signature::payload;
+use appimage_e2e::review::{POD, review};
 use appimage_e2e::webhook::{SigningKey, Tls, Webhook, pod_registration, register};
 use appimage_e2e::{Cluster, cluster, repo_root, text, unique, wait_until, write_json};
 use serde_json::{Value, json};
@@ -621,16 +622,17 @@ fn sigterm_drains_in_flight_requests() {
     let c = cluster();
     // A long request timeout: the requests below are held open on purpose.
     let mut s = Setup::new(c, &["--request-timeout", "60s"]);
-    let review = json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": "5d0c1e8e-1c9c-4d6f-8f62-8f7f3c1a9b10",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": s.ns, "operation": "CREATE", "userInfo": {"username": "load"},
-            "object": pod(&s.ns, "drain-0", json!({keys::APP_IMAGE: s.good}), json!({keys::OPT_TASK_ID: "t1"}))
-        }
-    });
+    let review = review(
+        POD,
+        "CREATE",
+        &s.ns,
+        pod(
+            &s.ns,
+            "drain-0",
+            json!({keys::APP_IMAGE: s.good}),
+            json!({keys::OPT_TASK_ID: "t1"}),
+        ),
+    );
     let body = serde_json::to_vec(&review).unwrap();
     let (head, tail) = body.split_at(body.len() / 2);
     let port = s.hook.port;

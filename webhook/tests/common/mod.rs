@@ -24,6 +24,9 @@ pub const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcde
 
 #[allow(unused_imports)]
 pub use appimage_e2e::pki::{make_ca, make_leaf, openssl};
+// Each test binary uses a different part of this module.
+#[allow(unused_imports)]
+pub use appimage_e2e::review::{APPIMAGE, POD, pod_review, review};
 
 /// An ECDSA P-256 signing key `NAME.key` and its public key `NAME.pub`, as a trusted key.
 pub fn make_signing_key(dir: &Path, name: &str) -> TrustedKey {
@@ -108,36 +111,6 @@ pub fn pod(name: &str, namespace: &str, image: Option<&str>) -> Value {
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": {"containers": [{"name": "app", "image": "busybox"}]}
     })
-}
-
-/// An AdmissionReview v1 for `object`.
-pub fn review(kind: (&str, &str, &str), operation: &str, namespace: &str, object: Value) -> Value {
-    let (group, version, kind) = kind;
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "4b4cd2b7-1b27-4a1e-9d0e-0c0a8a2b7c11",
-            "kind": {"group": group, "version": version, "kind": kind},
-            "resource": {"group": group, "version": version, "resource": format!("{}s", kind.to_lowercase())},
-            "namespace": namespace,
-            "operation": operation,
-            "userInfo": {"username": "alice"},
-            "object": object,
-            "dryRun": false
-        }
-    })
-}
-
-pub const POD: (&str, &str, &str) = ("", "v1", "Pod");
-pub const APPIMAGE: (&str, &str, &str) = ("kuscia.secretflow", "v1alpha1", "AppImage");
-
-pub fn pod_review(pod: Value) -> Value {
-    let ns = pod["metadata"]["namespace"]
-        .as_str()
-        .unwrap_or("default")
-        .to_string();
-    review(POD, "CREATE", &ns, pod)
 }
 
 /// Files of a Kubernetes Secret volume: `dir/..DATA/{tls.crt,tls.key}`, `dir/..data` ->
