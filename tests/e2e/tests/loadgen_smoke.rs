@@ -27,6 +27,31 @@ fn loadgen(url: &str, ca: &Path, args: &[&str]) -> Value {
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not a JSON report ({e}): {stdout}"))
 }
 
+/// A short open-loop run (4 workers, 50 req/s, 2 s) for `appimage`, expecting `expect`.
+fn short_run(url: &str, ca: &Path, appimage: &str, expect: &str, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "--concurrency",
+        "4",
+        "--rate",
+        "50",
+        "--duration",
+        "2s",
+        "--appimage",
+        appimage,
+        "--expect",
+        expect,
+    ];
+    args.extend_from_slice(extra);
+    loadgen(url, ca, &args)
+}
+
+/// Every request sent was answered as expected.
+fn assert_all_ok(report: &Value, logs: &str) {
+    assert_eq!(count(report, "errors"), 0, "{report:#}\n{logs}");
+    assert!(count(report, "requests") > 0, "{report:#}");
+    assert_eq!(count(report, "ok"), count(report, "requests"), "{report:#}");
+}
+
 fn count(report: &Value, field: &str) -> u64 {
     report[field]
         .as_u64()
@@ -79,29 +104,8 @@ fn loadgen_against_the_noop_webhook_counts_every_answer() {
     );
 
     let url = format!("https://127.0.0.1:{port}/mutate");
-    let report = loadgen(
-        &url,
-        &tls.ca,
-        &[
-            "--concurrency",
-            "4",
-            "--rate",
-            "50",
-            "--duration",
-            "2s",
-            "--appimage",
-            "secretflow-image",
-            "--expect",
-            "allowed",
-        ],
-    );
-    assert_eq!(count(&report, "errors"), 0, "{report:#}");
-    assert!(count(&report, "requests") > 0, "{report:#}");
-    assert_eq!(
-        count(&report, "ok"),
-        count(&report, "requests"),
-        "{report:#}"
-    );
+    let report = short_run(&url, &tls.ca, "secretflow-image", "allowed", &[]);
+    assert_all_ok(&report, "");
     assert_eq!(report["mode"], "open-loop");
 
     // Expecting a patch from the noop baseline: every answer is counted as a mismatch.
@@ -151,30 +155,8 @@ fn loadgen_against_a_real_webhook_gets_patches() {
         hook.logs()
     );
 
-    let report = loadgen(
-        &url,
-        &tls.ca,
-        &[
-            "--concurrency",
-            "4",
-            "--rate",
-            "50",
-            "--duration",
-            "2s",
-            "--appimage",
-            &name,
-            "--expect",
-            "patched",
-            "--deep-check",
-        ],
-    );
-    assert_eq!(count(&report, "errors"), 0, "{report:#}\n{}", hook.logs());
-    assert!(count(&report, "requests") > 0, "{report:#}");
-    assert_eq!(
-        count(&report, "ok"),
-        count(&report, "requests"),
-        "{report:#}"
-    );
+    let report = short_run(&url, &tls.ca, &name, "patched", &["--deep-check"]);
+    assert_all_ok(&report, &hook.logs());
     assert_eq!(report["expect"], "patched");
 
     c.kubectl_ok(&["delete", "appimage", &name]);
