@@ -9,6 +9,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::client::ConfigExt;
+use kube::client::retry::RetryPolicy;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
@@ -106,7 +107,7 @@ fn pick_context(kc: &Kubeconfig, flag: Option<&str>, shown: &str) -> Result<Stri
     }
 }
 
-/// The layers of kube's `Client::try_from`, but with `TCP_NODELAY`: without it a small request
+/// The layers of kube's `Client::try_from` (less gzip and tracing), but with `TCP_NODELAY`: without it a small request
 /// waits out the server's delayed ACK, about 40 ms per call.
 fn client(config: Config) -> Result<Client> {
     if config.proxy_url.is_some() {
@@ -122,8 +123,13 @@ fn client(config: Config) -> Result<Client> {
     timed.set_read_timeout(config.read_timeout);
     timed.set_write_timeout(config.write_timeout);
     let hyper = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(timed);
+    // Same order as kube's builder: each retry (429/503/504) goes through auth again.
+    let retry = config
+        .default_retry
+        .then(|| tower::retry::RetryLayer::new(RetryPolicy::server_retry()));
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
+        .option_layer(retry)
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
         .map_err(tower::BoxError::from)
