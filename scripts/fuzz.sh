@@ -13,8 +13,8 @@
 # FUZZ_SANITIZER picks the sanitizer (see below). Every run is niced (nice -n 19) and logs to target/fuzz-logs/<target>.<mode>.log; each prints
 # one summary line: target, executions, seconds, exec/s, result.
 #
-# On a fresh machine it installs what it needs: the nightly toolchain (rustup) and cargo-fuzz
-# (cargo install).
+# On a fresh machine it installs what it needs: the nightly toolchain (rustup; stable with
+# RUSTC_BOOTSTRAP=1 if that fails) and cargo-fuzz (cargo install).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -23,10 +23,20 @@ LOGS="$ROOT/target/fuzz-logs"
 
 log() { echo "fuzz.sh: $*" >&2; }
 
+# cargo-fuzz passes unstable compiler flags: nightly, or stable with RUSTC_BOOTSTRAP=1 where no
+# nightly can be installed (FUZZ_TOOLCHAIN=stable picks that directly).
+TOOLCHAIN="${FUZZ_TOOLCHAIN:-nightly}"
+
 ensure_tools() {
-    if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    if [ "$TOOLCHAIN" = nightly ] && ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
         log "installing the nightly toolchain"
-        rustup toolchain install nightly --profile minimal >&2
+        if ! rustup toolchain install nightly --profile minimal >&2; then
+            log "no nightly toolchain; using stable with RUSTC_BOOTSTRAP=1"
+            TOOLCHAIN=stable
+        fi
+    fi
+    if [ "$TOOLCHAIN" != nightly ]; then
+        export RUSTC_BOOTSTRAP=1
     fi
     if ! cargo fuzz --version >/dev/null 2>&1; then
         log "installing cargo-fuzz"
@@ -42,7 +52,7 @@ SANITIZER="${FUZZ_SANITIZER:-none}"
 fuzz() {
     local cmd=$1
     shift
-    (cd "$ROOT/fuzz" && nice -n 19 cargo +nightly fuzz "$cmd" --sanitizer "$SANITIZER" \
+    (cd "$ROOT/fuzz" && nice -n 19 cargo +"$TOOLCHAIN" fuzz "$cmd" --sanitizer "$SANITIZER" \
         --target-dir "target/$SANITIZER" "$@")
 }
 
