@@ -206,13 +206,55 @@ pub fn inject(image: &AppImage, pod: &Pod, req: &Request) -> Result<Injection, I
     inject_with(image, &parse_templates(image)?, pod, req)
 }
 
-/// [`inject`] with templates parsed once by the caller (the webhook caches them).
+/// [`inject`] with templates parsed once by the caller: the Pod, config files and ports of
+/// [`inject_pod`], plus the Services and NetworkPolicies the reconciler will make.
 pub fn inject_with(
     image: &AppImage,
     templates: &Templates,
     pod: &Pod,
     req: &Request,
 ) -> Result<Injection, InjectionError> {
+    let PodInjection {
+        pod,
+        template_index,
+        ports,
+        config_files,
+    } = inject_pod(image, templates, pod, req)?;
+    let template = &image.spec.deploy_templates[template_index];
+    let services = service::services(&pod, &req.namespace, &ports);
+    let network_policies =
+        network_policy::network_policies(&pod, &req.namespace, image.name(), template, &ports);
+    Ok(Injection {
+        pod,
+        template_index,
+        template: template.name.clone(),
+        ports,
+        config_files,
+        services,
+        network_policies,
+    })
+}
+
+/// What admission needs of an injection: the mutated Pod and what went into it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodInjection {
+    pub pod: Pod,
+    /// Index of the chosen template in `spec.deployTemplates`.
+    pub template_index: usize,
+    pub ports: Vec<AllocatedPort>,
+    /// File name -> rendered content, as the Pod will see it.
+    pub config_files: BTreeMap<String, String>,
+}
+
+/// The mutated Pod alone: what the webhook patches and what [`inject_with`] builds on, so that
+/// `render` and admission produce the same Pod. Admission creates no other object, so the
+/// Services and NetworkPolicies are not built here.
+pub fn inject_pod(
+    image: &AppImage,
+    templates: &Templates,
+    pod: &Pod,
+    req: &Request,
+) -> Result<PodInjection, InjectionError> {
     let index = selection::select(image, &req.role, req.template.as_deref())?;
     let template = &image.spec.deploy_templates[index];
     let path = format!("spec.deployTemplates[{index}]");
@@ -298,17 +340,11 @@ pub fn inject_with(
         serde_json::to_string(&status).unwrap_or_default(),
     );
 
-    let services = service::services(&out, &req.namespace, &ports);
-    let network_policies =
-        network_policy::network_policies(&out, &req.namespace, image.name(), template, &ports);
-    Ok(Injection {
+    Ok(PodInjection {
         pod: out,
         template_index: index,
-        template: template.name.clone(),
         ports,
         config_files,
-        services,
-        network_policies,
     })
 }
 

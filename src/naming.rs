@@ -8,8 +8,15 @@ pub const MAX_LABEL: usize = 63;
 /// First `n` hex digits of sha256(`s`).
 pub fn short_hash(s: &str, n: usize) -> String {
     let digest = Sha256::digest(s.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    hex[..n.min(hex.len())].to_string()
+    let mut hex = base16ct::lower::encode_string(&digest[..n.div_ceil(2).min(digest.len())]);
+    hex.truncate(n);
+    hex
+}
+
+/// The first 32 bits of sha256(`s`), big-endian: `short_hash(s, 8)` as a number.
+pub fn hash_u32(s: &str) -> u32 {
+    let digest = Sha256::digest(s.as_bytes());
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
 fn is_lower_alnum(c: char) -> bool {
@@ -134,6 +141,15 @@ pub fn pod_identity(pod: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_hashes_are_sha256_hex_prefixes() {
+        // sha256("abc") = ba7816bf8f01cfea...
+        assert_eq!(short_hash("abc", 5), "ba781");
+        assert_eq!(short_hash("abc", 16), "ba7816bf8f01cfea");
+        assert_eq!(short_hash("abc", 100).len(), 64);
+        assert_eq!(hash_u32("abc"), 0xba7816bf);
+    }
 
     #[test]
     fn service_names_follow_kuscia() {

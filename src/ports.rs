@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::appimage::{DeployTemplate, PortProtocol, PortScope};
-use crate::naming::short_hash;
+use crate::naming::hash_u32;
 
 pub const RANGE_START: i32 = 20000;
 pub const RANGE_END: i32 = 32767;
@@ -44,28 +44,29 @@ pub enum PortError {
 /// Settle every port of `template` (whose path is `path`, e.g. `spec.deployTemplates[0]`).
 pub fn allocate(template: &DeployTemplate, path: &str) -> Result<Vec<AllocatedPort>, PortError> {
     let mut used = BTreeSet::new();
-    let mut names: Vec<(&str, String)> = Vec::new();
+    // Paths are formatted only for an error: this runs on every admission.
+    let here = |ci: usize, pi: usize| format!("{path}.spec.containers[{ci}].ports[{pi}]");
+    let mut names: Vec<(&str, usize, usize)> = Vec::new();
     for (ci, c) in template.spec.containers.iter().enumerate() {
         for (pi, p) in c.ports.iter().enumerate() {
-            let here = format!("{path}.spec.containers[{ci}].ports[{pi}]");
-            if let Some((_, first)) = names.iter().find(|(n, _)| *n == p.name) {
+            if let Some(&(_, fc, fp)) = names.iter().find(|(n, _, _)| *n == p.name) {
                 return Err(PortError::Duplicate {
-                    path: format!("{here}.name"),
+                    path: format!("{}.name", here(ci, pi)),
                     name: p.name.clone(),
-                    first: first.clone(),
+                    first: here(fc, fp),
                 });
             }
-            names.push((&p.name, here.clone()));
+            names.push((&p.name, ci, pi));
             if let Some(n) = p.port {
                 if !(1..=65535).contains(&n) {
                     return Err(PortError::OutOfRange {
-                        path: format!("{here}.port"),
+                        path: format!("{}.port", here(ci, pi)),
                         port: n,
                     });
                 }
                 if !used.insert(n) {
                     return Err(PortError::DuplicateNumber {
-                        path: format!("{here}.port"),
+                        path: format!("{}.port", here(ci, pi)),
                         port: n,
                     });
                 }
@@ -83,7 +84,7 @@ pub fn allocate(template: &DeployTemplate, path: &str) -> Result<Vec<AllocatedPo
                         return Err(PortError::Exhausted);
                     }
                     // Start where the name hashes to, so numbers do not shift when ports are added.
-                    let seed = u64::from_str_radix(&short_hash(&p.name, 8), 16).unwrap_or(0);
+                    let seed = u64::from(hash_u32(&p.name));
                     let mut n = RANGE_START + (seed % span) as i32;
                     while used.contains(&n) {
                         n = if n + 1 >= RANGE_END {

@@ -4,17 +4,20 @@
 use std::collections::HashMap;
 
 use appimage::appimage::AppImage;
-use appimage::injection::{Request, inject_with, pod_name};
+use appimage::injection::{Request, inject_pod, pod_name};
 use appimage::keys;
 use appimage::signature::verify;
 use appimage::validation::validate as validate_image;
 use base64::Engine;
+use k8s_openapi::api::authentication::v1::UserInfo;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use kube::core::{DynamicObject, Status};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use kube::core::{DynamicObject, GroupVersionKind, GroupVersionResource, Status, TypeMeta};
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::cache::Catalog;
 use crate::metrics::Outcome;
@@ -52,68 +55,161 @@ impl Reply {
         self.review.response.as_ref()
     }
 
-    /// The review as sent to the API server. `patch` is `[]byte` in the API, hence base64:
-    /// kube-core 5 would write it as a JSON array of numbers, about 2.7 times the bytes.
+    /// The review as sent to the API server. `patch` is `[]byte` in the API, hence base64
+    /// (kube-core 5 would write a JSON array of numbers, about 2.7 times the bytes). The base64
+    /// goes straight into the output: it never needs escaping, and it is most of the answer.
     pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
         let types = &self.review.types;
-        let wire = WireReview {
-            api_version: &types.api_version,
-            kind: &types.kind,
-            response: self.response().map(|r| WireResponse {
+        let patch = self.response().and_then(|r| r.patch.as_deref());
+        let base64_len = patch.map_or(0, |p| base64::encoded_len(p.len(), true).unwrap_or(0));
+        let mut out = Vec::with_capacity(256 + base64_len);
+        out.extend_from_slice(b"{\"apiVersion\":");
+        serde_json::to_writer(&mut out, &types.api_version)?;
+        out.extend_from_slice(b",\"kind\":");
+        serde_json::to_writer(&mut out, &types.kind)?;
+        if let Some(r) = self.response() {
+            out.extend_from_slice(b",\"response\":");
+            let response = WireResponse {
                 uid: &r.uid,
                 allowed: r.allowed,
                 status: &r.result,
-                patch: r.patch.as_deref().map(Base64),
-                patch_type: r.patch.as_ref().map(|_| "JSONPatch"),
                 audit_annotations: &r.audit_annotations,
                 warnings: r.warnings.as_deref(),
-            }),
-        };
-        serde_json::to_vec(&wire)
+            };
+            serde_json::to_writer(&mut out, &response)?;
+            if let Some(patch) = patch {
+                // Reopen the response object (it always ends with '}') to add the patch.
+                out.pop();
+                out.extend_from_slice(b",\"patchType\":\"JSONPatch\",\"patch\":\"");
+                let at = out.len();
+                out.resize(at + base64_len, 0);
+                let written = base64::engine::general_purpose::STANDARD
+                    .encode_slice(patch, &mut out[at..])
+                    .map_err(serde::ser::Error::custom)?;
+                out.truncate(at + written);
+                out.extend_from_slice(b"\"}");
+            }
+        }
+        out.push(b'}');
+        Ok(out)
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct WireReview<'a> {
-    api_version: &'a str,
-    kind: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response: Option<WireResponse<'a>>,
-}
-
+/// The response fields but the patch, which [`Reply::to_json`] adds.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct WireResponse<'a> {
     uid: &'a str,
     allowed: bool,
     status: &'a Status,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<Base64<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch_type: Option<&'static str>,
     #[serde(skip_serializing_if = "HashMap::is_empty")]
     audit_annotations: &'a HashMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     warnings: Option<&'a [String]>,
 }
 
-/// Bytes serialized the way Kubernetes encodes `[]byte`.
-struct Base64<'a>(&'a [u8]);
+/// A decoded request and its raw `object` (decoded later, so errors can become denials).
+struct Decoded<'a> {
+    request: AdmissionRequest<DynamicObject>,
+    object: Option<Object<'a>>,
+}
 
-impl Serialize for Base64<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(self.0))
+/// The request's `object`: raw JSON text from the fast path, or a value from the slow one.
+enum Object<'a> {
+    Raw(&'a RawValue),
+    Value(Value),
+}
+
+/// Decode a review. A well-formed one is read in one typed pass that leaves `object` as raw
+/// text; anything else goes through [`decode_slow`], whose messages say what is wrong.
+fn decode(body: &[u8]) -> Result<Decoded<'_>, BadRequest> {
+    match decode_fast(body) {
+        Some(decoded) => Ok(decoded),
+        None => decode_slow(body),
     }
 }
 
-/// A decoded request and its raw `object` (decoded later, so errors can become denials).
-struct Decoded {
-    request: AdmissionRequest<DynamicObject>,
-    object: Option<Value>,
+/// An AdmissionReview with the request's objects left raw.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FastReview<'a> {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(borrow)]
+    request: Option<FastRequest<'a>>,
 }
 
-fn decode(body: &[u8]) -> Result<Decoded, BadRequest> {
+/// [`AdmissionRequest`]'s fields, with `object` as raw text and `oldObject` (never used) skipped.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FastRequest<'a> {
+    uid: String,
+    kind: GroupVersionKind,
+    resource: GroupVersionResource,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    request_kind: Option<GroupVersionKind>,
+    #[serde(default)]
+    request_resource: Option<GroupVersionResource>,
+    #[serde(default)]
+    request_sub_resource: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    user_info: UserInfo,
+    #[serde(default, borrow)]
+    object: Option<&'a RawValue>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    old_object: IgnoredAny,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    options: Option<RawExtension>,
+}
+
+/// `None` when the body is not a well-formed review; the slow path then says why.
+fn decode_fast(body: &[u8]) -> Option<Decoded<'_>> {
+    let review: FastReview = serde_json::from_slice(body).ok()?;
+    let known = matches!(
+        review.api_version.as_str(),
+        "admission.k8s.io/v1" | "admission.k8s.io/v1beta1"
+    );
+    if review.kind != "AdmissionReview" || !known {
+        return None;
+    }
+    let r = review.request?;
+    let object = r.object.map(Object::Raw);
+    let request = AdmissionRequest {
+        types: TypeMeta {
+            api_version: review.api_version,
+            kind: review.kind,
+        },
+        uid: r.uid,
+        kind: r.kind,
+        resource: r.resource,
+        sub_resource: r.sub_resource,
+        request_kind: r.request_kind,
+        request_resource: r.request_resource,
+        request_sub_resource: r.request_sub_resource,
+        name: r.name,
+        namespace: r.namespace,
+        operation: r.operation,
+        user_info: r.user_info,
+        object: None,
+        old_object: None,
+        dry_run: r.dry_run,
+        options: r.options,
+    };
+    Some(Decoded { request, object })
+}
+
+fn decode_slow(body: &[u8]) -> Result<Decoded<'_>, BadRequest> {
     let mut value: Value = serde_json::from_slice(body)
         .map_err(|e| BadRequest(format!("request body is not valid JSON: {e}")))?;
     let Some(top) = value.as_object_mut() else {
@@ -159,12 +255,24 @@ fn decode(body: &[u8]) -> Result<Decoded, BadRequest> {
     let request: AdmissionRequest<DynamicObject> = review
         .try_into()
         .map_err(|_| BadRequest("the AdmissionReview has no request".into()))?;
-    Ok(Decoded { request, object })
+    Ok(Decoded {
+        request,
+        object: object.map(Object::Value),
+    })
 }
 
-/// Decode `object` as `T`; the error names the failing field path.
-fn decode_object<T: DeserializeOwned>(object: Value) -> Result<T, String> {
-    serde_path_to_error::deserialize(object).map_err(|e| {
+/// Decode `object` as `T`; the error names the failing field path. Raw text is decoded
+/// straight into `T`; on an error it is decoded again through a value, so that the message
+/// is the same whichever path the review took (no line and column of the raw text).
+fn decode_object<T: DeserializeOwned>(object: Object<'_>) -> Result<T, String> {
+    let value = match object {
+        Object::Raw(raw) => match serde_json::from_str(raw.get()) {
+            Ok(t) => return Ok(t),
+            Err(_) => serde_json::from_str::<Value>(raw.get()).map_err(|e| e.to_string())?,
+        },
+        Object::Value(v) => v,
+    };
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         if path == "." {
             e.inner().to_string()
@@ -237,7 +345,7 @@ pub fn mutate(body: &[u8], catalog: &Catalog, policy: Policy) -> Result<Reply, B
 
 fn mutate_request(
     request: &AdmissionRequest<DynamicObject>,
-    object: Option<Value>,
+    object: Option<Object<'_>>,
     catalog: &Catalog,
     policy: Policy,
 ) -> Answer {
@@ -313,7 +421,7 @@ fn mutate_request(
         Ok(r) => r,
         Err(e) => return answer.deny(format!("Pod {pod_ref:?}: {e}")),
     };
-    let injection = match inject_with(&prepared.image, templates, &pod, &req) {
+    let injection = match inject_pod(&prepared.image, templates, &pod, &req) {
         Ok(i) => i,
         Err(e) => return answer.deny(e.to_string()),
     };
@@ -354,7 +462,7 @@ pub fn validate(body: &[u8], trust: &TrustSnapshot, policy: Policy) -> Result<Re
 
 fn validate_request(
     request: &AdmissionRequest<DynamicObject>,
-    object: Option<Value>,
+    object: Option<Object<'_>>,
     trust: &TrustSnapshot,
     policy: Policy,
 ) -> Answer {

@@ -1,0 +1,206 @@
+//! `appimage-cpu`: the webhook's own CPU per admission, without HTTP, TLS or the load
+//! generator: the `/mutate` handler and its answer encoding, against the `--noop` handler, on
+//! one thread. It separates what the server computes from what the shared stack costs.
+//!
+//! ```sh
+//! cargo run --release -p appimage-bench --bin appimage-cpu -- --requests 200000
+//! ```
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use appimage::appimage::AppImage;
+use appimage::signature::{TrustedKey, payload};
+use appimage_bench::fixtures;
+use appimage_bench::review::pod_create;
+use appimage_e2e::webhook::SigningKey;
+use appimage_webhook::admission::{self, Policy, Reply};
+use appimage_webhook::cache::Catalog;
+use appimage_webhook::trust::Trust;
+use bytes::Bytes;
+use clap::Parser;
+use kube::runtime::reflector;
+use kube::runtime::watcher::Event;
+
+// The webhook's allocator, so that allocation costs what it costs there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(about = "CPU per admission of the /mutate handler vs the --noop handler, no network")]
+struct Args {
+    /// Requests per measured pass.
+    #[arg(long, default_value_t = 100_000)]
+    requests: u64,
+    /// Measured passes of each handler; the best pass is reported.
+    #[arg(long, default_value_t = 5)]
+    passes: u32,
+    /// AppImages to measure: `seed` (examples/secretflow-image.yaml) and `large`.
+    #[arg(long, value_delimiter = ',', default_value = "seed,large")]
+    appimage: Vec<String>,
+    /// Instead of timing: hold this many AppImages (copies of the signed seed, decoded from
+    /// JSON as a watch delivers them) and report the resident memory each one adds.
+    #[arg(long)]
+    memory: Option<usize>,
+    /// Print the first request's JSONPatch for each AppImage and stop.
+    #[arg(long)]
+    dump_patch: bool,
+    /// The repository root (for the seed example).
+    #[arg(long, default_value = ".")]
+    root: PathBuf,
+}
+
+fn store(images: Vec<AppImage>) -> reflector::Store<AppImage> {
+    let (reader, mut writer) = reflector::store::<AppImage>();
+    writer.apply_watcher_event(&Event::Init);
+    for image in images {
+        writer.apply_watcher_event(&Event::InitApply(image));
+    }
+    writer.apply_watcher_event(&Event::InitDone);
+    reader
+}
+
+/// Best pass of `requests` calls of `handle`, in ns per request; each answer is encoded too.
+fn measure(
+    args: &Args,
+    bodies: &[Bytes],
+    handle: impl Fn(&[u8]) -> Result<Reply, admission::BadRequest>,
+    expect_patch: bool,
+) -> anyhow::Result<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..args.passes {
+        let started = Instant::now();
+        let mut bytes = 0usize;
+        for i in 0..args.requests as usize {
+            let reply = handle(&bodies[i % bodies.len()])
+                .map_err(|e| anyhow::anyhow!("bad request: {e}"))?;
+            let response = reply.response().context("no response")?;
+            anyhow::ensure!(
+                response.allowed && response.patch.is_some() == expect_patch,
+                "unexpected answer: {:?}",
+                response.result.message
+            );
+            bytes += reply.to_json()?.len();
+        }
+        let ns = started.elapsed().as_nanos() as f64 / args.requests as f64;
+        best = best.min(ns);
+        std::hint::black_box(bytes);
+    }
+    Ok(best)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = tempfile_dir()?;
+    let signer = SigningKey::new(&dir);
+    let mut images = Vec::new();
+    for (name, mut image) in [
+        ("seed", fixtures::seed(&args.root, "seed")?),
+        ("large", fixtures::large("large")),
+    ] {
+        image.metadata.name = Some(name.into());
+        image.metadata.resource_version = Some("1".into());
+        image.spec.image.sign = Some(signer.sign(&payload(&image.spec.image)));
+        images.push(image);
+    }
+    let pem = std::fs::read_to_string(signer.pub_dir.join("sign.pub"))?;
+    let key = TrustedKey::from_pem("sign.pub", &pem)?;
+    if let Some(n) = args.memory {
+        return memory(n, &images[0], key);
+    }
+    let catalog = Catalog::new(store(images), Trust::fixed(vec![key]));
+    let policy = Policy {
+        require_signature: true,
+    };
+    println!(
+        "{:<8} {:>14} {:>14} {:>8}",
+        "appimage", "noop ns/req", "mutate ns/req", "ratio"
+    );
+    for name in args.appimage.iter().map(String::as_str) {
+        let bodies: Vec<Bytes> = (0..1024).map(|i| pod_create(i, "bench", name)).collect();
+        if args.dump_patch {
+            let reply = admission::mutate(&bodies[0], &catalog, policy)
+                .map_err(|e| anyhow::anyhow!("bad request: {e}"))?;
+            let patch = reply
+                .response()
+                .and_then(|r| r.patch.clone())
+                .unwrap_or_default();
+            println!("{name}: {}", String::from_utf8_lossy(&patch));
+            continue;
+        }
+        let noop = measure(&args, &bodies, admission::noop, false)?;
+        let mutate = measure(
+            &args,
+            &bodies,
+            |b| admission::mutate(b, &catalog, policy),
+            true,
+        )?;
+        println!(
+            "{name:<8} {noop:>14.0} {mutate:>14.0} {:>7.1}x",
+            mutate / noop
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+/// VmRSS of this process, KiB.
+fn rss_kib() -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS in /proc/self/status")
+}
+
+fn memory(n: usize, seed: &AppImage, key: TrustedKey) -> anyhow::Result<()> {
+    // As the apiserver returns them: server-set metadata, one JSON text per object.
+    let texts: Vec<String> = (0..n)
+        .map(|i| {
+            let mut image = seed.clone();
+            let meta = &mut image.metadata;
+            meta.name = Some(format!("bench-img-{i}"));
+            meta.resource_version = Some(format!("{}", 100_000 + i));
+            meta.uid = Some(format!("c0ffee00-0000-4000-8000-{i:012x}"));
+            meta.generation = Some(1);
+            serde_json::to_string(&image)
+        })
+        .collect::<Result<_, _>>()?;
+    let before = rss_kib()?;
+    let (reader, mut writer) = reflector::store::<AppImage>();
+    writer.apply_watcher_event(&Event::Init);
+    for text in &texts {
+        writer.apply_watcher_event(&Event::InitApply(serde_json::from_str(text)?));
+    }
+    writer.apply_watcher_event(&Event::InitDone);
+    let stored = rss_kib()?;
+    let catalog = Catalog::new(reader, Trust::fixed(vec![key]));
+    for i in 0..n {
+        catalog
+            .lookup(&format!("bench-img-{i}"))
+            .context("stored AppImage not found")?;
+    }
+    let looked_up = rss_kib()?;
+    let per = |kib: u64| kib as f64 * 1024.0 / n as f64;
+    println!("AppImages                  {n}");
+    println!("RSS before                 {before} KiB");
+    println!(
+        "stored: +{} KiB, {:.0} bytes each",
+        stored.saturating_sub(before),
+        per(stored.saturating_sub(before))
+    );
+    println!(
+        "looked up: +{} KiB, {:.0} bytes each",
+        looked_up.saturating_sub(stored),
+        per(looked_up.saturating_sub(stored))
+    );
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("appimage-cpu-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
