@@ -2,6 +2,7 @@
 //! plus TCP/UDP port protocols, which the seed's own reference example uses.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
     Affinity, EnvFromSource, EnvVar, Probe, ResourceRequirements, SecurityContext,
@@ -34,11 +35,17 @@ pub const RESOURCE: &str = "appimages.kuscia.secretflow";
 #[serde(rename_all = "camelCase")]
 pub struct AppImageSpec {
     /// Config file name -> template text (Go-template subset, see the README).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub config_templates: BTreeMap<String, String>,
-    /// Deploy templates; one is chosen per role.
-    pub deploy_templates: Vec<DeployTemplate>,
+    /// Shared (`Arc`) so that AppImages with equal templates can hold one copy: the webhook
+    /// keeps every AppImage in memory, and versions of one application repeat them.
+    #[serde(default, skip_serializing_if = "no_config_templates")]
+    pub config_templates: Arc<BTreeMap<String, String>>,
+    /// Deploy templates; one is chosen per role. Shared like `config_templates`.
+    pub deploy_templates: Arc<Vec<DeployTemplate>>,
     pub image: ImageInfo,
+}
+
+fn no_config_templates(templates: &Arc<BTreeMap<String, String>>) -> bool {
+    templates.is_empty()
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]

@@ -98,7 +98,8 @@ mod tests {
                             affinity: None,
                         },
                     })
-                    .collect(),
+                    .collect::<Vec<_>>()
+                    .into(),
                 image: ImageInfo::default(),
             },
         )

@@ -87,7 +87,7 @@ pub fn validate(image: &AppImage) -> Vec<FieldError> {
     }
 
     let mut files = BTreeSet::new();
-    for (file, text) in &image.spec.config_templates {
+    for (file, text) in image.spec.config_templates.iter() {
         let path = format!("spec.configTemplates[{file:?}]");
         errs.check(&path, naming::config_file_name_error(file));
         if let Err(e) = Template::parse(file, text) {
@@ -290,6 +290,8 @@ fn list<'a>(items: impl Iterator<Item = &'a str>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn seed() -> AppImage {
@@ -318,7 +320,9 @@ mod tests {
     #[test]
     fn cross_references_name_their_field() {
         let mut img = seed();
-        let c = &mut img.spec.deploy_templates[0].spec.containers[0];
+        let c = &mut Arc::make_mut(&mut img.spec.deploy_templates)[0]
+            .spec
+            .containers[0];
         c.ports[0].name = "web".into();
         c.config_volume_mounts[0].sub_path = "missing.conf".into();
         c.metric_probe = Some(Box::new(crate::appimage::MetricProbe {
@@ -356,15 +360,13 @@ mod tests {
     fn names_duplicates_and_templates() {
         let mut img = seed();
         img.metadata.name = Some("Bad_Name".into());
-        let t = &mut img.spec.deploy_templates[1];
+        let t = &mut Arc::make_mut(&mut img.spec.deploy_templates)[1];
         t.name = "-x".into();
         let mut second = t.spec.containers[0].clone();
         second.name = "side".into();
         second.config_volume_mounts.clear();
         t.spec.containers.push(second);
-        img.spec
-            .config_templates
-            .insert("bad.conf".into(), "{{if .X}}".into());
+        Arc::make_mut(&mut img.spec.config_templates).insert("bad.conf".into(), "{{if .X}}".into());
         let errs = errors(&img);
         let has = |prefix: &str| errs.iter().any(|e| e.starts_with(prefix));
         assert!(

@@ -1,6 +1,7 @@
 //! The shared injection path on the seed examples: Pod, config files, Services, policies.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use appimage::appimage::AppImage;
 use appimage::injection::{Request, Status, inject, pod_name};
@@ -400,7 +401,7 @@ fn options_come_from_annotations_and_labels() {
 #[test]
 fn values_reach_the_templates_with_precedence() {
     let mut img = example("app-template.yaml");
-    img.spec.config_templates.insert(
+    Arc::make_mut(&mut img.spec.config_templates).insert(
         "task-config.conf".into(),
         r#"{"app":"{{.APP_NAME}}","domain":"{{.KUSCIA_DOMAIN_ID}}","x":"{{.X}}","port":"{{{.ALLOCATED_PORTS.ports[name=global].port}}}"}"#.into(),
     );
@@ -415,8 +416,7 @@ fn values_reach_the_templates_with_precedence() {
     assert_eq!(conf["port"], global.to_string());
 
     // Strict mode names the missing key.
-    img.spec
-        .config_templates
+    Arc::make_mut(&mut img.spec.config_templates)
         .insert("task-config.conf".into(), "{{.NOPE}}".into());
     req.missing = MissingKey::Error;
     let err = inject(&img, &skeleton("app-template", "srv-0"), &req)

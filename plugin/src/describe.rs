@@ -161,7 +161,7 @@ pub fn describe(image: &AppImage) -> String {
     } else {
         d.section(0, "Deploy Templates");
     }
-    for t in &image.spec.deploy_templates {
+    for t in image.spec.deploy_templates.iter() {
         template(&mut d, t);
     }
     tabwrite(&d.0, 2)

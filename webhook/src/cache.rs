@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use appimage::appimage::AppImage;
 use appimage::injection::{Templates, parse_templates};
 use appimage::signature::{SignatureError, verify};
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use crate::intern::Interner;
 use crate::trust::Trust;
 
 /// An AppImage with what is derived from it.
@@ -46,9 +47,7 @@ pub struct Catalog {
 #[derive(Default)]
 struct SharedTemplates {
     hasher: RandomState,
-    by_hash: HashMap<u64, Weak<Templates>>,
-    /// Length at which dead entries are next swept (doubling, so sweeps stay amortized O(1)).
-    sweep_at: usize,
+    parsed: Interner<Templates>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -134,20 +133,9 @@ impl Catalog {
     fn parse(&self, image: &AppImage) -> Result<Arc<Templates>, String> {
         let parsed = parse_templates(image).map_err(|e| e.to_string())?;
         let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
-        let key = shared.hasher.hash_one(&image.spec.config_templates);
+        let key = shared.hasher.hash_one(&*image.spec.config_templates);
         // Equal parses render alike, so a hash collision can only cost the sharing.
-        if let Some(existing) = shared.by_hash.get(&key).and_then(Weak::upgrade)
-            && *existing == parsed
-        {
-            return Ok(existing);
-        }
-        let parsed = Arc::new(parsed);
-        shared.by_hash.insert(key, Arc::downgrade(&parsed));
-        if shared.by_hash.len() >= shared.sweep_at {
-            shared.by_hash.retain(|_, t| t.strong_count() > 0);
-            shared.sweep_at = (2 * shared.by_hash.len()).max(SLACK);
-        }
-        Ok(parsed)
+        Ok(shared.parsed.intern(key, Arc::new(parsed)))
     }
 
     fn insert(&self, name: &str, entry: Arc<Entry>) {
@@ -173,7 +161,8 @@ mod tests {
             .remove(0);
         image.metadata.name = Some(name.into());
         image.metadata.resource_version = Some("1".into());
-        image.spec.config_templates = [("task-config.conf".into(), template.into())].into();
+        image.spec.config_templates =
+            Arc::new([("task-config.conf".into(), template.into())].into());
         image
     }
 

@@ -7,6 +7,7 @@ pub mod api;
 pub mod cache;
 pub mod certs;
 pub mod cli;
+pub mod intern;
 pub mod logging;
 pub mod metrics;
 pub mod reconciler;

@@ -25,6 +25,7 @@ use tower::ServiceExt;
 use crate::admission::Policy;
 use crate::api::{self, AppState, ClientCert, Limits, Readiness};
 use crate::cache::Catalog;
+use crate::intern::Compactor;
 pub use crate::certs::TlsFiles;
 use crate::certs::{self, Tls};
 use crate::metrics::Metrics;
@@ -105,9 +106,10 @@ pub async fn start(
     let client = kube_client(config.kubeconfig.as_deref()).await?;
     let (reader, writer) = reflector::store::<AppImage>();
     let reconciler = config.reconcile.then(|| client.clone());
+    let mut compactor = Compactor::default();
     let stream = watcher(Api::<AppImage>::all(client), watcher::Config::default())
         .default_backoff()
-        .modify(slim)
+        .modify(move |image| compactor.compact(image))
         .reflect(writer);
     let task = tokio::spawn(async move {
         stream
@@ -124,19 +126,6 @@ pub async fn start(
         shutdown,
     )
     .await
-}
-
-/// Drop what the webhook never reads before an AppImage enters the store: managedFields alone
-/// took a third of each stored object. (The store keeps a clone, so no spare list capacity.)
-fn slim(image: &mut AppImage) {
-    // `None`, not `clear()`, which would keep the Vec's buffer.
-    image.metadata.managed_fields = None;
-    if let Some(annotations) = &mut image.metadata.annotations {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-        if annotations.is_empty() {
-            image.metadata.annotations = None;
-        }
-    }
 }
 
 /// Start serving AppImages from a store the caller fills (tests, benchmarks).
@@ -378,46 +367,5 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => tracing::info!("SIGINT received"),
         () = term => tracing::info!("SIGTERM received"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
-
-    use super::*;
-
-    #[test]
-    fn slim_drops_only_what_the_webhook_never_reads() {
-        let text = include_str!("../../examples/secretflow-image.yaml");
-        let mut image = appimage::manifest::appimages("seed", text)
-            .unwrap()
-            .remove(0);
-        image.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
-        image.metadata.annotations = Some(
-            [
-                ("kubectl.kubernetes.io/last-applied-configuration", "{}"),
-                ("keep", "1"),
-            ]
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .into(),
-        );
-        let mut want = image.clone();
-        want.metadata.managed_fields = None;
-        want.metadata.annotations = Some([("keep".to_string(), "1".to_string())].into());
-        slim(&mut image);
-        assert_eq!(
-            (image.metadata.clone(), &image.spec),
-            (want.metadata, &want.spec)
-        );
-        image.metadata.annotations = Some(
-            [(
-                "kubectl.kubernetes.io/last-applied-configuration".into(),
-                "{}".into(),
-            )]
-            .into(),
-        );
-        slim(&mut image);
-        assert_eq!(image.metadata.annotations, None);
     }
 }

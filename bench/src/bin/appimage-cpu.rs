@@ -7,6 +7,7 @@
 //! ```
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -17,6 +18,7 @@ use appimage_bench::review::pod_create;
 use appimage_e2e::webhook::SigningKey;
 use appimage_webhook::admission::{self, Policy, Reply};
 use appimage_webhook::cache::Catalog;
+use appimage_webhook::intern::Compactor;
 use appimage_webhook::trust::Trust;
 use bytes::Bytes;
 use clap::Parser;
@@ -43,6 +45,10 @@ struct Args {
     /// JSON as a watch delivers them) and report the resident memory each one adds.
     #[arg(long)]
     memory: Option<usize>,
+    /// With `--memory`: give every AppImage its own deploy and config templates, so that
+    /// nothing can be shared between them.
+    #[arg(long)]
+    distinct: bool,
     /// Print the first request's JSONPatch for each AppImage and stop.
     #[arg(long)]
     dump_patch: bool,
@@ -107,7 +113,7 @@ fn main() -> anyhow::Result<()> {
     let pem = std::fs::read_to_string(signer.pub_dir.join("sign.pub"))?;
     let key = TrustedKey::from_pem("sign.pub", &pem)?;
     if let Some(n) = args.memory {
-        return memory(n, &images[0], key);
+        return memory(n, args.distinct, &images[0], key);
     }
     let catalog = Catalog::new(store(images), Trust::fixed(vec![key]));
     let policy = Policy {
@@ -155,7 +161,7 @@ fn rss_kib() -> anyhow::Result<u64> {
         .context("no VmRSS in /proc/self/status")
 }
 
-fn memory(n: usize, seed: &AppImage, key: TrustedKey) -> anyhow::Result<()> {
+fn memory(n: usize, distinct: bool, seed: &AppImage, key: TrustedKey) -> anyhow::Result<()> {
     // As the apiserver returns them: server-set metadata, one JSON text per object.
     let texts: Vec<String> = (0..n)
         .map(|i| {
@@ -165,14 +171,27 @@ fn memory(n: usize, seed: &AppImage, key: TrustedKey) -> anyhow::Result<()> {
             meta.resource_version = Some(format!("{}", 100_000 + i));
             meta.uid = Some(format!("c0ffee00-0000-4000-8000-{i:012x}"));
             meta.generation = Some(1);
+            if distinct {
+                let spec = &mut image.spec;
+                Arc::make_mut(&mut spec.deploy_templates)[0].spec.containers[0]
+                    .args
+                    .push(format!("--instance={i}"));
+                for text in Arc::make_mut(&mut spec.config_templates).values_mut() {
+                    text.push_str(&format!("# instance {i}\n"));
+                }
+            }
             serde_json::to_string(&image)
         })
         .collect::<Result<_, _>>()?;
     let before = rss_kib()?;
     let (reader, mut writer) = reflector::store::<AppImage>();
+    let mut compactor = Compactor::default();
     writer.apply_watcher_event(&Event::Init);
     for text in &texts {
-        writer.apply_watcher_event(&Event::InitApply(serde_json::from_str(text)?));
+        // As the webhook's watch does.
+        let mut image: AppImage = serde_json::from_str(text)?;
+        compactor.compact(&mut image);
+        writer.apply_watcher_event(&Event::InitApply(image));
     }
     writer.apply_watcher_event(&Event::InitDone);
     let stored = rss_kib()?;

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use appimage::appimage::AppImage;
 use appimage::keys;
@@ -680,17 +681,17 @@ fn webhook_cases(signer: &SigningKey, other: &SigningKey) -> Vec<Case> {
     let mut long_name = seed_image(&"a".repeat(254));
     long_name = signed(long_name, signer);
     let mut dup = seed_image("bi-dup");
-    dup.spec.deploy_templates[0].spec.containers[0].ports[1].name = "spu".into();
+    Arc::make_mut(&mut dup.spec.deploy_templates)[0]
+        .spec
+        .containers[0]
+        .ports[1]
+        .name = "spu".into();
     let dup = signed(dup, signer);
     let mut huge = seed_image("bi-huge");
-    huge.spec
-        .config_templates
-        .insert("big.conf".into(), "x".repeat(2 << 20));
+    Arc::make_mut(&mut huge.spec.config_templates).insert("big.conf".into(), "x".repeat(2 << 20));
     let huge = signed(huge, signer);
     let mut bad_template = seed_image("bi-badtpl");
-    bad_template
-        .spec
-        .config_templates
+    Arc::make_mut(&mut bad_template.spec.config_templates)
         .insert("task-config.conf".into(), "{{range .X}}{{end}}".into());
     let bad_template = signed(bad_template, signer);
     let mut garbage_sig = seed_image("bi-garbage");
@@ -811,11 +812,13 @@ fn bad_input_catalogue() {
     let mut garbage = seed_image("bi-garbage");
     garbage.spec.image.sign = Some("%%%not*base64%%%".into());
     let mut dup = seed_image("bi-dup");
-    dup.spec.deploy_templates[0].spec.containers[0].ports[1].name = "spu".into();
-    let mut bad_template = seed_image("bi-badtpl");
-    bad_template
+    Arc::make_mut(&mut dup.spec.deploy_templates)[0]
         .spec
-        .config_templates
+        .containers[0]
+        .ports[1]
+        .name = "spu".into();
+    let mut bad_template = seed_image("bi-badtpl");
+    Arc::make_mut(&mut bad_template.spec.config_templates)
         .insert("task-config.conf".into(), "{{range .X}}{{end}}".into());
     let mut roles = manifest::appimages(
         "app-template",

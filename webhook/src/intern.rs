@@ -1,0 +1,175 @@
+//! Equal values held once: the webhook keeps every AppImage in memory, and AppImages that are
+//! versions or copies of one application repeat their templates. A hash finds a candidate and
+//! equality confirms it, so a collision costs only the sharing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Weak};
+
+use appimage::appimage::{AppImage, DeployTemplate};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+/// Extra entries tolerated before those whose values are gone are dropped.
+const SLACK: usize = 64;
+
+/// Values by hash, held weakly: an entry lives as long as some AppImage uses its value.
+pub struct Interner<T> {
+    by_hash: HashMap<u64, Weak<T>>,
+    /// Length at which dead entries are next swept (doubling, so sweeps stay amortized O(1)).
+    sweep_at: usize,
+}
+
+impl<T> Default for Interner<T> {
+    fn default() -> Self {
+        Interner {
+            by_hash: HashMap::new(),
+            sweep_at: SLACK,
+        }
+    }
+}
+
+impl<T: PartialEq> Interner<T> {
+    /// The shared copy of `value` (whose hash is `hash`), or `value` itself, now shared.
+    pub fn intern(&mut self, hash: u64, value: Arc<T>) -> Arc<T> {
+        if let Some(existing) = self.by_hash.get(&hash).and_then(Weak::upgrade) {
+            if existing == value {
+                return existing;
+            }
+            return value;
+        }
+        self.by_hash.insert(hash, Arc::downgrade(&value));
+        if self.by_hash.len() >= self.sweep_at {
+            self.by_hash.retain(|_, v| v.strong_count() > 0);
+            self.sweep_at = (2 * self.by_hash.len()).max(SLACK);
+        }
+        value
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+}
+
+/// Shrinks each AppImage before it enters the store: drops the metadata the webhook never
+/// reads, and shares equal template sets between AppImages.
+#[derive(Default)]
+pub struct Compactor {
+    hasher: RandomState,
+    config: Interner<BTreeMap<String, String>>,
+    deploy: Interner<Vec<DeployTemplate>>,
+}
+
+impl Compactor {
+    pub fn compact(&mut self, image: &mut AppImage) {
+        // Only the name and resourceVersion are read (lookups, cache keys, the status
+        // annotation); managedFields alone was a third of a stored object.
+        let meta = std::mem::take(&mut image.metadata);
+        image.metadata = ObjectMeta {
+            name: meta.name,
+            resource_version: meta.resource_version,
+            ..ObjectMeta::default()
+        };
+        let spec = &mut image.spec;
+        let hash = self.hasher.hash_one(&*spec.config_templates);
+        spec.config_templates = self.config.intern(hash, spec.config_templates.clone());
+        // Kubernetes' types have no Hash: hash the JSON form instead.
+        if let Ok(json) = serde_json::to_vec(&*spec.deploy_templates) {
+            let hash = self.hasher.hash_one(&json);
+            spec.deploy_templates = self.deploy.intern(hash, spec.deploy_templates.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+
+    use super::*;
+
+    fn seed(name: &str) -> AppImage {
+        let text = include_str!("../../examples/secretflow-image.yaml");
+        let mut image = appimage::manifest::appimages("seed", text)
+            .unwrap()
+            .remove(0);
+        image.metadata.name = Some(name.into());
+        image
+    }
+
+    #[test]
+    fn metadata_keeps_only_name_and_resource_version() {
+        let mut image = seed("a");
+        image.metadata.resource_version = Some("7".into());
+        image.metadata.uid = Some("u".into());
+        image.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
+        image.metadata.annotations = Some(
+            [("kubectl.kubernetes.io/last-applied-configuration", "{}")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+        );
+        let spec = image.spec.clone();
+        Compactor::default().compact(&mut image);
+        assert_eq!(
+            image.metadata,
+            ObjectMeta {
+                name: Some("a".into()),
+                resource_version: Some("7".into()),
+                ..ObjectMeta::default()
+            }
+        );
+        assert_eq!(image.spec, spec);
+    }
+
+    #[test]
+    fn equal_templates_are_shared_and_different_ones_are_not() {
+        let mut compactor = Compactor::default();
+        let (mut a, mut b, mut c) = (seed("a"), seed("b"), seed("c"));
+        // Built apart, as the watch delivers them: equal, but separate allocations.
+        assert!(!Arc::ptr_eq(
+            &a.spec.deploy_templates,
+            &b.spec.deploy_templates
+        ));
+        Arc::make_mut(&mut c.spec.deploy_templates)[0].name = "other".into();
+        Arc::make_mut(&mut c.spec.config_templates).insert("x.conf".into(), "x".into());
+        for image in [&mut a, &mut b, &mut c] {
+            compactor.compact(image);
+        }
+        assert!(Arc::ptr_eq(
+            &a.spec.deploy_templates,
+            &b.spec.deploy_templates
+        ));
+        assert!(Arc::ptr_eq(
+            &a.spec.config_templates,
+            &b.spec.config_templates
+        ));
+        assert!(!Arc::ptr_eq(
+            &a.spec.deploy_templates,
+            &c.spec.deploy_templates
+        ));
+        assert!(!Arc::ptr_eq(
+            &a.spec.config_templates,
+            &c.spec.config_templates
+        ));
+        assert_eq!(c.spec.deploy_templates[0].name, "other");
+    }
+
+    #[test]
+    fn a_hash_collision_keeps_each_value() {
+        let mut interner = Interner::default();
+        let one = interner.intern(1, Arc::new("one".to_string()));
+        let two = interner.intern(1, Arc::new("two".to_string()));
+        assert_eq!((one.as_str(), two.as_str()), ("one", "two"));
+    }
+
+    #[test]
+    fn entries_of_dropped_values_are_swept() {
+        let mut interner = Interner::default();
+        for i in 0..10 * SLACK as u64 {
+            interner.intern(i, Arc::new(i));
+        }
+        assert!(interner.len() < 2 * SLACK, "{}", interner.len());
+    }
+}
