@@ -181,24 +181,38 @@ pub fn pod_name(pod: &Pod, seed: &str) -> Option<String> {
     Some(format!("{base}{}", naming::short_hash(seed, 5)))
 }
 
-/// Parsed config templates, keyed by file name.
-pub type Templates = BTreeMap<String, Template>;
+/// Parsed config templates, sorted by file name. A slice, not a map: the webhook holds one per
+/// AppImage, and a map node would outweigh a small template.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Templates(Box<[Template]>);
+
+impl Templates {
+    /// The template of config file `file`.
+    pub fn get(&self, file: &str) -> Option<&Template> {
+        let i = self.0.binary_search_by(|t| t.name().cmp(file)).ok()?;
+        Some(&self.0[i])
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Template> {
+        self.0.iter()
+    }
+}
 
 /// Parse every config template of `image`.
 pub fn parse_templates(image: &AppImage) -> Result<Templates, InjectionError> {
-    image
+    // configTemplates is a sorted map, so the slice comes out sorted.
+    let parsed: Vec<Template> = image
         .spec
         .config_templates
         .iter()
         .map(|(name, text)| {
-            Template::parse(name, text)
-                .map(|t| (name.clone(), t))
-                .map_err(|source| InjectionError::Render {
-                    image: image.name().into(),
-                    source,
-                })
+            Template::parse(name, text).map_err(|source| InjectionError::Render {
+                image: image.name().into(),
+                source,
+            })
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok(Templates(parsed.into()))
 }
 
 /// Inject `image` into `pod`. Pure and deterministic.

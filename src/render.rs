@@ -80,22 +80,26 @@ pub struct Template {
     segments: Vec<Segment>,
 }
 
+/// Kept small (24 bytes): the webhook holds every AppImage's parsed templates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
-    Text(String),
+    Text(Box<str>),
     /// Kept apart from `Text` because trim markers must not trim literal output.
-    Literal(String),
+    Literal(Box<str>),
     Var {
-        key: String,
-        line: usize,
+        key: Box<str>,
+        line: u32,
     },
-    Query {
-        key: String,
-        path: Vec<Step>,
-        /// `KEY.path` as written, for the strict-mode error.
-        source: String,
-        line: usize,
-    },
+    Query(Box<Query>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Query {
+    key: String,
+    path: Vec<Step>,
+    /// `KEY.path` as written, for the strict-mode error.
+    source: String,
+    line: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +140,8 @@ impl Template {
             .segments
             .iter()
             .filter_map(|s| match s {
-                Segment::Var { key, .. } | Segment::Query { key, .. } => Some(key.as_str()),
+                Segment::Var { key, .. } => Some(&**key),
+                Segment::Query(q) => Some(q.key.as_str()),
                 Segment::Text(_) | Segment::Literal(_) => None,
             })
             .collect();
@@ -150,16 +155,17 @@ impl Template {
         for seg in &self.segments {
             match seg {
                 Segment::Text(t) | Segment::Literal(t) => out.push_str(t),
-                Segment::Var { key, line } => match values.get(key) {
+                Segment::Var { key, line } => match values.get(&**key) {
                     Some(v) => escape_into(&mut out, v),
-                    None => self.missing(missing, key, *line)?,
+                    None => self.missing(missing, key, *line as usize)?,
                 },
-                Segment::Query {
-                    key,
-                    path,
-                    source,
-                    line,
-                } => {
+                Segment::Query(query) => {
+                    let Query {
+                        key,
+                        path,
+                        source,
+                        line,
+                    } = &**query;
                     let Some(raw) = values.get(key) else {
                         self.missing(missing, key, *line)?;
                         continue;
@@ -364,7 +370,7 @@ impl Parser<'_> {
             chunk = chunk.trim_end_matches(is_space_char);
         }
         if !chunk.is_empty() {
-            self.segments.push(Segment::Text(chunk.to_owned()));
+            self.segments.push(Segment::Text(chunk.into()));
         }
     }
 
@@ -425,8 +431,8 @@ impl Parser<'_> {
                 if let Some((end, trim)) = self.close(after) {
                     let line = self.line_at(start);
                     self.segments.push(Segment::Var {
-                        key: name[..n].to_owned(),
-                        line,
+                        key: name[..n].into(),
+                        line: u32::try_from(line).unwrap_or(u32::MAX),
                     });
                     self.trim_next = trim;
                     return Ok(end);
@@ -443,7 +449,7 @@ impl Parser<'_> {
         } else if rest.starts_with('"') {
             let (literal, after) = self.literal(start, q)?;
             if let Some((end, trim)) = self.close(after) {
-                self.segments.push(Segment::Literal(literal));
+                self.segments.push(Segment::Literal(literal.into()));
                 self.trim_next = trim;
                 return Ok(end);
             }
@@ -580,12 +586,12 @@ impl Parser<'_> {
             return Err(self.query_err(start, end));
         }
         let line = self.line_at(start);
-        self.segments.push(Segment::Query {
+        self.segments.push(Segment::Query(Box::new(Query {
             key: src[key_start..key_start + n].to_owned(),
             path,
             source: src[key_start..p].to_owned(),
             line,
-        });
+        })));
         Ok(end + 3)
     }
 
@@ -726,6 +732,11 @@ mod tests {
         fn check<T: Clone + std::fmt::Debug + Send + Sync + 'static>() {}
         check::<Template>();
         check::<RenderError>();
+    }
+
+    #[test]
+    fn segments_stay_small() {
+        assert_eq!(std::mem::size_of::<Segment>(), 24);
     }
 
     #[test]

@@ -25,9 +25,9 @@ use tower::ServiceExt;
 use crate::admission::Policy;
 use crate::api::{self, AppState, ClientCert, Limits, Readiness};
 use crate::cache::Catalog;
-use crate::intern::Compactor;
 pub use crate::certs::TlsFiles;
 use crate::certs::{self, Tls};
+use crate::intern::Compactor;
 use crate::metrics::Metrics;
 use crate::trust::Trust;
 
