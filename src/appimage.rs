@@ -34,12 +34,12 @@ pub const RESOURCE: &str = "appimages.kuscia.secretflow";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AppImageSpec {
+    // Both template sets are `Arc`s so that AppImages with equal ones can share one copy: the
+    // webhook keeps every AppImage in memory, and versions of one application repeat them.
     /// Config file name -> template text (Go-template subset, see the README).
-    /// Shared (`Arc`) so that AppImages with equal templates can hold one copy: the webhook
-    /// keeps every AppImage in memory, and versions of one application repeat them.
     #[serde(default, skip_serializing_if = "no_config_templates")]
     pub config_templates: Arc<BTreeMap<String, String>>,
-    /// Deploy templates; one is chosen per role. Shared like `config_templates`.
+    /// Deploy templates; one is chosen per role.
     pub deploy_templates: Arc<Vec<DeployTemplate>>,
     pub image: ImageInfo,
 }
