@@ -73,8 +73,8 @@ fuzz_target!(|data: &[u8]| {
         .appimage
         .clone()
         .expect("a patched Pod names its AppImage");
-    let image = catalog.lookup(&name).expect("known AppImage").image;
-    let image_ref = image.image_ref();
+    let prepared = catalog.lookup(&name).expect("known AppImage");
+    let image_ref = prepared.image().image_ref();
     let spec = injected.spec.as_ref().expect("spec");
     assert!(
         spec.containers

@@ -8,7 +8,6 @@ use appimage::appimage::AppImage;
 use appimage::signature::{TrustedKey, payload, sign};
 use appimage_webhook::cache::Catalog;
 use appimage_webhook::trust::Trust;
-use kube::runtime::reflector;
 use kube::runtime::watcher::Event;
 
 pub const EC_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
@@ -85,11 +84,11 @@ pub fn appimages() -> Vec<AppImage> {
     vec![demo, demo_ed, app, unsigned, retagged]
 }
 
-/// A webhook catalog (reflector store + trusted keys) holding [`appimages`], built once.
+/// A webhook catalog (AppImage store + trusted keys) holding [`appimages`], built once.
 pub fn catalog() -> &'static Catalog {
     static CATALOG: OnceLock<Catalog> = OnceLock::new();
     CATALOG.get_or_init(|| {
-        let (reader, mut writer) = reflector::store::<AppImage>();
+        let (reader, mut writer) = appimage_webhook::cache::appimages();
         writer.apply_watcher_event(&Event::Init);
         for img in appimages() {
             writer.apply_watcher_event(&Event::InitApply(img));

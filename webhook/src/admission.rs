@@ -396,7 +396,7 @@ fn mutate_request(
             keys::APP_IMAGE
         ));
     };
-    if let Err(e) = &prepared.signature {
+    if let Err(e) = &prepared.derived.signature {
         answer.signature_failed = true;
         let message = format!("AppImage {image_name:?} failed signature verification: {e}");
         if policy.require_signature {
@@ -413,7 +413,7 @@ fn mutate_request(
         return answer.deny("Pod has neither name nor generateName");
     };
     answer.name = name.clone();
-    let templates = match &prepared.templates {
+    let templates = match &prepared.derived.templates {
         Ok(t) => t,
         Err(e) => return answer.deny(e.clone()),
     };
@@ -421,7 +421,7 @@ fn mutate_request(
         Ok(r) => r,
         Err(e) => return answer.deny(format!("Pod {pod_ref:?}: {e}")),
     };
-    let injection = match inject_pod(&prepared.image, templates, &pod, &req) {
+    let injection = match inject_pod(prepared.image(), templates, &pod, &req) {
         Ok(i) => i,
         Err(e) => return answer.deny(e.to_string()),
     };

@@ -1,45 +1,56 @@
-//! The AppImages the webhook knows: a reflector store (kept current by a watch, never an API
-//! call per request), plus per-(name, resourceVersion) parsed templates and signature verdicts.
+//! What the webhook derives from each stored AppImage, once per resourceVersion and trust
+//! generation: the parsed templates and the signature verdict.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use appimage::appimage::AppImage;
 use appimage::injection::{Templates, parse_templates};
 use appimage::signature::{SignatureError, verify};
-use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::intern::Interner;
+use crate::store::{self, Stored};
 use crate::trust::Trust;
 
-/// An AppImage with what is derived from it.
-#[derive(Debug, Clone)]
-pub struct Prepared {
-    pub image: Arc<AppImage>,
+/// Derived from one stored AppImage under one set of trusted keys.
+#[derive(Debug)]
+pub struct Derived {
+    /// Trust generation the verdict was computed under.
+    generation: u64,
     /// Parsed config templates, or the parse error's text.
     pub templates: Result<Arc<Templates>, String>,
     /// The name of the key that verified the signature, or why none did.
     pub signature: Result<String, SignatureError>,
 }
 
-#[derive(Debug)]
-struct Entry {
-    resource_version: String,
-    templates: Result<Arc<Templates>, String>,
-    /// Trust generation the verdict was computed under.
-    generation: u64,
-    signature: Result<String, SignatureError>,
+/// The store the webhook's watch fills.
+pub type AppImages = store::Reader<Derived>;
+pub type AppImagesWriter = store::Writer<Derived>;
+
+/// An empty AppImage store and its writer.
+pub fn appimages() -> (AppImages, AppImagesWriter) {
+    store::store()
 }
 
-/// Cheap to clone; clones share the store and the derived cache.
+/// An AppImage with what is derived from it.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub entry: Arc<Stored<Derived>>,
+    pub derived: Arc<Derived>,
+}
+
+impl Prepared {
+    pub fn image(&self) -> &AppImage {
+        &self.entry.image
+    }
+}
+
+/// Cheap to clone; clones share the store and the shared parses.
 #[derive(Clone)]
 pub struct Catalog {
-    store: Store<AppImage>,
+    store: AppImages,
     trust: Trust,
-    entries: Arc<Mutex<HashMap<String, Arc<Entry>>>>,
-    /// AppImages with equal configTemplates (copies, versions of one app) share one parse:
-    /// about 2 KB each for the seed's single file, the bulk of an entry.
+    /// AppImages with equal configTemplates (copies, versions of one app) share one parse.
     shared: Arc<Mutex<SharedTemplates>>,
 }
 
@@ -59,20 +70,16 @@ impl std::fmt::Debug for Catalog {
     }
 }
 
-/// Extra entries tolerated before those of deleted AppImages are dropped.
-const SLACK: usize = 64;
-
 impl Catalog {
-    pub fn new(store: Store<AppImage>, trust: Trust) -> Catalog {
+    pub fn new(store: AppImages, trust: Trust) -> Catalog {
         Catalog {
             store,
             trust,
-            entries: Arc::default(),
             shared: Arc::default(),
         }
     }
 
-    pub fn store(&self) -> &Store<AppImage> {
+    pub fn store(&self) -> &AppImages {
         &self.store
     }
 
@@ -91,42 +98,28 @@ impl Catalog {
 
     /// The AppImage `name` with its templates and verdict; `None` when the store lacks it.
     pub fn lookup(&self, name: &str) -> Option<Prepared> {
-        let image = self.store.get(&ObjectRef::new(name))?;
-        let rv = image.metadata.resource_version.clone().unwrap_or_default();
+        let entry = self.store.get(name)?;
         let trust = self.trust.snapshot();
-        let cached = self.entries().get(name).cloned();
-        // Without a resourceVersion there is no safe key: compute afresh.
-        let cached = cached.filter(|e| !rv.is_empty() && e.resource_version == rv);
-        let entry = match cached {
-            Some(e) if e.generation == trust.generation => e,
+        let cached = entry.derived.load_full();
+        let derived = match cached {
+            Some(d) if d.generation == trust.generation => d,
             previous => {
+                // A new key set needs a new verdict, not a new parse.
                 let templates = match previous {
-                    Some(e) => e.templates.clone(),
-                    None => self.parse(&image),
+                    Some(d) => d.templates.clone(),
+                    None => self.parse(&entry.image),
                 };
-                let signature = verify(&image.spec.image, &trust.keys).map(str::to_string);
-                let entry = Arc::new(Entry {
-                    resource_version: rv.clone(),
-                    templates,
+                let signature = verify(&entry.image.spec.image, &trust.keys).map(str::to_string);
+                let derived = Arc::new(Derived {
                     generation: trust.generation,
+                    templates,
                     signature,
                 });
-                if !rv.is_empty() {
-                    self.insert(name, entry.clone());
-                }
-                entry
+                entry.derived.store(Some(derived.clone()));
+                derived
             }
         };
-        Some(Prepared {
-            image,
-            templates: entry.templates.clone(),
-            signature: entry.signature.clone(),
-        })
-    }
-
-    fn entries(&self) -> MutexGuard<'_, HashMap<String, Arc<Entry>>> {
-        // A panic elsewhere while holding the lock leaves a usable map: recover it.
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+        Some(Prepared { entry, derived })
     }
 
     /// `image`'s parsed templates, shared with an earlier AppImage's when they parse equal.
@@ -137,19 +130,10 @@ impl Catalog {
         // Equal parses render alike, so a hash collision can only cost the sharing.
         Ok(shared.parsed.intern(key, Arc::new(parsed)))
     }
-
-    fn insert(&self, name: &str, entry: Arc<Entry>) {
-        let mut map = self.entries();
-        map.insert(name.to_string(), entry);
-        if map.len() > self.store.len() + SLACK {
-            map.retain(|n, _| self.store.get(&ObjectRef::new(n)).is_some());
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use kube::runtime::reflector;
     use kube::runtime::watcher::Event;
 
     use super::*;
@@ -168,14 +152,22 @@ mod tests {
 
     #[test]
     fn equal_templates_are_parsed_into_one_shared_value() {
-        let (reader, mut writer) = reflector::store::<AppImage>();
+        let (reader, mut writer) = appimages();
         writer.apply_watcher_event(&Event::Init);
         for (name, template) in [("a", "x {{.TASK_ID}}"), ("b", "x {{.TASK_ID}}"), ("c", "y")] {
             writer.apply_watcher_event(&Event::InitApply(image(name, template)));
         }
         writer.apply_watcher_event(&Event::InitDone);
         let catalog = Catalog::new(reader, Trust::fixed(Vec::new()));
-        let templates = |name| catalog.lookup(name).unwrap().templates.unwrap();
+        let templates = |name| {
+            catalog
+                .lookup(name)
+                .unwrap()
+                .derived
+                .templates
+                .clone()
+                .unwrap()
+        };
         let (a, b, c) = (templates("a"), templates("b"), templates("c"));
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &c));

@@ -12,6 +12,7 @@ pub mod logging;
 pub mod metrics;
 pub mod reconciler;
 pub mod server;
+pub mod store;
 pub mod trust;
 mod watch;
 

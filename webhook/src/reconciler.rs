@@ -12,7 +12,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use appimage::appimage::AppImage;
 use appimage::desired::desired;
 use appimage::keys;
 use futures::StreamExt;
@@ -28,6 +27,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::cache::AppImages;
 use crate::metrics::Metrics;
 
 /// How often orphans are looked for (in memory; an API call only when one is found).
@@ -37,7 +37,7 @@ const CONFLICT_RETRY: Duration = Duration::from_secs(5);
 
 struct Ctx {
     client: Client,
-    appimages: Store<AppImage>,
+    appimages: AppImages,
     recorder: Recorder,
     metrics: Metrics,
 }
@@ -53,7 +53,7 @@ fn managed_selector() -> String {
 /// Run until `shutdown`: the Pod controller and the orphan sweep.
 pub async fn run(
     client: Client,
-    appimages: Store<AppImage>,
+    appimages: AppImages,
     metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -106,8 +106,8 @@ async fn reconcile_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
     let image = pod
         .labels()
         .get(keys::APP_IMAGE)
-        .and_then(|name| ctx.appimages.get(&ObjectRef::new(name)));
-    let want = desired(pod, image.as_deref());
+        .and_then(|name| ctx.appimages.get(name));
+    let want = desired(pod, image.as_ref().map(|stored| &stored.image));
     let mut conflict = false;
     for svc in want.services {
         conflict |= !ensure(

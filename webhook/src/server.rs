@@ -14,7 +14,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::net::{TcpListener, TcpStream};
@@ -24,10 +23,9 @@ use tower::ServiceExt;
 
 use crate::admission::Policy;
 use crate::api::{self, AppState, ClientCert, Limits, Readiness};
-use crate::cache::Catalog;
+use crate::cache::{AppImages, Catalog, appimages};
 pub use crate::certs::TlsFiles;
 use crate::certs::{self, Tls};
-use crate::intern::Compactor;
 use crate::metrics::Metrics;
 use crate::trust::Trust;
 
@@ -104,21 +102,18 @@ pub async fn start(
         return start_inner(config, Source::Noop, shutdown).await;
     }
     let client = kube_client(config.kubeconfig.as_deref()).await?;
-    let (reader, writer) = reflector::store::<AppImage>();
+    let (reader, mut writer) = appimages();
     let reconciler = config.reconcile.then(|| client.clone());
-    let mut compactor = Compactor::default();
-    let stream = watcher(Api::<AppImage>::all(client), watcher::Config::default())
-        .default_backoff()
-        .modify(move |image| compactor.compact(image))
-        .reflect(writer);
+    let stream =
+        watcher(Api::<AppImage>::all(client), watcher::Config::default()).default_backoff();
     let task = tokio::spawn(async move {
-        stream
-            .for_each(|event| async move {
-                if let Err(e) = event {
-                    tracing::warn!("AppImage watch: {e} (retrying)");
-                }
-            })
-            .await;
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(event) => writer.apply(event),
+                Err(e) => tracing::warn!("AppImage watch: {e} (retrying)"),
+            }
+        }
     });
     start_inner(
         config,
@@ -131,7 +126,7 @@ pub async fn start(
 /// Start serving AppImages from a store the caller fills (tests, benchmarks).
 pub async fn start_with_store(
     config: Config,
-    store: Store<AppImage>,
+    store: AppImages,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
     certs::install_default_provider();
@@ -141,7 +136,7 @@ pub async fn start_with_store(
 enum Source {
     Noop,
     /// AppImages, the task filling them, and a client for the reconciler.
-    Store(Store<AppImage>, Option<JoinHandle<()>>, Option<Client>),
+    Store(AppImages, Option<JoinHandle<()>>, Option<Client>),
 }
 
 async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
@@ -193,10 +188,9 @@ async fn start_inner(
             let flag = ready.clone();
             let waiter = store.clone();
             tokio::spawn(async move {
-                if waiter.wait_until_ready().await.is_ok() {
-                    tracing::info!(appimages = waiter.len(), "AppImage watch synced; ready");
-                    flag.set();
-                }
+                waiter.wait_until_ready().await;
+                tracing::info!(appimages = waiter.len(), "AppImage watch synced; ready");
+                flag.set();
             });
             (Some(Catalog::new(store, trust.clone())), task)
         }

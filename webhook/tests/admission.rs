@@ -1,4 +1,4 @@
-//! /mutate and /validate on AdmissionReview fixtures, against a real reflector store filled
+//! /mutate and /validate on AdmissionReview fixtures, against the webhook's AppImage store filled
 //! with real AppImages signed by `openssl`.
 
 mod common;
@@ -516,9 +516,8 @@ async fn readyz_waits_for_the_initial_list() {
     let flag = ready.clone();
     let waiter = reader.clone();
     tokio::spawn(async move {
-        if waiter.wait_until_ready().await.is_ok() {
-            flag.set();
-        }
+        waiter.wait_until_ready().await;
+        flag.set();
     });
     let f = Fixture {
         _dir: dir,

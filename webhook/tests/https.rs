@@ -20,10 +20,7 @@ async fn serve(
     config: Config,
     images: &[appimage::appimage::AppImage],
     synced: bool,
-) -> (
-    Server,
-    kube::runtime::reflector::store::Writer<appimage::appimage::AppImage>,
-) {
+) -> (Server, appimage_webhook::cache::AppImagesWriter) {
     let (reader, writer) = store(images, synced);
     let (stop, stopped) = oneshot::channel::<()>();
     let running = start_with_store(config, reader, async move {

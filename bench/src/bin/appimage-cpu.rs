@@ -17,12 +17,10 @@ use appimage_bench::fixtures;
 use appimage_bench::review::pod_create;
 use appimage_e2e::webhook::SigningKey;
 use appimage_webhook::admission::{self, Policy, Reply};
-use appimage_webhook::cache::Catalog;
-use appimage_webhook::intern::Compactor;
+use appimage_webhook::cache::{AppImages, Catalog, appimages};
 use appimage_webhook::trust::Trust;
 use bytes::Bytes;
 use clap::Parser;
-use kube::runtime::reflector;
 use kube::runtime::watcher::Event;
 
 // The webhook's allocator, so that allocation costs what it costs there.
@@ -57,8 +55,8 @@ struct Args {
     root: PathBuf,
 }
 
-fn store(images: Vec<AppImage>) -> reflector::Store<AppImage> {
-    let (reader, mut writer) = reflector::store::<AppImage>();
+fn store(images: Vec<AppImage>) -> AppImages {
+    let (reader, mut writer) = appimages();
     writer.apply_watcher_event(&Event::Init);
     for image in images {
         writer.apply_watcher_event(&Event::InitApply(image));
@@ -184,14 +182,11 @@ fn memory(n: usize, distinct: bool, seed: &AppImage, key: TrustedKey) -> anyhow:
         })
         .collect::<Result<_, _>>()?;
     let before = rss_kib()?;
-    let (reader, mut writer) = reflector::store::<AppImage>();
-    let mut compactor = Compactor::default();
-    writer.apply_watcher_event(&Event::Init);
+    let (reader, mut writer) = appimages();
+    writer.apply(Event::Init);
     for text in &texts {
-        // As the webhook's watch does.
-        let mut image: AppImage = serde_json::from_str(text)?;
-        compactor.compact(&mut image);
-        writer.apply_watcher_event(&Event::InitApply(image));
+        // As the webhook's watch delivers them; the store compacts each.
+        writer.apply(Event::InitApply(serde_json::from_str(text)?));
     }
     writer.apply_watcher_event(&Event::InitDone);
     let stored = rss_kib()?;

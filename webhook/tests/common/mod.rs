@@ -1,5 +1,5 @@
 //! Shared test helpers: real keys and certificates made by the `openssl` binary, AppImage and
-//! AdmissionReview fixtures, a reflector store, and a real TLS client.
+//! AdmissionReview fixtures, an AppImage store, and a real TLS client.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -9,11 +9,11 @@ use std::sync::Arc;
 use appimage::appimage::AppImage;
 use appimage::keys;
 use appimage::signature::{TrustedKey, payload};
+use appimage_webhook::cache::{AppImages, AppImagesWriter, appimages};
 use base64::Engine;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::watcher;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -86,9 +86,9 @@ pub fn appimage(name: &str, rv: &str) -> AppImage {
     .expect("fixture AppImage")
 }
 
-/// A reflector store holding `images`, synced (InitDone) unless `synced` is false.
-pub fn store(images: &[AppImage], synced: bool) -> (Store<AppImage>, Writer<AppImage>) {
-    let (reader, mut writer) = reflector::store::<AppImage>();
+/// The webhook's AppImage store holding `images`, synced (InitDone) unless `synced` is false.
+pub fn store(images: &[AppImage], synced: bool) -> (AppImages, AppImagesWriter) {
+    let (reader, mut writer) = appimages();
     writer.apply_watcher_event(&watcher::Event::Init);
     for image in images {
         writer.apply_watcher_event(&watcher::Event::InitApply(image.clone()));
