@@ -421,7 +421,7 @@ fn mutate_request(
         Ok(r) => r,
         Err(e) => return answer.deny(format!("Pod {pod_ref:?}: {e}")),
     };
-    let injection = match inject_pod(prepared.image(), templates, &pod, &req) {
+    let injection = match inject_pod(&prepared.image, templates, &pod, &req) {
         Ok(i) => i,
         Err(e) => return answer.deny(e.to_string()),
     };

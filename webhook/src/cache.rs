@@ -9,7 +9,7 @@ use appimage::injection::{Templates, parse_templates};
 use appimage::signature::{SignatureError, verify};
 
 use crate::intern::Interner;
-use crate::store::{self, Stored};
+use crate::store;
 use crate::trust::Trust;
 
 /// Derived from one stored AppImage under one set of trusted keys.
@@ -35,14 +35,8 @@ pub fn appimages() -> (AppImages, AppImagesWriter) {
 /// An AppImage with what is derived from it.
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    pub entry: Arc<Stored<Derived>>,
+    pub image: AppImage,
     pub derived: Arc<Derived>,
-}
-
-impl Prepared {
-    pub fn image(&self) -> &AppImage {
-        &self.entry.image
-    }
 }
 
 /// Cheap to clone; clones share the store and the shared parses.
@@ -99,6 +93,7 @@ impl Catalog {
     /// The AppImage `name` with its templates and verdict; `None` when the store lacks it.
     pub fn lookup(&self, name: &str) -> Option<Prepared> {
         let entry = self.store.get(name)?;
+        let image = entry.appimage();
         let trust = self.trust.snapshot();
         let cached = entry.derived.load_full();
         let derived = match cached {
@@ -107,9 +102,9 @@ impl Catalog {
                 // A new key set needs a new verdict, not a new parse.
                 let templates = match previous {
                     Some(d) => d.templates.clone(),
-                    None => self.parse(&entry.image),
+                    None => self.parse(&image),
                 };
-                let signature = verify(&entry.image.spec.image, &trust.keys).map(str::to_string);
+                let signature = verify(&image.spec.image, &trust.keys).map(str::to_string);
                 let derived = Arc::new(Derived {
                     generation: trust.generation,
                     templates,
@@ -119,7 +114,7 @@ impl Catalog {
                 derived
             }
         };
-        Some(Prepared { entry, derived })
+        Some(Prepared { image, derived })
     }
 
     /// `image`'s parsed templates, shared with an earlier AppImage's when they parse equal.

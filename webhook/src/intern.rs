@@ -6,8 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Weak};
 
-use appimage::appimage::{AppImage, DeployTemplate};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use appimage::appimage::{AppImageSpec, DeployTemplate};
 
 /// Extra entries tolerated before those whose values are gone are dropped.
 const SLACK: usize = 64;
@@ -54,8 +53,7 @@ impl<T: PartialEq> Interner<T> {
     }
 }
 
-/// Shrinks each AppImage before it enters the store: drops the metadata the webhook never
-/// reads, and shares equal template sets between AppImages.
+/// Shares equal template sets between the AppImages entering the store.
 #[derive(Default)]
 pub struct Compactor {
     hasher: RandomState,
@@ -64,16 +62,7 @@ pub struct Compactor {
 }
 
 impl Compactor {
-    pub fn compact(&mut self, image: &mut AppImage) {
-        // Only the name and resourceVersion are read (lookups, cache keys, the status
-        // annotation); managedFields alone was a third of a stored object.
-        let meta = std::mem::take(&mut image.metadata);
-        image.metadata = ObjectMeta {
-            name: meta.name,
-            resource_version: meta.resource_version,
-            ..ObjectMeta::default()
-        };
-        let spec = &mut image.spec;
+    pub fn compact(&mut self, spec: &mut AppImageSpec) {
         let hash = self.hasher.hash_one(&*spec.config_templates);
         spec.config_templates = self.config.intern(hash, spec.config_templates.clone());
         // Kubernetes' types have no Hash: hash the JSON form instead.
@@ -86,7 +75,7 @@ impl Compactor {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+    use appimage::appimage::AppImage;
 
     use super::*;
 
@@ -97,30 +86,6 @@ mod tests {
             .remove(0);
         image.metadata.name = Some(name.into());
         image
-    }
-
-    #[test]
-    fn metadata_keeps_only_name_and_resource_version() {
-        let mut image = seed("a");
-        image.metadata.resource_version = Some("7".into());
-        image.metadata.uid = Some("u".into());
-        image.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
-        image.metadata.annotations = Some(
-            [("kubectl.kubernetes.io/last-applied-configuration", "{}")]
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .into(),
-        );
-        let spec = image.spec.clone();
-        Compactor::default().compact(&mut image);
-        assert_eq!(
-            image.metadata,
-            ObjectMeta {
-                name: Some("a".into()),
-                resource_version: Some("7".into()),
-                ..ObjectMeta::default()
-            }
-        );
-        assert_eq!(image.spec, spec);
     }
 
     #[test]
@@ -135,7 +100,7 @@ mod tests {
         Arc::make_mut(&mut c.spec.deploy_templates)[0].name = "other".into();
         Arc::make_mut(&mut c.spec.config_templates).insert("x.conf".into(), "x".into());
         for image in [&mut a, &mut b, &mut c] {
-            compactor.compact(image);
+            compactor.compact(&mut image.spec);
         }
         assert!(Arc::ptr_eq(
             &a.spec.deploy_templates,

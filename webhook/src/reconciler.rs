@@ -106,8 +106,9 @@ async fn reconcile_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
     let image = pod
         .labels()
         .get(keys::APP_IMAGE)
-        .and_then(|name| ctx.appimages.get(name));
-    let want = desired(pod, image.as_ref().map(|stored| &stored.image));
+        .and_then(|name| ctx.appimages.get(name))
+        .map(|stored| stored.appimage());
+    let want = desired(pod, image.as_ref());
     let mut conflict = false;
     for svc in want.services {
         conflict |= !ensure(

@@ -5,20 +5,40 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use appimage::appimage::AppImage;
+use appimage::appimage::{AppImage, AppImageSpec};
 use arc_swap::ArcSwapOption;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher::Event;
 use tokio::sync::watch;
 
 use crate::intern::Compactor;
 
 /// One stored AppImage (one resourceVersion: an update replaces the entry, and with it what was
-/// derived from the old one).
+/// derived from the old one). Only the name, resourceVersion and spec are kept: an
+/// `ObjectMeta`, even empty, would be most of the entry.
 #[derive(Debug)]
 pub struct Stored<D> {
-    pub image: AppImage,
-    /// What the catalog derives from `image`, filled on first use.
+    pub name: Box<str>,
+    pub resource_version: Box<str>,
+    pub spec: AppImageSpec,
+    /// What the catalog derives from the AppImage, filled on first use.
     pub derived: ArcSwapOption<D>,
+}
+
+impl<D> Stored<D> {
+    /// The AppImage as the core takes it: its template sets are shared, not copied.
+    pub fn appimage(&self) -> AppImage {
+        let metadata = ObjectMeta {
+            name: Some(self.name.to_string()),
+            resource_version: (!self.resource_version.is_empty())
+                .then(|| self.resource_version.to_string()),
+            ..ObjectMeta::default()
+        };
+        AppImage {
+            metadata,
+            spec: self.spec.clone(),
+        }
+    }
 }
 
 struct Shared<D> {
@@ -140,10 +160,12 @@ impl<D> Writer<D> {
     }
 
     fn entry(&mut self, mut image: AppImage) -> (Box<str>, Arc<Stored<D>>) {
-        self.compactor.compact(&mut image);
-        let name: Box<str> = image.metadata.name.as_deref().unwrap_or_default().into();
+        self.compactor.compact(&mut image.spec);
+        let name: Box<str> = image.metadata.name.unwrap_or_default().into();
         let stored = Stored {
-            image,
+            name: name.clone(),
+            resource_version: image.metadata.resource_version.unwrap_or_default().into(),
+            spec: image.spec,
             derived: ArcSwapOption::empty(),
         };
         (name, Arc::new(stored))
@@ -183,9 +205,11 @@ mod tests {
         reader.wait_until_ready().await;
         assert!(reader.get("stale").is_none());
         let a = reader.get("a").unwrap();
-        assert_eq!(a.image.metadata.resource_version.as_deref(), Some("2"));
-        // Compacted on the way in.
-        assert!(a.image.metadata.uid.is_none());
+        assert_eq!(&*a.resource_version, "2");
+        let image = a.appimage();
+        assert_eq!(image.metadata.name.as_deref(), Some("a"));
+        assert_eq!(image.metadata.resource_version.as_deref(), Some("2"));
+        assert_eq!(image.spec, self::image("a", "2").spec);
     }
 
     #[test]
@@ -200,7 +224,7 @@ mod tests {
         let second = reader.get("a").unwrap();
         // A new resourceVersion starts with nothing derived.
         assert!(second.derived.load().is_none());
-        assert_eq!(second.image.metadata.resource_version.as_deref(), Some("2"));
+        assert_eq!(&*second.resource_version, "2");
         writer.apply(Event::Delete(image("a", "2")));
         assert!(reader.get("a").is_none());
         assert_eq!(reader.len(), 0);
