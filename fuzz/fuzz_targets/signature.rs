@@ -82,7 +82,7 @@ fuzz_target!(|data: &[u8]| {
     // Small inputs: a fixed key's signature binds name and tag (no swap), and stays valid
     // with whitespace inside the base64 (as YAML folding may add).
     if data.len() < 256 && data.first().is_some_and(|b| b % 8 == 0) {
-        let private = if data.len() % 2 == 0 {
+        let private = if data.len().is_multiple_of(2) {
             EC_PRIVATE
         } else {
             ED_PRIVATE

@@ -134,12 +134,7 @@ mod tests {
     use super::*;
 
     fn image(name: &str, template: &str) -> AppImage {
-        let text = include_str!("../../examples/secretflow-image.yaml");
-        let mut image = appimage::manifest::appimages("seed", text)
-            .unwrap()
-            .remove(0);
-        image.metadata.name = Some(name.into());
-        image.metadata.resource_version = Some("1".into());
+        let mut image = crate::testing::seed(name, "1");
         image.spec.config_templates =
             Arc::new([("task-config.conf".into(), template.into())].into());
         image

@@ -75,17 +75,10 @@ impl Compactor {
 
 #[cfg(test)]
 mod tests {
-    use appimage::appimage::AppImage;
-
     use super::*;
 
-    fn seed(name: &str) -> AppImage {
-        let text = include_str!("../../examples/secretflow-image.yaml");
-        let mut image = appimage::manifest::appimages("seed", text)
-            .unwrap()
-            .remove(0);
-        image.metadata.name = Some(name.into());
-        image
+    fn seed(name: &str) -> appimage::appimage::AppImage {
+        crate::testing::seed(name, "1")
     }
 
     #[test]

@@ -17,3 +17,20 @@ pub mod trust;
 mod watch;
 
 pub use server::{Config, Running, TlsFiles, run, start, start_with_store};
+
+/// Fixtures for the unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use appimage::appimage::AppImage;
+
+    /// The seed example (examples/secretflow-image.yaml), named `name` at resourceVersion `rv`.
+    pub fn seed(name: &str, rv: &str) -> AppImage {
+        let text = include_str!("../../examples/secretflow-image.yaml");
+        let mut image = appimage::manifest::appimages("seed", text)
+            .expect("the seed parses")
+            .remove(0);
+        image.metadata.name = Some(name.into());
+        image.metadata.resource_version = Some(rv.into());
+        image
+    }
+}

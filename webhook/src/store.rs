@@ -182,16 +182,7 @@ impl<D> Writer<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn image(name: &str, rv: &str) -> AppImage {
-        let text = include_str!("../../examples/secretflow-image.yaml");
-        let mut image = appimage::manifest::appimages("seed", text)
-            .unwrap()
-            .remove(0);
-        image.metadata.name = Some(name.into());
-        image.metadata.resource_version = Some(rv.into());
-        image
-    }
+    use crate::testing::seed as image;
 
     #[tokio::test]
     async fn the_initial_list_replaces_the_map_and_makes_it_ready() {
