@@ -138,7 +138,7 @@ struct FastReview<'a> {
     #[serde(default)]
     kind: String,
     #[serde(borrow)]
-    request: Option<FastRequest<'a>>,
+    request: Option<&'a RawValue>,
 }
 
 /// [`AdmissionRequest`]'s fields, with `object` as raw text and `oldObject` (never used) skipped.
@@ -175,15 +175,21 @@ struct FastRequest<'a> {
 
 /// `None` when the body is not a well-formed review; the slow path then says why.
 fn decode_fast(body: &[u8]) -> Option<Decoded<'_>> {
+    // A derived struct would also accept a JSON array; the slow path refuses one, so must this.
+    let is_object = |text: &[u8]| text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if !is_object(body) {
+        return None;
+    }
     let review: FastReview = serde_json::from_slice(body).ok()?;
     let known = matches!(
         review.api_version.as_str(),
         "admission.k8s.io/v1" | "admission.k8s.io/v1beta1"
     );
-    if review.kind != "AdmissionReview" || !known {
+    let request = review.request?.get();
+    if review.kind != "AdmissionReview" || !known || !is_object(request.as_bytes()) {
         return None;
     }
-    let r = review.request?;
+    let r: FastRequest = serde_json::from_str(request).ok()?;
     let object = r.object.map(Object::Raw);
     let request = AdmissionRequest {
         types: TypeMeta {

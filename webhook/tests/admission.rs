@@ -329,6 +329,34 @@ fn bad_options_and_bad_pods_are_denied_not_errors() {
     assert!(message(&resp).contains("Pods only"));
 }
 
+/// A well-formed review's `request`.
+fn review_request() -> Value {
+    pod_review(pod("job-0", "alice", Some("demo")))["request"].clone()
+}
+
+/// [`review_request`]'s fields as an array, in `AdmissionRequest`'s field order.
+fn request_as_array() -> Value {
+    let r = review_request();
+    let fields = [
+        "uid",
+        "kind",
+        "resource",
+        "subResource",
+        "requestKind",
+        "requestResource",
+        "requestSubResource",
+        "name",
+        "namespace",
+        "operation",
+        "userInfo",
+        "object",
+        "oldObject",
+        "dryRun",
+        "options",
+    ];
+    Value::Array(fields.iter().map(|f| r[*f].clone()).collect())
+}
+
 #[test]
 fn undecodable_bodies_are_bad_requests() {
     let f = fixture();
@@ -349,6 +377,22 @@ fn undecodable_bodies_are_bad_requests() {
                 "request": {"uid": 5}}),
             ),
             "invalid AdmissionReview at request",
+        ),
+        // The shapes a derived struct would read from an array, in field order: still refused.
+        (
+            bytes(&json!([
+                "admission.k8s.io/v1",
+                "AdmissionReview",
+                review_request()
+            ])),
+            "not a JSON object",
+        ),
+        (
+            bytes(
+                &json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "request": request_as_array()}),
+            ),
+            "request must be a JSON object",
         ),
     ];
     for (body, want) in cases {
