@@ -180,7 +180,10 @@ fn decode_fast(body: &[u8]) -> Option<Decoded<'_>> {
     if !is_object(body) {
         return None;
     }
-    let review: FastReview = serde_json::from_slice(body).ok()?;
+    // The typed pass skips unknown fields without checking their UTF-8; the slow path's
+    // full parse refuses invalid UTF-8 anywhere, so check the whole body first.
+    let text = std::str::from_utf8(body).ok()?;
+    let review: FastReview = serde_json::from_str(text).ok()?;
     let known = matches!(
         review.api_version.as_str(),
         "admission.k8s.io/v1" | "admission.k8s.io/v1beta1"

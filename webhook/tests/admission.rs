@@ -378,6 +378,19 @@ fn undecodable_bodies_are_bad_requests() {
             ),
             "invalid AdmissionReview at request",
         ),
+        // Invalid UTF-8 in a field nobody reads is still not JSON (found by the fuzzer).
+        (
+            {
+                let mut request = review_request();
+                request["userInfo"]["unread"] = json!("a\u{7f}XXXX");
+                let mut body = bytes(&json!({"apiVersion": "admission.k8s.io/v1",
+                    "kind": "AdmissionReview", "request": request}));
+                let at = body.windows(4).position(|w| w == b"XXXX").expect("marker");
+                body[at..at + 4].copy_from_slice(&[0xff; 4]);
+                body
+            },
+            "not valid JSON",
+        ),
         // The shapes a derived struct would read from an array, in field order: still refused.
         (
             bytes(&json!([
