@@ -93,6 +93,8 @@ impl Catalog {
     /// The AppImage `name` with its templates and verdict; `None` when the store lacks it.
     pub fn lookup(&self, name: &str) -> Option<Prepared> {
         let entry = self.store.get(name)?;
+        // Built per lookup (a few small copies) rather than kept: keeping it would cost every
+        // stored AppImage its metadata again.
         let image = entry.appimage();
         let trust = self.trust.snapshot();
         let cached = entry.derived.load_full();
