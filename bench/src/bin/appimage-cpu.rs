@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use appimage::appimage::AppImage;
 use appimage::signature::{TrustedKey, payload};
 use appimage_bench::fixtures;
+use appimage_bench::harness::memory_kib;
 use appimage_bench::review::pod_create;
 use appimage_e2e::webhook::SigningKey;
 use appimage_webhook::admission::{self, Policy, Reply};
@@ -96,8 +97,8 @@ fn measure(
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let dir = tempfile_dir()?;
-    let signer = SigningKey::new(&dir);
+    let dir = tempfile::tempdir()?;
+    let signer = SigningKey::new(dir.path());
     let mut images = Vec::new();
     for (name, mut image) in [
         ("seed", fixtures::seed(&args.root, "seed")?),
@@ -145,18 +146,12 @@ fn main() -> anyhow::Result<()> {
             mutate / noop
         );
     }
-    std::fs::remove_dir_all(&dir).ok();
     Ok(())
 }
 
 /// VmRSS of this process, KiB.
 fn rss_kib() -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS in /proc/self/status")
+    Ok(memory_kib(std::process::id())?.rss_kib)
 }
 
 fn memory(n: usize, distinct: bool, seed: &AppImage, key: TrustedKey) -> anyhow::Result<()> {
@@ -211,10 +206,4 @@ fn memory(n: usize, distinct: bool, seed: &AppImage, key: TrustedKey) -> anyhow:
         per(looked_up.saturating_sub(stored))
     );
     Ok(())
-}
-
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("appimage-cpu-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }

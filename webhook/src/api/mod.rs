@@ -18,8 +18,8 @@ use crate::cache::Catalog;
 use crate::metrics::Metrics;
 use crate::trust::Trust;
 
-/// Set once the AppImage store has its initial list; `/readyz` reports it and early /mutate
-/// requests wait on it. (The store's own `wait_until_ready` wakes only its last waiter.)
+/// Set once the AppImage store has its initial list (always, in `--noop` mode); `/readyz`
+/// reports it and early /mutate requests wait on it.
 #[derive(Debug, Clone)]
 pub struct Readiness(Arc<watch::Sender<bool>>);
 
