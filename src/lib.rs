@@ -10,6 +10,7 @@ pub mod keys;
 pub mod manifest;
 pub mod naming;
 pub mod network_policy;
+pub mod patch;
 pub mod ports;
 pub mod render;
 pub mod selection;

@@ -19,6 +19,7 @@ use hyper::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{HttpVersion, HttpsClient, https_client, send};
+use crate::harness::cpu_seconds;
 use crate::review::{Expect, check, pod_create, uid};
 
 /// Largest latency recorded (longer ones are clamped): one hour, in microseconds.
@@ -48,6 +49,8 @@ pub struct LoadConfig {
     pub deep_check: bool,
     pub timeout: Duration,
     pub label: String,
+    /// The server's process, to report its CPU per request (same machine only).
+    pub server_pid: Option<u32>,
 }
 
 /// Latencies in milliseconds.
@@ -94,7 +97,20 @@ pub struct Report {
     /// Mean size of a 200 answer's body, bytes.
     pub response_bytes_mean: f64,
     pub latency_ms: Latency,
+    /// CPU time per answered request during the measurement, microseconds.
+    #[serde(default)]
+    pub cpu_us_per_request: Option<CpuPerRequest>,
     pub error_samples: Vec<String>,
+}
+
+/// Where the CPU of a run went: what separates the server's cost from the generator's on a
+/// machine they share.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CpuPerRequest {
+    /// The server process (`--server-pid`), all its threads.
+    pub server: Option<f64>,
+    /// This generator.
+    pub generator: f64,
 }
 
 impl Report {
@@ -248,10 +264,22 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<Report> {
     if !shared.config.warmup.is_zero() {
         phase(&shared, shared.config.warmup, None, 1 << 40).await;
     }
+    let cpu = |pid: Option<u32>| pid.map(cpu_seconds).transpose();
+    let me = Some(std::process::id());
+    let (server_before, me_before) = (cpu(shared.config.server_pid)?, cpu(me)?);
     let started = Instant::now();
     let (tally, unsent) = phase(&shared, shared.config.duration, shared.config.requests, 0).await;
     let elapsed = started.elapsed().as_secs_f64();
-    Ok(report(&shared.config, tally, unsent, elapsed))
+    let (server_after, me_after) = (cpu(shared.config.server_pid)?, cpu(me)?);
+    let mut report = report(&shared.config, tally, unsent, elapsed);
+    let per_request = |before: f64, after: f64| (after - before) * 1e6 / report.ok.max(1) as f64;
+    report.cpu_us_per_request = Some(CpuPerRequest {
+        server: server_before
+            .zip(server_after)
+            .map(|(b, a)| per_request(b, a)),
+        generator: per_request(me_before.unwrap_or(0.0), me_after.unwrap_or(0.0)),
+    });
+    Ok(report)
 }
 
 /// One timed phase; returns the merged tally and the open-loop requests left unsent.
@@ -423,6 +451,7 @@ fn report(config: &LoadConfig, tally: Tally, unsent: u64, elapsed: f64) -> Repor
         response_bytes_mean: tally.response_bytes as f64
             / (tally.ok + tally.mismatch).max(1) as f64,
         latency_ms,
+        cpu_us_per_request: None,
         error_samples: tally.samples,
     }
 }

@@ -145,6 +145,17 @@ impl<'de> Deserialize<'de> for Patch {
     }
 }
 
+/// The JSONPatch an answer carries, decoded.
+pub fn patch(body: &[u8]) -> Result<Vec<u8>, String> {
+    let review: Review = serde_json::from_slice(body)
+        .map_err(|e| format!("answer is not an AdmissionReview: {e}"))?;
+    review
+        .response
+        .and_then(|r| r.patch)
+        .ok_or_else(|| "the answer has no patch".to_string())?
+        .decode()
+}
+
 /// `Ok` when `body` answers request `uid` the way `expect` says; else what differs.
 /// With `deep`, a patch must also decode to a non-empty JSON array of operations.
 pub fn check(body: &[u8], uid: &str, expect: Expect, deep: bool) -> Result<(), String> {

@@ -8,7 +8,6 @@ use appimage::injection::{Request, inject_pod, pod_name};
 use appimage::keys;
 use appimage::signature::verify;
 use appimage::validation::validate as validate_image;
-use base64::Engine;
 use k8s_openapi::api::authentication::v1::UserInfo;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
@@ -61,7 +60,8 @@ impl Reply {
     pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
         let types = &self.review.types;
         let patch = self.response().and_then(|r| r.patch.as_deref());
-        let base64_len = patch.map_or(0, |p| base64::encoded_len(p.len(), true).unwrap_or(0));
+        let base64 = base64_simd::STANDARD;
+        let base64_len = patch.map_or(0, |p| base64.encoded_length(p.len()));
         let mut out = Vec::with_capacity(256 + base64_len);
         out.extend_from_slice(b"{\"apiVersion\":");
         serde_json::to_writer(&mut out, &types.api_version)?;
@@ -81,12 +81,10 @@ impl Reply {
                 // Reopen the response object (it always ends with '}') to add the patch.
                 out.pop();
                 out.extend_from_slice(b",\"patchType\":\"JSONPatch\",\"patch\":\"");
+                // SIMD base64: the patch is most of the answer.
                 let at = out.len();
                 out.resize(at + base64_len, 0);
-                let written = base64::engine::general_purpose::STANDARD
-                    .encode_slice(patch, &mut out[at..])
-                    .map_err(serde::ser::Error::custom)?;
-                out.truncate(at + written);
+                let _ = base64.encode(patch, base64_simd::Out::from_slice(&mut out[at..]));
                 out.extend_from_slice(b"\"}");
             }
         }
@@ -319,6 +317,21 @@ impl Answer {
         self
     }
 
+    /// Allow with `patch`, a JSONPatch already encoded.
+    fn set_patch(&mut self, patch: Vec<u8>) {
+        // kube-core sets patchType only through `with_patch`, which encodes a `Patch`: give
+        // it an empty one (cheap, cannot fail), then the bytes.
+        if let Ok(response) = self
+            .response
+            .clone()
+            .with_patch(json_patch::Patch(Vec::new()))
+        {
+            self.response = response;
+        }
+        self.response.patch = Some(patch);
+        self.outcome = Outcome::Patched;
+    }
+
     fn warn(&mut self, warning: String) {
         self.response
             .warnings
@@ -339,10 +352,15 @@ impl Answer {
     }
 }
 
-/// `/mutate` in benchmark-baseline mode: decode, then allow without a patch.
-pub fn noop(body: &[u8]) -> Result<Reply, BadRequest> {
+/// `/mutate` in benchmark-baseline mode: decode, then allow without a patch, or with the fixed
+/// `patch` (what an answer of that size costs, without the work of making it).
+pub fn noop(body: &[u8], patch: Option<&[u8]>) -> Result<Reply, BadRequest> {
     let Decoded { request, .. } = decode(body)?;
-    Ok(Answer::new(&request).into_reply(request.uid.clone()))
+    let mut answer = Answer::new(&request);
+    if let Some(patch) = patch {
+        answer.set_patch(patch.to_vec());
+    }
+    Ok(answer.into_reply(request.uid.clone()))
 }
 
 /// `/mutate`: inject the labelled Pod's AppImage.
@@ -444,22 +462,11 @@ fn mutate_request(
             return answer;
         }
     };
-    let patch = json_patch::diff(&before, &after);
-    if patch.0.is_empty() {
+    let Some(patch) = appimage::patch::diff(&before, &after) else {
         return answer;
-    }
-    match answer.response.clone().with_patch(patch) {
-        Ok(response) => {
-            answer.response = response;
-            answer.outcome = Outcome::Patched;
-            answer
-        }
-        Err(e) => {
-            let mut answer = answer.deny(format!("internal error encoding the patch: {e}"));
-            answer.outcome = Outcome::Error;
-            answer
-        }
-    }
+    };
+    answer.set_patch(patch);
+    answer
 }
 
 /// `/validate`: check an AppImage's fields and signature.

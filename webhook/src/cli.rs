@@ -61,6 +61,10 @@ pub struct Cli {
     /// Benchmark baseline: same server, every /mutate allowed with no patch, no cluster access.
     #[arg(long)]
     pub noop: bool,
+    /// With --noop: answer every /mutate with this JSONPatch file instead of none. The benchmark
+    /// uses it to measure what a patch of that size costs the stack, with no handler work.
+    #[arg(long, requires = "noop", value_name = "FILE")]
+    pub noop_patch: Option<PathBuf>,
     /// Create the Services and NetworkPolicies injected Pods call for (`--reconcile=false` to leave it to another replica or process).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub reconcile: bool,
@@ -88,6 +92,7 @@ impl Cli {
             request_timeout: self.request_timeout,
             shutdown_grace: self.shutdown_grace,
             noop: self.noop,
+            noop_patch: self.noop_patch,
             reconcile: self.reconcile,
         }
     }

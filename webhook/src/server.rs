@@ -45,6 +45,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
     pub noop: bool,
+    /// `--noop` answers /mutate with this JSONPatch file's patch.
+    pub noop_patch: Option<PathBuf>,
     /// Run the Service/NetworkPolicy reconciler beside the admission server.
     pub reconcile: bool,
 }
@@ -62,6 +64,7 @@ impl Config {
             request_timeout: Duration::from_secs(4),
             shutdown_grace: Duration::from_secs(20),
             noop: false,
+            noop_patch: None,
             reconcile: true,
         }
     }
@@ -155,6 +158,19 @@ async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Cli
     Client::try_from(config).context("building the Kubernetes client")
 }
 
+/// The `--noop-patch` file, checked to be a JSONPatch so that a mistake fails at start.
+fn noop_patch(path: &std::path::Path) -> anyhow::Result<Arc<[u8]>> {
+    let text =
+        std::fs::read(path).with_context(|| format!("reading --noop-patch {}", path.display()))?;
+    serde_json::from_slice::<json_patch::Patch>(&text).with_context(|| {
+        format!(
+            "--noop-patch {}: not a JSONPatch (a JSON array of operations)",
+            path.display()
+        )
+    })?;
+    Ok(Arc::from(text.trim_ascii()))
+}
+
 async fn start_inner(
     config: Config,
     source: Source,
@@ -174,6 +190,10 @@ async fn start_inner(
     };
     let tls = match &config.tls {
         Some(files) => Some(certs::load(files, metrics.clone())?),
+        None => None,
+    };
+    let noop_patch = match &config.noop_patch {
+        Some(path) => Some(noop_patch(path)?),
         None => None,
     };
     let ready = Readiness::default();
@@ -203,6 +223,7 @@ async fn start_inner(
         },
         metrics,
         ready,
+        noop_patch,
         // Half the request timeout, so the 503 beats the timeout layer's 408.
         sync_wait: config.request_timeout / 2,
         require_client_cert: tls.as_ref().is_some_and(|t| t.client_auth),

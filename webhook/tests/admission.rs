@@ -475,6 +475,7 @@ fn state(f: &Fixture, ready: Readiness) -> Arc<AppState> {
         policy: REQUIRED,
         metrics: Metrics::new(),
         ready,
+        noop_patch: None,
         sync_wait: Duration::from_millis(100),
         require_client_cert: false,
     })

@@ -13,10 +13,26 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_appimage-webhook");
 
-#[tokio::test]
-async fn noop_binary_serves_and_exits_zero_on_sigterm() {
+type Lines = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
+/// The binary over plain HTTP on a free port, with `extra` arguments; killed when dropped.
+struct Server {
+    child: std::process::Child,
+    addr: SocketAddr,
+    lines: Lines,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(extra: &[&str]) -> Server {
     let mut child = Command::new(BIN)
-        .args(["--noop", "--insecure-http", "--listen", "127.0.0.1:0"])
+        .args(["--insecure-http", "--listen", "127.0.0.1:0"])
+        .args(extra)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -37,6 +53,15 @@ async fn noop_binary_serves_and_exits_zero_on_sigterm() {
         }
     }
     let addr = addr.expect("a `listening on ADDR` line");
+    Server { child, addr, lines }
+}
+
+#[tokio::test]
+async fn noop_binary_serves_and_exits_zero_on_sigterm() {
+    let mut server = serve(&["--noop"]);
+    let addr = server.addr;
+    let lines = &mut server.lines;
+    let child = &mut server.child;
 
     assert_eq!(
         http(addr, "GET", "/readyz", "").await,
@@ -94,6 +119,60 @@ async fn noop_binary_serves_and_exits_zero_on_sigterm() {
         }
     };
     assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn noop_patch_is_the_answer_of_every_mutate() {
+    let tmp = temp_dir();
+    let file = tmp.path().join("patch.json");
+    let patch = r#"[{"op":"add","path":"/metadata/labels/x","value":"y"}]"#;
+    std::fs::write(&file, format!("{patch}\n")).expect("write");
+    let server = serve(&["--noop", "--noop-patch", file.to_str().expect("utf-8")]);
+    let review =
+        serde_json::to_string(&pod_review(pod("job-0", "alice", Some("demo")))).expect("json");
+    let (status, body) = http(server.addr, "POST", "/mutate", &review)
+        .await
+        .expect("answer");
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("review");
+    assert_eq!(v["response"]["allowed"], true);
+    assert_eq!(v["response"]["patchType"], "JSONPatch");
+    let sent = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        v["response"]["patch"].as_str().expect("a base64 patch"),
+    )
+    .expect("base64");
+    assert_eq!(String::from_utf8(sent).expect("utf-8"), patch);
+}
+
+#[test]
+fn noop_patch_must_be_a_json_patch_given_with_noop() {
+    let tmp = temp_dir();
+    let file = tmp.path().join("patch.json");
+    std::fs::write(&file, r#"{"op":"add"}"#).expect("write");
+    let path = file.to_str().expect("utf-8");
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["--insecure-http", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .expect("run");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = run(&["--noop", "--noop-patch", path]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("not a JSONPatch") && text.contains(path),
+        "{text}"
+    );
+    let (ok, text) = run(&["--noop-patch", path]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("--noop"), "{text}");
 }
 
 #[test]

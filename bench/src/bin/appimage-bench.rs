@@ -12,13 +12,15 @@ use anyhow::{Context as _, bail};
 use appimage::appimage::AppImage;
 use appimage::keys;
 use appimage::signature::payload;
-use appimage_bench::fixtures;
+use appimage_bench::client::{HttpVersion, https_client, send};
 use appimage_bench::harness::{ControlPlane, SigningKey, Tls, Webhook};
 use appimage_bench::loadgen::Report;
 use appimage_bench::util::{mean, quantile};
+use appimage_bench::{fixtures, review};
 use appimage_e2e::webhook::pod_registration;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
+use hyper::{Method, StatusCode};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{DeleteParams, ListParams, PostParams};
@@ -249,7 +251,17 @@ impl Bench {
 
     /// A webhook process: `--noop`, or mutating with signature verification on.
     async fn webhook(&self, tag: &str, noop: bool) -> anyhow::Result<Webhook> {
-        let mut args: Vec<String> = Vec::new();
+        self.webhook_with(tag, noop, Vec::new()).await
+    }
+
+    /// [`Self::webhook`] with `extra` arguments.
+    async fn webhook_with(
+        &self,
+        tag: &str,
+        noop: bool,
+        extra: Vec<String>,
+    ) -> anyhow::Result<Webhook> {
+        let mut args: Vec<String> = extra;
         if noop {
             args.push("--noop".into());
         } else {
@@ -314,6 +326,8 @@ impl Bench {
             .arg(label)
             .arg("--threads")
             .arg(self.args.loadgen_threads.to_string())
+            .arg("--server-pid")
+            .arg(hook.pid().to_string())
             .arg("--json")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -348,6 +362,15 @@ impl Bench {
         }
         self.results.runs.push(report.clone());
         Ok(report)
+    }
+
+    /// The patch `hook` answers one seed Pod with, as the load generator would send it.
+    async fn answer_patch(&self, hook: &Webhook) -> anyhow::Result<Vec<u8>> {
+        let client = https_client(&self.tls.ca, HttpVersion::Http1, 1)?;
+        let body = review::pod_create(0, "bench", SEED);
+        let (status, answer) = send(&client, Method::POST, &hook.url("/mutate"), body).await?;
+        anyhow::ensure!(status == StatusCode::OK, "HTTP {status} from the webhook");
+        review::patch(&answer).map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     /// `perf record` of `pid` during the measured part of a run.
@@ -501,8 +524,35 @@ impl Bench {
             .await?;
         let seed_mem = hook.memory_kib()?;
 
+        // The stack's ceiling for an answer this size: --noop answering every request with
+        // this very patch, so no handler work but the same bytes on the wire.
+        let patch = self.answer_patch(&hook).await?;
+        let patch_file = self.work.join("ceiling-patch.json");
+        std::fs::write(&patch_file, &patch)?;
+        let ceiling = self
+            .webhook_with(
+                "ceiling",
+                true,
+                vec!["--noop-patch".into(), patch_file.to_string_lossy().into()],
+            )
+            .await?;
+        let ceil_max = self
+            .load(
+                "s1 noop+patch max",
+                &ceiling,
+                "patched",
+                (SEED, None),
+                None,
+                w,
+                None,
+                None,
+            )
+            .await?;
+        drop(ceiling);
+
         let ratio = mut_max.rps / noop_max.rps.max(1e-9);
-        let s1_errors = noop_max.errors + noop_rate.errors + mut_max.errors + mut_rate.errors;
+        let s1_errors =
+            noop_max.errors + noop_rate.errors + mut_max.errors + mut_rate.errors + ceil_max.errors;
         self.info(
             "1",
             "noop max throughput, c=32 (req/s)",
@@ -551,6 +601,43 @@ impl Bench {
                 noop_max.response_bytes_mean, mut_max.response_bytes_mean
             ),
         );
+        self.info(
+            "1",
+            "ceiling: noop answering the mutate patch, c=32 (req/s)",
+            format!("{:.0}", ceil_max.rps),
+        );
+        self.info(
+            "1",
+            "ceiling / noop throughput (the best any handler could do)",
+            format!("{:.2}x", ceil_max.rps / noop_max.rps.max(1e-9)),
+        );
+        self.info(
+            "1",
+            "mutate / ceiling throughput",
+            format!("{:.2}x", mut_max.rps / ceil_max.rps.max(1e-9)),
+        );
+        // CPU per request separates the webhook's cost from the generator's on the shared cores.
+        let cpu = |r: &Report| {
+            r.cpu_us_per_request
+                .as_ref()
+                .map(|c| (c.server.unwrap_or(f64::NAN), c.generator))
+                .unwrap_or((f64::NAN, f64::NAN))
+        };
+        let [
+            (noop_server, noop_gen),
+            (ceil_server, ceil_gen),
+            (mut_server, mut_gen),
+        ] = [&noop_max, &ceil_max, &mut_max].map(cpu);
+        self.info(
+            "1",
+            "CPU per request at max throughput, webhook: noop / ceiling / mutate (µs)",
+            format!("{noop_server:.1} / {ceil_server:.1} / {mut_server:.1}"),
+        );
+        self.info(
+            "1",
+            "CPU per request at max throughput, load generator: noop / ceiling / mutate (µs)",
+            format!("{noop_gen:.1} / {ceil_gen:.1} / {mut_gen:.1}"),
+        );
         self.row(
             "1",
             "errors (all scenario-1 runs)",
@@ -565,6 +652,11 @@ impl Bench {
                 "noop_rate": noop_rate.latency_ms, "mutate_rate": mut_rate.latency_ms,
                 "noop_memory": noop_mem, "mutate_memory_start": start_mem,
                 "mutate_memory_after": seed_mem,
+                "ceiling_max_rps": ceil_max.rps,
+                "cpu_us_per_request": {
+                    "noop": noop_max.cpu_us_per_request, "ceiling": ceil_max.cpu_us_per_request,
+                    "mutate": mut_max.cpu_us_per_request,
+                },
             }),
         );
 

@@ -134,7 +134,7 @@ fn main() -> anyhow::Result<()> {
             println!("{name}: {}", String::from_utf8_lossy(&patch));
             continue;
         }
-        let noop = measure(&args, &bodies, admission::noop, false)?;
+        let noop = measure(&args, &bodies, |b| admission::noop(b, None), false)?;
         let mutate = measure(
             &args,
             &bodies,

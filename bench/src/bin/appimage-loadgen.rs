@@ -66,6 +66,9 @@ struct Cli {
     /// Print the report as JSON instead of a table line.
     #[arg(long)]
     json: bool,
+    /// The server's process id, to report its CPU time per request (a server on this machine).
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Generator threads (default: the number of CPUs, at most 4).
     #[arg(long)]
     threads: Option<usize>,
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
         deep_check: cli.deep_check,
         timeout: cli.timeout,
         label: cli.label,
+        server_pid: cli.server_pid,
     };
     match runtime.block_on(loadgen::run(config)) {
         Ok(report) => {

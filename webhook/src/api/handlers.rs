@@ -38,7 +38,7 @@ pub async fn mutate(
         .map_err(rejected)
         .and_then(|body| match &state.catalog {
             Some(catalog) => admission::mutate(&body, catalog, state.policy).map_err(bad_request),
-            None => admission::noop(&body).map_err(bad_request),
+            None => admission::noop(&body, state.noop_patch.as_deref()).map_err(bad_request),
         });
     finish(&state, MUTATE, started, result)
 }
@@ -50,7 +50,7 @@ pub async fn validate(
     let started = Instant::now();
     let result = body.map_err(rejected).and_then(|body| {
         if state.catalog.is_none() {
-            return admission::noop(&body).map_err(bad_request);
+            return admission::noop(&body, None).map_err(bad_request);
         }
         admission::validate(&body, &state.trust.snapshot(), state.policy).map_err(bad_request)
     });

@@ -70,6 +70,8 @@ pub struct AppState {
     pub policy: Policy,
     pub metrics: Metrics,
     pub ready: Readiness,
+    /// `--noop-patch`: the patch `--noop` answers /mutate with.
+    pub noop_patch: Option<Arc<[u8]>>,
     /// How long a /mutate that arrives before the AppImage watch has synced waits for it before
     /// answering 503; an empty store would otherwise deny every Pod as "not found".
     pub sync_wait: Duration,
