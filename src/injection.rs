@@ -233,7 +233,7 @@ pub fn inject_with(
         template_index,
         ports,
         config_files,
-    } = inject_pod(image, templates, pod, req)?;
+    } = inject_pod(image, templates, pod.clone(), req)?;
     let template = &image.spec.deploy_templates[template_index];
     let services = service::services(&pod, &req.namespace, &ports);
     let network_policies =
@@ -266,7 +266,7 @@ pub struct PodInjection {
 pub fn inject_pod(
     image: &AppImage,
     templates: &Templates,
-    pod: &Pod,
+    pod: Pod,
     req: &Request,
 ) -> Result<PodInjection, InjectionError> {
     let index = selection::select(image, &req.role, req.template.as_deref())?;
@@ -283,7 +283,7 @@ pub fn inject_pod(
     };
     let config_files = render_configs(image, templates, template, req, &ports, &cluster_define)?;
 
-    let mut out = pod.clone();
+    let mut out = pod;
     let image_ref = image.image_ref();
     let containers = build_containers(template, &out, &image_ref, &ports);
     let spec = out.spec.get_or_insert_with(Default::default);

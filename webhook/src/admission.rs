@@ -448,19 +448,23 @@ fn mutate_request(
         Ok(r) => r,
         Err(e) => return answer.deny(format!("Pod {pod_ref:?}: {e}")),
     };
-    let injection = match inject_pod(&prepared.image, templates, &pod, &req) {
+    let internal = |answer: Answer, e: serde_json::Error| {
+        let mut answer = answer.deny(format!("internal error encoding the Pod: {e}"));
+        answer.outcome = Outcome::Error;
+        answer
+    };
+    // The original as JSON first: injection then takes the Pod itself, not a copy.
+    let before = match serde_json::to_value(&pod) {
+        Ok(v) => v,
+        Err(e) => return internal(answer, e),
+    };
+    let injection = match inject_pod(&prepared.image, templates, pod, &req) {
         Ok(i) => i,
         Err(e) => return answer.deny(e.to_string()),
     };
-    let before = serde_json::to_value(&pod);
-    let after = serde_json::to_value(&injection.pod);
-    let (before, after) = match (before, after) {
-        (Ok(b), Ok(a)) => (b, a),
-        (Err(e), _) | (_, Err(e)) => {
-            let mut answer = answer.deny(format!("internal error encoding the Pod: {e}"));
-            answer.outcome = Outcome::Error;
-            return answer;
-        }
+    let after = match serde_json::to_value(&injection.pod) {
+        Ok(v) => v,
+        Err(e) => return internal(answer, e),
     };
     let Some(patch) = appimage::patch::diff(&before, &after) else {
         return answer;

@@ -1206,12 +1206,29 @@ impl Bench {
                 format!("{:.1} / {:.1} ms", t.mean_ms, t.median_ms),
             );
         }
-        if let (Some(a), Some(b)) = (find("kubectl appimage get"), find("kubectl get appimage")) {
-            self.info(
-                "6",
-                "plugin get vs kubectl get (mean)",
-                format!("{:.2}x", a.mean_ms / b.mean_ms.max(1e-9)),
-            );
+        // The target as the issue words it, through kubectl (whose own start-up is most of
+        // it), and for the plugin binary alone.
+        let kubectl_get = find("kubectl get appimage");
+        for (label, metric) in [
+            (
+                "kubectl appimage get",
+                "`kubectl appimage get` vs `kubectl get` (mean)",
+            ),
+            (
+                "kubectl-appimage get (direct)",
+                "plugin binary `get` vs `kubectl get` (mean)",
+            ),
+        ] {
+            if let (Some(a), Some(b)) = (find(label), kubectl_get.as_ref()) {
+                let ratio = a.mean_ms / b.mean_ms.max(1e-9);
+                self.row(
+                    "6",
+                    metric,
+                    format!("{ratio:.2}x"),
+                    "<= 0.5x",
+                    verdict(ratio <= 0.5),
+                );
+            }
         }
         if let Some(r) = find("kubectl-appimage render (offline, direct)") {
             self.row(
