@@ -24,6 +24,8 @@ use crate::review::{Expect, check, pod_create, uid};
 
 /// Largest latency recorded (longer ones are clamped): one hour, in microseconds.
 const MAX_MICROS: u64 = 3_600_000_000;
+/// Shortest measurement whose CPU time per request is reported.
+const CPU_MIN_SECONDS: f64 = 2.0;
 /// Error messages kept for the report.
 const SAMPLES: usize = 5;
 
@@ -97,7 +99,8 @@ pub struct Report {
     /// Mean size of a 200 answer's body, bytes.
     pub response_bytes_mean: f64,
     pub latency_ms: Latency,
-    /// CPU time per answered request during the measurement, microseconds.
+    /// CPU time per answered request during the measurement, microseconds (none for a
+    /// measurement under 2 s: /proc counts in 10 ms ticks).
     #[serde(default)]
     pub cpu_us_per_request: Option<CpuPerRequest>,
     pub error_samples: Vec<String>,
@@ -273,7 +276,8 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<Report> {
     let (server_after, me_after) = (cpu(shared.config.server_pid)?, cpu(me)?);
     let mut report = report(&shared.config, tally, unsent, elapsed);
     let per_request = |before: f64, after: f64| (after - before) * 1e6 / report.ok.max(1) as f64;
-    report.cpu_us_per_request = Some(CpuPerRequest {
+    // /proc counts CPU time in clock ticks (10 ms): too coarse for a short burst.
+    report.cpu_us_per_request = (elapsed >= CPU_MIN_SECONDS).then(|| CpuPerRequest {
         server: server_before
             .zip(server_after)
             .map(|(b, a)| per_request(b, a)),
