@@ -271,8 +271,9 @@ pub fn inject_pod(
 ) -> Result<PodInjection, InjectionError> {
     let index = selection::select(image, &req.role, req.template.as_deref())?;
     let template = &image.spec.deploy_templates[index];
-    let path = format!("spec.deployTemplates[{index}]");
-    let ports = ports::allocate(template, &path).map_err(|source| InjectionError::Ports {
+    // The path is formatted only if an error needs it: this runs on every admission.
+    let path = format_args!("spec.deployTemplates[{index}]");
+    let ports = ports::allocate(template, path).map_err(|source| InjectionError::Ports {
         image: image.name().into(),
         source,
     })?;

@@ -42,7 +42,10 @@ pub enum PortError {
 }
 
 /// Settle every port of `template` (whose path is `path`, e.g. `spec.deployTemplates[0]`).
-pub fn allocate(template: &DeployTemplate, path: &str) -> Result<Vec<AllocatedPort>, PortError> {
+pub fn allocate(
+    template: &DeployTemplate,
+    path: impl std::fmt::Display,
+) -> Result<Vec<AllocatedPort>, PortError> {
     let mut used = BTreeSet::new();
     // Paths are formatted only for an error: this runs on every admission.
     let here = |ci: usize, pi: usize| format!("{path}.spec.containers[{ci}].ports[{pi}]");

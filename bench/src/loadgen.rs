@@ -267,13 +267,13 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<Report> {
     if !shared.config.warmup.is_zero() {
         phase(&shared, shared.config.warmup, None, 1 << 40).await;
     }
-    let cpu = |pid: Option<u32>| pid.map(cpu_seconds).transpose();
-    let me = Some(std::process::id());
-    let (server_before, me_before) = (cpu(shared.config.server_pid)?, cpu(me)?);
+    let server = |pid: Option<u32>| pid.map(cpu_seconds).transpose();
+    let me = std::process::id();
+    let (server_before, me_before) = (server(shared.config.server_pid)?, cpu_seconds(me)?);
     let started = Instant::now();
     let (tally, unsent) = phase(&shared, shared.config.duration, shared.config.requests, 0).await;
     let elapsed = started.elapsed().as_secs_f64();
-    let (server_after, me_after) = (cpu(shared.config.server_pid)?, cpu(me)?);
+    let (server_after, me_after) = (server(shared.config.server_pid)?, cpu_seconds(me)?);
     let mut report = report(&shared.config, tally, unsent, elapsed);
     let per_request = |before: f64, after: f64| (after - before) * 1e6 / report.ok.max(1) as f64;
     // /proc counts CPU time in clock ticks (10 ms): too coarse for a short burst.
@@ -281,7 +281,7 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<Report> {
         server: server_before
             .zip(server_after)
             .map(|(b, a)| per_request(b, a)),
-        generator: per_request(me_before.unwrap_or(0.0), me_after.unwrap_or(0.0)),
+        generator: per_request(me_before, me_after),
     });
     Ok(report)
 }

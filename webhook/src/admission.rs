@@ -318,18 +318,28 @@ impl Answer {
     }
 
     /// Allow with `patch`, a JSONPatch already encoded.
-    fn set_patch(&mut self, patch: Vec<u8>) {
+    fn patched(mut self, patch: Vec<u8>) -> Answer {
         // kube-core sets patchType only through `with_patch`, which encodes a `Patch`: give
-        // it an empty one (cheap, cannot fail), then the bytes.
-        if let Ok(response) = self
-            .response
-            .clone()
-            .with_patch(json_patch::Patch(Vec::new()))
-        {
-            self.response = response;
+        // it an empty one (it cannot fail to encode), then the bytes. The uid is moved out
+        // and back, so that even that failure answers the right request.
+        let uid = std::mem::take(&mut self.response.uid);
+        match self.response.with_patch(json_patch::Patch(Vec::new())) {
+            Ok(mut response) => {
+                response.uid = uid;
+                response.patch = Some(patch);
+                self.response = response;
+                self.outcome = Outcome::Patched;
+                self
+            }
+            Err(e) => {
+                let mut response = AdmissionResponse::invalid("");
+                response.uid = uid;
+                let mut answer = Answer { response, ..self }
+                    .deny(format!("internal error encoding the patch: {e}"));
+                answer.outcome = Outcome::Error;
+                answer
+            }
         }
-        self.response.patch = Some(patch);
-        self.outcome = Outcome::Patched;
     }
 
     fn warn(&mut self, warning: String) {
@@ -358,7 +368,7 @@ pub fn noop(body: &[u8], patch: Option<&[u8]>) -> Result<Reply, BadRequest> {
     let Decoded { request, .. } = decode(body)?;
     let mut answer = Answer::new(&request);
     if let Some(patch) = patch {
-        answer.set_patch(patch.to_vec());
+        answer = answer.patched(patch.to_vec());
     }
     Ok(answer.into_reply(request.uid.clone()))
 }
@@ -469,8 +479,7 @@ fn mutate_request(
     let Some(patch) = appimage::patch::diff(&before, &after) else {
         return answer;
     };
-    answer.set_patch(patch);
-    answer
+    answer.patched(patch)
 }
 
 /// `/validate`: check an AppImage's fields and signature.
