@@ -5,6 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
+# The tests make their keys and certificates with the openssl CLI.
+if ! command -v openssl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: installing openssl from Debian's packages" >&2
+    apt-get install -y -q openssl >/dev/null 2>&1 ||
+        { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q openssl >/dev/null; }
+fi
 scripts/controlplane.sh build >/dev/null
 cargo build --workspace --bins
 log=$(mktemp)
