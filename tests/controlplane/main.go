@@ -1,12 +1,14 @@
 // kube-controlplane: a real Kubernetes control plane (kube-apiserver + embedded
 // etcd) in one process, for end-to-end tests.
 //
-//	kube-controlplane --dir DIR [--parent-pid N]
+//	kube-controlplane --dir DIR [--parent-pid N [--remove-dir]]
 //
 // Everything listens on 127.0.0.1 on ports chosen at runtime. When the API
 // server is ready, the admin kubeconfig is at DIR/kubeconfig, DIR/ready holds
 // its path, and one line "READY <path>" is printed on stdout. SIGTERM/SIGINT
 // (or the death of --parent-pid) stops the API server and etcd, exit code 0.
+// With --remove-dir, DIR is deleted after a shutdown caused by the parent's
+// death: a test binary cannot clean up a control plane it holds in a static.
 package main
 
 import (
@@ -19,6 +21,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,14 +41,16 @@ func errorf(format string, args ...any) {
 func run() int {
 	var dir string
 	var parentPID int
+	var removeDir bool
 	fs := flag.NewFlagSet("kube-controlplane", flag.ContinueOnError)
 	fs.StringVar(&dir, "dir", "", "state directory (created if missing); required")
 	fs.IntVar(&parentPID, "parent-pid", 0, "exit cleanly when this process no longer exists")
+	fs.BoolVar(&removeDir, "remove-dir", false, "delete --dir after the --parent-pid process is gone and everything stopped")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
 	if dir == "" || fs.NArg() != 0 {
-		errorf("usage: kube-controlplane --dir DIR [--parent-pid N]")
+		errorf("usage: kube-controlplane --dir DIR [--parent-pid N [--remove-dir]]")
 		return 2
 	}
 	absDir, err := filepath.Abs(dir)
@@ -88,8 +93,20 @@ func run() int {
 		errorf("second signal, exiting immediately")
 		os.Exit(0)
 	}()
+	var parentGone atomic.Bool
 	if parentPID > 0 {
-		go watchParent(ctx, parentPID, cancel)
+		go watchParent(ctx, parentPID, func() {
+			parentGone.Store(true)
+			cancel()
+		})
+		if removeDir {
+			// Runs when run returns, after the API server and etcd have stopped.
+			defer func() {
+				if parentGone.Load() {
+					_ = os.RemoveAll(dir)
+				}
+			}()
+		}
 	}
 
 	p, err := ensurePKI(dir)

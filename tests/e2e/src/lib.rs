@@ -72,6 +72,14 @@ pub struct Cluster {
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 
+/// The kube-controlplane binary: `CONTROLPLANE_BIN`, or the one `scripts/controlplane.sh build`
+/// puts in the target directory.
+pub fn controlplane_binary() -> PathBuf {
+    std::env::var_os("CONTROLPLANE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("controlplane/kube-controlplane"))
+}
+
 /// The control plane of this test binary, started on first use, with the CRD Established.
 pub fn cluster() -> &'static Cluster {
     CLUSTER.get_or_init(Cluster::start)
@@ -80,9 +88,7 @@ pub fn cluster() -> &'static Cluster {
 impl Cluster {
     fn start() -> Cluster {
         let root = repo_root();
-        let binary = std::env::var_os("CONTROLPLANE_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| target_dir().join("controlplane/kube-controlplane"));
+        let binary = controlplane_binary();
         assert!(
             binary.exists(),
             "{} is missing: run `scripts/controlplane.sh build` first (scripts/test.sh does)",
@@ -97,6 +103,9 @@ impl Cluster {
             .arg(dir.path())
             .arg("--parent-pid")
             .arg(std::process::id().to_string())
+            // The static `Cluster` is never dropped, so its TempDir never deletes itself:
+            // the control plane deletes it once this test process is gone.
+            .arg("--remove-dir")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(
                 std::fs::File::create(dir.path().join("controlplane.stderr")).expect("log"),
