@@ -4,8 +4,8 @@
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 
-use crate::appimage::AppImage;
 use crate::injection::Status;
+use crate::resource::AppImage;
 use crate::{network_policy, selection, service};
 
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -13,12 +13,12 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde::{Deserialize, Serialize};
 
-use crate::appimage::{AppImage, Container, DeployTemplate};
-use crate::keys;
+use crate::labels;
 use crate::naming;
 use crate::network_policy;
 use crate::ports::{self, AllocatedPort, PortError};
 use crate::render::{MissingKey, RenderError, Template, Values};
+use crate::resource::{AppImage, Container, DeployTemplate};
 use crate::selection::{self, SelectionError};
 use crate::service;
 
@@ -98,13 +98,13 @@ pub struct Status {
 pub struct StatusPort {
     pub name: String,
     pub port: i32,
-    pub scope: crate::appimage::PortScope,
-    pub protocol: crate::appimage::PortProtocol,
+    pub scope: crate::resource::PortScope,
+    pub protocol: crate::resource::PortProtocol,
 }
 
 impl Status {
     pub fn from_pod(pod: &Pod) -> Option<Status> {
-        let raw = pod.metadata.annotations.as_ref()?.get(keys::STATUS)?;
+        let raw = pod.metadata.annotations.as_ref()?.get(labels::STATUS)?;
         serde_json::from_str(raw).ok()
     }
 
@@ -133,23 +133,23 @@ impl Request {
                 .or_else(|| meta.labels.as_ref().and_then(|l| l.get(key)))
                 .cloned()
         };
-        let values = match get(keys::OPT_VALUES) {
+        let values = match get(labels::OPT_VALUES) {
             None => BTreeMap::new(),
             Some(raw) => serde_json::from_str::<BTreeMap<String, String>>(&raw).map_err(|e| {
                 InjectionError::Option {
-                    what: format!("annotation {}", keys::OPT_VALUES),
+                    what: format!("annotation {}", labels::OPT_VALUES),
                     message: format!(
                         "must be a JSON object of string values, e.g. {{\"KEY\":\"value\"}}: {e}"
                     ),
                 }
             })?,
         };
-        let missing = match get(keys::OPT_STRICT).as_deref() {
+        let missing = match get(labels::OPT_STRICT).as_deref() {
             None | Some("false") | Some("") => MissingKey::Empty,
             Some("true") => MissingKey::Error,
             Some(other) => {
                 return Err(InjectionError::Option {
-                    what: format!("annotation {}", keys::OPT_STRICT),
+                    what: format!("annotation {}", labels::OPT_STRICT),
                     message: format!("must be \"true\" or \"false\", not {other:?}"),
                 });
             }
@@ -157,12 +157,12 @@ impl Request {
         Ok(Request {
             namespace: namespace.to_string(),
             pod_name: pod_name.to_string(),
-            role: get(keys::OPT_ROLE).unwrap_or_default(),
-            template: get(keys::OPT_TEMPLATE).filter(|t| !t.is_empty()),
-            task_id: get(keys::OPT_TASK_ID).unwrap_or_default(),
-            input_config: get(keys::OPT_INPUT_CONFIG).unwrap_or_default(),
-            cluster_define: get(keys::OPT_CLUSTER_DEFINE),
-            serving_id: get(keys::OPT_SERVING_ID).unwrap_or_default(),
+            role: get(labels::OPT_ROLE).unwrap_or_default(),
+            template: get(labels::OPT_TEMPLATE).filter(|t| !t.is_empty()),
+            task_id: get(labels::OPT_TASK_ID).unwrap_or_default(),
+            input_config: get(labels::OPT_INPUT_CONFIG).unwrap_or_default(),
+            cluster_define: get(labels::OPT_CLUSTER_DEFINE),
+            serving_id: get(labels::OPT_SERVING_ID).unwrap_or_default(),
             values,
             missing,
         })
@@ -298,7 +298,7 @@ pub fn inject_pod(
         .take()
         .unwrap_or_default()
         .into_iter()
-        .filter(|v| v.name != keys::CONFIG_VOLUME)
+        .filter(|v| v.name != labels::CONFIG_VOLUME)
         .collect();
     if !config_files.is_empty() {
         volumes.push(config_volume(&config_files));
@@ -308,20 +308,20 @@ pub fn inject_pod(
     let meta = &mut out.metadata;
     meta.name = Some(req.pod_name.clone());
     let labels = meta.labels.get_or_insert_with(Default::default);
-    labels.insert(keys::POD_IDENTITY.into(), identity);
+    labels.insert(labels::POD_IDENTITY.into(), identity);
     if !req.role.is_empty() {
-        labels.insert(keys::POD_ROLE.into(), req.role.clone());
+        labels.insert(labels::POD_ROLE.into(), req.role.clone());
     }
     let annotations = meta.annotations.get_or_insert_with(Default::default);
-    annotations.retain(|k, _| !k.starts_with(keys::CONFIG_PREFIX));
+    annotations.retain(|k, _| !k.starts_with(labels::CONFIG_PREFIX));
     for (file, content) in &config_files {
-        annotations.insert(format!("{}{file}", keys::CONFIG_PREFIX), content.clone());
+        annotations.insert(format!("{}{file}", labels::CONFIG_PREFIX), content.clone());
     }
     if let Some(id) = image.spec.image.id.as_deref().filter(|id| !id.is_empty()) {
-        annotations.insert(keys::IMAGE_ID.into(), id.into());
+        annotations.insert(labels::IMAGE_ID.into(), id.into());
     }
     if !req.task_id.is_empty() {
-        annotations.insert(keys::TASK_ID.into(), req.task_id.clone());
+        annotations.insert(labels::TASK_ID.into(), req.task_id.clone());
     }
     if let Some(probe) = template
         .spec
@@ -351,7 +351,7 @@ pub fn inject_pod(
             .collect(),
     };
     annotations.insert(
-        keys::STATUS.into(),
+        labels::STATUS.into(),
         serde_json::to_string(&status).unwrap_or_default(),
     );
 
@@ -440,7 +440,7 @@ fn render_configs(
 
 fn config_volume(files: &BTreeMap<String, String>) -> Volume {
     Volume {
-        name: keys::CONFIG_VOLUME.into(),
+        name: labels::CONFIG_VOLUME.into(),
         downward_api: Some(DownwardAPIVolumeSource {
             items: Some(
                 files
@@ -451,7 +451,7 @@ fn config_volume(files: &BTreeMap<String, String>) -> Volume {
                             api_version: Some("v1".into()),
                             field_path: format!(
                                 "metadata.annotations['{}{file}']",
-                                keys::CONFIG_PREFIX
+                                labels::CONFIG_PREFIX
                             ),
                         }),
                         ..Default::default()
@@ -583,7 +583,7 @@ fn merge_container(
         .config_volume_mounts
         .iter()
         .map(|m| VolumeMount {
-            name: keys::CONFIG_VOLUME.into(),
+            name: labels::CONFIG_VOLUME.into(),
             mount_path: mount_path(tc, &m.mount_path),
             sub_path: Some(m.sub_path.clone()),
             read_only: Some(true),

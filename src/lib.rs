@@ -2,17 +2,17 @@
 //! Pod / Service / NetworkPolicy builders. No network IO lives here, so every rule can be
 //! tested without a cluster; the plugin and the webhook are thin shells around it.
 
-pub mod appimage;
 pub mod desired;
 pub mod duration;
 pub mod injection;
-pub mod keys;
+pub mod labels;
 pub mod manifest;
 pub mod naming;
 pub mod network_policy;
 pub mod patch;
 pub mod ports;
 pub mod render;
+pub mod resource;
 pub mod selection;
 pub mod service;
 pub mod signature;

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::appimage::{AppImage, GROUP, KIND, VERSION};
+use crate::resource::{AppImage, GROUP, KIND, VERSION};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ManifestError {

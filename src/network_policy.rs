@@ -14,10 +14,10 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::appimage::DeployTemplate;
-use crate::keys;
+use crate::labels;
 use crate::naming;
 use crate::ports::AllocatedPort;
+use crate::resource::DeployTemplate;
 use crate::service::{object_labels, owner_reference};
 
 /// The policy name for a Pod: `<pod>-ingress`, shortened like Service names.
@@ -51,8 +51,8 @@ pub fn network_policies(
                     .map(|role| NetworkPolicyPeer {
                         pod_selector: Some(LabelSelector {
                             match_labels: Some(BTreeMap::from([
-                                (keys::APP_IMAGE.to_string(), image.to_string()),
-                                (keys::POD_ROLE.to_string(), role.clone()),
+                                (labels::APP_IMAGE.to_string(), image.to_string()),
+                                (labels::POD_ROLE.to_string(), role.clone()),
                             ])),
                             match_expressions: None,
                         }),
@@ -84,7 +84,7 @@ pub fn network_policies(
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(LabelSelector {
                 match_labels: Some(BTreeMap::from([(
-                    keys::POD_IDENTITY.to_string(),
+                    labels::POD_IDENTITY.to_string(),
                     naming::pod_identity(pod_name),
                 )])),
                 match_expressions: None,

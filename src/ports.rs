@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::appimage::{DeployTemplate, PortProtocol, PortScope};
 use crate::naming::hash_u32;
+use crate::resource::{DeployTemplate, PortProtocol, PortScope};
 
 pub const RANGE_START: i32 = 20000;
 pub const RANGE_END: i32 = 32767;
@@ -132,7 +132,7 @@ pub fn allocated_ports_json(ports: &[AllocatedPort]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::appimage::{Container, ContainerPort, PodSpec};
+    use crate::resource::{Container, ContainerPort, PodSpec};
 
     fn template(ports: &[&[(&str, Option<i32>)]]) -> DeployTemplate {
         DeployTemplate {

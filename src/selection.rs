@@ -1,6 +1,6 @@
 //! Choosing the deploy template for a role, exactly as Kuscia does.
 
-use crate::appimage::{AppImage, DeployTemplate};
+use crate::resource::{AppImage, DeployTemplate};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectionError {
@@ -78,7 +78,7 @@ fn join<'a>(items: impl Iterator<Item = &'a str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::appimage::{AppImageSpec, ImageInfo, PodSpec};
+    use crate::resource::{AppImageSpec, ImageInfo, PodSpec};
 
     fn image(templates: &[(&str, Option<&str>)]) -> AppImage {
         AppImage::new(

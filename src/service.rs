@@ -7,10 +7,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
-use crate::appimage::PortScope;
-use crate::keys;
+use crate::labels;
 use crate::naming;
 use crate::ports::AllocatedPort;
+use crate::resource::PortScope;
 
 /// Owner reference to the Pod (controller), once the Pod has a UID.
 pub fn owner_reference(pod: &Pod) -> Option<OwnerReference> {
@@ -32,16 +32,16 @@ fn pod_identity(pod: &Pod) -> String {
 /// Labels shared by the objects made for one Pod.
 pub fn object_labels(pod: &Pod) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::from([
-        (keys::MANAGED_BY.to_string(), keys::MANAGER.to_string()),
-        (keys::POD_IDENTITY.to_string(), pod_identity(pod)),
+        (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
+        (labels::POD_IDENTITY.to_string(), pod_identity(pod)),
     ]);
     if let Some(image) = pod
         .metadata
         .labels
         .as_ref()
-        .and_then(|l| l.get(keys::APP_IMAGE))
+        .and_then(|l| l.get(labels::APP_IMAGE))
     {
-        labels.insert(keys::APP_IMAGE.into(), image.clone());
+        labels.insert(labels::APP_IMAGE.into(), image.clone());
     }
     labels
 }
@@ -54,8 +54,8 @@ pub fn services(pod: &Pod, namespace: &str, ports: &[AllocatedPort]) -> Vec<Serv
         .filter(|p| p.scope.has_service())
         .map(|p| {
             let mut labels = object_labels(pod);
-            labels.insert(keys::PORT_NAME.into(), p.name.clone());
-            labels.insert(keys::PORT_SCOPE.into(), p.scope.as_str().into());
+            labels.insert(labels::PORT_NAME.into(), p.name.clone());
+            labels.insert(labels::PORT_SCOPE.into(), p.scope.as_str().into());
             Service {
                 metadata: ObjectMeta {
                     name: Some(naming::service_name(pod_name, &p.name)),
@@ -68,7 +68,7 @@ pub fn services(pod: &Pod, namespace: &str, ports: &[AllocatedPort]) -> Vec<Serv
                     cluster_ip: Some("None".into()),
                     publish_not_ready_addresses: Some(true),
                     selector: Some(BTreeMap::from([(
-                        keys::POD_IDENTITY.to_string(),
+                        labels::POD_IDENTITY.to_string(),
                         pod_identity(pod),
                     )])),
                     ports: Some(vec![ServicePort {

@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
 
-use crate::appimage::ImageInfo;
+use crate::resource::ImageInfo;
 
 /// The exact bytes that are signed: compact JSON with the fields in this order and no newline,
 /// `{"apiVersion":"kuscia.secretflow/v1alpha1","kind":"AppImageSignaturePayload","name":…,"tag":…,"id":…}`.

@@ -7,9 +7,9 @@ use std::fmt;
 use k8s_openapi::api::core::v1::Probe;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::appimage::{AppImage, Container, DeployTemplate, is_sha256_digest};
 use crate::naming;
 use crate::render::Template;
+use crate::resource::{AppImage, Container, DeployTemplate, is_sha256_digest};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
@@ -325,7 +325,7 @@ mod tests {
             .containers[0];
         c.ports[0].name = "web".into();
         c.config_volume_mounts[0].sub_path = "missing.conf".into();
-        c.metric_probe = Some(Box::new(crate::appimage::MetricProbe {
+        c.metric_probe = Some(Box::new(crate::resource::MetricProbe {
             path: "/metrics".into(),
             port: "nope".into(),
         }));

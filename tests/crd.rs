@@ -1,6 +1,6 @@
 //! The committed CRD is exactly what the Rust types generate.
 
-use appimage::appimage::crd_yaml;
+use appimage::resource::crd_yaml;
 
 const COMMITTED: &str = "charts/appimage-webhook/crds/appimages.kuscia.secretflow.yaml";
 
@@ -21,7 +21,7 @@ fn committed_crd_matches_the_types() {
 
 #[test]
 fn crd_identity_columns_and_enums() {
-    let crd = appimage::appimage::crd();
+    let crd = appimage::resource::crd();
     let spec = &crd.spec;
     assert_eq!(
         crd.metadata.name.as_deref(),

@@ -3,7 +3,7 @@
 //! then review the diff.
 
 use appimage::injection::{Request, inject};
-use appimage::keys;
+use appimage::labels;
 use appimage::manifest;
 use k8s_openapi::api::core::v1::Pod;
 
@@ -14,7 +14,7 @@ fn render(file: &str, role: &str) -> String {
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": format!("{}-0", image.name()), "namespace": "alice",
-                     "labels": {keys::APP_IMAGE: image.name()}},
+                     "labels": {labels::APP_IMAGE: image.name()}},
         "spec": {"containers": []}
     }))
     .unwrap();

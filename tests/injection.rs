@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use appimage::appimage::AppImage;
 use appimage::injection::{Request, Status, inject, pod_name};
-use appimage::keys;
+use appimage::labels;
 use appimage::manifest;
 use appimage::render::MissingKey;
+use appimage::resource::AppImage;
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::Value;
@@ -23,7 +23,7 @@ fn example(name: &str) -> AppImage {
 fn skeleton(image: &str, name: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "alice", "labels": {keys::APP_IMAGE: image}},
+        "metadata": {"name": name, "namespace": "alice", "labels": {labels::APP_IMAGE: image}},
         "spec": {"containers": []}
     }))
     .unwrap()
@@ -95,7 +95,7 @@ fn seed_pod_has_containers_ports_env_and_config_mount() {
     let m = &c.volume_mounts.as_ref().unwrap()[0];
     assert_eq!(m.mount_path, "/work/kuscia/task-config.conf");
     assert_eq!(m.sub_path.as_deref(), Some("task-config.conf"));
-    assert_eq!(m.name, keys::CONFIG_VOLUME);
+    assert_eq!(m.name, labels::CONFIG_VOLUME);
     let vol = &spec.volumes.as_ref().unwrap()[0];
     let item = &vol.downward_api.as_ref().unwrap().items.as_ref().unwrap()[0];
     assert_eq!(
@@ -128,9 +128,9 @@ fn seed_pod_has_containers_ports_env_and_config_mount() {
     );
 
     let labels = out.pod.metadata.labels.as_ref().unwrap();
-    assert_eq!(labels[keys::POD_IDENTITY], "job-0");
-    assert_eq!(ann[keys::IMAGE_ID], "d4ffa123aa45mnkj");
-    assert_eq!(ann[keys::TASK_ID], "t1");
+    assert_eq!(labels[labels::POD_IDENTITY], "job-0");
+    assert_eq!(ann[labels::IMAGE_ID], "d4ffa123aa45mnkj");
+    assert_eq!(ann[labels::TASK_ID], "t1");
     let status = Status::from_pod(&out.pod).unwrap();
     assert_eq!(status.app_image, "secretflow-image");
     assert_eq!(status.ports.len(), 3);
@@ -152,7 +152,7 @@ fn seed_services_follow_port_scopes() {
             let l = s.metadata.labels.as_ref().unwrap();
             (
                 s.metadata.name.clone().unwrap(),
-                l[keys::PORT_SCOPE].clone(),
+                l[labels::PORT_SCOPE].clone(),
             )
         })
         .collect();
@@ -168,9 +168,12 @@ fn seed_services_follow_port_scopes() {
         let spec = s.spec.as_ref().unwrap();
         assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
         assert_eq!(spec.publish_not_ready_addresses, Some(true));
-        assert_eq!(spec.selector.as_ref().unwrap()[keys::POD_IDENTITY], "job-0");
+        assert_eq!(
+            spec.selector.as_ref().unwrap()[labels::POD_IDENTITY],
+            "job-0"
+        );
         let port = &spec.ports.as_ref().unwrap()[0];
-        let name = s.metadata.labels.as_ref().unwrap()[keys::PORT_NAME].clone();
+        let name = s.metadata.labels.as_ref().unwrap()[labels::PORT_NAME].clone();
         assert_eq!(
             port.target_port,
             Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(name))
@@ -226,7 +229,7 @@ fn app_template_roles_and_network_policy() {
             .unwrap()
             .match_labels
             .as_ref()
-            .unwrap()[keys::POD_IDENTITY],
+            .unwrap()[labels::POD_IDENTITY],
         "srv-0"
     );
     let rule = &spec.ingress.as_ref().unwrap()[0];
@@ -236,8 +239,8 @@ fn app_template_roles_and_network_policy() {
         .unwrap()
         .match_labels;
     let from = from.as_ref().unwrap();
-    assert_eq!(from[keys::POD_ROLE], "client");
-    assert_eq!(from[keys::APP_IMAGE], "app-template");
+    assert_eq!(from[labels::POD_ROLE], "client");
+    assert_eq!(from[labels::APP_IMAGE], "app-template");
     let global = server
         .ports
         .iter()
@@ -256,7 +259,7 @@ fn app_template_roles_and_network_policy() {
         "/etc/kuscia/task-config.conf"
     );
     assert_eq!(
-        client.pod.metadata.labels.as_ref().unwrap()[keys::POD_ROLE],
+        client.pod.metadata.labels.as_ref().unwrap()[labels::POD_ROLE],
         "client"
     );
     // TCP is accepted and maps to the TCP transport.
@@ -353,7 +356,7 @@ fn a_spoofed_status_annotation_changes_nothing() {
     let img = example("secretflow-image.yaml");
     let mut pod = skeleton("secretflow-image", "p-0");
     pod.metadata.annotations = Some(BTreeMap::from([(
-        keys::STATUS.to_string(),
+        labels::STATUS.to_string(),
         r#"{"appImage":"secretflow-image","template":"secretflow","image":"x","ports":[]}"#
             .to_string(),
     )]));
@@ -369,15 +372,15 @@ fn options_come_from_annotations_and_labels() {
     pod.metadata.name = None;
     pod.metadata.generate_name = Some("web-".into());
     pod.metadata.annotations = Some(BTreeMap::from([
-        (keys::OPT_TASK_ID.to_string(), "t9".to_string()),
-        (keys::OPT_VALUES.to_string(), r#"{"A":"b"}"#.to_string()),
-        (keys::OPT_STRICT.to_string(), "true".to_string()),
+        (labels::OPT_TASK_ID.to_string(), "t9".to_string()),
+        (labels::OPT_VALUES.to_string(), r#"{"A":"b"}"#.to_string()),
+        (labels::OPT_STRICT.to_string(), "true".to_string()),
     ]));
     pod.metadata
         .labels
         .as_mut()
         .unwrap()
-        .insert(keys::OPT_ROLE.into(), "client".into());
+        .insert(labels::OPT_ROLE.into(), "client".into());
     let name = pod_name(&pod, "uid-1").unwrap();
     assert!(name.starts_with("web-") && name.len() == 9, "{name}");
     assert_eq!(pod_name(&pod, "uid-1"), Some(name.clone()));
@@ -388,12 +391,12 @@ fn options_come_from_annotations_and_labels() {
     assert_eq!(req.missing, MissingKey::Error);
 
     let ann = pod.metadata.annotations.as_mut().unwrap();
-    ann.insert(keys::OPT_VALUES.into(), "[1]".into());
+    ann.insert(labels::OPT_VALUES.into(), "[1]".into());
     let err = Request::from_pod(&pod, "ns", &name)
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains(keys::OPT_VALUES) && err.contains("JSON object"),
+        err.contains(labels::OPT_VALUES) && err.contains("JSON object"),
         "{err}"
     );
 }

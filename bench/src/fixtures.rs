@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context as _;
-use appimage::appimage::{
+use appimage::manifest;
+use appimage::resource::{
     AppImage, ConfigVolumeMount, Container, ContainerPort, DeployTemplate, Ingress, IngressFrom,
     IngressPort, NetworkPolicy, PodSpec, PortProtocol, PortScope, RestartPolicy,
 };
-use appimage::manifest;
 use k8s_openapi::api::core::v1::EnvVar;
 
 /// The seed example's path in the repository.
@@ -117,7 +117,7 @@ pub fn large(name: &str) -> AppImage {
         .collect();
     let mut image = AppImage::new(
         name,
-        appimage::appimage::AppImageSpec {
+        appimage::resource::AppImageSpec {
             config_templates: config_templates.into(),
             deploy_templates: vec![DeployTemplate {
                 name: "large".into(),
@@ -141,7 +141,7 @@ pub fn large(name: &str) -> AppImage {
                 },
             }]
             .into(),
-            image: appimage::appimage::ImageInfo {
+            image: appimage::resource::ImageInfo {
                 name: "secretflow/large-bench".into(),
                 tag: "v1".into(),
                 id: None,
@@ -179,7 +179,7 @@ mod tests {
     fn large_image_injects() {
         let image = large("big");
         let pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "p", "namespace": "ns", "labels": {appimage::keys::APP_IMAGE: "big"}},
+            "metadata": {"name": "p", "namespace": "ns", "labels": {appimage::labels::APP_IMAGE: "big"}},
             "spec": {"containers": []}
         }))
         .unwrap();

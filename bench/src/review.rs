@@ -1,6 +1,6 @@
 //! The AdmissionReviews the load generator sends, and the check of each answer.
 
-use appimage::keys;
+use appimage::labels;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
@@ -43,8 +43,8 @@ pub fn pod_create(seq: u64, namespace: &str, appimage: &str) -> Bytes {
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {keys::APP_IMAGE: appimage},
-            "annotations": {keys::OPT_TASK_ID: format!("t{seq}")},
+            "labels": {labels::APP_IMAGE: appimage},
+            "annotations": {labels::OPT_TASK_ID: format!("t{seq}")},
         },
         "spec": {"containers": []},
     });
@@ -226,7 +226,10 @@ mod tests {
         let req = &body["request"];
         assert_eq!(req["uid"], uid(7));
         assert_eq!(req["operation"], "CREATE");
-        assert_eq!(req["object"]["metadata"]["labels"][keys::APP_IMAGE], "img");
+        assert_eq!(
+            req["object"]["metadata"]["labels"][labels::APP_IMAGE],
+            "img"
+        );
         assert_eq!(req["object"]["metadata"]["namespace"], "ns");
         assert_ne!(uid(7), uid(8));
     }

@@ -12,7 +12,7 @@
 //!   (injection is idempotent).
 #![no_main]
 
-use appimage::keys;
+use appimage::labels;
 use appimage_fuzz::catalog;
 use appimage_webhook::admission::{self, Policy};
 use appimage_webhook::metrics::Outcome;
@@ -66,7 +66,7 @@ fuzz_target!(|data: &[u8]| {
     let injected: Pod = serde_json::from_value(patched.clone()).expect("patched Pod decodes");
     let annotations = injected.metadata.annotations.clone().unwrap_or_default();
     assert!(
-        annotations.contains_key(keys::STATUS),
+        annotations.contains_key(labels::STATUS),
         "no status annotation"
     );
     let name = reply

@@ -10,7 +10,7 @@
 #![no_main]
 
 use appimage::injection::{Request, inject};
-use appimage::keys;
+use appimage::labels;
 use appimage::manifest;
 use appimage::naming::dns1123_label_error;
 use appimage::validation::validate;
@@ -23,8 +23,8 @@ fn pod(image: &str) -> Pod {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
             "name": "job-0", "namespace": "alice",
-            "labels": {keys::APP_IMAGE: image},
-            "annotations": {keys::OPT_TASK_ID: "t1"}
+            "labels": {labels::APP_IMAGE: image},
+            "annotations": {labels::OPT_TASK_ID: "t1"}
         },
         "spec": {"containers": []}
     }))

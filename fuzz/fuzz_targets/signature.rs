@@ -11,7 +11,7 @@
 //!   the tag changes; a signature by a fixed key never verifies for a swapped name and tag.
 #![no_main]
 
-use appimage::appimage::ImageInfo;
+use appimage::resource::ImageInfo;
 use appimage::signature::{TrustedKey, payload, public_key_pem, sign, verify};
 use appimage_fuzz::{EC_PRIVATE, ED_PRIVATE, split, trusted_keys};
 use libfuzzer_sys::fuzz_target;

@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use appimage::appimage::AppImage;
+use appimage::resource::AppImage;
 use appimage::signature::{TrustedKey, payload, sign};
 use appimage_webhook::cache::Catalog;
 use appimage_webhook::trust::Trust;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use appimage::appimage::AppImage;
+use appimage::resource::AppImage;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};

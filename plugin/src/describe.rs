@@ -1,6 +1,6 @@
 //! `describe`: an AppImage as kubectl-describe-style text.
 
-use appimage::appimage::{AppImage, Container, DeployTemplate};
+use appimage::resource::{AppImage, Container, DeployTemplate};
 use k8s_openapi::api::core::v1::{EnvFromSource, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 

@@ -4,8 +4,8 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use appimage::appimage::AppImage;
 use appimage::manifest::{self, ManifestError};
+use appimage::resource::AppImage;
 use appimage::validation::{self, FieldError};
 
 use crate::error::{Reported, eprint_line};

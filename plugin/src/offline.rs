@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, anyhow, bail};
-use appimage::appimage::AppImage;
 use appimage::injection::{self, Injection, Request};
 use appimage::render::MissingKey;
-use appimage::{keys, selection, validation};
+use appimage::resource::AppImage;
+use appimage::{labels, selection, validation};
 use clap::CommandFactory;
 use clap_complete::Shell;
 use k8s_openapi::api::core::v1::{Pod, PodSpec, Service};
@@ -94,7 +94,7 @@ fn skeleton_pod(image: &AppImage, namespace: &str, name: &str) -> Pod {
             name: Some(name.into()),
             namespace: Some(namespace.into()),
             labels: Some(BTreeMap::from([(
-                keys::APP_IMAGE.to_string(),
+                labels::APP_IMAGE.to_string(),
                 image.name().to_string(),
             )])),
             ..Default::default()
@@ -210,7 +210,7 @@ pub fn validate(args: &ValidateArgs) -> Result<()> {
 }
 
 pub fn crd() -> Result<()> {
-    println(&appimage::appimage::crd_yaml())
+    println(&appimage::resource::crd_yaml())
 }
 
 pub fn completion(shell: Shell) -> Result<()> {

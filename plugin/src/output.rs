@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use appimage::appimage::{AppImage, RESOURCE};
+use appimage::resource::{AppImage, RESOURCE};
 use serde::Serialize;
 use serde_json::Value;
 

@@ -1,7 +1,7 @@
 //! Commands on the cluster: create, apply, update, delete, get, describe, render NAME.
 
 use anyhow::Result;
-use appimage::appimage::AppImage;
+use appimage::resource::AppImage;
 
 use crate::cli::{
     Command, DeleteArgs, DescribeArgs, DryRun, GetArgs, GetOutput, Global, ObjectOutput,

@@ -7,7 +7,7 @@ use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use appimage::appimage::{AppImage, ImageInfo};
+use appimage::resource::{AppImage, ImageInfo};
 use appimage::signature::{self, TrustedKey};
 use rand_core::{OsRng, RngCore};
 

@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use appimage::appimage::AppImage;
 use appimage::injection::{Request, inject_pod, pod_name};
-use appimage::keys;
+use appimage::labels;
+use appimage::resource::AppImage;
 use appimage::signature::verify;
 use appimage::validation::validate as validate_image;
 use k8s_openapi::api::authentication::v1::UserInfo;
@@ -412,7 +412,7 @@ fn mutate_request(
             .or_else(|| meta.generate_name.clone())
             .unwrap_or_default();
     }
-    let label = meta.labels.as_ref().and_then(|l| l.get(keys::APP_IMAGE));
+    let label = meta.labels.as_ref().and_then(|l| l.get(labels::APP_IMAGE));
     let Some(image_name) = label.cloned() else {
         return answer;
     };
@@ -423,14 +423,14 @@ fn mutate_request(
     if image_name.is_empty() {
         return answer.deny(format!(
             "label {} on Pod {pod_ref:?} is empty: set it to the name of an AppImage",
-            keys::APP_IMAGE
+            labels::APP_IMAGE
         ));
     }
     answer.appimage = Some(image_name.clone());
     let Some(prepared) = catalog.lookup(&image_name) else {
         return answer.deny(format!(
             "AppImage {image_name:?} not found: create it (kubectl appimage apply -f FILE) or fix the label {} on Pod {pod_ref:?}",
-            keys::APP_IMAGE
+            labels::APP_IMAGE
         ));
     };
     if let Err(e) = &prepared.derived.signature {
@@ -497,7 +497,7 @@ fn validate_request(
 ) -> Answer {
     let mut answer = Answer::new(request);
     let kind = &request.kind;
-    if kind.group != appimage::appimage::GROUP || kind.kind != appimage::appimage::KIND {
+    if kind.group != appimage::resource::GROUP || kind.kind != appimage::resource::KIND {
         let got = format!("{}/{}", kind.group, kind.kind);
         return answer.deny(format!("/validate admits AppImages only, got {got}"));
     }

@@ -4,8 +4,8 @@
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 
-use appimage::appimage::AppImage;
 use appimage::injection::{Templates, parse_templates};
+use appimage::resource::AppImage;
 use appimage::signature::{SignatureError, verify};
 
 use crate::intern::Interner;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Weak};
 
-use appimage::appimage::{AppImageSpec, DeployTemplate};
+use appimage::resource::{AppImageSpec, DeployTemplate};
 
 /// Extra entries tolerated before those whose values are gone are dropped.
 const SLACK: usize = 64;
@@ -77,7 +77,7 @@ impl Compactor {
 mod tests {
     use super::*;
 
-    fn seed(name: &str) -> appimage::appimage::AppImage {
+    fn seed(name: &str) -> appimage::resource::AppImage {
         crate::testing::seed(name, "1")
     }
 

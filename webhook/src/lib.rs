@@ -21,7 +21,7 @@ pub use server::{Config, Running, TlsFiles, run, start, start_with_store};
 /// Fixtures for the unit tests.
 #[cfg(test)]
 pub(crate) mod testing {
-    use appimage::appimage::AppImage;
+    use appimage::resource::AppImage;
 
     /// The seed example (examples/secretflow-image.yaml), named `name` at resourceVersion `rv`.
     pub fn seed(name: &str, rv: &str) -> AppImage {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use appimage::desired::desired;
-use appimage::keys;
+use appimage::labels;
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -47,7 +47,7 @@ struct Ctx {
 pub struct Error(#[from] kube::Error);
 
 fn managed_selector() -> String {
-    format!("{}={}", keys::MANAGED_BY, keys::MANAGER)
+    format!("{}={}", labels::MANAGED_BY, labels::MANAGER)
 }
 
 /// Run until `shutdown`: the Pod controller and the orphan sweep.
@@ -59,7 +59,7 @@ pub async fn run(
 ) {
     let pods = Api::<Pod>::all(client.clone());
     let owned = watcher::Config::default().labels(&managed_selector());
-    let controller = Controller::new(pods, watcher::Config::default().labels(keys::APP_IMAGE))
+    let controller = Controller::new(pods, watcher::Config::default().labels(labels::APP_IMAGE))
         .owns(Api::<Service>::all(client.clone()), owned.clone())
         .owns(Api::<NetworkPolicy>::all(client.clone()), owned)
         .graceful_shutdown_on(shutdown);
@@ -69,7 +69,7 @@ pub async fn run(
         recorder: Recorder::new(
             client.clone(),
             Reporter {
-                controller: keys::MANAGER.into(),
+                controller: labels::MANAGER.into(),
                 instance: std::env::var("POD_NAME").ok(),
             },
         ),
@@ -105,7 +105,7 @@ async fn reconcile_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
     let ns = pod.namespace().unwrap_or_else(|| "default".into());
     let image = pod
         .labels()
-        .get(keys::APP_IMAGE)
+        .get(labels::APP_IMAGE)
         .and_then(|name| ctx.appimages.get(name))
         .map(|stored| stored.appimage());
     let want = desired(pod, image.as_ref());
@@ -217,13 +217,13 @@ where
 fn is_managed(meta: &kube::api::ObjectMeta) -> bool {
     meta.labels
         .as_ref()
-        .and_then(|l| l.get(keys::MANAGED_BY))
-        .is_some_and(|v| v == keys::MANAGER)
+        .and_then(|l| l.get(labels::MANAGED_BY))
+        .is_some_and(|v| v == labels::MANAGER)
 }
 
 /// Delete our Services and NetworkPolicies whose owning Pod is gone.
 async fn sweep(client: Client) {
-    let (pods, _p) = watch_store::<Pod>(&client, keys::APP_IMAGE);
+    let (pods, _p) = watch_store::<Pod>(&client, labels::APP_IMAGE);
     let (services, _s) = watch_store::<Service>(&client, &managed_selector());
     let (policies, _n) = watch_store::<NetworkPolicy>(&client, &managed_selector());
     // Until every cache is complete, a missing Pod proves nothing.

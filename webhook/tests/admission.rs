@@ -6,8 +6,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use appimage::appimage::AppImage;
-use appimage::keys;
+use appimage::labels;
+use appimage::resource::AppImage;
 use appimage::signature::TrustedKey;
 use appimage_webhook::admission::{self, Policy};
 use appimage_webhook::api::{self, AppState, Limits, Readiness};
@@ -139,13 +139,13 @@ fn labelled_pod_is_patched_into_the_injected_pod_and_reinvocation_is_a_noop() {
         && e.value.as_deref() == Some(ports[0].container_port.to_string().as_str())));
     let mount = &c.volume_mounts.as_ref().expect("mounts")[0];
     assert_eq!(mount.mount_path, "/work/kuscia/task.conf");
-    assert_eq!(mount.name, keys::CONFIG_VOLUME);
+    assert_eq!(mount.name, labels::CONFIG_VOLUME);
     let ann = pod.metadata.annotations.as_ref().expect("annotations");
     assert_eq!(
-        ann[&format!("{}task.conf", keys::CONFIG_PREFIX)],
+        ann[&format!("{}task.conf", labels::CONFIG_PREFIX)],
         "task_id=\ndomain=alice\n"
     );
-    assert_eq!(ann[keys::IMAGE_ID], DIGEST);
+    assert_eq!(ann[labels::IMAGE_ID], DIGEST);
 
     // Reinvocation on the mutated Pod: allowed, no patch.
     let (again, resp) = mutate(&f, &pod_review(patched), REQUIRED);
@@ -254,13 +254,13 @@ fn spoofed_status_annotation_skips_neither_verification_nor_injection() {
     })
     .to_string();
     let mut bad = pod("job-0", "alice", Some("retagged"));
-    bad["metadata"]["annotations"] = json!({ keys::STATUS: status.clone() });
+    bad["metadata"]["annotations"] = json!({ labels::STATUS: status.clone() });
     let (_, resp) = mutate(&f, &pod_review(bad), REQUIRED);
     assert_eq!(resp["allowed"], false, "{resp}");
     assert!(message(&resp).contains("signature"));
 
     let mut spoofed = pod("job-0", "alice", Some("demo"));
-    spoofed["metadata"]["annotations"] = json!({ keys::STATUS: status });
+    spoofed["metadata"]["annotations"] = json!({ labels::STATUS: status });
     let (reply, resp) = mutate(&f, &pod_review(spoofed), REQUIRED);
     assert_eq!(reply.outcome, Outcome::Patched);
     let patch = serde_json::to_string(&patch_of(&resp).expect("patch")).expect("json");
@@ -298,10 +298,10 @@ fn trust_changes_invalidate_cached_verdicts() {
 fn bad_options_and_bad_pods_are_denied_not_errors() {
     let f = fixture();
     let mut p = pod("job-0", "alice", Some("demo"));
-    p["metadata"]["annotations"] = json!({ keys::OPT_VALUES: "not json" });
+    p["metadata"]["annotations"] = json!({ labels::OPT_VALUES: "not json" });
     let (_, resp) = mutate(&f, &pod_review(p), REQUIRED);
     assert_eq!(resp["allowed"], false);
-    assert!(message(&resp).contains(keys::OPT_VALUES), "{resp}");
+    assert!(message(&resp).contains(labels::OPT_VALUES), "{resp}");
 
     let mut p = pod("job-0", "alice", Some("demo"));
     p["spec"]["containers"] = json!("not a list");

@@ -18,7 +18,7 @@ struct Server {
 
 async fn serve(
     config: Config,
-    images: &[appimage::appimage::AppImage],
+    images: &[appimage::resource::AppImage],
     synced: bool,
 ) -> (Server, appimage_webhook::cache::AppImagesWriter) {
     let (reader, writer) = store(images, synced);

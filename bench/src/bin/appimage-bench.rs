@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, bail};
-use appimage::appimage::AppImage;
-use appimage::keys;
+use appimage::labels;
+use appimage::resource::AppImage;
 use appimage::signature::payload;
 use appimage_bench::client::{HttpVersion, https_client, send};
 use appimage_bench::harness::{ControlPlane, SigningKey, Tls, Webhook};
@@ -942,7 +942,7 @@ impl Bench {
             &format!("appimage-bench-{value}"),
             url,
             &self.tls,
-            json!({"matchExpressions": [{"key": keys::APP_IMAGE, "operator": "Exists"}]}),
+            json!({"matchExpressions": [{"key": labels::APP_IMAGE, "operator": "Exists"}]}),
             json!({"matchLabels": {NS_LABEL: value}}),
         ))?;
         let registrations: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
@@ -995,7 +995,7 @@ impl Bench {
         pre.metadata = kube::api::ObjectMeta {
             namespace: pre.metadata.namespace.take(),
             labels: pre.metadata.labels.take().map(|mut l| {
-                l.remove(keys::APP_IMAGE);
+                l.remove(labels::APP_IMAGE);
                 l
             }),
             annotations: pre.metadata.annotations.take(),
@@ -1357,8 +1357,8 @@ fn pod(namespace: &str, labelled: bool) -> Pod {
     let name = "probe";
     let mut meta = json!({"name": name, "namespace": namespace});
     if labelled {
-        meta["labels"] = json!({keys::APP_IMAGE: SEED});
-        meta["annotations"] = json!({keys::OPT_TASK_ID: name});
+        meta["labels"] = json!({labels::APP_IMAGE: SEED});
+        meta["annotations"] = json!({labels::OPT_TASK_ID: name});
     }
     serde_json::from_value(json!({
         "apiVersion": "v1",
@@ -1375,7 +1375,7 @@ fn pod(namespace: &str, labelled: bool) -> Pod {
 /// The stored Pod carries what the webhook injects.
 fn injected(pod: &Pod) -> bool {
     let annotations = pod.metadata.annotations.as_ref();
-    annotations.is_some_and(|a| a.contains_key(keys::STATUS))
+    annotations.is_some_and(|a| a.contains_key(labels::STATUS))
         && pod
             .spec
             .as_ref()

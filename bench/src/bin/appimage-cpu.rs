@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use appimage::appimage::AppImage;
+use appimage::resource::AppImage;
 use appimage::signature::{TrustedKey, payload};
 use appimage_bench::fixtures;
 use appimage_bench::harness::memory_kib;

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use appimage::appimage::AppImage;
-use appimage::keys;
+use appimage::labels;
 use appimage::manifest;
+use appimage::resource::AppImage;
 use appimage::signature::payload;
 use appimage_e2e::review::{APPIMAGE, POD, UID, review};
 use appimage_e2e::webhook::{SigningKey, Tls, Webhook};
@@ -128,7 +128,7 @@ fn config_holds(text: &str, key: &str, want: &str) -> Result<(), String> {
 
 /// The seed config file of a patched Pod.
 fn pod_config(pod: &Value) -> Result<String, String> {
-    let key = format!("{}task-config.conf", keys::CONFIG_PREFIX);
+    let key = format!("{}task-config.conf", labels::CONFIG_PREFIX);
     pod["metadata"]["annotations"][&key]
         .as_str()
         .map(str::to_owned)
@@ -149,7 +149,7 @@ fn pod(name: &str, image: &str, annotations: Value) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": "bad-input",
-                     "labels": {keys::APP_IMAGE: image}, "annotations": annotations},
+                     "labels": {labels::APP_IMAGE: image}, "annotations": annotations},
         "spec": {"containers": [{"name": "placeholder", "image": "busybox"}]}
     })
 }
@@ -670,7 +670,7 @@ fn plugin_cases(work: &Path, signer: &SigningKey, other: &SigningKey) -> Vec<Cas
 /// The webhook half: bodies POSTed to the real binary over TLS.
 fn webhook_cases(signer: &SigningKey, other: &SigningKey) -> Vec<Case> {
     let review_ok = |object: Value| bytes(&review(POD, "CREATE", "bad-input", object));
-    let good_pod = pod("job-0", "bi-good", json!({keys::OPT_TASK_ID: "t1"}));
+    let good_pod = pod("job-0", "bi-good", json!({labels::OPT_TASK_ID: "t1"}));
     let good_body = review_ok(good_pod.clone());
     let status_spoof = json!({
         "appImage": "bi-tampered", "resourceVersion": "1", "template": "secretflow",
@@ -715,8 +715,8 @@ fn webhook_cases(signer: &SigningKey, other: &SigningKey) -> Vec<Case> {
         Case { name: "webhook: /validate malformed JSON", input: Input::Post("/validate", b"{".to_vec()), expect: http(400, "request body is not valid JSON: EOF while parsing an object") },
         Case { name: "webhook: /mutate of a Deployment", input: Input::Post("/mutate", bytes(&review(("apps", "v1", "Deployment"), "CREATE", "bad-input", json!({"metadata": {"name": "d"}})))), expect: denied("/mutate admits Pods only, got apps/Deployment") },
         Case { name: "webhook: no object", input: Input::Post("/mutate", bytes(&review(POD, "CREATE", "bad-input", Value::Null))), expect: denied("the AdmissionReview request has no object (the Pod)") },
-        Case { name: "webhook: object is not a Pod", input: mutate(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": 5, "labels": {keys::APP_IMAGE: "bi-good"}}})), expect: denied("cannot decode the Pod: metadata.name: invalid type: integer `5`, expected a string") },
-        Case { name: "webhook: containers is not a list", input: mutate(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {keys::APP_IMAGE: "bi-good"}}, "spec": {"containers": {"a": 1}}})), expect: denied("cannot decode the Pod: spec.containers: invalid type: map, expected a sequence") },
+        Case { name: "webhook: object is not a Pod", input: mutate(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": 5, "labels": {labels::APP_IMAGE: "bi-good"}}})), expect: denied("cannot decode the Pod: metadata.name: invalid type: integer `5`, expected a string") },
+        Case { name: "webhook: containers is not a list", input: mutate(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {labels::APP_IMAGE: "bi-good"}}, "spec": {"containers": {"a": 1}}})), expect: denied("cannot decode the Pod: spec.containers: invalid type: map, expected a sequence") },
         Case { name: "webhook: unknown AppImage", input: mutate(pod("job-1", "no-such-image", json!({}))), expect: denied("AppImage \"no-such-image\" not found: create it (kubectl appimage apply -f FILE) or fix the label kuscia.secretflow/app-image on Pod \"bad-input/job-1\"") },
         Case { name: "webhook: empty AppImage label", input: mutate(pod("job-2", "", json!({}))), expect: denied("label kuscia.secretflow/app-image on Pod \"bad-input/job-2\" is empty") },
         Case { name: "webhook: AppImage label too long", input: mutate(pod("job-3", &"i".repeat(300), json!({}))), expect: denied(format!("AppImage \"{}\" not found", "i".repeat(300))) },
@@ -724,26 +724,26 @@ fn webhook_cases(signer: &SigningKey, other: &SigningKey) -> Vec<Case> {
         Case { name: "webhook: garbage signature", input: mutate(pod("job-5", "bi-garbage", json!({}))), expect: denied("AppImage \"bi-garbage\" failed signature verification: spec.image.sign is not valid base64") },
         Case { name: "webhook: tag changed after signing", input: mutate(pod("job-6", "bi-tampered", json!({}))), expect: denied("AppImage \"bi-tampered\" failed signature verification: spec.image.sign does not verify with any of the 1 trusted key(s)") },
         Case { name: "webhook: signed by an untrusted key", input: mutate(pod("job-7", "bi-untrusted", json!({}))), expect: denied("AppImage \"bi-untrusted\" failed signature verification: spec.image.sign does not verify") },
-        Case { name: "webhook: spoofed status annotation (tampered image)", input: mutate(pod("job-8", "bi-tampered", json!({keys::STATUS: status_spoof}))), expect: denied("AppImage \"bi-tampered\" failed signature verification") },
+        Case { name: "webhook: spoofed status annotation (tampered image)", input: mutate(pod("job-8", "bi-tampered", json!({labels::STATUS: status_spoof}))), expect: denied("AppImage \"bi-tampered\" failed signature verification") },
         Case { name: "webhook: options that try to skip verification", input: mutate(pod("job-9", "bi-unsigned", json!({"appimage.kuscia.secretflow/require-signature": "false", "appimage.kuscia.secretflow/skip-verify": "true", "appimage.kuscia.secretflow/values": "{\"REQUIRE_SIGNATURE\":\"false\"}"}))), expect: denied("AppImage \"bi-unsigned\" failed signature verification: spec.image.sign is empty") },
-        Case { name: "webhook: values annotation is not JSON", input: mutate(pod("job-10", "bi-good", json!({keys::OPT_VALUES: "{not json"}))), expect: denied("annotation appimage.kuscia.secretflow/values: must be a JSON object of string values") },
-        Case { name: "webhook: values annotation with a number", input: mutate(pod("job-11", "bi-good", json!({keys::OPT_VALUES: "{\"A\": 1}"}))), expect: denied("annotation appimage.kuscia.secretflow/values: must be a JSON object of string values") },
-        Case { name: "webhook: strict is not a boolean", input: mutate(pod("job-12", "bi-good", json!({keys::OPT_STRICT: "maybe"}))), expect: denied("annotation appimage.kuscia.secretflow/strict: must be \"true\" or \"false\", not \"maybe\"") },
-        Case { name: "webhook: unknown role", input: mutate(pod("job-13", "bi-roles", json!({keys::OPT_ROLE: "nobody"}))), expect: denied("AppImage \"bi-roles\" has no deploy template for role \"nobody\" and none without a role (roles it serves: server, client)") },
+        Case { name: "webhook: values annotation is not JSON", input: mutate(pod("job-10", "bi-good", json!({labels::OPT_VALUES: "{not json"}))), expect: denied("annotation appimage.kuscia.secretflow/values: must be a JSON object of string values") },
+        Case { name: "webhook: values annotation with a number", input: mutate(pod("job-11", "bi-good", json!({labels::OPT_VALUES: "{\"A\": 1}"}))), expect: denied("annotation appimage.kuscia.secretflow/values: must be a JSON object of string values") },
+        Case { name: "webhook: strict is not a boolean", input: mutate(pod("job-12", "bi-good", json!({labels::OPT_STRICT: "maybe"}))), expect: denied("annotation appimage.kuscia.secretflow/strict: must be \"true\" or \"false\", not \"maybe\"") },
+        Case { name: "webhook: unknown role", input: mutate(pod("job-13", "bi-roles", json!({labels::OPT_ROLE: "nobody"}))), expect: denied("AppImage \"bi-roles\" has no deploy template for role \"nobody\" and none without a role (roles it serves: server, client)") },
         Case { name: "webhook: duplicate ports in a stored AppImage", input: mutate(pod("job-14", "bi-dup", json!({}))), expect: denied("AppImage \"bi-dup\": spec.deployTemplates[0].spec.containers[0].ports[1].name: port name \"spu\" is already used by spec.deployTemplates[0].spec.containers[0].ports[0]") },
         Case { name: "webhook: unparsable template in a stored AppImage", input: mutate(pod("job-15", "bi-badtpl", json!({}))), expect: denied("unsupported action `{{range .X}}`") },
         Case { name: "webhook: kube-system Pod is not mutated", input: mutate_in("kube-system", pod("job-16", "bi-good", json!({}))), expect: Expect::Allowed(Box::new(|o| if o.patch_ops == 0 { Ok(()) } else { Err(format!("{} patch ops", o.patch_ops)) })) },
         Case { name: "webhook: DELETE is allowed untouched", input: Input::Post("/mutate", bytes(&review(POD, "DELETE", "bad-input", good_pod.clone()))), expect: Expect::Allowed(Box::new(|o| if o.patch_ops == 0 { Ok(()) } else { Err(format!("{} patch ops", o.patch_ops)) })) },
-        Case { name: "webhook: spoofed status on a good image is recomputed", input: mutate(pod("job-17", "bi-good", json!({keys::STATUS: status_spoof, keys::OPT_TASK_ID: "t1"}))), expect: Expect::Allowed(Box::new(|o| {
+        Case { name: "webhook: spoofed status on a good image is recomputed", input: mutate(pod("job-17", "bi-good", json!({labels::STATUS: status_spoof, labels::OPT_TASK_ID: "t1"}))), expect: Expect::Allowed(Box::new(|o| {
             let pod = o.patched.as_ref().unwrap();
-            let status: Value = serde_json::from_str(pod["metadata"]["annotations"][keys::STATUS].as_str().unwrap_or("{}")).map_err(|e| e.to_string())?;
+            let status: Value = serde_json::from_str(pod["metadata"]["annotations"][labels::STATUS].as_str().unwrap_or("{}")).map_err(|e| e.to_string())?;
             if status["appImage"] != "bi-good" || status["template"] != "secretflow" { return Err(format!("status kept: {status}")); }
             let ctr = &pod["spec"]["containers"][0];
             if ctr["name"] != "secretflow" || ctr["image"] != format!("secretflow/secretflow-lite-anolis8@{DIGEST}") { return Err(format!("not injected: {ctr}")); }
             Ok(())
         })) },
         Case { name: "webhook: Pod name too long gets a 63-char identity", input: mutate(pod(&"p".repeat(200), "bi-good", json!({}))), expect: Expect::Allowed(Box::new(|o| {
-            let id = o.patched.as_ref().unwrap()["metadata"]["labels"][keys::POD_IDENTITY].as_str().unwrap_or_default().to_string();
+            let id = o.patched.as_ref().unwrap()["metadata"]["labels"][labels::POD_IDENTITY].as_str().unwrap_or_default().to_string();
             if !id.is_empty() && id.len() <= 63 { Ok(()) } else { Err(format!("identity label {id:?}")) }
         })) },
         Case { name: "webhook: /validate of a Pod", input: Input::Post("/validate", good_body.clone()), expect: denied("/validate admits AppImages only, got /Pod") },
@@ -769,7 +769,7 @@ fn webhook_cases(signer: &SigningKey, other: &SigningKey) -> Vec<Case> {
             input: mutate(pod(
                 &format!("inj-{i}"),
                 "bi-good",
-                json!({keys::OPT_TASK_ID: v}),
+                json!({labels::OPT_TASK_ID: v}),
             )),
             expect: injected_config_holds("task_id", (*v).to_string()),
         });
@@ -779,7 +779,7 @@ fn webhook_cases(signer: &SigningKey, other: &SigningKey) -> Vec<Case> {
         input: mutate(pod(
             "inj-ic",
             "bi-good",
-            json!({keys::OPT_INPUT_CONFIG: NASTY[1]}),
+            json!({labels::OPT_INPUT_CONFIG: NASTY[1]}),
         )),
         expect: injected_config_holds("task_input_config", NASTY[1].to_string()),
     });
@@ -788,11 +788,11 @@ fn webhook_cases(signer: &SigningKey, other: &SigningKey) -> Vec<Case> {
         input: mutate(pod(
             "inj-cd",
             "bi-good",
-            json!({keys::OPT_CLUSTER_DEFINE: NASTY[2]}),
+            json!({labels::OPT_CLUSTER_DEFINE: NASTY[2]}),
         )),
         expect: injected_config_holds("task_cluster_def", NASTY[2].to_string()),
     });
-    cases.push(Case { name: "webhook: injection via values overriding TASK_ID", input: mutate(pod("inj-v", "bi-good", json!({keys::OPT_TASK_ID: "t1", keys::OPT_VALUES: json!({"TASK_ID": NASTY[3]}).to_string()}))), expect: injected_config_holds("task_id", NASTY[3].to_string()) });
+    cases.push(Case { name: "webhook: injection via values overriding TASK_ID", input: mutate(pod("inj-v", "bi-good", json!({labels::OPT_TASK_ID: "t1", labels::OPT_VALUES: json!({"TASK_ID": NASTY[3]}).to_string()}))), expect: injected_config_holds("task_id", NASTY[3].to_string()) });
     cases
 }
 

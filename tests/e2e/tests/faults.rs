@@ -23,9 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use appimage::appimage::AppImage;
-use appimage::keys;
+use appimage::labels;
 use appimage::manifest;
+use appimage::resource::AppImage;
 use appimage::signature::payload;
 use appimage_e2e::pki::make_leaf;
 use appimage_e2e::review::{POD, review};
@@ -215,7 +215,7 @@ fn register_url(c: &Cluster, url: &str, tls: &Tls, tag: &str) -> String {
         &name,
         url,
         tls,
-        json!({"matchExpressions": [{"key": keys::APP_IMAGE, "operator": "Exists"}]}),
+        json!({"matchExpressions": [{"key": labels::APP_IMAGE, "operator": "Exists"}]}),
         json!({"matchLabels": {"appimage-e2e": tag}}),
     );
     let file = write_json(c.dir(), &manifest);
@@ -226,8 +226,8 @@ fn register_url(c: &Cluster, url: &str, tls: &Tls, tag: &str) -> String {
 fn labelled_pod(ns: &str, name: &str, image: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns, "labels": {keys::APP_IMAGE: image},
-                     "annotations": {keys::OPT_TASK_ID: name}},
+        "metadata": {"name": name, "namespace": ns, "labels": {labels::APP_IMAGE: image},
+                     "annotations": {labels::OPT_TASK_ID: name}},
         // A Pod the apiserver would store as it is, were it not mutated.
         "spec": {"containers": [{"name": "placeholder", "image": "busybox"}]}
     })
@@ -245,7 +245,7 @@ fn get_items(c: &Cluster, args: &[&str]) -> Vec<Value> {
 fn injection_problem(pod: &Value, image: &str) -> Option<String> {
     let name = pod["metadata"]["name"].as_str().unwrap_or("?");
     let ann = &pod["metadata"]["annotations"];
-    let status: Value = match ann[keys::STATUS].as_str().map(serde_json::from_str) {
+    let status: Value = match ann[labels::STATUS].as_str().map(serde_json::from_str) {
         Some(Ok(s)) => s,
         _ => return Some(format!("{name}: no status annotation")),
     };
@@ -263,12 +263,12 @@ fn injection_problem(pod: &Value, image: &str) -> Option<String> {
     {
         return Some(format!("{name}: no injected container"));
     }
-    let config = ann[format!("{}task-config.conf", keys::CONFIG_PREFIX)].as_str()?;
+    let config = ann[format!("{}task-config.conf", labels::CONFIG_PREFIX)].as_str()?;
     let config: Value = serde_json::from_str(config).ok()?;
     if config["task_id"] != name {
         return Some(format!("{name}: config task_id {}", config["task_id"]));
     }
-    if pod["metadata"]["labels"][keys::POD_IDENTITY] != name {
+    if pod["metadata"]["labels"][labels::POD_IDENTITY] != name {
         return Some(format!("{name}: no identity label"));
     }
     None
@@ -490,16 +490,16 @@ fn load_while_a_webhook_is_killed_and_restarted() {
                 "-n",
                 &ns,
                 "-l",
-                &format!("{}={}", keys::MANAGED_BY, keys::MANAGER),
+                &format!("{}={}", labels::MANAGED_BY, labels::MANAGER),
             ],
         );
         let mut per_pod: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for s in &services {
-            let pod = s["metadata"]["labels"][keys::POD_IDENTITY]
+            let pod = s["metadata"]["labels"][labels::POD_IDENTITY]
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
-            let port = s["metadata"]["labels"][keys::PORT_NAME]
+            let port = s["metadata"]["labels"][labels::PORT_NAME]
                 .as_str()
                 .unwrap_or_default()
                 .to_string();

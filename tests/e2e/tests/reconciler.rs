@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use appimage::appimage::{AppImage, ContainerPort, PortProtocol, PortScope};
-use appimage::keys;
+use appimage::labels;
 use appimage::manifest;
+use appimage::resource::{AppImage, ContainerPort, PortProtocol, PortScope};
 use appimage::signature::payload;
 use appimage_e2e::webhook::{SigningKey, Tls, Webhook, register};
 use appimage_e2e::{Cluster, cluster, repo_root, text, unique, wait_until};
@@ -33,8 +33,8 @@ fn kubectl_stdin(c: &Cluster, args: &[&str], value: &Value) -> std::process::Out
 fn pod(ns: &str, name: &str, image: &str, role: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns, "labels": {keys::APP_IMAGE: image},
-                     "annotations": {keys::OPT_ROLE: role, keys::OPT_TASK_ID: "t1"}},
+        "metadata": {"name": name, "namespace": ns, "labels": {labels::APP_IMAGE: image},
+                     "annotations": {labels::OPT_ROLE: role, labels::OPT_TASK_ID: "t1"}},
         "spec": {"containers": []}
     })
 }
@@ -50,7 +50,7 @@ fn get(c: &Cluster, args: &[&str]) -> Option<Value> {
 }
 
 fn services(c: &Cluster, ns: &str, pod: &str) -> Vec<Value> {
-    let sel = format!("{}={pod}", keys::POD_IDENTITY);
+    let sel = format!("{}={pod}", labels::POD_IDENTITY);
     get(c, &["services", "-n", ns, "-l", &sel]).unwrap()["items"]
         .as_array()
         .unwrap()
@@ -142,11 +142,11 @@ fn services_follow_port_scopes_and_the_pod() {
     let mut seen = Vec::new();
     for svc in services(c, &s.ns, "job-0") {
         let svc_name = svc["metadata"]["name"].as_str().unwrap().to_string();
-        let port_name = svc["metadata"]["labels"][keys::PORT_NAME]
+        let port_name = svc["metadata"]["labels"][labels::PORT_NAME]
             .as_str()
             .unwrap()
             .to_string();
-        let scope = svc["metadata"]["labels"][keys::PORT_SCOPE]
+        let scope = svc["metadata"]["labels"][labels::PORT_SCOPE]
             .as_str()
             .unwrap()
             .to_string();
@@ -154,7 +154,7 @@ fn services_follow_port_scopes_and_the_pod() {
         let spec = &svc["spec"];
         assert_eq!(spec["clusterIP"], "None");
         assert_eq!(spec["publishNotReadyAddresses"], true);
-        assert_eq!(spec["selector"], json!({keys::POD_IDENTITY: "job-0"}));
+        assert_eq!(spec["selector"], json!({labels::POD_IDENTITY: "job-0"}));
         let container_port = ports
             .iter()
             .find(|p| p["name"] == port_name.as_str())
@@ -179,7 +179,7 @@ fn services_follow_port_scopes_and_the_pod() {
     );
 
     // The Pod's own config names exactly these Services.
-    let key = format!("{}task-config.conf", keys::CONFIG_PREFIX);
+    let key = format!("{}task-config.conf", labels::CONFIG_PREFIX);
     let conf: Value =
         serde_json::from_str(stored["metadata"]["annotations"][&key].as_str().unwrap()).unwrap();
     let define: Value = serde_json::from_str(conf["task_cluster_def"].as_str().unwrap()).unwrap();
@@ -318,20 +318,23 @@ fn network_policy_lets_clients_reach_the_server() {
     let global = server["spec"]["containers"][0]["ports"][0]["containerPort"].clone();
     assert_eq!(
         np["spec"]["podSelector"]["matchLabels"],
-        json!({keys::POD_IDENTITY: "server-0"})
+        json!({labels::POD_IDENTITY: "server-0"})
     );
     assert_eq!(np["spec"]["policyTypes"], json!(["Ingress"]));
     let rule = &np["spec"]["ingress"][0];
     assert_eq!(
         rule["from"][0]["podSelector"]["matchLabels"],
-        json!({keys::APP_IMAGE: name, keys::POD_ROLE: "client"})
+        json!({labels::APP_IMAGE: name, labels::POD_ROLE: "client"})
     );
     assert_eq!(rule["ports"][0]["port"], global);
     assert_eq!(np["metadata"]["ownerReferences"][0]["name"], "server-0");
     // The client Pod carries the labels that rule selects.
     let client = get(c, &["pod", "client-0", "-n", &s.ns]).unwrap();
-    assert_eq!(client["metadata"]["labels"][keys::POD_ROLE], "client");
-    assert_eq!(client["metadata"]["labels"][keys::APP_IMAGE], name.as_str());
+    assert_eq!(client["metadata"]["labels"][labels::POD_ROLE], "client");
+    assert_eq!(
+        client["metadata"]["labels"][labels::APP_IMAGE],
+        name.as_str()
+    );
     // The client template has no networkPolicy: no policy for it.
     assert!(get(c, &["networkpolicy", "client-0-ingress", "-n", &s.ns]).is_none());
     // Deleting the server removes its policy.

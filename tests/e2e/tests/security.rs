@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use appimage::appimage::AppImage;
-use appimage::keys;
+use appimage::labels;
 use appimage::manifest;
+use appimage::resource::AppImage;
 use appimage::signature::payload;
 use appimage_e2e::review::{POD, review};
 use appimage_e2e::webhook::{SigningKey, Tls, Webhook, pod_registration, register};
@@ -65,7 +65,7 @@ fn pod(ns: &str, name: &str, labels: Value, annotations: Value) -> Value {
 }
 
 fn is_injected(pod: &Value) -> bool {
-    pod["metadata"]["annotations"].get(keys::STATUS).is_some()
+    pod["metadata"]["annotations"].get(labels::STATUS).is_some()
         && pod["spec"]["containers"]
             .as_array()
             .is_some_and(|c| c.iter().any(|c| c["name"] == "secretflow"))
@@ -106,7 +106,7 @@ impl Setup {
         let ns = c.namespace("sec");
         c.kubectl_ok(&["label", "namespace", &ns, &format!("appimage-e2e={tag}")]);
         let reg = register(c, &hook, &tls, &tag);
-        let probe = pod(&ns, "probe", json!({keys::APP_IMAGE: good}), json!({}));
+        let probe = pod(&ns, "probe", json!({labels::APP_IMAGE: good}), json!({}));
         assert!(
             wait_until(Duration::from_secs(30), || create(
                 c,
@@ -327,20 +327,20 @@ fn kube_system_is_never_mutated() {
         &s.hook.url("/mutate"),
         &s.tls,
         json!({"matchExpressions": [
-            {"key": keys::APP_IMAGE, "operator": "Exists"},
+            {"key": labels::APP_IMAGE, "operator": "Exists"},
             {"key": "appimage-e2e-ks", "operator": "In", "values": [tag]}
         ]}),
         json!({}),
     );
     apply(c, &manifest);
     let other = c.namespace("ks");
-    let labels = json!({keys::APP_IMAGE: s.good, "appimage-e2e-ks": tag});
+    let labels = json!({labels::APP_IMAGE: s.good, "appimage-e2e-ks": tag});
     // Control: in another namespace this registration mutates.
     let control = pod(
         &other,
         "control",
         labels.clone(),
-        json!({keys::OPT_TASK_ID: "t1"}),
+        json!({labels::OPT_TASK_ID: "t1"}),
     );
     assert!(
         wait_until(Duration::from_secs(20), || create(
@@ -366,7 +366,7 @@ fn kube_system_is_never_mutated() {
             "kube-system",
             &pod_name,
             labels,
-            json!({keys::OPT_TASK_ID: "t1"}),
+            json!({labels::OPT_TASK_ID: "t1"}),
         ),
         &[],
     );
@@ -380,7 +380,7 @@ fn kube_system_is_never_mutated() {
     assert_eq!(stored["spec"]["containers"][0]["name"], "placeholder");
     assert!(
         stored["metadata"]["labels"]
-            .get(keys::POD_IDENTITY)
+            .get(labels::POD_IDENTITY)
             .is_none()
     );
     // It did reach the webhook, which let it through untouched.
@@ -413,28 +413,28 @@ fn annotations_cannot_skip_signature_verification() {
         &pod(
             &s.ns,
             "real",
-            json!({keys::APP_IMAGE: s.good}),
-            json!({keys::OPT_TASK_ID: "t1"}),
+            json!({labels::APP_IMAGE: s.good}),
+            json!({labels::OPT_TASK_ID: "t1"}),
         ),
         &["--dry-run=server", "-o", "json"],
     );
     assert!(out.status.success(), "{:?}", text(&out));
     let real: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let real_status = real["metadata"]["annotations"][keys::STATUS]
+    let real_status = real["metadata"]["annotations"][labels::STATUS]
         .as_str()
         .unwrap()
         .to_string();
     let spoofed_status = real_status.replace(&s.good, &s.tampered);
 
     let options = json!({
-        keys::STATUS: spoofed_status,
+        labels::STATUS: spoofed_status,
         "appimage.kuscia.secretflow/require-signature": "false",
         "appimage.kuscia.secretflow/skip-verify": "true",
         "appimage.kuscia.secretflow/verified": "true",
         "appimage.kuscia.secretflow/signature": "ok",
-        keys::OPT_STRICT: "false",
-        keys::OPT_VALUES: "{\"REQUIRE_SIGNATURE\":\"false\"}",
-        keys::IMAGE_ID: DIGEST,
+        labels::OPT_STRICT: "false",
+        labels::OPT_VALUES: "{\"REQUIRE_SIGNATURE\":\"false\"}",
+        labels::IMAGE_ID: DIGEST,
     });
     for (i, image) in [&s.tampered, &s.unsigned].into_iter().enumerate() {
         // Options as annotations.
@@ -443,7 +443,7 @@ fn annotations_cannot_skip_signature_verification() {
             &pod(
                 &s.ns,
                 &format!("spoof-a{i}"),
-                json!({keys::APP_IMAGE: image}),
+                json!({labels::APP_IMAGE: image}),
                 options.clone(),
             ),
             &[],
@@ -455,10 +455,10 @@ fn annotations_cannot_skip_signature_verification() {
         );
         // The same options as labels (label values cannot hold JSON; the simple ones only).
         let labels = json!({
-            keys::APP_IMAGE: image,
+            labels::APP_IMAGE: image,
             "appimage.kuscia.secretflow/require-signature": "false",
             "appimage.kuscia.secretflow/skip-verify": "true",
-            keys::OPT_STRICT: "false",
+            labels::OPT_STRICT: "false",
         });
         let out = create(
             c,
@@ -473,7 +473,7 @@ fn annotations_cannot_skip_signature_verification() {
         // A whole injected Pod (containers, config, status) relabelled: still verified.
         let mut copy = real.clone();
         copy["metadata"]["name"] = json!(format!("spoof-c{i}"));
-        copy["metadata"]["labels"][keys::APP_IMAGE] = json!(image);
+        copy["metadata"]["labels"][labels::APP_IMAGE] = json!(image);
         for f in [
             "uid",
             "resourceVersion",
@@ -501,15 +501,15 @@ fn annotations_cannot_skip_signature_verification() {
         &pod(
             &s.ns,
             "good-spoof",
-            json!({keys::APP_IMAGE: s.good}),
-            json!({keys::STATUS: spoof, keys::OPT_TASK_ID: "t1"}),
+            json!({labels::APP_IMAGE: s.good}),
+            json!({labels::STATUS: spoof, labels::OPT_TASK_ID: "t1"}),
         ),
         &[],
     );
     assert!(out.status.success(), "{:?}", text(&out));
     let stored = get(c, &["pod", "good-spoof", "-n", &s.ns]);
     let status: Value = serde_json::from_str(
-        stored["metadata"]["annotations"][keys::STATUS]
+        stored["metadata"]["annotations"][labels::STATUS]
             .as_str()
             .unwrap(),
     )
@@ -531,15 +531,15 @@ fn nothing_secret_is_logged() {
     let marker = unique("SECRET-MARKER");
     // Labelled Pods with values only their bodies hold.
     let annotations = json!({
-        keys::OPT_TASK_ID: format!("{marker}-task"),
-        keys::OPT_INPUT_CONFIG: format!("{{\"password\":\"{marker}-input\"}}"),
-        keys::OPT_VALUES: format!("{{\"TOKEN\":\"{marker}-value\"}}"),
+        labels::OPT_TASK_ID: format!("{marker}-task"),
+        labels::OPT_INPUT_CONFIG: format!("{{\"password\":\"{marker}-input\"}}"),
+        labels::OPT_VALUES: format!("{{\"TOKEN\":\"{marker}-value\"}}"),
         "team.example/notes": format!("{marker}-annotation"),
     });
     let mut body = pod(
         &s.ns,
         "logged-0",
-        json!({keys::APP_IMAGE: s.good}),
+        json!({labels::APP_IMAGE: s.good}),
         annotations.clone(),
     );
     body["spec"]["containers"][0]["env"] =
@@ -552,12 +552,17 @@ fn nothing_secret_is_logged() {
     {
         let mut p = body.clone();
         p["metadata"]["name"] = json!(format!("denied-{i}"));
-        p["metadata"]["labels"][keys::APP_IMAGE] = json!(image);
+        p["metadata"]["labels"][labels::APP_IMAGE] = json!(image);
         assert!(!create(c, &p, &[]).status.success());
     }
     let dry = create(
         c,
-        &pod(&s.ns, "dry", json!({keys::APP_IMAGE: s.good}), annotations),
+        &pod(
+            &s.ns,
+            "dry",
+            json!({labels::APP_IMAGE: s.good}),
+            annotations,
+        ),
         &["--dry-run=server"],
     );
     assert!(dry.status.success());
@@ -629,8 +634,8 @@ fn sigterm_drains_in_flight_requests() {
         pod(
             &s.ns,
             "drain-0",
-            json!({keys::APP_IMAGE: s.good}),
-            json!({keys::OPT_TASK_ID: "t1"}),
+            json!({labels::APP_IMAGE: s.good}),
+            json!({labels::OPT_TASK_ID: "t1"}),
         ),
     );
     let body = serde_json::to_vec(&review).unwrap();

@@ -1,9 +1,9 @@
 //! appimage-webhook on a real kube-apiserver: signed AppImages, Pods mutated on admission,
 //! tampered AppImages refused, unlabelled Pods untouched, dry runs, idempotence.
 
-use appimage::appimage::AppImage;
-use appimage::keys;
+use appimage::labels;
 use appimage::manifest;
+use appimage::resource::AppImage;
 use appimage::signature::payload;
 use appimage_e2e::webhook::{SigningKey, Tls, Webhook, register};
 use appimage_e2e::{Cluster, cluster, repo_root, text, unique};
@@ -42,8 +42,8 @@ fn labelled_pod(ns: &str, name: &str, image: &str) -> Value {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
             "name": name, "namespace": ns,
-            "labels": {keys::APP_IMAGE: image},
-            "annotations": {keys::OPT_TASK_ID: "t1"}
+            "labels": {labels::APP_IMAGE: image},
+            "annotations": {labels::OPT_TASK_ID: "t1"}
         },
         "spec": {"containers": []}
     })
@@ -135,13 +135,13 @@ fn signed_appimage_pods_are_injected_on_admission() {
     );
     assert_eq!(ctr["volumeMounts"][0]["subPath"], "task-config.conf");
     assert_eq!(pod["spec"]["restartPolicy"], "Never");
-    assert_eq!(pod["metadata"]["labels"][keys::POD_IDENTITY], "job-0");
+    assert_eq!(pod["metadata"]["labels"][labels::POD_IDENTITY], "job-0");
     // The config file as the Pod will see it: the annotation its downwardAPI volume projects.
     let vol = &pod["spec"]["volumes"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|v| v["name"] == keys::CONFIG_VOLUME)
+        .find(|v| v["name"] == labels::CONFIG_VOLUME)
         .unwrap()["downwardAPI"]["items"][0];
     assert_eq!(vol["path"], "task-config.conf");
     let field = vol["fieldRef"]["fieldPath"].as_str().unwrap();

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use appimage::appimage::AppImage;
-use appimage::keys;
+use appimage::labels;
+use appimage::resource::AppImage;
 use appimage::signature::{TrustedKey, payload};
 use appimage_webhook::cache::{AppImages, AppImagesWriter, appimages};
 use base64::Engine;
@@ -103,7 +103,7 @@ pub fn store(images: &[AppImage], synced: bool) -> (AppImages, AppImagesWriter) 
 pub fn pod(name: &str, namespace: &str, image: Option<&str>) -> Value {
     let mut labels = serde_json::Map::new();
     if let Some(image) = image {
-        labels.insert(keys::APP_IMAGE.into(), json!(image));
+        labels.insert(labels::APP_IMAGE.into(), json!(image));
     }
     json!({
         "apiVersion": "v1",
