@@ -51,16 +51,23 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     path
 }
 
-/// The kubectl matching the test apiserver (v1.33), else whatever `kubectl` is on PATH.
+/// The kubectl matching the test apiserver: `$KUBECTL`, else a `kubectl.1.33` next to the
+/// `kubectl` on PATH (installs that ship several versions keep them side by side, and
+/// `kubectl` may be a symlink into that directory), else `kubectl` from PATH.
 pub fn kubectl_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("KUBECTL") {
         return PathBuf::from(p);
     }
-    let pinned = Path::new("/usr/lib/google-cloud-sdk/bin/kubectl.1.33");
-    if pinned.exists() {
-        return pinned.to_path_buf();
-    }
-    PathBuf::from("kubectl")
+    let Some(found) = which(Path::new("kubectl")) else {
+        return PathBuf::from("kubectl");
+    };
+    let real = std::fs::canonicalize(&found).unwrap_or_else(|_| found.clone());
+    [&found, &real]
+        .into_iter()
+        .filter_map(|p| p.parent())
+        .map(|dir| dir.join("kubectl.1.33"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("kubectl"))
 }
 
 pub struct Cluster {
