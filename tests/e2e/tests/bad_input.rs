@@ -175,56 +175,9 @@ fn bytes(v: &Value) -> Vec<u8> {
     serde_json::to_vec(v).unwrap()
 }
 
-/// Apply a JSON patch (add / replace / remove, as the webhook emits) to `doc`.
-fn apply_patch(doc: &mut Value, ops: &[Value]) -> Result<(), String> {
-    fn unescape(s: &str) -> String {
-        s.replace("~1", "/").replace("~0", "~")
-    }
-    for op in ops {
-        let path = op["path"].as_str().ok_or("op without path")?;
-        let mut parts: Vec<String> = path.split('/').skip(1).map(unescape).collect();
-        let last = parts.pop().ok_or("empty path")?;
-        let mut parent = &mut *doc;
-        for p in &parts {
-            parent = match parent {
-                Value::Object(m) => m.get_mut(p).ok_or(format!("no {p} in {path}"))?,
-                Value::Array(a) => {
-                    let i: usize = p.parse().map_err(|_| format!("bad index {p}"))?;
-                    a.get_mut(i).ok_or(format!("no index {i} in {path}"))?
-                }
-                _ => return Err(format!("{path} goes through a scalar")),
-            };
-        }
-        let kind = op["op"].as_str().unwrap_or_default();
-        match (parent, kind) {
-            (Value::Object(m), "add" | "replace") => {
-                m.insert(last, op["value"].clone());
-            }
-            (Value::Object(m), "remove") => {
-                m.remove(&last);
-            }
-            (Value::Array(a), "add") if last == "-" => a.push(op["value"].clone()),
-            (Value::Array(a), "add") => {
-                let i: usize = last.parse().map_err(|_| "bad index")?;
-                a.insert(i, op["value"].clone());
-            }
-            (Value::Array(a), "replace") => {
-                let i: usize = last.parse().map_err(|_| "bad index")?;
-                *a.get_mut(i).ok_or("replace past the end")? = op["value"].clone();
-            }
-            (Value::Array(a), "remove") => {
-                let i: usize = last.parse().map_err(|_| "bad index")?;
-                a.remove(i);
-            }
-            (_, other) => return Err(format!("unsupported op {other} at {path}")),
-        }
-    }
-    Ok(())
-}
-
-fn patch_ops(response: &Value) -> Result<Vec<Value>, String> {
+fn patch_ops(response: &Value) -> Result<json_patch::Patch, String> {
     let raw: Vec<u8> = match &response["patch"] {
-        Value::Null => return Ok(Vec::new()),
+        Value::Null => return Ok(json_patch::Patch(Vec::new())),
         Value::String(b64) => base64::engine::general_purpose::STANDARD
             .decode(b64)
             .map_err(|e| e.to_string())?,
@@ -310,8 +263,8 @@ impl Env {
             if let (Some(body), Ok(ops)) = (body, patch_ops(&review["response"])) {
                 let sent: Value = serde_json::from_slice(body).unwrap_or_default();
                 let mut object = sent["request"]["object"].clone();
-                outcome.patch_ops = ops.len();
-                match apply_patch(&mut object, &ops) {
+                outcome.patch_ops = ops.0.len();
+                match json_patch::patch(&mut object, &ops) {
                     Ok(()) => outcome.patched = Some(object),
                     Err(e) => outcome.stderr = format!("patch does not apply: {e}"),
                 }
