@@ -2,6 +2,7 @@
 //! Pod / Service / NetworkPolicy builders. No network IO lives here, so every rule can be
 //! tested without a cluster; the plugin and the webhook are thin shells around it.
 
+pub mod batch;
 pub mod desired;
 pub mod duration;
 pub mod injection;

@@ -60,3 +60,76 @@ fn crd_identity_columns_and_enums() {
     let image = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"]["image"];
     assert_eq!(image["required"], serde_json::json!(["name", "tag"]));
 }
+
+const BATCH_COMMITTED: &str =
+    "charts/appimage-webhook/crds/batchdeployments.appimage.kuscia.secretflow.yaml";
+
+#[test]
+fn committed_batch_crd_matches_the_types() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(BATCH_COMMITTED);
+    let fresh = appimage::batch::crd_yaml();
+    if std::env::var_os("UPDATE_CRD").is_some() {
+        std::fs::write(&path, &fresh).expect("write CRD");
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == fresh,
+        "{BATCH_COMMITTED} is stale: regenerate it with `UPDATE_CRD=1 cargo test --test crd` \
+         (or `kubectl appimage batch crd > {BATCH_COMMITTED}`) and commit it"
+    );
+}
+
+#[test]
+fn batch_crd_identity_columns_and_rules() {
+    let crd = appimage::batch::crd();
+    let spec = &crd.spec;
+    assert_eq!(
+        crd.metadata.name.as_deref(),
+        Some("batchdeployments.appimage.kuscia.secretflow")
+    );
+    assert_eq!(spec.group, "appimage.kuscia.secretflow");
+    assert_eq!(spec.scope, "Namespaced");
+    assert_eq!(
+        spec.names.short_names.as_deref(),
+        Some(&["bd".to_string()][..])
+    );
+    let v = &spec.versions[0];
+    assert_eq!(v.name, "v1alpha1");
+    assert!(v.subresources.as_ref().unwrap().status.is_some());
+    let cols: Vec<(&str, &str)> = v
+        .additional_printer_columns
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|c| (c.name.as_str(), c.json_path.as_str()))
+        .collect();
+    assert_eq!(
+        cols,
+        [
+            ("Phase", ".status.phase"),
+            ("Succeeded", ".status.summary"),
+            ("Failed", ".status.counts.failed"),
+            ("Age", ".metadata.creationTimestamp")
+        ]
+    );
+    let schema = serde_json::to_value(v.schema.as_ref().unwrap()).unwrap();
+    let root = &schema["openAPIV3Schema"];
+    let rule = root["x-kubernetes-validations"][0]["rule"]
+        .as_str()
+        .unwrap();
+    assert!(
+        rule.contains("nodeNames") && rule.contains("nodeSelector"),
+        "{rule}"
+    );
+    let props = &root["properties"]["spec"]["properties"];
+    assert_eq!(
+        props["restartPolicy"]["enum"],
+        serde_json::json!(["Always", "OnFailure", "Never", null])
+    );
+    assert_eq!(
+        props["podTemplate"]["x-kubernetes-preserve-unknown-fields"],
+        true
+    );
+    let phases = &root["properties"]["status"]["properties"]["phase"]["enum"];
+    assert_eq!(phases.as_array().unwrap().len(), 8);
+}

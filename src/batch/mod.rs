@@ -1,0 +1,12 @@
+//! Batch deployment: one AppImage to many chosen nodes as a job (issue 18, IEF's 批量应用部署).
+//!
+//! - `types`: the `BatchDeployment` resource and its status;
+//! - `machine`: the job's state machine, a pure function of spec, status, observed facts and now;
+//! - `workload`: names and the per-node workload (a Deployment or a Job pinned to its node).
+
+pub mod machine;
+pub mod types;
+pub mod workload;
+
+pub use machine::{Action, AppImageFact, NodeFact, Observed, Progress, Step, step};
+pub use types::*;

@@ -1,0 +1,277 @@
+//! The BatchDeployment resource (`appimage.kuscia.secretflow/v1alpha1`): one AppImage deployed
+//! to many chosen nodes as a job whose phase people watch (Huawei IEF's batch app deployment).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use crate::resource::RestartPolicy;
+
+pub const GROUP: &str = "appimage.kuscia.secretflow";
+pub const VERSION: &str = "v1alpha1";
+pub const KIND: &str = "BatchDeployment";
+pub const PLURAL: &str = "batchdeployments";
+/// `batchdeployments.appimage.kuscia.secretflow`, as kubectl names the resource.
+pub const RESOURCE: &str = "batchdeployments.appimage.kuscia.secretflow";
+/// The timeout when `spec.timeout` is unset: IEF's 10 minutes of queueing plus running.
+pub const DEFAULT_TIMEOUT: &str = "10m";
+
+/// One AppImage deployed to many nodes, chosen by name or by labels, as a job.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[kube(
+    group = "appimage.kuscia.secretflow",
+    version = "v1alpha1",
+    kind = "BatchDeployment",
+    plural = "batchdeployments",
+    shortname = "bd",
+    namespaced,
+    status = "BatchDeploymentStatus",
+    doc = "BatchDeployment deploys one AppImage to many chosen nodes as a job: queued, running, (partially) succeeded, failed, stopped or timed out.",
+    validation = kube::core::Rule::new("(has(self.spec.nodeNames) && size(self.spec.nodeNames) > 0) || (has(self.spec.nodeSelector) && size(self.spec.nodeSelector) > 0)")
+        .message("choose nodes with spec.nodeSelector or spec.nodeNames; an empty choice never means every node"),
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Succeeded","type":"string","description":"nodes succeeded / nodes chosen","jsonPath":".status.summary"}"#,
+    printcolumn = r#"{"name":"Failed","type":"integer","jsonPath":".status.counts.failed"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchDeploymentSpec {
+    /// The AppImage to deploy (cluster-scoped, by name).
+    pub app_image: String,
+    /// Pin a revision of the AppImage; unset runs its current spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+    /// Role that chooses the deploy template, as Kuscia chooses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Only consider deploy templates with this name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// TASK_ID of the rendered config files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// TASK_INPUT_CONFIG / INPUT_CONFIG.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_config: Option<String>,
+    /// SERVING_ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving_id: Option<String>,
+    /// Extra render values; they win over the built-in ones.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, String>,
+    /// Nodes whose labels hold all of these. With nodeNames, the union of both is chosen.
+    /// Both empty is an error, never "every node".
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Nodes by name; a name that does not exist fails that node (NodeNotFound).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_names: Vec<String>,
+    /// Per-node workloads are named `<namePrefix>-<node>` (cut and hashed to 63 characters);
+    /// default: the BatchDeployment's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_prefix: Option<String>,
+    /// Pods per node (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub instances: Option<i32>,
+    /// Always: a long-running workload whose Pods must become Ready. OnFailure or Never: a
+    /// Job whose Pods must succeed. Default Always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<RestartPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "hostPID")]
+    pub host_pid: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_network: Option<bool>,
+    /// A PodTemplateSpec fragment each node's Pod template starts from (volumes, tolerations,
+    /// initContainers, ...). The AppImage label and options, the image of the template's
+    /// containers, nodeName, restartPolicy, hostPID and hostNetwork are set on top.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub pod_template: Option<serde_json::Value>,
+    /// Nodes in flight at once; default all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub parallelism: Option<i32>,
+    /// Failed nodes that still make the job PartiallySucceeded rather than Failed: a count or a
+    /// percentage of the chosen nodes ("10%"). Default: Failed only when no node succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_tolerance: Option<IntOrString>,
+    /// Longest time queued plus running, e.g. 10m, 1h30m; 0 for none. Default 10m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// true stops the job (in-flight nodes are halted, finished ones keep their results);
+    /// false continues it with the nodes not yet done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+    /// Bump to retry a Failed, PartiallySucceeded or TimedOut job: only the nodes that did
+    /// not succeed run again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_generation: Option<i64>,
+}
+
+/// `{type: object, x-kubernetes-preserve-unknown-fields: true}`: a fragment, checked when merged.
+fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+/// The job's phase (IEF's eight states).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default, Hash)]
+pub enum Phase {
+    /// Accepted; nodes not chosen yet.
+    #[default]
+    Queued,
+    Running,
+    /// Every chosen node succeeded.
+    Succeeded,
+    /// Some nodes failed, no more than failureTolerance.
+    PartiallySucceeded,
+    /// No node succeeded, more failed than tolerated, or the input is bad.
+    Failed,
+    /// Suspended; in-flight nodes are being halted.
+    Stopping,
+    Stopped,
+    /// Queued plus running took longer than the timeout.
+    TimedOut,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "Queued",
+            Self::Running => "Running",
+            Self::Succeeded => "Succeeded",
+            Self::PartiallySucceeded => "PartiallySucceeded",
+            Self::Failed => "Failed",
+            Self::Stopping => "Stopping",
+            Self::Stopped => "Stopped",
+            Self::TimedOut => "TimedOut",
+        }
+    }
+
+    /// The phases a retry starts from.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            Self::Failed | Self::PartiallySucceeded | Self::TimedOut
+        )
+    }
+
+    /// Nothing more happens in these phases until a retry.
+    pub fn finished(self) -> bool {
+        self.retryable() || self == Self::Succeeded
+    }
+}
+
+/// One node's part of the job.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default, Hash)]
+pub enum NodePhase {
+    /// Waiting for a slot (parallelism) or for the job to run.
+    #[default]
+    Pending,
+    /// Its workload exists and has not met the success rule yet.
+    Running,
+    Succeeded,
+    Failed,
+    /// Halted by a stop; runs again on continue.
+    Stopped,
+}
+
+impl NodePhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Running => "Running",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Stopped => "Stopped",
+        }
+    }
+
+    pub fn done(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    pub node: String,
+    pub phase: NodePhase,
+    /// Why it failed or stopped, CamelCase (NodeNotReady, TimedOut, BackoffLimitExceeded, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Pods that met the success rule (Ready, or Succeeded), out of spec.instances.
+    #[serde(default)]
+    pub pods: i32,
+    /// How many times a workload was started on this node.
+    #[serde(default)]
+    pub attempts: i32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Counts {
+    pub total: i32,
+    pub pending: i32,
+    pub running: i32,
+    pub succeeded: i32,
+    pub failed: i32,
+    pub stopped: i32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchDeploymentStatus {
+    #[serde(default)]
+    pub phase: Phase,
+    /// `succeeded/total`, for the printer column.
+    #[serde(default)]
+    pub summary: String,
+    #[serde(default)]
+    pub counts: Counts,
+    /// The nodes chosen at start, sorted by name, with their results.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeStatus>,
+    /// When the job (or its latest retry) started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// Start of the current Queued/Running stretch; unset while stopped or finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_since: Option<Time>,
+    /// Seconds spent queued or running before `activeSince` (stops do not count).
+    #[serde(default)]
+    pub active_seconds: i64,
+    /// 1 for the first run, plus one per retry.
+    #[serde(default)]
+    pub attempts: i32,
+    #[serde(default)]
+    pub observed_retry_generation: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The CRD, generated from these types.
+pub fn crd()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    use kube::CustomResourceExt;
+    BatchDeployment::crd()
+}
+
+/// The CRD as the YAML committed under `charts/appimage-webhook/crds/`.
+pub fn crd_yaml() -> String {
+    let body = serde_yaml_ng::to_string(&crd()).unwrap_or_default();
+    format!("# Generated by `kubectl appimage batch crd` from the Rust types; do not edit.\n{body}")
+}
