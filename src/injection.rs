@@ -503,7 +503,7 @@ fn build_containers(
 
 /// The template's container, with a user's same-named container merged the way Kuscia merges
 /// party templates: env appended, resources merged key by key, command and args replaced together.
-fn merge_container(
+pub(crate) fn merge_container(
     tc: &Container,
     user: Option<&core::Container>,
     image_ref: &str,

@@ -18,3 +18,4 @@ pub mod selection;
 pub mod service;
 pub mod signature;
 pub mod validation;
+pub mod workload;

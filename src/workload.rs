@@ -1,0 +1,84 @@
+//! AppImages as applications: the native workload (Deployment, StatefulSet, DaemonSet, Job or
+//! CronJob) that `kubectl appimage deploy` applies, the Services per workload, the Pod the
+//! webhook will make of it, and the revision hash of an AppImage spec. Pure and deterministic:
+//! the same AppImage and options give byte-identical objects.
+//!
+//! The workload's pod template only *asks* for the AppImage (its label and the documented
+//! option annotations) and names the template's containers with the AppImage's image, so that
+//! the workload validates; the webhook completes every Pod at admission, as for a bare Pod.
+
+mod build;
+mod fragment;
+mod options;
+mod pod_template;
+mod preview;
+mod revision;
+mod services;
+
+pub use build::{Workload, build};
+pub use fragment::parse_pod_template;
+pub use options::{
+    DeployOptions, Kind, UpdatePolicy, parse_node_selector, parse_start_at, validate_schedule,
+};
+pub use preview::preview_pod;
+pub use revision::{canonical_json, revision_hash};
+pub use services::{governing_service_name, owner_reference, service_name, services};
+
+use crate::injection::InjectionError;
+use crate::ports::PortError;
+use crate::selection::SelectionError;
+
+/// Label on a workload, its pod template and its Services: the workload's name. Pods and
+/// Services select on it.
+pub const WORKLOAD: &str = "appimage.kuscia.secretflow/workload";
+/// Annotation on the workload: `Auto` (default) follows new AppImage revisions, `Manual` waits.
+pub const UPDATE_POLICY: &str = "appimage.kuscia.secretflow/update-policy";
+/// Annotation on a workload created stopped by `--start-at`: when to start it (RFC 3339).
+pub const START_AT: &str = "appimage.kuscia.secretflow/start-at";
+/// Annotation next to [`START_AT`]: the replicas (or Job parallelism) to start with.
+pub const START_REPLICAS: &str = "appimage.kuscia.secretflow/start-replicas";
+/// Annotation on the pod template: [`revision_hash`] of the AppImage spec it was built from.
+pub const REVISION_HASH: &str = "appimage.kuscia.secretflow/revision-hash";
+/// The field manager and `app.kubernetes.io/managed-by` value of what `deploy` writes.
+pub const MANAGER: &str = "kubectl-appimage";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    #[error(
+        "unknown workload kind {given:?}; use one of: Deployment, StatefulSet, DaemonSet, Job, CronJob"
+    )]
+    UnknownKind { given: String },
+    #[error("unknown update policy {given:?}; use Auto or Manual")]
+    UnknownPolicy { given: String },
+    #[error(transparent)]
+    Selection(#[from] SelectionError),
+    #[error("AppImage {image:?}: {source}")]
+    Ports {
+        image: String,
+        #[source]
+        source: PortError,
+    },
+    #[error(transparent)]
+    Injection(#[from] InjectionError),
+    #[error("workload name {name:?} {message}")]
+    Name { name: String, message: String },
+    #[error("{flag}: {message}")]
+    Flag { flag: String, message: String },
+    #[error("pod template {source_name}: {message}")]
+    PodTemplate {
+        source_name: String,
+        message: String,
+    },
+}
+
+impl WorkloadError {
+    fn flag(flag: &str, message: impl Into<String>) -> WorkloadError {
+        WorkloadError::Flag {
+            flag: flag.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,31 @@
+//! The Pod the webhook will make of a workload's pod template: the template as its controller
+//! would create the Pod, then the webhook's own reading of its options and `inject`, the code
+//! path `kubectl appimage render` uses.
+
+use k8s_openapi::api::core::v1::Pod;
+
+use super::{Kind, Workload, WorkloadError};
+use crate::injection::{self, Request};
+use crate::resource::AppImage;
+
+/// The admitted first Pod of `workload`. A StatefulSet's is `<name>-0`; the other kinds'
+/// Pods get a generated name, stood in for by a fixed suffix so the output is deterministic.
+pub fn preview_pod(image: &AppImage, workload: &Workload) -> Result<Pod, WorkloadError> {
+    let template = workload.pod_template().cloned().unwrap_or_default();
+    let mut pod = Pod {
+        metadata: template.metadata.unwrap_or_default(),
+        spec: template.spec,
+        status: None,
+    };
+    let namespace = workload.namespace().to_string();
+    pod.metadata.namespace = Some(namespace.clone());
+    if workload.kind() == Kind::StatefulSet {
+        pod.metadata.name = Some(format!("{}-0", workload.name()));
+    } else {
+        pod.metadata.generate_name = Some(format!("{}-", workload.name()));
+    }
+    // The webhook derives a generateName Pod's name from the request UID; "preview" stands in.
+    let name = injection::pod_name(&pod, "preview").unwrap_or_default();
+    let req = Request::from_pod(&pod, &namespace, &name)?;
+    Ok(injection::inject(image, &pod, &req)?.pod)
+}
