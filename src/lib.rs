@@ -17,5 +17,6 @@ pub mod resource;
 pub mod selection;
 pub mod service;
 pub mod signature;
+pub mod trusted_keys;
 pub mod validation;
 pub mod workload;

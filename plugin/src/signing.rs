@@ -239,34 +239,16 @@ fn load_trusted(args: &VerifyArgs) -> Result<Vec<TrustedKey>> {
     Ok(keys)
 }
 
-/// The `*.pem` and `*.pub` files directly in `dir`, sorted; hidden files are skipped.
+/// The key files in `dir`, by the scan the webhook's `--trusted-keys-dir` shares.
 fn key_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
+    match appimage::trusted_keys::key_files(dir) {
+        Ok(files) => Ok(files),
         Err(e) if e.kind() == ErrorKind::NotFound => bail!(
             "--keys-dir {} does not exist; pass the directory that holds the trusted public keys",
             quoted(dir)
         ),
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot list --keys-dir {}", quoted(dir)));
-        }
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let path = entry
-            .with_context(|| format!("cannot list --keys-dir {}", quoted(dir)))?
-            .path();
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let wanted = file_name.ends_with(".pem") || file_name.ends_with(".pub");
-        if wanted && !file_name.starts_with('.') && path.is_file() {
-            files.push(path);
-        }
+        Err(e) => Err(e).with_context(|| format!("cannot list --keys-dir {}", quoted(dir))),
     }
-    files.sort();
-    Ok(files)
 }
 
 // ---- payload ----

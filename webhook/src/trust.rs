@@ -156,32 +156,16 @@ fn snapshot_of(source: Vec<(String, String)>, generation: u64) -> TrustSnapshot 
     }
 }
 
-/// `*.pem` and `*.pub` files (symlinks followed), sorted by name; hidden entries such as a
-/// Secret volume's `..data` are skipped, their files are reached through the links.
+/// The key files and their text, through the scan the plugin's `verify --keys-dir` shares.
 fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, TrustError> {
-    let err = |source| TrustError::Dir {
+    let found = appimage::trusted_keys::read_key_files(dir).map_err(|source| TrustError::Dir {
         dir: dir.to_path_buf(),
         source,
-    };
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(err)? {
-        let entry = entry.map_err(err)?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let wanted = name.ends_with(".pem") || name.ends_with(".pub");
-        if name.starts_with('.') || !wanted {
-            continue;
-        }
-        let path = entry.path();
-        if !path.is_file() {
-            continue;
-        }
-        match std::fs::read_to_string(&path) {
-            Ok(text) => out.push((name, text)),
-            Err(e) => tracing::error!("skipping trusted key {}: {e}", path.display()),
-        }
+    })?;
+    for (path, e) in &found.unreadable {
+        tracing::error!("skipping trusted key {}: {e}", path.display());
     }
-    out.sort();
-    Ok(out)
+    Ok(found.files)
 }
 
 #[cfg(test)]
