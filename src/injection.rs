@@ -55,14 +55,20 @@ pub enum InjectionError {
         #[source]
         source: RenderError,
     },
+    /// Strict mode only; otherwise the mount is left out with a warning.
     #[error(
-        "AppImage {image:?}: container {container:?} mounts config file {file:?}, which spec.configTemplates does not define; add it there or fix configVolumeMounts.subPath"
+        "AppImage {image:?}: container {container:?} mounts config file {file:?}, which spec.configTemplates does not define; add it there or fix configVolumeMounts.subPath (strict mode refuses this; without it the mount is left out with a warning)"
     )]
     MissingConfig {
         image: String,
         container: String,
         file: String,
     },
+    /// Strict mode only: a network policy rule, role or port that is left out.
+    #[error(
+        "AppImage {image:?}: {message} (strict mode refuses this; without it that part is left out with a warning)"
+    )]
+    NetworkPolicy { image: String, message: String },
     #[error("{what}: {message}")]
     Option { what: String, message: String },
 }
@@ -78,6 +84,8 @@ pub struct Injection {
     pub config_files: BTreeMap<String, String>,
     pub services: Vec<core::Service>,
     pub network_policies: Vec<NetworkPolicy>,
+    /// What was left out and why, in AppImage order (see [`PodInjection::warnings`]).
+    pub warnings: Vec<String>,
 }
 
 /// The record kept in the status annotation; the reconciler builds Services from it.
@@ -233,6 +241,7 @@ pub fn inject_with(
         template_index,
         ports,
         config_files,
+        warnings,
     } = inject_pod(image, templates, pod.clone(), req)?;
     let template = &image.spec.deploy_templates[template_index];
     let services = service::services(&pod, &req.namespace, &ports);
@@ -246,6 +255,7 @@ pub fn inject_with(
         config_files,
         services,
         network_policies,
+        warnings,
     })
 }
 
@@ -258,6 +268,10 @@ pub struct PodInjection {
     pub ports: Vec<AllocatedPort>,
     /// File name -> rendered content, as the Pod will see it.
     pub config_files: BTreeMap<String, String>,
+    /// What was left out and why: a mount of a config file that `configTemplates` lacks, a
+    /// network policy rule, role or port that would grant nothing. Admission sends them as
+    /// AdmissionResponse warnings, `render` prints them; strict mode makes each an error.
+    pub warnings: Vec<String>,
 }
 
 /// The mutated Pod alone: what the webhook patches and what [`inject_with`] builds on, so that
@@ -277,21 +291,23 @@ pub fn inject_pod(
         image: image.name().into(),
         source,
     })?;
+    let warnings = left_out(image, templates, index, &ports, req.missing)?;
     let identity = naming::pod_identity(&req.pod_name);
     let cluster_define = match &req.cluster_define {
         Some(given) => given.clone(),
         None => service::cluster_define(&req.namespace, &req.role, &req.pod_name, &ports),
     };
-    let config_files = render_configs(image, templates, template, req, &ports, &cluster_define)?;
 
     let mut out = pod;
     let image_ref = image.image_ref();
-    let containers = build_containers(template, &out, &image_ref, &ports);
+    let containers = build_containers(template, templates, &out, &image_ref, &ports);
+    let values = values(req, &ports, &cluster_define, &containers);
+    let config_files = render_configs(image, templates, template, req, &values)?;
     let spec = out.spec.get_or_insert_with(Default::default);
     spec.containers = containers;
     spec.restart_policy = Some(template.spec.restart_policy.as_str().into());
     if let Some(affinity) = &template.spec.affinity {
-        spec.affinity = Some(affinity.as_ref().clone());
+        spec.affinity = Some(affinity.clone());
     }
     let mut volumes: Vec<Volume> = spec
         .volumes
@@ -360,17 +376,111 @@ pub fn inject_pod(
         template_index: index,
         ports,
         config_files,
+        warnings,
     })
 }
 
-/// The built-in variables, then each mounting container's literal env, then user values.
+/// What the chosen template (`spec.deployTemplates[index]`) asks for that the Pod leaves out,
+/// as warnings; in strict mode the first one is an error instead.
+fn left_out(
+    image: &AppImage,
+    templates: &Templates,
+    index: usize,
+    ports: &[AllocatedPort],
+    missing: MissingKey,
+) -> Result<Vec<String>, InjectionError> {
+    let strict = missing == MissingKey::Error;
+    let template = &image.spec.deploy_templates[index];
+    let mut warnings = Vec::new();
+    for (ci, c) in template.spec.containers.iter().enumerate() {
+        for (mi, m) in c.config_volume_mounts.iter().enumerate() {
+            if templates.get(&m.sub_path).is_some() {
+                continue;
+            }
+            if strict {
+                return Err(InjectionError::MissingConfig {
+                    image: image.name().into(),
+                    container: c.name.clone(),
+                    file: m.sub_path.clone(),
+                });
+            }
+            warnings.push(format!(
+                "AppImage {:?}: spec.deployTemplates[{index}].spec.containers[{ci}].configVolumeMounts[{mi}]: container {:?} mounts config file {:?}, which spec.configTemplates does not define; the mount is left out",
+                image.name(),
+                c.name,
+                m.sub_path
+            ));
+        }
+    }
+    if let Some(policy) = &template.network_policy {
+        let declared: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
+        for problem in network_policy::rules(policy, &declared).1 {
+            let message = format!(
+                "spec.deployTemplates[{index}].networkPolicy.{}: {}",
+                problem.path, problem.message
+            );
+            if strict {
+                return Err(InjectionError::NetworkPolicy {
+                    image: image.name().into(),
+                    message,
+                });
+            }
+            warnings.push(format!("AppImage {:?}: {message}", image.name()));
+        }
+    }
+    Ok(warnings)
+}
+
+/// The render values: the literal env of the Pod's containers, then the built-in variables,
+/// then the user's values, each later source winning a name.
+fn values(
+    req: &Request,
+    ports: &[AllocatedPort],
+    cluster_define: &str,
+    containers: &[core::Container],
+) -> Values {
+    let mut values = env_values(containers);
+    let builtins = [
+        ("TASK_ID", req.task_id.clone()),
+        ("TASK_INPUT_CONFIG", req.input_config.clone()),
+        ("INPUT_CONFIG", req.input_config.clone()),
+        ("TASK_CLUSTER_DEFINE", cluster_define.to_string()),
+        ("CLUSTER_DEFINE", cluster_define.to_string()),
+        ("ALLOCATED_PORTS", ports::allocated_ports_json(ports)),
+        ("KUSCIA_DOMAIN_ID", req.namespace.clone()),
+        ("SERVING_ID", req.serving_id.clone()),
+    ];
+    for (k, v) in builtins {
+        values.insert(k.into(), v);
+    }
+    for (k, v) in &req.values {
+        values.insert(k.clone(), v.clone());
+    }
+    values
+}
+
+/// The literal env of every container of the Pod, names upper-cased, as Kuscia's Kubernetes
+/// path reads it: the first container (in Pod order) to set a name wins, then the first
+/// entry within it. A `valueFrom` entry has no value at admission and sets nothing.
+pub fn env_values(containers: &[core::Container]) -> Values {
+    let mut values = Values::new();
+    for e in containers.iter().flat_map(|c| c.env.iter().flatten()) {
+        if let Some(v) = &e.value {
+            values
+                .entry(e.name.to_uppercase())
+                .or_insert_with(|| v.clone());
+        }
+    }
+    values
+}
+
+/// Every config file the template mounts and `configTemplates` defines, rendered with `values`.
 fn render_configs(
     image: &AppImage,
     templates: &Templates,
     template: &DeployTemplate,
     req: &Request,
-    ports: &[AllocatedPort],
-    cluster_define: &str,
+    values: &Values,
 ) -> Result<BTreeMap<String, String>, InjectionError> {
     let mut files = BTreeMap::new();
     let mounted: BTreeSet<&str> = template
@@ -380,55 +490,13 @@ fn render_configs(
         .flat_map(|c| c.config_volume_mounts.iter().map(|m| m.sub_path.as_str()))
         .collect();
     for file in mounted {
+        // A file configTemplates lacks was reported by `left_out`; its mount is left out.
         let Some(parsed) = templates.get(file) else {
-            let container = template
-                .spec
-                .containers
-                .iter()
-                .find(|c| c.config_volume_mounts.iter().any(|m| m.sub_path == file))
-                .map(|c| c.name.clone())
-                .unwrap_or_default();
-            return Err(InjectionError::MissingConfig {
-                image: image.name().into(),
-                container,
-                file: file.into(),
-            });
+            continue;
         };
-        let mut values = Values::new();
-        // Env of the containers that mount the file: the first container wins a name.
-        for c in template
-            .spec
-            .containers
-            .iter()
-            .filter(|c| c.config_volume_mounts.iter().any(|m| m.sub_path == file))
-        {
-            for e in &c.env {
-                if let Some(v) = &e.value {
-                    values
-                        .entry(e.name.to_uppercase())
-                        .or_insert_with(|| v.clone());
-                }
-            }
-        }
-        let builtins = [
-            ("TASK_ID", req.task_id.clone()),
-            ("TASK_INPUT_CONFIG", req.input_config.clone()),
-            ("INPUT_CONFIG", req.input_config.clone()),
-            ("TASK_CLUSTER_DEFINE", cluster_define.to_string()),
-            ("CLUSTER_DEFINE", cluster_define.to_string()),
-            ("ALLOCATED_PORTS", ports::allocated_ports_json(ports)),
-            ("KUSCIA_DOMAIN_ID", req.namespace.clone()),
-            ("SERVING_ID", req.serving_id.clone()),
-        ];
-        for (k, v) in builtins {
-            values.insert(k.into(), v);
-        }
-        for (k, v) in &req.values {
-            values.insert(k.clone(), v.clone());
-        }
         let content =
             parsed
-                .render(&values, req.missing)
+                .render(values, req.missing)
                 .map_err(|source| InjectionError::Render {
                     image: image.name().into(),
                     source,
@@ -476,6 +544,7 @@ pub fn mount_path(container: &Container, path: &str) -> String {
 
 fn build_containers(
     template: &DeployTemplate,
+    templates: &Templates,
     pod: &Pod,
     image_ref: &str,
     ports: &[AllocatedPort],
@@ -490,15 +559,54 @@ fn build_containers(
             let user = existing.iter().find(|c| c.name == tc.name);
             let own_ports: Vec<&AllocatedPort> =
                 ports.iter().filter(|p| p.container == i).collect();
-            merge_container(tc, user, image_ref, &own_ports)
+            let mut c = if tc
+                .config_volume_mounts
+                .iter()
+                .all(|m| templates.get(&m.sub_path).is_some())
+            {
+                merge_container(tc, user, image_ref, &own_ports)
+            } else {
+                // Mounts of files configTemplates lacks are left out (see `left_out`).
+                let mut kept = tc.clone();
+                kept.config_volume_mounts
+                    .retain(|m| templates.get(&m.sub_path).is_some());
+                merge_container(&kept, user, image_ref, &own_ports)
+            };
+            add_port_env(&mut c, tc.env.len(), ports);
+            c
         })
         .collect();
     for c in existing {
         if !template.spec.containers.iter().any(|tc| tc.name == c.name) {
-            out.push(c.clone());
+            let mut c = c.clone();
+            let end = c.env.as_ref().map_or(0, Vec::len);
+            add_port_env(&mut c, end, ports);
+            out.push(c);
         }
     }
     out
+}
+
+/// `KUSCIA_PORT_<NAME>_NUMBER` for every port of the Pod, as Kuscia gives each container all
+/// of them (so a sidecar finds the main container's port), inserted at `at` in port order. A
+/// name the container already sets is skipped: the user's value wins, and injecting twice
+/// adds nothing.
+fn add_port_env(c: &mut core::Container, at: usize, ports: &[AllocatedPort]) {
+    let env = c.env.get_or_insert_with(Vec::new);
+    let new: Vec<EnvVar> = ports
+        .iter()
+        .map(|p| EnvVar {
+            name: ports::env_name(&p.name),
+            value: Some(p.port.to_string()),
+            value_from: None,
+        })
+        .filter(|e| !env.iter().any(|o| o.name == e.name))
+        .collect();
+    let at = at.min(env.len());
+    env.splice(at..at, new);
+    if env.is_empty() {
+        c.env = None;
+    }
 }
 
 /// The template's container, with a user's same-named container merged the way Kuscia merges
@@ -526,13 +634,6 @@ pub(crate) fn merge_container(
     }
 
     let mut env: Vec<EnvVar> = tc.env.clone();
-    for p in ports {
-        env.push(EnvVar {
-            name: ports::env_name(&p.name),
-            value: Some(p.port.to_string()),
-            value_from: None,
-        });
-    }
     for e in c.env.take().unwrap_or_default() {
         if !env.contains(&e) {
             env.push(e);
@@ -548,20 +649,24 @@ pub(crate) fn merge_container(
     }
     c.env_from = (!env_from.is_empty()).then_some(env_from);
 
-    c.resources = merge_resources(tc.resources.as_deref(), c.resources.take());
+    c.resources = merge_resources(tc.resources.as_ref(), c.resources.take());
     if tc.liveness_probe.is_some() {
-        c.liveness_probe = tc.liveness_probe.as_deref().cloned();
+        c.liveness_probe = tc.liveness_probe.clone();
     }
     if tc.readiness_probe.is_some() {
-        c.readiness_probe = tc.readiness_probe.as_deref().cloned();
+        c.readiness_probe = tc.readiness_probe.clone();
     }
     if tc.startup_probe.is_some() {
-        c.startup_probe = tc.startup_probe.as_deref().cloned();
+        c.startup_probe = tc.startup_probe.clone();
     }
     if tc.security_context.is_some() {
-        c.security_context = tc.security_context.as_deref().cloned();
+        c.security_context = tc.security_context.clone();
     }
     c.image_pull_policy = Some(tc.image_pull_policy.unwrap_or_default().as_str().into());
+    // As Kuscia sets it, unless the Pod's container already says otherwise.
+    if c.termination_message_policy.is_none() {
+        c.termination_message_policy = Some(FALLBACK_TO_LOGS.into());
+    }
 
     let mut container_ports: Vec<core::ContainerPort> = ports
         .iter()
@@ -598,6 +703,9 @@ pub(crate) fn merge_container(
     c.volume_mounts = (!mounts.is_empty()).then_some(mounts);
     c
 }
+
+/// Kuscia's `terminationMessagePolicy` for the containers it builds.
+pub const FALLBACK_TO_LOGS: &str = "FallbackToLogsOnError";
 
 fn non_empty(v: &[String]) -> Option<Vec<String>> {
     (!v.is_empty()).then(|| v.to_vec())

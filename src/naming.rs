@@ -106,10 +106,14 @@ pub fn config_file_name_error(s: &str) -> Option<String> {
     })
 }
 
-/// The Service for `port` of the Pod `pod`, named as Kuscia does: `<pod>-<port>`,
-/// prefixed `svc-` when it would start with a digit, and when longer than 63 characters
-/// `svc-<16 hex of sha256(pod)>-<port>`.
+/// The Service for `port` of the Pod `pod`, named by Kuscia's rule (its
+/// `GenerateServiceName`): `<pod>-<port>` with leading and trailing '-' trimmed from both
+/// parts, prefixed `svc-` when it would start with a digit; when longer than 63 characters,
+/// `svc-<pod cut to fit>-<16 hex of sha256(pod)>-<port>`, exactly 63 characters, so the
+/// name stays readable and the hash keeps it unique.
 pub fn service_name(pod: &str, port: &str) -> String {
+    let pod = pod.trim_matches('-');
+    let port = port.trim_matches('-');
     let name = format!("{pod}-{port}");
     let name = if name.starts_with(|c: char| c.is_ascii_digit()) {
         format!("svc-{name}")
@@ -117,10 +121,12 @@ pub fn service_name(pod: &str, port: &str) -> String {
         name
     };
     if name.len() <= MAX_LABEL {
-        name
-    } else {
-        format!("svc-{}-{port}", short_hash(pod, 16))
+        return name;
     }
+    // 63 = "svc-" + head + "-" + 16 hex + "-" + port.
+    let keep = MAX_LABEL.saturating_sub(16 + port.len() + 6);
+    let head: String = pod.chars().take(keep).collect();
+    format!("svc-{head}-{}-{port}", short_hash(pod, 16))
 }
 
 /// A value for a label that identifies one Pod: the Pod name, or when it is longer than
@@ -155,14 +161,53 @@ mod tests {
     fn service_names_follow_kuscia() {
         assert_eq!(service_name("alice-test-0", "test"), "alice-test-0-test");
         assert_eq!(service_name("0-job", "fed"), "svc-0-job-fed");
-        let long = "a".repeat(60);
-        let name = service_name(&long, "global");
-        assert_eq!(name, format!("svc-{}-global", short_hash(&long, 16)));
-        assert!(name.len() <= 63);
-        // Exactly 63 is kept as is.
-        let pod = "p".repeat(63 - "-fed".len());
-        assert_eq!(service_name(&pod, "fed").len(), 63);
-        assert_eq!(service_name(&pod, "fed"), format!("{pod}-fed"));
+        // Kuscia's own cases (pkg/utils/resources/service_test.go).
+        assert_eq!(
+            service_name("service-test-11111111", "domain"),
+            "service-test-11111111-domain"
+        );
+        let p63 = "abc-012345678-012345678-012345678-012345678-012345678-01";
+        assert_eq!(service_name(p63, "domain"), format!("{p63}-domain"));
+        assert_eq!(service_name(p63, "domain").len(), 63);
+        let p64 = "abc-012345678-012345678-012345678-012345678-012345678-012";
+        let long = service_name(p64, "domain");
+        assert_eq!(
+            long,
+            format!(
+                "svc-abc-012345678-012345678-012345678-0-{}-domain",
+                short_hash(p64, 16)
+            )
+        );
+        assert_eq!(long.len(), 63);
+        let digits = "12-012345678-012345678-012345678-012345678-012345678";
+        assert_eq!(
+            service_name(digits, "domain"),
+            format!("svc-{digits}-domain")
+        );
+        let digits = "123-012345678-012345678-012345678-012345678-012345678";
+        let name = service_name(digits, "domain");
+        assert!(
+            name.starts_with("svc-123-012345678-012345678-012345678-0"),
+            "{name}"
+        );
+        assert_eq!(name.len(), 63);
+        // Dashes at either end are trimmed, as Kuscia does.
+        assert_eq!(service_name("job-", "-fed-"), "job-fed");
+    }
+
+    #[test]
+    fn long_service_names_are_always_63_and_unique() {
+        for n in 56..120 {
+            for port in ["a", "fed", "global", "abcdefghijklmno"] {
+                let pod = format!("p{}", "x".repeat(n));
+                let name = service_name(&pod, port);
+                assert!(name.len() <= 63, "{name}");
+                assert!(dns1123_label_error(&name).is_none(), "{name}");
+                assert!(name.ends_with(&format!("-{port}")), "{name}");
+                let other = service_name(&format!("{pod}y"), port);
+                assert_ne!(name, other);
+            }
+        }
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! What the CRD schema cannot check: cross-references between fields, name rules, and
 //! whether config templates parse. Every error names its field path and how to fix it.
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use k8s_openapi::api::core::v1::Probe;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::naming;
+use crate::network_policy;
 use crate::render::Template;
 use crate::resource::{AppImage, Container, DeployTemplate, is_sha256_digest};
 
@@ -86,14 +86,12 @@ pub fn validate(image: &AppImage) -> Vec<FieldError> {
         );
     }
 
-    let mut files = BTreeSet::new();
     for (file, text) in image.spec.config_templates.iter() {
         let path = format!("spec.configTemplates[{file:?}]");
         errs.check(&path, naming::config_file_name_error(file));
         if let Err(e) = Template::parse(file, text) {
             errs.add(&path, e.to_string());
         }
-        files.insert(file.as_str());
     }
 
     if image.spec.deploy_templates.is_empty() {
@@ -103,12 +101,12 @@ pub fn validate(image: &AppImage) -> Vec<FieldError> {
         );
     }
     for (ti, t) in image.spec.deploy_templates.iter().enumerate() {
-        template(&mut errs, &format!("spec.deployTemplates[{ti}]"), t, &files);
+        template(&mut errs, &format!("spec.deployTemplates[{ti}]"), t);
     }
     errs.0
 }
 
-fn template(errs: &mut Errors, path: &str, t: &DeployTemplate, files: &BTreeSet<&str>) {
+fn template(errs: &mut Errors, path: &str, t: &DeployTemplate) {
     errs.check(format!("{path}.name"), naming::dns1123_label_error(&t.name));
     for role in t.roles() {
         if let Some(e) = naming::label_value_error(role) {
@@ -183,16 +181,6 @@ fn template(errs: &mut Errors, path: &str, t: &DeployTemplate, files: &BTreeSet<
                     "is required: where the file appears in the container",
                 );
             }
-            if !files.contains(m.sub_path.as_str()) {
-                errs.add(
-                    format!("{mpath}.subPath"),
-                    format!(
-                        "{:?} is not a key of spec.configTemplates (it has: {}); add the template or fix the name",
-                        m.sub_path,
-                        list(files.iter().copied())
-                    ),
-                );
-            }
         }
         probes(errs, &cpath, c);
     }
@@ -210,32 +198,51 @@ fn template(errs: &mut Errors, path: &str, t: &DeployTemplate, files: &BTreeSet<
     }
     if let Some(np) = &t.network_policy {
         for (ii, ing) in np.ingresses.iter().enumerate() {
-            let ipath = format!("{path}.networkPolicy.ingresses[{ii}]");
-            if ing.from.roles.is_empty() {
-                errs.add(
-                    format!("{ipath}.from.roles"),
-                    "must list at least one role that may connect",
-                );
-            }
             for (ri, role) in ing.from.roles.iter().enumerate() {
                 errs.check(
-                    format!("{ipath}.from.roles[{ri}]"),
+                    format!("{path}.networkPolicy.ingresses[{ii}].from.roles[{ri}]"),
                     naming::label_value_error(role),
                 );
             }
-            if ing.ports.is_empty() {
-                errs.add(format!("{ipath}.ports"), "must list at least one port name");
-            }
-            for (pi, p) in ing.ports.iter().enumerate() {
-                if !declared.contains(&p.port.as_str()) {
-                    errs.add(
-                        format!("{ipath}.ports[{pi}].port"),
-                        undeclared(&p.port, &declared),
+        }
+    }
+}
+
+/// What render and admission will leave out of `image` (and say so), which Kuscia accepts
+/// too: a mount of a config file that `configTemplates` lacks, and network policy rules,
+/// roles or ports that would grant nothing. Strict mode makes each an error there.
+pub fn warnings(image: &AppImage) -> Vec<FieldError> {
+    let mut warns = Errors::default();
+    let files = &image.spec.config_templates;
+    for (ti, t) in image.spec.deploy_templates.iter().enumerate() {
+        let path = format!("spec.deployTemplates[{ti}]");
+        for (ci, c) in t.spec.containers.iter().enumerate() {
+            for (mi, m) in c.config_volume_mounts.iter().enumerate() {
+                if !files.contains_key(&m.sub_path) {
+                    warns.add(
+                        format!("{path}.spec.containers[{ci}].configVolumeMounts[{mi}].subPath"),
+                        format!(
+                            "{:?} is not a key of spec.configTemplates (it has: {}), so the mount is left out; add the template or fix the name",
+                            m.sub_path,
+                            list(files.keys().map(String::as_str))
+                        ),
                     );
                 }
             }
         }
+        if let Some(np) = &t.network_policy {
+            let declared: Vec<&str> = t
+                .spec
+                .containers
+                .iter()
+                .flat_map(|c| c.ports.iter().map(|p| p.name.as_str()))
+                .collect();
+            for left in network_policy::rules(np, &declared).1 {
+                warns.add(format!("{path}.networkPolicy.{}", left.path), left.message);
+            }
+        }
     }
+    warns.0
 }
 
 /// Named probe ports must be declared by the same container, as the kubelet resolves them.
@@ -290,7 +297,6 @@ fn list<'a>(items: impl Iterator<Item = &'a str>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use super::*;
 
@@ -320,23 +326,19 @@ mod tests {
     #[test]
     fn cross_references_name_their_field() {
         let mut img = seed();
-        let c = &mut Arc::make_mut(&mut img.spec.deploy_templates)[0]
-            .spec
-            .containers[0];
+        let c = &mut img.spec.deploy_templates[0].spec.containers[0];
         c.ports[0].name = "web".into();
         c.config_volume_mounts[0].sub_path = "missing.conf".into();
-        c.metric_probe = Some(Box::new(crate::resource::MetricProbe {
+        c.metric_probe = Some(crate::resource::MetricProbe {
             path: "/metrics".into(),
             port: "nope".into(),
-        }));
+        });
         let errs = errors(&img);
         let mut paths: Vec<&str> = errs.iter().filter_map(|e| e.split(": ").next()).collect();
         paths.sort();
         assert_eq!(
             paths,
             [
-                "spec.deployTemplates[0].networkPolicy.ingresses[0].ports[0].port",
-                "spec.deployTemplates[0].spec.containers[0].configVolumeMounts[0].subPath",
                 "spec.deployTemplates[0].spec.containers[0].livenessProbe.httpGet.port",
                 "spec.deployTemplates[0].spec.containers[0].metricProbe.port",
                 "spec.deployTemplates[0].spec.containers[0].startupProbe.httpGet.port",
@@ -344,29 +346,58 @@ mod tests {
         );
         assert!(
             errs.iter().any(|e| e.contains(
-                "\"missing.conf\" is not a key of spec.configTemplates (it has: task-config.conf)"
-            )),
-            "{errs:?}"
-        );
-        assert!(
-            errs.iter().any(|e| e.contains(
                 "names port \"global\", which is not declared (declared: web)"
             )),
             "{errs:?}"
         );
+        // What render leaves out (and Kuscia accepts) is a warning, not an error.
+        let warns: Vec<String> = warnings(&img).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warns,
+            [
+                "spec.deployTemplates[0].spec.containers[0].configVolumeMounts[0].subPath: \"missing.conf\" is not a key of spec.configTemplates (it has: task-config.conf), so the mount is left out; add the template or fix the name",
+                "spec.deployTemplates[0].networkPolicy.ingresses[0].ports[0].port: names port \"global\", which no container of the template declares (declared: web); it is left out of the rule",
+                "spec.deployTemplates[0].networkPolicy.ingresses[0].ports: names no declared port, so the rule is left out (an empty `ports` would open every port); list declared port names",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_seed_examples_have_no_warnings() {
+        assert_eq!(warnings(&seed()), vec![]);
+    }
+
+    #[test]
+    fn empty_rules_are_warnings() {
+        let mut img = seed();
+        let np = img.spec.deploy_templates[0]
+            .network_policy
+            .as_mut()
+            .unwrap();
+        np.ingresses[0].from.roles.clear();
+        let warns: Vec<String> = warnings(&img).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warns,
+            [
+                "spec.deployTemplates[0].networkPolicy.ingresses[0].from.roles: lists no role, so the rule is left out (an empty `from` would admit every Pod); list the roles that may connect"
+            ]
+        );
+        assert_eq!(errors(&img), Vec::<String>::new());
     }
 
     #[test]
     fn names_duplicates_and_templates() {
         let mut img = seed();
         img.metadata.name = Some("Bad_Name".into());
-        let t = &mut Arc::make_mut(&mut img.spec.deploy_templates)[1];
+        let t = &mut img.spec.deploy_templates[1];
         t.name = "-x".into();
         let mut second = t.spec.containers[0].clone();
         second.name = "side".into();
         second.config_volume_mounts.clear();
         t.spec.containers.push(second);
-        Arc::make_mut(&mut img.spec.config_templates).insert("bad.conf".into(), "{{if .X}}".into());
+        img.spec
+            .config_templates
+            .insert("bad.conf".into(), "{{if .X}}".into());
         let errs = errors(&img);
         let has = |prefix: &str| errs.iter().any(|e| e.starts_with(prefix));
         assert!(

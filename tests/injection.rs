@@ -1,7 +1,6 @@
 //! The shared injection path on the seed examples: Pod, config files, Services, policies.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use appimage::injection::{Request, Status, inject, pod_name};
 use appimage::labels;
@@ -404,7 +403,7 @@ fn options_come_from_annotations_and_labels() {
 #[test]
 fn values_reach_the_templates_with_precedence() {
     let mut img = example("app-template.yaml");
-    Arc::make_mut(&mut img.spec.config_templates).insert(
+    img.spec.config_templates.insert(
         "task-config.conf".into(),
         r#"{"app":"{{.APP_NAME}}","domain":"{{.KUSCIA_DOMAIN_ID}}","x":"{{.X}}","port":"{{{.ALLOCATED_PORTS.ports[name=global].port}}}"}"#.into(),
     );
@@ -419,7 +418,8 @@ fn values_reach_the_templates_with_precedence() {
     assert_eq!(conf["port"], global.to_string());
 
     // Strict mode names the missing key.
-    Arc::make_mut(&mut img.spec.config_templates)
+    img.spec
+        .config_templates
         .insert("task-config.conf".into(), "{{.NOPE}}".into());
     req.missing = MissingKey::Error;
     let err = inject(&img, &skeleton("app-template", "srv-0"), &req)
@@ -457,4 +457,319 @@ fn the_stored_pod_describes_its_own_services_and_policy() {
         appimage::desired::desired(&skeleton("x", "y"), Some(&img)),
         Default::default()
     );
+}
+
+/// Two containers (main with port `fed`, sidecar with port `side`), two config files and a
+/// mount of a file configTemplates lacks (as Kuscia's own fixtures have).
+const CONFORMANCE: &str = r#"
+apiVersion: kuscia.secretflow/v1alpha1
+kind: AppImage
+metadata: {name: conf}
+spec:
+  image: {name: img, tag: v1}
+  configTemplates:
+    main.conf: '{"x":"{{.X}}","y":"{{.Y}}","z":"{{.Z}}","side":"{{.KUSCIA_PORT_SIDE_NUMBER}}","fed":"{{{.ALLOCATED_PORTS.ports[name=fed].port}}}"}'
+    side.conf: '{"fed":"{{.KUSCIA_PORT_FED_NUMBER}}","u":"{{.U}}"}'
+  deployTemplates:
+  - name: t
+    networkPolicy:
+      ingresses:
+      - from: {roles: [client]}
+        ports: [{port: nope}]
+      - from: {roles: [client]}
+        ports: [{port: fed}, {port: nope2}]
+    spec:
+      containers:
+      - name: main
+        env:
+        - {name: x, value: from-main}
+        - name: Z
+          valueFrom: {fieldRef: {fieldPath: metadata.name}}
+        ports: [{name: fed, port: 21000, scope: Cluster}]
+        configVolumeMounts:
+        - {mountPath: /etc/main.conf, subPath: main.conf}
+        - {mountPath: /etc/missing.conf, subPath: missing.conf}
+      - name: side
+        env:
+        - {name: X, value: from-side}
+        - {name: Y, value: from-side}
+        - {name: Z, value: z-from-side}
+        ports: [{name: side, port: 21001}]
+        configVolumeMounts:
+        - {mountPath: /etc/side.conf, subPath: side.conf}
+"#;
+
+fn conformance() -> AppImage {
+    manifest::appimages("conformance.yaml", CONFORMANCE)
+        .unwrap()
+        .remove(0)
+}
+
+fn container<'a>(out: &'a appimage::injection::Injection, name: &str) -> &'a Container {
+    let spec = out.pod.spec.as_ref().unwrap();
+    spec.containers.iter().find(|c| c.name == name).unwrap()
+}
+
+fn env_of(c: &Container) -> Vec<(String, String)> {
+    c.env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+        .collect()
+}
+
+#[test]
+fn every_container_gets_every_port_variable() {
+    let mut pod = skeleton("conf", "job-0");
+    // A sidecar the user adds gets them too.
+    pod.spec.as_mut().unwrap().containers = vec![Container {
+        name: "user-sidecar".into(),
+        image: Some("busybox".into()),
+        env: Some(vec![EnvVar {
+            name: "KUSCIA_PORT_SIDE_NUMBER".into(),
+            value: Some("mine".into()),
+            value_from: None,
+        }]),
+        ..Default::default()
+    }];
+    let out = inject(&conformance(), &pod, &request("job-0", "", "t1")).unwrap();
+    let fed = ("KUSCIA_PORT_FED_NUMBER".to_string(), "21000".to_string());
+    let side = ("KUSCIA_PORT_SIDE_NUMBER".to_string(), "21001".to_string());
+    for name in ["main", "side"] {
+        let env = env_of(container(&out, name));
+        assert!(env.contains(&fed) && env.contains(&side), "{name}: {env:?}");
+    }
+    // Right after the template's env, in port order; ContainerPorts stay per container.
+    let main = env_of(container(&out, "main"));
+    assert_eq!(main[2..4], [fed.clone(), side.clone()]);
+    let ports = container(&out, "main").ports.clone().unwrap();
+    assert_eq!(ports.len(), 1);
+    // The user's own value of a name wins; the other is added.
+    let user = env_of(container(&out, "user-sidecar"));
+    assert_eq!(
+        user,
+        [
+            ("KUSCIA_PORT_SIDE_NUMBER".to_string(), "mine".to_string()),
+            fed
+        ]
+    );
+    // Injecting again adds nothing.
+    let again = inject(&conformance(), &out.pod, &request("job-0", "", "t1")).unwrap();
+    assert_eq!(again.pod, out.pod);
+}
+
+#[test]
+fn template_values_come_from_every_container_first_wins() {
+    let out = inject(
+        &conformance(),
+        &skeleton("conf", "job-0"),
+        &request("job-0", "", "t1"),
+    )
+    .unwrap();
+    let main: Value = serde_json::from_str(&out.config_files["main.conf"]).unwrap();
+    // X: main's `x` (upper-cased) comes first in Pod order and wins over side's X.
+    assert_eq!(main["x"], "from-main");
+    // Y: only the side container sets it, and main.conf (mounted by main) still reads it.
+    assert_eq!(main["y"], "from-side");
+    // Z: main's valueFrom has no value at admission, so side's literal value is used.
+    assert_eq!(main["z"], "z-from-side");
+    // Port variables are env too, so templates can read them.
+    assert_eq!(main["side"], "21001");
+    assert_eq!(main["fed"], "21000");
+    let side: Value = serde_json::from_str(&out.config_files["side.conf"]).unwrap();
+    assert_eq!(side["fed"], "21000");
+    // A user container's env counts, after the template's containers.
+    let mut pod = skeleton("conf", "job-0");
+    pod.spec.as_mut().unwrap().containers = vec![Container {
+        name: "extra".into(),
+        image: Some("busybox".into()),
+        env: Some(vec![
+            EnvVar {
+                name: "u".into(),
+                value: Some("from-user".into()),
+                value_from: None,
+            },
+            EnvVar {
+                name: "X".into(),
+                value: Some("loses".into()),
+                value_from: None,
+            },
+        ]),
+        ..Default::default()
+    }];
+    let out = inject(&conformance(), &pod, &request("job-0", "", "t1")).unwrap();
+    let side: Value = serde_json::from_str(&out.config_files["side.conf"]).unwrap();
+    assert_eq!(side["u"], "from-user");
+    let main: Value = serde_json::from_str(&out.config_files["main.conf"]).unwrap();
+    assert_eq!(main["x"], "from-main");
+}
+
+#[test]
+fn containers_fall_back_to_logs_unless_the_pod_says_otherwise() {
+    let mut pod = skeleton("conf", "job-0");
+    pod.spec.as_mut().unwrap().containers = vec![
+        Container {
+            name: "side".into(),
+            termination_message_policy: Some("File".into()),
+            ..Default::default()
+        },
+        Container {
+            name: "user-sidecar".into(),
+            image: Some("busybox".into()),
+            ..Default::default()
+        },
+    ];
+    let out = inject(&conformance(), &pod, &request("job-0", "", "t1")).unwrap();
+    let policy = |name: &str| container(&out, name).termination_message_policy.clone();
+    assert_eq!(policy("main").as_deref(), Some("FallbackToLogsOnError"));
+    assert_eq!(policy("side").as_deref(), Some("File"));
+    // A container that is not the AppImage's is the user's own: untouched.
+    assert_eq!(policy("user-sidecar"), None);
+}
+
+#[test]
+fn a_mount_of_a_missing_config_file_is_left_out_with_a_warning() {
+    let img = conformance();
+    let out = inject(
+        &img,
+        &skeleton("conf", "job-0"),
+        &request("job-0", "", "t1"),
+    )
+    .unwrap();
+    let mounts: Vec<String> = container(&out, "main")
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| m.mount_path.clone())
+        .collect();
+    assert_eq!(mounts, ["/etc/main.conf"]);
+    let side = container(&out, "side").volume_mounts.clone().unwrap();
+    assert_eq!(side[0].sub_path.as_deref(), Some("side.conf"));
+    let files: Vec<&String> = out.config_files.keys().collect();
+    assert_eq!(files, ["main.conf", "side.conf"]);
+    assert_eq!(
+        out.warnings[0],
+        "AppImage \"conf\": spec.deployTemplates[0].spec.containers[0].configVolumeMounts[1]: container \"main\" mounts config file \"missing.conf\", which spec.configTemplates does not define; the mount is left out"
+    );
+    // Strict mode refuses it, naming the container and the file.
+    let mut strict = request("job-0", "", "t1");
+    strict.missing = MissingKey::Error;
+    let err = inject(&img, &skeleton("conf", "job-0"), &strict)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("container \"main\" mounts config file \"missing.conf\"")
+            && err.contains("strict mode"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_policy_rule_never_opens_every_port() {
+    let img = conformance();
+    let out = inject(
+        &img,
+        &skeleton("conf", "job-0"),
+        &request("job-0", "", "t1"),
+    )
+    .unwrap();
+    let spec = out.network_policies[0].spec.as_ref().unwrap();
+    let rules = spec.ingress.as_ref().unwrap();
+    // Rule 0 named only an undeclared port: left out. Rule 1 keeps its declared port.
+    assert_eq!(rules.len(), 1);
+    let ports = rules[0].ports.as_ref().unwrap();
+    assert_eq!(ports.len(), 1);
+    assert_eq!(
+        ports[0].port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(21000))
+    );
+    let policy_warnings: Vec<&String> = out
+        .warnings
+        .iter()
+        .filter(|w| w.contains("networkPolicy"))
+        .collect();
+    assert_eq!(policy_warnings.len(), 3, "{:?}", out.warnings);
+    assert!(policy_warnings[1].contains(
+        "spec.deployTemplates[0].networkPolicy.ingresses[0].ports: names no declared port, so the rule is left out"
+    ));
+    // The reconciler builds the same policy from the stored Pod.
+    let mut stored = out.pod.clone();
+    stored.metadata.namespace = Some("alice".into());
+    let want = appimage::desired::desired(&stored, Some(&img));
+    assert_eq!(want.network_policies[0].spec.as_ref(), Some(spec));
+    // Strict mode refuses it.
+    let mut img = img;
+    img.spec.deploy_templates[0].spec.containers[0]
+        .config_volume_mounts
+        .pop();
+    let mut strict = request("job-0", "", "t1");
+    strict.missing = MissingKey::Error;
+    let err = inject(&img, &skeleton("conf", "job-0"), &strict)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("networkPolicy.ingresses[0].ports[0].port: names port \"nope\"")
+            && err.contains("strict mode"),
+        "{err}"
+    );
+}
+
+#[test]
+fn long_pod_names_keep_a_readable_service_prefix() {
+    let pod = format!(
+        "secretflow-task-20240816114341-single-psi-{}",
+        "x".repeat(20)
+    );
+    let out = inject(
+        &example("secretflow-image.yaml"),
+        &skeleton("secretflow-image", &pod),
+        &request(&pod, "", "t1"),
+    )
+    .unwrap();
+    let names: Vec<String> = out
+        .services
+        .iter()
+        .map(|s| s.metadata.name.clone().unwrap())
+        .collect();
+    for (name, port) in names.iter().zip(["spu", "fed", "global"]) {
+        assert_eq!(name.len(), 63, "{name}");
+        assert!(name.starts_with("svc-secretflow-task-2024081611"), "{name}");
+        assert!(name.ends_with(&format!("-{port}")), "{name}");
+        assert_eq!(*name, appimage::naming::service_name(&pod, port));
+    }
+    // TASK_CLUSTER_DEFINE's endpoints name exactly these Services.
+    let conf: Value = serde_json::from_str(&out.config_files["task-config.conf"]).unwrap();
+    let define: Value = serde_json::from_str(conf["task_cluster_def"].as_str().unwrap()).unwrap();
+    let endpoints: Vec<String> = define["parties"][0]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["endpoints"][0].as_str().unwrap().to_string())
+        .collect();
+    let global = out.ports.iter().find(|p| p.name == "global").unwrap().port;
+    assert_eq!(
+        endpoints,
+        [
+            format!("{}.alice.svc", names[0]),
+            format!("{}.alice.svc", names[1]),
+            format!("{}.alice.svc:{global}", names[2])
+        ]
+    );
+}
+
+#[test]
+fn a_party_finds_its_own_endpoint_with_a_computed_index() {
+    let mut img = example("secretflow-image.yaml");
+    img.spec.config_templates.insert(
+        "task-config.conf".into(),
+        r#"{"self":"{{{.TASK_CLUSTER_DEFINE.parties[.TASK_CLUSTER_DEFINE.selfPartyIdx].services[1].endpoints[0]}}}"}"#.into(),
+    );
+    let out = inject(
+        &img,
+        &skeleton("secretflow-image", "job-0"),
+        &request("job-0", "", "t1"),
+    )
+    .unwrap();
+    let conf: Value = serde_json::from_str(&out.config_files["task-config.conf"]).unwrap();
+    assert_eq!(conf["self"], "job-0-fed.alice.svc");
 }
