@@ -14,7 +14,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 use crate::cli::Global;
-use crate::error::{Verbatim, chain};
+use crate::error::{PluginError, chain, report};
 
 /// The field manager named in server-side apply and in writes.
 pub const MANAGER: &str = "kubectl-appimage";
@@ -210,6 +210,26 @@ impl Cluster {
         Ok(items)
     }
 
+    /// The named AppImages (reporting each missing one, and saying so in the flag), or all.
+    pub async fn fetch(&self, names: &[String]) -> Result<(Vec<AppImage>, bool)> {
+        if names.is_empty() {
+            return Ok((self.list().await?, false));
+        }
+        let mut found = Vec::new();
+        let mut failed = false;
+        for name in names {
+            match self.get(name).await {
+                Ok(image) => found.push(image),
+                Err(e) if PluginError::is_not_found(&e) => {
+                    report(&e);
+                    failed = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((found, failed))
+    }
+
     pub async fn create(&self, image: &AppImage, dry_run: bool) -> Result<AppImage> {
         self.api
             .create(&post_params(dry_run), image)
@@ -247,6 +267,15 @@ impl Cluster {
     }
 }
 
+/// Run a command's cluster variant on a single-threaded runtime.
+pub fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(future)
+}
+
 fn post_params(dry_run: bool) -> PostParams {
     PostParams {
         dry_run,
@@ -257,14 +286,6 @@ fn post_params(dry_run: bool) -> PostParams {
 /// The apiserver's answer when the resource type itself is unknown.
 fn is_missing_api(message: &str) -> bool {
     message == "the server could not find the requested resource"
-}
-
-/// True for the apiserver's NotFound of an object (not of the whole resource type).
-pub fn is_not_found(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<Verbatim>().is_some_and(|v| {
-        v.0.starts_with("Error from server (NotFound): ")
-            && !v.0.contains("could not find the requested resource")
-    })
 }
 
 /// kube error -> kubectl's message: the apiserver's Status verbatim, or what failed and how
@@ -282,12 +303,18 @@ pub fn server_error(e: kube::Error, server: &str, context: &str) -> anyhow::Erro
                 s.reason.clone()
             };
             let mut text = format!("Error from server ({reason}): {}", s.message.trim_end());
-            if is_missing_api(&s.message) {
+            let missing_api = is_missing_api(&s.message);
+            if missing_api {
                 text.push_str(
                     "; the AppImage CRD is not installed: install it with `kubectl appimage crd | kubectl apply -f -`",
                 );
             }
-            Verbatim(text).into()
+            PluginError::Server {
+                reason,
+                missing_api,
+                text,
+            }
+            .into()
         }
         e @ (kube::Error::HyperError(_) | kube::Error::Service(_)) => {
             let why = chain(std::iter::successors(
@@ -336,7 +363,7 @@ mod tests {
             e.to_string(),
             "Error from server (NotFound): appimages.kuscia.secretflow \"x\" not found"
         );
-        assert!(is_not_found(&e));
+        assert!(PluginError::is_not_found(&e));
         let e = server_error(
             status(
                 404,
@@ -347,14 +374,14 @@ mod tests {
             "c",
         );
         assert!(e.to_string().contains("kubectl appimage crd"), "{e}");
-        assert!(!is_not_found(&e));
+        assert!(!PluginError::is_not_found(&e));
         let e = server_error(
             status(404, "Failed to parse error data", "404 page not found"),
             "h:1",
             "c",
         );
         assert!(e.to_string().contains("resource type \"appimages\""), "{e}");
-        assert!(!is_not_found(&e));
+        assert!(!PluginError::is_not_found(&e));
     }
 
     #[test]

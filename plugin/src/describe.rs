@@ -1,10 +1,30 @@
 //! `describe`: an AppImage as kubectl-describe-style text.
 
+use anyhow::Result;
 use appimage::resource::{AppImage, Container, DeployTemplate};
 use k8s_openapi::api::core::v1::{EnvFromSource, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::output::or_none;
+use crate::cli::{DescribeArgs, Global};
+use crate::client::{Cluster, block_on};
+use crate::error::{eprint_line, reported};
+use crate::output::{or_none, print};
+
+/// `describe [NAME...]`: the named AppImages, or all of them.
+pub fn run(global: &Global, args: &DescribeArgs) -> Result<()> {
+    let (images, failed) = block_on(async {
+        let cluster = Cluster::connect(global).await?;
+        cluster.fetch(&args.names).await
+    })?;
+    if images.is_empty() && !failed {
+        eprint_line("No resources found");
+    }
+    let texts: Vec<String> = images.iter().map(describe).collect();
+    if !texts.is_empty() {
+        print(&texts.join("\n"))?;
+    }
+    if failed { Err(reported()) } else { Ok(()) }
+}
 
 /// Lines are `indent`, key and value; the key column is aligned per block, like kubectl's
 /// tabwriter (padding 2), so it is built with tabs and laid out at the end.

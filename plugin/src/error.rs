@@ -1,40 +1,47 @@
 //! How failures reach the user: kubectl prints server errors verbatim and its own with
 //! `error: `; either way the exit code is 1.
 
-use std::fmt;
 use std::io::Write;
 
-/// A message already in its final wording (e.g. `Error from server (NotFound): ...`).
-#[derive(Debug)]
-pub struct Verbatim(pub String);
+/// The failures the plugin tells apart by type, never by their wording.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The API server's answer, worded as kubectl prints it:
+    /// `Error from server (REASON): MESSAGE`, printed without `error: `.
+    #[error("{text}")]
+    Server {
+        /// The Status reason, e.g. `NotFound`, `AlreadyExists`, `Invalid`.
+        reason: String,
+        /// The apiserver does not serve the resource type at all (no CRD).
+        missing_api: bool,
+        text: String,
+    },
+    /// Every problem was already printed; only the exit code is left to set.
+    #[error("errors were reported above")]
+    Reported,
+}
 
-impl fmt::Display for Verbatim {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl PluginError {
+    /// True for the apiserver's NotFound of an object (not of the whole resource type).
+    pub fn is_not_found(e: &anyhow::Error) -> bool {
+        matches!(
+            e.downcast_ref::<PluginError>(),
+            Some(PluginError::Server { reason, missing_api: false, .. }) if reason == "NotFound"
+        )
     }
 }
 
-impl std::error::Error for Verbatim {}
-
-/// Every problem was already printed; only the exit code is left to set.
-#[derive(Debug)]
-pub struct Reported;
-
-impl fmt::Display for Reported {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("errors were reported above")
-    }
+/// Shorthand for the error that only sets the exit code.
+pub fn reported() -> anyhow::Error {
+    PluginError::Reported.into()
 }
-
-impl std::error::Error for Reported {}
 
 /// The text to print for `e`: verbatim, or `error: ` and the cause chain.
 pub fn message(e: &anyhow::Error) -> Option<String> {
-    if e.is::<Reported>() {
-        return None;
-    }
-    if let Some(v) = e.downcast_ref::<Verbatim>() {
-        return Some(v.0.clone());
+    match e.downcast_ref::<PluginError>() {
+        Some(PluginError::Reported) => return None,
+        Some(PluginError::Server { text, .. }) => return Some(text.clone()),
+        None => {}
     }
     Some(format!("error: {}", chain(e.chain())))
 }
@@ -70,12 +77,17 @@ mod tests {
 
     #[test]
     fn messages() {
-        let e = anyhow::Error::new(Verbatim("Error from server (NotFound): x".into()));
+        let e = anyhow::Error::new(PluginError::Server {
+            reason: "NotFound".into(),
+            missing_api: false,
+            text: "Error from server (NotFound): x".into(),
+        });
         assert_eq!(
             message(&e).as_deref(),
             Some("Error from server (NotFound): x")
         );
-        assert_eq!(message(&anyhow::Error::new(Reported)), None);
+        assert!(PluginError::is_not_found(&e));
+        assert_eq!(message(&reported()), None);
         let io = std::io::Error::other("refused");
         let e = anyhow::Error::new(io).context("cannot connect");
         assert_eq!(

@@ -8,7 +8,7 @@ use appimage::manifest::{self, ManifestError};
 use appimage::resource::AppImage;
 use appimage::validation::{self, FieldError};
 
-use crate::error::{Reported, eprint_line};
+use crate::error::{eprint_line, reported};
 
 /// The text of one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +142,7 @@ pub fn load_sources(sources: &[Source], args: &[String]) -> Result<Vec<Loaded>> 
         for e in &errors {
             eprint_line(&format!("error: {e}"));
         }
-        return Err(Reported.into());
+        return Err(reported());
     }
     if images.is_empty() {
         bail!(
@@ -191,9 +191,42 @@ pub fn check_all(images: &[Loaded]) -> bool {
 pub fn load_valid(args: &[String]) -> Result<Vec<Loaded>> {
     let images = load(args)?;
     if !check_all(&images) {
-        return Err(Reported.into());
+        return Err(reported());
     }
     Ok(images)
+}
+
+/// The AppImage named `name`, or the only one.
+pub fn pick(images: Vec<Loaded>, name: Option<&str>, files: &[String]) -> Result<AppImage> {
+    pick_for(images, name, files, "render")
+}
+
+/// [`pick`] for `kubectl appimage COMMAND`, which the hint for several AppImages names.
+pub fn pick_for(
+    images: Vec<Loaded>,
+    name: Option<&str>,
+    files: &[String],
+    command: &str,
+) -> Result<AppImage> {
+    let names: Vec<&str> = images.iter().map(Loaded::name).collect();
+    let shown = files.join(", ");
+    if let Some(name) = name {
+        return match images.iter().find(|l| l.name() == name) {
+            Some(l) => Ok(l.image.clone()),
+            None => bail!(
+                "{shown} holds no AppImage named {name:?} (it has: {}); pass one of those names",
+                names.join(", ")
+            ),
+        };
+    }
+    if let [only] = images.as_slice() {
+        return Ok(only.image.clone());
+    }
+    bail!(
+        "{shown} holds {} AppImages ({}); name the one to use: kubectl appimage {command} NAME -f {shown}",
+        images.len(),
+        names.join(", ")
+    )
 }
 
 #[cfg(test)]

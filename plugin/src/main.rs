@@ -1,21 +1,31 @@
-//! `kubectl appimage`: a kubectl plugin for Kuscia AppImages.
+//! `kubectl appimage`: a kubectl plugin for Kuscia AppImages. One module per command; each
+//! runs its file (`-f`) and cluster variants side by side.
 
 mod cli;
 mod client;
+mod delete;
 mod describe;
 mod error;
+mod get;
+mod info;
 mod input;
-mod offline;
+mod keyfile;
+mod keygen;
 mod output;
-mod resource;
-mod signing;
+mod payload;
+mod render;
+mod sign;
+mod validate;
+mod verify;
+mod write;
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 
 use cli::{Cli, Command};
+use write::Verb;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -29,24 +39,22 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let global = &cli.global;
     match cli.command {
-        Command::Validate(args) => offline::validate(&args),
-        Command::Crd => offline::crd(),
-        Command::Completion { shell } => offline::completion(shell),
-        Command::Version(args) => offline::version(&args),
-        // With -f, render never builds a client.
-        Command::Render(args) if !args.filename.is_empty() => offline::render_files(&args),
-        Command::Keygen(args) => signing::keygen(&args),
-        Command::Sign(args) => signing::sign(&args),
-        // With -f, payload and verify never build a client either.
-        Command::Payload(args) if !args.filename.is_empty() => signing::payload_files(&args),
-        Command::Verify(args) if !args.filename.is_empty() => signing::verify_files(&args),
-        command => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            runtime.block_on(resource::run(&cli.global, command))
-        }
+        Command::Create(args) => write::run(global, Verb::Create, &args),
+        Command::Apply(args) => write::run(global, Verb::Apply, &args),
+        Command::Update(args) => write::run(global, Verb::Update, &args),
+        Command::Delete(args) => delete::run(global, &args),
+        Command::Get(args) => get::run(global, &args),
+        Command::Describe(args) => describe::run(global, &args),
+        Command::Render(args) => render::run(global, &args),
+        Command::Validate(args) => validate::run(&args),
+        Command::Keygen(args) => keygen::run(&args),
+        Command::Payload(args) => payload::run(global, &args),
+        Command::Sign(args) => sign::run(&args),
+        Command::Verify(args) => verify::run(global, &args),
+        Command::Crd => info::crd(),
+        Command::Completion { shell } => info::completion(shell),
+        Command::Version(args) => info::version(&args),
     }
 }

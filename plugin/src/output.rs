@@ -7,7 +7,7 @@ use appimage::resource::{AppImage, RESOURCE};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::Reported;
+use crate::error::reported;
 
 /// `appimage.kuscia.secretflow`, kubectl's singular name of the resource in messages.
 pub fn kind_name() -> String {
@@ -24,7 +24,7 @@ pub fn print(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Reported.into()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(reported()),
         Err(e) => Err(e).context("cannot write to stdout"),
     }
 }

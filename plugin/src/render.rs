@@ -1,0 +1,185 @@
+//! `render`: what the admission webhook would inject into a Pod, from files (`-f`, offline)
+//! or from the cluster (`NAME`). The flags become the Pod's option annotations, which are read
+//! back by the same parsing admission uses, so a render exercises exactly what admission reads.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, anyhow, bail};
+use appimage::injection::{self, Injection, Request};
+use appimage::resource::AppImage;
+use appimage::{labels, selection};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Serialize;
+
+use crate::cli::{Global, RenderArgs, RenderOutput};
+use crate::client::{Cluster, block_on};
+use crate::input;
+use crate::output::{print, to_json, to_yaml};
+
+/// The document `render -o yaml|json` prints.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Render<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    app_image: &'a str,
+    template: &'a str,
+    pod: &'a Pod,
+    config_files: &'a BTreeMap<String, String>,
+    services: &'a [Service],
+    network_policies: &'a [NetworkPolicy],
+}
+
+/// `render -f` never builds a client; `render NAME` fetches the AppImage.
+pub fn run(global: &Global, args: &RenderArgs) -> Result<()> {
+    let image = if args.filename.is_empty() {
+        let Some(name) = args.name.as_deref() else {
+            bail!("render needs an AppImage NAME or -f FILE");
+        };
+        block_on(async { Cluster::connect(global).await?.get(name).await })?
+    } else {
+        let images = input::load(&args.filename)?;
+        input::pick(images, args.name.as_deref(), &args.filename)?
+    };
+    print(&render(&image, args)?)
+}
+
+/// `--set KEY=VALUE` pairs; a later one wins.
+pub fn parse_sets(sets: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut values = BTreeMap::new();
+    for set in sets {
+        match set.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                values.insert(key.trim().to_string(), value.to_string());
+            }
+            _ => bail!("--set {set:?} is not KEY=VALUE; write e.g. --set LOG_LEVEL=debug"),
+        }
+    }
+    Ok(values)
+}
+
+/// The Pod the webhook would see: a name, a namespace, the opt-in label, and the flags as
+/// the option annotations a user would write on it. Flags left at their default add nothing.
+fn skeleton_pod(image: &AppImage, args: &RenderArgs, name: &str) -> Result<Pod> {
+    let mut annotations = BTreeMap::new();
+    let mut set = |key: &str, value: &str| {
+        annotations.insert(key.to_string(), value.to_string());
+    };
+    for (key, value) in [
+        (labels::OPT_ROLE, &args.role),
+        (labels::OPT_TASK_ID, &args.task_id),
+        (labels::OPT_INPUT_CONFIG, &args.input_config),
+        (labels::OPT_SERVING_ID, &args.serving_id),
+    ] {
+        if !value.is_empty() {
+            set(key, value);
+        }
+    }
+    if let Some(template) = &args.template {
+        set(labels::OPT_TEMPLATE, template);
+    }
+    if let Some(define) = &args.cluster_define {
+        set(labels::OPT_CLUSTER_DEFINE, define);
+    }
+    let values = parse_sets(&args.set)?;
+    if !values.is_empty() {
+        set(labels::OPT_VALUES, &serde_json::to_string(&values)?);
+    }
+    if args.strict {
+        set(labels::OPT_STRICT, "true");
+    }
+    Ok(Pod {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(args.namespace.clone()),
+            labels: Some(BTreeMap::from([(
+                labels::APP_IMAGE.to_string(),
+                image.name().to_string(),
+            )])),
+            annotations: (!annotations.is_empty()).then_some(annotations),
+            ..Default::default()
+        },
+        spec: Some(PodSpec::default()),
+        status: None,
+    })
+}
+
+/// Inject `image` into the skeleton Pod, reading its request as admission does.
+pub fn inject(image: &AppImage, args: &RenderArgs) -> Result<Injection> {
+    let pod_name = match &args.pod_name {
+        Some(name) => name.clone(),
+        // Name it after the template that will be chosen; inject reports a bad choice.
+        None => match selection::select(image, &args.role, args.template.as_deref()) {
+            Ok(i) => format!("{}-{}-0", image.name(), image.spec.deploy_templates[i].name),
+            Err(_) => format!("{}-0", image.name()),
+        },
+    };
+    let pod = skeleton_pod(image, args, &pod_name)?;
+    let request =
+        Request::from_pod(&pod, &args.namespace, &pod_name).map_err(|e| anyhow!("{e}"))?;
+    injection::inject(image, &pod, &request).map_err(|e| anyhow!("{e}"))
+}
+
+/// What `render` prints, deterministic for the same inputs.
+pub fn render(image: &AppImage, args: &RenderArgs) -> Result<String> {
+    let out = inject(image, args)?;
+    if let Some(file) = &args.show_config {
+        return out.config_files.get(file).cloned().ok_or_else(|| {
+            let have: Vec<&str> = out.config_files.keys().map(String::as_str).collect();
+            anyhow!(
+                "template {:?} of AppImage {:?} renders no config file {file:?} (it renders: {}); pick one of those with --show-config",
+                out.template,
+                image.name(),
+                if have.is_empty() { "none".to_string() } else { have.join(", ") }
+            )
+        });
+    }
+    match args.output {
+        RenderOutput::Yaml | RenderOutput::Json => {
+            let doc = Render {
+                api_version: "appimage.kuscia.secretflow/v1alpha1",
+                kind: "Render",
+                app_image: image.name(),
+                template: &out.template,
+                pod: &out.pod,
+                config_files: &out.config_files,
+                services: &out.services,
+                network_policies: &out.network_policies,
+            };
+            if args.output == RenderOutput::Json {
+                to_json(&doc)
+            } else {
+                to_yaml(&doc)
+            }
+        }
+        RenderOutput::Manifests => {
+            let mut docs = vec![to_yaml(&out.pod)?];
+            for s in &out.services {
+                docs.push(to_yaml(s)?);
+            }
+            for np in &out.network_policies {
+                docs.push(to_yaml(np)?);
+            }
+            Ok(docs.join("---\n"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_are_key_value_pairs() {
+        let v = parse_sets(&["A=1".into(), "B=x=y".into(), "A=2".into(), "C=".into()]).unwrap();
+        assert_eq!(v["A"], "2");
+        assert_eq!(v["B"], "x=y");
+        assert_eq!(v["C"], "");
+        for bad in ["A", "=1", " =1"] {
+            let err = parse_sets(&[bad.into()]).unwrap_err().to_string();
+            assert!(err.contains("KEY=VALUE"), "{err}");
+        }
+    }
+}
