@@ -10,32 +10,16 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{Kind, WORKLOAD, Workload, WorkloadError};
 use crate::injection::Request;
-use crate::naming::{self, MAX_LABEL};
+use crate::naming;
 use crate::ports::{self, AllocatedPort};
 use crate::resource::AppImage;
 use crate::{labels, selection};
 
-/// Kuscia's `GenerateServiceName` for a KusciaDeployment: `<workload>-<port>`, `svc-` first
-/// when that starts with a digit, and over 63 characters
-/// `svc-<workload, cut>-<16 hex of sha256(workload)>-<port>`, exactly 63 long.
+/// A KusciaDeployment's Service name, as Kuscia makes it: the port name with `_` and `.` as
+/// `-`, then Kuscia's `GenerateServiceName` ([`naming::service_name`]) on the workload's name:
+/// `<workload>-<port>`, and over 63 characters `svc-<workload, cut>-<16 hex>-<port>`.
 pub fn service_name(workload: &str, port: &str) -> String {
-    let prefix = workload.trim_matches('-');
-    let port = port.trim_matches('-').replace(['_', '.'], "-");
-    let mut name = format!("{prefix}-{port}");
-    if name.starts_with(|c: char| c.is_ascii_digit()) {
-        name = format!("svc-{name}");
-    }
-    if name.len() <= MAX_LABEL {
-        return name;
-    }
-    let keep = (MAX_LABEL - 16 - 6)
-        .saturating_sub(port.len())
-        .min(prefix.len());
-    format!(
-        "svc-{}-{}-{port}",
-        &prefix[..keep],
-        naming::short_hash(prefix, 16)
-    )
+    naming::service_name(workload, &port.trim_matches('-').replace(['_', '.'], "-"))
 }
 
 /// The headless Service a StatefulSet names in `serviceName`, giving each Pod a stable DNS
