@@ -63,6 +63,9 @@ pub enum Command {
     Sign(SignArgs),
     /// Check spec.image.sign of AppImages against trusted public keys
     Verify(VerifyArgs),
+    /// Deploy an AppImage to many nodes as a job (BatchDeployment): create, get, describe,
+    /// stop, continue, retry, delete
+    Batch(crate::batch::BatchArgs),
     /// Print the AppImage CustomResourceDefinition as YAML
     Crd,
     /// Print a shell completion script

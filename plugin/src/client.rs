@@ -176,6 +176,11 @@ impl Cluster {
         })
     }
 
+    /// The client, the server and the context, for commands on other resource types (batch).
+    pub fn parts(&self) -> (Client, &str, &str) {
+        (self.api.clone().into_client(), &self.server, &self.context)
+    }
+
     /// A kube error in kubectl's words.
     fn error(&self, e: kube::Error) -> anyhow::Error {
         server_error(e, &self.server, &self.context)

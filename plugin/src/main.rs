@@ -1,6 +1,7 @@
 //! `kubectl appimage`: a kubectl plugin for Kuscia AppImages. One module per command; each
 //! runs its file (`-f`) and cluster variants side by side.
 
+mod batch;
 mod cli;
 mod client;
 mod delete;
@@ -53,6 +54,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Payload(args) => payload::run(global, &args),
         Command::Sign(args) => sign::run(&args),
         Command::Verify(args) => verify::run(global, &args),
+        Command::Batch(args) => batch::run(global, args),
         Command::Crd => info::crd(),
         Command::Completion { shell } => info::completion(shell),
         Command::Version(args) => info::version(&args),
