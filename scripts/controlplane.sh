@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Build (cached) and run kube-controlplane: kube-apiserver v1.33 + embedded etcd
-# in one Go binary, for the end-to-end tests. See tests/controlplane/README.md.
+# Build (cached) and run kube-controlplane: a whole test cluster in one Go binary
+# (kube-apiserver v1.33 + embedded etcd in-process; kube-controller-manager,
+# kube-scheduler and kwok nodes as children). See tests/controlplane/README.md.
 #
-#   scripts/controlplane.sh build      build if needed; last stdout line = binary path
-#   scripts/controlplane.sh run DIR    build if needed, then exec the binary --dir DIR
+#   scripts/controlplane.sh build                build if needed; last stdout line = binary path
+#   scripts/controlplane.sh run DIR [FLAGS...]   build if needed, then exec the binary --dir DIR FLAGS
+#                                                (e.g. --nodes 3 --node-labels zone=a)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -69,15 +71,17 @@ build)
     build
     ;;
 run)
-    if [ $# -ne 2 ]; then
-        echo "usage: $0 run DIR" >&2
+    if [ $# -lt 2 ]; then
+        echo "usage: $0 run DIR [--nodes N] [--node-labels k=v,...]" >&2
         exit 2
     fi
     bin="$(build | tail -n1)"
-    exec "$bin" --dir "$2"
+    dir="$2"
+    shift 2
+    exec "$bin" --dir "$dir" "$@"
     ;;
 *)
-    echo "usage: $0 build | run DIR" >&2
+    echo "usage: $0 build | run DIR [--nodes N] [--node-labels k=v,...]" >&2
     exit 2
     ;;
 esac

@@ -70,7 +70,6 @@ func startAPIServer(ctx context.Context, dir string, p *pki, etcdURL string, log
 		"--service-account-signing-key-file=" + p.saKey,
 		"--service-account-issuer=" + p.saIssuer,
 		"--service-cluster-ip-range=" + p.clusterRange,
-		"--disable-admission-plugins=ServiceAccount",
 		"--allow-privileged=true",
 		// The Endpoints of the "kubernetes" Service cannot hold a loopback
 		// address; without this the reconciler logs errors forever.
@@ -133,14 +132,15 @@ func startAPIServer(ctx context.Context, dir string, p *pki, etcdURL string, log
 	return a, nil
 }
 
-func writeKubeconfig(path, server string, p *pki) error {
+// writeKubeconfig writes a kubeconfig for user (a name in the static token file).
+func writeKubeconfig(path, server string, p *pki, user string) error {
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["controlplane"] = &clientcmdapi.Cluster{
 		Server:                   server,
 		CertificateAuthorityData: p.caPEM,
 	}
-	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: p.adminToken}
-	cfg.Contexts["controlplane"] = &clientcmdapi.Context{Cluster: "controlplane", AuthInfo: "admin"}
+	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: p.tokens[user]}
+	cfg.Contexts["controlplane"] = &clientcmdapi.Context{Cluster: "controlplane", AuthInfo: user}
 	cfg.CurrentContext = "controlplane"
 	tmp := path + ".tmp"
 	if err := clientcmd.WriteToFile(*cfg, tmp); err != nil {

@@ -1,12 +1,13 @@
-// kube-controlplane: a real Kubernetes control plane (kube-apiserver + embedded
-// etcd) in one process, for end-to-end tests.
+// kube-controlplane: a whole Kubernetes cluster for end-to-end tests: kube-apiserver
+// and embedded etcd in this process; kube-controller-manager, kube-scheduler and
+// (with --nodes) kwok's simulated nodes as child processes of this same binary.
 //
-//	kube-controlplane --dir DIR [--parent-pid N [--remove-dir]]
+//	kube-controlplane --dir DIR [--nodes N [--node-labels k=v,...]] [--parent-pid N [--remove-dir]]
 //
-// Everything listens on 127.0.0.1 on ports chosen at runtime. When the API
-// server is ready, the admin kubeconfig is at DIR/kubeconfig, DIR/ready holds
-// its path, and one line "READY <path>" is printed on stdout. SIGTERM/SIGINT
-// (or the death of --parent-pid) stops the API server and etcd, exit code 0.
+// Everything listens on 127.0.0.1 on ports chosen at runtime. When the cluster is
+// ready, the admin kubeconfig is at DIR/kubeconfig, DIR/ready holds its path, and
+// one line "READY <path>" is printed on stdout. SIGTERM/SIGINT (or the death of
+// --parent-pid) stops the children, the API server and etcd, exit code 0.
 // With --remove-dir, DIR is deleted after a shutdown caused by the parent's
 // death: a test binary cannot clean up a control plane it holds in a static.
 package main
@@ -31,6 +32,9 @@ import (
 const startTimeout = 120 * time.Second
 
 func main() {
+	if code, ok := runSubcommand(os.Args[1:]); ok {
+		os.Exit(code)
+	}
 	os.Exit(run())
 }
 
@@ -42,15 +46,32 @@ func run() int {
 	var dir string
 	var parentPID int
 	var removeDir bool
+	var nodes int
+	var nodeLabelsFlag string
 	fs := flag.NewFlagSet("kube-controlplane", flag.ContinueOnError)
 	fs.StringVar(&dir, "dir", "", "state directory (created if missing); required")
 	fs.IntVar(&parentPID, "parent-pid", 0, "exit cleanly when this process no longer exists")
 	fs.BoolVar(&removeDir, "remove-dir", false, "delete --dir after the --parent-pid process is gone and everything stopped")
+	fs.IntVar(&nodes, "nodes", 0, fmt.Sprintf("simulated (kwok) nodes kwok-node-0..N-1, at most %d", maxNodes))
+	fs.StringVar(&nodeLabelsFlag, "node-labels", "", "labels k=v,... for every node (with --nodes)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
 	if dir == "" || fs.NArg() != 0 {
-		errorf("usage: kube-controlplane --dir DIR [--parent-pid N [--remove-dir]]")
+		errorf("usage: kube-controlplane --dir DIR [--nodes N [--node-labels k=v,...]] [--parent-pid N [--remove-dir]]")
+		return 2
+	}
+	if nodes < 0 || nodes > maxNodes {
+		errorf("--nodes %d: must be between 0 and %d", nodes, maxNodes)
+		return 2
+	}
+	nodeLabels, err := parseNodeLabels(nodeLabelsFlag)
+	if err != nil {
+		errorf("%v", err)
+		return 2
+	}
+	if len(nodeLabels) > 0 && nodes == 0 {
+		errorf("--node-labels needs --nodes N (N > 0)")
 		return 2
 	}
 	absDir, err := filepath.Abs(dir)
@@ -140,7 +161,7 @@ func run() int {
 		return 1
 	}
 	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := writeKubeconfig(kubeconfig, api.url, p); err != nil {
+	if err := writeKubeconfig(kubeconfig, api.url, p, userAdmin); err != nil {
 		cancel()
 		api.wait(30 * time.Second)
 		stopEtcd()
@@ -159,7 +180,23 @@ func run() int {
 		errorf("last lines of %s:\n%s", logPath, tail(logPath, 25))
 		return 1
 	}
+	comps, err := startComponents(ctx, dir, api.url, p, nodes, nodeLabels)
+	if err == nil {
+		err = comps.wait(ctx, api.url, p, deadline)
+	}
+	if err != nil {
+		comps.stop()
+		cancel()
+		api.wait(30 * time.Second)
+		stopEtcd()
+		if ctx.Err() != nil {
+			return 0
+		}
+		errorf("cluster not ready after %s: %v", time.Since(start).Round(time.Millisecond), err)
+		return 1
+	}
 	if err := writeFileAtomic(readyFile, []byte(kubeconfig)); err != nil {
+		comps.stop()
 		cancel()
 		api.wait(30 * time.Second)
 		stopEtcd()
@@ -168,8 +205,8 @@ func run() int {
 	}
 	fmt.Fprintf(os.Stdout, "READY %s\n", kubeconfig)
 	_ = os.Stdout.Sync()
-	fmt.Fprintf(logFile, "kube-controlplane: READY after %s, apiserver %s, etcd %s\n",
-		time.Since(start).Round(time.Millisecond), api.url, etcdURL)
+	fmt.Fprintf(logFile, "kube-controlplane: READY after %s, apiserver %s, etcd %s, %d nodes\n",
+		time.Since(start).Round(time.Millisecond), api.url, etcdURL, nodes)
 
 	code := 0
 	select {
@@ -181,9 +218,13 @@ func run() int {
 	case err := <-etcd.Err():
 		errorf("etcd failed: %v", err)
 		code = 1
+	case err := <-comps.done():
+		errorf("%v", err)
+		code = 1
 	}
-	cancel()
 	_ = os.Remove(readyFile)
+	comps.stop()
+	cancel()
 	if !api.wait(30 * time.Second) {
 		errorf("kube-apiserver did not stop within 30s")
 	}

@@ -31,6 +31,7 @@ type pki struct {
 	tokenFile    string // static token file
 	caPEM        []byte
 	adminToken   string
+	tokens       map[string]string // user name -> bearer token, for every user in tokenFile
 	saIssuer     string
 	clusterRange string
 }
@@ -61,22 +62,62 @@ func ensurePKI(dir string) (*pki, error) {
 			return nil, err
 		}
 	}
-	if !exists(p.tokenFile) {
-		buf := make([]byte, 32)
-		if _, err := rand.Read(buf); err != nil {
-			return nil, err
-		}
-		// token,user,uid,"group1,group2"
-		line := fmt.Sprintf("%s,admin,admin,\"system:masters\"\n", hex.EncodeToString(buf))
-		if err := os.WriteFile(p.tokenFile, []byte(line), 0o600); err != nil {
-			return nil, err
-		}
+	if err := ensureTokens(p.tokenFile); err != nil {
+		return nil, err
 	}
 	var err error
 	if p.caPEM, err = os.ReadFile(p.caCert); err != nil {
 		return nil, err
 	}
-	f, err := os.Open(p.tokenFile)
+	if p.tokens, err = readTokens(p.tokenFile); err != nil {
+		return nil, err
+	}
+	p.adminToken = p.tokens[userAdmin]
+	return p, nil
+}
+
+// The static-token users: the admin (group system:masters) and the two components,
+// under the user names that the bootstrap RBAC policy binds their roles to.
+const (
+	userAdmin             = "admin"
+	userControllerManager = "system:kube-controller-manager"
+	userScheduler         = "system:kube-scheduler"
+)
+
+var tokenUsers = []struct{ name, groups string }{
+	{userAdmin, "system:masters"},
+	{userControllerManager, ""},
+	{userScheduler, ""},
+}
+
+// ensureTokens gives every user in tokenUsers a random token in the static token
+// file, keeping the tokens already there (a reused DIR keeps its kubeconfigs valid).
+func ensureTokens(path string) error {
+	have := map[string]string{}
+	if exists(path) {
+		var err error
+		if have, err = readTokens(path); err != nil {
+			return err
+		}
+	}
+	var b strings.Builder
+	for _, u := range tokenUsers {
+		tok := have[u.name]
+		if tok == "" {
+			buf := make([]byte, 32)
+			if _, err := rand.Read(buf); err != nil {
+				return err
+			}
+			tok = hex.EncodeToString(buf)
+		}
+		// token,user,uid,"group1,group2"
+		fmt.Fprintf(&b, "%s,%s,%s,\"%s\"\n", tok, u.name, u.name, u.groups)
+	}
+	return writeFileAtomic(path, []byte(b.String()))
+}
+
+func readTokens(path string) (map[string]string, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -85,17 +126,18 @@ func ensurePKI(dir string) (*pki, error) {
 	r.FieldsPerRecord = -1
 	recs, err := r.ReadAll()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", p.tokenFile, err)
+		return nil, fmt.Errorf("%s: %v", path, err)
 	}
+	tokens := map[string]string{}
 	for _, rec := range recs {
-		if len(rec) >= 2 && rec[1] == "admin" {
-			p.adminToken = strings.TrimSpace(rec[0])
+		if len(rec) >= 2 && strings.TrimSpace(rec[0]) != "" {
+			tokens[rec[1]] = strings.TrimSpace(rec[0])
 		}
 	}
-	if p.adminToken == "" {
-		return nil, fmt.Errorf("%s has no admin token", p.tokenFile)
+	if tokens[userAdmin] == "" {
+		return nil, fmt.Errorf("%s has no admin token", path)
 	}
-	return p, nil
+	return tokens, nil
 }
 
 func exists(paths ...string) bool {

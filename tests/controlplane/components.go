@@ -1,0 +1,54 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+)
+
+// The cluster-wide ranges. Pod IPs come from each node's podCIDR (10.244.<i>.0/24).
+const (
+	clusterCIDR = "10.244.0.0/16"
+)
+
+// controllerManagerArgs: every default controller (deployment, replicaset, statefulset,
+// daemonset, job, cronjob, garbage collector, namespace, endpoints, endpointslice,
+// serviceaccount and token, node lifecycle, ...), each with its own service account
+// credentials, no leader election (one instance), health on 127.0.0.1:port.
+func controllerManagerArgs(dir string, p *pki, port int) []string {
+	return []string{
+		"--kubeconfig=" + filepath.Join(dir, "controller-manager.kubeconfig"),
+		"--controllers=*",
+		"--use-service-account-credentials=true",
+		"--service-account-private-key-file=" + p.saKey,
+		"--root-ca-file=" + p.caCert,
+		"--cluster-name=controlplane",
+		"--cluster-cidr=" + clusterCIDR,
+		"--service-cluster-ip-range=" + p.clusterRange,
+		"--leader-elect=false",
+		"--bind-address=127.0.0.1",
+		fmt.Sprintf("--secure-port=%d", port),
+		"--cert-dir=" + filepath.Join(dir, "pki", "controller-manager"),
+		"--v=0",
+	}
+}
+
+func schedulerArgs(dir string, port int) []string {
+	return []string{
+		"--kubeconfig=" + filepath.Join(dir, "scheduler.kubeconfig"),
+		"--leader-elect=false",
+		"--bind-address=127.0.0.1",
+		fmt.Sprintf("--secure-port=%d", port),
+		"--cert-dir=" + filepath.Join(dir, "pki", "scheduler"),
+		"--v=0",
+	}
+}
+
+func kwokArgs(dir string) []string {
+	return []string{
+		"--kubeconfig=" + filepath.Join(dir, "kwok.kubeconfig"),
+		"--config=" + filepath.Join(dir, "kwok.yaml"),
+		"--manage-nodes-with-annotation-selector=" + kwokNodeAnnotation + "=fake",
+		"--node-lease-duration-seconds=40",
+		"--v=WARN", // kwok logs every lease renewal at INFO
+	}
+}

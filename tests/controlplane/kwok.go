@@ -1,0 +1,260 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"sigs.k8s.io/yaml"
+
+	nodefast "sigs.k8s.io/kwok/kustomize/stage/node/fast"
+	nodeheartbeat "sigs.k8s.io/kwok/kustomize/stage/node/heartbeat-with-lease"
+	podfast "sigs.k8s.io/kwok/kustomize/stage/pod/fast"
+	kwokconfig "sigs.k8s.io/kwok/pkg/config"
+	kwokcmd "sigs.k8s.io/kwok/pkg/kwok/cmd"
+	kwoklog "sigs.k8s.io/kwok/pkg/log"
+	"sigs.k8s.io/kwok/pkg/utils/signals"
+)
+
+// Test hooks, honoured by the kwok Stages below (documented in README.md).
+const (
+	kwokNodeAnnotation = "kwok.x-k8s.io/node"
+	// A Pod with this annotation "true" goes from Pending to Failed (containers exit 1).
+	hookPodFail = "appimage.test/pod-fail"
+	// A Pod with this annotation "true" runs, has an IP, and never becomes Ready.
+	hookPodNeverReady = "appimage.test/pod-never-ready"
+	// A Node with this label "true" turns NotReady; removing the label makes it Ready again.
+	hookNodeNotReady = "appimage.test/node-not-ready"
+)
+
+// runKwok is the kwok controller, as kwok's own main runs it.
+func runKwok(args []string) int {
+	// Kubernetes' verflag puts a non-bool --version on the global pflag set, which cobra
+	// merges into kwok's command, clashing with cobra's own --version.
+	pflag.CommandLine = pflag.NewFlagSet(os.Args[0], pflag.ContinueOnError)
+	flags := pflag.NewFlagSet("global", pflag.ContinueOnError)
+	flags.ParseErrorsWhitelist.UnknownFlags = true
+	flags.Usage = func() {}
+	ctx := signals.SetupSignalContext()
+	ctx, logger := kwoklog.InitFlags(ctx, flags)
+	ctx, err := kwokconfig.InitFlags(ctx, flags)
+	if err != nil {
+		logger.Error("kwok config", err)
+		return 1
+	}
+	cmd := kwokcmd.NewCommand(ctx)
+	cmd.PersistentFlags().AddFlagSet(flags)
+	cmd.SetArgs(args)
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		logger.Error("kwok", err)
+		return 1
+	}
+	return 0
+}
+
+// selector expressions added to kwok's default Stages so that the hooks win.
+func notHook(path, key string) map[string]any {
+	return map[string]any{
+		"key":      fmt.Sprintf(`.metadata.%s["%s"]`, path, key),
+		"operator": "NotIn",
+		"values":   []any{"true"},
+	}
+}
+
+// kwokConfig is DIR/kwok.yaml: kwok's default node and pod Stages (node-initialize,
+// node-heartbeat-with-lease, pod-ready, pod-complete, pod-delete) made to step
+// aside for the test hooks, plus the hook Stages.
+func kwokConfig() ([]byte, error) {
+	type patch struct {
+		yaml    string
+		exclude []map[string]any
+	}
+	defaults := []patch{
+		{nodefast.DefaultNodeInit, []map[string]any{notHook("labels", hookNodeNotReady)}},
+		{nodeheartbeat.DefaultNodeHeartbeatWithLease, nil},
+		{podfast.DefaultPodReady, []map[string]any{
+			notHook("annotations", hookPodFail), notHook("annotations", hookPodNeverReady)}},
+		{podfast.DefaultPodComplete, []map[string]any{notHook("annotations", hookPodNeverReady)}},
+		{podfast.DefaultPodDelete, nil},
+	}
+	docs := []string{}
+	for _, d := range defaults {
+		var stage map[string]any
+		if err := yaml.Unmarshal([]byte(d.yaml), &stage); err != nil {
+			return nil, fmt.Errorf("kwok default stage: %w", err)
+		}
+		spec, _ := stage["spec"].(map[string]any)
+		sel, _ := spec["selector"].(map[string]any)
+		if spec == nil || sel == nil {
+			return nil, fmt.Errorf("kwok default stage %v has no selector", stage["metadata"])
+		}
+		exprs, _ := sel["matchExpressions"].([]any)
+		for _, e := range d.exclude {
+			exprs = append(exprs, e)
+		}
+		sel["matchExpressions"] = exprs
+		out, err := yaml.Marshal(stage)
+		if err != nil {
+			return nil, err
+		}
+		docs = append(docs, string(out))
+	}
+	docs = append(docs, hookStages...)
+	return []byte(strings.Join(docs, "---\n")), nil
+}
+
+func writeKwokConfig(path string) error {
+	b, err := kwokConfig()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+var hookStages = []string{`apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: appimage-pod-fail
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.annotations["` + hookPodFail + `"]'
+      operator: In
+      values: ["true"]
+    - key: '.metadata.deletionTimestamp'
+      operator: DoesNotExist
+    - key: '.status.phase'
+      operator: In
+      values: ["Pending"]
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      conditions:
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: Initialized
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        reason: PodFailed
+        type: Ready
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        reason: PodFailed
+        type: ContainersReady
+      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: false
+        restartCount: 0
+        started: false
+        state:
+          terminated:
+            exitCode: 1
+            reason: Error
+            message: "failed by the ` + hookPodFail + ` annotation"
+            startedAt: {{ $now | Quote }}
+            finishedAt: {{ $now | Quote }}
+      {{ end }}
+      hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
+      phase: Failed
+      startTime: {{ $now | Quote }}
+`, `apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: appimage-pod-never-ready
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.annotations["` + hookPodNeverReady + `"]'
+      operator: In
+      values: ["true"]
+    - key: '.metadata.deletionTimestamp'
+      operator: DoesNotExist
+    - key: '.status.podIP'
+      operator: DoesNotExist
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      conditions:
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: Initialized
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        reason: ContainersNotReady
+        type: Ready
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        reason: ContainersNotReady
+        type: ContainersReady
+      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: false
+        restartCount: 0
+        started: true
+        state:
+          running:
+            startedAt: {{ $now | Quote }}
+      {{ end }}
+      initContainerStatuses:
+      {{ range .spec.initContainers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: true
+        restartCount: 0
+        state:
+          terminated:
+            exitCode: 0
+            finishedAt: {{ $now | Quote }}
+            reason: Completed
+            startedAt: {{ $now | Quote }}
+      {{ end }}
+      hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
+      podIP: {{ PodIPWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) | Quote }}
+      phase: Running
+      startTime: {{ $now | Quote }}
+`, `apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: appimage-node-not-ready
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Node
+  selector:
+    matchExpressions:
+    - key: '.metadata.labels["` + hookNodeNotReady + `"]'
+      operator: In
+      values: ["true"]
+    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
+      operator: In
+      values: ["True"]
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      conditions:
+      {{ range NodeConditions }}
+      - lastHeartbeatTime: {{ $now | Quote }}
+        lastTransitionTime: {{ $now | Quote }}
+        type: {{ .type | Quote }}
+      {{ if eq .type "Ready" }}
+        status: "False"
+        reason: AppImageTestNotReady
+        message: "NotReady by the ` + hookNodeNotReady + ` label"
+      {{ else }}
+        status: {{ .status | Quote }}
+        reason: {{ .reason | Quote }}
+        message: {{ .message | Quote }}
+      {{ end }}
+      {{ end }}
+`}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+)
+
+const (
+	maxNodes = 250
+	// Every node carries nodeNameLabel=<its name>, so that a test can target a subset.
+	nodeNameLabel = "appimage.test/node"
+)
+
+// nodeName is the name of the i-th simulated node: kwok-node-0 .. kwok-node-(N-1).
+func nodeName(i int) string { return fmt.Sprintf("kwok-node-%d", i) }
+
+// parseNodeLabels parses "k=v,k2=v2" (--node-labels) into a map, checking keys and values
+// as the API server would, so that a typo fails at start with the flag named.
+func parseNodeLabels(s string) (map[string]string, error) {
+	labels := map[string]string{}
+	if strings.TrimSpace(s) == "" {
+		return labels, nil
+	}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok {
+			return nil, fmt.Errorf("--node-labels: %q is not key=value (example: --node-labels zone=a,tier=gpu)", kv)
+		}
+		if errs := validation.IsQualifiedName(k); len(errs) != 0 {
+			return nil, fmt.Errorf("--node-labels: invalid key %q: %s", k, strings.Join(errs, "; "))
+		}
+		if errs := validation.IsValidLabelValue(v); len(errs) != 0 {
+			return nil, fmt.Errorf("--node-labels: invalid value %q for %q: %s", v, k, strings.Join(errs, "; "))
+		}
+		if k == nodeNameLabel || k == hookNodeNotReady {
+			return nil, fmt.Errorf("--node-labels: %q is set by kube-controlplane itself; choose another key", k)
+		}
+		if _, dup := labels[k]; dup {
+			return nil, fmt.Errorf("--node-labels: key %q given twice", k)
+		}
+		labels[k] = v
+	}
+	return labels, nil
+}
+
+// fakeNode is the i-th Node object: managed by kwok (annotation), no taints, its own
+// podCIDR (kwok takes Pod IPs from it), and the given labels plus its own name label.
+func fakeNode(i int, labels map[string]string) *corev1.Node {
+	name := nodeName(i)
+	l := map[string]string{
+		nodeNameLabel:            name,
+		"kubernetes.io/hostname": name,
+		"kubernetes.io/os":       "linux",
+		"kubernetes.io/arch":     "amd64",
+		"type":                   "kwok",
+	}
+	for k, v := range labels {
+		l[k] = v
+	}
+	cidr := fmt.Sprintf("10.244.%d.0/24", i)
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        name,
+			Labels:      l,
+			Annotations: map[string]string{kwokNodeAnnotation: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+		},
+		Spec: corev1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}},
+	}
+}
+
+// ensureNodes creates the N nodes (a reused DIR keeps existing ones) and deletes
+// simulated nodes from an earlier start with a larger N.
+func ensureNodes(ctx context.Context, cs kubernetes.Interface, n int, labels map[string]string) error {
+	want := map[string]bool{}
+	for i := 0; i < n; i++ {
+		node := fakeNode(i, labels)
+		want[node.Name] = true
+		_, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating node %s: %w", node.Name, err)
+		}
+	}
+	list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: nodeNameLabel})
+	if err != nil {
+		return err
+	}
+	for _, node := range list.Items {
+		if !want[node.Name] && strings.HasPrefix(node.Name, "kwok-node-") {
+			if err := cs.CoreV1().Nodes().Delete(ctx, node.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("deleting stale node %s: %w", node.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// nodesReady reports whether all N nodes are Ready and untainted (the node lifecycle
+// controller has removed its not-ready taint), else which are not.
+func nodesReady(ctx context.Context, cs kubernetes.Interface, n int) (bool, string, error) {
+	var waiting []string
+	for i := 0; i < n; i++ {
+		node, err := cs.CoreV1().Nodes().Get(ctx, nodeName(i), metav1.GetOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		ready := false
+		for _, c := range node.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				ready = true
+			}
+		}
+		switch {
+		case !ready:
+			waiting = append(waiting, node.Name+" not Ready")
+		case len(node.Spec.Taints) > 0:
+			waiting = append(waiting, fmt.Sprintf("%s tainted %v", node.Name, taintKeys(node.Spec.Taints)))
+		}
+	}
+	return len(waiting) == 0, strings.Join(waiting, ", "), nil
+}
+
+func taintKeys(ts []corev1.Taint) []string {
+	var keys []string
+	for _, t := range ts {
+		keys = append(keys, t.Key)
+	}
+	sort.Strings(keys)
+	return keys
+}
