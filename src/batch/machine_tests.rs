@@ -798,3 +798,18 @@ fn spec_errors_name_the_field() {
     s.failure_tolerance = Some(IntOrString::String("101%".into()));
     assert!(spec_error(&s, "job").unwrap().contains("0% to 100%"));
 }
+
+#[test]
+fn a_spec_made_invalid_while_running_fails_the_nodes_not_done() {
+    let mut w = World::new(2, spec());
+    w.tick(0);
+    w.ready("n01");
+    w.tick(1);
+    w.bd.spec.timeout = Some("soon".into());
+    w.tick(2);
+    assert_eq!(w.phase(), Phase::Failed);
+    assert_eq!(w.condition(COND_FAILED).unwrap().1, "InvalidSpec");
+    assert_eq!(w.node("n01").phase, NodePhase::Succeeded);
+    assert_eq!(w.node("n02").reason.as_deref(), Some("InvalidSpec"));
+    assert_eq!(w.deleted(), ["n02"]);
+}
