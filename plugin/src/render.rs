@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::cli::{Global, RenderArgs, RenderOutput};
 use crate::client::{Cluster, block_on};
+use crate::error::eprint_line;
 use crate::input;
 use crate::output::{print, to_json, to_yaml};
 
@@ -125,6 +126,10 @@ pub fn inject(image: &AppImage, args: &RenderArgs) -> Result<Injection> {
 /// What `render` prints, deterministic for the same inputs.
 pub fn render(image: &AppImage, args: &RenderArgs) -> Result<String> {
     let out = inject(image, args)?;
+    // What injection left out, on stderr as kubectl prints admission warnings.
+    for warning in &out.warnings {
+        eprint_line(&format!("Warning: {warning}"));
+    }
     if let Some(file) = &args.show_config {
         return out.config_files.get(file).cloned().ok_or_else(|| {
             let have: Vec<&str> = out.config_files.keys().map(String::as_str).collect();

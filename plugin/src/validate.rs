@@ -23,6 +23,11 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
         );
     }
     for loaded in &images {
+        // Accepted, as Kuscia accepts them, but render and admission leave these out.
+        for warning in validation::warnings(&loaded.image) {
+            let name = input::display_name(loaded);
+            eprint_line(&format!("Warning: appimage {name:?}: {warning}"));
+        }
         let problems = validation::validate(&loaded.image);
         if problems.is_empty() {
             println(&format!(
