@@ -66,6 +66,8 @@ pub enum Command {
     /// Deploy an AppImage to many nodes as a job (BatchDeployment): create, get, describe,
     /// stop, continue, retry, delete
     Batch(crate::batch::BatchArgs),
+    /// Run an AppImage as a Deployment, StatefulSet, DaemonSet, Job or CronJob (server-side apply)
+    Deploy(Box<crate::deploy::DeployArgs>),
     /// Print the AppImage CustomResourceDefinition as YAML
     Crd,
     /// Print a shell completion script

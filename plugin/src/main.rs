@@ -5,6 +5,7 @@ mod batch;
 mod cli;
 mod client;
 mod delete;
+mod deploy;
 mod describe;
 mod error;
 mod get;
@@ -54,6 +55,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Payload(args) => payload::run(global, &args),
         Command::Sign(args) => sign::run(&args),
         Command::Verify(args) => verify::run(global, &args),
+        Command::Deploy(args) => deploy::run(global, *args),
         Command::Batch(args) => batch::run(global, args),
         Command::Crd => info::crd(),
         Command::Completion { shell } => info::completion(shell),
