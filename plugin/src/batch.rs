@@ -612,21 +612,55 @@ pub fn rows(items: &[BatchDeployment], namespaces: bool, headers: bool, now: i64
 
 /// `batch describe`: the spec in words, the conditions, then a line per node with its reason.
 pub fn describe(bd: &BatchDeployment, now: i64) -> String {
-    let s = &bd.spec;
     let status = bd.status.clone().unwrap_or_default();
-    let none = || "<none>".to_string();
-    let selector = s
+    let mut out = String::new();
+    for (k, v) in spec_fields(bd).into_iter().chain(status_fields(bd, now)) {
+        out.push_str(&format!("{k}:\t{v}\n"));
+    }
+    let mut text = tabwrite(&out, 1);
+    text.push_str("Conditions:\n");
+    if status.conditions.is_empty() {
+        text.push_str("  <none>\n");
+    } else {
+        let mut rows = vec![header(&["TYPE", "STATUS", "REASON", "MESSAGE"])];
+        for c in &status.conditions {
+            let cells = [&c.type_, &c.status, &c.reason, &c.message];
+            rows.push(cells.map(|s| s.clone()).to_vec());
+        }
+        text.push_str(&indent(&table(&rows)));
+    }
+    text.push_str("Nodes:\n");
+    text.push_str(&node_table(&status.nodes, bd.spec.instances.unwrap_or(1)));
+    text
+}
+
+fn header(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|c| c.to_string()).collect()
+}
+
+fn or_none(text: String) -> String {
+    if text.is_empty() {
+        "<none>".into()
+    } else {
+        text
+    }
+}
+
+fn spec_fields(bd: &BatchDeployment) -> Vec<(&'static str, String)> {
+    let s = &bd.spec;
+    let selector: Vec<String> = s
         .node_selector
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let time = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
-        t.as_ref().map_or_else(none, |t| {
-            format!("{} ({} ago)", t.0, human_duration(now - t.0.as_second()))
-        })
+        .collect();
+    let tolerance = match &s.failure_tolerance {
+        None => "<any short of all>".into(),
+        Some(IntOrString::Int(n)) => n.to_string(),
+        Some(IntOrString::String(p)) => p.clone(),
     };
-    let fields = [
+    let policy = s.restart_policy.unwrap_or(RestartPolicy::Always);
+    let timeout = s.timeout.clone();
+    vec![
         ("Name", bd.metadata.name.clone().unwrap_or_default()),
         (
             "Namespace",
@@ -635,116 +669,56 @@ pub fn describe(bd: &BatchDeployment, now: i64) -> String {
         ("AppImage", s.app_image.clone()),
         (
             "Revision",
-            s.revision
-                .map_or_else(|| "<current>".into(), |r| r.to_string()),
+            s.revision.map_or("<current>".into(), |r| r.to_string()),
         ),
-        ("Role", s.role.clone().unwrap_or_else(none)),
-        (
-            "Restart Policy",
-            s.restart_policy
-                .unwrap_or(RestartPolicy::Always)
-                .as_str()
-                .into(),
-        ),
+        ("Role", or_none(s.role.clone().unwrap_or_default())),
+        ("Restart Policy", policy.as_str().into()),
         (
             "Instances",
             format!("{} per node", s.instances.unwrap_or(1)),
         ),
-        (
-            "Node Selector",
-            if selector.is_empty() {
-                none()
-            } else {
-                selector
-            },
-        ),
-        (
-            "Node Names",
-            if s.node_names.is_empty() {
-                none()
-            } else {
-                s.node_names.join(",")
-            },
-        ),
+        ("Node Selector", or_none(selector.join(","))),
+        ("Node Names", or_none(s.node_names.join(","))),
         (
             "Parallelism",
             s.parallelism
-                .map_or_else(|| "<all nodes>".into(), |p| p.to_string()),
+                .map_or("<all nodes>".into(), |p| p.to_string()),
         ),
-        (
-            "Failure Tolerance",
-            s.failure_tolerance.as_ref().map_or_else(
-                || "<any short of all>".into(),
-                |t| match t {
-                    IntOrString::Int(n) => n.to_string(),
-                    IntOrString::String(p) => p.clone(),
-                },
-            ),
-        ),
+        ("Failure Tolerance", tolerance),
         (
             "Timeout",
-            s.timeout
-                .clone()
-                .unwrap_or_else(|| appimage::batch::DEFAULT_TIMEOUT.into()),
+            timeout.unwrap_or_else(|| appimage::batch::DEFAULT_TIMEOUT.into()),
         ),
         ("Suspend", s.suspend.unwrap_or(false).to_string()),
-        (
-            "Phase",
-            bd.status.as_ref().map_or_else(
-                || "<not seen by the controller yet>".into(),
-                |s| s.phase.as_str().into(),
-            ),
-        ),
-        (
-            "Succeeded",
-            format!(
-                "{} of {} nodes",
-                status.counts.succeeded, status.counts.total
-            ),
-        ),
-        ("Failed", status.counts.failed.to_string()),
+    ]
+}
+
+fn status_fields(bd: &BatchDeployment, now: i64) -> Vec<(&'static str, String)> {
+    let Some(status) = &bd.status else {
+        return vec![("Phase", "<not seen by the controller yet>".into())];
+    };
+    let time = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| match t {
+        None => "<none>".to_string(),
+        Some(t) => format!("{} ({} ago)", t.0, human_duration(now - t.0.as_second())),
+    };
+    let c = &status.counts;
+    vec![
+        ("Phase", status.phase.as_str().into()),
+        ("Succeeded", format!("{} of {} nodes", c.succeeded, c.total)),
+        ("Failed", c.failed.to_string()),
         ("Attempts", status.attempts.to_string()),
         ("Start Time", time(&status.start_time)),
         ("Completion Time", time(&status.completion_time)),
-    ];
-    let mut out = String::new();
-    for (k, v) in fields {
-        out.push_str(&format!("{k}:\t{v}\n"));
-    }
-    let mut text = tabwrite(&out, 1);
-    text.push_str("Conditions:\n");
-    if status.conditions.is_empty() {
-        text.push_str("  <none>\n");
-    } else {
-        let mut rows = vec![
-            ["TYPE", "STATUS", "REASON", "MESSAGE"]
-                .map(String::from)
-                .to_vec(),
-        ];
-        for c in &status.conditions {
-            rows.push(vec![
-                c.type_.clone(),
-                c.status.clone(),
-                c.reason.clone(),
-                c.message.clone(),
-            ]);
-        }
-        text.push_str(&indent(&table(&rows)));
-    }
-    text.push_str("Nodes:\n");
-    text.push_str(&node_table(&status.nodes, s.instances.unwrap_or(1)));
-    text
+    ]
 }
 
 fn node_table(nodes: &[NodeStatus], instances: i32) -> String {
     if nodes.is_empty() {
         return "  <none chosen yet>\n".into();
     }
-    let mut rows = vec![
-        ["NODE", "PHASE", "PODS", "ATTEMPTS", "REASON", "MESSAGE"]
-            .map(String::from)
-            .to_vec(),
-    ];
+    let mut rows = vec![header(&[
+        "NODE", "PHASE", "PODS", "ATTEMPTS", "REASON", "MESSAGE",
+    ])];
     for n in nodes {
         rows.push(vec![
             n.node.clone(),
@@ -914,7 +888,7 @@ mod tests {
     #[test]
     fn table_progress_and_describe() {
         let bd = job(Phase::Running, 17, 1, 20);
-        let out = rows(&[bd.clone()], false, true, 0);
+        let out = rows(std::slice::from_ref(&bd), false, true, 0);
         let lines: Vec<Vec<&str>> = out
             .lines()
             .map(|l| l.split_whitespace().collect())
