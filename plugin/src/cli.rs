@@ -34,6 +34,16 @@ pub struct Global {
     /// How long to wait for a server request, e.g. 30s, 1m, 500ms; 0 waits forever
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_timeout)]
     pub request_timeout: Option<Duration>,
+    /// Log level, as kubectl's -v: 6 or more prints each API request (method, URL, status
+    /// and time) on stderr
+    #[arg(
+        short = 'v',
+        long = "v",
+        global = true,
+        value_name = "LEVEL",
+        default_value_t = 0
+    )]
+    pub verbosity: u8,
 }
 
 #[derive(Subcommand, Debug)]
@@ -180,11 +190,35 @@ pub struct DeleteArgs {
     pub dry_run: DryRunArg,
 }
 
+/// `get --sort`: the simple orders.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortOrder {
+    /// By name
+    Name,
+    /// By age, oldest first (as --sort-by=.metadata.creationTimestamp)
+    Age,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct GetArgs {
     /// AppImage names; all when none are given
-    #[arg(value_name = "NAME")]
+    #[arg(value_name = "NAME", conflicts_with_all = ["selector", "search"])]
     pub names: Vec<String>,
+    /// Only AppImages whose labels match this selector, e.g. -l team=a,stage!=draft
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// Only AppImages whose name, image or roles contain TEXT (any case), best match first
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
+    /// List in pages of N AppImages through the API's limit and continue; 0 lists in one request
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub chunk_size: u32,
+    /// Sort by name, or by age (oldest first); without it a search lists the best match first
+    #[arg(long, value_enum, value_name = "ORDER", conflicts_with = "sort_by")]
+    pub sort: Option<SortOrder>,
+    /// Sort by a field, as kubectl: a JSONPath such as .metadata.creationTimestamp or {.spec.image.tag}
+    #[arg(long, value_name = "JSONPATH")]
+    pub sort_by: Option<String>,
     /// yaml, json, name, or wide (adds TEMPLATES and IMAGE-ID)
     #[arg(short = 'o', long = "output", value_enum)]
     pub output: Option<GetOutput>,

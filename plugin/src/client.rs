@@ -2,6 +2,9 @@
 //! and kube errors turned into kubectl's messages.
 
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use appimage::resource::AppImage;
@@ -14,10 +17,14 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 use crate::cli::Global;
-use crate::error::{PluginError, chain, report};
+use crate::error::{PluginError, chain, eprint_line, report};
 
 /// The field manager named in server-side apply and in writes.
 pub const MANAGER: &str = "kubectl-appimage";
+/// kubectl's default `--chunk-size`: lists are read in pages of this many objects.
+pub const CHUNK_SIZE: u32 = 500;
+/// kubectl's `-v` level from which every API request is logged.
+const LOG_REQUESTS: u8 = 6;
 
 /// AppImages on one cluster, with errors already in kubectl's words.
 pub struct Cluster {
@@ -109,7 +116,7 @@ fn pick_context(kc: &Kubeconfig, flag: Option<&str>, shown: &str) -> Result<Stri
 
 /// The layers of kube's `Client::try_from` (less gzip and tracing), but with `TCP_NODELAY`: without it a small request
 /// waits out the server's delayed ACK, about 40 ms per call.
-fn client(config: Config) -> Result<Client> {
+fn client(config: Config, log_requests: bool) -> Result<Client> {
     if config.proxy_url.is_some() {
         // kube's own builder knows the proxies.
         return Ok(Client::try_from(config)?);
@@ -133,6 +140,7 @@ fn client(config: Config) -> Result<Client> {
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
         .map_err(tower::BoxError::from)
+        .option_layer(log_requests.then_some(tower::layer::layer_fn(LogRequests)))
         .service(hyper);
     Ok(Client::new(service, config.default_namespace))
 }
@@ -166,7 +174,7 @@ impl Cluster {
             .cluster_url
             .authority()
             .map_or_else(|| config.cluster_url.to_string(), |a| a.to_string());
-        let client = client(config).with_context(|| {
+        let client = client(config, global.verbosity >= LOG_REQUESTS).with_context(|| {
             format!("cannot set up a client for context {context:?} (server {server})")
         })?;
         Ok(Cluster {
@@ -205,12 +213,28 @@ impl Cluster {
 
     /// Every AppImage, sorted by name.
     pub async fn list(&self) -> Result<Vec<AppImage>> {
-        let mut items = self
-            .api
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| self.error(e))?
-            .items;
+        self.list_matching(None, CHUNK_SIZE).await
+    }
+
+    /// The AppImages whose labels match `selector`, sorted by name, read in pages of `chunk`
+    /// through limit and continue (0: one request).
+    pub async fn list_matching(&self, selector: Option<&str>, chunk: u32) -> Result<Vec<AppImage>> {
+        let mut params = ListParams::default();
+        if let Some(selector) = selector {
+            params = params.labels(selector);
+        }
+        if chunk > 0 {
+            params = params.limit(chunk);
+        }
+        let mut items = Vec::new();
+        loop {
+            let page = self.api.list(&params).await.map_err(|e| self.error(e))?;
+            items.extend(page.items);
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
+        }
         items.sort_by(|a, b| a.name().cmp(b.name()));
         Ok(items)
     }
@@ -269,6 +293,44 @@ impl Cluster {
             .await
             .map(|_| ())
             .map_err(|e| self.error(e))
+    }
+}
+
+/// kubectl's `-v=6`: one stderr line per API request as it went over the wire (retries too),
+/// e.g. `GET https://host/apis/...?limit=500 200 OK in 3 milliseconds`.
+#[derive(Clone)]
+struct LogRequests<S>(S);
+
+type Boxed<T, E> = Pin<Box<dyn Future<Output = std::result::Result<T, E>> + Send>>;
+
+impl<S, B, R> tower::Service<http::Request<B>> for LogRequests<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    R: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Boxed<S::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<std::result::Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let line = format!("{} {}", request.method(), request.uri());
+        let start = Instant::now();
+        let response = self.0.call(request);
+        Box::pin(async move {
+            let result = response.await;
+            let ms = start.elapsed().as_millis();
+            match &result {
+                Ok(r) => eprint_line(&format!("{line} {} in {ms} milliseconds", r.status())),
+                Err(_) => eprint_line(&format!("{line} failed in {ms} milliseconds")),
+            }
+            result
+        })
     }
 }
 
