@@ -145,3 +145,48 @@ pub fn cluster_define(
     };
     serde_json::to_string(&define).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::PortProtocol;
+
+    fn port(name: &str, scope: PortScope) -> AllocatedPort {
+        AllocatedPort {
+            name: name.into(),
+            port: 20000,
+            scope,
+            protocol: PortProtocol::HTTP,
+            container: 0,
+        }
+    }
+
+    /// An empty selector would select nothing for a Service, but the audit of issue 16 holds
+    /// every builder to the same rule: no list or selector is ever empty.
+    #[test]
+    fn selectors_and_ports_are_never_empty() {
+        let pod: Pod =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "job-0"}})).unwrap();
+        let ports = [
+            port("a", PortScope::Cluster),
+            port("b", PortScope::Domain),
+            port("c", PortScope::Local),
+        ];
+        let all = services(&pod, "alice", &ports);
+        assert_eq!(all.len(), 2);
+        for s in &all {
+            let spec = s.spec.as_ref().unwrap();
+            let selector = spec.selector.as_ref().unwrap();
+            assert_eq!(selector.len(), 1);
+            assert_eq!(selector[labels::POD_IDENTITY], "job-0");
+            assert_eq!(spec.ports.as_ref().map(Vec::len), Some(1));
+        }
+        // No Cluster or Domain port: no Service, not one without ports.
+        assert!(services(&pod, "alice", &[port("c", PortScope::Local)]).is_empty());
+        let define = cluster_define("alice", "", "job-0", &[port("c", PortScope::Local)]);
+        assert_eq!(
+            define,
+            r#"{"parties":[{"name":"alice","role":"","services":[]}],"selfPartyIdx":0,"selfEndpointIdx":0}"#
+        );
+    }
+}
