@@ -1,0 +1,326 @@
+//! `kubectl appimage deploy` on a real kube-apiserver, through the real kubectl with the
+//! plugin on PATH: the seed AppImage as a Deployment, StatefulSet, DaemonSet, Job and CronJob,
+//! written by server-side apply and checked as the server stored them. (Issue 17, phase 1:
+//! the objects; Pods running on simulated nodes come with the fuller test cluster.)
+
+use appimage_e2e::{Cluster, cluster, repo_root, temp_file, text, unique};
+use serde_json::Value;
+
+/// The seed AppImage under a name of its own, applied to the cluster.
+fn seed(c: &Cluster) -> String {
+    let name = unique("sf");
+    let text = std::fs::read_to_string(repo_root().join("examples/secretflow-image.yaml"))
+        .expect("seed")
+        .replacen("name: secretflow-image", &format!("name: {name}"), 1);
+    let (_dir, file) = temp_file("seed.yaml", &text);
+    c.kubectl_ok(&["appimage", "apply", "-f", &file.to_string_lossy()]);
+    name
+}
+
+fn deploy(c: &Cluster, args: &[&str]) -> (i32, String, String) {
+    let mut full = vec!["appimage", "deploy"];
+    full.extend_from_slice(args);
+    let out = c.kubectl(&full);
+    let (o, e) = text(&out);
+    (out.status.code().unwrap_or(-1), o, e)
+}
+
+fn deploy_ok(c: &Cluster, args: &[&str]) -> String {
+    let (code, out, err) = deploy(c, args);
+    assert_eq!(code, 0, "deploy {args:?} failed:\n{err}");
+    out
+}
+
+fn get(c: &Cluster, ns: &str, what: &str) -> Value {
+    serde_json::from_str(&c.kubectl_ok(&["get", "-n", ns, what, "-o", "json"])).expect("JSON")
+}
+
+/// The pod template as the server keeps it: the AppImage label, the workload label, the
+/// options, and the template's container with the AppImage's image.
+fn check_template(t: &Value, image: &str, workload: &str) {
+    let labels = &t["metadata"]["labels"];
+    assert_eq!(labels["kuscia.secretflow/app-image"], image);
+    assert_eq!(labels["appimage.kuscia.secretflow/workload"], workload);
+    let c = &t["spec"]["containers"][0];
+    assert_eq!(c["name"], "secretflow");
+    assert_eq!(c["image"], "secretflow/secretflow-lite-anolis8:latest");
+    assert_eq!(c["imagePullPolicy"], "IfNotPresent");
+    assert!(
+        t["metadata"]["annotations"]["appimage.kuscia.secretflow/revision-hash"]
+            .as_str()
+            .is_some_and(|h| h.len() == 64)
+    );
+}
+
+fn field_managers(obj: &Value) -> Vec<String> {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["manager"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn the_seed_as_a_deployment_by_server_side_apply() {
+    let c = cluster();
+    let image = seed(c);
+    let ns = c.namespace("wl-deploy");
+    let out = deploy_ok(c, &[&image, "-n", &ns, "--task-id", "t1", "--set", "A=1"]);
+    assert_eq!(out, format!("deployment.apps/{image} created\n"));
+    let d = get(c, &ns, &format!("deployment/{image}"));
+    assert_eq!(d["spec"]["replicas"], 1, "the template's replicas");
+    assert_eq!(
+        d["spec"]["selector"]["matchLabels"]["appimage.kuscia.secretflow/workload"],
+        image.as_str()
+    );
+    assert_eq!(
+        d["metadata"]["annotations"]["appimage.kuscia.secretflow/update-policy"],
+        "Auto"
+    );
+    let shown = c.kubectl_ok(&[
+        "get",
+        "-n",
+        &ns,
+        &format!("deployment/{image}"),
+        "-o",
+        "json",
+        "--show-managed-fields",
+    ]);
+    let managers = field_managers(&serde_json::from_str(&shown).expect("JSON"));
+    assert!(
+        managers.contains(&"kubectl-appimage".to_string()),
+        "{managers:?}"
+    );
+    let t = &d["spec"]["template"];
+    check_template(t, &image, &image);
+    assert_eq!(t["spec"]["restartPolicy"], "Always");
+    let a = &t["metadata"]["annotations"];
+    assert_eq!(a["appimage.kuscia.secretflow/task-id"], "t1");
+    assert_eq!(a["appimage.kuscia.secretflow/values"], r#"{"A":"1"}"#);
+
+    // The same deploy again changes nothing; a new replica count is applied.
+    let out = deploy_ok(c, &[&image, "-n", &ns, "--task-id", "t1", "--set", "A=1"]);
+    assert_eq!(out, format!("deployment.apps/{image} unchanged\n"));
+    let out = deploy_ok(
+        c,
+        &[&image, "-n", &ns, "--replicas", "3", "--task-id", "t1"],
+    );
+    assert_eq!(out, format!("deployment.apps/{image} configured\n"));
+    assert_eq!(
+        get(c, &ns, &format!("deployment/{image}"))["spec"]["replicas"],
+        3
+    );
+
+    // A server dry run is checked by the server and stores nothing.
+    let out = deploy_ok(c, &[&image, "-n", &ns, "--name", "dry", "--dry-run=server"]);
+    assert_eq!(out, "deployment.apps/dry created (server dry run)\n");
+    assert!(
+        !c.kubectl(&["get", "-n", &ns, "deployment/dry"])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn statefulset_daemonset_job_and_cronjob() {
+    let c = cluster();
+    let image = seed(c);
+    let ns = c.namespace("wl-kinds");
+
+    deploy_ok(
+        c,
+        &[&image, "-n", &ns, "--kind", "StatefulSet", "--name", "sts"],
+    );
+    let s = get(c, &ns, "statefulset/sts");
+    assert_eq!(s["spec"]["serviceName"], "sts");
+    assert_eq!(s["spec"]["replicas"], 1);
+    check_template(&s["spec"]["template"], &image, "sts");
+
+    let out = deploy_ok(
+        c,
+        &[
+            &image,
+            "-n",
+            &ns,
+            "--kind",
+            "DaemonSet",
+            "--name",
+            "ds",
+            "--node-selector",
+            "appimage.test/pool=edge",
+        ],
+    );
+    assert_eq!(out, "daemonset.apps/ds created\n");
+    let d = get(c, &ns, "daemonset/ds");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["nodeSelector"]["appimage.test/pool"],
+        "edge"
+    );
+    check_template(&d["spec"]["template"], &image, "ds");
+
+    deploy_ok(
+        c,
+        &[
+            &image,
+            "-n",
+            &ns,
+            "--kind",
+            "Job",
+            "--name",
+            "job",
+            "--replicas",
+            "2",
+        ],
+    );
+    let j = get(c, &ns, "job/job");
+    assert_eq!(j["spec"]["completions"], 2);
+    assert_eq!(j["spec"]["parallelism"], 2);
+    assert_eq!(j["spec"]["template"]["spec"]["restartPolicy"], "Never");
+    check_template(&j["spec"]["template"], &image, "job");
+
+    deploy_ok(
+        c,
+        &[
+            &image,
+            "-n",
+            &ns,
+            "--kind",
+            "CronJob",
+            "--name",
+            "cron",
+            "--schedule",
+            "*/5 * * * *",
+        ],
+    );
+    let cj = get(c, &ns, "cronjob/cron");
+    assert_eq!(cj["spec"]["schedule"], "*/5 * * * *");
+    assert_eq!(
+        cj["spec"]["suspend"], false,
+        "the server's default: running"
+    );
+    let jt = &cj["spec"]["jobTemplate"]["spec"];
+    assert_eq!(jt["completions"], 1);
+    check_template(&jt["template"], &image, "cron");
+}
+
+#[test]
+fn start_at_stores_the_workload_stopped() {
+    let c = cluster();
+    let image = seed(c);
+    let ns = c.namespace("wl-later");
+    let args = ["-n", &ns, "--start-at", "+1h", "--replicas", "2"];
+    deploy_ok(
+        c,
+        &[&[image.as_str(), "--name", "later"], &args[..]].concat(),
+    );
+    let d = get(c, &ns, "deployment/later");
+    assert_eq!(d["spec"]["replicas"], 0);
+    let a = &d["metadata"]["annotations"];
+    assert_eq!(a["appimage.kuscia.secretflow/start-replicas"], "2");
+    assert!(a["appimage.kuscia.secretflow/start-at"].as_str().is_some());
+    deploy_ok(
+        c,
+        &[
+            &[image.as_str(), "--name", "later-job", "--kind", "Job"],
+            &args[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(get(c, &ns, "job/later-job")["spec"]["suspend"], true);
+}
+
+#[test]
+fn the_example_pod_template_reaches_the_stored_workload() {
+    let c = cluster();
+    let image = seed(c);
+    let ns = c.namespace("wl-fragment");
+    deploy_ok(
+        c,
+        &[
+            &image,
+            "-n",
+            &ns,
+            "--name",
+            "frag",
+            "--pod-template",
+            "examples/pod-template.yaml",
+            "--host-network",
+        ],
+    );
+    let spec = &get(c, &ns, "deployment/frag")["spec"]["template"]["spec"];
+    assert_eq!(spec["hostNetwork"], true);
+    assert_eq!(spec["dnsPolicy"], "ClusterFirstWithHostNet");
+    assert_eq!(spec["initContainers"][0]["name"], "prepare-data");
+    assert_eq!(spec["initContainers"][1]["name"], "check-tls");
+    assert_eq!(
+        spec["volumes"][0]["hostPath"]["path"],
+        "/var/lib/secretflow"
+    );
+    assert_eq!(spec["volumes"][1]["secret"]["secretName"], "secretflow-tls");
+    let c0 = &spec["containers"][0];
+    assert_eq!(c0["securityContext"]["privileged"], true);
+    assert_eq!(c0["resources"]["limits"]["nvidia.com/gpu"], "1");
+}
+
+#[test]
+fn a_workload_someone_else_made_is_left_alone() {
+    let c = cluster();
+    let image = seed(c);
+    let ns = c.namespace("wl-owner");
+    c.kubectl_ok(&[
+        "create",
+        "deployment",
+        "taken",
+        "-n",
+        &ns,
+        "--image",
+        "nginx:1",
+        "--replicas",
+        "1",
+    ]);
+    let (code, out, err) = deploy(c, &[&image, "-n", &ns, "--name", "taken"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.starts_with(&format!(
+            "error: deployment.apps/taken in namespace \"{ns}\" exists and was not made by kubectl appimage deploy"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("choose another --name, or delete it first"),
+        "{err}"
+    );
+    let d = get(c, &ns, "deployment/taken");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1"
+    );
+
+    // An AppImage only in a file: the webhook could not complete the Pods, so no deploy.
+    let (code, _, err) = deploy(c, &["-f", "examples/app-template.yaml", "-n", &ns]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not in the cluster"), "{err}");
+    assert!(
+        err.contains("kubectl appimage apply -f examples/app-template.yaml"),
+        "{err}"
+    );
+    // A role no template serves (app-template's serve server and client).
+    let roles = unique("roles");
+    let text = std::fs::read_to_string(repo_root().join("examples/app-template.yaml"))
+        .expect("example")
+        .replacen("name: app-template", &format!("name: {roles}"), 1);
+    let (_dir, file) = temp_file("roles.yaml", &text);
+    c.kubectl_ok(&["appimage", "apply", "-f", &file.to_string_lossy()]);
+    let (code, _, err) = deploy(c, &[&roles, "-n", &ns, "--role", "guest"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no deploy template for role \"guest\""),
+        "{err}"
+    );
+    assert!(err.contains("roles it serves: server, client"), "{err}");
+    // An AppImage that does not exist.
+    let (code, _, err) = deploy(c, &["no-such-image", "-n", &ns]);
+    assert_eq!(code, 1);
+    assert!(err.contains("NotFound"), "{err}");
+}
