@@ -1,12 +1,14 @@
-//! The objects a stored, injected Pod should have: the reconciler's target state, built from
-//! the Pod's status annotation (and the AppImage, for its network policy).
+//! What the controllers want, as pure functions: the objects a stored, injected Pod should
+//! have (built from the Pod's status annotation, and the AppImage for its network policy),
+//! who may write a name, and which of our objects have lost their Pod.
 
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::injection::Status;
 use crate::resource::AppImage;
-use crate::{network_policy, selection, service};
+use crate::{labels, network_policy, selection, service};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Desired {
@@ -40,5 +42,133 @@ pub fn desired(pod: &Pod, image: Option<&AppImage>) -> Desired {
     Desired {
         services,
         network_policies,
+    }
+}
+
+/// Who holds the name of an object a Pod wants, and so whether the controller may write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Nothing holds the name: create it.
+    Free,
+    /// This Pod's own object: keep it as wanted.
+    Ours,
+    /// Ours, left by an earlier Pod of the same name: replace it.
+    Stale,
+    /// Someone else's: never touched.
+    Foreign,
+}
+
+/// The claim `pod` has on a name held by `existing` (`None`: nothing holds it).
+pub fn claim(existing: Option<&ObjectMeta>, pod: &Pod) -> Claim {
+    let Some(meta) = existing else {
+        return Claim::Free;
+    };
+    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+    let pod_uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    match owner_pod(meta) {
+        Some((_, uid)) if uid == pod_uid => Claim::Ours,
+        Some((owner, _)) if owner == pod_name && is_managed(meta) => Claim::Stale,
+        _ => Claim::Foreign,
+    }
+}
+
+/// The name and UID of the Pod that controls the object `meta` describes.
+pub fn owner_pod(meta: &ObjectMeta) -> Option<(&str, &str)> {
+    meta.owner_references.as_ref()?.iter().find_map(|o| {
+        (o.kind == "Pod" && o.controller == Some(true)).then_some((o.name.as_str(), o.uid.as_str()))
+    })
+}
+
+/// Whether the object carries our managed-by label.
+pub fn is_managed(meta: &ObjectMeta) -> bool {
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get(labels::MANAGED_BY))
+        .is_some_and(|v| v == labels::MANAGER)
+}
+
+/// Whether our object `meta` has lost its Pod, given the UID of the Pod now holding the
+/// owner's name (`None`: no such Pod). A Pod of the same name but another UID is a new Pod.
+pub fn orphaned(meta: &ObjectMeta, live_owner_uid: Option<&str>) -> bool {
+    match owner_pod(meta) {
+        Some((_, uid)) => is_managed(meta) && live_owner_uid != Some(uid),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    use super::*;
+
+    fn pod(name: &str, uid: &str) -> Pod {
+        let mut pod = Pod::default();
+        pod.metadata.name = Some(name.into());
+        pod.metadata.uid = Some(uid.into());
+        pod
+    }
+
+    fn object(owner: Option<(&str, &str)>, managed: bool) -> ObjectMeta {
+        let owner_references = owner.map(|(name, uid)| {
+            vec![OwnerReference {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                name: name.into(),
+                uid: uid.into(),
+                controller: Some(true),
+                ..OwnerReference::default()
+            }]
+        });
+        let labels =
+            managed.then(|| [(labels::MANAGED_BY.to_string(), labels::MANAGER.to_string())].into());
+        ObjectMeta {
+            name: Some("job-0-fed".into()),
+            owner_references,
+            labels,
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn a_name_is_free_ours_stale_or_foreign() {
+        let job = pod("job-0", "u2");
+        assert_eq!(claim(None, &job), Claim::Free);
+        assert_eq!(
+            claim(Some(&object(Some(("job-0", "u2")), true)), &job),
+            Claim::Ours
+        );
+        // Left by an earlier job-0: ours to replace.
+        assert_eq!(
+            claim(Some(&object(Some(("job-0", "u1")), true)), &job),
+            Claim::Stale
+        );
+        // The same owner name without our label, another Pod's, or no owner: not ours.
+        assert_eq!(
+            claim(Some(&object(Some(("job-0", "u1")), false)), &job),
+            Claim::Foreign
+        );
+        assert_eq!(
+            claim(Some(&object(Some(("job-1", "u9")), true)), &job),
+            Claim::Foreign
+        );
+        assert_eq!(claim(Some(&object(None, false)), &job), Claim::Foreign);
+    }
+
+    #[test]
+    fn an_object_is_orphaned_when_no_pod_with_its_owner_uid_lives() {
+        let ours = object(Some(("job-0", "u1")), true);
+        assert!(!orphaned(&ours, Some("u1")));
+        assert!(orphaned(&ours, None));
+        // A new Pod of the same name does not adopt it.
+        assert!(orphaned(&ours, Some("u2")));
+        // Never someone else's, nor an object without a Pod owner.
+        assert!(!orphaned(&object(Some(("job-0", "u1")), false), None));
+        assert!(!orphaned(&object(None, true), None));
+    }
+
+    #[test]
+    fn a_pod_without_a_status_wants_nothing() {
+        assert_eq!(desired(&pod("job-0", "u1"), None), Desired::default());
     }
 }

@@ -2,7 +2,6 @@
 //! plus TCP/UDP port protocols, which the seed's own reference example uses.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
     Affinity, EnvFromSource, EnvVar, Probe, ResourceRequirements, SecurityContext,
@@ -34,18 +33,12 @@ pub const RESOURCE: &str = "appimages.kuscia.secretflow";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AppImageSpec {
-    // Both template sets are `Arc`s so that AppImages with equal ones can share one copy: the
-    // webhook keeps every AppImage in memory, and versions of one application repeat them.
     /// Config file name -> template text (Go-template subset, see the README).
-    #[serde(default, skip_serializing_if = "no_config_templates")]
-    pub config_templates: Arc<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config_templates: BTreeMap<String, String>,
     /// Deploy templates; one is chosen per role.
-    pub deploy_templates: Arc<Vec<DeployTemplate>>,
+    pub deploy_templates: Vec<DeployTemplate>,
     pub image: ImageInfo,
-}
-
-fn no_config_templates(templates: &Arc<BTreeMap<String, String>>) -> bool {
-    templates.is_empty()
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
@@ -125,7 +118,7 @@ pub struct PodSpec {
     pub restart_policy: RestartPolicy,
     pub containers: Vec<Container>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub affinity: Option<Box<Affinity>>,
+    pub affinity: Option<Affinity>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default, Hash)]
@@ -146,9 +139,6 @@ impl RestartPolicy {
     }
 }
 
-// The large, rarely set fields are boxed, so a cached AppImage's container is 248 bytes inline
-// instead of 1,560. serde and the CRD schema see through `Box`. (Not a doc comment: that would
-// land in the CRD.)
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Container {
@@ -169,19 +159,19 @@ pub struct Container {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<Box<ResourceRequirements>>,
+    pub resources: Option<ResourceRequirements>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub liveness_probe: Option<Box<Probe>>,
+    pub liveness_probe: Option<Probe>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub readiness_probe: Option<Box<Probe>>,
+    pub readiness_probe: Option<Probe>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub startup_probe: Option<Box<Probe>>,
+    pub startup_probe: Option<Probe>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metric_probe: Option<Box<MetricProbe>>,
+    pub metric_probe: Option<MetricProbe>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<ImagePullPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub security_context: Option<Box<SecurityContext>>,
+    pub security_context: Option<SecurityContext>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]

@@ -98,8 +98,7 @@ mod tests {
                             affinity: None,
                         },
                     })
-                    .collect::<Vec<_>>()
-                    .into(),
+                    .collect(),
                 image: ImageInfo::default(),
             },
         )

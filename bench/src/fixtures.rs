@@ -118,7 +118,7 @@ pub fn large(name: &str) -> AppImage {
     let mut image = AppImage::new(
         name,
         appimage::resource::AppImageSpec {
-            config_templates: config_templates.into(),
+            config_templates,
             deploy_templates: vec![DeployTemplate {
                 name: "large".into(),
                 role: None,
@@ -139,8 +139,7 @@ pub fn large(name: &str) -> AppImage {
                     containers,
                     affinity: None,
                 },
-            }]
-            .into(),
+            }],
             image: appimage::resource::ImageInfo {
                 name: "secretflow/large-bench".into(),
                 tag: "v1".into(),

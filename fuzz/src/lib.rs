@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use appimage::resource::AppImage;
 use appimage::signature::{TrustedKey, payload, sign};
-use appimage_webhook::cache::Catalog;
+use appimage_webhook::catalog::Catalog;
 use appimage_webhook::trust::Trust;
 use kube::runtime::watcher::Event;
 
@@ -88,7 +88,7 @@ pub fn appimages() -> Vec<AppImage> {
 pub fn catalog() -> &'static Catalog {
     static CATALOG: OnceLock<Catalog> = OnceLock::new();
     CATALOG.get_or_init(|| {
-        let (reader, mut writer) = appimage_webhook::cache::appimages();
+        let (reader, mut writer) = appimage_webhook::catalog::appimages();
         writer.apply_watcher_event(&Event::Init);
         for img in appimages() {
             writer.apply_watcher_event(&Event::InitApply(img));

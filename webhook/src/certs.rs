@@ -1,5 +1,5 @@
-//! TLS: a rustls server config (ring provider) whose certificate is swapped in place when
-//! the files change, so new handshakes get the new pair without a restart.
+//! TLS: a rustls server config (ring provider) whose certificate and client CA are swapped in
+//! place when the files change, so new handshakes get them without a restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,11 +7,15 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use rustls::RootCertStore;
 use rustls::ServerConfig;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::UnixTime;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 use crate::metrics::Metrics;
 use crate::watch::{DirWatch, parent_dir, watch_dirs};
@@ -139,95 +143,217 @@ impl std::fmt::Debug for Tls {
     }
 }
 
-/// Load the pair (and client CA), and start watching the pair's directories.
+/// Verifies client certificates against the CA bundle last read from `--client-ca-file`; the
+/// bundle is swapped together with the serving pair when the files change.
+#[derive(Debug)]
+pub struct ClientCa {
+    current: ArcSwap<Verifier>,
+}
+
+#[derive(Debug)]
+struct Verifier(Arc<dyn ClientCertVerifier>);
+
+impl ClientCa {
+    fn set(&self, verifier: Arc<dyn ClientCertVerifier>) {
+        self.current.store(Arc::new(Verifier(verifier)));
+    }
+}
+
+impl ClientCertVerifier for ClientCa {
+    fn offer_client_auth(&self) -> bool {
+        self.current.load().0.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.current.load().0.client_auth_mandatory()
+    }
+
+    // No CA names hinted: they would have to outlive a reload. Clients (the API server) send
+    // their one certificate anyway, and verification uses the current bundle.
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verifier = self.current.load();
+        verifier
+            .0
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let verifier = self.current.load();
+        verifier.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let verifier = self.current.load();
+        verifier.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current.load().0.supported_verify_schemes()
+    }
+}
+
+/// A verifier of client certificates signed by the PEM bundle `pem` (read from `path`).
+fn client_verifier(
+    path: &Path,
+    pem: &[u8],
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, CertError> {
+    let bad = |message: String| CertError::ClientCa {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        roots
+            .add(cert.map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    // Optional at the handshake so kubelet probes (which carry no client certificate) still
+    // reach /healthz; the admission paths refuse requests without one.
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| bad(e.to_string()))
+}
+
+/// The files' contents last loaded.
+#[derive(PartialEq, Eq)]
+struct Loaded {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    client_ca: Option<Vec<u8>>,
+}
+
+impl Loaded {
+    fn read(files: &TlsFiles) -> Result<Loaded, CertError> {
+        Ok(Loaded {
+            cert: read(&files.cert)?,
+            key: read(&files.key)?,
+            client_ca: files.client_ca.as_deref().map(read).transpose()?,
+        })
+    }
+}
+
+/// What serves TLS: the pair, and the client CA when mTLS is on.
+struct Served {
+    resolver: Arc<CertResolver>,
+    client_ca: Option<Arc<ClientCa>>,
+}
+
+/// Load the pair (and client CA), and start watching their directories.
 /// Needs a tokio runtime.
 pub fn load(files: &TlsFiles, metrics: Metrics) -> Result<Tls, CertError> {
     let provider = provider();
-    let cert_pem = read(&files.cert)?;
-    let key_pem = read(&files.key)?;
-    let key = certified_key(&files.cert, &cert_pem, &files.key, &key_pem, &provider)?;
+    let loaded = Loaded::read(files)?;
+    let key = certified_key(
+        &files.cert,
+        &loaded.cert,
+        &files.key,
+        &loaded.key,
+        &provider,
+    )?;
     let resolver = Arc::new(CertResolver::new(key));
-
+    let client_ca = match (&files.client_ca, &loaded.client_ca) {
+        (Some(path), Some(pem)) => Some(Arc::new(ClientCa {
+            current: ArcSwap::from_pointee(Verifier(client_verifier(path, pem, &provider)?)),
+        })),
+        _ => None,
+    };
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(rustls::DEFAULT_VERSIONS)?;
-    let builder = match &files.client_ca {
+    let builder = match &client_ca {
         None => builder.with_no_client_auth(),
-        Some(ca) => {
-            let bad = |message: String| CertError::ClientCa {
-                path: ca.clone(),
-                message,
-            };
-            let mut roots = RootCertStore::empty();
-            for cert in CertificateDer::pem_slice_iter(&read(ca)?) {
-                roots
-                    .add(cert.map_err(|e| bad(e.to_string()))?)
-                    .map_err(|e| bad(e.to_string()))?;
-            }
-            // Optional at the handshake so kubelet probes (which carry no client certificate)
-            // still reach /healthz; the admission paths refuse requests without one.
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| bad(e.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
-        }
+        Some(verifier) => builder.with_client_cert_verifier(verifier.clone()),
     };
     let mut config = builder.with_cert_resolver(resolver.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
 
-    let mut dirs = vec![parent_dir(&files.cert)];
-    let key_dir = parent_dir(&files.key);
-    if !dirs.contains(&key_dir) {
-        dirs.push(key_dir);
+    let mut dirs = Vec::new();
+    for path in [
+        Some(&files.cert),
+        Some(&files.key),
+        files.client_ca.as_ref(),
+    ] {
+        let dir = path.map(|p| parent_dir(p));
+        if let Some(dir) = dir.filter(|d| !dirs.contains(d)) {
+            dirs.push(dir);
+        }
     }
-    let weak = Arc::downgrade(&resolver);
-    let (cert_path, key_path) = (files.cert.clone(), files.key.clone());
-    let mut last = (cert_pem, key_pem);
+    let served = Served {
+        resolver: resolver.clone(),
+        client_ca: client_ca.clone(),
+    };
+    let (files_watched, mut last) = (files.clone(), loaded);
     let watch = watch_dirs(dirs, move || {
-        let Some(resolver) = weak.upgrade() else {
-            return;
-        };
-        reload(&resolver, &cert_path, &key_path, &mut last, &metrics);
+        reload(&served, &files_watched, &mut last, &metrics);
     })?;
     Ok(Tls {
         config: Arc::new(config),
         resolver,
-        client_auth: files.client_ca.is_some(),
+        client_auth: client_ca.is_some(),
         _watch: watch,
     })
 }
 
-/// Re-read both files; on any failure keep serving the old pair.
-fn reload(
-    resolver: &CertResolver,
-    cert_path: &Path,
-    key_path: &Path,
-    last: &mut (Vec<u8>, Vec<u8>),
-    metrics: &Metrics,
-) {
-    let pair = read(cert_path).and_then(|c| read(key_path).map(|k| (c, k)));
-    let (cert_pem, key_pem) = match pair {
-        Ok(p) => p,
-        Err(e) => {
-            metrics.tls_reloaded(false);
-            tracing::error!("TLS reload failed, keeping the current certificate: {e}");
-            return;
-        }
+/// Re-read the files; on any failure keep serving what was loaded before.
+fn reload(served: &Served, files: &TlsFiles, last: &mut Loaded, metrics: &Metrics) {
+    let failed = |e: CertError| {
+        metrics.tls_reloaded(false);
+        tracing::error!("TLS reload failed, keeping the current certificate and client CA: {e}");
     };
-    if (&cert_pem, &key_pem) == (&last.0, &last.1) {
+    let loaded = match Loaded::read(files) {
+        Ok(l) => l,
+        Err(e) => return failed(e),
+    };
+    if loaded == *last {
         return;
     }
-    match certified_key(cert_path, &cert_pem, key_path, &key_pem, &provider()) {
-        Ok(key) => {
-            resolver.set(key);
-            *last = (cert_pem, key_pem);
-            metrics.tls_reloaded(true);
-            tracing::info!(cert = %cert_path.display(), reloads = metrics.tls_reloads(), "reloaded TLS certificate");
-        }
-        Err(e) => {
-            // A half-written pair fails here; the write of the other file triggers a retry.
-            metrics.tls_reloaded(false);
-            tracing::error!("TLS reload failed, keeping the current certificate: {e}");
-        }
+    let provider = provider();
+    // Both are built before either is swapped: a half-written change swaps nothing (the write
+    // of the other file triggers a retry).
+    let key = certified_key(
+        &files.cert,
+        &loaded.cert,
+        &files.key,
+        &loaded.key,
+        &provider,
+    );
+    let key = match key {
+        Ok(k) => k,
+        Err(e) => return failed(e),
+    };
+    let verifier = match (&files.client_ca, &loaded.client_ca) {
+        (Some(path), Some(pem)) => match client_verifier(path, pem, &provider) {
+            Ok(v) => Some(v),
+            Err(e) => return failed(e),
+        },
+        _ => None,
+    };
+    served.resolver.set(key);
+    if let (Some(client_ca), Some(verifier)) = (&served.client_ca, verifier) {
+        client_ca.set(verifier);
     }
+    *last = loaded;
+    metrics.tls_reloaded(true);
+    tracing::info!(cert = %files.cert.display(), client_ca = ?files.client_ca, reloads = metrics.tls_reloads(),
+        "reloaded TLS certificate and client CA");
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser};
 
+use crate::leader::{self, LeaseConfig};
 use crate::logging::LogFormat;
 use crate::server::{Config, TlsFiles};
 
@@ -13,7 +14,8 @@ use crate::server::{Config, TlsFiles};
 #[command(
     name = "appimage-webhook",
     version,
-    about = "Admission webhook that injects Kuscia AppImages into labelled Pods and validates AppImages"
+    about = "Admission webhook that injects Kuscia AppImages into labelled Pods and validates AppImages",
+    args_override_self = true
 )]
 pub struct Cli {
     /// Address to serve HTTPS on.
@@ -65,9 +67,26 @@ pub struct Cli {
     /// uses it to measure what a patch of that size costs the stack, with no handler work.
     #[arg(long, requires = "noop", value_name = "FILE")]
     pub noop_patch: Option<PathBuf>,
-    /// Create the Services and NetworkPolicies injected Pods call for (`--reconcile=false` to leave it to another replica or process).
+    /// Create the Services and NetworkPolicies injected Pods call for (`--reconcile=false` to leave it to another process).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub reconcile: bool,
+    /// Run the controllers only while holding a Lease, so that of several replicas exactly one
+    /// does (`=false`: always, for a single replica).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub leader_elect: bool,
+    /// Name of the coordination.k8s.io Lease the replicas elect a leader with.
+    #[arg(long, default_value = "appimage-webhook")]
+    pub lease_name: String,
+    /// Namespace of the Lease; default: POD_NAMESPACE, else `default`.
+    #[arg(long)]
+    pub lease_namespace: Option<String>,
+    /// How long the leader holds the Lease without renewing it (whole seconds, at least 2s);
+    /// a standby takes over within this long after the leader dies.
+    #[arg(long, default_value = "15s", value_parser = appimage::duration::parse)]
+    pub lease_duration: Duration,
+    /// This replica's name in the Lease; default: POD_NAME, else host name and process id.
+    #[arg(long)]
+    pub lease_identity: Option<String>,
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
 }
@@ -94,6 +113,14 @@ impl Cli {
             noop: self.noop,
             noop_patch: self.noop_patch,
             reconcile: self.reconcile,
+            lease: self.leader_elect.then(|| LeaseConfig {
+                name: self.lease_name,
+                namespace: self
+                    .lease_namespace
+                    .unwrap_or_else(leader::default_namespace),
+                duration: self.lease_duration,
+                identity: self.lease_identity.unwrap_or_else(leader::default_identity),
+            }),
         }
     }
 }
@@ -115,6 +142,13 @@ mod tests {
         assert_eq!(cli.max_body_bytes, 3_145_728);
         assert_eq!(cli.request_timeout, Duration::from_secs(4));
         assert_eq!(cli.log_format, LogFormat::Json);
+        let lease = cli.into_config().lease.expect("elected by default");
+        assert_eq!(
+            (lease.name.as_str(), lease.duration),
+            ("appimage-webhook", Duration::from_secs(15))
+        );
+        let single = Cli::try_parse_from(["w", "--insecure-http", "--leader-elect=false"]);
+        assert!(single.is_ok_and(|c| c.into_config().lease.is_none()));
         let on = Cli::try_parse_from(["w", "--insecure-http", "--require-signature"]);
         assert!(on.is_ok_and(|c| c.require_signature && c.tls_cert_file.is_none()));
         // TLS files are required unless --insecure-http.

@@ -1,18 +1,22 @@
 //! `appimage-webhook`: a TLS admission webhook that injects Kuscia AppImages into Pods
-//! (`/mutate`) and checks AppImages (`/validate`). The binary is a thin shell over
-//! [`server::run`], so tests and benchmarks can start the same server in-process.
+//! (`/mutate`) and checks AppImages (`/validate`), and the controllers that make what injected
+//! Pods need. The binary is a thin shell over [`server::run`], so tests and benchmarks can start
+//! the same server in-process.
+//!
+//! Rooms: [`admission`] (the rules and the one wire codec), [`catalog`] (the AppImages known,
+//! what is derived from them, readiness), [`controllers`] (run by the [`leader`] only),
+//! [`certs`] and [`trust`] (files watched and reloaded), [`api`] and [`server`] (HTTP).
 
 pub mod admission;
 pub mod api;
-pub mod cache;
+pub mod catalog;
 pub mod certs;
 pub mod cli;
-pub mod intern;
+pub mod controllers;
+pub mod leader;
 pub mod logging;
 pub mod metrics;
-pub mod reconciler;
 pub mod server;
-pub mod store;
 pub mod trust;
 mod watch;
 

@@ -1,6 +1,7 @@
 //! Prometheus metrics (OpenMetrics text via prometheus-client).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -9,27 +10,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-
-/// What became of one admission request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Allowed,
-    Patched,
-    Denied,
-    /// The request could not be answered as a review (bad body, too large, ...).
-    Error,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Allowed => "allowed",
-            Self::Patched => "patched",
-            Self::Denied => "denied",
-            Self::Error => "error",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -61,6 +41,8 @@ struct Inner {
     trusted_key_reloads: Counter,
     reconciles: Family<ResultLabels, Counter>,
     reconcile_durations: Histogram,
+    leader: Gauge,
+    leading: AtomicBool,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -97,6 +79,12 @@ impl Metrics {
         let trusted_key_reloads = Counter::default();
         let reconciles = Family::<ResultLabels, Counter>::default();
         let reconcile_durations = duration_histogram();
+        let leader = Gauge::default();
+        registry.register(
+            "appimage_webhook_leader",
+            "1 while this replica holds the Lease and runs the controllers, else 0",
+            leader.clone(),
+        );
         registry.register(
             "appimage_webhook_reconciles",
             "Pod reconciles (Services and NetworkPolicies) by result",
@@ -160,6 +148,8 @@ impl Metrics {
             trusted_key_reloads,
             reconciles,
             reconcile_durations,
+            leader,
+            leading: AtomicBool::new(false),
         }))
     }
 
@@ -172,18 +162,26 @@ impl Metrics {
         self.0.reconcile_durations.observe(elapsed.as_secs_f64());
     }
 
-    pub fn observe(&self, endpoint: &'static str, outcome: Outcome, elapsed: Duration) {
+    /// One admission request: `outcome` is what became of it (allowed, patched, denied, error).
+    pub fn observe(&self, endpoint: &'static str, outcome: &'static str, elapsed: Duration) {
         self.0
             .requests
-            .get_or_create(&RequestLabels {
-                endpoint,
-                outcome: outcome.as_str(),
-            })
+            .get_or_create(&RequestLabels { endpoint, outcome })
             .inc();
         self.0
             .durations
             .get_or_create(&EndpointLabels { endpoint })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Whether this replica leads (runs the controllers).
+    pub fn set_leader(&self, leader: bool) {
+        self.0.leading.store(leader, Ordering::Relaxed);
+        self.0.leader.set(i64::from(leader));
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.0.leading.load(Ordering::Relaxed)
     }
 
     pub fn signature_failure(&self) {

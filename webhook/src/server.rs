@@ -22,10 +22,12 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::admission::Policy;
-use crate::api::{self, AppState, ClientCert, Limits, Readiness};
-use crate::cache::{AppImages, Catalog, appimages};
+use crate::api::{self, AppState, ClientCert, Limits};
+use crate::catalog::{AppImages, Catalog, appimages};
 pub use crate::certs::TlsFiles;
 use crate::certs::{self, Tls};
+use crate::controllers;
+use crate::leader::{self, Election, Leadership, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::trust::Trust;
 
@@ -47,8 +49,10 @@ pub struct Config {
     pub noop: bool,
     /// `--noop` answers /mutate with this JSONPatch file's patch.
     pub noop_patch: Option<PathBuf>,
-    /// Run the Service/NetworkPolicy reconciler beside the admission server.
+    /// Run the controllers (Services and NetworkPolicies) beside the admission server.
     pub reconcile: bool,
+    /// Run the controllers only while holding this Lease; `None`: always (one replica).
+    pub lease: Option<LeaseConfig>,
 }
 
 impl Config {
@@ -66,6 +70,7 @@ impl Config {
             noop: false,
             noop_patch: None,
             reconcile: true,
+            lease: None,
         }
     }
 }
@@ -106,9 +111,11 @@ pub async fn start(
     }
     let client = kube_client(config.kubeconfig.as_deref()).await?;
     let (reader, mut writer) = appimages();
-    let reconciler = config.reconcile.then(|| client.clone());
-    let stream =
-        watcher(Api::<AppImage>::all(client), watcher::Config::default()).default_backoff();
+    let stream = watcher(
+        Api::<AppImage>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff();
     let task = tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
@@ -118,12 +125,8 @@ pub async fn start(
             }
         }
     });
-    start_inner(
-        config,
-        Source::Store(reader, Some(task), reconciler),
-        shutdown,
-    )
-    .await
+    let client = config.reconcile.then_some(client);
+    start_inner(config, Source::Store(reader, Some(task), client), shutdown).await
 }
 
 /// Start serving AppImages from a store the caller fills (tests, benchmarks).
@@ -138,7 +141,7 @@ pub async fn start_with_store(
 
 enum Source {
     Noop,
-    /// AppImages, the task filling them, and a client for the reconciler.
+    /// AppImages, the task filling them, and a client for the controllers.
     Store(AppImages, Option<JoinHandle<()>>, Option<Client>),
 }
 
@@ -171,49 +174,42 @@ fn noop_patch(path: &std::path::Path) -> anyhow::Result<Arc<[u8]>> {
     Ok(Arc::from(text.trim_ascii()))
 }
 
+fn load_trust(config: &Config, metrics: &Metrics) -> anyhow::Result<Trust> {
+    if let Some(dir) = &config.trusted_keys_dir {
+        return Ok(Trust::watch_dir(dir, metrics.clone())?);
+    }
+    if config.require_signature && !config.noop {
+        tracing::warn!(
+            "no --trusted-keys-dir: every labelled Pod will be denied until keys are configured"
+        );
+    }
+    Ok(Trust::fixed(Vec::new()))
+}
+
 async fn start_inner(
     config: Config,
     source: Source,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
     let metrics = Metrics::new();
-    let trust = match &config.trusted_keys_dir {
-        Some(dir) => Trust::watch_dir(dir, metrics.clone())?,
-        None => {
-            if config.require_signature && !config.noop {
-                tracing::warn!(
-                    "no --trusted-keys-dir: every labelled Pod will be denied until keys are configured"
-                );
-            }
-            Trust::fixed(Vec::new())
-        }
-    };
+    let trust = load_trust(&config, &metrics)?;
     let tls = match &config.tls {
         Some(files) => Some(certs::load(files, metrics.clone())?),
         None => None,
     };
-    let noop_patch = match &config.noop_patch {
-        Some(path) => Some(noop_patch(path)?),
-        None => None,
-    };
-    let ready = Readiness::default();
-    let mut reconciler_client = None;
-    let (catalog, reflector_task) = match source {
-        Source::Noop => {
-            ready.set();
-            (None, None)
-        }
+    let noop_patch = config.noop_patch.as_deref().map(noop_patch).transpose()?;
+    let (catalog, watch_task, client) = match source {
+        Source::Noop => (None, None, None),
         Source::Store(store, task, client) => {
-            reconciler_client = client.map(|c| (c, store.clone()));
-            let flag = ready.clone();
-            let waiter = store.clone();
-            tokio::spawn(async move {
-                waiter.wait_until_ready().await;
-                tracing::info!(appimages = waiter.len(), "AppImage watch synced; ready");
-                flag.set();
-            });
-            (Some(Catalog::new(store, trust.clone())), task)
+            log_when_synced(store.clone());
+            (Some(Catalog::new(store, trust.clone())), task, client)
         }
+    };
+    let controllers = match (client, &catalog) {
+        (Some(client), Some(catalog)) => {
+            Some(start_controllers(client, catalog.clone(), &config, &metrics).await?)
+        }
+        _ => None,
     };
     let state = Arc::new(AppState {
         catalog,
@@ -222,19 +218,17 @@ async fn start_inner(
             require_signature: config.require_signature,
         },
         metrics,
-        ready,
+        leader_identity: controllers.as_ref().and_then(Controllers::elected_identity),
         noop_patch,
         // Half the request timeout, so the 503 beats the timeout layer's 408.
         sync_wait: config.request_timeout / 2,
         require_client_cert: tls.as_ref().is_some_and(|t| t.client_auth),
     });
-    let app = api::router(
-        state.clone(),
-        Limits {
-            max_body_bytes: config.max_body_bytes,
-            request_timeout: config.request_timeout,
-        },
-    );
+    let limits = Limits {
+        max_body_bytes: config.max_body_bytes,
+        request_timeout: config.request_timeout,
+    };
+    let app = api::router(state.clone(), limits);
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -245,19 +239,14 @@ async fn start_inner(
         require_signature = config.require_signature,
         "listening on {local_addr}"
     );
-    let reconciler_task = reconciler_client.map(|(client, store)| {
-        tokio::spawn(crate::reconciler::run(
-            client,
-            store,
-            state.metrics.clone(),
-            std::future::pending(),
-        ))
-    });
     let resolver = tls.as_ref().map(|t| t.resolver.clone());
     let grace = config.shutdown_grace;
     let handle = tokio::spawn(async move {
         let result = serve(listener, tls, app, grace, shutdown).await;
-        for task in [reflector_task, reconciler_task].into_iter().flatten() {
+        if let Some(controllers) = controllers {
+            controllers.stop().await;
+        }
+        if let Some(task) = watch_task {
             task.abort();
         }
         result
@@ -267,6 +256,62 @@ async fn start_inner(
         state,
         tls: resolver,
         handle,
+    })
+}
+
+fn log_when_synced(store: AppImages) {
+    tokio::spawn(async move {
+        store.wait_until_ready().await;
+        tracing::info!(appimages = store.len(), "AppImage watch synced; ready");
+    });
+}
+
+/// The controllers' task and the election it follows.
+struct Controllers {
+    task: JoinHandle<()>,
+    election: Option<(Election, Leadership)>,
+}
+
+impl Controllers {
+    /// This replica's name in the Lease, when an election decides who runs the controllers.
+    fn elected_identity(&self) -> Option<String> {
+        let (_, leadership) = self.election.as_ref()?;
+        Some(leadership.identity().to_string())
+    }
+
+    /// Stop the controllers and give the Lease up, so a standby takes over at once.
+    async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+        if let Some((election, leadership)) = self.election {
+            election.resign(leadership, Duration::from_secs(2)).await;
+        }
+    }
+}
+
+async fn start_controllers(
+    client: Client,
+    catalog: Catalog,
+    config: &Config,
+    metrics: &Metrics,
+) -> anyhow::Result<Controllers> {
+    let (leadership, election) = match &config.lease {
+        Some(lease) => {
+            let (leadership, election) =
+                leader::campaign(client.clone(), lease, metrics.clone()).await?;
+            (leadership, Some(election))
+        }
+        None => {
+            metrics.set_leader(true);
+            (Leadership::always(&leader::default_identity()), None)
+        }
+    };
+    let identity = leadership.identity().to_string();
+    let ctx = controllers::Context::new(client, catalog, metrics.clone(), &identity);
+    let task = tokio::spawn(controllers::run_while_leading(ctx, leadership.clone()));
+    Ok(Controllers {
+        task,
+        election: election.map(|e| (e, leadership)),
     })
 }
 

@@ -9,10 +9,11 @@ use std::time::Duration;
 use appimage::labels;
 use appimage::resource::AppImage;
 use appimage::signature::TrustedKey;
+use appimage_webhook::admission::Outcome;
 use appimage_webhook::admission::{self, Policy};
-use appimage_webhook::api::{self, AppState, Limits, Readiness};
-use appimage_webhook::cache::Catalog;
-use appimage_webhook::metrics::{Metrics, Outcome};
+use appimage_webhook::api::{self, AppState, Limits};
+use appimage_webhook::catalog::Catalog;
+use appimage_webhook::metrics::Metrics;
 use appimage_webhook::trust::Trust;
 use axum::body::Body;
 use base64::Engine;
@@ -468,13 +469,13 @@ fn validate_checks_fields_and_signatures() {
     );
 }
 
-fn state(f: &Fixture, ready: Readiness) -> Arc<AppState> {
+fn state(f: &Fixture) -> Arc<AppState> {
     Arc::new(AppState {
         catalog: Some(f.catalog.clone()),
         trust: f.catalog.trust().clone(),
         policy: REQUIRED,
         metrics: Metrics::new(),
-        ready,
+        leader_identity: None,
         noop_patch: None,
         sync_wait: Duration::from_millis(100),
         require_client_cert: false,
@@ -502,7 +503,7 @@ async fn call(app: &axum::Router, method: &str, path: &str, body: Vec<u8>) -> (u
 #[tokio::test]
 async fn http_statuses_body_limit_probes_and_metrics() {
     let f = fixture();
-    let state = state(&f, Readiness::ready());
+    let state = state(&f);
     let app = api::router(
         state.clone(),
         Limits {
@@ -569,14 +570,8 @@ async fn http_statuses_body_limit_probes_and_metrics() {
 async fn readyz_waits_for_the_initial_list() {
     let dir = temp_dir();
     let key = make_signing_key(dir.path(), "k");
+    // One readiness flag: the store's initial list.
     let (reader, mut writer) = store(&[], false);
-    let ready = Readiness::default();
-    let flag = ready.clone();
-    let waiter = reader.clone();
-    tokio::spawn(async move {
-        waiter.wait_until_ready().await;
-        flag.set();
-    });
     let f = Fixture {
         _dir: dir,
         catalog: Catalog::new(reader, Trust::fixed(vec![key.clone()])),
@@ -584,7 +579,7 @@ async fn readyz_waits_for_the_initial_list() {
         good: appimage("demo", "1"),
     };
     let app = api::router(
-        state(&f, ready),
+        state(&f),
         Limits {
             max_body_bytes: 1024,
             request_timeout: Duration::from_secs(4),

@@ -20,7 +20,7 @@ async fn serve(
     config: Config,
     images: &[appimage::resource::AppImage],
     synced: bool,
-) -> (Server, appimage_webhook::cache::AppImagesWriter) {
+) -> (Server, appimage_webhook::catalog::Writer) {
     let (reader, writer) = store(images, synced);
     let (stop, stopped) = oneshot::channel::<()>();
     let running = start_with_store(config, reader, async move {
@@ -194,6 +194,80 @@ async fn mtls_refuses_clients_without_a_ca_signed_certificate() {
     assert_eq!(served.status, 200, "{}", served.body);
     let v: Value = serde_json::from_str(&served.body).expect("review");
     assert_eq!(v["response"]["allowed"], true);
+
+    let _ = server.stop.send(());
+    server.running.wait().await.expect("clean exit");
+}
+
+/// `dir/ca.crt` as a ConfigMap volume publishes it: `..data` swapped to a new directory.
+fn publish_ca(dir: &Path, version: &str, bundle: &Path) {
+    let data = dir.join(format!("..{version}"));
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::copy(bundle, data.join("ca.crt")).expect("copy CA");
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!("..{version}"), &tmp).expect("symlink");
+    std::fs::rename(&tmp, dir.join("..data")).expect("swap ..data");
+    if std::fs::symlink_metadata(dir.join("ca.crt")).is_err() {
+        std::os::unix::fs::symlink("..data/ca.crt", dir.join("ca.crt")).expect("symlink file");
+    }
+}
+
+#[tokio::test]
+async fn client_ca_rotation_needs_no_restart() {
+    let tmp = temp_dir();
+    let dir = tmp.path();
+    pki(dir);
+    let ca_dir = dir.join("client-ca");
+    std::fs::create_dir(&ca_dir).expect("mkdir");
+    publish_ca(&ca_dir, "1", &dir.join("other-ca.crt"));
+    let mut config = config(dir, true);
+    if let Some(tls) = config.tls.as_mut() {
+        tls.client_ca = Some(ca_dir.join("ca.crt"));
+    }
+    let (server, _writer) = serve(config, &[], true).await;
+    let addr = server.running.local_addr;
+    let review = serde_json::to_string(&pod_review(pod("web", "alice", None))).expect("json");
+    let client = tls_client(dir, "ca", Some("client"));
+    let rogue = tls_client(dir, "ca", Some("rogue"));
+    let status = |answer: Result<Answer, String>| answer.map(|a| a.status).ok();
+
+    // The first bundle trusts the other CA only.
+    assert_eq!(
+        status(https(&rogue, addr, "POST", "/mutate", &review).await),
+        Some(200)
+    );
+    assert_eq!(
+        status(https(&client, addr, "POST", "/mutate", &review).await),
+        None
+    );
+
+    // Rotated in place: the new bundle decides, without a restart.
+    publish_ca(&ca_dir, "2", &dir.join("ca.crt"));
+    let started = Instant::now();
+    let mut accepted = None;
+    while started.elapsed() < Duration::from_secs(10) {
+        accepted = status(https(&client, addr, "POST", "/mutate", &review).await);
+        if accepted.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(accepted, Some(200), "the client CA was not reloaded");
+    assert_eq!(
+        status(https(&rogue, addr, "POST", "/mutate", &review).await),
+        None
+    );
+    let metrics = https(&client, addr, "GET", "/metrics", "")
+        .await
+        .expect("metrics");
+    assert!(
+        metrics
+            .body
+            .contains("appimage_webhook_tls_reloads_total 1"),
+        "{}",
+        metrics.body
+    );
 
     let _ = server.stop.send(());
     server.running.wait().await.expect("clean exit");

@@ -7,7 +7,6 @@
 //! ```
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -18,7 +17,7 @@ use appimage_bench::harness::memory_kib;
 use appimage_bench::review::pod_create;
 use appimage_e2e::webhook::SigningKey;
 use appimage_webhook::admission::{self, Policy, Reply};
-use appimage_webhook::cache::{AppImages, Catalog, appimages};
+use appimage_webhook::catalog::{AppImages, Catalog, appimages};
 use appimage_webhook::trust::Trust;
 use bytes::Bytes;
 use clap::Parser;
@@ -80,11 +79,11 @@ fn measure(
         for i in 0..args.requests as usize {
             let reply = handle(&bodies[i % bodies.len()])
                 .map_err(|e| anyhow::anyhow!("bad request: {e}"))?;
-            let response = reply.response().context("no response")?;
+            let response = reply.response();
             anyhow::ensure!(
                 response.allowed && response.patch.is_some() == expect_patch,
                 "unexpected answer: {:?}",
-                response.result.message
+                response.status.message
             );
             bytes += reply.to_json()?.len();
         }
@@ -127,10 +126,7 @@ fn main() -> anyhow::Result<()> {
         if args.dump_patch {
             let reply = admission::mutate(&bodies[0], &catalog, policy)
                 .map_err(|e| anyhow::anyhow!("bad request: {e}"))?;
-            let patch = reply
-                .response()
-                .and_then(|r| r.patch.clone())
-                .unwrap_or_default();
+            let patch = reply.response().patch_bytes().unwrap_or_default();
             println!("{name}: {}", String::from_utf8_lossy(&patch));
             continue;
         }
@@ -166,10 +162,10 @@ fn memory(n: usize, distinct: bool, seed: &AppImage, key: TrustedKey) -> anyhow:
             meta.generation = Some(1);
             if distinct {
                 let spec = &mut image.spec;
-                Arc::make_mut(&mut spec.deploy_templates)[0].spec.containers[0]
+                spec.deploy_templates[0].spec.containers[0]
                     .args
                     .push(format!("--instance={i}"));
-                for text in Arc::make_mut(&mut spec.config_templates).values_mut() {
+                for text in spec.config_templates.values_mut() {
                     text.push_str(&format!("# instance {i}\n"));
                 }
             }

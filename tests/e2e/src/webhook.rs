@@ -102,6 +102,9 @@ impl Webhook {
             .arg(keys)
             .arg("--kubeconfig")
             .arg(cluster.kubeconfig())
+            // A Lease of its own, so webhooks of parallel tests each run their controllers;
+            // `extra` may name a shared one (later flags win).
+            .arg(format!("--lease-name={}", unique("lease")))
             .args(extra)
             .stdout(Stdio::from(std::fs::File::create(&log).expect("log")))
             .stderr(Stdio::from(

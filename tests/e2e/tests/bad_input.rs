@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
 use appimage::labels;
 use appimage::manifest;
@@ -634,17 +633,17 @@ fn webhook_cases(signer: &SigningKey, other: &SigningKey) -> Vec<Case> {
     let mut long_name = seed_image(&"a".repeat(254));
     long_name = signed(long_name, signer);
     let mut dup = seed_image("bi-dup");
-    Arc::make_mut(&mut dup.spec.deploy_templates)[0]
+    dup.spec.deploy_templates[0]
         .spec
         .containers[0]
         .ports[1]
         .name = "spu".into();
     let dup = signed(dup, signer);
     let mut huge = seed_image("bi-huge");
-    Arc::make_mut(&mut huge.spec.config_templates).insert("big.conf".into(), "x".repeat(2 << 20));
+    huge.spec.config_templates.insert("big.conf".into(), "x".repeat(2 << 20));
     let huge = signed(huge, signer);
     let mut bad_template = seed_image("bi-badtpl");
-    Arc::make_mut(&mut bad_template.spec.config_templates)
+    bad_template.spec.config_templates
         .insert("task-config.conf".into(), "{{range .X}}{{end}}".into());
     let bad_template = signed(bad_template, signer);
     let mut garbage_sig = seed_image("bi-garbage");
@@ -765,13 +764,13 @@ fn bad_input_catalogue() {
     let mut garbage = seed_image("bi-garbage");
     garbage.spec.image.sign = Some("%%%not*base64%%%".into());
     let mut dup = seed_image("bi-dup");
-    Arc::make_mut(&mut dup.spec.deploy_templates)[0]
+    dup.spec.deploy_templates[0]
         .spec
         .containers[0]
         .ports[1]
         .name = "spu".into();
     let mut bad_template = seed_image("bi-badtpl");
-    Arc::make_mut(&mut bad_template.spec.config_templates)
+    bad_template.spec.config_templates
         .insert("task-config.conf".into(), "{{range .X}}{{end}}".into());
     let mut roles = manifest::appimages(
         "app-template",

@@ -297,6 +297,8 @@ fn helm_template_default_values() {
             "Deployment",
             "MutatingWebhookConfiguration",
             "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
             "Secret",
             "Secret",
             "Service",
@@ -476,6 +478,20 @@ fn helm_template_default_values() {
     ];
     want.sort();
     assert_eq!(rules, want);
+    // Leader election: exactly the Lease rights, in the release namespace.
+    let lease_role = one(&d, "Role");
+    assert_eq!(lease_role["metadata"]["namespace"], ns);
+    assert_eq!(
+        lease_role["rules"],
+        serde_json::json!([{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+            "verbs": ["get", "create", "patch"]}])
+    );
+    let lease_binding = one(&d, "RoleBinding");
+    assert_eq!(
+        lease_binding["roleRef"]["name"],
+        lease_role["metadata"]["name"]
+    );
+    assert_eq!(lease_binding["subjects"][0]["name"], fullname);
     let binding = one(&d, "ClusterRoleBinding");
     assert_eq!(binding["roleRef"]["name"], fullname);
     assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
@@ -630,6 +646,8 @@ fn helm_template_with_cert_manager() {
             "Issuer",
             "MutatingWebhookConfiguration",
             "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
             "Secret", // the trusted keys only: cert-manager writes the TLS Secret
             "Service",
             "ServiceAccount",

@@ -1,7 +1,6 @@
 //! The reconciler in appimage-webhook on a real kube-apiserver: Services per port scope,
 //! NetworkPolicies, restoration, cleanup, and names it does not own.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use appimage::labels;
@@ -109,9 +108,7 @@ fn services_follow_port_scopes_and_the_pod() {
     let name = unique("sf");
     let mut img = example("secretflow-image.yaml", &name, &s.tag, &s.signer);
     // A Local port, which must get no Service.
-    Arc::make_mut(&mut img.spec.deploy_templates)[0]
-        .spec
-        .containers[0]
+    img.spec.deploy_templates[0].spec.containers[0]
         .ports
         .push(ContainerPort {
             name: "debug".into(),

@@ -11,8 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{AppState, ClientCert};
-use crate::admission::{self, BadRequest, Reply};
-use crate::metrics::Outcome;
+use crate::admission::{self, BadRequest, Outcome, Reply};
 
 const MUTATE: &str = "mutate";
 const VALIDATE: &str = "validate";
@@ -22,7 +21,11 @@ pub async fn mutate(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    if state.catalog.is_some() && !state.ready.wait(state.sync_wait).await {
+    let synced = match &state.catalog {
+        Some(catalog) => catalog.wait_ready(state.sync_wait).await,
+        None => true,
+    };
+    if !synced {
         let text = format!(
             "not ready: the AppImage watch has not synced within {:?}; the request can be retried\n",
             state.sync_wait
@@ -75,18 +78,18 @@ fn finish(
     let elapsed = started.elapsed();
     match result {
         Ok(reply) => {
-            state.metrics.observe(endpoint, reply.outcome, elapsed);
+            state
+                .metrics
+                .observe(endpoint, reply.outcome.as_str(), elapsed);
             if reply.signature_failed {
                 state.metrics.signature_failure();
             }
             // The denial reason; absent when allowed.
-            let reason = reply
-                .response()
-                .map(|r| r.result.message.as_str())
-                .filter(|m| !m.is_empty());
+            let reason = reply.response().status.message.as_str();
+            let reason = (!reason.is_empty()).then_some(reason);
             tracing::info!(
                 endpoint,
-                uid = %reply.uid,
+                uid = %reply.uid(),
                 namespace = %reply.namespace,
                 name = %reply.name,
                 appimage = reply.appimage.as_deref().unwrap_or(""),
@@ -98,7 +101,7 @@ fn finish(
             match reply.to_json() {
                 Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
                 Err(e) => {
-                    tracing::error!(uid = %reply.uid, "cannot encode the AdmissionReview: {e}");
+                    tracing::error!(uid = %reply.uid(), "cannot encode the AdmissionReview: {e}");
                     (
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "cannot encode the AdmissionReview answer\n",
@@ -108,7 +111,9 @@ fn finish(
             }
         }
         Err((status, text)) => {
-            state.metrics.observe(endpoint, Outcome::Error, elapsed);
+            state
+                .metrics
+                .observe(endpoint, Outcome::Error.as_str(), elapsed);
             tracing::info!(
                 endpoint,
                 status = status.as_u16(),
@@ -148,9 +153,17 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Ready once the AppImage watch has synced. With an election, the body also says whether
+/// this replica leads (runs the controllers); standbys serve admission and are ready too.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.ready.is_ready() {
-        "ok".into_response()
+    if state.is_ready() {
+        match &state.leader_identity {
+            None => "ok".into_response(),
+            Some(identity) if state.metrics.is_leader() => {
+                format!("ok: {identity} leads (runs the controllers)").into_response()
+            }
+            Some(identity) => format!("ok: {identity} stands by").into_response(),
+        }
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

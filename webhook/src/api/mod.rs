@@ -10,66 +10,33 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::routing::{get, post};
-use tokio::sync::watch;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::admission::Policy;
-use crate::cache::Catalog;
+use crate::catalog::Catalog;
 use crate::metrics::Metrics;
 use crate::trust::Trust;
-
-/// Set once the AppImage store has its initial list (always, in `--noop` mode); `/readyz`
-/// reports it and early /mutate requests wait on it.
-#[derive(Debug, Clone)]
-pub struct Readiness(Arc<watch::Sender<bool>>);
-
-impl Default for Readiness {
-    fn default() -> Readiness {
-        Readiness(Arc::new(watch::Sender::new(false)))
-    }
-}
-
-impl Readiness {
-    pub fn ready() -> Readiness {
-        let r = Readiness::default();
-        r.set();
-        r
-    }
-
-    pub fn set(&self) {
-        self.0.send_replace(true);
-    }
-
-    pub fn is_ready(&self) -> bool {
-        *self.0.borrow()
-    }
-
-    /// Whether ready, waiting up to `limit` for it.
-    pub async fn wait(&self, limit: Duration) -> bool {
-        if self.is_ready() {
-            return true;
-        }
-        let mut rx = self.0.subscribe();
-        matches!(
-            tokio::time::timeout(limit, rx.wait_for(|ready| *ready)).await,
-            Ok(Ok(_))
-        )
-    }
-}
 
 /// Whether the TLS connection a request came on presented a verified client certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientCert(pub bool);
 
+impl AppState {
+    pub fn is_ready(&self) -> bool {
+        self.catalog.as_ref().is_none_or(Catalog::is_ready)
+    }
+}
+
 /// Everything the handlers share.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// `None` in `--noop` mode.
+    /// `None` in `--noop` mode (always ready). Its store's initial list makes the webhook ready.
     pub catalog: Option<Catalog>,
     pub trust: Trust,
     pub policy: Policy,
     pub metrics: Metrics,
-    pub ready: Readiness,
+    /// This replica's name in the controllers' Lease, when it runs an election.
+    pub leader_identity: Option<String>,
     /// `--noop-patch`: the patch `--noop` answers /mutate with.
     pub noop_patch: Option<Arc<[u8]>>,
     /// How long a /mutate that arrives before the AppImage watch has synced waits for it before

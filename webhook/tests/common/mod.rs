@@ -9,7 +9,7 @@ use std::sync::Arc;
 use appimage::labels;
 use appimage::resource::AppImage;
 use appimage::signature::{TrustedKey, payload};
-use appimage_webhook::cache::{AppImages, AppImagesWriter, appimages};
+use appimage_webhook::catalog::{AppImages, Writer, appimages};
 use base64::Engine;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -87,7 +87,7 @@ pub fn appimage(name: &str, rv: &str) -> AppImage {
 }
 
 /// The webhook's AppImage store holding `images`, synced (InitDone) unless `synced` is false.
-pub fn store(images: &[AppImage], synced: bool) -> (AppImages, AppImagesWriter) {
+pub fn store(images: &[AppImage], synced: bool) -> (AppImages, Writer) {
     let (reader, mut writer) = appimages();
     writer.apply_watcher_event(&watcher::Event::Init);
     for image in images {

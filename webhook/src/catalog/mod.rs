@@ -1,15 +1,21 @@
-//! What the webhook derives from each stored AppImage, once per resourceVersion and trust
-//! generation: the parsed templates and the signature verdict.
+//! The catalog: the AppImages the webhook knows (a store a watch fills), the equal values they
+//! share, what is derived from each (parsed templates and the signature verdict, cached per
+//! resourceVersion and trust generation), and the one readiness flag (the initial list is in).
+
+mod interner;
+mod store;
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use appimage::injection::{Templates, parse_templates};
 use appimage::resource::AppImage;
 use appimage::signature::{SignatureError, verify};
 
-use crate::intern::Interner;
-use crate::store;
+pub use interner::{Compactor, Interner};
+pub use store::{AppImages, Stored, Writer};
+
 use crate::trust::Trust;
 
 /// Derived from one stored AppImage under one set of trusted keys.
@@ -23,12 +29,19 @@ pub struct Derived {
     pub signature: Result<String, SignatureError>,
 }
 
-/// The store the webhook's watch fills.
-pub type AppImages = store::Reader<Derived>;
-pub type AppImagesWriter = store::Writer<Derived>;
+#[cfg(test)]
+impl Derived {
+    pub(crate) fn empty() -> Derived {
+        Derived {
+            generation: 0,
+            templates: Err(String::new()),
+            signature: Ok(String::new()),
+        }
+    }
+}
 
-/// An empty AppImage store and its writer.
-pub fn appimages() -> (AppImages, AppImagesWriter) {
+/// An empty AppImage store and its writer; the store is ready after its first initial list.
+pub fn appimages() -> (AppImages, Writer) {
     store::store()
 }
 
@@ -44,13 +57,13 @@ pub struct Prepared {
 pub struct Catalog {
     store: AppImages,
     trust: Trust,
-    /// AppImages with equal configTemplates (copies, versions of one app) share one parse.
-    shared: Arc<Mutex<SharedTemplates>>,
+    /// AppImages with equal configTemplates (versions of one app) share one parse.
+    parses: Arc<Mutex<SharedParses>>,
 }
 
 /// Parsed templates by a hash of their source; a hit is used only when the parse is equal.
 #[derive(Default)]
-struct SharedTemplates {
+struct SharedParses {
     hasher: RandomState,
     parsed: Interner<Templates>,
 }
@@ -58,7 +71,7 @@ struct SharedTemplates {
 impl std::fmt::Debug for Catalog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Catalog")
-            .field("appimages", &self.store.len())
+            .field("appimages", &self.store)
             .field("trust", &self.trust)
             .finish()
     }
@@ -69,7 +82,7 @@ impl Catalog {
         Catalog {
             store,
             trust,
-            shared: Arc::default(),
+            parses: Arc::default(),
         }
     }
 
@@ -90,11 +103,26 @@ impl Catalog {
         self.store.is_empty()
     }
 
+    /// Whether the initial list is in.
+    pub fn is_ready(&self) -> bool {
+        self.store.is_ready()
+    }
+
+    /// Whether ready, waiting up to `limit` for it.
+    pub async fn wait_ready(&self, limit: Duration) -> bool {
+        self.store.wait(limit).await
+    }
+
+    /// The AppImage `name` as stored; `None` when the store lacks it.
+    pub fn appimage(&self, name: &str) -> Option<AppImage> {
+        self.store.get(name).map(|entry| entry.appimage())
+    }
+
     /// The AppImage `name` with its templates and verdict; `None` when the store lacks it.
     pub fn lookup(&self, name: &str) -> Option<Prepared> {
         let entry = self.store.get(name)?;
-        // Built per lookup (a few small copies) rather than kept: keeping it would cost every
-        // stored AppImage its metadata again.
+        // Built per lookup rather than kept: keeping it would cost every stored AppImage a
+        // copy of its (otherwise shared) spec.
         let image = entry.appimage();
         let trust = self.trust.snapshot();
         let cached = entry.derived.load_full();
@@ -122,8 +150,8 @@ impl Catalog {
     /// `image`'s parsed templates, shared with an earlier AppImage's when they parse equal.
     fn parse(&self, image: &AppImage) -> Result<Arc<Templates>, String> {
         let parsed = parse_templates(image).map_err(|e| e.to_string())?;
-        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
-        let key = shared.hasher.hash_one(&*image.spec.config_templates);
+        let mut shared = self.parses.lock().unwrap_or_else(|p| p.into_inner());
+        let key = shared.hasher.hash_one(&image.spec.config_templates);
         // Equal parses render alike, so a hash collision can only cost the sharing.
         Ok(shared.parsed.intern(key, Arc::new(parsed)))
     }
@@ -137,8 +165,7 @@ mod tests {
 
     fn image(name: &str, template: &str) -> AppImage {
         let mut image = crate::testing::seed(name, "1");
-        image.spec.config_templates =
-            Arc::new([("task-config.conf".into(), template.into())].into());
+        image.spec.config_templates = [("task-config.conf".into(), template.into())].into();
         image
     }
 

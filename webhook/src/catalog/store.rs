@@ -3,7 +3,8 @@
 //! the verdicts derived from it, so that 10,000 AppImages cost one map entry each.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, RwLockWriteGuard};
+use std::time::Duration;
 
 use appimage::resource::{AppImage, AppImageSpec};
 use arc_swap::ArcSwapOption;
@@ -11,22 +12,24 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher::Event;
 use tokio::sync::watch;
 
-use crate::intern::Compactor;
+use super::Derived;
+use super::interner::Compactor;
 
 /// One stored AppImage (one resourceVersion: an update replaces the entry, and with it what was
 /// derived from the old one). Only the name, resourceVersion and spec are kept: an
 /// `ObjectMeta`, even empty, would be most of the entry.
 #[derive(Debug)]
-pub struct Stored<D> {
+pub struct Stored {
     pub name: Box<str>,
     pub resource_version: Box<str>,
-    pub spec: AppImageSpec,
+    /// Shared by every stored AppImage with an equal spec.
+    pub spec: Arc<AppImageSpec>,
     /// What the catalog derives from the AppImage, filled on first use.
-    pub derived: ArcSwapOption<D>,
+    pub derived: ArcSwapOption<Derived>,
 }
 
-impl<D> Stored<D> {
-    /// The AppImage as the core takes it: its template sets are shared, not copied.
+impl Stored {
+    /// The AppImage as the core takes it.
     pub fn appimage(&self) -> AppImage {
         let metadata = ObjectMeta {
             name: Some(self.name.to_string()),
@@ -36,65 +39,36 @@ impl<D> Stored<D> {
         };
         AppImage {
             metadata,
-            spec: self.spec.clone(),
+            spec: AppImageSpec::clone(&self.spec),
         }
     }
 }
 
-struct Shared<D> {
-    map: RwLock<HashMap<Box<str>, Arc<Stored<D>>>>,
-    /// True once the initial list is in.
+type Map = HashMap<Box<str>, Arc<Stored>>;
+
+struct Shared {
+    map: RwLock<Map>,
+    /// True once the initial list is in: the webhook's one readiness flag.
     ready: watch::Sender<bool>,
 }
 
 /// Read side; cheap to clone.
-pub struct Reader<D> {
-    shared: Arc<Shared<D>>,
+#[derive(Clone)]
+pub struct AppImages {
+    shared: Arc<Shared>,
 }
 
-impl<D> Clone for Reader<D> {
-    fn clone(&self) -> Self {
-        Reader {
-            shared: self.shared.clone(),
-        }
-    }
-}
-
-impl<D> std::fmt::Debug for Reader<D> {
+impl std::fmt::Debug for AppImages {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reader")
-            .field("appimages", &self.len())
+        f.debug_struct("AppImages")
+            .field("len", &self.len())
+            .field("ready", &self.is_ready())
             .finish()
     }
 }
 
-/// Write side: applies watch events.
-pub struct Writer<D> {
-    shared: Arc<Shared<D>>,
-    compactor: Compactor,
-    /// The initial list being received (between `Init` and `InitDone`).
-    buffer: Option<HashMap<Box<str>, Arc<Stored<D>>>>,
-}
-
-/// An empty store, not ready until its first `InitDone`.
-pub fn store<D>() -> (Reader<D>, Writer<D>) {
-    let shared = Arc::new(Shared {
-        map: RwLock::new(HashMap::new()),
-        ready: watch::Sender::new(false),
-    });
-    let reader = Reader {
-        shared: shared.clone(),
-    };
-    let writer = Writer {
-        shared,
-        compactor: Compactor::default(),
-        buffer: None,
-    };
-    (reader, writer)
-}
-
-impl<D> Reader<D> {
-    pub fn get(&self, name: &str) -> Option<Arc<Stored<D>>> {
+impl AppImages {
+    pub fn get(&self, name: &str) -> Option<Arc<Stored>> {
         let map = self
             .shared
             .map
@@ -104,17 +78,19 @@ impl<D> Reader<D> {
     }
 
     pub fn len(&self) -> usize {
-        self.shared
+        let map = self
+            .shared
             .map
             .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Whether the initial list is in.
     pub fn is_ready(&self) -> bool {
         *self.shared.ready.borrow()
     }
@@ -125,9 +101,45 @@ impl<D> Reader<D> {
         // The sender lives in `shared`, which this reader holds: the wait cannot fail.
         let _ = rx.wait_for(|ready| *ready).await;
     }
+
+    /// Whether ready, waiting up to `limit` for it.
+    pub async fn wait(&self, limit: Duration) -> bool {
+        self.is_ready()
+            || tokio::time::timeout(limit, self.wait_until_ready())
+                .await
+                .is_ok()
+    }
 }
 
-impl<D> Writer<D> {
+impl Shared {
+    fn map(&self) -> RwLockWriteGuard<'_, Map> {
+        self.map.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Write side: applies watch events.
+pub struct Writer {
+    shared: Arc<Shared>,
+    compactor: Compactor,
+    /// The initial list being received (between `Init` and `InitDone`).
+    buffer: Option<Map>,
+}
+
+/// An empty store, not ready until its first `InitDone`.
+pub fn store() -> (AppImages, Writer) {
+    let shared = Arc::new(Shared {
+        map: RwLock::new(HashMap::new()),
+        ready: watch::Sender::new(false),
+    });
+    let writer = Writer {
+        shared: shared.clone(),
+        compactor: Compactor::default(),
+        buffer: None,
+    };
+    (AppImages { shared }, writer)
+}
+
+impl Writer {
     /// Apply one watch event, as the reflector's writer does.
     pub fn apply(&mut self, event: Event<AppImage>) {
         match event {
@@ -140,15 +152,16 @@ impl<D> Writer<D> {
             }
             Event::InitDone => {
                 let list = self.buffer.take().unwrap_or_default();
-                *self.map() = list;
+                *self.shared.map() = list;
                 self.shared.ready.send_replace(true);
             }
             Event::Apply(image) => {
                 let (name, stored) = self.entry(image);
-                self.map().insert(name, stored);
+                self.shared.map().insert(name, stored);
             }
             Event::Delete(image) => {
-                self.map()
+                self.shared
+                    .map()
                     .remove(image.metadata.name.as_deref().unwrap_or_default());
             }
         }
@@ -159,23 +172,15 @@ impl<D> Writer<D> {
         self.apply(event.clone());
     }
 
-    fn entry(&mut self, mut image: AppImage) -> (Box<str>, Arc<Stored<D>>) {
-        self.compactor.compact(&mut image.spec);
+    fn entry(&mut self, image: AppImage) -> (Box<str>, Arc<Stored>) {
         let name: Box<str> = image.metadata.name.unwrap_or_default().into();
         let stored = Stored {
             name: name.clone(),
             resource_version: image.metadata.resource_version.unwrap_or_default().into(),
-            spec: image.spec,
+            spec: self.compactor.compact(image.spec),
             derived: ArcSwapOption::empty(),
         };
         (name, Arc::new(stored))
-    }
-
-    fn map(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Box<str>, Arc<Stored<D>>>> {
-        self.shared
-            .map
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -186,16 +191,16 @@ mod tests {
 
     #[tokio::test]
     async fn the_initial_list_replaces_the_map_and_makes_it_ready() {
-        let (reader, mut writer) = store::<()>();
+        let (shared, mut writer) = store();
         writer.apply(Event::Apply(image("stale", "1")));
         writer.apply(Event::Init);
         writer.apply(Event::InitApply(image("a", "2")));
         // Not visible, and not ready, before InitDone.
-        assert!(reader.get("a").is_none() && !reader.is_ready());
+        assert!(shared.get("a").is_none() && !shared.is_ready());
         writer.apply(Event::InitDone);
-        reader.wait_until_ready().await;
-        assert!(reader.get("stale").is_none());
-        let a = reader.get("a").unwrap();
+        shared.wait_until_ready().await;
+        assert!(shared.get("stale").is_none());
+        let a = shared.get("a").unwrap();
         assert_eq!(&*a.resource_version, "2");
         let image = a.appimage();
         assert_eq!(image.metadata.name.as_deref(), Some("a"));
@@ -205,19 +210,19 @@ mod tests {
 
     #[test]
     fn updates_replace_and_deletes_remove() {
-        let (reader, mut writer) = store::<u8>();
+        let (shared, mut writer) = store();
         writer.apply(Event::Init);
         writer.apply(Event::InitDone);
         writer.apply(Event::Apply(image("a", "1")));
-        let first = reader.get("a").unwrap();
-        first.derived.store(Some(Arc::new(7)));
+        let first = shared.get("a").unwrap();
+        first.derived.store(Some(Arc::new(Derived::empty())));
         writer.apply(Event::Apply(image("a", "2")));
-        let second = reader.get("a").unwrap();
+        let second = shared.get("a").unwrap();
         // A new resourceVersion starts with nothing derived.
         assert!(second.derived.load().is_none());
         assert_eq!(&*second.resource_version, "2");
         writer.apply(Event::Delete(image("a", "2")));
-        assert!(reader.get("a").is_none());
-        assert_eq!(reader.len(), 0);
+        assert!(shared.get("a").is_none());
+        assert_eq!(shared.len(), 0);
     }
 }

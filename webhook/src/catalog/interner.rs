@@ -1,12 +1,12 @@
 //! Equal values held once: the webhook keeps every AppImage in memory, and AppImages that are
-//! versions or copies of one application repeat their templates. A hash finds a candidate and
-//! equality confirms it, so a collision costs only the sharing.
+//! copies of one application repeat their spec. A hash finds a candidate and equality confirms
+//! it, so a collision costs only the sharing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Weak};
 
-use appimage::resource::{AppImageSpec, DeployTemplate};
+use appimage::resource::AppImageSpec;
 
 /// Extra entries tolerated before those whose values are gone are dropped.
 const SLACK: usize = 64;
@@ -53,23 +53,22 @@ impl<T: PartialEq> Interner<T> {
     }
 }
 
-/// Shares equal template sets between the AppImages entering the store.
+/// Shares equal specs between the AppImages entering the store (the core's types are plain;
+/// the sharing is the catalog's).
 #[derive(Default)]
 pub struct Compactor {
     hasher: RandomState,
-    config: Interner<BTreeMap<String, String>>,
-    deploy: Interner<Vec<DeployTemplate>>,
+    specs: Interner<AppImageSpec>,
 }
 
 impl Compactor {
-    pub fn compact(&mut self, spec: &mut AppImageSpec) {
-        let hash = self.hasher.hash_one(&*spec.config_templates);
-        spec.config_templates = self.config.intern(hash, spec.config_templates.clone());
+    pub fn compact(&mut self, spec: AppImageSpec) -> Arc<AppImageSpec> {
         // Kubernetes' types have no Hash: hash the JSON form instead.
-        if let Ok(json) = serde_json::to_vec(&*spec.deploy_templates) {
-            let hash = self.hasher.hash_one(&json);
-            spec.deploy_templates = self.deploy.intern(hash, spec.deploy_templates.clone());
-        }
+        let hash = match serde_json::to_vec(&spec) {
+            Ok(json) => self.hasher.hash_one(&json),
+            Err(_) => return Arc::new(spec),
+        };
+        self.specs.intern(hash, Arc::new(spec))
     }
 }
 
@@ -82,36 +81,18 @@ mod tests {
     }
 
     #[test]
-    fn equal_templates_are_shared_and_different_ones_are_not() {
+    fn equal_specs_are_shared_and_different_ones_are_not() {
         let mut compactor = Compactor::default();
-        let (mut a, mut b, mut c) = (seed("a"), seed("b"), seed("c"));
-        // Built apart, as the watch delivers them: equal, but separate allocations.
-        assert!(!Arc::ptr_eq(
-            &a.spec.deploy_templates,
-            &b.spec.deploy_templates
-        ));
-        Arc::make_mut(&mut c.spec.deploy_templates)[0].name = "other".into();
-        Arc::make_mut(&mut c.spec.config_templates).insert("x.conf".into(), "x".into());
-        for image in [&mut a, &mut b, &mut c] {
-            compactor.compact(&mut image.spec);
-        }
-        assert!(Arc::ptr_eq(
-            &a.spec.deploy_templates,
-            &b.spec.deploy_templates
-        ));
-        assert!(Arc::ptr_eq(
-            &a.spec.config_templates,
-            &b.spec.config_templates
-        ));
-        assert!(!Arc::ptr_eq(
-            &a.spec.deploy_templates,
-            &c.spec.deploy_templates
-        ));
-        assert!(!Arc::ptr_eq(
-            &a.spec.config_templates,
-            &c.spec.config_templates
-        ));
-        assert_eq!(c.spec.deploy_templates[0].name, "other");
+        let (a, b, mut c) = (seed("a"), seed("b"), seed("c"));
+        c.spec.deploy_templates[0].name = "other".into();
+        let (a, b, c) = (
+            compactor.compact(a.spec),
+            compactor.compact(b.spec),
+            compactor.compact(c.spec),
+        );
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(c.deploy_templates[0].name, "other");
     }
 
     #[test]

@@ -1,0 +1,332 @@
+//! AdmissionReview in, answer out. No IO: the AppImages and keys come from a [`Catalog`] /
+//! [`TrustSnapshot`] snapshot, so every rule is testable on plain JSON. The wire format is
+//! [`codec`]'s.
+
+pub mod codec;
+
+use appimage::injection::{Request as Injection, inject_pod, pod_name};
+use appimage::labels;
+use appimage::resource::{self, AppImage};
+use appimage::signature::verify;
+use appimage::validation::validate as validate_image;
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::admission::Operation;
+
+pub use codec::{Request, Response};
+
+use crate::catalog::{Catalog, Prepared};
+use crate::trust::TrustSnapshot;
+
+/// Namespace whose Pods are never touched, so a broken webhook cannot wedge the cluster.
+pub const SKIPPED_NAMESPACE: &str = "kube-system";
+
+/// How strict the webhook is.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub require_signature: bool,
+}
+
+/// The body is not an AdmissionReview we can answer: HTTP 400 with this text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadRequest(pub String);
+
+/// What became of one admission request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed,
+    Patched,
+    Denied,
+    /// The request could not be answered as a review (bad body, too large, ...).
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Patched => "patched",
+            Self::Denied => "denied",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// The answer, plus what the caller logs and counts.
+#[derive(Debug)]
+pub struct Reply {
+    /// The review's apiVersion, echoed.
+    pub api_version: String,
+    pub response: Response,
+    pub outcome: Outcome,
+    pub namespace: String,
+    /// The object's name (or generateName) as far as it is known.
+    pub name: String,
+    pub appimage: Option<String>,
+    pub signature_failed: bool,
+}
+
+impl Reply {
+    pub fn response(&self) -> &Response {
+        &self.response
+    }
+
+    pub fn uid(&self) -> &str {
+        &self.response.uid
+    }
+
+    /// The AdmissionReview as sent to the API server.
+    pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec(&codec::ReviewOut::new(&self.api_version, &self.response))
+    }
+}
+
+/// Why a request is not allowed as it is.
+struct Denial {
+    message: String,
+    /// Our fault, not the request's.
+    internal: bool,
+}
+
+impl From<String> for Denial {
+    fn from(message: String) -> Denial {
+        Denial {
+            message,
+            internal: false,
+        }
+    }
+}
+
+impl From<&str> for Denial {
+    fn from(message: &str) -> Denial {
+        Denial::from(message.to_string())
+    }
+}
+
+/// The answer being built.
+struct Answer {
+    response: Response,
+    outcome: Outcome,
+    name: String,
+    namespace: String,
+    appimage: Option<String>,
+    signature_failed: bool,
+}
+
+impl Answer {
+    fn new(request: &Request<'_>) -> Answer {
+        Answer {
+            response: Response::allow(&request.uid),
+            outcome: Outcome::Allowed,
+            name: request.name.to_string(),
+            namespace: request.namespace.as_deref().unwrap_or_default().to_string(),
+            appimage: None,
+            signature_failed: false,
+        }
+    }
+
+    /// Allow with `patch`, a JSONPatch document.
+    fn patched(&mut self, patch: &[u8]) {
+        self.response.set_patch(patch);
+        self.outcome = Outcome::Patched;
+    }
+
+    fn warn(&mut self, warning: String) {
+        self.response.warnings.push(warning);
+    }
+
+    fn finish(mut self, result: Result<(), Denial>, api_version: &str) -> Reply {
+        if let Err(denial) = result {
+            self.response.deny(denial.message);
+            self.outcome = if denial.internal {
+                Outcome::Error
+            } else {
+                Outcome::Denied
+            };
+        }
+        Reply {
+            api_version: api_version.to_string(),
+            response: self.response,
+            outcome: self.outcome,
+            namespace: self.namespace,
+            name: self.name,
+            appimage: self.appimage,
+            signature_failed: self.signature_failed,
+        }
+    }
+}
+
+/// `/mutate` in benchmark-baseline mode: decode, then allow without a patch, or with the fixed
+/// `patch` (what an answer of that size costs, without the work of making it).
+pub fn noop(body: &[u8], patch: Option<&[u8]>) -> Result<Reply, BadRequest> {
+    let request = codec::decode(body)?;
+    let mut answer = Answer::new(&request);
+    if let Some(patch) = patch {
+        answer.patched(patch);
+    }
+    Ok(answer.finish(Ok(()), &request.api_version))
+}
+
+/// `/mutate`: inject the labelled Pod's AppImage.
+pub fn mutate(body: &[u8], catalog: &Catalog, policy: Policy) -> Result<Reply, BadRequest> {
+    let request = codec::decode(body)?;
+    let mut answer = Answer::new(&request);
+    let result = mutate_request(&request, catalog, policy, &mut answer);
+    Ok(answer.finish(result, &request.api_version))
+}
+
+fn mutate_request(
+    request: &Request<'_>,
+    catalog: &Catalog,
+    policy: Policy,
+    answer: &mut Answer,
+) -> Result<(), Denial> {
+    let kind = &request.kind;
+    if !kind.group.is_empty() || kind.kind != "Pod" {
+        let got = format!("{}/{}", kind.group, kind.kind);
+        return Err(format!("/mutate admits Pods only, got {got}").into());
+    }
+    if !matches!(request.operation, Operation::Create) {
+        return Ok(());
+    }
+    let object = request
+        .object
+        .ok_or("the AdmissionReview request has no object (the Pod)")?;
+    let pod: Pod =
+        codec::decode_object(object).map_err(|e| format!("cannot decode the Pod: {e}"))?;
+    name_from_pod(answer, &pod);
+    let Some(image_name) = opted_in(&pod, answer)? else {
+        return Ok(());
+    };
+    let pod_ref = format!("{}/{}", answer.namespace, answer.name);
+    answer.appimage = Some(image_name.to_string());
+    let prepared = catalog.lookup(image_name).ok_or_else(|| {
+        format!(
+            "AppImage {image_name:?} not found: create it (kubectl appimage apply -f FILE) or fix the label {} on Pod {pod_ref:?}",
+            labels::APP_IMAGE
+        )
+    })?;
+    if let Err(e) = &prepared.derived.signature {
+        let message = format!("AppImage {image_name:?} failed signature verification: {e}");
+        signature_failed(answer, policy, message)?;
+        tracing::warn!(uid = %request.uid, appimage = %image_name,
+            "admitting Pod {pod_ref} despite a failed signature check (--require-signature=false)");
+    }
+    let name = pod_name(&pod, &request.uid).ok_or("Pod has neither name nor generateName")?;
+    answer.name = name;
+    inject(&prepared, pod, answer, &pod_ref)
+}
+
+/// The namespace and name from the Pod itself where the request left them out.
+fn name_from_pod(answer: &mut Answer, pod: &Pod) {
+    let meta = &pod.metadata;
+    if answer.namespace.is_empty() {
+        answer.namespace = meta.namespace.clone().unwrap_or_default();
+    }
+    if answer.name.is_empty() {
+        let name = meta.name.as_ref().or(meta.generate_name.as_ref());
+        answer.name = name.cloned().unwrap_or_default();
+    }
+}
+
+/// The AppImage the Pod asks for, if it asks and may be injected.
+fn opted_in<'p>(pod: &'p Pod, answer: &Answer) -> Result<Option<&'p str>, Denial> {
+    let label = pod.metadata.labels.as_ref();
+    let Some(name) = label.and_then(|l| l.get(labels::APP_IMAGE)) else {
+        return Ok(None);
+    };
+    if answer.namespace == SKIPPED_NAMESPACE {
+        return Ok(None);
+    }
+    if name.is_empty() {
+        let pod_ref = format!("{}/{}", answer.namespace, answer.name);
+        return Err(format!(
+            "label {} on Pod {pod_ref:?} is empty: set it to the name of an AppImage",
+            labels::APP_IMAGE
+        )
+        .into());
+    }
+    Ok(Some(name.as_str()))
+}
+
+/// A failed signature check: a denial, or with `--require-signature=false` a warning.
+fn signature_failed(answer: &mut Answer, policy: Policy, message: String) -> Result<(), Denial> {
+    answer.signature_failed = true;
+    if policy.require_signature {
+        return Err(message.into());
+    }
+    answer.warn(message);
+    Ok(())
+}
+
+/// Inject `prepared` into `pod` and patch the answer with the difference.
+fn inject(prepared: &Prepared, pod: Pod, answer: &mut Answer, pod_ref: &str) -> Result<(), Denial> {
+    let templates = prepared.derived.templates.as_ref().map_err(Clone::clone)?;
+    let req = Injection::from_pod(&pod, &answer.namespace, &answer.name)
+        .map_err(|e| format!("Pod {pod_ref:?}: {e}"))?;
+    let internal = |e: serde_json::Error| Denial {
+        message: format!("internal error encoding the Pod: {e}"),
+        internal: true,
+    };
+    // The original as JSON first: injection then takes the Pod itself, not a copy.
+    let before = serde_json::to_value(&pod).map_err(internal)?;
+    let injection = inject_pod(&prepared.image, templates, pod, &req).map_err(|e| e.to_string())?;
+    let after = serde_json::to_value(&injection.pod).map_err(internal)?;
+    // What injection left out (a config file configTemplates lacks, a policy rule that would
+    // grant nothing); kubectl prints each warning.
+    for warning in injection.warnings {
+        answer.warn(warning);
+    }
+    if let Some(patch) = appimage::patch::diff(&before, &after) {
+        answer.patched(&patch);
+    }
+    Ok(())
+}
+
+/// `/validate`: check an AppImage's fields and signature.
+pub fn validate(body: &[u8], trust: &TrustSnapshot, policy: Policy) -> Result<Reply, BadRequest> {
+    let request = codec::decode(body)?;
+    let mut answer = Answer::new(&request);
+    let result = validate_request(&request, trust, policy, &mut answer);
+    Ok(answer.finish(result, &request.api_version))
+}
+
+fn validate_request(
+    request: &Request<'_>,
+    trust: &TrustSnapshot,
+    policy: Policy,
+    answer: &mut Answer,
+) -> Result<(), Denial> {
+    let kind = &request.kind;
+    if kind.group != resource::GROUP || kind.kind != resource::KIND {
+        let got = format!("{}/{}", kind.group, kind.kind);
+        return Err(format!("/validate admits AppImages only, got {got}").into());
+    }
+    if !matches!(request.operation, Operation::Create | Operation::Update) {
+        return Ok(());
+    }
+    let object = request
+        .object
+        .ok_or("the AdmissionReview request has no object (the AppImage)")?;
+    let image: AppImage =
+        codec::decode_object(object).map_err(|e| format!("cannot decode the AppImage: {e}"))?;
+    let name = image.name().to_string();
+    answer.appimage = Some(name.clone());
+    if answer.name.is_empty() {
+        answer.name = name.clone();
+    }
+    let errors = validate_image(&image);
+    if !errors.is_empty() {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        return Err(format!("AppImage {name:?} is invalid: {}", list.join("; ")).into());
+    }
+    // Accepted, as Kuscia accepts them, but injection will leave these out.
+    for warning in appimage::validation::warnings(&image) {
+        answer.warn(format!("AppImage {name:?}: {warning}"));
+    }
+    if let Err(e) = verify(&image.spec.image, &trust.keys) {
+        let message = format!("AppImage {name:?} failed signature verification: {e}");
+        signature_failed(answer, policy, message)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! The controller room: level-triggered loops that make the cluster match what the core's
+//! pure functions want (`appimage::desired`). They run on the Lease holder only
+//! ([`crate::leader`]); every replica serves admission.
+//!
+//! The watches are shared: one reflector per kind, whose store and event stream every
+//! controller subscribes to (kube-runtime's shared streams), instead of watches per concern.
+//!
+//! - [`services`]: the Services and NetworkPolicies of injected Pods.
+
+pub mod services;
+
+use std::fmt::Debug;
+use std::pin::Pin;
+
+use std::future::Future;
+
+use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ReflectHandle, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+
+use appimage::labels;
+
+use crate::catalog::Catalog;
+use crate::leader::Leadership;
+use crate::metrics::Metrics;
+
+/// The field manager of every server-side apply, and the Events' reporting controller.
+pub const MANAGER: &str = labels::MANAGER;
+
+/// Events buffered per subscriber of a shared watch.
+const BUFFER: usize = 1024;
+
+/// What every controller is given.
+#[derive(Clone)]
+pub struct Context {
+    pub client: Client,
+    pub catalog: Catalog,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+}
+
+impl Context {
+    pub fn new(client: Client, catalog: Catalog, metrics: Metrics, identity: &str) -> Context {
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance: Some(identity.into()),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            catalog,
+            metrics,
+        }
+    }
+}
+
+/// One shared watch: its store, a subscription for each controller, and the watch itself
+/// (driven by [`run`] once every controller has subscribed).
+pub struct Shared<K: Resource<DynamicType = ()> + Clone + 'static> {
+    pub store: Store<K>,
+    writer: reflector::store::Writer<K>,
+    api: Api<K>,
+    config: watcher::Config,
+}
+
+impl<K> Shared<K>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + Send
+        + Sync
+        + DeserializeOwned
+        + 'static,
+{
+    /// A shared watch of every `K` matching `labels`.
+    fn new(client: &Client, labels: &str) -> Shared<K> {
+        let (store, writer) = reflector::store_shared(BUFFER);
+        Shared {
+            store,
+            writer,
+            api: Api::all(client.clone()),
+            config: watcher::Config::default().labels(labels),
+        }
+    }
+
+    /// Watch, filling the store and every subscription, until dropped.
+    fn drive(self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let events = watcher(self.api, self.config)
+            .default_backoff()
+            .reflect_shared(self.writer);
+        Box::pin(events.for_each(|event| async move {
+            if let Err(e) = event {
+                tracing::warn!("watch of {}: {e} (retrying)", K::plural(&()));
+            }
+        }))
+    }
+
+    /// A stream of the objects changed, for one controller.
+    pub fn subscribe(&self) -> ReflectHandle<K> {
+        self.writer
+            .subscribe()
+            .expect("a shared store always has subscribers")
+    }
+}
+
+/// The shared watches: labelled Pods, and the Services and NetworkPolicies we manage.
+pub struct Watches {
+    pub pods: Shared<Pod>,
+    pub services: Shared<Service>,
+    pub policies: Shared<NetworkPolicy>,
+}
+
+/// The label selector of every object the controllers make.
+pub fn managed_selector() -> String {
+    format!("{}={}", labels::MANAGED_BY, labels::MANAGER)
+}
+
+impl Watches {
+    fn new(client: &Client) -> Watches {
+        Watches {
+            pods: Shared::new(client, labels::APP_IMAGE),
+            services: Shared::new(client, &managed_selector()),
+            policies: Shared::new(client, &managed_selector()),
+        }
+    }
+}
+
+/// Run every controller until the future is dropped.
+pub async fn run(ctx: Context) {
+    let watches = Watches::new(&ctx.client);
+    let controllers = services::controller(ctx.clone(), &watches);
+    let Watches {
+        pods,
+        services,
+        policies,
+    } = watches;
+    let drivers = futures::future::join3(pods.drive(), services.drive(), policies.drive());
+    futures::future::join(controllers, drivers).await;
+}
+
+/// Run the controllers while this replica leads; stop them when it stops leading.
+pub async fn run_while_leading(ctx: Context, mut leadership: Leadership) {
+    loop {
+        leadership.wait_for(true).await;
+        tracing::info!(
+            identity = leadership.identity(),
+            "leading: controllers started"
+        );
+        let running = tokio::spawn(run(ctx.clone()));
+        let abort = running.abort_handle();
+        tokio::select! {
+            finished = running => {
+                if let Err(e) = finished {
+                    tracing::error!("controllers ended: {e}");
+                }
+                return;
+            }
+            () = leadership.wait_for(false) => {
+                abort.abort();
+                tracing::warn!(identity = leadership.identity(), "lost the Lease: controllers stopped");
+            }
+        }
+    }
+}

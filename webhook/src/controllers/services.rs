@@ -1,0 +1,281 @@
+//! The Services and NetworkPolicies that an injected Pod's port scopes and network policy call
+//! for. Admission stays side-effect free; this controller makes the objects once the Pod is
+//! stored (and so has a UID to own them).
+//!
+//! - The target state is the core's `desired::desired` of the stored Pod; who may write a name
+//!   is the core's `desired::claim`.
+//! - Writes are server-side applies under the field manager [`MANAGER`].
+//! - A name held by an object we do not own is never overwritten: an Event and a log line instead.
+//! - Objects whose Pod is gone are deleted by a sweep of the shared stores (the test apiserver
+//!   has no garbage collector yet; owner references let a real cluster's collect them).
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use appimage::desired::{Claim, claim, desired, orphaned, owner_pod};
+use appimage::labels;
+use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Context, MANAGER, Watches};
+
+/// How often orphans are looked for (in memory; an API call only when one is found).
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// Re-check a Pod whose object name is taken by someone else.
+const CONFLICT_RETRY: Duration = Duration::from_secs(5);
+/// Re-check every Pod this often even without events (level-triggered).
+const RESYNC: Duration = Duration::from_secs(600);
+
+struct Ctx {
+    base: Context,
+    services: Store<Service>,
+    policies: Store<NetworkPolicy>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Error(#[from] kube::Error);
+
+/// The Pod controller and the orphan sweep, on the shared watches.
+pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> + Send + 'static {
+    let pods = watches.pods.store.clone();
+    let controller = Controller::for_shared_stream(watches.pods.subscribe(), pods.clone())
+        .owns_shared_stream(watches.services.subscribe())
+        .owns_shared_stream(watches.policies.subscribe());
+    let ctx = Arc::new(Ctx {
+        base: ctx,
+        services: watches.services.store.clone(),
+        policies: watches.policies.store.clone(),
+    });
+    let sweeper = sweep(ctx.clone(), pods);
+    let reconciler = controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!("reconcile: {e}");
+            }
+        });
+    async move {
+        futures::future::join(reconciler, sweeper).await;
+    }
+}
+
+async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_pod(&pod, &ctx).await;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    ctx.base
+        .metrics
+        .observe_reconcile(outcome, started.elapsed());
+    result
+}
+
+async fn reconcile_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
+    if pod.metadata.deletion_timestamp.is_some() || pod.metadata.uid.is_none() {
+        return Ok(Action::await_change());
+    }
+    let ns = pod.namespace().unwrap_or_else(|| "default".into());
+    let image = pod
+        .labels()
+        .get(labels::APP_IMAGE)
+        .and_then(|name| ctx.base.catalog.appimage(name));
+    let want = desired(pod, image.as_ref());
+    let client = &ctx.base.client;
+    let mut applied = true;
+    for svc in want.services {
+        let api = Api::<Service>::namespaced(client.clone(), &ns);
+        applied &= ensure(&api, &ctx.services, svc, pod, &ctx.base).await?;
+    }
+    for np in want.network_policies {
+        let api = Api::<NetworkPolicy>::namespaced(client.clone(), &ns);
+        applied &= ensure(&api, &ctx.policies, np, pod, &ctx.base).await?;
+    }
+    Ok(Action::requeue(if applied {
+        RESYNC
+    } else {
+        CONFLICT_RETRY
+    }))
+}
+
+fn error_policy(pod: Arc<Pod>, error: &Error, _ctx: Arc<Ctx>) -> Action {
+    tracing::warn!(pod = %pod.name_any(), namespace = ?pod.namespace(), "reconcile failed: {error} (retrying)");
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// Make `obj` exist as we want it. Returns false when its name is held by an object we do not own.
+async fn ensure<K>(
+    api: &Api<K>,
+    store: &Store<K>,
+    obj: K,
+    pod: &Pod,
+    ctx: &Context,
+) -> Result<bool, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let name = obj.name_any();
+    let ns = obj.namespace().unwrap_or_default();
+    // Our own objects are in the shared store; anything else holding the name is read once.
+    let existing = match store.get(&ObjectRef::new(&name).within(&ns)) {
+        Some(cached) => Some(K::clone(&cached)),
+        None => api.get_opt(&name).await?,
+    };
+    match claim(existing.as_ref().map(|e| e.meta()), pod) {
+        Claim::Free | Claim::Ours => {}
+        Claim::Stale => {
+            let existing = existing.as_ref().map(|e| e.meta());
+            let uid = existing.and_then(|m| m.uid.clone());
+            tracing::info!(kind = %K::kind(&()), %name, "replacing an object left by an earlier Pod");
+            delete(api, &name, uid).await?;
+        }
+        Claim::Foreign => {
+            if let Some(existing) = &existing {
+                report_conflict(existing, pod, ctx).await;
+            }
+            return Ok(false);
+        }
+    }
+    apply(api, &name, &obj).await?;
+    Ok(true)
+}
+
+/// Server-side apply as [`MANAGER`], forced: the fields we set are ours.
+async fn apply<K>(api: &Api<K>, name: &str, obj: &K) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let params = PatchParams::apply(MANAGER).force();
+    match api.patch(name, &params, &Patch::Apply(obj)).await {
+        Ok(_) => Ok(()),
+        // A hand edit of a keyed list item (a Service port's number) leaves an item that
+        // collides with ours: replace the lists whole, as they were made.
+        Err(kube::Error::Api(s)) if s.code == 422 => {
+            tracing::info!(kind = %K::kind(&()), %name, "restoring an object edited by hand: {}", s.message);
+            let params = PatchParams {
+                field_manager: Some(MANAGER.into()),
+                ..PatchParams::default()
+            };
+            api.patch(name, &params, &Patch::Merge(obj)).await?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn delete<K>(api: &Api<K>, name: &str, uid: Option<String>) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
+{
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid,
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(name, &dp).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn report_conflict<K>(existing: &K, pod: &Pod, ctx: &Context)
+where
+    K: Resource<DynamicType = ()>,
+{
+    let (kind, name) = (
+        K::kind(&()),
+        existing.meta().name.clone().unwrap_or_default(),
+    );
+    let note = format!(
+        "{kind} {name:?} already exists and is not owned by this Pod; left alone. Delete or rename it to let appimage-webhook create its own."
+    );
+    tracing::warn!(pod = %pod.name_any(), namespace = ?pod.namespace(), "{note}");
+    let event = Event {
+        type_: EventType::Warning,
+        reason: format!("{kind}Conflict"),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: Some(existing.object_ref(&())),
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &pod.object_ref(&())).await {
+        tracing::warn!("cannot record an Event: {e}");
+    }
+}
+
+/// Delete our Services and NetworkPolicies whose owning Pod is gone.
+async fn sweep(ctx: Arc<Ctx>, pods: Store<Pod>) {
+    // Until every store is complete, a missing Pod proves nothing.
+    let synced = futures::future::join3(
+        pods.wait_until_ready(),
+        ctx.services.wait_until_ready(),
+        ctx.policies.wait_until_ready(),
+    )
+    .await;
+    if synced.0.is_err() || synced.1.is_err() || synced.2.is_err() {
+        return;
+    }
+    tracing::info!("orphan sweep running");
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tick.tick().await;
+        sweep_kind(&ctx.base, &pods, &ctx.services).await;
+        sweep_kind(&ctx.base, &pods, &ctx.policies).await;
+    }
+}
+
+async fn sweep_kind<K>(ctx: &Context, pods: &Store<Pod>, objects: &Store<K>)
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    for obj in objects.state() {
+        let Some(ns) = obj.namespace() else { continue };
+        let Some((owner, _)) = owner_pod(obj.meta()) else {
+            continue;
+        };
+        let live = |pod: Option<&Pod>| pod.and_then(|p| p.metadata.uid.clone());
+        let cached = live(pods.get(&ObjectRef::new(owner).within(&ns)).as_deref());
+        if !orphaned(obj.meta(), cached.as_deref()) {
+            continue;
+        }
+        // Re-check with the server: the Pod store may lag a fresh Pod.
+        let api = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
+        let fresh = match api.get_opt(owner).await {
+            Ok(p) => live(p.as_ref()),
+            Err(e) => {
+                tracing::warn!("sweep: cannot read Pod {ns}/{owner}: {e}");
+                continue;
+            }
+        };
+        if !orphaned(obj.meta(), fresh.as_deref()) {
+            continue;
+        }
+        let name = obj.name_any();
+        let api = Api::<K>::namespaced(ctx.client.clone(), &ns);
+        match delete(&api, &name, obj.meta().uid.clone()).await {
+            Ok(()) => {
+                tracing::info!(kind = %K::kind(&()), %name, namespace = %ns, "deleted: its Pod is gone")
+            }
+            Err(e) => tracing::warn!(kind = %K::kind(&()), %name, "sweep delete failed: {e}"),
+        }
+    }
+}
