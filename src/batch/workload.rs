@@ -8,13 +8,13 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 
-use super::machine::{AppImageFact, NodeFact, Progress, always, instances};
+use super::machine::{AppImageFact, NodeFact, Progress, instances};
 use super::types::{BatchDeployment, RestartPolicy};
 use crate::labels;
 use crate::naming::{
@@ -22,11 +22,10 @@ use crate::naming::{
 };
 use crate::resource::AppImage;
 use crate::selection;
+use crate::workload::{self, DeployOptions, Kind, Workload};
 
 /// Label on each workload and its Pods: the BatchDeployment's name (hashed to fit a label).
 pub const BATCH: &str = "appimage.kuscia.secretflow/batch";
-/// Label on each workload and its Pods: the workload's name; the Deployment selects on it.
-pub const BATCH_WORKLOAD: &str = "appimage.kuscia.secretflow/batch-workload";
 /// Annotation on each workload: the node it is pinned to.
 pub const BATCH_NODE: &str = "appimage.kuscia.secretflow/batch-node";
 /// Annotation on each workload: the node attempt it was made for.
@@ -34,14 +33,15 @@ pub const BATCH_ATTEMPT: &str = "appimage.kuscia.secretflow/batch-attempt";
 /// Pod annotation naming the AppImage revision to inject (when `spec.revision` is set).
 pub const REVISION: &str = "appimage.kuscia.secretflow/revision";
 
-/// `<prefix>-<node>` when that is a DNS-1123 label; else its first 46 characters (dots made
-/// dashes) and 16 hex of its sha256, which stays unique and fits 63.
+/// `<prefix>-<node>` when that is a DNS-1123 label starting with a letter (it names the
+/// workload's Services); else its first characters (dots made dashes, `w-` before a leading
+/// digit) and 16 hex of its sha256, which stays unique and fits 63.
 pub fn workload_name(prefix: &str, node: &str) -> String {
     let full = format!("{prefix}-{node}");
-    if dns1123_label_error(&full).is_none() {
+    if dns1123_label_error(&full).is_none() && full.starts_with(|c: char| c.is_ascii_lowercase()) {
         return full;
     }
-    let head: String = full
+    let clean: String = full
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() {
@@ -50,15 +50,18 @@ pub fn workload_name(prefix: &str, node: &str) -> String {
                 '-'
             }
         })
+        .collect();
+    let clean = clean.trim_matches('-');
+    let lead = if clean.starts_with(|c: char| c.is_ascii_lowercase()) {
+        ""
+    } else {
+        "w-"
+    };
+    let head: String = format!("{lead}{clean}")
+        .chars()
         .take(MAX_LABEL - 17)
         .collect();
-    let head = head.trim_matches('-');
-    let hash = short_hash(&full, 16);
-    if head.is_empty() {
-        format!("w-{hash}")
-    } else {
-        format!("{head}-{hash}")
-    }
+    format!("{}-{}", head.trim_end_matches('-'), short_hash(&full, 16))
 }
 
 /// Why `prefix` cannot start workload names; `None` if it can.
@@ -67,155 +70,116 @@ pub fn prefix_error(prefix: &str) -> Option<String> {
         .map(|e| format!("spec.namePrefix {prefix:?} {e}; use lower-case letters, digits and '-'"))
 }
 
-/// The workload for one node: a Deployment (Always) or a Job (OnFailure, Never).
-#[derive(Clone, Debug, PartialEq)]
-pub enum NodeWorkload {
-    Deployment(Deployment),
-    Job(Job),
-}
-
-impl NodeWorkload {
-    pub fn name(&self) -> &str {
-        let meta = match self {
-            Self::Deployment(d) => &d.metadata,
-            Self::Job(j) => &j.metadata,
-        };
-        meta.name.as_deref().unwrap_or_default()
-    }
-}
-
-/// The workload of `bd` for `node`'s `attempt`, running `image`: pinned to the node by
+/// The workload of `bd` for `node`'s `attempt`, running `image`: what `deploy` builds (one
+/// code path: `workload::build`, a Deployment for Always, else a Job), pinned to the node by
 /// `nodeName` (the webhook keeps it; affinity it may replace), owned by `bd`.
 pub fn build(
     bd: &BatchDeployment,
     image: &AppImage,
     node: &str,
     attempt: i32,
-) -> Result<NodeWorkload, String> {
+) -> Result<Workload, String> {
     let spec = &bd.spec;
     let bd_name = bd.metadata.name.clone().unwrap_or_default();
     let prefix = spec.name_prefix.clone().unwrap_or_else(|| bd_name.clone());
-    let name = workload_name(&prefix, node);
-    let mut own_labels = BTreeMap::from([
-        (BATCH.to_string(), pod_identity(&bd_name)),
-        (BATCH_WORKLOAD.to_string(), name.clone()),
-    ]);
-    let template = pod_template(bd, image, node, &own_labels)?;
-    own_labels.insert(labels::MANAGED_BY.into(), labels::MANAGER.into());
-    let meta = ObjectMeta {
-        name: Some(name.clone()),
-        namespace: bd.metadata.namespace.clone(),
-        labels: Some(own_labels),
-        annotations: Some(BTreeMap::from([
-            (BATCH_NODE.to_string(), node.to_string()),
-            (BATCH_ATTEMPT.to_string(), attempt.to_string()),
-        ])),
-        owner_references: bd.controller_owner_ref(&()).map(|o| vec![o]),
+    let policy = spec.restart_policy.unwrap_or(RestartPolicy::Always);
+    let opts = DeployOptions {
+        kind: if policy == RestartPolicy::Always {
+            Kind::Deployment
+        } else {
+            Kind::Job
+        },
+        name: Some(workload_name(&prefix, node)),
+        namespace: bd.metadata.namespace.clone().unwrap_or_default(),
+        role: spec.role.clone().unwrap_or_default(),
+        template: spec.template.clone(),
+        replicas: Some(instances(spec)),
+        task_id: spec.task_id.clone().unwrap_or_default(),
+        input_config: spec.input_config.clone().unwrap_or_default(),
+        values: spec.values.clone(),
+        pod_template: Some(fragment(bd, node, policy)?),
+        host_network: spec.host_network == Some(true),
         ..Default::default()
     };
-    let n = instances(spec);
-    if always(spec) {
-        let selector = BTreeMap::from([(BATCH_WORKLOAD.to_string(), name)]);
-        return Ok(NodeWorkload::Deployment(Deployment {
-            metadata: meta,
-            spec: Some(DeploymentSpec {
-                replicas: Some(n),
-                selector: LabelSelector {
-                    match_labels: Some(selector),
-                    ..Default::default()
-                },
-                template,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }));
+    let mut w = workload::build(image, &opts).map_err(|e| e.to_string())?;
+    let meta = metadata_mut(&mut w);
+    let own = [(BATCH.to_string(), pod_identity(&bd_name))];
+    let labels_ = meta.labels.get_or_insert_with(Default::default);
+    labels_.extend(own.clone());
+    labels_.insert(labels::MANAGED_BY.into(), labels::MANAGER.into());
+    meta.annotations
+        .get_or_insert_with(Default::default)
+        .extend([
+            (BATCH_NODE.to_string(), node.to_string()),
+            (BATCH_ATTEMPT.to_string(), attempt.to_string()),
+        ]);
+    meta.owner_references = bd.controller_owner_ref(&()).map(|o| vec![o]);
+    if let Workload::Job(job) = &mut w
+        && let Some(job_spec) = job.spec.as_mut()
+    {
+        // Never (IEF's 不重启): a failed Pod fails the node, no replacement Pod.
+        job_spec.backoff_limit = (policy == RestartPolicy::Never).then_some(0);
     }
-    let never = spec.restart_policy == Some(RestartPolicy::Never);
-    Ok(NodeWorkload::Job(Job {
-        metadata: meta,
-        spec: Some(JobSpec {
-            completions: Some(n),
-            parallelism: Some(n),
-            // Never (IEF's 不重启): a failed Pod fails the node, no replacement Pod.
-            backoff_limit: never.then_some(0),
-            template,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }))
+    let Some(t_meta) = pod_template_mut(&mut w).and_then(|t| t.metadata.as_mut()) else {
+        return Err("internal: the workload has no pod template".into());
+    };
+    t_meta
+        .labels
+        .get_or_insert_with(Default::default)
+        .extend(own);
+    t_meta
+        .annotations
+        .get_or_insert_with(Default::default)
+        .extend(extra_annotations(bd));
+    Ok(w)
 }
 
-/// `spec.podTemplate` as the base, then what the job decides on top: the AppImage label and
-/// options, the template's containers with the AppImage's image, the node, the restart policy.
-fn pod_template(
+/// `spec.podTemplate` with what the job decides on top: the node, the restart policy, hostPID.
+fn fragment(
     bd: &BatchDeployment,
-    image: &AppImage,
     node: &str,
-    own_labels: &BTreeMap<String, String>,
+    policy: RestartPolicy,
 ) -> Result<PodTemplateSpec, String> {
-    let spec = &bd.spec;
-    let mut t: PodTemplateSpec = match &spec.pod_template {
+    let mut t: PodTemplateSpec = match &bd.spec.pod_template {
         None => PodTemplateSpec::default(),
         Some(v) => serde_json::from_value(v.clone())
             .map_err(|e| format!("spec.podTemplate is not a PodTemplateSpec fragment: {e}"))?,
     };
-    let role = spec.role.as_deref().unwrap_or_default();
-    let index =
-        selection::select(image, role, spec.template.as_deref()).map_err(|e| e.to_string())?;
-    let meta = t.metadata.get_or_insert_with(Default::default);
-    let pod_labels = meta.labels.get_or_insert_with(Default::default);
-    pod_labels.extend(own_labels.clone());
-    pod_labels.insert(labels::APP_IMAGE.into(), image.name().into());
-    meta.annotations
-        .get_or_insert_with(Default::default)
-        .extend(option_annotations(bd));
     let pod = t.spec.get_or_insert_with(PodSpec::default);
-    let image_ref = image.image_ref();
-    for c in &image.spec.deploy_templates[index].spec.containers {
-        match pod.containers.iter_mut().find(|x| x.name == c.name) {
-            Some(given) => given.image = Some(image_ref.clone()),
-            None => pod.containers.push(Container {
-                name: c.name.clone(),
-                image: Some(image_ref.clone()),
-                ..Default::default()
-            }),
-        }
-    }
     pod.node_name = Some(node.into());
-    let policy = spec.restart_policy.unwrap_or(RestartPolicy::Always);
     pod.restart_policy = Some(policy.as_str().into());
-    if let Some(v) = spec.host_pid {
+    if let Some(v) = bd.spec.host_pid {
         pod.host_pid = Some(v);
-    }
-    if let Some(v) = spec.host_network {
-        pod.host_network = Some(v);
     }
     Ok(t)
 }
 
-/// The render options as the documented Pod annotations the webhook reads.
-fn option_annotations(bd: &BatchDeployment) -> BTreeMap<String, String> {
-    let spec = &bd.spec;
+fn metadata_mut(w: &mut Workload) -> &mut ObjectMeta {
+    match w {
+        Workload::Deployment(o) => &mut o.metadata,
+        Workload::StatefulSet(o) => &mut o.metadata,
+        Workload::DaemonSet(o) => &mut o.metadata,
+        Workload::Job(o) => &mut o.metadata,
+        Workload::CronJob(o) => &mut o.metadata,
+    }
+}
+
+fn pod_template_mut(w: &mut Workload) -> Option<&mut PodTemplateSpec> {
+    match w {
+        Workload::Deployment(o) => o.spec.as_mut().map(|s| &mut s.template),
+        Workload::Job(o) => o.spec.as_mut().map(|s| &mut s.template),
+        _ => None,
+    }
+}
+
+/// The options `deploy` has no flag for: SERVING_ID and the pinned revision.
+fn extra_annotations(bd: &BatchDeployment) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let options = [
-        (labels::OPT_ROLE, &spec.role),
-        (labels::OPT_TEMPLATE, &spec.template),
-        (labels::OPT_TASK_ID, &spec.task_id),
-        (labels::OPT_INPUT_CONFIG, &spec.input_config),
-        (labels::OPT_SERVING_ID, &spec.serving_id),
-    ];
-    for (key, value) in options {
-        if let Some(v) = value {
-            out.insert(key.to_string(), v.clone());
-        }
+    if let Some(id) = &bd.spec.serving_id {
+        out.insert(labels::OPT_SERVING_ID.to_string(), id.clone());
     }
-    if !spec.values.is_empty() {
-        // A BTreeMap serializes in key order: the same values give the same bytes.
-        let json = serde_json::to_string(&spec.values).unwrap_or_default();
-        out.insert(labels::OPT_VALUES.into(), json);
-    }
-    if let Some(r) = spec.revision {
-        out.insert(REVISION.into(), r.to_string());
+    if let Some(r) = bd.spec.revision {
+        out.insert(REVISION.to_string(), r.to_string());
     }
     out
 }

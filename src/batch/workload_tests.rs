@@ -71,6 +71,12 @@ fn names_fit_a_label_and_stay_unique() {
     // Exactly 63 is kept.
     let node = "m".repeat(63 - 4);
     assert_eq!(workload_name("job", &node), format!("job-{node}"));
+    // A leading digit would not do for the workload's Services.
+    let digit = workload_name("7up", "n1");
+    assert!(
+        digit.starts_with("w-7up-n1-") && digit.len() <= 63,
+        "{digit}"
+    );
     assert!(prefix_error("job").is_none());
     assert!(prefix_error("Job").unwrap().contains("spec.namePrefix"));
 }
@@ -81,7 +87,7 @@ fn always_builds_a_deployment_pinned_to_its_node_and_owned_by_the_job() {
     s.instances = Some(3);
     s.host_network = Some(true);
     let w = build(&bd(s), &image(), "edge-1", 2).unwrap();
-    let NodeWorkload::Deployment(d) = &w else {
+    let Workload::Deployment(d) = &w else {
         panic!("not a Deployment: {w:?}")
     };
     assert_eq!(w.name(), "job-edge-1");
@@ -163,7 +169,7 @@ fn on_failure_and_never_build_a_job_of_instances_completions() {
         s.instances = Some(2);
         s.host_pid = Some(true);
         let w = build(&bd(s), &image(), "edge-1", 1).unwrap();
-        let NodeWorkload::Job(j) = &w else {
+        let Workload::Job(j) = &w else {
             panic!("not a Job: {w:?}")
         };
         let spec = j.spec.as_ref().unwrap();
@@ -195,9 +201,7 @@ fn the_pod_template_overlay_is_the_base_and_cannot_unpin_the_node() {
         }
     }));
     let w = build(&bd(s), &image(), "edge-1", 1).unwrap();
-    let NodeWorkload::Deployment(d) = w else {
-        panic!()
-    };
+    let Workload::Deployment(d) = w else { panic!() };
     let t = d.spec.unwrap().template;
     let labels_ = t.metadata.unwrap().labels.unwrap();
     assert_eq!(labels_["team"], "a");
@@ -232,10 +236,7 @@ fn bad_overlay_and_unknown_role_are_errors() {
 fn builds_are_deterministic() {
     let a = build(&bd(spec()), &image(), "edge-1", 1).unwrap();
     let b = build(&bd(spec()), &image(), "edge-1", 1).unwrap();
-    let json = |w: &NodeWorkload| match w {
-        NodeWorkload::Deployment(d) => serde_json::to_string(d).unwrap(),
-        NodeWorkload::Job(j) => serde_json::to_string(j).unwrap(),
-    };
+    let json = |w: &Workload| serde_json::to_string(w).unwrap();
     assert_eq!(json(&a), json(&b));
 }
 
