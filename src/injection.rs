@@ -64,6 +64,16 @@ pub enum InjectionError {
         container: String,
         file: String,
     },
+    /// As in Kuscia, which creates no Pod then.
+    #[error(
+        "AppImage {image:?}: container {container:?} has metricProbe.port {port:?}, which no container of the template declares (declared: {declared}); declare that port or fix metricProbe.port"
+    )]
+    MetricProbe {
+        image: String,
+        container: String,
+        port: String,
+        declared: String,
+    },
     /// Strict mode only: a network policy rule, role or port that is left out.
     #[error(
         "AppImage {image:?}: {message} (strict mode refuses this; without it that part is left out with a warning)"
@@ -111,6 +121,31 @@ pub struct StatusPort {
 }
 
 impl Status {
+    fn new(
+        image: &AppImage,
+        template: &DeployTemplate,
+        req: &Request,
+        image_ref: String,
+        ports: &[AllocatedPort],
+    ) -> Status {
+        Status {
+            app_image: image.name().into(),
+            resource_version: image.metadata.resource_version.clone().unwrap_or_default(),
+            template: template.name.clone(),
+            role: req.role.clone(),
+            image: image_ref,
+            ports: ports
+                .iter()
+                .map(|p| StatusPort {
+                    name: p.name.clone(),
+                    port: p.port,
+                    scope: p.scope,
+                    protocol: p.protocol,
+                })
+                .collect(),
+        }
+    }
+
     pub fn from_pod(pod: &Pod) -> Option<Status> {
         let raw = pod.metadata.annotations.as_ref()?.get(labels::STATUS)?;
         serde_json::from_str(raw).ok()
@@ -339,33 +374,10 @@ pub fn inject_pod(
     if !req.task_id.is_empty() {
         annotations.insert(labels::TASK_ID.into(), req.task_id.clone());
     }
-    if let Some(probe) = template
-        .spec
-        .containers
-        .iter()
-        .find_map(|c| c.metric_probe.as_ref())
-        && let Some(port) = ports.iter().find(|p| p.name == probe.port)
-    {
-        annotations.insert("prometheus.io/scrape".into(), "true".into());
-        annotations.insert("prometheus.io/path".into(), probe.path.clone());
-        annotations.insert("prometheus.io/port".into(), port.port.to_string());
+    for (key, value) in metric_annotations(image, template, &ports)? {
+        annotations.insert(key.into(), value);
     }
-    let status = Status {
-        app_image: image.name().into(),
-        resource_version: image.metadata.resource_version.clone().unwrap_or_default(),
-        template: template.name.clone(),
-        role: req.role.clone(),
-        image: image_ref,
-        ports: ports
-            .iter()
-            .map(|p| StatusPort {
-                name: p.name.clone(),
-                port: p.port,
-                scope: p.scope,
-                protocol: p.protocol,
-            })
-            .collect(),
-    };
+    let status = Status::new(image, template, req, image_ref, &ports);
     annotations.insert(
         labels::STATUS.into(),
         serde_json::to_string(&status).unwrap_or_default(),
@@ -379,6 +391,54 @@ pub fn inject_pod(
         warnings,
     })
 }
+
+/// Kuscia's metric annotations, and Prometheus' usual ones, from the containers'
+/// `metricProbe` (path and port both set): as in Kuscia the last such container wins, and a
+/// port no container declares is an error.
+fn metric_annotations(
+    image: &AppImage,
+    template: &DeployTemplate,
+    ports: &[AllocatedPort],
+) -> Result<Vec<(&'static str, String)>, InjectionError> {
+    let mut out = Vec::new();
+    for c in &template.spec.containers {
+        let Some(probe) = c
+            .metric_probe
+            .as_ref()
+            .filter(|p| !p.path.is_empty() && !p.port.is_empty())
+        else {
+            continue;
+        };
+        let Some(port) = ports.iter().find(|p| p.name == probe.port) else {
+            let declared: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
+            return Err(InjectionError::MetricProbe {
+                image: image.name().into(),
+                container: c.name.clone(),
+                port: probe.port.clone(),
+                declared: if declared.is_empty() {
+                    "none".into()
+                } else {
+                    declared.join(", ")
+                },
+            });
+        };
+        let number = port.port.to_string();
+        out = vec![
+            (METRIC_SCRAPE, "true".into()),
+            (METRIC_PATH, probe.path.clone()),
+            (METRIC_PORT, number.clone()),
+            ("prometheus.io/scrape", "true".into()),
+            ("prometheus.io/path", probe.path.clone()),
+            ("prometheus.io/port", number),
+        ];
+    }
+    Ok(out)
+}
+
+/// Kuscia's metric annotations (its `common.Metric*AnnotationKey`).
+pub const METRIC_SCRAPE: &str = "kuscia.secretflow/should_be_scraped";
+pub const METRIC_PATH: &str = "kuscia.secretflow/metric_path";
+pub const METRIC_PORT: &str = "kuscia.secretflow/metric_port";
 
 /// What the chosen template (`spec.deployTemplates[index]`) asks for that the Pod leaves out,
 /// as warnings; in strict mode the first one is an error instead.

@@ -773,3 +773,39 @@ fn a_party_finds_its_own_endpoint_with_a_computed_index() {
     let conf: Value = serde_json::from_str(&out.config_files["task-config.conf"]).unwrap();
     assert_eq!(conf["self"], "job-0-fed.alice.svc");
 }
+
+#[test]
+fn metric_probes_annotate_as_kuscia_does() {
+    let mut img = conformance();
+    let containers = &mut img.spec.deploy_templates[0].spec.containers;
+    containers[0].metric_probe =
+        Some(serde_json::from_value(serde_json::json!({"path": "/m0", "port": "fed"})).unwrap());
+    containers[1].metric_probe =
+        Some(serde_json::from_value(serde_json::json!({"path": "/m1", "port": "side"})).unwrap());
+    let out = inject(
+        &img,
+        &skeleton("conf", "job-0"),
+        &request("job-0", "", "t1"),
+    )
+    .unwrap();
+    let ann = out.pod.metadata.annotations.as_ref().unwrap();
+    // The last container with a probe wins, as in Kuscia; Kuscia's keys and Prometheus' both.
+    assert_eq!(ann["kuscia.secretflow/should_be_scraped"], "true");
+    assert_eq!(ann["kuscia.secretflow/metric_path"], "/m1");
+    assert_eq!(ann["kuscia.secretflow/metric_port"], "21001");
+    assert_eq!(ann["prometheus.io/port"], "21001");
+    // A probe naming an undeclared port makes no Pod, as in Kuscia.
+    img.spec.deploy_templates[0].spec.containers[1].metric_probe =
+        Some(serde_json::from_value(serde_json::json!({"path": "/m1", "port": "nope"})).unwrap());
+    let err = inject(
+        &img,
+        &skeleton("conf", "job-0"),
+        &request("job-0", "", "t1"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("container \"side\" has metricProbe.port \"nope\", which no container of the template declares (declared: fed, side)"),
+        "{err}"
+    );
+}
