@@ -1,7 +1,7 @@
 //! `kubectl appimage deploy` on a real kube-apiserver, through the real kubectl with the
 //! plugin on PATH: the seed AppImage as a Deployment, StatefulSet, DaemonSet, Job and CronJob,
-//! written by server-side apply and checked as the server stored them. (Issue 17, phase 1:
-//! the objects; Pods running on simulated nodes come with the fuller test cluster.)
+//! written by server-side apply and checked as the server stored them. (Pods running on the
+//! simulated nodes come once the test cluster starts them, issue 14.)
 
 use appimage_e2e::{Cluster, cluster, repo_root, temp_file, text, unique};
 use serde_json::Value;
@@ -115,6 +115,35 @@ fn the_seed_as_a_deployment_by_server_side_apply() {
     // A server dry run is checked by the server and stores nothing.
     let out = deploy_ok(c, &[&image, "-n", &ns, "--name", "dry", "--dry-run=server"]);
     assert_eq!(out, "deployment.apps/dry created (server dry run)\n");
+    assert!(
+        !c.kubectl(&["get", "-n", &ns, "deployment/dry"])
+            .status
+            .success()
+    );
+    // A client dry run reads the cluster's AppImage, prints the workload and its Pod, and
+    // writes nothing.
+    let out = deploy_ok(
+        c,
+        &[
+            &image,
+            "-n",
+            &ns,
+            "--name",
+            "dry",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ],
+    );
+    let docs: Vec<Value> = out
+        .split("\n---\n")
+        .map(|d| serde_yaml_ng::from_str(d).expect("YAML"))
+        .collect();
+    assert_eq!(docs.len(), 2, "{out}");
+    assert_eq!(docs[0]["kind"], "Deployment");
+    assert_eq!(docs[1]["kind"], "Pod");
+    assert_eq!(docs[1]["metadata"]["namespace"], ns.as_str());
+    assert_eq!(docs[1]["spec"]["containers"][0]["command"][0], "sh");
     assert!(
         !c.kubectl(&["get", "-n", &ns, "deployment/dry"])
             .status
