@@ -192,6 +192,43 @@ pub fn node_and_attempt(meta: &ObjectMeta) -> Option<(String, i32)> {
     Some((node, attempt))
 }
 
+/// This job's workloads by the node they are pinned to, for [`Observed::workloads`]: each
+/// Deployment with its own Pods (by the workload label), each Job. Objects without the batch
+/// annotations are not this job's and are left out.
+///
+/// [`Observed::workloads`]: super::machine::Observed::workloads
+pub fn progress_by_node(
+    deployments: &[Deployment],
+    jobs: &[Job],
+    pods: &[Pod],
+) -> BTreeMap<String, Progress> {
+    let mut out = BTreeMap::new();
+    for d in deployments {
+        let Some((node, _)) = node_and_attempt(&d.metadata) else {
+            continue;
+        };
+        let name = d.metadata.name.as_deref().unwrap_or_default();
+        let own: Vec<Pod> = pods
+            .iter()
+            .filter(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(workload::WORKLOAD))
+                    .is_some_and(|w| w == name)
+            })
+            .cloned()
+            .collect();
+        out.insert(node, deployment_progress(d, &own));
+    }
+    for j in jobs {
+        if let Some((node, _)) = node_and_attempt(&j.metadata) {
+            out.insert(node, job_progress(j));
+        }
+    }
+    out
+}
+
 /// Container waiting reasons that mean the Pod will not come up by itself.
 const STUCK: [&str; 6] = [
     "CrashLoopBackOff",

@@ -390,3 +390,52 @@ fn node_facts() {
     assert!(!node_fact(&node("Unknown")).ready);
     assert!(!node_fact(&Node::default()).ready);
 }
+
+#[test]
+fn progress_by_node_pairs_workloads_with_their_own_pods() {
+    let d = Deployment {
+        metadata: annotated("job-edge-1", 1),
+        status: Some(DeploymentStatus {
+            replicas: Some(1),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut other = Deployment::default();
+    other.metadata.name = Some("not-ours".into());
+    let crashing = |workload: &str| Pod {
+        metadata: ObjectMeta {
+            name: Some(format!("{workload}-abc")),
+            labels: Some(BTreeMap::from([(
+                crate::workload::WORKLOAD.to_string(),
+                workload.to_string(),
+            )])),
+            ..Default::default()
+        },
+        status: Some(PodStatus {
+            phase: Some("Failed".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut j = Job {
+        metadata: annotated("job-edge-2", 3),
+        ..Default::default()
+    };
+    j.metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert(BATCH_NODE.into(), "edge-2".into());
+    // Another workload's failed Pod does not fail edge-1.
+    let map = progress_by_node(
+        &[d.clone(), other],
+        std::slice::from_ref(&j),
+        &[crashing("someone-else")],
+    );
+    assert_eq!(map.keys().collect::<Vec<_>>(), ["edge-1", "edge-2"]);
+    assert_eq!(map["edge-1"].failure, None);
+    assert_eq!(map["edge-2"].attempt, 3);
+    let map = progress_by_node(&[d], &[], &[crashing("job-edge-1")]);
+    assert_eq!(map["edge-1"].failure.as_ref().unwrap().0, "PodFailed");
+}
