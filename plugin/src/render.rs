@@ -187,4 +187,77 @@ mod tests {
             assert!(err.contains("KEY=VALUE"), "{err}");
         }
     }
+
+    fn args(extra: &[&str]) -> RenderArgs {
+        use clap::Parser;
+        let mut argv = vec!["kubectl-appimage", "render", "-f", "x.yaml"];
+        argv.extend_from_slice(extra);
+        match crate::cli::Cli::parse_from(argv).command {
+            crate::cli::Command::Render(args) => *args,
+            other => panic!("not render: {other:?}"),
+        }
+    }
+
+    fn image() -> AppImage {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "kuscia.secretflow/v1alpha1",
+            "kind": "AppImage",
+            "metadata": {"name": "img"},
+            "spec": {"image": {"name": "x", "tag": "1"},
+                     "deployTemplates": [{"name": "t", "spec": {"containers": [{"name": "c"}]}}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn flags_become_the_annotations_admission_reads() {
+        let all = args(&[
+            "--role",
+            "server",
+            "--template",
+            "t",
+            "--task-id",
+            "t1",
+            "--input-config",
+            "{}",
+            "--cluster-define",
+            "",
+            "--serving-id",
+            "s1",
+            "--set",
+            "B=2",
+            "--set",
+            "A=1",
+            "--strict",
+            "-n",
+            "alice",
+        ]);
+        let pod = skeleton_pod(&image(), &all, "p").unwrap();
+        let request = Request::from_pod(&pod, "alice", "p").unwrap();
+        assert_eq!(
+            request,
+            Request {
+                namespace: "alice".into(),
+                pod_name: "p".into(),
+                role: "server".into(),
+                template: Some("t".into()),
+                task_id: "t1".into(),
+                input_config: "{}".into(),
+                cluster_define: Some(String::new()),
+                serving_id: "s1".into(),
+                values: BTreeMap::from([("A".into(), "1".into()), ("B".into(), "2".into())]),
+                missing: appimage::render::MissingKey::Error,
+            }
+        );
+        let annotations = pod.metadata.annotations.unwrap();
+        assert_eq!(annotations[labels::OPT_VALUES], r#"{"A":"1","B":"2"}"#);
+
+        // Flags left at their defaults add no annotation and read back as the defaults.
+        let pod = skeleton_pod(&image(), &args(&[]), "p").unwrap();
+        assert_eq!(pod.metadata.annotations, None);
+        let request = Request::from_pod(&pod, "default", "p").unwrap();
+        assert_eq!(request.task_id, "");
+        assert_eq!(request.cluster_define, None);
+        assert_eq!(request.missing, appimage::render::MissingKey::Empty);
+    }
 }
