@@ -33,3 +33,8 @@ pub const STATUS: &str = "appimage.kuscia.secretflow/status";
 pub const CONFIG_PREFIX: &str = "config.appimage.kuscia.secretflow/";
 /// The downwardAPI volume that projects those annotations as files.
 pub const CONFIG_VOLUME: &str = "appimage-config";
+
+/// On an AppImage: its lifecycle stage, `draft` (also when absent), `published` or `deprecated`.
+pub const STAGE: &str = "appimage.kuscia.secretflow/stage";
+/// On a deprecated AppImage: the AppImage to use instead.
+pub const REPLACED_BY: &str = "appimage.kuscia.secretflow/replaced-by";

@@ -18,6 +18,7 @@ pub mod search;
 pub mod selection;
 pub mod service;
 pub mod signature;
+pub mod stage;
 pub mod trusted_keys;
 pub mod validation;
 pub mod workload;
