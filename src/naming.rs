@@ -110,11 +110,13 @@ pub fn config_file_name_error(s: &str) -> Option<String> {
 /// `GenerateServiceName`): `<pod>-<port>` with leading and trailing '-' trimmed from both
 /// parts, prefixed `svc-` when it would start with a digit; when longer than 63 characters,
 /// `svc-<pod cut to fit>-<16 hex of sha256(pod)>-<port>`, exactly 63 characters, so the
-/// name stays readable and the hash keeps it unique.
+/// name stays readable and the hash keeps it unique. A '.' of the Pod name (a DNS subdomain)
+/// becomes '-', as a Service name is a DNS label; Kuscia's Pod names never hold one.
 pub fn service_name(pod: &str, port: &str) -> String {
     let pod = pod.trim_matches('-');
     let port = port.trim_matches('-');
-    let name = format!("{pod}-{port}");
+    let readable = pod.replace('.', "-");
+    let name = format!("{readable}-{port}");
     let name = if name.starts_with(|c: char| c.is_ascii_digit()) {
         format!("svc-{name}")
     } else {
@@ -125,7 +127,7 @@ pub fn service_name(pod: &str, port: &str) -> String {
     }
     // 63 = "svc-" + head + "-" + 16 hex + "-" + port.
     let keep = MAX_LABEL.saturating_sub(16 + port.len() + 6);
-    let head: String = pod.chars().take(keep).collect();
+    let head: String = readable.chars().take(keep).collect();
     format!("svc-{head}-{}-{port}", short_hash(pod, 16))
 }
 
@@ -193,6 +195,12 @@ mod tests {
         assert_eq!(name.len(), 63);
         // Dashes at either end are trimmed, as Kuscia does.
         assert_eq!(service_name("job-", "-fed-"), "job-fed");
+        // A Pod name may hold dots; a Service name may not.
+        assert_eq!(service_name("web.v1-0", "fed"), "web-v1-0-fed");
+        let dotted = format!("a.{}", "b".repeat(70));
+        let name = service_name(&dotted, "fed");
+        assert!(dns1123_label_error(&name).is_none(), "{name}");
+        assert!(name.contains(&short_hash(&dotted, 16)), "{name}");
     }
 
     #[test]
