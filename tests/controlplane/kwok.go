@@ -64,7 +64,8 @@ func notHook(path, key string) map[string]any {
 
 // kwokConfig is DIR/kwok.yaml: kwok's default node and pod Stages (node-initialize,
 // node-heartbeat-with-lease, pod-ready, pod-complete, pod-delete) made to step
-// aside for the test hooks, plus the hook Stages.
+// aside for the test hooks, plus the hook Stages. The hook Stages also carry a
+// weight: when several Stages match, kwok picks only among those with one.
 func kwokConfig() ([]byte, error) {
 	type patch struct {
 		yaml    string
@@ -72,7 +73,7 @@ func kwokConfig() ([]byte, error) {
 	}
 	defaults := []patch{
 		{nodefast.DefaultNodeInit, []map[string]any{notHook("labels", hookNodeNotReady)}},
-		{nodeheartbeat.DefaultNodeHeartbeatWithLease, nil},
+		{nodeheartbeat.DefaultNodeHeartbeatWithLease, []map[string]any{notHook("labels", hookNodeNotReady)}},
 		{podfast.DefaultPodReady, []map[string]any{
 			notHook("annotations", hookPodFail), notHook("annotations", hookPodNeverReady)}},
 		{podfast.DefaultPodComplete, []map[string]any{notHook("annotations", hookPodNeverReady)}},
@@ -120,6 +121,7 @@ spec:
   resourceRef:
     apiGroup: v1
     kind: Pod
+  weight: 1
   selector:
     matchExpressions:
     - key: '.metadata.annotations["` + hookPodFail + `"]'
@@ -171,6 +173,7 @@ spec:
   resourceRef:
     apiGroup: v1
     kind: Pod
+  weight: 1
   selector:
     matchExpressions:
     - key: '.metadata.annotations["` + hookPodNeverReady + `"]'
@@ -231,6 +234,7 @@ spec:
   resourceRef:
     apiGroup: v1
     kind: Node
+  weight: 1
   selector:
     matchExpressions:
     - key: '.metadata.labels["` + hookNodeNotReady + `"]'

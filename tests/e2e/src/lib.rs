@@ -1,6 +1,7 @@
-//! Test support shared by the end-to-end test binaries: one real control plane per test
-//! binary (kube-apiserver v1.33 + etcd, see tests/controlplane), the real `kubectl` with our
-//! plugin on PATH, the CRD installed, and unique names per test.
+//! Test support shared by the end-to-end test binaries: one real cluster per test binary
+//! (kube-apiserver v1.33 + etcd, kube-controller-manager, kube-scheduler and [`NODES`] kwok
+//! nodes, see tests/controlplane), the real `kubectl` with our plugin on PATH, the CRD
+//! installed, and unique names per test.
 //!
 //! Teardown: the control plane is started with `--parent-pid`, so it stops by itself when the
 //! test binary exits, whether its tests passed, failed or panicked.
@@ -70,6 +71,19 @@ pub fn kubectl_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("kubectl"))
 }
 
+/// Simulated nodes of every test cluster: `kwok-node-0` .. `kwok-node-{NODES-1}`, each labelled
+/// [`NODE_LABEL`]=its name and [`POOL_LABEL`]=`e2e`.
+pub const NODES: usize = 3;
+/// The per-node label kube-controlplane sets: `appimage.test/node=kwok-node-<i>`.
+pub const NODE_LABEL: &str = "appimage.test/node";
+/// The label every node of the test cluster gets through `--node-labels`.
+pub const POOL_LABEL: &str = "appimage.test/pool";
+
+/// The name of the i-th simulated node.
+pub fn node_name(i: usize) -> String {
+    format!("kwok-node-{i}")
+}
+
 pub struct Cluster {
     _child: Child,
     dir: tempfile::TempDir,
@@ -108,6 +122,10 @@ impl Cluster {
         let mut child = Command::new(&binary)
             .arg("--dir")
             .arg(dir.path())
+            .arg("--nodes")
+            .arg(NODES.to_string())
+            .arg("--node-labels")
+            .arg(format!("{POOL_LABEL}=e2e"))
             .arg("--parent-pid")
             .arg(std::process::id().to_string())
             // The static `Cluster` is never dropped, so its TempDir never deletes itself:
@@ -218,10 +236,21 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// A namespace of its own for one test.
+    /// A namespace of its own for one test, usable for Pods: the ServiceAccount admission
+    /// plugin refuses Pods until the controller-manager has made the `default` ServiceAccount.
     pub fn namespace(&self, prefix: &str) -> String {
         let ns = unique(prefix);
         self.kubectl_ok(&["create", "namespace", &ns]);
+        let ready = wait_until(Duration::from_secs(60), || {
+            self.kubectl(&["get", "serviceaccount", "default", "-n", &ns])
+                .status
+                .success()
+        });
+        assert!(
+            ready,
+            "namespace {ns}: no `default` ServiceAccount after 60 s (is the controller-manager running? see {}/controller-manager.log)",
+            self.dir().display()
+        );
         ns
     }
 }
