@@ -472,6 +472,16 @@ async fn get(jobs: &Jobs, g: &GetArgs) -> Result<()> {
     if let Some(format) = g.output {
         return print_objects(&items, format, g.name.is_none());
     }
+    if items.is_empty() && !g.watch {
+        // kubectl's words, on stderr.
+        let scope = if g.all_namespaces {
+            String::new()
+        } else {
+            format!(" in {} namespace", jobs.namespace(g.namespace.as_deref()))
+        };
+        crate::error::eprint_line(&format!("No resources found{scope}."));
+        return Ok(());
+    }
     print(&rows(&items, g.all_namespaces, !g.no_headers, now()))?;
     if !g.watch {
         return Ok(());

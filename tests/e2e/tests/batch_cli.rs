@@ -251,6 +251,9 @@ fn dry_runs_send_nothing() {
 fn kubectl_get_and_batch_get_show_the_same_columns() {
     let c = batch_cluster();
     let ns = namespace(c);
+    let (code, out, err) = plugin(c, &["get", "-n", &ns]);
+    assert_eq!((code, out.as_str()), (0, ""));
+    assert_eq!(err.trim(), format!("No resources found in {ns} namespace."));
     plugin_ok(
         c,
         &[
