@@ -1,9 +1,13 @@
 //! `kubectl appimage deploy` on a real kube-apiserver, through the real kubectl with the
 //! plugin on PATH: the seed AppImage as a Deployment, StatefulSet, DaemonSet, Job and CronJob,
-//! written by server-side apply and checked as the server stored them. (Pods running on the
-//! simulated nodes come once the test cluster starts them, issue 14.)
+//! written by server-side apply and checked as the server stored them, then run by the
+//! cluster's controllers on its simulated (kwok) nodes.
 
-use appimage_e2e::{Cluster, cluster, repo_root, temp_file, text, unique};
+use std::time::Duration;
+
+use appimage_e2e::{
+    Cluster, NODE_LABEL, cluster, node_name, repo_root, temp_file, text, unique, wait_until,
+};
 use serde_json::Value;
 
 /// The seed AppImage under a name of its own, applied to the cluster.
@@ -352,4 +356,104 @@ fn a_workload_someone_else_made_is_left_alone() {
     let (code, _, err) = deploy(c, &["no-such-image", "-n", &ns]);
     assert_eq!(code, 1);
     assert!(err.contains("NotFound"), "{err}");
+}
+
+/// Pods of `workload` in `ns`, as the server has them.
+fn workload_pods(c: &Cluster, ns: &str, workload: &str) -> Vec<Value> {
+    let selector = format!("appimage.kuscia.secretflow/workload={workload}");
+    let out = c.kubectl_ok(&["get", "pods", "-n", ns, "-l", &selector, "-o", "json"]);
+    let list: Value = serde_json::from_str(&out).expect("JSON");
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn ready(pod: &Value) -> bool {
+    pod["status"]["phase"] == "Running"
+        && pod["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// Wait for exactly `n` Running and Ready Pods of `workload`; returns them.
+fn wait_running(c: &Cluster, ns: &str, workload: &str, n: usize) -> Vec<Value> {
+    let mut last = Vec::new();
+    let ok = wait_until(Duration::from_secs(90), || {
+        last = workload_pods(c, ns, workload);
+        last.len() == n && last.iter().all(ready)
+    });
+    assert!(
+        ok,
+        "wanted {n} Ready Pods of {workload} in {ns}, have: {last:#?}"
+    );
+    last
+}
+
+/// No webhook is registered in this test binary, so these Pods are not injected: what runs is
+/// the workload as `deploy` built it (injection of workload Pods: tests/cluster.rs).
+#[test]
+fn deployed_workloads_run_on_the_simulated_nodes() {
+    let c = cluster();
+    let image = seed(c);
+    let ns = c.namespace("wl-run");
+    deploy_ok(c, &[&image, "-n", &ns, "--name", "web", "--replicas", "2"]);
+    let pods = wait_running(c, &ns, "web", 2);
+    for p in &pods {
+        assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
+        assert_eq!(
+            p["metadata"]["labels"]["kuscia.secretflow/app-image"],
+            image.as_str()
+        );
+    }
+    deploy_ok(
+        c,
+        &[&image, "-n", &ns, "--kind", "StatefulSet", "--name", "db"],
+    );
+    let pods = wait_running(c, &ns, "db", 1);
+    assert_eq!(pods[0]["metadata"]["name"], "db-0");
+
+    // A DaemonSet on labelled nodes only: one node of three carries the label.
+    let node = node_name(1);
+    deploy_ok(
+        c,
+        &[
+            &image,
+            "-n",
+            &ns,
+            "--kind",
+            "DaemonSet",
+            "--name",
+            "edge",
+            "--node-selector",
+            &format!("{NODE_LABEL}={node}"),
+        ],
+    );
+    let pods = wait_running(c, &ns, "edge", 1);
+    assert_eq!(pods[0]["spec"]["nodeName"], node.as_str());
+
+    // A Job of two Pods runs to completion.
+    deploy_ok(
+        c,
+        &[
+            &image,
+            "-n",
+            &ns,
+            "--kind",
+            "Job",
+            "--name",
+            "once",
+            "--replicas",
+            "2",
+        ],
+    );
+    let complete = wait_until(Duration::from_secs(90), || {
+        let j = get(c, &ns, "job/once");
+        j["status"]["succeeded"] == 2
+            && j["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Complete" && c["status"] == "True")
+    });
+    assert!(complete, "{:#}", get(c, &ns, "job/once"));
 }
