@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The demo: a real kube-apiserver + etcd on loopback, the AppImage CRD, and the seed walkthrough
-# through `kubectl appimage`. Interactive runs stay up until Ctrl-C; set DEMO_NO_WAIT=1 to stop
-# at the end.
+# The demo: a whole cluster on loopback (kube-apiserver + etcd, kube-controller-manager,
+# kube-scheduler and 3 simulated kwok nodes), the AppImage CRD, the seed walkthrough through
+# `kubectl appimage`, then a Deployment of the seed AppImage running on the nodes. Interactive
+# runs stay up until Ctrl-C; set DEMO_NO_WAIT=1 to stop at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -24,8 +25,9 @@ for b in kubectl-appimage appimage-webhook; do
 done
 export PATH="$dir/bin:$PATH"
 
-say "Starting kube-apiserver v1.33 + etcd in $dir"
-"$cp_bin" --dir "$dir/cluster" --parent-pid $$ >"$dir/controlplane.out" 2>"$dir/controlplane.log" &
+say "Starting a v1.33 cluster in $dir: apiserver + etcd, controller-manager, scheduler, 3 kwok nodes"
+"$cp_bin" --dir "$dir/cluster" --nodes 3 --node-labels appimage.demo/pool=demo --parent-pid $$ \
+  >"$dir/controlplane.out" 2>"$dir/controlplane.log" &
 cp_pid=$!
 pids=("$cp_pid")
 cleanup() {
@@ -42,8 +44,10 @@ for _ in $(seq 1 120); do
   kill -0 "$cp_pid" 2>/dev/null || { cat "$dir/controlplane.log" >&2; exit 1; }
   sleep 1
 done
+grep -q '^READY ' "$dir/controlplane.out" || { echo "the cluster was not ready in 120 s" >&2; cat "$dir/controlplane.log" >&2; exit 1; }
 export KUBECONFIG="$dir/cluster/kubeconfig"
 run kubectl get --raw /readyz; echo
+run kubectl get nodes -L appimage.test/node,appimage.demo/pool
 
 say "Installing the AppImage CRD"
 run kubectl apply -f charts/appimage-webhook/crds/appimages.kuscia.secretflow.yaml
@@ -63,9 +67,46 @@ run kubectl appimage describe secretflow-image
 run kubectl appimage render secretflow-image --task-id t1 --show-config task-config.conf
 run kubectl appimage render secretflow-image --task-id t1 -o manifests
 
+# A Deployment of the seed AppImage (signed and applied by demo-webhook.sh): the ReplicaSet
+# controller creates its Pods, the webhook injects them, the scheduler puts them on the kwok
+# nodes, kwok makes them Running, and the EndpointSlice controller fills their Services.
+demo_deployment() {
+  say "A Deployment of the seed AppImage, on the simulated nodes"
+  cat >"$dir/deployment.yaml" <<'YAML'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: secretflow}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: secretflow}}
+  template:
+    metadata:
+      labels: {app: secretflow, kuscia.secretflow/app-image: secretflow-image}
+      annotations: {appimage.kuscia.secretflow/task-id: demo-deploy}
+    spec:
+      # A template needs an image; the webhook sets the AppImage's (its signature covers it).
+      containers: [{name: secretflow, image: replaced.invalid/by-the-webhook}]
+YAML
+  cat "$dir/deployment.yaml"
+  run kubectl apply -f "$dir/deployment.yaml"
+  run kubectl rollout status deployment/secretflow --timeout=120s
+  run kubectl get pods -l app=secretflow -o wide
+  say "The Pods are injected: the AppImage's image, allocated ports, the task config"
+  run kubectl get pods -l app=secretflow -o custom-columns='NAME:.metadata.name,IMAGE:.spec.containers[0].image,PORTS:.spec.containers[0].ports[*].containerPort,TASK:.metadata.annotations.appimage\.kuscia\.secretflow/task-id'
+  say "Their Services (made by the webhook's reconciler) and endpoints (the EndpointSlice controller)"
+  local sel=kuscia.secretflow/app-image=secretflow-image
+  for _ in $(seq 1 120); do
+    [ "$(kubectl get endpointslices -l "$sel" -o jsonpath='{range .items[*]}{.endpoints[*].addresses[*]}{"\n"}{end}' | grep -c .)" -ge 9 ] && break
+    sleep 0.5
+  done
+  run kubectl get services -l "$sel"
+  run kubectl get endpointslices -l "$sel"
+}
+
 if [ -f scripts/demo-webhook.sh ]; then
   # shellcheck source=/dev/null
   . scripts/demo-webhook.sh
+  demo_deployment
 fi
 
 say "Explore it yourself"
@@ -74,6 +115,8 @@ cat <<MSG
   export PATH=$dir/bin:\$PATH
   kubectl get appimages
   kubectl appimage describe secretflow-image
+  kubectl get pods -o wide
+  kubectl scale deployment secretflow --replicas=6
 MSG
 if [ -t 0 ] && [ -z "${DEMO_NO_WAIT:-}" ]; then
   echo "The control plane keeps running; press Ctrl-C to stop."
