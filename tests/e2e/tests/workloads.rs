@@ -457,3 +457,70 @@ fn deployed_workloads_run_on_the_simulated_nodes() {
     });
     assert!(complete, "{:#}", get(c, &ns, "job/once"));
 }
+
+/// BIE's per-application settings reach the running Pods: init containers in order, hostPath
+/// and secret volumes, the host network. (The example's GPU limit is left out: the simulated
+/// nodes have no GPUs, so such a Pod would rightly stay Pending.)
+#[test]
+fn a_pod_template_fragment_reaches_the_running_pods() {
+    let c = cluster();
+    let image = seed(c);
+    let ns = c.namespace("wl-frag-run");
+    c.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "secretflow-tls",
+        "-n",
+        &ns,
+        "--from-literal=tls.crt=x",
+    ]);
+    let fragment = "spec:
+  volumes:
+    - name: host-data
+      hostPath: {path: /var/lib/secretflow, type: DirectoryOrCreate}
+    - name: tls
+      secret: {secretName: secretflow-tls}
+  initContainers:
+    - {name: first, image: busybox:1.36, command: [sh, -c, 'true']}
+    - {name: second, image: busybox:1.36, command: [sh, -c, 'true']}
+  containers:
+    - name: secretflow
+      volumeMounts:
+        - {name: host-data, mountPath: /data}
+        - {name: tls, mountPath: /etc/secretflow/tls, readOnly: true}
+";
+    let (_dir, file) = temp_file("fragment.yaml", fragment);
+    let file = file.to_string_lossy().into_owned();
+    deploy_ok(
+        c,
+        &[
+            &image,
+            "-n",
+            &ns,
+            "--name",
+            "frag",
+            "--pod-template",
+            &file,
+            "--host-network",
+        ],
+    );
+    let pods = wait_running(c, &ns, "frag", 1);
+    let spec = &pods[0]["spec"];
+    assert_eq!(spec["hostNetwork"], true);
+    let init: Vec<&str> = spec["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(init, ["first", "second"]);
+    assert_eq!(
+        spec["volumes"][0]["hostPath"]["path"],
+        "/var/lib/secretflow"
+    );
+    assert_eq!(spec["volumes"][1]["secret"]["secretName"], "secretflow-tls");
+    let mounts = &spec["containers"][0]["volumeMounts"];
+    assert_eq!(mounts[0]["mountPath"], "/data");
+    assert_eq!(mounts[1]["mountPath"], "/etc/secretflow/tls");
+}
