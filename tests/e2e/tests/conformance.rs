@@ -273,3 +273,59 @@ fn a_mount_of_a_missing_config_file_is_admitted_with_a_warning() {
         "{stderr}"
     );
 }
+
+#[test]
+fn render_and_validate_say_what_is_left_out() {
+    let c = cluster();
+    let file = "secretflow-image.yaml";
+    let yaml = std::fs::read_to_string(repo_root().join("examples").join(file)).unwrap();
+    let mut img = manifest::appimages(file, &yaml).unwrap().remove(0);
+    img.spec.deploy_templates[0].spec.containers[0]
+        .config_volume_mounts
+        .push(ConfigVolumeMount {
+            mount_path: "/etc/kuscia/missing.conf".into(),
+            sub_path: "missing.conf".into(),
+        });
+    let dir = tempfile::tempdir().unwrap();
+    let path = appimage_e2e::write_json(dir.path(), &serde_json::to_value(&img).unwrap());
+    let path = path.to_string_lossy().into_owned();
+    let run = |args: &[&str]| c.command("kubectl").args(args).output().unwrap();
+
+    // render: the Pod on stdout without the mount, the warning on stderr.
+    let out = run(&["appimage", "render", "-f", &path, "-o", "json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with("Warning: AppImage \"secretflow-image\": ")
+            && stderr.contains("\"missing.conf\"")
+            && stderr.contains("the mount is left out"),
+        "{stderr}"
+    );
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    let mounts = doc["pod"]["spec"]["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap();
+    assert_eq!(mounts.len(), 1, "{mounts:?}");
+    assert_eq!(mounts[0]["subPath"], "task-config.conf");
+
+    // --strict refuses it.
+    let out = run(&["appimage", "render", "-f", &path, "--strict"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("mounts config file \"missing.conf\"") && stderr.contains("strict mode"),
+        "{stderr}"
+    );
+
+    // validate: valid, with the warning and the field path.
+    let out = run(&["appimage", "validate", "-f", &path]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("is valid"), "{stdout}");
+    assert!(
+        stderr.contains(
+            "Warning: appimage \"secretflow-image\": spec.deployTemplates[0].spec.containers[0].configVolumeMounts[1].subPath: \"missing.conf\" is not a key of spec.configTemplates"
+        ),
+        "{stderr}"
+    );
+}
