@@ -78,6 +78,12 @@ pub enum Command {
     Batch(crate::batch::BatchArgs),
     /// Run an AppImage as a Deployment, StatefulSet, DaemonSet, Job or CronJob (server-side apply)
     Deploy(Box<crate::deploy::DeployArgs>),
+    /// Mark AppImages published: their spec may no longer change (label appimage.kuscia.secretflow/stage)
+    Publish(StageArgs),
+    /// Mark AppImages deprecated: new deployments refuse them, running ones keep running
+    Deprecate(DeprecateArgs),
+    /// Move AppImages back to draft, where their spec may change again
+    Draft(StageArgs),
     /// Print the AppImage CustomResourceDefinition as YAML
     Crd,
     /// Print a shell completion script
@@ -225,6 +231,24 @@ pub struct GetArgs {
     /// Leave out the table's header line
     #[arg(long)]
     pub no_headers: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StageArgs {
+    /// AppImage names
+    #[arg(value_name = "NAME", required = true)]
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub dry_run: DryRunArg,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DeprecateArgs {
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// The AppImage to use instead; admission warnings for Pods of this one name it
+    #[arg(long, value_name = "NAME")]
+    pub replaced_by: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]

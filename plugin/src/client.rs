@@ -283,6 +283,25 @@ impl Cluster {
             .map_err(|e| self.error(e))
     }
 
+    /// A JSON merge patch of the AppImage's metadata (labels, annotations).
+    pub async fn patch_metadata(
+        &self,
+        name: &str,
+        metadata: serde_json::Value,
+        dry_run: bool,
+    ) -> Result<AppImage> {
+        let mut params = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        params.dry_run = dry_run;
+        let patch = serde_json::json!({ "metadata": metadata });
+        self.api
+            .patch(name, &params, &Patch::Merge(&patch))
+            .await
+            .map_err(|e| self.error(e))
+    }
+
     pub async fn delete(&self, name: &str, dry_run: bool) -> Result<()> {
         let params = DeleteParams {
             dry_run,

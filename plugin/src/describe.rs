@@ -2,13 +2,14 @@
 
 use anyhow::Result;
 use appimage::resource::{AppImage, Container, DeployTemplate};
+use appimage::stage::Stage;
 use k8s_openapi::api::core::v1::{EnvFromSource, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::cli::{DescribeArgs, Global};
 use crate::client::{Cluster, block_on};
 use crate::error::{eprint_line, reported};
-use crate::output::{or_none, print};
+use crate::output::{or_none, print, stage};
 
 /// `describe [NAME...]`: the named AppImages, or all of them.
 pub fn run(global: &Global, args: &DescribeArgs) -> Result<()> {
@@ -123,6 +124,10 @@ pub fn describe(image: &AppImage) -> String {
     let mut d = Doc(String::new());
     let meta = &image.metadata;
     d.field(0, "Name", image.name());
+    d.field(0, "Stage", stage(image));
+    if let Some(other) = Stage::replaced_by(image) {
+        d.field(0, "Replaced By", other);
+    }
     d.map(
         0,
         "Labels",

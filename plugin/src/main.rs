@@ -17,6 +17,7 @@ mod output;
 mod payload;
 mod render;
 mod sign;
+mod stage;
 mod validate;
 mod verify;
 mod write;
@@ -24,6 +25,7 @@ mod write;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use appimage::stage::Stage;
 use clap::Parser;
 
 use cli::{Cli, Command};
@@ -57,6 +59,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::Verify(args) => verify::run(global, &args),
         Command::Deploy(args) => deploy::run(global, *args),
         Command::Batch(args) => batch::run(global, args),
+        Command::Publish(args) => stage::run(global, Stage::Published, &args, None),
+        Command::Deprecate(args) => stage::run(
+            global,
+            Stage::Deprecated,
+            &args.stage,
+            args.replaced_by.as_deref(),
+        ),
+        Command::Draft(args) => stage::run(global, Stage::Draft, &args, None),
         Command::Crd => info::crd(),
         Command::Completion { shell } => info::completion(shell),
         Command::Version(args) => info::version(&args),

@@ -4,6 +4,7 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use appimage::resource::{AppImage, RESOURCE};
+use appimage::stage::Stage;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -149,6 +150,15 @@ pub fn roles(image: &AppImage) -> String {
     or_none(roles.join(","))
 }
 
+/// The STAGE column: draft, published or deprecated; a label value that is none of them is
+/// shown as it is, marked unknown.
+pub fn stage(image: &AppImage) -> String {
+    match Stage::of(image) {
+        Ok(stage) => stage.to_string(),
+        Err(e) => format!("{}(unknown)", e.value),
+    }
+}
+
 pub fn or_none(s: String) -> String {
     if s.is_empty() { "<none>".into() } else { s }
 }
@@ -157,7 +167,7 @@ pub fn or_none(s: String) -> String {
 pub fn appimage_table(images: &[AppImage], wide: bool, headers: bool, now: i64) -> String {
     let mut rows = Vec::new();
     if headers {
-        let mut h = vec!["NAME", "IMAGE", "TAG", "ROLES", "AGE"];
+        let mut h = vec!["NAME", "IMAGE", "TAG", "ROLES", "STAGE", "AGE"];
         if wide {
             h.extend(["TEMPLATES", "IMAGE-ID"]);
         }
@@ -169,6 +179,7 @@ pub fn appimage_table(images: &[AppImage], wide: bool, headers: bool, now: i64) 
             image.spec.image.name.clone(),
             image.spec.image.tag.clone(),
             roles(image),
+            stage(image),
             age(image, now),
         ];
         if wide {

@@ -149,9 +149,10 @@ fn the_same_story_through_the_plugin() {
     let (code, out, _) = plugin(c, &["get", &name]);
     assert_eq!(code, 0);
     let lines: Vec<&str> = out.lines().collect();
+    // The STAGE column is issue 19's; an AppImage without the label is a draft.
     assert_eq!(
         lines[0].split_whitespace().collect::<Vec<_>>(),
-        ["NAME", "IMAGE", "TAG", "ROLES", "AGE"]
+        ["NAME", "IMAGE", "TAG", "ROLES", "STAGE", "AGE"]
     );
     let row: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(
@@ -163,6 +164,7 @@ fn the_same_story_through_the_plugin() {
         ]
     );
     assert_eq!(row[3], "<none>");
+    assert_eq!(row[4], "draft");
     let (_, out, _) = plugin(c, &["get", &name, "-o", "json"]);
     let doc: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(doc["metadata"]["name"], name.as_str());
@@ -358,4 +360,91 @@ fn kubeconfig_and_context_flags_are_honoured() {
     let (code, _, err) = plugin(c, &["--request-timeout", "5s", "get", &name]);
     assert_eq!(code, 0, "{err}");
     c.kubectl_ok(&["delete", "appimage", &name]);
+}
+
+/// Issue 19's stages through the plugin: the label, the STAGE column, describe, a selector on
+/// the stage, the replacement of a deprecated AppImage, and a missing name.
+#[test]
+fn publish_deprecate_and_draft_set_the_stage() {
+    let c = cluster();
+    let name = unique("stage");
+    let (_d, file) = temp_file("s.yaml", &renamed("secretflow-image.yaml", &name));
+    let (code, _, err) = plugin(c, &["create", "-f", &file.to_string_lossy()]);
+    assert_eq!(code, 0, "{err}");
+    let stage_of = |c: &Cluster| {
+        let out = c.kubectl_ok(&["get", "appimage", &name, "-o", "json"]);
+        let doc: Value = serde_json::from_str(&out).unwrap();
+        let meta = &doc["metadata"];
+        (
+            meta["labels"]["appimage.kuscia.secretflow/stage"].clone(),
+            meta["annotations"]["appimage.kuscia.secretflow/replaced-by"].clone(),
+        )
+    };
+    let object = format!("appimage.kuscia.secretflow/{name}");
+
+    let (code, out, err) = plugin(c, &["publish", &name]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("{object} published").as_str()),
+        "{err}"
+    );
+    assert_eq!(stage_of(c), (Value::from("published"), Value::Null));
+    let (_, out, _) = plugin(c, &["publish", &name]);
+    assert_eq!(out.trim(), format!("{object} unchanged (published)"));
+    let (_, out, _) = plugin(c, &["get", &name, "--no-headers"]);
+    assert_eq!(out.split_whitespace().nth(4), Some("published"), "{out}");
+    let selector = "appimage.kuscia.secretflow/stage=published";
+    let (_, out, _) = plugin(c, &["get", "-l", selector, "-o", "name"]);
+    assert!(out.lines().any(|l| l == object), "{out}");
+
+    let (code, out, err) = plugin(c, &["deprecate", &name, "--replaced-by", "newer"]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("{object} deprecated").as_str()),
+        "{err}"
+    );
+    assert_eq!(
+        stage_of(c),
+        (Value::from("deprecated"), Value::from("newer"))
+    );
+    let (_, out, _) = plugin(c, &["describe", &name]);
+    let field = |key: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(str::trim)
+            .map(String::from)
+    };
+    assert_eq!(field("Stage:").as_deref(), Some("deprecated"), "{out}");
+    assert_eq!(field("Replaced By:").as_deref(), Some("newer"), "{out}");
+
+    // A server dry run changes nothing.
+    let (code, out, _) = plugin(c, &["draft", &name, "--dry-run=server"]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("{object} draft (server dry run)").as_str())
+    );
+    assert_eq!(
+        stage_of(c),
+        (Value::from("deprecated"), Value::from("newer"))
+    );
+
+    // Back to draft: the replacement goes with the deprecation.
+    let (code, out, err) = plugin(c, &["draft", &name]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("{object} draft").as_str()),
+        "{err}"
+    );
+    assert_eq!(stage_of(c), (Value::from("draft"), Value::Null));
+
+    // A missing AppImage is reported as kubectl reports it; the others are still moved.
+    let ghost = unique("ghost");
+    let (code, out, err) = plugin(c, &["publish", &ghost, &name]);
+    assert_eq!(code, 1);
+    assert_eq!(out.trim(), format!("{object} published"));
+    assert_eq!(
+        err.trim(),
+        format!("Error from server (NotFound): appimages.kuscia.secretflow \"{ghost}\" not found")
+    );
+    plugin(c, &["delete", &name]);
 }
