@@ -1586,6 +1586,29 @@ mod tests {
             prop_assert_eq!(json["task_input_config"].as_str(), Some(cfg.as_str()));
         }
 
+        /// A computed index renders what the written index renders, and is an error
+        /// exactly when it is out of range.
+        #[test]
+        fn computed_index_matches_the_written_one(
+            items in prop::collection::vec(any::<i16>(), 0..6),
+            i in -8i64..8,
+            as_string in any::<bool>(),
+        ) {
+            let a = serde_json::to_string(&items).unwrap_or_default();
+            let index = if as_string { format!("\"{i}\"") } else { i.to_string() };
+            let v = vals(&[("A", &a), ("I", &index)]);
+            let computed = render(NAME, "{{{.A[.I]}}}", &v, MissingKey::Empty);
+            let len = i64::try_from(items.len()).unwrap_or(i64::MAX);
+            if (-len..len).contains(&i) {
+                let written = if i < 0 { format!("[-{}]", -i) } else { format!("[{i}]") };
+                let literal = render(NAME, &format!("{{{{{{.A{written}}}}}}}"), &v, MissingKey::Empty);
+                prop_assert_eq!(computed, literal);
+            } else {
+                let is_index_error = matches!(computed, Err(RenderError::Index { .. }));
+                prop_assert!(is_index_error, "{:?}", computed);
+            }
+        }
+
         #[test]
         fn parsing_never_panics(text in any::<String>()) {
             let _ = Template::parse(NAME, &text);
