@@ -353,6 +353,23 @@ where
     }
 }
 
+/// The one AppImage a command works on: picked from the `-f` files (no client is built), or
+/// fetched from the cluster by `name`.
+pub fn one_appimage(
+    global: &Global,
+    name: Option<&str>,
+    files: &[String],
+    command: &str,
+) -> Result<AppImage> {
+    if !files.is_empty() {
+        return crate::input::pick_for(crate::input::load(files)?, name, files, command);
+    }
+    let Some(name) = name else {
+        bail!("{command} needs an AppImage NAME or -f FILE");
+    };
+    block_on(async { Cluster::connect(global).await?.get(name).await })
+}
+
 /// Run a command's cluster variant on a single-threaded runtime.
 pub fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
     tokio::runtime::Builder::new_current_thread()

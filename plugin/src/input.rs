@@ -196,12 +196,7 @@ pub fn load_valid(args: &[String]) -> Result<Vec<Loaded>> {
     Ok(images)
 }
 
-/// The AppImage named `name`, or the only one.
-pub fn pick(images: Vec<Loaded>, name: Option<&str>, files: &[String]) -> Result<AppImage> {
-    pick_for(images, name, files, "render")
-}
-
-/// [`pick`] for `kubectl appimage COMMAND`, which the hint for several AppImages names.
+/// The AppImage named `name`, or the only one; `command` is named in the hint for several.
 pub fn pick_for(
     images: Vec<Loaded>,
     name: Option<&str>,

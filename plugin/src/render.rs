@@ -14,9 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
 use crate::cli::{Global, RenderArgs, RenderOutput};
-use crate::client::{Cluster, block_on};
+use crate::client::one_appimage;
 use crate::error::eprint_line;
-use crate::input;
 use crate::output::{print, to_json, to_yaml};
 
 /// The document `render -o yaml|json` prints.
@@ -35,15 +34,7 @@ struct Render<'a> {
 
 /// `render -f` never builds a client; `render NAME` fetches the AppImage.
 pub fn run(global: &Global, args: &RenderArgs) -> Result<()> {
-    let image = if args.filename.is_empty() {
-        let Some(name) = args.name.as_deref() else {
-            bail!("render needs an AppImage NAME or -f FILE");
-        };
-        block_on(async { Cluster::connect(global).await?.get(name).await })?
-    } else {
-        let images = input::load(&args.filename)?;
-        input::pick(images, args.name.as_deref(), &args.filename)?
-    };
+    let image = one_appimage(global, args.name.as_deref(), &args.filename, "render")?;
     print(&render(&image, args)?)
 }
 

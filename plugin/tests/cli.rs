@@ -398,7 +398,6 @@ fn validate_accepts_every_example() {
 /// Each broken variant of an example, and the field path its error must name.
 fn broken_cases() -> Vec<(&'static str, String, &'static str)> {
     let sf = example_text("secretflow-image.yaml");
-    let app = example_text("app-template.yaml");
     let swap = |text: &str, from: &str, to: &str| {
         assert!(text.contains(from), "example lacks {from:?}");
         text.replacen(from, to, 1)
