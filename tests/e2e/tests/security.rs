@@ -234,13 +234,29 @@ fn chart_rbac_is_least_privilege() {
     let expected: BTreeMap<String, BTreeSet<String>> = [
         ("pods", set(&["get", "list", "watch"])),
         ("services", manage.clone()),
-        ("networkpolicies.networking.k8s.io", manage),
+        ("networkpolicies.networking.k8s.io", manage.clone()),
         (
             "appimages.kuscia.secretflow",
             set(&["get", "list", "watch"]),
         ),
         ("events", set(&["create", "patch"])),
         ("events.events.k8s.io", set(&["create", "patch"])),
+        // The batch controller (issue 18).
+        (
+            "batchdeployments.appimage.kuscia.secretflow",
+            set(&["get", "list", "watch"]),
+        ),
+        (
+            "batchdeployments/status.appimage.kuscia.secretflow",
+            set(&["patch"]),
+        ),
+        (
+            "batchdeployments/finalizers.appimage.kuscia.secretflow",
+            set(&["update"]),
+        ),
+        ("deployments.apps", manage.clone()),
+        ("jobs.batch", manage),
+        ("nodes", set(&["get", "list", "watch"])),
         // What every authenticated user may do (system:basic-user).
         ("selfsubjectreviews.authentication.k8s.io", set(&["create"])),
         (
@@ -309,6 +325,14 @@ fn chart_rbac_is_least_privilege() {
         ),
         (&["list", "appimages.kuscia.secretflow"], "yes"),
         (&["create", "events", "-n", "default"], "yes"),
+        (&["create", "deployments.apps", "-n", "default"], "yes"),
+        (&["update", "deployments.apps", "-n", "default"], "no"),
+        (&["delete", "jobs.batch", "-n", "default"], "yes"),
+        (&["patch", "nodes"], "no"),
+        (
+            &["update", "batchdeployments.appimage.kuscia.secretflow"],
+            "no",
+        ),
     ] {
         assert_eq!(can_i(c, &sa, args), want, "can-i {args:?}");
     }

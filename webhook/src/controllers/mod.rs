@@ -6,7 +6,9 @@
 //! controller subscribes to (kube-runtime's shared streams), instead of watches per concern.
 //!
 //! - [`services`]: the Services and NetworkPolicies of injected Pods.
+//! - [`batch`]: BatchDeployments, one AppImage deployed to many nodes as a job.
 
+pub mod batch;
 pub mod services;
 
 use std::fmt::Debug;
@@ -135,7 +137,10 @@ impl Watches {
 /// Run every controller until the future is dropped.
 pub async fn run(ctx: Context) {
     let watches = Watches::new(&ctx.client);
-    let controllers = services::controller(ctx.clone(), &watches);
+    let controllers = futures::future::join(
+        services::controller(ctx.clone(), &watches),
+        batch::controller(ctx.clone(), &watches),
+    );
     let Watches {
         pods,
         services,

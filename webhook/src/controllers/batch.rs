@@ -1,0 +1,536 @@
+//! The BatchDeployment controller (issue 18): it gathers the facts the core's state machine
+//! reads (`appimage::batch::step`), writes the next status, then carries out the step's
+//! actions (create per-node workloads by server-side apply, delete the ones no longer wanted).
+//!
+//! - Level-triggered: every reconcile recomputes the whole answer from the stored job and the
+//!   shared stores; a lost write is redone next time.
+//! - The status is written first, guarded by the resourceVersion the step read, and the actions
+//!   only after it lands: two replicas (or a stale cache) can never both act on one transition.
+//! - Bad input (an unknown, unsigned, tampered or deprecated AppImage, a spec the builder
+//!   refuses) becomes a condition and phase Failed through the machine, never an error loop.
+//! - Watches: BatchDeployments, their Deployments and Jobs (label [`BATCH`]), the room's shared
+//!   Pods, and Nodes (only when their readiness or labels change).
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use appimage::batch::workload::{
+    BATCH, app_image_fact, build, deployment_progress, job_progress, node_fact,
+};
+use appimage::batch::{self, Action as StepAction, AppImageFact, BatchDeployment, Observed, Phase};
+use appimage::labels;
+use appimage::naming::pod_identity;
+use appimage::resource::AppImage;
+use appimage::stage::Stage;
+use appimage::workload::{WORKLOAD, Workload};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::runtime::PredicateConfig;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource, ResourceExt};
+
+use super::{Context, MANAGER, Shared, Watches};
+
+/// Re-check a job this often even without events.
+const RESYNC: Duration = Duration::from_secs(300);
+/// How often to look again for the BatchDeployment CRD when it is not installed.
+const CRD_POLL: Duration = Duration::from_secs(10);
+/// Creates and deletes in flight at once per reconcile.
+const WRITES_IN_FLIGHT: usize = 32;
+/// Coalesce bursts of workload events (a thousand Deployments turning Ready) into one reconcile.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+struct Ctx {
+    base: Context,
+    deployments: Store<Deployment>,
+    jobs: Store<Job>,
+    pods: Store<Pod>,
+    nodes: Store<Node>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Error(#[from] kube::Error);
+
+/// The controller, on the room's shared Pods and its own watches of Deployments, Jobs and
+/// Nodes (started once the BatchDeployment CRD is installed).
+pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> + Send + 'static {
+    let mut pods_events = watches.pods.subscribe();
+    let pods = watches.pods.store.clone();
+    async move {
+        let api = Api::<BatchDeployment>::all(ctx.client.clone());
+        wait_for_crd(&api, &mut pods_events).await;
+        run(ctx, api, pods, pods_events).await;
+    }
+}
+
+/// Until BatchDeployments can be listed; the shared Pod events are drained meanwhile, so that
+/// this subscriber never holds the shared watch back.
+async fn wait_for_crd(api: &Api<BatchDeployment>, pods: &mut ReflectHandle<Pod>) {
+    let mut logged = false;
+    loop {
+        match api.list_metadata(&ListParams::default().limit(1)).await {
+            Ok(_) => return,
+            Err(e) if !logged => {
+                tracing::info!(
+                    "batch controller idle until BatchDeployments can be listed ({e}); install the CRD (kubectl appimage batch crd | kubectl apply -f -)"
+                );
+                logged = true;
+            }
+            Err(_) => {}
+        }
+        let pause = tokio::time::sleep(CRD_POLL);
+        tokio::pin!(pause);
+        loop {
+            tokio::select! {
+                () = &mut pause => break,
+                next = pods.next() => if next.is_none() { (&mut pause).await; break; },
+            }
+        }
+    }
+}
+
+async fn run(
+    ctx: Context,
+    api: Api<BatchDeployment>,
+    pods: Store<Pod>,
+    pods_events: ReflectHandle<Pod>,
+) {
+    let deployments = Shared::<Deployment>::new(&ctx.client, BATCH);
+    let jobs = Shared::<Job>::new(&ctx.client, BATCH);
+    let (nodes, node_writer) = reflector::store();
+    let node_events = watcher(
+        Api::<Node>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(node_writer)
+    .applied_objects()
+    .predicate_filter(node_key, PredicateConfig::default());
+    let controller = Controller::new(api, watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().debounce(DEBOUNCE));
+    let jobs_of = controller.store();
+    let active = controller.store();
+    let controller = controller
+        .owns_shared_stream(deployments.subscribe())
+        .owns_shared_stream(jobs.subscribe())
+        .watches_shared_stream(pods_events, move |pod| job_of_pod(&jobs_of, &pod))
+        .watches_stream(node_events, move |_| active_jobs(&active));
+    let ctx = Arc::new(Ctx {
+        base: ctx,
+        deployments: deployments.store.clone(),
+        jobs: jobs.store.clone(),
+        pods,
+        nodes,
+    });
+    let reconciler = controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!("batch reconcile: {e}");
+            }
+        });
+    tracing::info!("batch controller running");
+    futures::future::join3(reconciler, deployments.drive(), jobs.drive()).await;
+}
+
+/// What a job reads of a Node: a change elsewhere (heartbeats) triggers nothing.
+fn node_key(node: &Node) -> Option<u64> {
+    let fact = node_fact(node);
+    let mut h = DefaultHasher::new();
+    (fact.name, fact.labels, fact.ready).hash(&mut h);
+    Some(h.finish())
+}
+
+/// The job a Pod was made for: by its batch label, in its namespace.
+fn job_of_pod(jobs: &Store<BatchDeployment>, pod: &Pod) -> Vec<ObjectRef<BatchDeployment>> {
+    let Some(label) = pod.labels().get(BATCH) else {
+        return Vec::new();
+    };
+    let ns = pod.namespace();
+    jobs.state()
+        .iter()
+        .filter(|bd| bd.namespace() == ns && pod_identity(&bd.name_any()) == *label)
+        .map(|bd| ObjectRef::from_obj(bd.as_ref()))
+        .collect()
+}
+
+/// Jobs whose nodes a Node change can affect.
+fn active_jobs(jobs: &Store<BatchDeployment>) -> Vec<ObjectRef<BatchDeployment>> {
+    jobs.state()
+        .iter()
+        .filter(|bd| {
+            let phase = bd.status.as_ref().map(|s| s.phase).unwrap_or_default();
+            matches!(phase, Phase::Queued | Phase::Running | Phase::Stopping)
+        })
+        .map(|bd| ObjectRef::from_obj(bd.as_ref()))
+        .collect()
+}
+
+async fn reconcile(bd: Arc<BatchDeployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_job(&bd, &ctx).await;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    ctx.base
+        .metrics
+        .observe_reconcile(outcome, started.elapsed());
+    result
+}
+
+fn error_policy(bd: Arc<BatchDeployment>, error: &Error, _ctx: Arc<Ctx>) -> Action {
+    tracing::warn!(batch = %bd.name_any(), namespace = ?bd.namespace(), "reconcile failed: {error} (retrying)");
+    Action::requeue(Duration::from_secs(2))
+}
+
+async fn reconcile_job(bd: &BatchDeployment, ctx: &Ctx) -> Result<Action, Error> {
+    if bd.metadata.deletion_timestamp.is_some() || bd.metadata.uid.is_none() {
+        return Ok(Action::await_change());
+    }
+    if !stores_ready(ctx).await || !ctx.base.catalog.is_ready() {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
+    let (fact, image) = appimage_of(bd, ctx).await?;
+    let Some(fact) = fact else {
+        // Stored but not yet in the catalog's cache: look again shortly.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    };
+    let owned = Owned::gather(bd, ctx);
+    let observed = Observed {
+        app_image: fact,
+        nodes: ctx.nodes.state().iter().map(|n| node_fact(n)).collect(),
+        workloads: owned.progress(),
+    };
+    let step = batch::step(bd, &observed, Timestamp::now());
+    let before = bd.status.clone().unwrap_or_default();
+    if step.status != before {
+        if !write_status(bd, &step.status, ctx).await? {
+            // Someone wrote the job since we read it: start again from the new version.
+            return Ok(Action::requeue(Duration::from_millis(100)));
+        }
+        if step.status.phase != before.phase {
+            phase_event(bd, &step.status, ctx).await;
+        }
+    }
+    carry_out(bd, &step.actions, image.as_ref(), &owned, ctx).await?;
+    Ok(Action::requeue(step.requeue_after.unwrap_or(RESYNC)))
+}
+
+/// Until every store has its initial list (a missing workload proves nothing before).
+async fn stores_ready(ctx: &Ctx) -> bool {
+    let (d, j, p, n) = futures::future::join4(
+        ctx.deployments.wait_until_ready(),
+        ctx.jobs.wait_until_ready(),
+        ctx.pods.wait_until_ready(),
+        ctx.nodes.wait_until_ready(),
+    )
+    .await;
+    d.is_ok() && j.is_ok() && p.is_ok() && n.is_ok()
+}
+
+/// The AppImage fact for the machine and the AppImage to build from; `None` fact while the
+/// catalog lags an AppImage the apiserver has.
+async fn appimage_of(
+    bd: &BatchDeployment,
+    ctx: &Ctx,
+) -> Result<(Option<AppImageFact>, Option<AppImage>), Error> {
+    let name = &bd.spec.app_image;
+    let Some(prepared) = ctx.base.catalog.lookup(name) else {
+        let api = Api::<AppImage>::all(ctx.base.client.clone());
+        if !name.is_empty() && api.get_metadata_opt(name).await?.is_some() {
+            return Ok((None, None));
+        }
+        return Ok((Some(app_image_fact(bd, None, None)), None));
+    };
+    let image = prepared.image;
+    let problem = match (&prepared.derived.signature, Stage::of(&image)) {
+        (Err(e), _) => Some(("SignatureNotVerified".to_string(), e.to_string())),
+        (_, Err(e)) => Some(("InvalidStage".to_string(), e.to_string())),
+        (_, Ok(Stage::Deprecated)) => Some(("AppImageDeprecated".to_string(), deprecated(&image))),
+        _ => None,
+    };
+    let mut fact = app_image_fact(
+        bd,
+        Some(&image),
+        problem.as_ref().map(|(r, m)| (r.as_str(), m.as_str())),
+    );
+    if fact == AppImageFact::Usable {
+        // A spec the builder refuses (a podTemplate that is no PodTemplateSpec) fails the job
+        // once, as bad input, instead of failing every create.
+        if let Err(message) = build(bd, &image, "probe-node", 1) {
+            fact = AppImageFact::Unusable {
+                reason: "InvalidSpec".into(),
+                message,
+            };
+        }
+    }
+    Ok((Some(fact), Some(image)))
+}
+
+fn deprecated(image: &AppImage) -> String {
+    match Stage::replaced_by(image) {
+        Some(next) => format!(
+            "it is deprecated (label {}); use {next} instead (spec.appImage), then retry",
+            labels::STAGE
+        ),
+        None => format!(
+            "it is deprecated (label {}); choose another AppImage (spec.appImage), then retry",
+            labels::STAGE
+        ),
+    }
+}
+
+/// This job's workloads as stored: its Deployments and Jobs (by owner UID) and their Pods.
+struct Owned {
+    deployments: Vec<Arc<Deployment>>,
+    jobs: Vec<Arc<Job>>,
+    pods: Vec<Arc<Pod>>,
+}
+
+impl Owned {
+    fn gather(bd: &BatchDeployment, ctx: &Ctx) -> Owned {
+        let ns = bd.namespace();
+        let uid = bd.metadata.uid.as_deref();
+        let ours = |meta: &kube::api::ObjectMeta| {
+            meta.namespace == ns
+                && meta
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| Some(o.uid.as_str()) == uid && o.controller == Some(true))
+        };
+        let label = pod_identity(&bd.name_any());
+        Owned {
+            deployments: ctx
+                .deployments
+                .state()
+                .into_iter()
+                .filter(|d| ours(&d.metadata))
+                .collect(),
+            jobs: ctx
+                .jobs
+                .state()
+                .into_iter()
+                .filter(|j| ours(&j.metadata))
+                .collect(),
+            pods: ctx
+                .pods
+                .state()
+                .into_iter()
+                .filter(|p| p.namespace() == ns && p.labels().get(BATCH) == Some(&label))
+                .collect(),
+        }
+    }
+
+    /// Progress by node, as `batch::workload::progress_by_node` reads it, with the Pods
+    /// grouped once (a thousand Deployments would otherwise each scan every Pod).
+    fn progress(&self) -> BTreeMap<String, batch::Progress> {
+        let mut by_workload: HashMap<&str, Vec<Pod>> = HashMap::new();
+        for pod in &self.pods {
+            if let Some(w) = pod.labels().get(WORKLOAD) {
+                by_workload
+                    .entry(w.as_str())
+                    .or_default()
+                    .push(Pod::clone(pod));
+            }
+        }
+        let mut out = BTreeMap::new();
+        for d in &self.deployments {
+            if let Some((node, _)) = batch::workload::node_and_attempt(&d.metadata) {
+                let pods = by_workload
+                    .get(d.name_any().as_str())
+                    .map_or(&[][..], Vec::as_slice);
+                out.insert(node, deployment_progress(d, pods));
+            }
+        }
+        for j in &self.jobs {
+            if let Some((node, _)) = batch::workload::node_and_attempt(&j.metadata) {
+                out.insert(node, job_progress(j));
+            }
+        }
+        out
+    }
+
+    /// The stored workload `name`: whether it is a Job, its UID, and whether it is going.
+    fn find(&self, name: &str) -> Option<(bool, Option<String>, bool)> {
+        let hit = |m: &kube::api::ObjectMeta| m.name.as_deref() == Some(name);
+        if let Some(d) = self.deployments.iter().find(|d| hit(&d.metadata)) {
+            let m = &d.metadata;
+            return Some((false, m.uid.clone(), m.deletion_timestamp.is_some()));
+        }
+        let j = self.jobs.iter().find(|j| hit(&j.metadata))?;
+        let m = &j.metadata;
+        Some((true, m.uid.clone(), m.deletion_timestamp.is_some()))
+    }
+}
+
+/// Server-side apply of the status, guarded by the resourceVersion the step read. Returns
+/// false on a conflict.
+async fn write_status(
+    bd: &BatchDeployment,
+    status: &batch::BatchDeploymentStatus,
+    ctx: &Ctx,
+) -> Result<bool, Error> {
+    let ns = bd.namespace().unwrap_or_default();
+    let api = Api::<BatchDeployment>::namespaced(ctx.base.client.clone(), &ns);
+    let body = serde_json::json!({
+        "apiVersion": BatchDeployment::api_version(&()),
+        "kind": BatchDeployment::kind(&()),
+        "metadata": {"name": bd.name_any(), "resourceVersion": bd.resource_version()},
+        "status": status,
+    });
+    let params = PatchParams::apply(MANAGER).force();
+    match api
+        .patch_status(&bd.name_any(), &params, &Patch::Apply(&body))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The step's creates and deletes, several at once.
+async fn carry_out(
+    bd: &BatchDeployment,
+    actions: &[StepAction],
+    image: Option<&AppImage>,
+    owned: &Owned,
+    ctx: &Ctx,
+) -> Result<(), Error> {
+    let writes: Vec<_> = actions
+        .iter()
+        .map(|action| carry_one(bd, action, image, owned, ctx))
+        .collect();
+    let results: Vec<Result<(), Error>> = futures::stream::iter(writes)
+        .buffer_unordered(WRITES_IN_FLIGHT)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+async fn carry_one(
+    bd: &BatchDeployment,
+    action: &StepAction,
+    image: Option<&AppImage>,
+    owned: &Owned,
+    ctx: &Ctx,
+) -> Result<(), Error> {
+    match action {
+        StepAction::Create { node, attempt, .. } => match image {
+            Some(image) => create(bd, image, node, *attempt, ctx).await,
+            None => Ok(()),
+        },
+        StepAction::Delete { name, .. } => match owned.find(name) {
+            Some((_, _, true)) | None => Ok(()),
+            Some((is_job, uid, false)) => remove(bd, name, is_job, uid, ctx).await,
+        },
+    }
+}
+
+/// Server-side apply of one node's workload, as [`MANAGER`].
+async fn create(
+    bd: &BatchDeployment,
+    image: &AppImage,
+    node: &str,
+    attempt: i32,
+    ctx: &Ctx,
+) -> Result<(), Error> {
+    let workload = match build(bd, image, node, attempt) {
+        Ok(w) => w,
+        Err(e) => {
+            // Checked before the step (appimage_of); a node-specific refusal is logged.
+            tracing::warn!(batch = %bd.name_any(), %node, "cannot build the workload: {e}");
+            return Ok(());
+        }
+    };
+    let ns = bd.namespace().unwrap_or_default();
+    let client = ctx.base.client.clone();
+    let params = PatchParams::apply(MANAGER).force();
+    match workload {
+        Workload::Deployment(d) => {
+            let api = Api::<Deployment>::namespaced(client, &ns);
+            api.patch(&d.name_any(), &params, &Patch::Apply(&d)).await?;
+        }
+        Workload::Job(j) => {
+            let api = Api::<Job>::namespaced(client, &ns);
+            api.patch(&j.name_any(), &params, &Patch::Apply(&j)).await?;
+        }
+        other => tracing::warn!(batch = %bd.name_any(), "unexpected workload kind {other:?}"),
+    }
+    Ok(())
+}
+
+/// Delete a workload in the foreground: it stays (being deleted) until its Pods are gone, so
+/// the job is Stopped only once no Pod is left.
+async fn remove(
+    bd: &BatchDeployment,
+    name: &str,
+    is_job: bool,
+    uid: Option<String>,
+    ctx: &Ctx,
+) -> Result<(), Error> {
+    let ns = bd.namespace().unwrap_or_default();
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid,
+            resource_version: None,
+        }),
+        ..DeleteParams::foreground()
+    };
+    let client = ctx.base.client.clone();
+    let result = if is_job {
+        Api::<Job>::namespaced(client, &ns)
+            .delete(name, &dp)
+            .await
+            .map(|_| ())
+    } else {
+        Api::<Deployment>::namespaced(client, &ns)
+            .delete(name, &dp)
+            .await
+            .map(|_| ())
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// An Event on the job for each phase it enters.
+async fn phase_event(bd: &BatchDeployment, status: &batch::BatchDeploymentStatus, ctx: &Ctx) {
+    let type_ = match status.phase {
+        Phase::Failed | Phase::TimedOut | Phase::PartiallySucceeded => EventType::Warning,
+        _ => EventType::Normal,
+    };
+    let note = status
+        .conditions
+        .iter()
+        .max_by_key(|c| c.last_transition_time.0)
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    let event = Event {
+        type_,
+        reason: status.phase.as_str().into(),
+        note: Some(format!(
+            "{} ({}) {note}",
+            status.phase.as_str(),
+            status.summary
+        )),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.base.recorder.publish(&event, &bd.object_ref(&())).await {
+        tracing::debug!("cannot record an Event: {e}");
+    }
+}
