@@ -475,6 +475,33 @@ fn helm_template_default_values() {
             "networkpolicies".into(),
             v(&["get", "list", "watch", "create", "patch", "delete"]),
         ),
+        // The batch controller (issue 18).
+        (
+            "appimage.kuscia.secretflow".into(),
+            "batchdeployments".into(),
+            v(&["get", "list", "watch"]),
+        ),
+        (
+            "appimage.kuscia.secretflow".into(),
+            "batchdeployments/status".into(),
+            v(&["patch"]),
+        ),
+        (
+            "appimage.kuscia.secretflow".into(),
+            "batchdeployments/finalizers".into(),
+            v(&["update"]),
+        ),
+        (
+            "apps".into(),
+            "deployments".into(),
+            v(&["get", "list", "watch", "create", "patch", "delete"]),
+        ),
+        (
+            "batch".into(),
+            "jobs".into(),
+            v(&["get", "list", "watch", "create", "patch", "delete"]),
+        ),
+        ("".into(), "nodes".into(), v(&["get", "list", "watch"])),
     ];
     want.sort();
     assert_eq!(rules, want);
