@@ -155,7 +155,7 @@ pub fn decode_object<T: DeserializeOwned>(object: &RawValue) -> Result<T, String
 }
 
 /// The answer to one request.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Response {
     pub uid: String,
@@ -163,9 +163,10 @@ pub struct Response {
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patch_type: Option<&'static str>,
-    /// The JSONPatch, base64.
+    /// The JSONPatch's base64, as a JSON string written as it is: base64 never needs escaping,
+    /// and the patch is most of the answer (a `String` would be scanned for escapes).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub patch: Option<String>,
+    pub patch: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
@@ -189,14 +190,26 @@ impl Response {
 
     /// Set `patch`, a JSONPatch document.
     pub fn set_patch(&mut self, patch: &[u8]) {
-        self.patch_type = Some("JSONPatch");
-        self.patch = Some(base64_simd::STANDARD.encode_to_string(patch));
+        let base64 = base64_simd::STANDARD;
+        let mut text = String::with_capacity(base64.encoded_length(patch.len()) + 2);
+        text.push('"');
+        text.push_str(&base64.encode_to_string(patch));
+        text.push('"');
+        // A quoted base64 text is a JSON string: this cannot fail.
+        self.patch = RawValue::from_string(text).ok();
+        self.patch_type = self.patch.is_some().then_some("JSONPatch");
     }
 
     /// The JSONPatch, decoded from its base64.
     pub fn patch_bytes(&self) -> Option<Vec<u8>> {
-        let b64 = self.patch.as_deref()?;
+        let quoted = self.patch.as_deref()?.get();
+        let b64 = quoted.strip_prefix('"')?.strip_suffix('"')?;
         base64_simd::STANDARD.decode_to_vec(b64).ok()
+    }
+
+    /// Bytes the answer takes, about (to size its buffer once).
+    pub fn size_hint(&self) -> usize {
+        256 + self.patch.as_deref().map_or(0, |p| p.get().len())
     }
 }
 

@@ -77,7 +77,9 @@ impl Reply {
 
     /// The AdmissionReview as sent to the API server.
     pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
-        serde_json::to_vec(&codec::ReviewOut::new(&self.api_version, &self.response))
+        let mut out = Vec::with_capacity(self.response.size_hint());
+        serde_json::to_writer(&mut out, &codec::ReviewOut::new(&self.api_version, &self.response))?;
+        Ok(out)
     }
 }
 

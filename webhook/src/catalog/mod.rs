@@ -48,6 +48,7 @@ pub fn appimages() -> (AppImages, Writer) {
 /// An AppImage with what is derived from it.
 #[derive(Debug, Clone)]
 pub struct Prepared {
+    /// The AppImage without its configTemplates, which `derived.templates` holds parsed.
     pub image: AppImage,
     pub derived: Arc<Derived>,
 }
@@ -123,7 +124,7 @@ impl Catalog {
         let entry = self.store.get(name)?;
         // Built per lookup rather than kept: keeping it would cost every stored AppImage a
         // copy of its (otherwise shared) spec.
-        let image = entry.appimage();
+        let image = entry.without_config_templates();
         let trust = self.trust.snapshot();
         let cached = entry.derived.load_full();
         let derived = match cached {
@@ -132,7 +133,7 @@ impl Catalog {
                 // A new key set needs a new verdict, not a new parse.
                 let templates = match previous {
                     Some(d) => d.templates.clone(),
-                    None => self.parse(&image),
+                    None => self.parse(&entry.appimage()),
                 };
                 let signature = verify(&image.spec.image, &trust.keys).map(str::to_string);
                 let derived = Arc::new(Derived {

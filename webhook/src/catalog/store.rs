@@ -31,16 +31,26 @@ pub struct Stored {
 impl Stored {
     /// The AppImage as the core takes it.
     pub fn appimage(&self) -> AppImage {
+        let mut image = self.without_config_templates();
+        image.spec.config_templates = self.spec.config_templates.clone();
+        image
+    }
+
+    /// The AppImage with its configTemplates left out: injection takes them parsed (the
+    /// catalog's `Derived`), so admission does not copy their text on every lookup.
+    pub fn without_config_templates(&self) -> AppImage {
         let metadata = ObjectMeta {
             name: Some(self.name.to_string()),
             resource_version: (!self.resource_version.is_empty())
                 .then(|| self.resource_version.to_string()),
             ..ObjectMeta::default()
         };
-        AppImage {
-            metadata,
-            spec: AppImageSpec::clone(&self.spec),
-        }
+        let spec = AppImageSpec {
+            config_templates: Default::default(),
+            deploy_templates: self.spec.deploy_templates.clone(),
+            image: self.spec.image.clone(),
+        };
+        AppImage { metadata, spec }
     }
 }
 
