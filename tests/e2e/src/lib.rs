@@ -175,12 +175,20 @@ impl Cluster {
             bin_dir,
         };
         cluster.kubectl_ok(&["apply", "-f", &root.join(CRD_FILE).to_string_lossy()]);
-        cluster.kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/appimages.kuscia.secretflow",
-        ]);
+        // Polled rather than `kubectl wait`, which fails outright while the new CRD has no
+        // status conditions yet.
+        let established = wait_until(Duration::from_secs(60), || {
+            cluster
+                .kubectl(&[
+                    "get",
+                    "crd/appimages.kuscia.secretflow",
+                    "-o",
+                    r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#,
+                ])
+                .stdout
+                == b"True"
+        });
+        assert!(established, "the AppImage CRD was not Established in 60 s");
         // Discovery can lag the Established condition by a moment.
         wait_until(Duration::from_secs(30), || {
             cluster.kubectl(&["get", "appimages"]).status.success()
