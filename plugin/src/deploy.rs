@@ -267,11 +267,24 @@ fn print_applied(
         }
         Some(ObjectOutput::Yaml) if args.dry_run.dry_run == DryRun::Server => {
             let pod = workload::preview_pod(image, built)?;
-            print(&format!("{}---\n{}", to_yaml(after)?, to_yaml(&pod)?))
+            print(&format!(
+                "{}---\n{}",
+                to_yaml(&shown(after)?)?,
+                to_yaml(&pod)?
+            ))
         }
-        Some(ObjectOutput::Yaml) => print(&to_yaml(after)?),
-        Some(ObjectOutput::Json) => print(&to_json(after)?),
+        Some(ObjectOutput::Yaml) => print(&to_yaml(&shown(after)?)?),
+        Some(ObjectOutput::Json) => print(&to_json(&shown(after)?)?),
     }
+}
+
+/// The object as kubectl prints it: without `metadata.managedFields`.
+fn shown(obj: &Workload) -> Result<serde_json::Value> {
+    let mut value = serde_json::to_value(obj)?;
+    if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        meta.remove("managedFields");
+    }
+    Ok(value)
 }
 
 /// Where and how to write one workload.

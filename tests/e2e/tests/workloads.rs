@@ -524,3 +524,58 @@ fn a_pod_template_fragment_reaches_the_running_pods() {
     assert_eq!(mounts[0]["mountPath"], "/data");
     assert_eq!(mounts[1]["mountPath"], "/etc/secretflow/tls");
 }
+
+/// After the AppImage changes (the seed's update: the global port becomes 8082), deploying
+/// again rolls the workload: its pod template names the new spec's revision hash.
+#[test]
+fn deploying_again_after_the_appimage_changed_rolls_the_pods() {
+    let c = cluster();
+    let image = seed(c);
+    let ns = c.namespace("wl-roll");
+    let args = [
+        image.as_str(),
+        "-n",
+        &ns,
+        "--name",
+        "roll",
+        "--update-policy",
+        "Manual",
+    ];
+    deploy_ok(c, &args);
+    let d = get(c, &ns, "deployment/roll");
+    assert_eq!(
+        d["metadata"]["annotations"]["appimage.kuscia.secretflow/update-policy"],
+        "Manual"
+    );
+    let hash_key = "appimage.kuscia.secretflow/revision-hash";
+    let old_hash = d["spec"]["template"]["metadata"]["annotations"][hash_key].clone();
+    let old_pod = wait_running(c, &ns, "roll", 1)[0]["metadata"]["name"].clone();
+
+    let update = std::fs::read_to_string(repo_root().join("examples/secretflow-image-update.yaml"))
+        .expect("update")
+        .replacen("name: secretflow-image", &format!("name: {image}"), 1);
+    let (_dir, file) = temp_file("update.yaml", &update);
+    c.kubectl_ok(&["appimage", "apply", "-f", &file.to_string_lossy()]);
+    assert_eq!(deploy_ok(c, &args), "deployment.apps/roll configured\n");
+    let new_hash = get(c, &ns, "deployment/roll")["spec"]["template"]["metadata"]["annotations"]
+        [hash_key]
+        .clone();
+    assert_ne!(new_hash, old_hash);
+    let rolled = wait_until(Duration::from_secs(90), || {
+        let pods = workload_pods(c, &ns, "roll");
+        pods.len() == 1 && ready(&pods[0]) && pods[0]["metadata"]["name"] != old_pod
+    });
+    assert!(rolled, "{:#?}", workload_pods(c, &ns, "roll"));
+
+    // Unchanged now; -o yaml prints the object as kubectl does, without managedFields.
+    let mut yaml_args = args.to_vec();
+    yaml_args.extend(["-o", "yaml"]);
+    let out = deploy_ok(c, &yaml_args);
+    let doc: Value = serde_yaml_ng::from_str(&out).expect("YAML");
+    assert_eq!(doc["kind"], "Deployment");
+    assert!(doc["metadata"].get("managedFields").is_none(), "{out}");
+    assert_eq!(
+        doc["spec"]["template"]["metadata"]["annotations"][hash_key],
+        new_hash
+    );
+}
