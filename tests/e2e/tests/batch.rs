@@ -1,0 +1,581 @@
+//! The BatchDeployment controller on the whole test cluster (issue 18): the webhook's
+//! leader-elected controller room drives jobs created with `kubectl appimage batch` over
+//! simulated kwok nodes of each test's own, made to fail through kube-controlplane's hooks.
+//!
+//! Every test starts its own webhook (admission for its namespace), all with the same trusted
+//! key and one shared Lease, so exactly one of them runs the controllers at a time.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use appimage::manifest;
+use appimage::resource::AppImage;
+use appimage::signature::payload;
+use appimage_e2e::webhook::{SigningKey, Tls, Webhook, register};
+use appimage_e2e::{Cluster, cluster, repo_root, text, unique, wait_until, write_json};
+use serde_json::{Value, json};
+
+const CRD: &str = "charts/appimage-webhook/crds/batchdeployments.appimage.kuscia.secretflow.yaml";
+const HOOK_POD_FAIL: &str = "appimage.test/pod-fail";
+const HOOK_POD_NEVER_READY: &str = "appimage.test/pod-never-ready";
+const HOOK_NODE_NOT_READY: &str = "appimage.test/node-not-ready";
+/// The label each test puts on its own nodes.
+const GROUP: &str = "appimage.test/batch-group";
+const BATCH_LABEL: &str = "appimage.kuscia.secretflow/batch";
+const WAIT: Duration = Duration::from_secs(120);
+
+/// The key and serving pair every test's webhook shares, and the CRD installed.
+struct Shared {
+    tls: Tls,
+    signer: SigningKey,
+    lease: String,
+}
+
+fn shared() -> (&'static Cluster, &'static Shared) {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    let c = cluster();
+    let s = SHARED.get_or_init(|| {
+        c.kubectl_ok(&["apply", "--server-side", "-f", CRD]);
+        let served = wait_until(Duration::from_secs(60), || {
+            c.kubectl(&["get", "bd", "-A"]).status.success()
+        });
+        assert!(served, "batchdeployments not served after 60 s");
+        let dir = c.dir().join(unique("batch-keys"));
+        Shared {
+            tls: Tls::new(&dir.join("tls"), "appimage-webhook"),
+            signer: SigningKey::new(&dir),
+            lease: unique("batch-lease"),
+        }
+    });
+    (c, s)
+}
+
+/// One test's world: a webhook, a namespace it admits, a signed seed AppImage, own nodes.
+struct World {
+    c: &'static Cluster,
+    _hook: Webhook,
+    ns: String,
+    image: String,
+    group: String,
+    nodes: Vec<String>,
+    work: tempfile::TempDir,
+}
+
+impl World {
+    fn new(nodes: usize) -> World {
+        let (c, s) = shared();
+        let lease = format!("--lease-name={}", s.lease);
+        let hook = Webhook::start(
+            c,
+            &s.tls,
+            &s.signer.pub_dir,
+            &[&lease, "--lease-duration=2s"],
+        );
+        let tag = unique("bt");
+        let ns = c.namespace("batch");
+        c.kubectl_ok(&["label", "namespace", &ns, &format!("appimage-e2e={tag}")]);
+        register(c, &hook, &s.tls, &tag);
+        let group = unique("grp");
+        let mut w = World {
+            c,
+            _hook: hook,
+            ns,
+            image: unique("img"),
+            group,
+            nodes: Vec::new(),
+            work: tempfile::tempdir().unwrap(),
+        };
+        let image = w.seed(&w.image.clone(), true);
+        w.apply(&serde_json::to_value(&image).unwrap());
+        w.add_nodes(nodes);
+        w
+    }
+
+    /// The seed AppImage named `name`, signed with the shared key or not.
+    fn seed(&self, name: &str, signed: bool) -> AppImage {
+        let file = "secretflow-image.yaml";
+        let text = std::fs::read_to_string(repo_root().join("examples").join(file)).unwrap();
+        let mut img: AppImage = manifest::appimages(file, &text).unwrap().remove(0);
+        img.metadata.name = Some(name.into());
+        img.spec.image.sign = signed.then(|| shared().1.signer.sign(&payload(&img.spec.image)));
+        img
+    }
+
+    fn apply(&self, value: &Value) {
+        let file = write_json(self.work.path(), value);
+        let out = self.c.kubectl(&["apply", "-f", &file.to_string_lossy()]);
+        assert!(out.status.success(), "apply {value}: {:?}", text(&out));
+    }
+
+    /// `n` kwok nodes labelled with this test's group (tainted, so no other Pod lands there;
+    /// the job's Pods name their node and are not scheduled).
+    fn add_nodes(&mut self, n: usize) {
+        for i in 0..n {
+            let name = format!("{}-n{i:02}", self.group);
+            self.apply(&json!({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"},
+                             "labels": {GROUP: self.group}},
+                "spec": {"taints": [{"key": "appimage.test/isolated", "effect": "NoSchedule"}]}
+            }));
+            self.nodes.push(name);
+        }
+        for node in &self.nodes {
+            assert!(self.node_ready_is(node, "True"), "node {node} never Ready");
+        }
+    }
+
+    fn node_ready_is(&self, node: &str, want: &str) -> bool {
+        wait_until(WAIT, || {
+            get(self.c, &["node", node]).is_some_and(|n| {
+                n["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == want)
+            })
+        })
+    }
+
+    fn selector(&self) -> String {
+        format!("{GROUP}={}", self.group)
+    }
+
+    fn batch(&self, args: &[&str]) -> String {
+        let mut full = vec!["appimage", "batch"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["-n", &self.ns]);
+        self.c.kubectl_ok(&full)
+    }
+
+    /// `batch create NAME --appimage IMAGE --node-selector GROUP` plus `extra`.
+    fn create(&self, name: &str, extra: &[&str]) {
+        let sel = self.selector();
+        let mut args = vec![
+            "create",
+            name,
+            "--appimage",
+            &self.image,
+            "--node-selector",
+            &sel,
+        ];
+        args.extend_from_slice(extra);
+        self.batch(&args);
+    }
+
+    fn job(&self, name: &str) -> Value {
+        get(self.c, &["bd", name, "-n", &self.ns]).unwrap_or_default()
+    }
+
+    /// Wait for `phase`; returns the job then.
+    fn wait_phase(&self, name: &str, phase: &str) -> Value {
+        let mut last = Value::Null;
+        let ok = wait_until(WAIT, || {
+            last = self.job(name);
+            last["status"]["phase"] == phase
+        });
+        assert!(
+            ok,
+            "{name} never {phase}: {}\n{}",
+            serde_json::to_string_pretty(&last["status"]).unwrap(),
+            self._hook
+                .logs()
+                .lines()
+                .rev()
+                .take(30)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        last
+    }
+
+    /// The job's Pods (by its batch label).
+    fn pods(&self, name: &str) -> Vec<Value> {
+        items(
+            self.c,
+            &[
+                "pods",
+                "-n",
+                &self.ns,
+                "-l",
+                &format!("{BATCH_LABEL}={name}"),
+            ],
+        )
+    }
+
+    fn workloads(&self, kind: &str, name: &str) -> Vec<Value> {
+        items(
+            self.c,
+            &[kind, "-n", &self.ns, "-l", &format!("{BATCH_LABEL}={name}")],
+        )
+    }
+
+    /// A `--pod-template` file carrying `annotations` onto every Pod.
+    fn pod_template(&self, annotations: Value) -> String {
+        let path = self.work.path().join(format!("{}.yaml", unique("tpl")));
+        let body = json!({"metadata": {"annotations": annotations}});
+        std::fs::write(&path, body.to_string()).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if !self.nodes.is_empty() {
+            let mut args = vec!["delete", "node", "--wait=false"];
+            args.extend(self.nodes.iter().map(String::as_str));
+            let _ = self.c.kubectl(&args);
+        }
+        let _ = self
+            .c
+            .kubectl(&["delete", "namespace", &self.ns, "--wait=false"]);
+    }
+}
+
+fn get(c: &Cluster, args: &[&str]) -> Option<Value> {
+    let mut full = vec!["get"];
+    full.extend_from_slice(args);
+    full.extend_from_slice(&["-o", "json"]);
+    let out = c.kubectl(&full);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).expect("kubectl JSON"))
+}
+
+fn items(c: &Cluster, args: &[&str]) -> Vec<Value> {
+    get(c, args)
+        .and_then(|v| v["items"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// status.nodes by node name.
+fn node_results(job: &Value) -> BTreeMap<String, Value> {
+    job["status"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            (
+                n["node"].as_str().unwrap_or_default().to_string(),
+                n.clone(),
+            )
+        })
+        .collect()
+}
+
+fn uids(values: &[Value]) -> BTreeMap<String, String> {
+    values
+        .iter()
+        .map(|v| {
+            (
+                v["metadata"]["annotations"]["appimage.kuscia.secretflow/batch-node"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                v["metadata"]["uid"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn twenty_nodes_three_not_ready_partially_succeed_then_a_retry_reruns_only_those() {
+    let w = World::new(20);
+    let broken: Vec<String> = w.nodes[..3].to_vec();
+    for node in &broken {
+        w.c.kubectl_ok(&[
+            "label",
+            "node",
+            node,
+            &format!("{HOOK_NODE_NOT_READY}=true"),
+        ]);
+    }
+    for node in &broken {
+        assert!(w.node_ready_is(node, "False"), "{node} never NotReady");
+    }
+    w.create("roll", &[]);
+    let job = w.wait_phase("roll", "PartiallySucceeded");
+    assert_eq!(job["status"]["summary"], "17/20", "{job}");
+    assert_eq!(job["status"]["counts"]["failed"], 3);
+    let results = node_results(&job);
+    assert_eq!(results.len(), 20);
+    for (node, r) in &results {
+        if broken.contains(node) {
+            assert_eq!(r["phase"], "Failed", "{r}");
+            assert_eq!(r["reason"], "NodeNotReady", "{r}");
+        } else {
+            assert_eq!(
+                (&r["phase"], &r["attempts"], &r["pods"]),
+                (&json!("Succeeded"), &json!(1), &json!(1)),
+                "{r}"
+            );
+        }
+    }
+    let before = uids(&w.workloads("deployments", "roll"));
+    assert_eq!(before.len(), 17, "{before:?}");
+    // Every Pod is on its own node, Ready.
+    let pods = w.pods("roll");
+    assert_eq!(pods.len(), 17);
+    let on: std::collections::BTreeSet<&str> = pods
+        .iter()
+        .filter_map(|p| p["spec"]["nodeName"].as_str())
+        .collect();
+    assert_eq!(on.len(), 17);
+    assert!(on.iter().all(|n| !broken.iter().any(|b| b == n)));
+
+    for node in &broken {
+        w.c.kubectl_ok(&["label", "node", node, &format!("{HOOK_NODE_NOT_READY}-")]);
+    }
+    for node in &broken {
+        assert!(w.node_ready_is(node, "True"), "{node} did not recover");
+    }
+    w.batch(&["retry", "roll"]);
+    let job = w.wait_phase("roll", "Succeeded");
+    assert_eq!(job["status"]["summary"], "20/20");
+    assert_eq!(job["status"]["attempts"], 2);
+    for (node, r) in node_results(&job) {
+        assert_eq!(r["phase"], "Succeeded", "{r}");
+        // The 17 ran once; the 3 ran for the first time in the retry.
+        assert_eq!(r["attempts"], 1, "{node}: {r}");
+    }
+    let after = uids(&w.workloads("deployments", "roll"));
+    assert_eq!(after.len(), 20);
+    for (node, uid) in &before {
+        assert_eq!(after.get(node), Some(uid), "{node}'s Deployment was remade");
+    }
+
+    // Deleting the job removes what it made (owner references, the garbage collector).
+    w.c.kubectl_ok(&["delete", "bd", "roll", "-n", &w.ns]);
+    let gone = wait_until(WAIT, || {
+        w.workloads("deployments", "roll").is_empty() && w.pods("roll").is_empty()
+    });
+    assert!(gone, "the job's Deployments or Pods outlived it");
+}
+
+#[test]
+fn stop_halts_in_flight_nodes_and_continue_finishes_the_job() {
+    let w = World::new(6);
+    let hang = w.pod_template(json!({HOOK_POD_NEVER_READY: "true"}));
+    w.create("sc", &["--parallelism", "2", "--pod-template", &hang]);
+    let mut job = Value::Null;
+    let running = wait_until(WAIT, || {
+        job = w.job("sc");
+        job["status"]["phase"] == "Running" && w.pods("sc").len() == 2
+    });
+    assert!(running, "never Running with 2 Pods: {job}");
+    assert_eq!(
+        job["status"]["counts"]["running"], 2,
+        "parallelism 2: {job}"
+    );
+
+    w.batch(&["stop", "sc"]);
+    let job = w.wait_phase("sc", "Stopped");
+    let conds = job["status"]["conditions"].to_string();
+    assert!(conds.contains("Suspended"), "{conds}");
+    assert!(w.pods("sc").is_empty(), "Pods left after Stopped");
+    assert!(w.workloads("deployments", "sc").is_empty());
+    let results = node_results(&job);
+    let stopped = results.values().filter(|r| r["phase"] == "Stopped").count();
+    let pending = results.values().filter(|r| r["phase"] == "Pending").count();
+    assert_eq!((stopped, pending), (2, 4), "{results:?}");
+
+    // The Pods would never become Ready: drop the hook while stopped, then continue.
+    w.c.kubectl_ok(&[
+        "patch",
+        "bd",
+        "sc",
+        "-n",
+        &w.ns,
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/podTemplate","value":{}}]"#,
+    ]);
+    w.batch(&["continue", "sc"]);
+    let job = w.wait_phase("sc", "Succeeded");
+    assert_eq!(job["status"]["summary"], "6/6");
+    for (node, r) in node_results(&job) {
+        // The two halted nodes ran twice.
+        assert!(r["attempts"] == 1 || r["attempts"] == 2, "{node}: {r}");
+    }
+    let twice = node_results(&job)
+        .values()
+        .filter(|r| r["attempts"] == 2)
+        .count();
+    assert_eq!(twice, 2);
+}
+
+#[test]
+fn a_job_whose_nodes_never_become_ready_times_out() {
+    let w = World::new(2);
+    let hang = w.pod_template(json!({HOOK_POD_NEVER_READY: "true"}));
+    w.create("slow", &["--timeout", "5s", "--pod-template", &hang]);
+    let job = w.wait_phase("slow", "TimedOut");
+    for (node, r) in node_results(&job) {
+        assert_eq!(
+            (&r["phase"], &r["reason"]),
+            (&json!("Failed"), &json!("TimedOut")),
+            "{node}: {r}"
+        );
+    }
+    let conds = job["status"]["conditions"].to_string();
+    assert!(
+        conds.contains("TimedOut") && conds.contains("5s"),
+        "{conds}"
+    );
+    // Their Pods are stopped.
+    assert!(
+        wait_until(WAIT, || w.pods("slow").is_empty()),
+        "Pods left after TimedOut"
+    );
+}
+
+#[test]
+fn bad_appimages_fail_the_job_with_the_reason() {
+    let w = World::new(1);
+    // Unsigned, tampered (signed, then the tag changed), deprecated: stored without the
+    // test's label, so the validating webhook lets them in; the controller must refuse them.
+    let unsigned = w.seed(&unique("unsigned"), false);
+    let mut tampered = w.seed(&unique("tampered"), true);
+    tampered.spec.image.tag = "tampered".into();
+    let mut deprecated = w.seed(&unique("old"), true);
+    deprecated.metadata.labels = Some(
+        [(
+            "appimage.kuscia.secretflow/stage".to_string(),
+            "deprecated".to_string(),
+        )]
+        .into(),
+    );
+    for img in [&unsigned, &tampered, &deprecated] {
+        w.apply(&serde_json::to_value(img).unwrap());
+    }
+    let sel = w.selector();
+    let cases = [
+        (
+            unsigned.metadata.name.clone().unwrap(),
+            "SignatureNotVerified",
+            "not signed",
+        ),
+        (
+            tampered.metadata.name.clone().unwrap(),
+            "SignatureNotVerified",
+            "does not verify",
+        ),
+        (
+            deprecated.metadata.name.clone().unwrap(),
+            "AppImageDeprecated",
+            "deprecated",
+        ),
+        (unique("missing"), "AppImageNotFound", "does not exist"),
+    ];
+    for (i, (image, reason, words)) in cases.iter().enumerate() {
+        let name = format!("bad{i}");
+        w.batch(&[
+            "create",
+            &name,
+            "--appimage",
+            image,
+            "--node-selector",
+            &sel,
+        ]);
+        let job = w.wait_phase(&name, "Failed");
+        let failed = job["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Failed")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(failed["reason"], *reason, "{image}: {failed}");
+        assert!(
+            failed["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(words),
+            "{failed}"
+        );
+        assert!(w.workloads("deployments", &name).is_empty());
+    }
+    // No node matching the selector.
+    w.batch(&[
+        "create",
+        "nomatch",
+        "--appimage",
+        &w.image,
+        "--node-selector",
+        "appimage.test/none=x",
+    ]);
+    let job = w.wait_phase("nomatch", "Failed");
+    assert!(
+        job["status"]["conditions"]
+            .to_string()
+            .contains("NoNodesMatched"),
+        "{job}"
+    );
+}
+
+#[test]
+fn each_restart_policy_has_its_success_rule() {
+    let w = World::new(2);
+    // Always: a Deployment per node; a node succeeds when its Pods are Ready (they keep running).
+    w.create("always", &["--restart-policy", "Always"]);
+    w.wait_phase("always", "Succeeded");
+    assert_eq!(w.workloads("deployments", "always").len(), 2);
+    assert!(w.workloads("jobs", "always").is_empty());
+    let pods = w.pods("always");
+    assert_eq!(pods.len(), 2);
+    assert!(
+        pods.iter().all(|p| p["status"]["phase"] == "Running"),
+        "{pods:?}"
+    );
+
+    // OnFailure and Never: a Job per node; a node succeeds when its Pods have succeeded.
+    for policy in ["OnFailure", "Never"] {
+        let name = policy.to_lowercase();
+        w.create(&name, &["--restart-policy", policy]);
+        w.wait_phase(&name, "Succeeded");
+        assert_eq!(w.workloads("jobs", &name).len(), 2);
+        assert!(w.workloads("deployments", &name).is_empty());
+        let pods = w.pods(&name);
+        assert!(
+            !pods.is_empty() && pods.iter().all(|p| p["status"]["phase"] == "Succeeded"),
+            "{pods:?}"
+        );
+    }
+
+    // Never: the first failed Pod fails its node (no replacement).
+    let fail = w.pod_template(json!({HOOK_POD_FAIL: "true"}));
+    w.create(
+        "never-fails",
+        &["--restart-policy", "Never", "--pod-template", &fail],
+    );
+    let job = w.wait_phase("never-fails", "Failed");
+    for (node, r) in node_results(&job) {
+        assert_eq!(r["phase"], "Failed", "{node}: {r}");
+        assert_eq!(r["reason"], "BackoffLimitExceeded", "{node}: {r}");
+    }
+    assert_eq!(
+        w.pods("never-fails").len(),
+        2,
+        "one Pod per node, none replaced"
+    );
+
+    // Always: a Pod that never becomes Ready never succeeds its node.
+    let hang = w.pod_template(json!({HOOK_POD_NEVER_READY: "true"}));
+    w.create(
+        "always-unready",
+        &[
+            "--restart-policy",
+            "Always",
+            "--timeout",
+            "8s",
+            "--pod-template",
+            &hang,
+        ],
+    );
+    let job = w.wait_phase("always-unready", "TimedOut");
+    assert_eq!(job["status"]["counts"]["succeeded"], 0, "{job}");
+}
