@@ -120,21 +120,21 @@ source_revision() {
 
 # The scratch image holding only `bin` as /appimage-webhook, in the OCI layout `layout` under
 # `ref`. `epoch` is every timestamp, so the same binary and labels give the same image bytes.
+# The layer is a GNU tar added verbatim: `umoci insert` (0.4.7) writes a tar without its
+# padding and end blocks, which runtimes accept but `tar` and image scanners reject.
 assemble_image() {
     local layout="$1" ref="$2" bin="$3" version="$4" revision="$5" epoch="$6" arch="$7"
-    local created stage umoci=(umoci) history
+    local created stage history
     created="$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)"
     history=(--history.created "$created" --history.created_by "scripts/release.sh image")
-    # As root, files are recorded with their owner; otherwise map this user to root.
-    [ "$(id -u)" = 0 ] || umoci=(umoci --rootless)
     stage="$(dirname "$layout")/rootfs"
     mkdir -p "$stage"
     install -m 0755 "$bin" "$stage/appimage-webhook"
-    touch -d "@$epoch" "$stage/appimage-webhook"
+    tar --mtime="@$epoch" --owner=0 --group=0 --numeric-owner --format=ustar \
+        -C "$stage" -cf "$stage.tar" appimage-webhook
     umoci init --layout "$layout"
     umoci new --image "$layout:$ref"
-    "${umoci[@]}" insert --image "$layout:$ref" "${history[@]}" \
-        "$stage/appimage-webhook" /appimage-webhook
+    umoci raw add-layer --image "$layout:$ref" "${history[@]}" "$stage.tar"
     umoci config --image "$layout:$ref" "${history[@]}" --created "$created" \
         --os linux --architecture "$arch" \
         --config.user "$IMAGE_USER" --config.entrypoint /appimage-webhook \
