@@ -1,6 +1,7 @@
 //! What the controllers want, as pure functions: the objects a stored, injected Pod should
 //! have (built from the Pod's status annotation, and the AppImage for its network policy),
-//! who may write a name, and which of our objects have lost their Pod.
+//! and who may write a name. Objects whose Pod is gone are the garbage collector's (each is
+//! owned by its Pod).
 
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -87,15 +88,6 @@ pub fn is_managed(meta: &ObjectMeta) -> bool {
         .is_some_and(|v| v == labels::MANAGER)
 }
 
-/// Whether our object `meta` has lost its Pod, given the UID of the Pod now holding the
-/// owner's name (`None`: no such Pod). A Pod of the same name but another UID is a new Pod.
-pub fn orphaned(meta: &ObjectMeta, live_owner_uid: Option<&str>) -> bool {
-    match owner_pod(meta) {
-        Some((_, uid)) => is_managed(meta) && live_owner_uid != Some(uid),
-        None => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -153,18 +145,6 @@ mod tests {
             Claim::Foreign
         );
         assert_eq!(claim(Some(&object(None, false)), &job), Claim::Foreign);
-    }
-
-    #[test]
-    fn an_object_is_orphaned_when_no_pod_with_its_owner_uid_lives() {
-        let ours = object(Some(("job-0", "u1")), true);
-        assert!(!orphaned(&ours, Some("u1")));
-        assert!(orphaned(&ours, None));
-        // A new Pod of the same name does not adopt it.
-        assert!(orphaned(&ours, Some("u2")));
-        // Never someone else's, nor an object without a Pod owner.
-        assert!(!orphaned(&object(Some(("job-0", "u1")), false), None));
-        assert!(!orphaned(&object(None, true), None));
     }
 
     #[test]

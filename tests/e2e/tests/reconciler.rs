@@ -1,5 +1,5 @@
 //! The reconciler in appimage-webhook on a real kube-apiserver: Services per port scope,
-//! NetworkPolicies, restoration, cleanup, and names it does not own.
+//! NetworkPolicies, restoration, cleanup by the garbage collector, and names it does not own.
 
 use std::time::{Duration, Instant};
 
@@ -224,7 +224,8 @@ fn services_follow_port_scopes_and_the_pod() {
     });
     assert!(restored, "job-0-spu's port was not restored");
 
-    // Deleting the Pod removes its Services (this apiserver has no garbage collector).
+    // Deleting the Pod removes its Services (the cluster's garbage collector, through the owner
+    // references).
     c.kubectl_ok(&["delete", "pod", "job-0", "-n", &s.ns, "--wait=false"]);
     let gone = wait_until(Duration::from_secs(20), || {
         services(c, &s.ns, "job-0").is_empty()

@@ -16,7 +16,10 @@ use std::pin::Pin;
 
 use std::future::Future;
 
+use std::sync::Mutex;
+
 use futures::StreamExt;
+use futures::channel::mpsc;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -69,6 +72,8 @@ pub struct Shared<K: Resource<DynamicType = ()> + Clone + 'static> {
     writer: reflector::store::Writer<K>,
     api: Api<K>,
     config: watcher::Config,
+    /// Where deleted objects go: shared subscriptions carry only objects that exist.
+    deleted: Mutex<Vec<mpsc::UnboundedSender<K>>>,
 }
 
 impl<K> Shared<K>
@@ -89,6 +94,7 @@ where
             writer,
             api: Api::all(client.clone()),
             config: watcher::Config::default().labels(labels),
+            deleted: Mutex::default(),
         }
     }
 
@@ -97,11 +103,29 @@ where
         let events = watcher(self.api, self.config)
             .default_backoff()
             .reflect_shared(self.writer);
-        Box::pin(events.for_each(|event| async move {
-            if let Err(e) = event {
-                tracing::warn!("watch of {}: {e} (retrying)", K::plural(&()));
+        let deleted = self.deleted.into_inner().unwrap_or_else(|p| p.into_inner());
+        Box::pin(events.for_each(move |event| {
+            match event {
+                Ok(watcher::Event::Delete(object)) => {
+                    for tx in &deleted {
+                        let _ = tx.unbounded_send(object.clone());
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("watch of {}: {e} (retrying)", K::plural(&())),
             }
+            futures::future::ready(())
         }))
+    }
+
+    /// A stream of the objects deleted, for a controller that remakes what it owns.
+    pub fn deletions(&self) -> mpsc::UnboundedReceiver<K> {
+        let (tx, rx) = mpsc::unbounded();
+        self.deleted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tx);
+        rx
     }
 
     /// A stream of the objects changed, for one controller.

@@ -6,15 +6,14 @@
 //!   is the core's `desired::claim`.
 //! - Writes are server-side applies under the field manager [`MANAGER`].
 //! - A name held by an object we do not own is never overwritten: an Event and a log line instead.
-//! - Objects whose Pod is gone are deleted by a sweep of the shared stores (the test apiserver
-//!   has no garbage collector yet; owner references let a real cluster's collect them).
+//! - Objects whose Pod is gone are the cluster's garbage collector's: each is owned by its Pod.
 
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use appimage::desired::{Claim, claim, desired, orphaned, owner_pod};
+use appimage::desired::{Claim, claim, desired, owner_pod};
 use appimage::labels;
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
@@ -30,8 +29,6 @@ use serde::de::DeserializeOwned;
 
 use super::{Context, MANAGER, Watches};
 
-/// How often orphans are looked for (in memory; an API call only when one is found).
-const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Re-check a Pod whose object name is taken by someone else.
 const CONFLICT_RETRY: Duration = Duration::from_secs(5);
 /// Re-check every Pod this often even without events (level-triggered).
@@ -47,28 +44,37 @@ struct Ctx {
 #[error("{0}")]
 pub struct Error(#[from] kube::Error);
 
-/// The Pod controller and the orphan sweep, on the shared watches.
+/// The Pod controller, on the shared watches.
 pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> + Send + 'static {
     let pods = watches.pods.store.clone();
-    let controller = Controller::for_shared_stream(watches.pods.subscribe(), pods.clone())
+    // An object deleted by hand is remade: its Pod is reconciled.
+    let deleted = futures::stream::select(
+        watches.services.deletions().filter_map(owner_of),
+        watches.policies.deletions().filter_map(owner_of),
+    );
+    let controller = Controller::for_shared_stream(watches.pods.subscribe(), pods)
         .owns_shared_stream(watches.services.subscribe())
-        .owns_shared_stream(watches.policies.subscribe());
+        .owns_shared_stream(watches.policies.subscribe())
+        .reconcile_on(deleted);
     let ctx = Arc::new(Ctx {
         base: ctx,
         services: watches.services.store.clone(),
         policies: watches.policies.store.clone(),
     });
-    let sweeper = sweep(ctx.clone(), pods);
-    let reconciler = controller
+    controller
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!("reconcile: {e}");
             }
-        });
-    async move {
-        futures::future::join(reconciler, sweeper).await;
-    }
+        })
+}
+
+/// The Pod that owns `object`.
+fn owner_of<K: Resource>(object: K) -> futures::future::Ready<Option<ObjectRef<Pod>>> {
+    let meta = object.meta();
+    let owner = owner_pod(meta).zip(meta.namespace.as_deref());
+    futures::future::ready(owner.map(|((name, _), ns)| ObjectRef::new(name).within(ns)))
 }
 
 async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
@@ -216,66 +222,5 @@ where
     };
     if let Err(e) = ctx.recorder.publish(&event, &pod.object_ref(&())).await {
         tracing::warn!("cannot record an Event: {e}");
-    }
-}
-
-/// Delete our Services and NetworkPolicies whose owning Pod is gone.
-async fn sweep(ctx: Arc<Ctx>, pods: Store<Pod>) {
-    // Until every store is complete, a missing Pod proves nothing.
-    let synced = futures::future::join3(
-        pods.wait_until_ready(),
-        ctx.services.wait_until_ready(),
-        ctx.policies.wait_until_ready(),
-    )
-    .await;
-    if synced.0.is_err() || synced.1.is_err() || synced.2.is_err() {
-        return;
-    }
-    tracing::info!("orphan sweep running");
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
-    loop {
-        tick.tick().await;
-        sweep_kind(&ctx.base, &pods, &ctx.services).await;
-        sweep_kind(&ctx.base, &pods, &ctx.policies).await;
-    }
-}
-
-async fn sweep_kind<K>(ctx: &Context, pods: &Store<Pod>, objects: &Store<K>)
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Debug
-        + DeserializeOwned,
-{
-    for obj in objects.state() {
-        let Some(ns) = obj.namespace() else { continue };
-        let Some((owner, _)) = owner_pod(obj.meta()) else {
-            continue;
-        };
-        let live = |pod: Option<&Pod>| pod.and_then(|p| p.metadata.uid.clone());
-        let cached = live(pods.get(&ObjectRef::new(owner).within(&ns)).as_deref());
-        if !orphaned(obj.meta(), cached.as_deref()) {
-            continue;
-        }
-        // Re-check with the server: the Pod store may lag a fresh Pod.
-        let api = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
-        let fresh = match api.get_opt(owner).await {
-            Ok(p) => live(p.as_ref()),
-            Err(e) => {
-                tracing::warn!("sweep: cannot read Pod {ns}/{owner}: {e}");
-                continue;
-            }
-        };
-        if !orphaned(obj.meta(), fresh.as_deref()) {
-            continue;
-        }
-        let name = obj.name_any();
-        let api = Api::<K>::namespaced(ctx.client.clone(), &ns);
-        match delete(&api, &name, obj.meta().uid.clone()).await {
-            Ok(()) => {
-                tracing::info!(kind = %K::kind(&()), %name, namespace = %ns, "deleted: its Pod is gone")
-            }
-            Err(e) => tracing::warn!(kind = %K::kind(&()), %name, "sweep delete failed: {e}"),
-        }
     }
 }
