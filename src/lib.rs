@@ -14,6 +14,7 @@ pub mod patch;
 pub mod ports;
 pub mod render;
 pub mod resource;
+pub mod revision;
 pub mod search;
 pub mod selection;
 pub mod service;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use appimage::resource::AppImage;
+use appimage::revision::AppImageRevision;
 use axum::Router;
 use futures::StreamExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -23,7 +24,7 @@ use tower::ServiceExt;
 
 use crate::admission::Policy;
 use crate::api::{self, AppState, ClientCert, Limits};
-use crate::catalog::{AppImages, Catalog, appimages};
+use crate::catalog::{AppImages, Catalog, Revisions, appimages};
 pub use crate::certs::TlsFiles;
 use crate::certs::{self, Tls};
 use crate::controllers;
@@ -125,8 +126,10 @@ pub async fn start(
             }
         }
     });
+    let revisions = watch_revisions(&client);
     let client = config.reconcile.then_some(client);
-    start_inner(config, Source::Store(reader, Some(task), client), shutdown).await
+    let source = Source::Store(reader, Some(task), client, revisions);
+    start_inner(config, source, shutdown).await
 }
 
 /// Start serving AppImages from a store the caller fills (tests, benchmarks).
@@ -136,13 +139,45 @@ pub async fn start_with_store(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
     certs::install_default_provider();
-    start_inner(config, Source::Store(store, None, None), shutdown).await
+    start_inner(
+        config,
+        Source::Store(store, None, None, Revisions::default()),
+        shutdown,
+    )
+    .await
+}
+
+/// Revisions of AppImages (issue 17), watched like the AppImages; until the AppImageRevision
+/// CRD is installed the store stays empty and Pods naming a revision are denied.
+fn watch_revisions(client: &Client) -> Revisions {
+    let revisions = Revisions::default();
+    let mut writer = revisions.writer();
+    let stream = watcher(
+        Api::<AppImageRevision>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff();
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        let mut warned = false;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(event) => writer.apply(event),
+                Err(e) if !warned => {
+                    warned = true;
+                    tracing::warn!("AppImageRevision watch: {e} (retrying; is the CRD installed?)");
+                }
+                Err(e) => tracing::debug!("AppImageRevision watch: {e} (retrying)"),
+            }
+        }
+    });
+    revisions
 }
 
 enum Source {
     Noop,
     /// AppImages, the task filling them, and a client for the controllers.
-    Store(AppImages, Option<JoinHandle<()>>, Option<Client>),
+    Store(AppImages, Option<JoinHandle<()>>, Option<Client>, Revisions),
 }
 
 async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
@@ -200,9 +235,10 @@ async fn start_inner(
     let noop_patch = config.noop_patch.as_deref().map(noop_patch).transpose()?;
     let (catalog, watch_task, client) = match source {
         Source::Noop => (None, None, None),
-        Source::Store(store, task, client) => {
+        Source::Store(store, task, client, revisions) => {
             log_when_synced(store.clone());
-            (Some(Catalog::new(store, trust.clone())), task, client)
+            let catalog = Catalog::new(store, trust.clone()).with_revisions(revisions);
+            (Some(catalog), task, client)
         }
     };
     let controllers = match (client, &catalog) {

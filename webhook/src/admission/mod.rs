@@ -78,7 +78,10 @@ impl Reply {
     /// The AdmissionReview as sent to the API server.
     pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(self.response.size_hint());
-        serde_json::to_writer(&mut out, &codec::ReviewOut::new(&self.api_version, &self.response))?;
+        serde_json::to_writer(
+            &mut out,
+            &codec::ReviewOut::new(&self.api_version, &self.response),
+        )?;
         Ok(out)
     }
 }
@@ -202,7 +205,13 @@ fn mutate_request(
     };
     let pod_ref = format!("{}/{}", answer.namespace, answer.name);
     answer.appimage = Some(image_name.to_string());
-    let prepared = catalog.lookup(image_name).ok_or_else(|| {
+    // A workload's Pod runs the revision its template names (issue 17), not the current spec.
+    let named = appimage::revision::named(pod.metadata.annotations.as_ref())
+        .map_err(|e| format!("Pod {pod_ref:?}: {e}"))?;
+    let looked_up = catalog
+        .lookup_named(image_name, &named)
+        .map_err(|e| format!("Pod {pod_ref:?}: {e}"))?;
+    let prepared = looked_up.ok_or_else(|| {
         format!(
             "AppImage {image_name:?} not found: create it (kubectl appimage apply -f FILE) or fix the label {} on Pod {pod_ref:?}",
             labels::APP_IMAGE

@@ -3,6 +3,7 @@
 //! resourceVersion and trust generation), and the one readiness flag (the initial list is in).
 
 mod interner;
+mod revisions;
 mod store;
 
 use std::hash::{BuildHasher, RandomState};
@@ -11,9 +12,11 @@ use std::time::Duration;
 
 use appimage::injection::{Templates, parse_templates};
 use appimage::resource::AppImage;
+use appimage::revision::Named;
 use appimage::signature::{SignatureError, verify};
 
 pub use interner::{Compactor, Interner};
+pub use revisions::{RevisionWriter, Revisions};
 pub use store::{AppImages, Stored, Writer};
 
 use crate::trust::Trust;
@@ -60,6 +63,8 @@ pub struct Catalog {
     trust: Trust,
     /// AppImages with equal configTemplates (versions of one app) share one parse.
     parses: Arc<Mutex<SharedParses>>,
+    /// Revisions of AppImages (empty unless a watch fills them).
+    revisions: Revisions,
 }
 
 /// Parsed templates by a hash of their source; a hit is used only when the parse is equal.
@@ -84,7 +89,18 @@ impl Catalog {
             store,
             trust,
             parses: Arc::default(),
+            revisions: Revisions::default(),
         }
+    }
+
+    /// The catalog with the revisions a watch fills.
+    pub fn with_revisions(mut self, revisions: Revisions) -> Catalog {
+        self.revisions = revisions;
+        self
+    }
+
+    pub fn revisions(&self) -> &Revisions {
+        &self.revisions
     }
 
     pub fn store(&self) -> &AppImages {
@@ -121,7 +137,40 @@ impl Catalog {
 
     /// The AppImage `name` with its templates and verdict; `None` when the store lacks it.
     pub fn lookup(&self, name: &str) -> Option<Prepared> {
-        let entry = self.store.get(name)?;
+        Some(self.prepare(&*self.store.get(name)?))
+    }
+
+    /// The AppImage `name` as the revision `named` was (see [`appimage::revision::named`]):
+    /// `Ok(None)` when the AppImage is unknown, an error saying how to fix it when the revision
+    /// is. A hash that no revision records yet but the current spec has is the current spec.
+    pub fn lookup_named(&self, name: &str, named: &Named) -> Result<Option<Prepared>, String> {
+        let Some(current) = self.store.get(name) else {
+            return Ok(None);
+        };
+        let entry = match named {
+            Named::Current => current,
+            Named::Number(n) => self.revisions.by_number(name, *n).ok_or_else(|| {
+                format!(
+                    "revision {n} of AppImage {name:?} not found: kubectl appimage history {name} lists its revisions; set the annotation {} to one of them, or remove it to run the current spec",
+                    appimage::revision::REVISION
+                )
+            })?,
+            Named::Hash(hash) => match self.revisions.by_hash(name, hash) {
+                Some(entry) => entry,
+                None if self.revisions.current_hash(&current) == *hash => current,
+                None => {
+                    return Err(format!(
+                        "no revision of AppImage {name:?} has the spec hash {hash:?} (annotation {}): it was pruned or never recorded; run kubectl appimage rollout {name} to move the workload to the current revision",
+                        appimage::revision::REVISION_HASH
+                    ));
+                }
+            },
+        };
+        Ok(Some(self.prepare(&entry)))
+    }
+
+    /// `entry` with its templates and verdict, cached on the entry.
+    fn prepare(&self, entry: &Stored) -> Prepared {
         // Built per lookup rather than kept: keeping it would cost every stored AppImage a
         // copy of its (otherwise shared) spec.
         let image = entry.without_config_templates();
@@ -145,7 +194,7 @@ impl Catalog {
                 derived
             }
         };
-        Some(Prepared { image, derived })
+        Prepared { image, derived }
     }
 
     /// `image`'s parsed templates, shared with an earlier AppImage's when they parse equal.

@@ -1,0 +1,342 @@
+//! AppImage revisions (issue 17, section 3): every distinct spec of an AppImage becomes an
+//! immutable, numbered, cluster-scoped `AppImageRevision`, and workloads run the revision their
+//! pod template names. The pure rules live here: the revision's name, the next number, which
+//! revisions to prune, which revision a pod template names, and what the rollout controller
+//! does with a workload when the AppImage moves to a new revision.
+//!
+//! - **Numbered names** `<appimage>-<number>`: numbers are what `history`, `diff` and
+//!   `rollback --to-revision N` speak, and what a BatchDeployment pins; the hash is kept in the
+//!   spec. An equal spec (a rollback) is the same revision again, not a new number.
+//! - A name too long for 253 characters keeps a prefix of the AppImage's name and a short hash
+//!   of the whole name, so that two long names never share revisions.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::resource::AppImageSpec;
+
+/// `appimagerevisions.appimage.kuscia.secretflow`, as kubectl names the resource.
+pub const RESOURCE: &str = "appimagerevisions.appimage.kuscia.secretflow";
+/// Pod template annotation: the number of the revision to inject.
+pub const REVISION: &str = "appimage.kuscia.secretflow/revision";
+/// Pod template annotation (written by `deploy`): the hash of the spec the template was made
+/// from; it names a revision when the number is absent.
+pub const REVISION_HASH: &str = crate::workload::REVISION_HASH;
+/// Workload annotation: the AppImage revision the rollout controller last acted on (rolled an
+/// Auto workload to, or reported a Manual one outdated against).
+pub const LATEST: &str = "appimage.kuscia.secretflow/latest-revision";
+/// AppImage annotation: how many revisions to keep (default [`DEFAULT_HISTORY_LIMIT`]).
+pub const HISTORY_LIMIT: &str = "appimage.kuscia.secretflow/revision-history-limit";
+/// Kept revisions when the AppImage does not say.
+pub const DEFAULT_HISTORY_LIMIT: usize = 10;
+/// The AppImage annotation recorded as a revision's change cause (as Deployments do).
+pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
+/// Longest object name (a DNS subdomain).
+const MAX_NAME: usize = 253;
+
+/// One immutable revision of an AppImage's spec.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "appimage.kuscia.secretflow",
+    version = "v1alpha1",
+    kind = "AppImageRevision",
+    plural = "appimagerevisions",
+    shortname = "air",
+    doc = "AppImageRevision is an immutable copy of one spec of an AppImage, numbered; workloads run the revision their pod template names.",
+    validation = kube::core::Rule::new("!has(oldSelf.spec) || self.spec == oldSelf.spec")
+        .message("an AppImageRevision is immutable: change the AppImage instead"),
+    selectable = ".spec.appImage",
+    printcolumn = r#"{"name":"AppImage","type":"string","jsonPath":".spec.appImage"}"#,
+    printcolumn = r#"{"name":"Revision","type":"integer","jsonPath":".spec.revision"}"#,
+    printcolumn = r#"{"name":"Hash","type":"string","jsonPath":".spec.hash"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AppImageRevisionSpec {
+    /// The AppImage this is a revision of.
+    pub app_image: String,
+    /// 1 for the first spec, one more for each new distinct spec.
+    pub revision: i64,
+    /// `revision_hash` of `template`.
+    pub hash: String,
+    /// The AppImage's kubernetes.io/change-cause annotation when this spec was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_cause: Option<String>,
+    /// The AppImage's task id annotation when this spec was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// The AppImage spec, as it was.
+    pub template: AppImageSpec,
+}
+
+/// The CRD, as generated from the type.
+pub fn crd()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    use kube::CustomResourceExt;
+    AppImageRevision::crd()
+}
+
+/// The CRD as YAML, committed under charts/appimage-webhook/crds/.
+pub fn crd_yaml() -> String {
+    let body = serde_yaml_ng::to_string(&crd()).unwrap_or_default();
+    format!("# Generated from the Rust types (appimage::revision); do not edit.\n{body}")
+}
+
+/// The object name of revision `number` of AppImage `appimage`.
+pub fn revision_name(appimage: &str, number: i64) -> String {
+    let suffix = format!("-{number}");
+    if appimage.len() + suffix.len() <= MAX_NAME {
+        return format!("{appimage}{suffix}");
+    }
+    let digest = Sha256::digest(appimage.as_bytes());
+    let short = base16ct::lower::encode_string(&digest[..4]);
+    let keep = MAX_NAME - suffix.len() - short.len() - 1;
+    let mut cut = keep;
+    while !appimage.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let prefix = appimage[..cut].trim_end_matches(['-', '.']);
+    format!("{prefix}-{short}{suffix}")
+}
+
+/// The number a new spec gets: one more than the highest recorded (1 for the first).
+pub fn next_number(recorded: &[i64]) -> i64 {
+    recorded.iter().copied().max().unwrap_or(0) + 1
+}
+
+/// The history limit an AppImage's annotations ask for; a bad value is an error that says how
+/// to fix it (and the caller keeps everything meanwhile).
+pub fn history_limit(annotations: Option<&BTreeMap<String, String>>) -> Result<usize, String> {
+    match annotations.and_then(|a| a.get(HISTORY_LIMIT)) {
+        None => Ok(DEFAULT_HISTORY_LIMIT),
+        Some(v) => v.trim().parse::<usize>().map_err(|_| {
+            format!("annotation {HISTORY_LIMIT}={v:?} is not a count: set it to a whole number such as 10")
+        }),
+    }
+}
+
+/// The revisions to delete: beyond the newest `limit`, never `current` nor one in use.
+pub fn to_prune(
+    recorded: &[i64],
+    limit: usize,
+    current: Option<i64>,
+    in_use: &BTreeSet<i64>,
+) -> Vec<i64> {
+    let mut numbers: Vec<i64> = recorded.to_vec();
+    numbers.sort_unstable_by(|a, b| b.cmp(a));
+    numbers.dedup();
+    numbers
+        .into_iter()
+        .skip(limit)
+        .filter(|n| Some(*n) != current && !in_use.contains(n))
+        .collect()
+}
+
+/// How a pod template (or a Pod) names its revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Named {
+    /// No revision annotation: the AppImage's current spec.
+    Current,
+    Number(i64),
+    Hash(String),
+}
+
+/// The revision that annotations name; a malformed number is an error saying how to fix it.
+pub fn named(annotations: Option<&BTreeMap<String, String>>) -> Result<Named, String> {
+    let Some(a) = annotations else {
+        return Ok(Named::Current);
+    };
+    if let Some(v) = a.get(REVISION) {
+        return match v.trim().parse::<i64>() {
+            Ok(n) if n > 0 => Ok(Named::Number(n)),
+            _ => Err(format!(
+                "annotation {REVISION}={v:?} is not a revision number: set it to one that kubectl appimage history lists, or remove it to run the current spec"
+            )),
+        };
+    }
+    Ok(a.get(REVISION_HASH)
+        .map_or(Named::Current, |h| Named::Hash(h.clone())))
+}
+
+/// A revision as the rollout rules see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    pub number: i64,
+    pub hash: String,
+}
+
+/// The number a [`Named`] resolves to among `recorded`; `None` for [`Named::Current`] and for
+/// what no recorded revision matches.
+pub fn resolve(named: &Named, recorded: &[Known]) -> Option<i64> {
+    match named {
+        Named::Current => None,
+        Named::Number(n) => recorded.iter().any(|k| k.number == *n).then_some(*n),
+        Named::Hash(h) => recorded.iter().find(|k| &k.hash == h).map(|k| k.number),
+    }
+}
+
+/// Whether a workload follows new revisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    Auto,
+    Manual,
+}
+
+/// What the rollout controller does with one workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// It already acted on the current revision (a user's `rollout undo` stays).
+    Nothing,
+    /// Note the current revision as acted on; the template already runs it.
+    Record,
+    /// Point the pod template at the current revision (from the one it runs, if known).
+    Roll { from: Option<i64> },
+    /// Manual: note it and report the workload outdated.
+    Outdated { runs: Option<i64> },
+}
+
+/// The rollout rule: act only on a revision not yet acted on, so a user's change stays until
+/// the AppImage changes again.
+pub fn step(policy: Policy, acted: Option<i64>, runs: Option<i64>, current: i64) -> Step {
+    if acted == Some(current) {
+        return Step::Nothing;
+    }
+    if runs == Some(current) {
+        return Step::Record;
+    }
+    match policy {
+        Policy::Auto => Step::Roll { from: runs },
+        Policy::Manual => Step::Outdated { runs },
+    }
+}
+
+/// The policy an update-policy annotation value names (absent: Auto).
+pub fn policy(value: Option<&str>) -> Result<Policy, String> {
+    match value.map(str::trim) {
+        None | Some("") | Some("Auto") => Ok(Policy::Auto),
+        Some("Manual") => Ok(Policy::Manual),
+        Some(other) => Err(format!(
+            "annotation {}={other:?}: use Auto or Manual",
+            crate::workload::UPDATE_POLICY
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_numbered_and_fit() {
+        assert_eq!(revision_name("secretflow-image", 3), "secretflow-image-3");
+        let long = "a".repeat(253);
+        let name = revision_name(&long, 12);
+        assert_eq!(name.len(), 253);
+        assert!(name.ends_with("-12"));
+        let other = format!("{}b", "a".repeat(252));
+        assert_ne!(revision_name(&other, 12), name);
+        let dotted = format!("{}.{}", "a".repeat(239), "b".repeat(20));
+        assert!(revision_name(&dotted, 1).len() <= 253);
+    }
+
+    #[test]
+    fn next_number_is_one_more_than_the_highest() {
+        assert_eq!(next_number(&[]), 1);
+        assert_eq!(next_number(&[1, 3, 2]), 4);
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_the_current_and_those_in_use() {
+        let recorded: Vec<i64> = (1..=14).collect();
+        let in_use = BTreeSet::from([2]);
+        assert_eq!(to_prune(&recorded, 10, Some(1), &in_use), vec![4, 3]);
+        assert_eq!(to_prune(&recorded, 20, None, &in_use), Vec::<i64>::new());
+        assert_eq!(to_prune(&[1, 2], 0, None, &BTreeSet::new()), vec![2, 1]);
+    }
+
+    #[test]
+    fn history_limit_defaults_and_refuses_nonsense() {
+        assert_eq!(history_limit(None), Ok(10));
+        let a = BTreeMap::from([(HISTORY_LIMIT.to_string(), "3".to_string())]);
+        assert_eq!(history_limit(Some(&a)), Ok(3));
+        let bad = BTreeMap::from([(HISTORY_LIMIT.to_string(), "-1".to_string())]);
+        assert!(
+            history_limit(Some(&bad))
+                .unwrap_err()
+                .contains("whole number")
+        );
+    }
+
+    #[test]
+    fn a_template_names_a_revision_by_number_then_hash() {
+        let known = [
+            Known {
+                number: 1,
+                hash: "aa".into(),
+            },
+            Known {
+                number: 2,
+                hash: "bb".into(),
+            },
+        ];
+        let ann = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let both = ann(&[(REVISION, "2"), (REVISION_HASH, "aa")]);
+        assert_eq!(named(Some(&both)), Ok(Named::Number(2)));
+        assert_eq!(resolve(&Named::Number(2), &known), Some(2));
+        let hash = named(Some(&ann(&[(REVISION_HASH, "aa")]))).unwrap();
+        assert_eq!(resolve(&hash, &known), Some(1));
+        assert_eq!(resolve(&Named::Hash("cc".into()), &known), None);
+        assert_eq!(resolve(&Named::Number(7), &known), None);
+        assert_eq!(named(None), Ok(Named::Current));
+        assert!(
+            named(Some(&ann(&[(REVISION, "x")])))
+                .unwrap_err()
+                .contains("history")
+        );
+        assert!(named(Some(&ann(&[(REVISION, "0")]))).is_err());
+    }
+
+    #[test]
+    fn the_rollout_rule_acts_once_per_new_revision() {
+        use Policy::*;
+        // Already acted on 2: a user's undo to 1 stays.
+        assert_eq!(step(Auto, Some(2), Some(1), 2), Step::Nothing);
+        assert_eq!(
+            step(Auto, Some(1), Some(1), 2),
+            Step::Roll { from: Some(1) }
+        );
+        assert_eq!(step(Auto, None, Some(2), 2), Step::Record);
+        assert_eq!(step(Auto, None, None, 2), Step::Roll { from: None });
+        assert_eq!(
+            step(Manual, Some(1), Some(1), 2),
+            Step::Outdated { runs: Some(1) }
+        );
+        // A Manual workload rolled by hand records the revision, no report.
+        assert_eq!(step(Manual, Some(1), Some(2), 2), Step::Record);
+        // A rollback to an older spec is a new revision to act on.
+        assert_eq!(
+            step(Auto, Some(2), Some(2), 1),
+            Step::Roll { from: Some(2) }
+        );
+    }
+
+    #[test]
+    fn policies_default_to_auto() {
+        assert_eq!(policy(None), Ok(Policy::Auto));
+        assert_eq!(policy(Some("Manual")), Ok(Policy::Manual));
+        assert!(
+            policy(Some("manual"))
+                .unwrap_err()
+                .contains("Auto or Manual")
+        );
+    }
+}
