@@ -294,7 +294,9 @@ pub struct RenderArgs {
     /// The Pod's name [default: <appimage>-<template>-0]
     #[arg(long, value_name = "NAME")]
     pub pod_name: Option<String>,
-    /// Fail when a template references a key that has no value
+    /// Fail when a template references a key that has no value, or when a part of the
+    /// AppImage would be left out (a mount of a config file configTemplates lacks, a network
+    /// policy rule, role or port that grants nothing)
     #[arg(long)]
     pub strict: bool,
     /// yaml or json (a Render document), or manifests (objects for kubectl apply)
