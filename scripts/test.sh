@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # The test command: builds the control plane (cached) and the binaries, then runs every test,
 # unit, offline CLI and end-to-end on a real kube-apiserver. Needs only Rust, Go, kubectl and
-# openssl. Extra arguments go to `cargo test`.
+# openssl (plus Debian's umoci, skopeo, podman, runc and musl-tools for the image test; installed
+# here when apt-get is available). Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
-# The tests make their keys and certificates with the openssl CLI.
-if ! command -v openssl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-    echo "test.sh: installing openssl from Debian's packages" >&2
-    apt-get install -y -q openssl >/dev/null 2>&1 ||
-        { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q openssl >/dev/null; }
+# The tests make their keys and certificates with the openssl CLI. The image test
+# (tests/e2e/tests/image.rs) builds with musl-gcc and umoci, reads with skopeo, runs podman/runc.
+need=()
+for tool in openssl umoci skopeo podman runc musl-gcc:musl-tools; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
+done
+if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: installing ${need[*]} from Debian's packages" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1 ||
+        { apt-get update -q >/dev/null 2>&1 &&
+            apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null; }
 fi
 scripts/controlplane.sh build >/dev/null
 cargo build --workspace --bins
