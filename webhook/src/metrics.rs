@@ -45,6 +45,31 @@ struct Inner {
     leading: AtomicBool,
 }
 
+/// The controllers' metrics: reconciles by result, their latency, and leadership.
+fn register_controllers(
+    registry: &mut Registry,
+) -> (Family<ResultLabels, Counter>, Histogram, Gauge) {
+    let reconciles = Family::<ResultLabels, Counter>::default();
+    let durations = duration_histogram();
+    let leader = Gauge::default();
+    registry.register(
+        "appimage_webhook_leader",
+        "1 while this replica holds the Lease and runs the controllers, else 0",
+        leader.clone(),
+    );
+    registry.register(
+        "appimage_webhook_reconciles",
+        "Pod reconciles (Services and NetworkPolicies) by result",
+        reconciles.clone(),
+    );
+    registry.register(
+        "appimage_webhook_reconcile_duration_seconds",
+        "Time to reconcile one Pod",
+        durations.clone(),
+    );
+    (reconciles, durations, leader)
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
@@ -77,24 +102,7 @@ impl Metrics {
         let tls_reload_failures = Counter::default();
         let trusted_keys = Gauge::default();
         let trusted_key_reloads = Counter::default();
-        let reconciles = Family::<ResultLabels, Counter>::default();
-        let reconcile_durations = duration_histogram();
-        let leader = Gauge::default();
-        registry.register(
-            "appimage_webhook_leader",
-            "1 while this replica holds the Lease and runs the controllers, else 0",
-            leader.clone(),
-        );
-        registry.register(
-            "appimage_webhook_reconciles",
-            "Pod reconciles (Services and NetworkPolicies) by result",
-            reconciles.clone(),
-        );
-        registry.register(
-            "appimage_webhook_reconcile_duration_seconds",
-            "Time to reconcile one Pod",
-            reconcile_durations.clone(),
-        );
+        let (reconciles, reconcile_durations, leader) = register_controllers(&mut registry);
         // Counters get their `_total` suffix from the encoder.
         registry.register(
             "appimage_webhook_requests",
