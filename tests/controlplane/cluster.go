@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"path/filepath"
 	"time"
 
@@ -96,12 +97,13 @@ func (c *components) exitedChild() error {
 // wait returns once the controller-manager is healthy and has made namespace
 // default's ServiceAccount, the scheduler is ready, and every node is Ready and
 // untainted; or with the reason it cannot be.
-func (c *components) wait(ctx context.Context, server string, p *pki, deadline time.Time) error {
+func (c *components) wait(ctx context.Context, server string, p *pki, deadline time.Time, logOut io.Writer) error {
 	cs, err := adminClient(server, p)
 	if err != nil {
 		return err
 	}
 	last := "no check yet"
+	logged := time.Now()
 	for {
 		if err := c.exitedChild(); err != nil {
 			return err
@@ -111,6 +113,10 @@ func (c *components) wait(ctx context.Context, server string, p *pki, deadline t
 			return nil
 		}
 		last = why
+		if time.Since(logged) > 2*time.Second {
+			fmt.Fprintf(logOut, "kube-controlplane: waiting for %s\n", why)
+			logged = time.Now()
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -182,7 +182,7 @@ func run() int {
 	}
 	comps, err := startComponents(ctx, dir, api.url, p, nodes, nodeLabels)
 	if err == nil {
-		err = comps.wait(ctx, api.url, p, deadline)
+		err = comps.wait(ctx, api.url, p, deadline, logFile)
 	}
 	if err != nil {
 		comps.stop()
