@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::injection::Status;
 use crate::resource::AppImage;
-use crate::{labels, network_policy, selection, service};
+use crate::{labels, network_policy, selection, service, workload};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Desired {
@@ -25,7 +25,11 @@ pub fn desired(pod: &Pod, image: Option<&AppImage>) -> Desired {
     };
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let ports = status.allocated_ports();
-    let services = service::services(pod, namespace, &ports);
+    // A workload's Pods share the workload's Services (the workload controller's).
+    let services = match workload::workload_of(&pod.metadata) {
+        Some(_) => Vec::new(),
+        None => service::services(pod, namespace, &ports),
+    };
     let network_policies = image
         .filter(|img| img.name() == status.app_image)
         .and_then(|img| {
@@ -145,6 +149,42 @@ mod tests {
             Claim::Foreign
         );
         assert_eq!(claim(Some(&object(None, false)), &job), Claim::Foreign);
+    }
+
+    /// The seed AppImage injected into Pod `job-0` (uid u1) of namespace alice.
+    fn injected_seed(workload: Option<&str>, controller: bool) -> Pod {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/secretflow-image.yaml"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let image = crate::manifest::appimages(path, &text).unwrap().remove(0);
+        let mut p = pod("job-0", "u1");
+        p.metadata.namespace = Some("alice".into());
+        if let Some(w) = workload {
+            p.metadata.labels = Some([(workload::WORKLOAD.to_string(), w.to_string())].into());
+        }
+        if controller {
+            let mut owner = object(Some(("w-abc", "rs1")), false)
+                .owner_references
+                .unwrap();
+            owner[0].kind = "ReplicaSet".into();
+            p.metadata.owner_references = Some(owner);
+        }
+        let req = crate::injection::Request::from_pod(&p, "alice", "job-0").unwrap();
+        crate::injection::inject(&image, &p, &req).unwrap().pod
+    }
+
+    #[test]
+    fn a_workloads_pod_wants_no_services_of_its_own() {
+        let bare = desired(&injected_seed(None, false), None);
+        assert!(!bare.services.is_empty());
+        // The workload's Pod uses the workload's Services.
+        let of_workload = desired(&injected_seed(Some("w"), true), None);
+        assert!(of_workload.services.is_empty());
+        // The label alone, on a bare Pod, or a controller without the label: per-Pod Services.
+        assert_eq!(desired(&injected_seed(Some("w"), false), None), bare);
+        assert_eq!(desired(&injected_seed(None, true), None), bare);
     }
 
     #[test]

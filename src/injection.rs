@@ -21,6 +21,7 @@ use crate::render::{MissingKey, RenderError, Template, Values};
 use crate::resource::{AppImage, Container, DeployTemplate};
 use crate::selection::{self, SelectionError};
 use crate::service;
+use crate::workload;
 
 /// What a Pod asks of its AppImage (from `appimage.kuscia.secretflow/*` options, or flags).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -328,10 +329,13 @@ pub fn inject_pod(
     })?;
     let warnings = left_out(image, templates, index, &ports, req.missing)?;
     let identity = naming::pod_identity(&req.pod_name);
-    let cluster_define = match &req.cluster_define {
-        Some(given) => given.clone(),
-        None => service::cluster_define(&req.namespace, &req.role, &req.pod_name, &ports),
+    let cluster_define = match (&req.cluster_define, workload::workload_of(&pod.metadata)) {
+        (Some(given), _) => given.clone(),
+        // A workload's Pods are reached through the workload's Services.
+        (None, Some(w)) => service::workload_cluster_define(&req.namespace, &req.role, w, &ports),
+        (None, None) => service::cluster_define(&req.namespace, &req.role, &req.pod_name, &ports),
     };
+    let controlled = workload::has_controller(&pod.metadata);
 
     let mut out = pod;
     let image_ref = image.image_ref();
@@ -340,7 +344,11 @@ pub fn inject_pod(
     let config_files = render_configs(image, templates, template, req, &values)?;
     let spec = out.spec.get_or_insert_with(Default::default);
     spec.containers = containers;
-    spec.restart_policy = Some(template.spec.restart_policy.as_str().into());
+    // A controller's Pod keeps the policy its workload gave it (a Deployment requires Always;
+    // a Job sets its own); a bare Pod takes the deploy template's, as in Kuscia.
+    if !controlled || spec.restart_policy.is_none() {
+        spec.restart_policy = Some(template.spec.restart_policy.as_str().into());
+    }
     if let Some(affinity) = &template.spec.affinity {
         spec.affinity = Some(affinity.clone());
     }

@@ -88,10 +88,12 @@ pub fn services(pod: &Pod, namespace: &str, ports: &[AllocatedPort]) -> Vec<Serv
 
 /// How a port is reached: `<svc>.<ns>.svc` for Cluster, `<svc>.<ns>.svc:<port>` for Domain.
 pub fn endpoint(namespace: &str, pod_name: &str, port: &AllocatedPort) -> Option<String> {
-    let host = format!(
-        "{}.{namespace}.svc",
-        naming::service_name(pod_name, &port.name)
-    );
+    endpoint_of(&naming::service_name(pod_name, &port.name), namespace, port)
+}
+
+/// [`endpoint`] through Service `service`.
+fn endpoint_of(service: &str, namespace: &str, port: &AllocatedPort) -> Option<String> {
+    let host = format!("{service}.{namespace}.svc");
     match port.scope {
         PortScope::Cluster => Some(host),
         PortScope::Domain => Some(format!("{host}:{}", port.port)),
@@ -105,6 +107,32 @@ pub fn cluster_define(
     role: &str,
     pod_name: &str,
     ports: &[AllocatedPort],
+) -> String {
+    define(namespace, role, ports, |p| endpoint(namespace, pod_name, p))
+}
+
+/// [`cluster_define`] for a Pod of workload `workload`: endpoints name the workload's
+/// Services (`<workload>-<port>`, as [`crate::workload::service_name`] names them).
+pub fn workload_cluster_define(
+    namespace: &str,
+    role: &str,
+    workload: &str,
+    ports: &[AllocatedPort],
+) -> String {
+    define(namespace, role, ports, |p| {
+        endpoint_of(
+            &crate::workload::service_name(workload, &p.name),
+            namespace,
+            p,
+        )
+    })
+}
+
+fn define(
+    namespace: &str,
+    role: &str,
+    ports: &[AllocatedPort],
+    endpoint: impl Fn(&AllocatedPort) -> Option<String>,
 ) -> String {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
@@ -128,7 +156,7 @@ pub fn cluster_define(
     let services = ports
         .iter()
         .filter_map(|p| {
-            endpoint(namespace, pod_name, p).map(|e| Svc {
+            endpoint(p).map(|e| Svc {
                 port_name: &p.name,
                 endpoints: vec![e],
             })

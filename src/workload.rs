@@ -22,7 +22,9 @@ pub use options::{
 };
 pub use preview::preview_pod;
 pub use revision::{canonical_json, revision_hash};
-pub use services::{governing_service_name, owner_reference, service_name, services};
+pub use services::{
+    governing_service_name, has_controller, owner_reference, service_name, services, workload_of,
+};
 
 use crate::injection::InjectionError;
 use crate::ports::PortError;

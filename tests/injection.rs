@@ -809,3 +809,88 @@ fn metric_probes_annotate_as_kuscia_does() {
         "{err}"
     );
 }
+
+/// The seed skeleton as a controller (a ReplicaSet of workload `w`) creates it.
+fn controlled(restart: &str) -> Pod {
+    let mut pod = skeleton("secretflow-image", "w-abc12");
+    pod.metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert(appimage::workload::WORKLOAD.into(), "w".into());
+    pod.metadata.owner_references = Some(vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "ReplicaSet".into(),
+            name: "w-5d4f".into(),
+            uid: "rs-uid".into(),
+            controller: Some(true),
+            ..Default::default()
+        },
+    ]);
+    pod.spec.as_mut().unwrap().restart_policy = Some(restart.into());
+    pod
+}
+
+#[test]
+fn a_controllers_pod_keeps_its_restart_policy() {
+    let img = example("secretflow-image.yaml");
+    let req = request("w-abc12", "", "t1");
+    for restart in ["Always", "OnFailure"] {
+        let out = inject(&img, &controlled(restart), &req).unwrap();
+        let spec = out.pod.spec.unwrap();
+        assert_eq!(spec.restart_policy.as_deref(), Some(restart));
+    }
+    // A bare Pod takes the deploy template's (the seed's Never), whatever it said.
+    let mut bare = skeleton("secretflow-image", "w-abc12");
+    bare.spec.as_mut().unwrap().restart_policy = Some("Always".into());
+    let out = inject(&img, &bare, &req).unwrap();
+    assert_eq!(
+        out.pod.spec.unwrap().restart_policy.as_deref(),
+        Some("Never")
+    );
+}
+
+fn cluster_define_of(pod: &Pod) -> Value {
+    let ann = pod.metadata.annotations.as_ref().unwrap();
+    let conf: Value =
+        serde_json::from_str(&ann["config.appimage.kuscia.secretflow/task-config.conf"]).unwrap();
+    serde_json::from_str(conf["task_cluster_def"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn a_workloads_pods_cluster_define_names_the_workload_services() {
+    let img = example("secretflow-image.yaml");
+    let req = request("w-abc12", "", "t1");
+    let out = inject(&img, &controlled("Always"), &req).unwrap();
+    let define = cluster_define_of(&out.pod);
+    let services = &define["parties"][0]["services"];
+    let endpoints: Vec<(String, String)> = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["portName"].as_str().unwrap().to_string(),
+                s["endpoints"][0].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(!endpoints.is_empty());
+    for (port, endpoint) in &endpoints {
+        let svc = appimage::workload::service_name("w", port);
+        assert!(
+            endpoint == &format!("{svc}.alice.svc")
+                || endpoint.starts_with(&format!("{svc}.alice.svc:")),
+            "{port}: {endpoint}"
+        );
+    }
+    // The same Pod without a controller names its own Services.
+    let mut bare = controlled("Always");
+    bare.metadata.owner_references = None;
+    let define = cluster_define_of(&inject(&img, &bare, &req).unwrap().pod);
+    let first = define["parties"][0]["services"][0]["endpoints"][0]
+        .as_str()
+        .unwrap();
+    assert!(first.starts_with("w-abc12-"), "{first}");
+}

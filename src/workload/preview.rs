@@ -3,6 +3,7 @@
 //! path `kubectl appimage render` uses.
 
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use super::{Kind, Workload, WorkloadError};
 use crate::injection::{self, Request};
@@ -24,6 +25,21 @@ pub fn preview_pod(image: &AppImage, workload: &Workload) -> Result<Pod, Workloa
     } else {
         pod.metadata.generate_name = Some(format!("{}-", workload.name()));
     }
+    // Its controller owns the Pod, which keeps the workload's restartPolicy and names the
+    // workload's Services; "preview" stands in for the controller's UID.
+    let (kind, api_version) = match workload.kind() {
+        Kind::Deployment => ("ReplicaSet", "apps/v1"),
+        Kind::CronJob => ("Job", "batch/v1"),
+        other => (other.as_str(), other.api_version()),
+    };
+    pod.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: api_version.into(),
+        kind: kind.into(),
+        name: workload.name().into(),
+        uid: "preview".into(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }]);
     // The webhook derives a generateName Pod's name from the request UID; "preview" stands in.
     let name = injection::pod_name(&pod, "preview").unwrap_or_default();
     let req = Request::from_pod(&pod, &namespace, &name)?;

@@ -28,6 +28,20 @@ pub fn governing_service_name(workload: &str) -> String {
     workload.to_string()
 }
 
+/// Whether a controller (a ReplicaSet, StatefulSet, DaemonSet or Job) owns the object.
+pub fn has_controller(meta: &ObjectMeta) -> bool {
+    meta.owner_references
+        .as_ref()
+        .is_some_and(|refs| refs.iter().any(|o| o.controller == Some(true)))
+}
+
+/// The workload whose Services a Pod uses: its [`WORKLOAD`] label, when a controller owns the
+/// Pod. A bare Pod (even one carrying the label) keeps its own per-Pod Services.
+pub fn workload_of(meta: &ObjectMeta) -> Option<&str> {
+    let name = meta.labels.as_ref()?.get(WORKLOAD)?;
+    (has_controller(meta) && !name.is_empty()).then_some(name.as_str())
+}
+
 /// Owner reference to the workload (controller), for its Services; `uid` from the server.
 pub fn owner_reference(kind: Kind, name: &str, uid: &str) -> OwnerReference {
     OwnerReference {

@@ -534,6 +534,9 @@ fn the_preview_is_what_the_webhook_makes() {
 
     let d = build(&img, &opts(Kind::Deployment)).unwrap();
     let pod = preview_pod(&img, &d).unwrap();
+    // Its ReplicaSet's Pod keeps the Always a Deployment requires (the seed says Never).
+    let spec = pod.spec.as_ref().unwrap();
+    assert_eq!(spec.restart_policy.as_deref(), Some("Always"));
     let name = pod.metadata.name.clone().unwrap();
     assert!(
         name.starts_with("secretflow-image-") && name.len() == "secretflow-image-".len() + 5,
