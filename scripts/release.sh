@@ -50,10 +50,10 @@ IMAGE_USER=65532:65532
 IMAGE_PORT=8443
 
 # The image's binary is built with the `container` profile: release with thin instead of fat
-# LTO and 16 codegen units. Fat LTO's single-threaded link is most of a cold build on the
-# test machine's two cores, which rebuild it in every CI run; thin LTO costs a little size and
-# speed (measured in README.md's image section). Defined here, not in Cargo.toml, so that it
-# only serves this image. Everything lands in target/<triple>/container, apart from others' builds.
+# LTO and 16 codegen units, so that the last step (about 60% of a cold build, which the tests
+# do on every CI run) can use every core; it costs a bigger binary (figures in README.md's
+# image section). Defined here, not in Cargo.toml, so that it only serves this image; its
+# output lands in target/<triple>/container, apart from others' builds.
 CONTAINER_PROFILE=(
     --config 'profile.container.inherits="release"'
     --config 'profile.container.lto="thin"'
