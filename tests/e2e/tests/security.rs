@@ -255,8 +255,17 @@ fn chart_rbac_is_least_privilege() {
             set(&["update"]),
         ),
         ("deployments.apps", manage.clone()),
-        ("jobs.batch", manage),
+        ("jobs.batch", manage.clone()),
         ("nodes", set(&["get", "list", "watch"])),
+        // Revisions and rollouts (issue 17).
+        (
+            "appimagerevisions.appimage.kuscia.secretflow",
+            manage.clone(),
+        ),
+        ("statefulsets.apps", set(&["get", "list", "watch", "patch"])),
+        ("daemonsets.apps", set(&["get", "list", "watch", "patch"])),
+        ("cronjobs.batch", set(&["get", "list", "watch", "patch"])),
+        ("replicasets.apps", set(&["get", "list", "watch"])),
         // What every authenticated user may do (system:basic-user).
         ("selfsubjectreviews.authentication.k8s.io", set(&["create"])),
         (

@@ -9,7 +9,10 @@
 //! - [`batch`]: BatchDeployments, one AppImage deployed to many nodes as a job.
 
 pub mod batch;
+pub mod revisions;
+pub mod rollout;
 pub mod services;
+pub mod workloads;
 
 use std::fmt::Debug;
 use std::pin::Pin;
@@ -165,6 +168,10 @@ pub async fn run(ctx: Context) {
         services::controller(ctx.clone(), &watches),
         batch::controller(ctx.clone(), &watches),
     );
+    // Revisions and rollouts (issue 17, sections 3 and 4).
+    let controllers = futures::future::join(controllers, revisions::controller(ctx.clone(), &watches));
+    // Services per workload (issue 17, section 2).
+    let controllers = futures::future::join(controllers, workloads::controller(ctx.clone(), &watches));
     let Watches {
         pods,
         services,
