@@ -502,6 +502,32 @@ fn helm_template_default_values() {
             v(&["get", "list", "watch", "create", "patch", "delete"]),
         ),
         ("".into(), "nodes".into(), v(&["get", "list", "watch"])),
+        // Revisions and rollouts (issue 17).
+        (
+            "appimage.kuscia.secretflow".into(),
+            "appimagerevisions".into(),
+            v(&["get", "list", "watch", "create", "patch", "delete"]),
+        ),
+        (
+            "apps".into(),
+            "statefulsets".into(),
+            v(&["get", "list", "watch", "patch"]),
+        ),
+        (
+            "apps".into(),
+            "daemonsets".into(),
+            v(&["get", "list", "watch", "patch"]),
+        ),
+        (
+            "batch".into(),
+            "cronjobs".into(),
+            v(&["get", "list", "watch", "patch"]),
+        ),
+        (
+            "apps".into(),
+            "replicasets".into(),
+            v(&["get", "list", "watch"]),
+        ),
     ];
     want.sort();
     assert_eq!(rules, want);
