@@ -71,6 +71,39 @@ impl Stage {
     }
 }
 
+/// An UPDATE from `old` to `new` is refused when `old` is published and the spec changes.
+/// Metadata (labels, annotations: moving back to draft) may always change.
+pub fn check_update(old: &AppImage, new: &AppImage) -> Result<(), String> {
+    if Stage::of(old) != Ok(Stage::Published) {
+        return Ok(());
+    }
+    // Compared as JSON: the spec types need not implement PartialEq.
+    let spec = |i: &AppImage| serde_json::to_value(&i.spec).ok();
+    if spec(old) == spec(new) {
+        return Ok(());
+    }
+    let name = new.name();
+    Err(format!(
+        "AppImage {name:?} is published, so its spec can no longer change: create a new AppImage \
+         for the new spec, or, if you hold the right to, move this one back to draft first \
+         (kubectl appimage draft {name})"
+    ))
+}
+
+/// The warning every Pod admission of a deprecated `image` carries; None for other stages.
+pub fn deprecation_warning(image: &AppImage) -> Option<String> {
+    if Stage::of(image) != Ok(Stage::Deprecated) {
+        return None;
+    }
+    let name = image.name();
+    let mut text = format!("AppImage {name:?} is deprecated");
+    match Stage::replaced_by(image) {
+        Some(next) => text.push_str(&format!("; use AppImage {next:?} instead")),
+        None => text.push_str("; move new workloads to another AppImage"),
+    }
+    Some(text)
+}
+
 impl fmt::Display for Stage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -117,5 +150,39 @@ mod tests {
             Stage::replaced_by(&image(json!({}), json!({labels::REPLACED_BY: ""}))),
             None
         );
+    }
+
+    fn with_spec(labels: serde_json::Value, tag: &str) -> AppImage {
+        let mut a = image(labels, json!({}));
+        a.spec.image.tag = tag.to_string();
+        a
+    }
+
+    #[test]
+    fn a_published_spec_is_immutable_but_its_metadata_is_not() {
+        let published = json!({labels::STAGE: "published"});
+        let old = with_spec(published.clone(), "1");
+        let err = check_update(&old, &with_spec(published.clone(), "2")).unwrap_err();
+        assert!(err.contains("is published") && err.contains("create a new AppImage"));
+        assert!(err.contains("kubectl appimage draft a"));
+        // Moving back to draft (a label change) is allowed; so is any edit of a draft.
+        assert_eq!(check_update(&old, &with_spec(json!({}), "1")), Ok(()));
+        let draft = with_spec(json!({}), "1");
+        assert_eq!(check_update(&draft, &with_spec(published, "2")), Ok(()));
+        let deprecated = with_spec(json!({labels::STAGE: "deprecated"}), "1");
+        assert_eq!(check_update(&deprecated, &with_spec(json!({}), "2")), Ok(()));
+    }
+
+    #[test]
+    fn only_a_deprecated_image_warns_and_names_its_replacement() {
+        assert_eq!(deprecation_warning(&image(json!({}), json!({}))), None);
+        let published = image(json!({labels::STAGE: "published"}), json!({}));
+        assert_eq!(deprecation_warning(&published), None);
+        let dep = json!({labels::STAGE: "deprecated"});
+        let plain = deprecation_warning(&image(dep.clone(), json!({}))).unwrap();
+        assert!(plain.contains("\"a\" is deprecated") && !plain.contains("instead"));
+        let replaced = image(dep, json!({labels::REPLACED_BY: "b"}));
+        let text = deprecation_warning(&replaced).unwrap();
+        assert!(text.contains("use AppImage \"b\" instead"), "{text}");
     }
 }
