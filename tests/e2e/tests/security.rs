@@ -266,6 +266,12 @@ fn chart_rbac_is_least_privilege() {
         ("daemonsets.apps", set(&["get", "list", "watch", "patch"])),
         ("cronjobs.batch", set(&["get", "list", "watch", "patch"])),
         ("replicasets.apps", set(&["get", "list", "watch"])),
+        // Services per workload (issue 17).
+        ("deployments/finalizers.apps", set(&["update"])),
+        ("statefulsets/finalizers.apps", set(&["update"])),
+        ("daemonsets/finalizers.apps", set(&["update"])),
+        ("jobs/finalizers.batch", set(&["update"])),
+        ("cronjobs/finalizers.batch", set(&["update"])),
         // What every authenticated user may do (system:basic-user).
         ("selfsubjectreviews.authentication.k8s.io", set(&["create"])),
         (
