@@ -104,6 +104,17 @@ pub fn deprecation_warning(image: &AppImage) -> Option<String> {
     Some(text)
 }
 
+/// New workloads (`deploy`, `batch create`) may not use a deprecated AppImage unless the
+/// user says `--allow-deprecated`; what already runs is never touched by this.
+pub fn check_new_use(image: &AppImage, allow_deprecated: bool) -> Result<(), String> {
+    match deprecation_warning(image) {
+        Some(text) if !allow_deprecated => Err(format!(
+            "{text}; refusing to deploy it (pass --allow-deprecated to deploy it anyway)"
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl fmt::Display for Stage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -170,7 +181,10 @@ mod tests {
         let draft = with_spec(json!({}), "1");
         assert_eq!(check_update(&draft, &with_spec(published, "2")), Ok(()));
         let deprecated = with_spec(json!({labels::STAGE: "deprecated"}), "1");
-        assert_eq!(check_update(&deprecated, &with_spec(json!({}), "2")), Ok(()));
+        assert_eq!(
+            check_update(&deprecated, &with_spec(json!({}), "2")),
+            Ok(())
+        );
     }
 
     #[test]
@@ -184,5 +198,12 @@ mod tests {
         let replaced = image(dep, json!({labels::REPLACED_BY: "b"}));
         let text = deprecation_warning(&replaced).unwrap();
         assert!(text.contains("use AppImage \"b\" instead"), "{text}");
+        let err = check_new_use(&replaced, false).unwrap_err();
+        assert!(
+            err.contains("--allow-deprecated") && err.contains("\"b\""),
+            "{err}"
+        );
+        assert_eq!(check_new_use(&replaced, true), Ok(()));
+        assert_eq!(check_new_use(&published, false), Ok(()));
     }
 }

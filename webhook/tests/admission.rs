@@ -641,3 +641,38 @@ fn an_updated_appimage_gets_a_fresh_verdict() {
     let reply = admission::mutate(&body, &catalog, REQUIRED).expect("answer");
     assert!(message(&response(&reply)).contains("not found"));
 }
+
+fn update(f: &Fixture, old: Option<&Value>, new: Value) -> Value {
+    let mut body = review(APPIMAGE, "UPDATE", "", new);
+    if let Some(old) = old {
+        body["request"]["oldObject"] = old.clone();
+    }
+    let snapshot = f.catalog.trust().snapshot();
+    response(&admission::validate(&bytes(&body), &snapshot, REQUIRED).expect("ok"))
+}
+
+#[test]
+fn a_published_appimage_refuses_spec_edits_but_may_move_back_to_draft() {
+    let f = fixture();
+    let mut published = serde_json::to_value(&f.good).expect("json");
+    published["metadata"]["labels"] = json!({labels::STAGE: "published"});
+    let mut edited = published.clone();
+    edited["spec"]["deployTemplates"][0]["replicas"] = json!(5);
+    let resp = update(&f, Some(&published), edited.clone());
+    assert_eq!(resp["allowed"], false, "{resp}");
+    let msg = message(&resp);
+    assert!(
+        msg.contains("is published") && msg.contains("create a new AppImage"),
+        "{msg}"
+    );
+    assert!(msg.contains("kubectl appimage draft demo"), "{msg}");
+
+    // Back to draft is a label change: allowed; a draft then takes the edit.
+    let mut draft = published.clone();
+    draft["metadata"]["labels"] = json!({});
+    assert_eq!(update(&f, Some(&published), draft.clone())["allowed"], true);
+    assert_eq!(update(&f, Some(&draft), draft.clone())["allowed"], true);
+    // An UPDATE without the object before cannot be checked: refused, not passed.
+    let resp = update(&f, None, edited);
+    assert!(message(&resp).contains("no oldObject"), "{resp}");
+}

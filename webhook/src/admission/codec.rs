@@ -50,6 +50,9 @@ pub struct Request<'a> {
     /// The object, left as text.
     #[serde(default, borrow)]
     pub object: Option<&'a RawValue>,
+    /// The object before an UPDATE, left as text.
+    #[serde(default, borrow)]
+    pub old_object: Option<&'a RawValue>,
     #[serde(default)]
     pub dry_run: bool,
     /// The apiVersion of the review, echoed in the answer.

@@ -217,6 +217,10 @@ fn mutate_request(
             labels::APP_IMAGE
         )
     })?;
+    // A deprecated AppImage never breaks what runs: the Pod is admitted, with a warning.
+    if let Some(warning) = appimage::stage::deprecation_warning(&prepared.image) {
+        answer.warn(warning);
+    }
     if let Err(e) = &prepared.derived.signature {
         let message = format!("AppImage {image_name:?} failed signature verification: {e}");
         signature_failed(answer, policy, message)?;
@@ -326,6 +330,9 @@ fn validate_request(
     if answer.name.is_empty() {
         answer.name = name.clone();
     }
+    if matches!(request.operation, Operation::Update) {
+        check_stage(request, &image)?;
+    }
     let errors = validate_image(&image);
     if !errors.is_empty() {
         let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -340,4 +347,16 @@ fn validate_request(
         signature_failed(answer, policy, message)?;
     }
     Ok(())
+}
+
+/// An UPDATE of a published AppImage may not change its spec (issue 19).
+fn check_stage(request: &Request<'_>, image: &AppImage) -> Result<(), Denial> {
+    let Some(old) = request.old_object else {
+        return Err(
+            "the AdmissionReview UPDATE request has no oldObject (the AppImage before)".into(),
+        );
+    };
+    let old: AppImage =
+        codec::decode_object(old).map_err(|e| format!("cannot decode the old AppImage: {e}"))?;
+    appimage::stage::check_update(&old, image).map_err(Denial::from)
 }
