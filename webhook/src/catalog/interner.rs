@@ -62,13 +62,34 @@ pub struct Compactor {
 }
 
 impl Compactor {
-    pub fn compact(&mut self, spec: AppImageSpec) -> Arc<AppImageSpec> {
+    pub fn compact(&mut self, mut spec: AppImageSpec) -> Arc<AppImageSpec> {
+        shrink(&mut spec);
         // Kubernetes' types have no Hash: hash the JSON form instead.
         let hash = match serde_json::to_vec(&spec) {
             Ok(json) => self.hasher.hash_one(&json),
             Err(_) => return Arc::new(spec),
         };
         self.specs.intern(hash, Arc::new(spec))
+    }
+}
+
+/// Drop the spare capacity a decoder leaves in lists (a list of one env var may hold four):
+/// the spec is kept as long as the AppImage is.
+fn shrink(spec: &mut AppImageSpec) {
+    spec.deploy_templates.shrink_to_fit();
+    for template in &mut spec.deploy_templates {
+        template.spec.containers.shrink_to_fit();
+        if let Some(policy) = &mut template.network_policy {
+            policy.ingresses.shrink_to_fit();
+        }
+        for c in &mut template.spec.containers {
+            c.command.shrink_to_fit();
+            c.args.shrink_to_fit();
+            c.config_volume_mounts.shrink_to_fit();
+            c.ports.shrink_to_fit();
+            c.env_from.shrink_to_fit();
+            c.env.shrink_to_fit();
+        }
     }
 }
 
