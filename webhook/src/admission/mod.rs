@@ -217,10 +217,7 @@ fn mutate_request(
             labels::APP_IMAGE
         )
     })?;
-    // A deprecated AppImage never breaks what runs: the Pod is admitted, with a warning.
-    if let Some(warning) = appimage::stage::deprecation_warning(&prepared.image) {
-        answer.warn(warning);
-    }
+    deprecation(catalog, image_name, &named, &prepared, answer);
     if let Err(e) = &prepared.derived.signature {
         let message = format!("AppImage {image_name:?} failed signature verification: {e}");
         signature_failed(answer, policy, message)?;
@@ -230,6 +227,28 @@ fn mutate_request(
     let name = pod_name(&pod, &request.uid).ok_or("Pod has neither name nor generateName")?;
     answer.name = name;
     inject(&prepared, pod, answer, &pod_ref)
+}
+
+/// A deprecated AppImage never breaks what runs: the Pod is admitted, with a warning. The
+/// stage is the current AppImage's, also for a Pod pinned to an older revision.
+fn deprecation(
+    catalog: &Catalog,
+    name: &str,
+    named: &appimage::revision::Named,
+    prepared: &Prepared,
+    answer: &mut Answer,
+) {
+    let current = match named {
+        appimage::revision::Named::Current => None,
+        _ => catalog
+            .lookup_named(name, &appimage::revision::Named::Current)
+            .ok()
+            .flatten(),
+    };
+    let image = current.as_ref().map_or(&prepared.image, |p| &p.image);
+    if let Some(warning) = appimage::stage::deprecation_warning(image) {
+        answer.warn(warning);
+    }
 }
 
 /// The namespace and name from the Pod itself where the request left them out.
