@@ -78,6 +78,14 @@ pub enum Command {
     Batch(crate::batch::BatchArgs),
     /// Run an AppImage as a Deployment, StatefulSet, DaemonSet, Job or CronJob (server-side apply)
     Deploy(Box<crate::deploy::DeployArgs>),
+    /// List an AppImage's revisions: number, hash, age, change cause, and what runs each
+    History(crate::history::HistoryArgs),
+    /// Compare two revisions of an AppImage (or one with its current spec) as a unified diff
+    Diff(crate::diff::DiffArgs),
+    /// Restore the spec of an earlier revision onto an AppImage; Auto workloads follow
+    Rollback(crate::rollback::RollbackArgs),
+    /// Move an AppImage's workloads (Manual ones too) to its current revision
+    Rollout(crate::rollout::RolloutArgs),
     /// Mark AppImages published: their spec may no longer change (label appimage.kuscia.secretflow/stage)
     Publish(StageArgs),
     /// Mark AppImages deprecated: new deployments refuse them, running ones keep running

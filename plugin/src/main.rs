@@ -7,8 +7,10 @@ mod client;
 mod delete;
 mod deploy;
 mod describe;
+mod diff;
 mod error;
 mod get;
+mod history;
 mod info;
 mod input;
 mod keyfile;
@@ -16,6 +18,8 @@ mod keygen;
 mod output;
 mod payload;
 mod render;
+mod rollback;
+mod rollout;
 mod sign;
 mod stage;
 mod validate;
@@ -58,6 +62,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sign(args) => sign::run(&args),
         Command::Verify(args) => verify::run(global, &args),
         Command::Deploy(args) => deploy::run(global, *args),
+        Command::History(args) => history::run(global, &args),
+        Command::Diff(args) => diff::run(global, &args),
+        Command::Rollback(args) => rollback::run(global, &args),
+        Command::Rollout(args) => rollout::run(global, &args),
         Command::Batch(args) => batch::run(global, args),
         Command::Publish(args) => stage::run(global, Stage::Published, &args, None),
         Command::Deprecate(args) => stage::run(

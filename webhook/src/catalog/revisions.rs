@@ -46,12 +46,15 @@ impl Index {
     }
 }
 
+/// A current spec's resourceVersion and hash.
+type CurrentHash = (Box<str>, String);
+
 /// Read side; cheap to clone. Empty until a watch fills it.
 #[derive(Clone, Default)]
 pub struct Revisions {
     index: Arc<RwLock<Index>>,
     /// The hash of each current AppImage spec, by name and resourceVersion, computed once.
-    current: Arc<Mutex<HashMap<Box<str>, (Box<str>, String)>>>,
+    current: Arc<Mutex<HashMap<Box<str>, CurrentHash>>>,
 }
 
 impl std::fmt::Debug for Revisions {
