@@ -129,6 +129,9 @@ pub struct CreateArgs {
     /// The namespace [default: the context's, else default]
     #[arg(short = 'n', long, value_name = "NAMESPACE")]
     pub namespace: Option<String>,
+    /// Create it even when the AppImage is deprecated
+    #[arg(long)]
+    pub allow_deprecated: bool,
     #[command(flatten)]
     pub dry_run: DryRunArg,
     /// Print the object instead of a message
@@ -366,6 +369,15 @@ fn pod_template(path: &std::path::Path) -> Result<serde_json::Value> {
 async fn create(jobs: &Jobs, c: &CreateArgs) -> Result<()> {
     let namespace = jobs.namespace(c.namespace.as_deref()).to_string();
     let bd = build(c, &namespace)?;
+    // A deprecated AppImage is for what already runs, not for new jobs (issue 19).
+    let images: Api<appimage::resource::AppImage> = Api::all(jobs.client.clone());
+    if let Some(image) = images
+        .get_opt(&c.app_image)
+        .await
+        .map_err(|e| jobs.error(e))?
+    {
+        appimage::stage::check_new_use(&image, c.allow_deprecated).map_err(anyhow::Error::msg)?;
+    }
     let params = PostParams {
         dry_run: c.dry_run.dry_run == DryRun::Server,
         field_manager: Some(MANAGER.into()),

@@ -83,6 +83,9 @@ pub struct DeployArgs {
     /// Auto: follow new AppImage revisions; Manual: wait for `rollout`
     #[arg(long, default_value = "Auto", value_parser = parse_policy)]
     pub update_policy: UpdatePolicy,
+    /// Deploy even when the AppImage is deprecated
+    #[arg(long)]
+    pub allow_deprecated: bool,
     #[command(flatten)]
     pub dry_run: DryRunArg,
     /// Print the workload instead of a message (with --dry-run, and the Pod the webhook makes)
@@ -108,6 +111,8 @@ pub fn run(global: &Global, args: DeployArgs) -> Result<()> {
     let now = Timestamp::now();
     if args.dry_run.dry_run == DryRun::Client && !args.filename.is_empty() {
         let image = from_files(&args)?;
+        appimage::stage::check_new_use(&image, args.allow_deprecated)
+            .map_err(anyhow::Error::msg)?;
         let namespace = args.namespace.as_deref().unwrap_or("default");
         let built = workload::build(&image, &options(&args, namespace, now)?)?;
         return print_dry_run(&image, &built, &args);
@@ -197,6 +202,7 @@ fn print_dry_run(image: &AppImage, built: &Workload, args: &DeployArgs) -> Resul
 async fn run_cluster(global: &Global, args: &DeployArgs, now: Timestamp) -> Result<()> {
     let cluster = Cluster::connect(global).await?;
     let image = cluster_image(&cluster, args).await?;
+    appimage::stage::check_new_use(&image, args.allow_deprecated).map_err(anyhow::Error::msg)?;
     let (client, server, context) = cluster.parts();
     let namespace = match &args.namespace {
         Some(ns) => ns.clone(),
