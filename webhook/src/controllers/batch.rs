@@ -244,14 +244,28 @@ async fn appimage_of(
     ctx: &Ctx,
 ) -> Result<(Option<AppImageFact>, Option<AppImage>), Error> {
     let name = &bd.spec.app_image;
-    let Some(prepared) = ctx.base.catalog.lookup(name) else {
-        let api = Api::<AppImage>::all(ctx.base.client.clone());
-        if !name.is_empty() && api.get_metadata_opt(name).await?.is_some() {
+    let phase = bd.status.as_ref().map(|s| s.phase).unwrap_or_default();
+    if !matches!(phase, Phase::Queued | Phase::Running) {
+        // Only a Queued or Running job reads the AppImage (and only it creates workloads).
+        return Ok((Some(AppImageFact::Usable), None));
+    }
+    // The catalog keeps specs only; the stage label and replaced-by annotation are read here.
+    let api = Api::<AppImage>::all(ctx.base.client.clone());
+    let meta = if name.is_empty() {
+        None
+    } else {
+        api.get_metadata_opt(name).await?
+    };
+    let (Some(prepared), Some(meta)) = (ctx.base.catalog.lookup(name), meta.as_ref()) else {
+        if meta.is_some() {
+            // Stored but not yet in the catalog's cache.
             return Ok((None, None));
         }
         return Ok((Some(app_image_fact(bd, None, None)), None));
     };
-    let image = prepared.image;
+    let mut image = prepared.image;
+    image.metadata.labels = meta.metadata.labels.clone();
+    image.metadata.annotations = meta.metadata.annotations.clone();
     let problem = match (&prepared.derived.signature, Stage::of(&image)) {
         (Err(e), _) => Some(("SignatureNotVerified".to_string(), e.to_string())),
         (_, Err(e)) => Some(("InvalidStage".to_string(), e.to_string())),
