@@ -1,0 +1,369 @@
+//! Batch deployment benchmark (issue 18, BENCHMARKS.md): deploy the seed AppImage to N
+//! simulated kwok nodes (a) directly, the same per-node Deployments created by server-side
+//! apply with a plain client and waited for until every one is Ready, and (b) as one
+//! BatchDeployment run by appimage-webhook's controller until it is Succeeded. Both arms go
+//! through the same admission webhook; each starts from an empty namespace. Reports the times,
+//! their ratio, the webhook's RSS and the apiserver's request count (apiserver_request_total)
+//! per arm.
+//!
+//!     appimage-batch-bench --controlplane target/controlplane/kube-controlplane \
+//!         --webhook target/release/appimage-webhook --nodes 1000
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use appimage::batch::{self, BatchDeployment, BatchDeploymentSpec};
+use appimage::resource::AppImage;
+use appimage::signature::payload;
+use appimage::workload::Workload;
+use appimage_bench::fixtures;
+use appimage_bench::harness::{SigningKey, Tls, Webhook, memory_kib};
+use clap::Parser;
+use futures::StreamExt;
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(about = "BatchDeployment controller vs. direct per-node workloads (BENCHMARKS.md)")]
+struct Args {
+    /// kube-controlplane binary (scripts/controlplane.sh build prints it).
+    #[arg(long)]
+    controlplane: PathBuf,
+    /// appimage-webhook binary (a release build).
+    #[arg(long)]
+    webhook: PathBuf,
+    /// Simulated nodes to deploy to.
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// Writes in flight at once for the direct arm (the controller uses 32 too).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Give up on an arm after this long.
+    #[arg(long, default_value = "30m", value_parser = appimage::duration::parse)]
+    limit: Duration,
+    /// Work directory (kept); default: a temporary one.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+const GROUP: &str = "bench.appimage/batch";
+const FIELD_MANAGER: &str = "appimage-batch-bench";
+const IMAGE: &str = "batch-seed";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let tmp = tempfile::tempdir()?;
+    let work = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    std::fs::create_dir_all(&work)?;
+    let root = appimage_e2e::repo_root();
+    let (_cp, kubeconfig) = start_controlplane(&args.controlplane, &work.join("cp"))?;
+    let client = Client::try_from(
+        kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&kubeconfig)?,
+            &Default::default(),
+        )
+        .await?,
+    )?;
+    let started = Instant::now();
+    let nodes = add_nodes(&client, args.nodes, args.limit).await?;
+    eprintln!("{} nodes Ready in {:.1?}", nodes.len(), started.elapsed());
+
+    let tls = Tls::new(&work.join("tls"), "appimage-webhook");
+    let signer = SigningKey::new(&work.join("keys"));
+    let hook = Webhook::start(
+        &args.webhook,
+        &tls,
+        &[
+            "--trusted-keys-dir".into(),
+            signer.pub_dir.to_string_lossy().into_owned(),
+            "--kubeconfig".into(),
+            kubeconfig.to_string_lossy().into_owned(),
+            "--leader-elect=false".into(),
+            "--log-format=text".into(),
+        ],
+        work.join("webhook.log"),
+    )
+    .await?;
+    register(&client, &hook, &tls).await?;
+    let mut image = fixtures::seed(&root, IMAGE)?;
+    image.spec.image.sign = Some(signer.sign(&payload(&image.spec.image)));
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    Api::<AppImage>::all(client.clone())
+        .patch(IMAGE, &params, &Patch::Apply(&image))
+        .await?;
+    install_crd(&client, &root).await?;
+    // Let the webhook's catalog see the AppImage before either arm.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let direct_ns = namespace(&client, "bench-direct").await?;
+    let before = requests(&client).await?;
+    let t = Instant::now();
+    direct(&client, &direct_ns, &image, &nodes, &args).await?;
+    let direct_time = t.elapsed();
+    let direct_requests = requests(&client).await? - before;
+    eprintln!("direct: {direct_time:.1?}, {direct_requests} apiserver requests");
+    let rss_idle = memory_kib(hook.pid())?;
+    drain(&client, &direct_ns, args.limit).await?;
+
+    let batch_ns = namespace(&client, "bench-batch").await?;
+    let before = requests(&client).await?;
+    let t = Instant::now();
+    controller(&client, &batch_ns, &args).await?;
+    let batch_time = t.elapsed();
+    let batch_requests = requests(&client).await? - before;
+    let rss = memory_kib(hook.pid())?;
+    eprintln!("batch: {batch_time:.1?}, {batch_requests} apiserver requests");
+
+    let ratio = batch_time.as_secs_f64() / direct_time.as_secs_f64();
+    println!(
+        "| nodes | direct (s) | BatchDeployment (s) | ratio | target | webhook RSS before / after / peak (MiB) | apiserver requests direct / batch |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | {:.1} | {:.1} | {ratio:.2}x | <= 1.2x {} | {:.0} / {:.0} / {:.0} | {direct_requests:.0} / {batch_requests:.0} |",
+        args.nodes,
+        direct_time.as_secs_f64(),
+        batch_time.as_secs_f64(),
+        if ratio <= 1.2 { "met" } else { "MISSED" },
+        rss_idle.rss_kib as f64 / 1024.0,
+        rss.rss_kib as f64 / 1024.0,
+        rss.peak_rss_kib as f64 / 1024.0,
+    );
+    Ok(())
+}
+
+fn start_controlplane(binary: &Path, dir: &Path) -> anyhow::Result<(std::process::Child, PathBuf)> {
+    use std::io::BufRead;
+    std::fs::create_dir_all(dir)?;
+    let log = std::fs::File::create(dir.join("controlplane.log"))?;
+    // One node of its own so that kwok runs; the benchmark adds the rest as Node objects.
+    let mut child = std::process::Command::new(binary)
+        .args(["--nodes", "1", "--parent-pid"])
+        .arg(std::process::id().to_string())
+        .arg("--dir")
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let stdout = child.stdout.take().context("stdout")?;
+    for line in std::io::BufReader::new(stdout).lines() {
+        if let Some(path) = line?.strip_prefix("READY ") {
+            return Ok((child, PathBuf::from(path.trim())));
+        }
+    }
+    bail!(
+        "the control plane exited; see {}",
+        dir.join("controlplane.log").display()
+    )
+}
+
+/// `n` kwok nodes labelled [`GROUP`], tainted so nothing is scheduled there by accident.
+async fn add_nodes(client: &Client, n: usize, limit: Duration) -> anyhow::Result<Vec<String>> {
+    let api = Api::<Node>::all(client.clone());
+    let names: Vec<String> = (0..n).map(|i| format!("edge-{i:04}")).collect();
+    let creates = names.iter().map(|name| {
+        let api = api.clone();
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {GROUP: "yes"},
+                         "annotations": {"kwok.x-k8s.io/node": "fake"}},
+            "spec": {"taints": [{"key": "bench.appimage/isolated", "effect": "NoSchedule"}]}
+        }))
+        .expect("a Node");
+        async move { api.create(&PostParams::default(), &node).await.map(|_| ()) }
+    });
+    let results: Vec<_> = futures::stream::iter(creates)
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<(), _>>()?;
+    let lp = ListParams::default().labels(&format!("{GROUP}=yes"));
+    poll(limit, "nodes Ready", || async {
+        let list = api.list(&lp).await?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|n| batch::workload::node_fact(n).ready)
+            .count();
+        Ok(ready == n)
+    })
+    .await?;
+    Ok(names)
+}
+
+async fn poll<F, Fut>(limit: Duration, what: &str, mut f: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let start = Instant::now();
+    while !f().await? {
+        if start.elapsed() > limit {
+            bail!("{what}: not within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
+}
+
+/// The mutating webhook for Pods of labelled namespaces, as the chart registers it.
+async fn register(client: &Client, hook: &Webhook, tls: &Tls) -> anyhow::Result<()> {
+    let cfg: MutatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": "appimage-batch-bench"},
+        "webhooks": [{
+            "name": "pods.appimage.kuscia.secretflow",
+            "admissionReviewVersions": ["v1"], "sideEffects": "None", "failurePolicy": "Fail",
+            "reinvocationPolicy": "IfNeeded", "timeoutSeconds": 10,
+            "clientConfig": {"url": hook.url("/mutate"), "caBundle": tls.ca_bundle()},
+            "objectSelector": {"matchExpressions": [{"key": "kuscia.secretflow/app-image", "operator": "Exists"}]},
+            "namespaceSelector": {"matchLabels": {"appimage-bench": "yes"}},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]
+        }]
+    }))?;
+    Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &cfg)
+        .await?;
+    Ok(())
+}
+
+async fn install_crd(client: &Client, root: &Path) -> anyhow::Result<()> {
+    let path =
+        root.join("charts/appimage-webhook/crds/batchdeployments.appimage.kuscia.secretflow.yaml");
+    let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&std::fs::read_to_string(path)?)?;
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .create(&PostParams::default(), &crd)
+        .await?;
+    let bds = Api::<BatchDeployment>::all(client.clone());
+    poll(Duration::from_secs(60), "CRD served", || async {
+        Ok(bds.list(&ListParams::default().limit(1)).await.is_ok())
+    })
+    .await
+}
+
+/// A labelled namespace (the webhook admits its Pods) with its default ServiceAccount.
+async fn namespace(client: &Client, name: &str) -> anyhow::Result<String> {
+    let ns: Namespace = serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": {"appimage-bench": "yes"}}}),
+    )?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+    let sa = Api::<ServiceAccount>::namespaced(client.clone(), name);
+    poll(
+        Duration::from_secs(60),
+        "default ServiceAccount",
+        || async { Ok(sa.get_opt("default").await?.is_some()) },
+    )
+    .await?;
+    Ok(name.to_string())
+}
+
+/// The job both arms run: the seed on every benchmark node.
+fn job(ns: &str) -> BatchDeployment {
+    let mut bd = BatchDeployment::new(
+        "rollout",
+        BatchDeploymentSpec {
+            app_image: IMAGE.into(),
+            node_selector: [(GROUP.to_string(), "yes".to_string())].into(),
+            timeout: Some("0".into()),
+            ..Default::default()
+        },
+    );
+    bd.metadata.namespace = Some(ns.into());
+    bd
+}
+
+/// Arm (a): the controller's per-node Deployments (same builder), applied by a plain client,
+/// then waited for until each has its Pod Ready.
+async fn direct(
+    client: &Client,
+    ns: &str,
+    image: &AppImage,
+    nodes: &[String],
+    args: &Args,
+) -> anyhow::Result<()> {
+    let bd = job(ns);
+    let api = Api::<Deployment>::namespaced(client.clone(), ns);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut objects = Vec::new();
+    for node in nodes {
+        match batch::workload::build(&bd, image, node, 1).map_err(anyhow::Error::msg)? {
+            Workload::Deployment(d) => objects.push(d),
+            other => bail!("expected a Deployment, got {other:?}"),
+        }
+    }
+    let writes = objects.iter().map(|d| {
+        let (api, params) = (api.clone(), params.clone());
+        async move {
+            api.patch(&d.name_any(), &params, &Patch::Apply(d))
+                .await
+                .map(|_| ())
+        }
+    });
+    let results: Vec<_> = futures::stream::iter(writes)
+        .buffer_unordered(args.concurrency)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<(), _>>()?;
+    let n = nodes.len();
+    poll(args.limit, "direct Deployments Ready", || async {
+        let list = api.list(&ListParams::default()).await?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|d| d.status.as_ref().and_then(|s| s.ready_replicas) == Some(1))
+            .count();
+        Ok(ready == n)
+    })
+    .await
+}
+
+/// Arm (b): one BatchDeployment, until Succeeded.
+async fn controller(client: &Client, ns: &str, args: &Args) -> anyhow::Result<()> {
+    let api = Api::<BatchDeployment>::namespaced(client.clone(), ns);
+    api.create(&PostParams::default(), &job(ns)).await?;
+    poll(args.limit, "BatchDeployment Succeeded", || async {
+        let bd = api.get("rollout").await?;
+        let status = bd.status.unwrap_or_default();
+        if status.phase == batch::Phase::Failed {
+            bail!("the job failed: {:?}", status.conditions);
+        }
+        Ok(status.phase == batch::Phase::Succeeded)
+    })
+    .await
+}
+
+/// Delete the direct arm's namespace and wait until its Pods are gone, so the second arm
+/// starts from the same quiet cluster.
+async fn drain(client: &Client, ns: &str, limit: Duration) -> anyhow::Result<()> {
+    Api::<Namespace>::all(client.clone())
+        .delete(ns, &Default::default())
+        .await?;
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
+    poll(limit, "direct namespace drained", || async {
+        let lp = ListParams::default().limit(1);
+        Ok(pods.list(&lp).await?.items.is_empty() && deployments.list(&lp).await?.items.is_empty())
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+/// Sum of apiserver_request_total over every label set.
+async fn requests(client: &Client) -> anyhow::Result<f64> {
+    let req = hyper::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(req).await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
