@@ -14,6 +14,7 @@ mod pod_template;
 mod preview;
 mod revision;
 mod services;
+mod start;
 
 pub use build::{Workload, build};
 pub use fragment::parse_pod_template;
@@ -21,6 +22,7 @@ pub use options::{
     DeployOptions, Kind, UpdatePolicy, parse_node_selector, parse_start_at, validate_schedule,
 };
 pub use preview::preview_pod;
+pub use start::{Start, StartError, start};
 pub use revision::{canonical_json, revision_hash};
 pub use services::{
     governing_service_name, has_controller, owner_reference, service_name, services, workload_of,
@@ -39,6 +41,9 @@ pub const UPDATE_POLICY: &str = "appimage.kuscia.secretflow/update-policy";
 pub const START_AT: &str = "appimage.kuscia.secretflow/start-at";
 /// Annotation next to [`START_AT`]: the replicas (or Job parallelism) to start with.
 pub const START_REPLICAS: &str = "appimage.kuscia.secretflow/start-replicas";
+/// Annotation the start controller sets when it has started a [`START_AT`] workload (RFC 3339):
+/// it never acts on the workload again, so a later scale stays.
+pub const STARTED: &str = "appimage.kuscia.secretflow/started-at";
 /// Annotation on the pod template: [`revision_hash`] of the AppImage spec it was built from.
 pub const REVISION_HASH: &str = "appimage.kuscia.secretflow/revision-hash";
 /// The field manager and `app.kubernetes.io/managed-by` value of what `deploy` writes.
