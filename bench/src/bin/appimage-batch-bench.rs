@@ -75,6 +75,8 @@ async fn main() -> anyhow::Result<()> {
     let nodes = add_nodes(&client, args.nodes, args.limit).await?;
     eprintln!("{} nodes Ready in {:.1?}", nodes.len(), started.elapsed());
 
+    // The AppImage CRD before the webhook, whose readiness waits for its AppImage watch.
+    install_crd(&client, &root, "appimages.kuscia.secretflow").await?;
     let tls = Tls::new(&work.join("tls"), "appimage-webhook");
     let signer = SigningKey::new(&work.join("keys"));
     let hook = Webhook::start(
@@ -98,7 +100,12 @@ async fn main() -> anyhow::Result<()> {
     Api::<AppImage>::all(client.clone())
         .patch(IMAGE, &params, &Patch::Apply(&image))
         .await?;
-    install_crd(&client, &root).await?;
+    install_crd(
+        &client,
+        &root,
+        "batchdeployments.appimage.kuscia.secretflow",
+    )
+    .await?;
     // Let the webhook's catalog see the AppImage before either arm.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -233,18 +240,22 @@ async fn register(client: &Client, hook: &Webhook, tls: &Tls) -> anyhow::Result<
     Ok(())
 }
 
-async fn install_crd(client: &Client, root: &Path) -> anyhow::Result<()> {
-    let path =
-        root.join("charts/appimage-webhook/crds/batchdeployments.appimage.kuscia.secretflow.yaml");
+async fn install_crd(client: &Client, root: &Path, name: &str) -> anyhow::Result<()> {
+    let path = root.join(format!("charts/appimage-webhook/crds/{name}.yaml"));
     let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&std::fs::read_to_string(path)?)?;
-    Api::<CustomResourceDefinition>::all(client.clone())
-        .create(&PostParams::default(), &crd)
-        .await?;
-    let bds = Api::<BatchDeployment>::all(client.clone());
-    poll(Duration::from_secs(60), "CRD served", || async {
-        Ok(bds.list(&ListParams::default().limit(1)).await.is_ok())
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    api.create(&PostParams::default(), &crd).await?;
+    poll(Duration::from_secs(60), "CRD Established", || async {
+        let crd = api.get(name).await?;
+        let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
+        Ok(conditions
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True"))
     })
-    .await
+    .await?;
+    // Discovery can lag the condition a moment.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(())
 }
 
 /// A labelled namespace (the webhook admits its Pods) with its default ServiceAccount.
