@@ -28,6 +28,9 @@ impl Index {
         let stored = Stored {
             name: spec.app_image.clone().into(),
             resource_version: rev.metadata.resource_version.unwrap_or_default().into(),
+            // A revision's stage is its AppImage's current one, read by admission from there.
+            stage: None,
+            replaced_by: None,
             spec: Arc::new(spec.template),
             derived: ArcSwapOption::empty(),
         };

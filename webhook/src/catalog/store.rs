@@ -2,10 +2,11 @@
 //! Like kube-runtime's reflector store, but each entry is compacted on the way in and carries
 //! the verdicts derived from it, so that 10,000 AppImages cost one map entry each.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock, RwLockWriteGuard};
 use std::time::Duration;
 
+use appimage::labels;
 use appimage::resource::{AppImage, AppImageSpec};
 use arc_swap::ArcSwapOption;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -22,6 +23,10 @@ use super::interner::Compactor;
 pub struct Stored {
     pub name: Box<str>,
     pub resource_version: Box<str>,
+    /// The stage label and the replaced-by annotation (`appimage::stage`): admission warns for a
+    /// deprecated AppImage, so these two are kept while the rest of the metadata is not.
+    pub stage: Option<Box<str>>,
+    pub replaced_by: Option<Box<str>>,
     /// Shared by every stored AppImage with an equal spec.
     pub spec: Arc<AppImageSpec>,
     /// What the catalog derives from the AppImage, filled on first use.
@@ -43,6 +48,14 @@ impl Stored {
             name: Some(self.name.to_string()),
             resource_version: (!self.resource_version.is_empty())
                 .then(|| self.resource_version.to_string()),
+            labels: self
+                .stage
+                .as_ref()
+                .map(|s| BTreeMap::from([(labels::STAGE.to_string(), s.to_string())])),
+            annotations: self
+                .replaced_by
+                .as_ref()
+                .map(|r| BTreeMap::from([(labels::REPLACED_BY.to_string(), r.to_string())])),
             ..ObjectMeta::default()
         };
         let spec = AppImageSpec {
@@ -52,6 +65,11 @@ impl Stored {
         };
         AppImage { metadata, spec }
     }
+}
+
+/// The value of `key` in a label or annotation map, if any.
+fn kept(map: Option<&BTreeMap<String, String>>, key: &str) -> Option<Box<str>> {
+    map.and_then(|m| m.get(key)).map(|v| v.as_str().into())
 }
 
 type Map = HashMap<Box<str>, Arc<Stored>>;
@@ -187,6 +205,8 @@ impl Writer {
         let stored = Stored {
             name: name.clone(),
             resource_version: image.metadata.resource_version.unwrap_or_default().into(),
+            stage: kept(image.metadata.labels.as_ref(), labels::STAGE),
+            replaced_by: kept(image.metadata.annotations.as_ref(), labels::REPLACED_BY),
             spec: self.compactor.compact(image.spec),
             derived: ArcSwapOption::empty(),
         };
