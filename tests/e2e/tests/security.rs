@@ -15,10 +15,10 @@ use appimage::labels;
 use appimage::manifest;
 use appimage::resource::AppImage;
 use appimage::signature::payload;
-use appimage_e2e::review::{POD, review};
-use appimage_e2e::webhook::{SigningKey, Tls, Webhook, pod_registration, register};
-use appimage_e2e::{Cluster, cluster, repo_root, text, unique, wait_until, write_json};
-use serde_json::{Value, json};
+use appimage_e2e::review::{review, POD};
+use appimage_e2e::webhook::{pod_registration, register, SigningKey, Tls, Webhook};
+use appimage_e2e::{cluster, repo_root, text, unique, wait_until, write_json, Cluster};
+use serde_json::{json, Value};
 
 const DIGEST: &str = "sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945";
 
@@ -217,7 +217,14 @@ fn chart_rbac_is_least_privilege() {
         .collect();
     assert_eq!(
         kinds,
-        BTreeSet::from(["ClusterRole", "ClusterRoleBinding", "ServiceAccount"]),
+        // The Role and RoleBinding hold the leader-election Lease rights, in the release namespace.
+        BTreeSet::from([
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "ServiceAccount"
+        ]),
         "{manifests}"
     );
     let file = c.dir().join(format!("{}.yaml", unique("rbac")));
@@ -247,11 +254,11 @@ fn chart_rbac_is_least_privilege() {
             set(&["get", "list", "watch"]),
         ),
         (
-            "batchdeployments/status.appimage.kuscia.secretflow",
+            "batchdeployments.appimage.kuscia.secretflow/status",
             set(&["patch"]),
         ),
         (
-            "batchdeployments/finalizers.appimage.kuscia.secretflow",
+            "batchdeployments.appimage.kuscia.secretflow/finalizers",
             set(&["update"]),
         ),
         ("deployments.apps", manage.clone()),
@@ -267,11 +274,11 @@ fn chart_rbac_is_least_privilege() {
         ("cronjobs.batch", set(&["get", "list", "watch", "patch"])),
         ("replicasets.apps", set(&["get", "list", "watch"])),
         // Services per workload (issue 17).
-        ("deployments/finalizers.apps", set(&["update"])),
-        ("statefulsets/finalizers.apps", set(&["update"])),
-        ("daemonsets/finalizers.apps", set(&["update"])),
-        ("jobs/finalizers.batch", set(&["update"])),
-        ("cronjobs/finalizers.batch", set(&["update"])),
+        ("deployments.apps/finalizers", set(&["update"])),
+        ("statefulsets.apps/finalizers", set(&["update"])),
+        ("daemonsets.apps/finalizers", set(&["update"])),
+        ("jobs.batch/finalizers", set(&["update"])),
+        ("cronjobs.batch/finalizers", set(&["update"])),
         // What every authenticated user may do (system:basic-user).
         ("selfsubjectreviews.authentication.k8s.io", set(&["create"])),
         (
@@ -417,11 +424,9 @@ fn kube_system_is_never_mutated() {
         Some(1)
     );
     assert_eq!(stored["spec"]["containers"][0]["name"], "placeholder");
-    assert!(
-        stored["metadata"]["labels"]
-            .get(labels::POD_IDENTITY)
-            .is_none()
-    );
+    assert!(stored["metadata"]["labels"]
+        .get(labels::POD_IDENTITY)
+        .is_none());
     // It did reach the webhook, which let it through untouched.
     let log = s.hook.logs();
     assert!(
@@ -722,13 +727,11 @@ fn sigterm_drains_in_flight_requests() {
 
     let signalled = Instant::now();
     let pid = s.hook.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     std::thread::sleep(Duration::from_millis(500));
     // After the signal, new connections are refused.
     let late = Command::new("curl")
