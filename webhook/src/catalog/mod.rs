@@ -142,7 +142,7 @@ impl Catalog {
 
     /// The AppImage `name` as the revision `named` was (see [`appimage::revision::named`]):
     /// `Ok(None)` when the AppImage is unknown, an error saying how to fix it when the revision
-    /// is. A hash that no revision records yet but the current spec has is the current spec.
+    /// is. A hash that no revision records is the current spec.
     pub fn lookup_named(&self, name: &str, named: &Named) -> Result<Option<Prepared>, String> {
         let Some(current) = self.store.get(name) else {
             return Ok(None);
@@ -157,13 +157,10 @@ impl Catalog {
             })?,
             Named::Hash(hash) => match self.revisions.by_hash(name, hash) {
                 Some(entry) => entry,
-                None if self.revisions.current_hash(&current) == *hash => current,
-                None => {
-                    return Err(format!(
-                        "no revision of AppImage {name:?} has the spec hash {hash:?} (annotation {}): it was pruned or never recorded; run kubectl appimage rollout {name} to move the workload to the current revision",
-                        appimage::revision::REVISION_HASH
-                    ));
-                }
+                // A hash no revision records (none recorded yet, or the revisions CRD is not
+                // installed) runs the current spec, as a Pod naming no revision does: denying
+                // would stop every Pod of a workload deployed before revisions were recorded.
+                None => current,
             },
         };
         Ok(Some(self.prepare(&entry)))
