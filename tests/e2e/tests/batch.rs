@@ -473,6 +473,8 @@ fn bad_appimages_fail_the_job_with_the_reason() {
     ];
     for (i, (image, reason, words)) in cases.iter().enumerate() {
         let name = format!("bad{i}");
+        // --allow-deprecated gets the deprecated one past the plugin, so the controller's
+        // own check is what fails it.
         w.batch(&[
             "create",
             &name,
@@ -480,6 +482,7 @@ fn bad_appimages_fail_the_job_with_the_reason() {
             image,
             "--node-selector",
             &sel,
+            "--allow-deprecated",
         ]);
         let job = w.wait_phase(&name, "Failed");
         let failed = job["status"]["conditions"]
