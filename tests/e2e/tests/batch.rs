@@ -560,9 +560,10 @@ fn each_restart_policy_has_its_success_rule() {
         assert_eq!(r["phase"], "Failed", "{node}: {r}");
         assert_eq!(r["reason"], "BackoffLimitExceeded", "{node}: {r}");
     }
-    assert_eq!(
-        w.pods("never-fails").len(),
-        2,
+    // A failed node's workload is deleted (its result stays in the status), so its Pod may
+    // already be gone: never more than one Pod per node, none replaced.
+    assert!(
+        w.pods("never-fails").len() <= 2,
         "one Pod per node, none replaced"
     );
 
