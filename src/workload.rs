@@ -22,11 +22,11 @@ pub use options::{
     DeployOptions, Kind, UpdatePolicy, parse_node_selector, parse_start_at, validate_schedule,
 };
 pub use preview::preview_pod;
-pub use start::{Start, StartError, start};
 pub use revision::{canonical_json, revision_hash};
 pub use services::{
     governing_service_name, has_controller, owner_reference, service_name, services, workload_of,
 };
+pub use start::{Start, StartError, start};
 
 use crate::injection::InjectionError;
 use crate::ports::PortError;

@@ -529,9 +529,21 @@ fn helm_template_default_values() {
             v(&["get", "list", "watch"]),
         ),
         // Services per workload (issue 17): blocking owner references to the workloads.
-        ("apps".into(), "deployments/finalizers".into(), v(&["update"])),
-        ("apps".into(), "statefulsets/finalizers".into(), v(&["update"])),
-        ("apps".into(), "daemonsets/finalizers".into(), v(&["update"])),
+        (
+            "apps".into(),
+            "deployments/finalizers".into(),
+            v(&["update"]),
+        ),
+        (
+            "apps".into(),
+            "statefulsets/finalizers".into(),
+            v(&["update"]),
+        ),
+        (
+            "apps".into(),
+            "daemonsets/finalizers".into(),
+            v(&["update"]),
+        ),
         ("batch".into(), "jobs/finalizers".into(), v(&["update"])),
         ("batch".into(), "cronjobs/finalizers".into(), v(&["update"])),
     ];

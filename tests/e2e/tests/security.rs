@@ -15,10 +15,10 @@ use appimage::labels;
 use appimage::manifest;
 use appimage::resource::AppImage;
 use appimage::signature::payload;
-use appimage_e2e::review::{review, POD};
-use appimage_e2e::webhook::{pod_registration, register, SigningKey, Tls, Webhook};
-use appimage_e2e::{cluster, repo_root, text, unique, wait_until, write_json, Cluster};
-use serde_json::{json, Value};
+use appimage_e2e::review::{POD, review};
+use appimage_e2e::webhook::{SigningKey, Tls, Webhook, pod_registration, register};
+use appimage_e2e::{Cluster, cluster, repo_root, text, unique, wait_until, write_json};
+use serde_json::{Value, json};
 
 const DIGEST: &str = "sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945";
 
@@ -424,9 +424,11 @@ fn kube_system_is_never_mutated() {
         Some(1)
     );
     assert_eq!(stored["spec"]["containers"][0]["name"], "placeholder");
-    assert!(stored["metadata"]["labels"]
-        .get(labels::POD_IDENTITY)
-        .is_none());
+    assert!(
+        stored["metadata"]["labels"]
+            .get(labels::POD_IDENTITY)
+            .is_none()
+    );
     // It did reach the webhook, which let it through untouched.
     let log = s.hook.logs();
     assert!(
@@ -727,11 +729,13 @@ fn sigterm_drains_in_flight_requests() {
 
     let signalled = Instant::now();
     let pid = s.hook.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     std::thread::sleep(Duration::from_millis(500));
     // After the signal, new connections are refused.
     let late = Command::new("curl")

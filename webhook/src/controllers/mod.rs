@@ -169,9 +169,11 @@ pub async fn run(ctx: Context) {
         batch::controller(ctx.clone(), &watches),
     );
     // Revisions and rollouts (issue 17, sections 3 and 4).
-    let controllers = futures::future::join(controllers, revisions::controller(ctx.clone(), &watches));
+    let controllers =
+        futures::future::join(controllers, revisions::controller(ctx.clone(), &watches));
     // Services per workload (issue 17, section 2).
-    let controllers = futures::future::join(controllers, workloads::controller(ctx.clone(), &watches));
+    let controllers =
+        futures::future::join(controllers, workloads::controller(ctx.clone(), &watches));
     let Watches {
         pods,
         services,

@@ -57,7 +57,12 @@ struct Ctx {
 pub struct Error(#[from] kube::Error);
 
 /// A labelled watch of `K` and its store; the stream's objects map to their AppImage.
-fn watch<K>(client: &Client) -> (Store<K>, impl Stream<Item = ObjectRef<AppImage>> + Send + use<K>)
+fn watch<K>(
+    client: &Client,
+) -> (
+    Store<K>,
+    impl Stream<Item = ObjectRef<AppImage>> + Send + use<K>,
+)
 where
     K: Resource<DynamicType = ()>
         + Clone
