@@ -4,10 +4,9 @@
 //! the catalog derives its templates and signature verdict exactly as for a current AppImage.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use appimage::revision::{AppImageRevision, revision_name};
-use appimage::workload::revision_hash;
 use arc_swap::ArcSwapOption;
 use kube::runtime::watcher::Event;
 
@@ -49,15 +48,10 @@ impl Index {
     }
 }
 
-/// A current spec's resourceVersion and hash.
-type CurrentHash = (Box<str>, String);
-
 /// Read side; cheap to clone. Empty until a watch fills it.
 #[derive(Clone, Default)]
 pub struct Revisions {
     index: Arc<RwLock<Index>>,
-    /// The hash of each current AppImage spec, by name and resourceVersion, computed once.
-    current: Arc<Mutex<HashMap<Box<str>, CurrentHash>>>,
 }
 
 impl std::fmt::Debug for Revisions {
@@ -98,22 +92,6 @@ impl Revisions {
         index.by_name.get(name).cloned()
     }
 
-    /// The hash of a stored AppImage's current spec (cached per resourceVersion).
-    pub fn current_hash(&self, entry: &Stored) -> String {
-        let mut cache = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((rv, hash)) = cache.get(&entry.name)
-            && *rv == entry.resource_version
-        {
-            return hash.clone();
-        }
-        let hash = revision_hash(&entry.spec);
-        cache.insert(
-            entry.name.clone(),
-            (entry.resource_version.clone(), hash.clone()),
-        );
-        hash
-    }
-
     /// The write side: applies watch events to this store.
     pub fn writer(&self) -> RevisionWriter {
         RevisionWriter {
@@ -152,6 +130,7 @@ impl RevisionWriter {
 mod tests {
     use super::*;
     use appimage::revision::AppImageRevisionSpec;
+    use appimage::workload::revision_hash;
 
     fn rev(appimage: &str, number: i64, tag: &str) -> AppImageRevision {
         let mut template = crate::testing::seed(appimage, "1").spec;
