@@ -238,14 +238,13 @@ fn deprecation(
     prepared: &Prepared,
     answer: &mut Answer,
 ) {
+    // A pinned revision carries no stage: read the current AppImage's marks, not a second
+    // full lookup.
     let current = match named {
         appimage::revision::Named::Current => None,
-        _ => catalog
-            .lookup_named(name, &appimage::revision::Named::Current)
-            .ok()
-            .flatten(),
+        _ => catalog.marks(name),
     };
-    let image = current.as_ref().map_or(&prepared.image, |p| &p.image);
+    let image = current.as_ref().unwrap_or(&prepared.image);
     if let Some(warning) = appimage::stage::deprecation_warning(image) {
         answer.warn(warning);
     }

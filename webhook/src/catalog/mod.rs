@@ -135,6 +135,12 @@ impl Catalog {
         self.store.get(name).map(|entry| entry.appimage())
     }
 
+    /// The current AppImage `name`'s stage marks (name, stage label, replaced-by) with an
+    /// empty spec; `None` when the store lacks it.
+    pub fn marks(&self, name: &str) -> Option<AppImage> {
+        self.store.get(name).map(|entry| entry.marks())
+    }
+
     /// The AppImage `name` with its templates and verdict; `None` when the store lacks it.
     pub fn lookup(&self, name: &str) -> Option<Prepared> {
         Some(self.prepare(&*self.store.get(name)?))

@@ -44,7 +44,33 @@ impl Stored {
     /// The AppImage with its configTemplates left out: injection takes them parsed (the
     /// catalog's `Derived`), so admission does not copy their text on every lookup.
     pub fn without_config_templates(&self) -> AppImage {
-        let metadata = ObjectMeta {
+        let spec = AppImageSpec {
+            config_templates: Default::default(),
+            deploy_templates: self.spec.deploy_templates.clone(),
+            image: self.spec.image.clone(),
+        };
+        AppImage {
+            metadata: self.metadata(),
+            spec,
+        }
+    }
+
+    /// The AppImage's name and stage marks alone (an empty spec): what the stage rules read,
+    /// without copying the templates.
+    pub fn marks(&self) -> AppImage {
+        let spec = AppImageSpec {
+            config_templates: Default::default(),
+            deploy_templates: Vec::new(),
+            image: Default::default(),
+        };
+        AppImage {
+            metadata: self.metadata(),
+            spec,
+        }
+    }
+
+    fn metadata(&self) -> ObjectMeta {
+        ObjectMeta {
             name: Some(self.name.to_string()),
             resource_version: (!self.resource_version.is_empty())
                 .then(|| self.resource_version.to_string()),
@@ -57,13 +83,7 @@ impl Stored {
                 .as_ref()
                 .map(|r| BTreeMap::from([(labels::REPLACED_BY.to_string(), r.to_string())])),
             ..ObjectMeta::default()
-        };
-        let spec = AppImageSpec {
-            config_templates: Default::default(),
-            deploy_templates: self.spec.deploy_templates.clone(),
-            image: self.spec.image.clone(),
-        };
-        AppImage { metadata, spec }
+        }
     }
 }
 
