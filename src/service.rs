@@ -46,6 +46,18 @@ pub fn object_labels(pod: &Pod) -> BTreeMap<String, String> {
     labels
 }
 
+/// The Service port for an allocated port: its number, reached by the container port's name.
+/// Per-Pod and per-workload Services both expose a port this way.
+pub fn service_port(p: &AllocatedPort) -> ServicePort {
+    ServicePort {
+        name: Some(p.name.clone()),
+        port: p.port,
+        target_port: Some(IntOrString::String(p.name.clone())),
+        protocol: Some(p.protocol.transport().into()),
+        ..Default::default()
+    }
+}
+
 /// One headless Service per `Cluster` or `Domain` port; `Local` ports get none.
 pub fn services(pod: &Pod, namespace: &str, ports: &[AllocatedPort]) -> Vec<Service> {
     let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
@@ -71,13 +83,7 @@ pub fn services(pod: &Pod, namespace: &str, ports: &[AllocatedPort]) -> Vec<Serv
                         labels::POD_IDENTITY.to_string(),
                         pod_identity(pod),
                     )])),
-                    ports: Some(vec![ServicePort {
-                        name: Some(p.name.clone()),
-                        port: p.port,
-                        target_port: Some(IntOrString::String(p.name.clone())),
-                        protocol: Some(p.protocol.transport().into()),
-                        ..Default::default()
-                    }]),
+                    ports: Some(vec![service_port(p)]),
                     ..Default::default()
                 }),
                 status: None,

@@ -4,9 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Pod, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::{Pod, Service, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{Kind, WORKLOAD, Workload, WorkloadError};
 use crate::injection::Request;
@@ -145,13 +144,7 @@ impl Base<'_> {
         let spec = ServiceSpec {
             cluster_ip: headless.then(|| "None".into()),
             publish_not_ready_addresses: headless.then_some(true),
-            ports: Some(vec![ServicePort {
-                name: Some(p.name.clone()),
-                port: p.port,
-                target_port: Some(IntOrString::String(p.name.clone())),
-                protocol: Some(p.protocol.transport().into()),
-                ..Default::default()
-            }]),
+            ports: Some(vec![crate::service::service_port(p)]),
             ..Default::default()
         };
         self.service(service_name(self.workload, &p.name), labels, spec)
