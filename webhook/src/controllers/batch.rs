@@ -31,7 +31,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::PredicateConfig;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
@@ -44,7 +44,6 @@ use super::{Context, MANAGER, Shared, Watches};
 /// Re-check a job this often even without events.
 const RESYNC: Duration = Duration::from_secs(300);
 /// How often to look again for the BatchDeployment CRD when it is not installed.
-const CRD_POLL: Duration = Duration::from_secs(10);
 /// Creates and deletes in flight at once per reconcile.
 const WRITES_IN_FLIGHT: usize = 32;
 /// Coalesce bursts of workload events (a thousand Deployments turning Ready) into one reconcile.
@@ -69,34 +68,9 @@ pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> +
     let pods = watches.pods.store.clone();
     async move {
         let api = Api::<BatchDeployment>::all(ctx.client.clone());
-        wait_for_crd(&api, &mut pods_events).await;
+        let install = "install the CRD (kubectl appimage batch crd | kubectl apply -f -)";
+        super::wait_for_crd(&api, install, &mut pods_events).await;
         run(ctx, api, pods, pods_events).await;
-    }
-}
-
-/// Until BatchDeployments can be listed; the shared Pod events are drained meanwhile, so that
-/// this subscriber never holds the shared watch back.
-async fn wait_for_crd(api: &Api<BatchDeployment>, pods: &mut ReflectHandle<Pod>) {
-    let mut logged = false;
-    loop {
-        match api.list_metadata(&ListParams::default().limit(1)).await {
-            Ok(_) => return,
-            Err(e) if !logged => {
-                tracing::info!(
-                    "batch controller idle until BatchDeployments can be listed ({e}); install the CRD (kubectl appimage batch crd | kubectl apply -f -)"
-                );
-                logged = true;
-            }
-            Err(_) => {}
-        }
-        let pause = tokio::time::sleep(CRD_POLL);
-        tokio::pin!(pause);
-        loop {
-            tokio::select! {
-                () = &mut pause => break,
-                next = pods.next() => if next.is_none() { (&mut pause).await; break; },
-            }
-        }
     }
 }
 

@@ -26,6 +26,7 @@ use futures::channel::mpsc;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::ListParams;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -136,6 +137,41 @@ where
         self.writer
             .subscribe()
             .expect("a shared store always has subscribers")
+    }
+}
+
+/// How often an idle controller checks whether its CRD is installed.
+const CRD_POLL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Until `api`'s kind can be listed (its CRD installed), logging once why the controller idles.
+/// `events` is drained meanwhile: a shared subscriber that stops reading holds the shared watch
+/// back for every other controller.
+pub async fn wait_for_crd<K, E>(api: &Api<K>, install: &str, events: &mut ReflectHandle<E>)
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
+    E: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let mut logged = false;
+    loop {
+        match api.list_metadata(&ListParams::default().limit(1)).await {
+            Ok(_) => return,
+            Err(e) if !logged => {
+                tracing::info!(
+                    "{} controller idle until they can be listed ({e}); {install}",
+                    K::plural(&())
+                );
+                logged = true;
+            }
+            Err(_) => {}
+        }
+        let pause = tokio::time::sleep(CRD_POLL);
+        tokio::pin!(pause);
+        loop {
+            tokio::select! {
+                () = &mut pause => break,
+                next = events.next() => if next.is_none() { (&mut pause).await; break; },
+            }
+        }
     }
 }
 

@@ -24,7 +24,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet}
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::GroupVersionKind;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -37,7 +37,6 @@ use super::{Context, MANAGER, Watches};
 
 /// Re-check every AppImage this often (in-use sets change as Pods go).
 const RESYNC: Duration = Duration::from_secs(120);
-const CRD_POLL: Duration = Duration::from_secs(10);
 
 struct Ctx {
     base: Context,
@@ -90,19 +89,10 @@ where
 /// The controller, started once the AppImageRevision CRD is installed.
 pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> + Send + 'static {
     let pods = watches.pods.store.clone();
-    let pod_events = watches.pods.subscribe();
+    let mut pod_events = watches.pods.subscribe();
     async move {
         let api = Api::<AppImageRevision>::all(ctx.client.clone());
-        let mut logged = false;
-        while let Err(e) = api.list_metadata(&ListParams::default().limit(1)).await {
-            if !logged {
-                tracing::info!(
-                    "revisions controller idle until AppImageRevisions can be listed ({e}); install the chart's CRDs"
-                );
-                logged = true;
-            }
-            tokio::time::sleep(CRD_POLL).await;
-        }
+        super::wait_for_crd(&api, "install the chart's CRDs", &mut pod_events).await;
         let client = ctx.client.clone();
         let (deployments, d) = watch::<Deployment>(&client);
         let (statefulsets, s) = watch::<StatefulSet>(&client);
