@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod desired;
 pub mod duration;
+pub mod image_ref;
 pub mod injection;
 pub mod labels;
 pub mod manifest;
@@ -18,8 +19,10 @@ pub mod revision;
 pub mod search;
 pub mod selection;
 pub mod service;
+pub mod set_image;
 pub mod signature;
 pub mod stage;
+pub mod status;
 pub mod trusted_keys;
 pub mod validation;
 pub mod workload;
