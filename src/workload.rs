@@ -26,7 +26,7 @@ pub use revision::{canonical_json, revision_hash};
 pub use services::{
     governing_service_name, has_controller, owner_reference, service_name, services, workload_of,
 };
-pub use start::{Start, StartError, start};
+pub use start::{Start, StartError, pending, running, start};
 
 use crate::injection::InjectionError;
 use crate::ports::PortError;
