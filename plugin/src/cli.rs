@@ -86,6 +86,8 @@ pub enum Command {
     Rollback(crate::rollback::RollbackArgs),
     /// Move an AppImage's workloads (Manual ones too) to its current revision
     Rollout(crate::rollout::RolloutArgs),
+    /// Set an AppImage's image (name, tag, digest), re-signing it with --key in the same write
+    SetImage(crate::set_image::SetImageArgs),
     /// Mark AppImages published: their spec may no longer change (label appimage.kuscia.secretflow/stage)
     Publish(StageArgs),
     /// Mark AppImages deprecated: new deployments refuse them, running ones keep running

@@ -20,6 +20,7 @@ mod payload;
 mod render;
 mod rollback;
 mod rollout;
+mod set_image;
 mod sign;
 mod stage;
 mod validate;
@@ -66,6 +67,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Diff(args) => diff::run(global, &args),
         Command::Rollback(args) => rollback::run(global, &args),
         Command::Rollout(args) => rollout::run(global, &args),
+        Command::SetImage(args) => set_image::run(global, &args),
         Command::Batch(args) => batch::run(global, args),
         Command::Publish(args) => stage::run(global, Stage::Published, &args, None),
         Command::Deprecate(args) => stage::run(
