@@ -8,6 +8,8 @@
 //!   the AppImage changes again.
 //! - A revision whose signature does not verify is never rolled out: a Warning Event says why.
 //! - Bare Pods cannot change: each outdated one gets one Event per revision.
+//! - An update-policy annotation that is neither Auto nor Manual is reported (a Warning Event
+//!   naming the value) and read as Manual: a typo must never widen what the controller does.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -19,6 +21,7 @@ use appimage::revision::{
     AppImageRevision, Known, LATEST, Named, Policy, REVISION, REVISION_HASH, Step, named, policy,
     resolve, step,
 };
+use appimage::signature::verify;
 use appimage::workload::UPDATE_POLICY;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -66,9 +69,35 @@ pub struct Current<'a> {
     pub revision: Option<&'a AppImageRevision>,
 }
 
-/// Bare Pods already told they are outdated, per revision (so one Event each).
+/// What was already reported, so that each report is one Event.
 #[derive(Default)]
-pub struct Told(Mutex<HashSet<(String, i64)>>);
+pub struct Told {
+    /// Bare Pods told they are outdated, per revision.
+    pods: Mutex<HashSet<(String, i64)>>,
+    /// Workloads told their update-policy value is invalid, per value.
+    policies: Mutex<HashSet<(String, String)>>,
+}
+
+/// Insert into a told-set; whether it is new (a poisoned lock still works).
+fn first_time<T: std::hash::Hash + Eq>(set: &Mutex<HashSet<T>>, key: T) -> bool {
+    set.lock().unwrap_or_else(|p| p.into_inner()).insert(key)
+}
+
+/// The policy a workload's update-policy annotation names. An invalid value is read as Manual
+/// (never widen) and comes with the warning to report on `kind`/`name`.
+pub fn update_policy(value: Option<&str>, kind: &str, name: &str) -> (Policy, Option<String>) {
+    match policy(value) {
+        Ok(p) => (p, None),
+        Err(_) => (
+            Policy::Manual,
+            Some(format!(
+                "annotation {UPDATE_POLICY}={:?} is not an update policy (allowed: Auto|Manual): treated as Manual, so {kind}/{name} is not rolled automatically; fix it with kubectl annotate {} {name} {UPDATE_POLICY}=Auto --overwrite (or =Manual)",
+                value.unwrap_or_default(),
+                kind.to_lowercase(),
+            )),
+        ),
+    }
+}
 
 /// Act on every workload and bare Pod of `current.image`.
 pub async fn roll(
@@ -79,17 +108,16 @@ pub async fn roll(
     told: &Told,
 ) {
     let name = current.image.name_any();
-    // Why a rollout may not start: the new revision's signature.
-    let blocked = match ctx.catalog.lookup_named(&name, &Named::Hash(current.hash.to_string())) {
-        Ok(Some(p)) => p.derived.signature.as_ref().err().map(|e| format!(
-            "revision {} of AppImage {name:?} failed signature verification ({e}): not rolled out; a tampered update (tag or digest changed, signature kept) is never rolled out — re-sign it (kubectl appimage sign) or roll the AppImage back",
-            current.number
-        )),
-        Ok(None) => return,
-        Err(e) => Some(e),
-    };
+    // Why a rollout may not start: the new revision's signature. Verified here against the
+    // trusted keys rather than read from the catalog, whose watches may not have seen this
+    // spec yet (its verdict would then be the previous spec's).
+    let keys = ctx.catalog.trust().snapshot();
+    let blocked = verify(&current.image.spec.image, &keys.keys).err().map(|e| format!(
+        "revision {} of AppImage {name:?} failed signature verification ({e}): not rolled out; a tampered update (tag or digest changed, signature kept) is never rolled out — re-sign it (kubectl appimage sign) or roll the AppImage back",
+        current.number
+    ));
     for w in workloads {
-        if let Err(e) = act(ctx, current, w, blocked.as_deref()).await {
+        if let Err(e) = act(ctx, current, w, blocked.as_deref(), told).await {
             tracing::warn!(workload = ?w.meta.name, namespace = ?w.meta.namespace, "rollout: {e}");
         }
     }
@@ -103,6 +131,7 @@ async fn act(
     current: &Current<'_>,
     w: &Workload,
     blocked: Option<&str>,
+    told: &Told,
 ) -> Result<(), kube::Error> {
     let annotations = w.meta.annotations.as_ref();
     let acted = annotations
@@ -116,12 +145,21 @@ async fn act(
     )
     .ok()
     .and_then(|n| resolve(&n, current.known));
-    let policy = policy(
-        annotations
-            .and_then(|a| a.get(UPDATE_POLICY))
-            .map(String::as_str),
-    )
-    .unwrap_or(Policy::Manual);
+    let value = annotations
+        .and_then(|a| a.get(UPDATE_POLICY))
+        .map(String::as_str);
+    let workload = w.meta.name.as_deref().unwrap_or_default();
+    let (policy, invalid) = update_policy(value, &w.gvk.kind, workload);
+    let invalid_value = invalid.is_some();
+    if let Some(why) = invalid {
+        let key = (
+            w.meta.uid.clone().unwrap_or_default(),
+            value.unwrap_or_default().to_string(),
+        );
+        if first_time(&told.policies, key) {
+            event(ctx, w, EventType::Warning, "InvalidUpdatePolicy", why).await?;
+        }
+    }
     let number = current.number;
     let image = current.image.name_any();
     match step(policy, acted, runs, number) {
@@ -146,8 +184,13 @@ async fn act(
             apply(ctx, w, number, None).await?;
             let kind = &w.gvk.kind;
             let note = format!(
-                "outdated: runs revision {} of AppImage {image:?}, which is at revision {number}; update-policy is Manual: run kubectl appimage rollout {image} --workload {} -n {}",
+                "outdated: runs revision {} of AppImage {image:?}, which is at revision {number}; update-policy is {}: run kubectl appimage rollout {image} --workload {} -n {}",
                 show(runs),
+                if invalid_value {
+                    format!("{:?}, read as Manual", value.unwrap_or_default())
+                } else {
+                    "Manual".into()
+                },
                 w.meta.name.as_deref().unwrap_or_default(),
                 w.meta.namespace.as_deref().unwrap_or_default(),
             );
@@ -160,32 +203,40 @@ fn show(n: Option<i64>) -> String {
     n.map_or("unknown".into(), |n| n.to_string())
 }
 
-/// Server-side apply of the acted-on revision and, when rolling, the pod template's revision
-/// and the image of the AppImage's containers.
+/// Note the acted-on revision and, when rolling, point the pod template at it: its revision
+/// and the image of the AppImage's containers, by server-side apply. Without a roll only the
+/// note is written, by a merge patch: an apply of the note alone would drop the template
+/// fields an earlier roll applied (a Manual workload would lose its revision and roll).
 async fn apply(
     ctx: &Context,
     w: &Workload,
     number: i64,
     roll: Option<&Current<'_>>,
 ) -> Result<(), kube::Error> {
+    let note = json!({"metadata": {"annotations": {LATEST: number.to_string()}}});
+    let ar = ApiResource::from_gvk(&w.gvk);
+    let ns = w.meta.namespace.as_deref().unwrap_or("default");
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &ar);
+    let name = w.meta.name.as_deref().unwrap_or_default();
+    let Some(current) = roll else {
+        let params = PatchParams {
+            field_manager: Some(ROLLOUT_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        api.patch(name, &params, &Patch::Merge(&note)).await?;
+        return Ok(());
+    };
     let mut body = json!({
         "apiVersion": w.gvk.api_version(),
         "kind": w.gvk.kind,
         "metadata": {"name": w.meta.name, "annotations": {LATEST: number.to_string()}},
     });
-    if let Some(current) = roll {
-        let template = template_patch(w, current);
-        let mut at = &mut body;
-        for segment in w.path {
-            at = &mut at[*segment];
-        }
-        *at = template;
+    let mut at = &mut body;
+    for segment in w.path {
+        at = &mut at[*segment];
     }
-    let ar = ApiResource::from_gvk(&w.gvk);
-    let ns = w.meta.namespace.as_deref().unwrap_or("default");
-    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &ar);
+    *at = template_patch(w, current);
     let params = PatchParams::apply(ROLLOUT_MANAGER).force();
-    let name = w.meta.name.as_deref().unwrap_or_default();
     api.patch(name, &params, &Patch::Apply(&body)).await?;
     Ok(())
 }
@@ -262,13 +313,7 @@ async fn tell_outdated(ctx: &Context, current: &Current<'_>, pod: &Pod, told: &T
         _ => runs != Some(current.number),
     };
     let uid = pod.uid().unwrap_or_default();
-    if !outdated
-        || !told
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((uid, current.number))
-    {
+    if !outdated || !first_time(&told.pods, (uid, current.number)) {
         return;
     }
     let image = current.image.name_any();
@@ -295,4 +340,39 @@ pub fn follows(meta: &ObjectMeta, name: &str) -> bool {
         .and_then(|l| l.get(labels::APP_IMAGE))
         .is_some_and(|v| v == name)
         && !labels.is_some_and(|l| l.contains_key(BATCH))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_update_policy_is_manual_and_says_why() {
+        assert_eq!(update_policy(None, "Deployment", "a"), (Policy::Auto, None));
+        assert_eq!(
+            update_policy(Some("Manual"), "Deployment", "a"),
+            (Policy::Manual, None)
+        );
+        for bad in ["manual", "Always", " "] {
+            let (p, why) = update_policy(Some(bad), "Deployment", "web");
+            if bad.trim().is_empty() {
+                // An empty value is the default, as an absent one.
+                assert_eq!((p, why), (Policy::Auto, None));
+                continue;
+            }
+            assert_eq!(p, Policy::Manual, "{bad}: never widen");
+            let why = why.expect("reported");
+            assert!(why.contains(&format!("{bad:?}")), "{why}");
+            assert!(why.contains("Auto|Manual"), "{why}");
+            assert!(why.contains("deployment web"), "{why}");
+        }
+    }
+
+    #[test]
+    fn first_time_is_once_per_key() {
+        let told = Told::default();
+        assert!(first_time(&told.policies, ("u".into(), "x".into())));
+        assert!(!first_time(&told.policies, ("u".into(), "x".into())));
+        assert!(first_time(&told.policies, ("u".into(), "y".into())));
+    }
 }
