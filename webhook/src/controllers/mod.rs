@@ -7,11 +7,13 @@
 //!
 //! - [`services`]: the Services and NetworkPolicies of injected Pods.
 //! - [`batch`]: BatchDeployments, one AppImage deployed to many nodes as a job.
+//! - [`start`]: workloads stored stopped by `deploy --start-at`, started at their time.
 
 pub mod batch;
 pub mod revisions;
 pub mod rollout;
 pub mod services;
+pub mod start;
 pub mod workloads;
 
 use std::fmt::Debug;
@@ -210,6 +212,8 @@ pub async fn run(ctx: Context) {
     // Services per workload (issue 17, section 2).
     let controllers =
         futures::future::join(controllers, workloads::controller(ctx.clone(), &watches));
+    // Delayed start (issue 17, section 1).
+    let controllers = futures::future::join(controllers, start::controller(ctx.clone(), &watches));
     let Watches {
         pods,
         services,

@@ -1,0 +1,226 @@
+//! Delayed start (issue 17, section 1): a workload that `deploy --start-at` stored stopped (a
+//! Deployment or StatefulSet at 0 replicas, a Job or CronJob suspended) is started when its
+//! time comes. The decision and the apply body are the core's `workload::start`; this only
+//! watches, waits and writes.
+//!
+//! - Level-triggered: each workload is looked at on every change and requeued at its start
+//!   time; a leader that takes over starts whatever became due meanwhile.
+//! - The watch is metadata-only (the annotations say when), so no workload spec is held in
+//!   memory; the workload is read once, when due, and the start is decided again on it.
+//! - Written once: the server-side apply carries the object's UID and resourceVersion, so a
+//!   change made meanwhile (or a second controller) makes it fail and be decided again, and it
+//!   records `started-at`, after which the workload is never touched (a later scale stays).
+//! - Never fights a user: a workload started by hand before its time keeps its replicas; only
+//!   `started-at` is recorded.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use appimage::workload::{START_AT, Start, WORKLOAD, Workload, start};
+use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::{Context, Watches};
+
+/// The field manager of a start: its own, so that its fields (replicas or suspend, and
+/// started-at) neither drop nor are dropped by what `deploy` and the other controllers apply.
+pub const START_MANAGER: &str = "appimage-webhook-start";
+/// Retry a start that failed (a conflict with a change made meanwhile, a lost request).
+const RETRY: Duration = Duration::from_secs(2);
+/// Wake a little after the start time, never before it.
+const SLACK: Duration = Duration::from_millis(50);
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Error(#[from] kube::Error);
+
+/// A kind `deploy --start-at` can store stopped.
+trait Stoppable:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Default
+    + Debug
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    fn workload(self) -> Workload;
+}
+
+impl Stoppable for Deployment {
+    fn workload(self) -> Workload {
+        Workload::Deployment(Box::new(self))
+    }
+}
+
+impl Stoppable for StatefulSet {
+    fn workload(self) -> Workload {
+        Workload::StatefulSet(Box::new(self))
+    }
+}
+
+impl Stoppable for Job {
+    fn workload(self) -> Workload {
+        Workload::Job(Box::new(self))
+    }
+}
+
+impl Stoppable for CronJob {
+    fn workload(self) -> Workload {
+        Workload::CronJob(Box::new(self))
+    }
+}
+
+/// The controller: one loop per kind, on metadata-only watches by the workload label.
+pub fn controller(ctx: Context, _watches: &Watches) -> impl Future<Output = ()> + Send + 'static {
+    let ctx = Arc::new(ctx);
+    async move {
+        futures::join!(
+            run::<Deployment>(ctx.clone()),
+            run::<StatefulSet>(ctx.clone()),
+            run::<Job>(ctx.clone()),
+            run::<CronJob>(ctx),
+        );
+    }
+}
+
+async fn run<K: Stoppable>(ctx: Arc<Context>) {
+    let api = Api::<PartialObjectMeta<K>>::all(ctx.client.clone());
+    Controller::new(api, watcher::Config::default().labels(WORKLOAD))
+        .run(reconcile::<K>, error_policy::<K>, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!("start reconcile: {e}");
+            }
+        })
+        .await;
+}
+
+fn error_policy<K: Stoppable>(
+    obj: Arc<PartialObjectMeta<K>>,
+    error: &Error,
+    _ctx: Arc<Context>,
+) -> Action {
+    tracing::warn!(kind = %K::kind(&()), workload = %obj.name_any(), namespace = ?obj.namespace(), "start failed: {error} (retrying)");
+    Action::requeue(RETRY)
+}
+
+/// How long from `now` until `at`, and a little more.
+fn until(at: Timestamp, now: Timestamp) -> Duration {
+    Duration::try_from(at.duration_since(now)).unwrap_or_default() + SLACK
+}
+
+async fn reconcile<K: Stoppable>(
+    obj: Arc<PartialObjectMeta<K>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    // The annotations say when; nothing is read while the time has not come.
+    let mut shell = K::default();
+    *shell.meta_mut() = obj.metadata.clone();
+    let reference = reference::<K>(&obj.metadata);
+    if obj.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let now = Timestamp::now();
+    match start(&shell.workload(), now) {
+        Ok(Start::Nothing) => return Ok(Action::await_change()),
+        Ok(Start::At(at)) => return Ok(Action::requeue(until(at, now))),
+        Err(e) => {
+            let note = format!("{e}; the workload stays stopped until it is fixed");
+            publish(&ctx, &reference, EventType::Warning, "StartFailed", note).await;
+            return Ok(Action::await_change());
+        }
+        Ok(Start::Apply(_) | Start::Record(_)) => {}
+    }
+    // Due: decide again on the workload as it is now, and write with its UID and version.
+    let api = Api::<K>::namespaced(ctx.client.clone(), obj.namespace().as_deref().unwrap_or(""));
+    let Some(live) = api.get_opt(&obj.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let meta = live.meta().clone();
+    let at = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(START_AT))
+        .cloned()
+        .unwrap_or_default();
+    let now = Timestamp::now();
+    let (mut body, reason, note) = match start(&live.workload(), now) {
+        Ok(Start::Apply(body)) => {
+            let what = started(&body);
+            (body, "Started", format!("{what} at start-at {at}"))
+        }
+        Ok(Start::Record(body)) => (
+            body,
+            "StartedByHand",
+            format!(
+                "already running before its start-at {at} (scaled or unsuspended by hand): left as it is, start recorded"
+            ),
+        ),
+        Ok(Start::At(at)) => return Ok(Action::requeue(until(at, now))),
+        Ok(Start::Nothing) | Err(_) => return Ok(Action::await_change()),
+    };
+    body["metadata"]["uid"] = meta.uid.clone().into();
+    body["metadata"]["resourceVersion"] = meta.resource_version.clone().into();
+    let params = PatchParams::apply(START_MANAGER).force();
+    api.patch(&obj.name_any(), &params, &Patch::Apply(&body))
+        .await?;
+    tracing::info!(kind = %K::kind(&()), workload = %obj.name_any(), namespace = ?obj.namespace(), "{note}");
+    publish(&ctx, &reference, EventType::Normal, reason, note).await;
+    Ok(Action::await_change())
+}
+
+/// What an apply body does, for the Event.
+fn started(body: &Value) -> String {
+    match body["spec"]["replicas"].as_i64() {
+        Some(n) => format!("started: scaled to {n} replicas"),
+        None => "started: unsuspended".into(),
+    }
+}
+
+fn reference<K: Stoppable>(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(K::api_version(&()).into()),
+        kind: Some(K::kind(&()).into()),
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        ..Default::default()
+    }
+}
+
+async fn publish(
+    ctx: &Context,
+    reference: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Start".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, reference).await {
+        tracing::warn!("cannot record an Event: {e}");
+    }
+}
