@@ -86,6 +86,9 @@ pub enum Command {
     Rollback(crate::rollback::RollbackArgs),
     /// Move an AppImage's workloads (Manual ones too) to its current revision
     Rollout(crate::rollout::RolloutArgs),
+    /// Show where an AppImage runs: each workload and bare Pod, its revision, counts, and
+    /// whether it is outdated or stopped
+    Status(crate::status::StatusArgs),
     /// Set an AppImage's image (name, tag, digest), re-signing it with --key in the same write
     SetImage(crate::set_image::SetImageArgs),
     /// Mark AppImages published: their spec may no longer change (label appimage.kuscia.secretflow/stage)

@@ -23,6 +23,7 @@ mod rollout;
 mod set_image;
 mod sign;
 mod stage;
+mod status;
 mod validate;
 mod verify;
 mod write;
@@ -67,6 +68,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Diff(args) => diff::run(global, &args),
         Command::Rollback(args) => rollback::run(global, &args),
         Command::Rollout(args) => rollout::run(global, &args),
+        Command::Status(args) => status::run(global, &args),
         Command::SetImage(args) => set_image::run(global, &args),
         Command::Batch(args) => batch::run(global, args),
         Command::Publish(args) => stage::run(global, Stage::Published, &args, None),

@@ -1,0 +1,111 @@
+//! `kubectl appimage status APPIMAGE [-n NS] [-o yaml|json]`: where the AppImage runs (issue 17,
+//! section 5). Reads the AppImage, its revisions, the workloads and the Pods, and prints the
+//! core's `appimage::status` report: the stage and current revision, then one row per workload
+//! and bare Pod.
+
+use anyhow::Result;
+use appimage::labels;
+use appimage::revision::AppImageRevision;
+use appimage::status::{Objects, Report, header, report, rows};
+use clap::{Args, ValueEnum};
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::ListParams;
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+
+use crate::cli::Global;
+use crate::client::{CHUNK_SIZE, Cluster, block_on, server_error};
+use crate::output::{print, table, to_json, to_yaml};
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusOutput {
+    Yaml,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The AppImage
+    pub name: String,
+    /// Only this namespace [default: every namespace]
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// yaml or json: the report as a document [default: a table]
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<StatusOutput>,
+}
+
+pub fn run(global: &Global, args: &StatusArgs) -> Result<()> {
+    block_on(async {
+        let cluster = Cluster::connect(global).await?;
+        let image = cluster.get(&args.name).await?;
+        let (client, server, context) = cluster.parts();
+        let err = |e| server_error(e, server, context);
+        let revisions = revisions(&client, &args.name).await.map_err(err)?;
+        let objects = objects(&client, &args.name, args.namespace.as_deref())
+            .await
+            .map_err(err)?;
+        let report = report(&image, &revisions, &objects);
+        print(&render(&report, args.output)?)
+    })
+}
+
+fn render(report: &Report, output: Option<StatusOutput>) -> Result<String> {
+    Ok(match output {
+        Some(StatusOutput::Yaml) => to_yaml(report)?,
+        Some(StatusOutput::Json) => to_json(report)?,
+        None if report.workloads.is_empty() => format!(
+            "{}\nNo workloads or bare Pods run AppImage {:?}.\n",
+            header(report),
+            report.app_image
+        ),
+        None => format!("{}\n{}", header(report), table(&rows(report))),
+    })
+}
+
+/// The AppImage's revisions; none where the AppImageRevision CRD is not installed.
+async fn revisions(client: &Client, name: &str) -> kube::Result<Vec<AppImageRevision>> {
+    match crate::history::revisions(client, name).await {
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
+        other => other,
+    }
+}
+
+/// Every workload (its pod template may carry the AppImage label without the workload
+/// carrying it, so all are read; the core picks) and the AppImage's Pods.
+async fn objects(client: &Client, name: &str, ns: Option<&str>) -> kube::Result<Objects> {
+    let pods = ListParams::default().labels(&format!("{}={name}", labels::APP_IMAGE));
+    let all = ListParams::default();
+    Ok(Objects {
+        deployments: list(client, ns, &all).await?,
+        statefulsets: list(client, ns, &all).await?,
+        daemonsets: list(client, ns, &all).await?,
+        jobs: list(client, ns, &all).await?,
+        cronjobs: list(client, ns, &all).await?,
+        pods: list(client, ns, &pods).await?,
+    })
+}
+
+/// Every `K` matching `params`, in `ns` or all namespaces, read in kubectl's pages.
+async fn list<K>(client: &Client, ns: Option<&str>, params: &ListParams) -> kube::Result<Vec<K>>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let mut params = params.clone().limit(CHUNK_SIZE);
+    let mut items = Vec::new();
+    loop {
+        let page = api.list(&params).await?;
+        items.extend(page.items);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(items),
+        }
+    }
+}
