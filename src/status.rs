@@ -78,7 +78,8 @@ pub struct Row {
 struct Current<'a> {
     hash: String,
     number: Option<i64>,
-    revisions: &'a [AppImageRevision],
+    /// This AppImage's revisions.
+    revisions: Vec<&'a AppImageRevision>,
 }
 
 /// The report for `image`, from its recorded revisions and the objects read.
@@ -96,7 +97,7 @@ pub fn report(image: &AppImage, revisions: &[AppImageRevision], objects: &Object
     let current = Current {
         hash: hash.clone(),
         number,
-        revisions,
+        revisions: mine,
     };
     let mut rows: Vec<Row> = workloads(objects)
         .iter()
@@ -338,18 +339,8 @@ fn counts(w: &Workload, notes: &mut Vec<String>) -> (Option<i32>, Option<i32>, O
 fn pod_row(p: &Pod, current: &Current) -> Row {
     let mut notes = Vec::new();
     let (revision, hash, outdated) = match named(p.metadata.annotations.as_ref()) {
-        // A bare Pod naming no revision got the spec current when it was admitted: outdated
-        // once a newer revision was recorded after it (the rollout controller's rule).
         Ok(Named::Current) => {
-            let recorded = current
-                .revisions
-                .iter()
-                .find(|r| Some(r.spec.revision) == current.number)
-                .and_then(|r| r.metadata.creation_timestamp.as_ref());
-            let outdated = match (recorded, &p.metadata.creation_timestamp) {
-                (Some(r), Some(created)) => created.0 < r.0,
-                _ => false,
-            };
+            let outdated = admitted_before(p, current);
             (
                 (!outdated).then_some(current.number).flatten(),
                 None,
@@ -385,6 +376,29 @@ fn pod_row(p: &Pod, current: &Current) -> Row {
         update_policy: None,
         notes,
     }
+}
+
+/// Whether a bare Pod that names no revision (it got the spec current when it was admitted)
+/// runs an older one: it was made before the current revision was recorded, while another
+/// revision already was. (Made before any was recorded: the revisions controller had not
+/// caught up yet, so it runs the current spec.)
+fn admitted_before(p: &Pod, current: &Current) -> bool {
+    let at = |r: &AppImageRevision| r.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let (Some(made), Some(recorded)) = (
+        p.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        current
+            .revisions
+            .iter()
+            .find(|r| Some(r.spec.revision) == current.number)
+            .and_then(|r| at(r)),
+    ) else {
+        return false;
+    };
+    made < recorded
+        && current
+            .revisions
+            .iter()
+            .any(|r| Some(r.spec.revision) != current.number && at(r).is_some_and(|t| t <= made))
 }
 
 /// The header above the table: the AppImage, its stage and its current revision.
@@ -578,6 +592,8 @@ mod tests {
             pods: vec![
                 pod("fresh", "2026-12-01T13:00:00Z", None),
                 pod("stale", "2026-12-01T11:00:00Z", None),
+                // Made before any revision was recorded: the current spec.
+                pod("early", "2026-12-01T09:00:00Z", None),
                 pod("web-abc", "2026-12-01T13:00:00Z", Some("ReplicaSet")),
             ],
             ..Default::default()
@@ -601,6 +617,7 @@ mod tests {
                 "KIND|NAMESPACE|NAME|REVISION|DESIRED|UPDATED|READY|STATUS",
                 "Deployment|a|web|2|3|3|3|Current",
                 "Job|a|later|2|2|-|0|Stopped until 2026-12-02T01:00:00Z",
+                "Pod|a|early|2|1|1|1|Current",
                 "Pod|a|fresh|2|1|1|1|Current",
                 "Pod|a|stale|<unknown>|1|0|1|Outdated",
                 "Deployment|b|manual|1|2|2|1|Outdated (Manual)",
@@ -609,7 +626,7 @@ mod tests {
         let later = &r.workloads[1];
         assert!(later.stopped && !later.outdated);
         assert_eq!(later.update_policy, None, "Jobs are not rolled");
-        let manual = &r.workloads[4];
+        let manual = &r.workloads[5];
         assert_eq!(manual.hash.as_deref(), Some("old-hash"));
         assert_eq!(manual.update_policy.as_deref(), Some("Manual"));
         assert!(header(&r).contains(
@@ -631,6 +648,7 @@ mod tests {
         assert_eq!(v["workloads"][1]["stopped"], true);
         assert_eq!(v["workloads"][1]["updated"], Value::Null);
         assert_eq!(v["workloads"][4]["outdated"], true);
+        assert_eq!(v["workloads"][5]["updatePolicy"], "Manual");
     }
 
     #[test]
