@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use appimage::resource::AppImage;
 use appimage::signature::payload;
 use appimage_bench::fixtures;
-use appimage_bench::harness::{SigningKey, Tls, Webhook};
+use appimage_bench::harness::{SigningKey, Tls, Webhook, kube_client};
 use futures::{StreamExt, TryStreamExt};
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
@@ -90,12 +90,6 @@ pub(crate) struct Bench {
     pub(crate) results: Results,
     /// The seed's signature with `signer`, given to every copy of the seed.
     seed_sign: String,
-}
-
-async fn kube_client(kubeconfig: &Path) -> anyhow::Result<Client> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-    Ok(Client::try_from(config)?)
 }
 
 impl Bench {
