@@ -1,0 +1,372 @@
+//! Delayed start and `kubectl appimage status` (issue 17, sections 1 and 5; issue 19's stage in
+//! `status`) on the whole test cluster: kwok nodes, the webhook admitting each test's namespace
+//! and running its controllers (the start controller, the revisions controller), the real
+//! kubectl with our plugin.
+//!
+//! Every test starts its own webhook, all with the same trusted key and one shared Lease, so
+//! exactly one of them runs the controllers at a time.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use appimage::manifest;
+use appimage::resource::AppImage;
+use appimage::signature::payload;
+use appimage_e2e::webhook::{SigningKey, Tls, Webhook, register};
+use appimage_e2e::{Cluster, cluster, repo_root, text, unique, wait_until, write_json};
+use k8s_openapi::jiff::Timestamp;
+use serde_json::{Value, json};
+
+const CRD: &str = "charts/appimage-webhook/crds/appimagerevisions.appimage.kuscia.secretflow.yaml";
+const START_AT: &str = "appimage.kuscia.secretflow/start-at";
+const STARTED: &str = "appimage.kuscia.secretflow/started-at";
+const WAIT: Duration = Duration::from_secs(120);
+
+/// The key and serving pair every test's webhook shares, and the revisions CRD installed.
+struct Shared {
+    tls: Tls,
+    signer: SigningKey,
+    lease: String,
+}
+
+fn shared() -> (&'static Cluster, &'static Shared) {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    let c = cluster();
+    let s = SHARED.get_or_init(|| {
+        c.kubectl_ok(&["apply", "--server-side", "-f", CRD]);
+        let served = wait_until(Duration::from_secs(60), || {
+            c.kubectl(&["get", "appimagerevisions"]).status.success()
+        });
+        assert!(served, "appimagerevisions not served after 60 s");
+        let dir = c.dir().join(unique("status-keys"));
+        Shared {
+            tls: Tls::new(&dir.join("tls"), "appimage-webhook"),
+            signer: SigningKey::new(&dir),
+            lease: unique("status-lease"),
+        }
+    });
+    (c, s)
+}
+
+/// One test's world: a webhook, a namespace it admits, the signed seed AppImage.
+struct World {
+    c: &'static Cluster,
+    hook: Webhook,
+    ns: String,
+    image: String,
+    work: tempfile::TempDir,
+}
+
+impl World {
+    fn new(prefix: &str) -> World {
+        let (c, s) = shared();
+        let lease = format!("--lease-name={}", s.lease);
+        let hook = Webhook::start(
+            c,
+            &s.tls,
+            &s.signer.pub_dir,
+            &[&lease, "--lease-duration=2s"],
+        );
+        let tag = unique("st");
+        let ns = c.namespace(prefix);
+        c.kubectl_ok(&["label", "namespace", &ns, &format!("appimage-e2e={tag}")]);
+        register(c, &hook, &s.tls, &tag);
+        let w = World {
+            c,
+            hook,
+            ns,
+            image: unique(prefix),
+            work: tempfile::tempdir().unwrap(),
+        };
+        w.apply_example("secretflow-image.yaml");
+        w
+    }
+
+    /// An example AppImage under this world's name, signed with the shared key, applied.
+    fn apply_example(&self, file: &str) {
+        let text = std::fs::read_to_string(repo_root().join("examples").join(file)).unwrap();
+        let mut img: AppImage = manifest::appimages(file, &text).unwrap().remove(0);
+        img.metadata.name = Some(self.image.clone());
+        img.spec.image.sign = Some(shared().1.signer.sign(&payload(&img.spec.image)));
+        self.apply(&serde_json::to_value(&img).unwrap());
+    }
+
+    fn apply(&self, value: &Value) {
+        let file = write_json(self.work.path(), value);
+        let out = self.c.kubectl(&["apply", "-f", &file.to_string_lossy()]);
+        assert!(out.status.success(), "apply {value}: {:?}", text(&out));
+    }
+
+    fn get(&self, what: &str) -> Value {
+        let out = self
+            .c
+            .kubectl_ok(&["get", "-n", &self.ns, what, "-o", "json"]);
+        serde_json::from_str(&out).expect("JSON")
+    }
+
+    fn plugin(&self, args: &[&str]) -> String {
+        let mut full = vec!["appimage"];
+        full.extend_from_slice(args);
+        self.c.kubectl_ok(&full)
+    }
+
+    fn deploy(&self, name: &str, args: &[&str]) {
+        let mut full = vec!["deploy", &self.image, "-n", &self.ns, "--name", name];
+        full.extend_from_slice(args);
+        self.plugin(&full);
+    }
+
+    /// `status -o json`, parsed.
+    fn status(&self) -> Value {
+        let out = self.plugin(&["status", &self.image, "-n", &self.ns, "-o", "json"]);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("status -o json: {e}:\n{out}"))
+    }
+
+    /// The row of `kind`/`name` in a status report.
+    fn row(report: &Value, kind: &str, name: &str) -> Value {
+        report["workloads"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["kind"] == kind && r["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {kind} {name} in {report:#}"))
+    }
+
+    /// The Events of reason `reason` about object `name`.
+    fn events(&self, name: &str, reason: &str) -> Vec<Value> {
+        let selector = format!("involvedObject.name={name},reason={reason}");
+        self.get_list(&["events", "--field-selector", &selector])
+    }
+
+    fn get_list(&self, what: &[&str]) -> Vec<Value> {
+        let mut args = vec!["get", "-n", &self.ns, "-o", "json"];
+        args.extend_from_slice(what);
+        let v: Value = serde_json::from_str(&self.c.kubectl_ok(&args)).expect("JSON");
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Revision `n` of the AppImage, once the controller recorded it: its hash.
+    fn revision(&self, n: i64) -> String {
+        let name = format!("{}-{n}", self.image);
+        let mut hash = String::new();
+        let recorded = wait_until(WAIT, || {
+            let out = self.c.kubectl(&[
+                "get",
+                "appimagerevision",
+                &name,
+                "-o",
+                "jsonpath={.spec.hash}",
+            ]);
+            hash = text(&out).0;
+            out.status.success() && !hash.is_empty()
+        });
+        assert!(
+            recorded,
+            "revision {name} never recorded:\n{}",
+            self.hook.logs()
+        );
+        hash
+    }
+}
+
+fn time(v: &Value) -> Timestamp {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an RFC 3339 time: {v}"))
+}
+
+/// `deploy --start-at` a few seconds ahead: stored stopped and flagged so by `status`; the
+/// controller starts it then (not before), its Pods run, and an Event says so. A workload due
+/// in an hour stays stopped and flagged.
+#[test]
+fn a_delayed_workload_is_stopped_flagged_then_started() {
+    let w = World::new("st-later");
+    w.deploy("later", &["--replicas", "2", "--start-at", "+15s"]);
+    w.deploy("job", &["--kind", "Job", "--start-at", "+15s"]);
+    w.deploy("hour", &["--replicas", "2", "--start-at", "+1h"]);
+
+    // Due in an hour: stopped for the whole test, and `status` says until when.
+    let hour = w.get("deployment/hour");
+    assert_eq!(hour["spec"]["replicas"], 0);
+    let report = w.status();
+    let row = World::row(&report, "Deployment", "hour");
+    assert_eq!(row["stopped"], true, "{row:#}");
+    assert_eq!(row["startAt"], hour["metadata"]["annotations"][START_AT]);
+    assert_eq!(row["desired"], 0);
+    let table = w.plugin(&["status", &w.image, "-n", &w.ns]);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("Deployment") && l.split_whitespace().nth(2) == Some("hour"))
+        .unwrap_or_else(|| panic!("no row for hour:\n{table}"));
+    let at = row["startAt"].as_str().unwrap();
+    assert!(line.ends_with(&format!("Stopped until {at}")), "{line}");
+
+    // Due in seconds: stored stopped. Whatever `status` read before the controller started
+    // it says stopped, with the stored time.
+    let later = w.get("deployment/later");
+    let job = w.get("job/job");
+    let report = w.status();
+    for (obj, kind, name) in [(&later, "Deployment", "later"), (&job, "Job", "job")] {
+        let annotations = &obj["metadata"]["annotations"];
+        if annotations.get(STARTED).is_none() {
+            let row = World::row(&report, kind, name);
+            let now_started =
+                !w.get(&format!("{kind}/{name}"))["metadata"]["annotations"][STARTED].is_null();
+            assert!(
+                row["stopped"] == true || now_started,
+                "{kind} {name} not flagged stopped before its start: {row:#}"
+            );
+            if row["stopped"] == true {
+                assert_eq!(row["startAt"], annotations[START_AT]);
+            }
+        }
+    }
+    assert_eq!(later["spec"]["replicas"], 0, "stored stopped");
+    assert_eq!(job["spec"]["suspend"], true, "stored suspended");
+
+    // Then it starts: the intended replicas, Ready Pods, started-at no earlier than start-at.
+    let mut d = Value::Null;
+    let running = wait_until(WAIT, || {
+        d = w.get("deployment/later");
+        d["spec"]["replicas"] == 2 && d["status"]["readyReplicas"] == 2
+    });
+    assert!(running, "never started:\n{d:#}\n{}", w.hook.logs());
+    let a = &d["metadata"]["annotations"];
+    assert!(
+        time(&a[STARTED]) >= time(&a[START_AT]),
+        "started before its time: {a:#}"
+    );
+    let mut j = Value::Null;
+    let done = wait_until(WAIT, || {
+        j = w.get("job/job");
+        j["spec"]["suspend"] == false && j["status"]["succeeded"] == 1
+    });
+    assert!(done, "the Job never ran:\n{j:#}\n{}", w.hook.logs());
+    let ja = &j["metadata"]["annotations"];
+    assert!(time(&ja[STARTED]) >= time(&ja[START_AT]), "{ja:#}");
+
+    // The Event, naming what was done.
+    for (name, what) in [("later", "scaled to 2 replicas"), ("job", "unsuspended")] {
+        let mut events = Vec::new();
+        let recorded = wait_until(WAIT, || {
+            events = w.events(name, "Started");
+            !events.is_empty()
+        });
+        assert!(recorded, "no Started Event for {name}");
+        let note = events[0]["message"].as_str().unwrap_or_default();
+        assert!(note.contains(what), "{note}");
+    }
+
+    // Started, it is no longer flagged; the one due in an hour still is.
+    let report = w.status();
+    let row = World::row(&report, "Deployment", "later");
+    assert_eq!(row["stopped"], false, "{row:#}");
+    assert_eq!((&row["desired"], &row["ready"]), (&json!(2), &json!(2)));
+    assert_eq!(World::row(&report, "Deployment", "hour")["stopped"], true);
+    assert_eq!(w.get("deployment/hour")["spec"]["replicas"], 0);
+}
+
+/// `status` lists a Deployment and a bare Pod with the revision they run, their counts and the
+/// AppImage's stage; `-o json` and `-o yaml` parse. After an update, a Manual Deployment and
+/// the bare Pod are flagged outdated against the new revision.
+#[test]
+fn status_shows_workloads_and_bare_pods_with_revision_counts_and_stage() {
+    let w = World::new("st-where");
+    let first = w.revision(1);
+    w.deploy("web", &["--replicas", "2"]);
+    w.deploy("pinned", &["--replicas", "1", "--update-policy", "Manual"]);
+    let pod = unique("bare");
+    w.apply(&json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": pod, "namespace": w.ns,
+                     "labels": {"kuscia.secretflow/app-image": w.image}},
+        "spec": {"containers": []}
+    }));
+    w.plugin(&["publish", &w.image]);
+    let ready = wait_until(WAIT, || {
+        w.get("deployment/web")["status"]["readyReplicas"] == 2
+            && w.get("deployment/pinned")["status"]["readyReplicas"] == 1
+            && w.get(&format!("pod/{pod}"))["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    });
+    assert!(
+        ready,
+        "the workloads never became Ready:\n{}",
+        w.hook.logs()
+    );
+
+    let table = w.plugin(&["status", &w.image]);
+    let mut lines = table.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("AppImage:  {}", w.image).as_str())
+    );
+    assert_eq!(lines.next(), Some("Stage:     published"));
+    assert_eq!(
+        lines.next(),
+        Some(format!("Revision:  1 (hash {})", &first[..12]).as_str())
+    );
+    let rows: Vec<Vec<&str>> = lines
+        .skip(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let ns = w.ns.as_str();
+    assert_eq!(
+        rows,
+        [
+            vec!["Deployment", ns, "pinned", "1", "1", "1", "1", "Current"],
+            vec!["Deployment", ns, "web", "1", "2", "2", "2", "Current"],
+            vec!["Pod", ns, &pod, "1", "1", "1", "1", "Current"],
+        ],
+        "{table}"
+    );
+    let report = w.status();
+    assert_eq!(report["stage"], "published");
+    assert_eq!(report["revision"], 1);
+    assert_eq!(report["hash"], first.as_str());
+    let web = World::row(&report, "Deployment", "web");
+    assert_eq!(web["hash"], first.as_str());
+    assert_eq!(web["updatePolicy"], "Auto");
+    let yaml = w.plugin(&["status", &w.image, "-o", "yaml"]);
+    let parsed: Value = serde_yaml_ng::from_str(&yaml).expect("status -o yaml parses");
+    assert_eq!(parsed["workloads"], report["workloads"]);
+
+    // The seed's update: revision 2. The Manual Deployment stays on 1, and the bare Pod,
+    // admitted with revision 1, cannot change: both flagged outdated.
+    w.plugin(&["draft", &w.image]);
+    w.apply_example("secretflow-image-update.yaml");
+    let second = w.revision(2);
+    assert_ne!(first, second);
+    let mut report = Value::Null;
+    let flagged = wait_until(WAIT, || {
+        report = w.status();
+        report["revision"] == 2
+    });
+    assert!(flagged, "{report:#}");
+    assert_eq!(report["stage"], "draft");
+    let pinned = World::row(&report, "Deployment", "pinned");
+    assert_eq!(
+        (&pinned["revision"], &pinned["outdated"]),
+        (&json!(1), &json!(true)),
+        "{pinned:#}"
+    );
+    let bare = World::row(&report, "Pod", &pod);
+    assert_eq!(bare["outdated"], true, "{bare:#}");
+    assert_eq!(bare["updated"], 0);
+    let table = w.plugin(&["status", &w.image, "-n", ns]);
+    assert!(
+        table.lines().any(|l| l.starts_with("Deployment")
+            && l.contains(" pinned ")
+            && l.ends_with("Outdated (Manual)")),
+        "{table}"
+    );
+
+    // A missing AppImage is kubectl's NotFound.
+    let out = w.c.kubectl(&["appimage", "status", "no-such-appimage"]);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("NotFound"), "{:?}", text(&out));
+}
