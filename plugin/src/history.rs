@@ -1,5 +1,5 @@
 //! `kubectl appimage history APPIMAGE`: the AppImage's revisions (issue 17, section 3) with
-//! their hash, age, change cause and the workloads and Pods that run each.
+//! their hash, age, change cause, task id and the workloads and Pods that run each.
 
 use std::collections::BTreeMap;
 
@@ -43,10 +43,17 @@ pub fn run(global: &Global, args: &HistoryArgs) -> Result<()> {
             .map_err(|e| server_error(e, server, context))?;
         let now = now();
         let mut rows = vec![
-            vec!["REVISION", "HASH", "AGE", "CHANGE-CAUSE", "IN-USE-BY"]
-                .into_iter()
-                .map(String::from)
-                .collect::<Vec<_>>(),
+            vec![
+                "REVISION",
+                "HASH",
+                "AGE",
+                "CHANGE-CAUSE",
+                "TASK-ID",
+                "IN-USE-BY",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>(),
         ];
         for r in &revs {
             let age = r
@@ -67,6 +74,7 @@ pub fn run(global: &Global, args: &HistoryArgs) -> Result<()> {
                     .change_cause
                     .clone()
                     .unwrap_or_else(|| "<none>".into()),
+                r.spec.task_id.clone().unwrap_or_else(|| "<none>".into()),
                 by,
             ]);
         }

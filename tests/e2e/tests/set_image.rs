@@ -276,7 +276,7 @@ fn set_image_with_a_key_rolls_an_auto_deployment_and_refusals_write_nothing() {
     let new_image = format!("registry.example.com/sf/secretflow-lite@{NEW_DIGEST}");
     w.wait_pods("web", 1, |p| container_images(p) == [new_image.clone()]);
 
-    // history shows the change cause on the new revision.
+    // history shows the change cause and the task id on the new revision.
     let mut rows = BTreeMap::new();
     let shown = wait_until(WAIT, || {
         let (_, out, _) = w.plugin(&["history", &name]);
@@ -288,7 +288,8 @@ fn set_image_with_a_key_rolls_an_auto_deployment_and_refusals_write_nothing() {
                     .map(|(n, r)| (n.to_string(), r.to_string()))
             })
             .collect();
-        rows.get("2").is_some_and(|r| r.contains("release 1.11"))
+        rows.get("2")
+            .is_some_and(|r| r.contains("release 1.11") && r.contains("cfthf85s99bgu9olqr50"))
     });
     assert!(shown, "history: {rows:#?}\n{}", w.hook.logs());
     assert!(!rows["1"].contains("release 1.11"), "{rows:#?}");
