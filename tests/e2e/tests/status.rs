@@ -14,7 +14,7 @@ use appimage::resource::AppImage;
 use appimage::signature::payload;
 use appimage_e2e::webhook::{SigningKey, Tls, Webhook, register};
 use appimage_e2e::{Cluster, cluster, repo_root, text, unique, wait_until, write_json};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
 const CRD: &str = "charts/appimage-webhook/crds/appimagerevisions.appimage.kuscia.secretflow.yaml";
@@ -225,6 +225,27 @@ fn a_delayed_workload_is_stopped_flagged_then_started() {
     assert_eq!(later["spec"]["replicas"], 0, "stored stopped");
     assert_eq!(job["spec"]["suspend"], true, "stored suspended");
 
+    // Started by hand before its time, then its time moved near: the user's replicas stay,
+    // only the start is recorded; `status` never flagged it stopped once it ran.
+    w.deploy("hand", &["--replicas", "2", "--start-at", "+1h"]);
+    let ns = w.ns.as_str();
+    w.c.kubectl_ok(&["scale", "-n", ns, "deployment/hand", "--replicas", "1"]);
+    let row = World::row(&w.status(), "Deployment", "hand");
+    assert_eq!(
+        (&row["stopped"], &row["desired"]),
+        (&json!(false), &json!(1))
+    );
+    let soon = Timestamp::now() + SignedDuration::from_secs(3);
+    let moved = format!("{START_AT}={soon}");
+    w.c.kubectl_ok(&[
+        "annotate",
+        "--overwrite",
+        "-n",
+        ns,
+        "deployment/hand",
+        &moved,
+    ]);
+
     // Then it starts: the intended replicas, Ready Pods, started-at no earlier than start-at.
     let mut d = Value::Null;
     let running = wait_until(WAIT, || {
@@ -257,6 +278,13 @@ fn a_delayed_workload_is_stopped_flagged_then_started() {
         let note = events[0]["message"].as_str().unwrap_or_default();
         assert!(note.contains(what), "{note}");
     }
+
+    let recorded = wait_until(WAIT, || !w.events("hand", "StartedByHand").is_empty());
+    assert!(recorded, "no StartedByHand Event:\n{}", w.hook.logs());
+    let hand = w.get("deployment/hand");
+    assert_eq!(hand["spec"]["replicas"], 1, "the user's replicas stay");
+    assert!(time(&hand["metadata"]["annotations"][STARTED]) >= soon);
+    assert!(w.events("hand", "Started").is_empty(), "it was not scaled");
 
     // Started, it is no longer flagged; the one due in an hour still is.
     let report = w.status();
