@@ -26,8 +26,9 @@ pub const REVISION: &str = "appimage.kuscia.secretflow/revision";
 /// Pod template annotation (written by `deploy`): the hash of the spec the template was made
 /// from; it names a revision when the number is absent.
 pub const REVISION_HASH: &str = crate::workload::REVISION_HASH;
-/// Workload annotation: the AppImage revision the rollout controller last acted on (rolled an
-/// Auto workload to, or reported a Manual one outdated against).
+/// Workload label (and, for people, annotation): the AppImage revision the rollout controller
+/// last acted on (rolled an Auto workload to, or reported a Manual one outdated against). The
+/// label is the one read: `kubectl rollout undo` restores a Deployment's annotations.
 pub const LATEST: &str = "appimage.kuscia.secretflow/latest-revision";
 /// AppImage annotation: how many revisions to keep (default [`DEFAULT_HISTORY_LIMIT`]).
 pub const HISTORY_LIMIT: &str = "appimage.kuscia.secretflow/revision-history-limit";

@@ -159,7 +159,10 @@ fn patch(t: &PodTemplateSpec, want: &Want<'_>) -> Value {
         .map(|c| json!({"name": c.name, "image": want.image}))
         .collect();
     json!({
-        "metadata": {"annotations": {LATEST: want.number.to_string()}},
+        "metadata": {
+            "labels": {LATEST: want.number.to_string()},
+            "annotations": {LATEST: want.number.to_string()},
+        },
         "spec": {"template": {
             "metadata": {"annotations": {REVISION: want.number.to_string(), REVISION_HASH: want.hash}},
             "spec": {"containers": containers},

@@ -3,9 +3,9 @@
 //! (revision annotations and image, by server-side apply under its own field manager), and the
 //! workload's controller rolls it with its own strategy. Manual workloads are reported outdated.
 //!
-//! - The rule is the core's `revision::step`: the workload's annotation
-//!   [`LATEST`] records the revision acted on, so a user's `kubectl rollout undo` stays until
-//!   the AppImage changes again.
+//! - The rule is the core's `revision::step`: the workload's label [`LATEST`] records the
+//!   revision acted on, so a user's `kubectl rollout undo` stays until the AppImage changes
+//!   again (a label, because an undo restores a Deployment's annotations; see [`acted_on`]).
 //! - A revision whose signature does not verify is never rolled out: a Warning Event says why.
 //! - Bare Pods cannot change: each outdated one gets one Event per revision.
 //! - An update-policy annotation that is neither Auto nor Manual is reported (a Warning Event
@@ -19,7 +19,7 @@ use appimage::labels;
 use appimage::resource::AppImage;
 use appimage::revision::{
     AppImageRevision, Known, LATEST, Named, Policy, REVISION, REVISION_HASH, Step, named, policy,
-    resolve, step,
+    resolve, revision_name, step,
 };
 use appimage::signature::verify;
 use appimage::workload::UPDATE_POLICY;
@@ -134,9 +134,7 @@ async fn act(
     told: &Told,
 ) -> Result<(), kube::Error> {
     let annotations = w.meta.annotations.as_ref();
-    let acted = annotations
-        .and_then(|a| a.get(LATEST))
-        .and_then(|v| v.parse().ok());
+    let acted = acted_on(&w.meta);
     let runs = named(
         w.template
             .metadata
@@ -157,11 +155,12 @@ async fn act(
             value.unwrap_or_default().to_string(),
         );
         if first_time(&told.policies, key) {
-            event(ctx, w, EventType::Warning, "InvalidUpdatePolicy", why).await?;
+            event(ctx, w, EventType::Warning, "InvalidUpdatePolicy", why, None).await?;
         }
     }
     let number = current.number;
     let image = current.image.name_any();
+    let related = || Some(revision_ref(&image, number));
     match step(policy, acted, runs, number) {
         Step::Nothing => Ok(()),
         Step::Record => apply(ctx, w, number, None).await,
@@ -173,12 +172,13 @@ async fn act(
                     EventType::Warning,
                     "RolloutBlocked",
                     why.to_string(),
+                    related(),
                 )
                 .await;
             }
             apply(ctx, w, number, Some(current)).await?;
             let note = format!("AppImage {image:?} revision {} → {number}", show(from));
-            event(ctx, w, EventType::Normal, "RolledOut", note).await
+            event(ctx, w, EventType::Normal, "RolledOut", note, related()).await
         }
         Step::Outdated { runs } => {
             apply(ctx, w, number, None).await?;
@@ -194,9 +194,23 @@ async fn act(
                 w.meta.name.as_deref().unwrap_or_default(),
                 w.meta.namespace.as_deref().unwrap_or_default(),
             );
-            event(ctx, w, EventType::Normal, &format!("{kind}Outdated"), note).await
+            let reason = format!("{kind}Outdated");
+            event(ctx, w, EventType::Normal, &reason, note, related()).await
         }
     }
+}
+
+/// The revision last acted on for a workload: its [`LATEST`] label, else (a workload noted
+/// before the label, or by an older `kubectl appimage rollout`) the annotation of that name.
+/// The label comes first because `kubectl rollout undo` of a Deployment copies the old
+/// ReplicaSet's annotations back onto the Deployment, which would restore an older note and
+/// make the controller roll the undone Deployment forward again; labels are left alone.
+pub fn acted_on(meta: &ObjectMeta) -> Option<i64> {
+    let read = |m: Option<&std::collections::BTreeMap<String, String>>| {
+        m.and_then(|m| m.get(LATEST))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    read(meta.labels.as_ref()).or_else(|| read(meta.annotations.as_ref()))
 }
 
 fn show(n: Option<i64>) -> String {
@@ -213,7 +227,10 @@ async fn apply(
     number: i64,
     roll: Option<&Current<'_>>,
 ) -> Result<(), kube::Error> {
-    let note = json!({"metadata": {"annotations": {LATEST: number.to_string()}}});
+    // The label is what the controller reads (see `acted_on`); the annotation is kept for
+    // people and tools that read it.
+    let noted = json!({LATEST: number.to_string()});
+    let note = json!({"metadata": {"labels": noted, "annotations": noted}});
     let ar = ApiResource::from_gvk(&w.gvk);
     let ns = w.meta.namespace.as_deref().unwrap_or("default");
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &ar);
@@ -229,7 +246,7 @@ async fn apply(
     let mut body = json!({
         "apiVersion": w.gvk.api_version(),
         "kind": w.gvk.kind,
-        "metadata": {"name": w.meta.name, "annotations": {LATEST: number.to_string()}},
+        "metadata": {"name": w.meta.name, "labels": noted, "annotations": noted},
     });
     let mut at = &mut body;
     for segment in w.path {
@@ -267,19 +284,33 @@ fn template_patch(w: &Workload, current: &Current<'_>) -> serde_json::Value {
     })
 }
 
+/// The AppImageRevision an Event is about. Events name it as their related object, which also
+/// keeps them apart: the recorder folds an Event into an earlier one of the same reason,
+/// object and related object (keeping the earlier note), so without it a second
+/// `DeploymentOutdated` (say, after a rollback) would still read the first one's revisions.
+fn revision_ref(image: &str, number: i64) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(AppImageRevision::api_version(&()).into_owned()),
+        kind: Some(AppImageRevision::kind(&()).into_owned()),
+        name: Some(revision_name(image, number)),
+        ..ObjectReference::default()
+    }
+}
+
 async fn event(
     ctx: &Context,
     w: &Workload,
     type_: EventType,
     reason: &str,
     note: String,
+    related: Option<ObjectReference>,
 ) -> Result<(), kube::Error> {
     let event = Event {
         type_,
         reason: reason.into(),
         note: Some(note),
         action: "Rollout".into(),
-        secondary: None,
+        secondary: related,
     };
     if let Err(e) = ctx.recorder.publish(&event, &w.reference()).await {
         tracing::warn!("cannot record an Event: {e}");
@@ -326,7 +357,7 @@ async fn tell_outdated(ctx: &Context, current: &Current<'_>, pod: &Pod, told: &T
             current.number
         )),
         action: "Rollout".into(),
-        secondary: None,
+        secondary: Some(revision_ref(&image, current.number)),
     };
     if let Err(e) = ctx.recorder.publish(&event, &pod.object_ref(&())).await {
         tracing::warn!("cannot record an Event: {e}");
@@ -366,6 +397,28 @@ mod tests {
             assert!(why.contains("Auto|Manual"), "{why}");
             assert!(why.contains("deployment web"), "{why}");
         }
+    }
+
+    #[test]
+    fn the_acted_on_label_wins_over_an_annotation_an_undo_restored() {
+        let map = |v: &str| Some([(LATEST.to_string(), v.to_string())].into());
+        let meta = ObjectMeta {
+            labels: map("2"),
+            annotations: map("1"),
+            ..ObjectMeta::default()
+        };
+        assert_eq!(acted_on(&meta), Some(2));
+        let annotated = ObjectMeta {
+            annotations: map("3"),
+            ..ObjectMeta::default()
+        };
+        assert_eq!(acted_on(&annotated), Some(3));
+        let bad = ObjectMeta {
+            labels: map("x"),
+            ..ObjectMeta::default()
+        };
+        assert_eq!(acted_on(&bad), None);
+        assert_eq!(acted_on(&ObjectMeta::default()), None);
     }
 
     #[test]

@@ -1,0 +1,529 @@
+//! Revisions and rollouts (issue 17, sections 3 and 4) on the whole test cluster: kwok nodes,
+//! the webhook admitting each test's namespace and running its controllers, the real kubectl
+//! with our plugin. The seed's update (the global port becomes 8082, a config key renamed)
+//! rolls Auto Deployments to Pods of the new revision, leaves Manual ones (and one whose
+//! update-policy is invalid) on theirs until `kubectl appimage rollout`, a `kubectl rollout
+//! undo` stays, `rollback --to-revision 1` rolls Auto workloads back, and a tampered update is
+//! never rolled out.
+//!
+//! Every test starts its own webhook (admission for its namespace), all with the same trusted
+//! key and one shared Lease, so exactly one of them runs the controllers at a time.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use appimage::manifest;
+use appimage::resource::AppImage;
+use appimage::signature::payload;
+use appimage_e2e::webhook::{SigningKey, Tls, Webhook, register};
+use appimage_e2e::{Cluster, cluster, repo_root, text, unique, wait_until, write_json};
+use serde_json::Value;
+
+const CRD: &str = "charts/appimage-webhook/crds/appimagerevisions.appimage.kuscia.secretflow.yaml";
+const WORKLOAD: &str = "appimage.kuscia.secretflow/workload";
+const REVISION: &str = "appimage.kuscia.secretflow/revision";
+const REVISION_HASH: &str = "appimage.kuscia.secretflow/revision-hash";
+const LATEST: &str = "appimage.kuscia.secretflow/latest-revision";
+const POLICY: &str = "appimage.kuscia.secretflow/update-policy";
+const CAUSE: &str = "kubernetes.io/change-cause";
+const CONFIG: &str = "config.appimage.kuscia.secretflow/task-config.conf";
+const WAIT: Duration = Duration::from_secs(120);
+
+/// The key and serving pair every test's webhook shares, and the revisions CRD installed.
+struct Shared {
+    tls: Tls,
+    signer: SigningKey,
+    lease: String,
+}
+
+fn shared() -> (&'static Cluster, &'static Shared) {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    let c = cluster();
+    let s = SHARED.get_or_init(|| {
+        c.kubectl_ok(&["apply", "--server-side", "-f", CRD]);
+        let served = wait_until(Duration::from_secs(60), || {
+            c.kubectl(&["get", "appimagerevisions"]).status.success()
+        });
+        assert!(served, "appimagerevisions not served after 60 s");
+        let dir = c.dir().join(unique("rollout-keys"));
+        Shared {
+            tls: Tls::new(&dir.join("tls"), "appimage-webhook"),
+            signer: SigningKey::new(&dir),
+            lease: unique("rollout-lease"),
+        }
+    });
+    (c, s)
+}
+
+/// Which spec a Pod was injected from, read from what the webhook rendered into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spec {
+    /// The seed: global port allocated in [20000, 32767), config key `task_cluster_def`.
+    Old,
+    /// The update: global port 8082 (container port, env and config), `task_input_cluster_def`.
+    New,
+    /// Neither, or a mix: a bug.
+    Other,
+}
+
+fn spec_of(pod: &Value) -> Spec {
+    let c = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == "secretflow");
+    let Some(c) = c else { return Spec::Other };
+    let port = c["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == "global")
+        .and_then(|p| p["containerPort"].as_i64());
+    let env = c["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["name"] == "KUSCIA_PORT_GLOBAL_NUMBER")
+        .and_then(|e| e["value"].as_str())
+        .and_then(|v| v.parse::<i64>().ok());
+    let conf = pod["metadata"]["annotations"][CONFIG]
+        .as_str()
+        .unwrap_or_default();
+    let Some(port) = port.filter(|p| env == Some(*p)) else {
+        return Spec::Other;
+    };
+    let in_config = conf.contains(&format!(r#"\"name\":\"global\",\"port\":{port}"#));
+    let new_key = conf.contains(r#""task_input_cluster_def":"#);
+    let old_key = conf.contains(r#""task_cluster_def":"#);
+    match (port, in_config, new_key, old_key) {
+        (8082, true, true, false) => Spec::New,
+        (20000..32767, true, false, true) => Spec::Old,
+        _ => Spec::Other,
+    }
+}
+
+/// One test's world: a webhook, a namespace it admits, a signed seed AppImage.
+struct World {
+    c: &'static Cluster,
+    hook: Webhook,
+    ns: String,
+    image: String,
+    work: tempfile::TempDir,
+}
+
+impl World {
+    fn new(prefix: &str) -> World {
+        let (c, s) = shared();
+        let lease = format!("--lease-name={}", s.lease);
+        let hook = Webhook::start(
+            c,
+            &s.tls,
+            &s.signer.pub_dir,
+            &[&lease, "--lease-duration=2s"],
+        );
+        let tag = unique("ro");
+        let ns = c.namespace(prefix);
+        c.kubectl_ok(&["label", "namespace", &ns, &format!("appimage-e2e={tag}")]);
+        register(c, &hook, &s.tls, &tag);
+        World {
+            c,
+            hook,
+            ns,
+            image: unique(prefix),
+            work: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// An example AppImage under this world's name, signed with the shared key, with a
+    /// change cause.
+    fn example(&self, file: &str, cause: &str) -> AppImage {
+        let text = std::fs::read_to_string(repo_root().join("examples").join(file)).unwrap();
+        let mut img: AppImage = manifest::appimages(file, &text).unwrap().remove(0);
+        img.metadata.name = Some(self.image.clone());
+        img.metadata.annotations = Some([(CAUSE.to_string(), cause.to_string())].into());
+        img.spec.image.sign = Some(shared().1.signer.sign(&payload(&img.spec.image)));
+        img
+    }
+
+    fn apply(&self, img: &AppImage) {
+        let file = write_json(self.work.path(), &serde_json::to_value(img).unwrap());
+        let out = self.c.kubectl(&["apply", "-f", &file.to_string_lossy()]);
+        assert!(out.status.success(), "apply: {:?}", text(&out));
+    }
+
+    fn get(&self, what: &str) -> Value {
+        serde_json::from_str(
+            &self
+                .c
+                .kubectl_ok(&["get", "-n", &self.ns, what, "-o", "json"]),
+        )
+        .expect("JSON")
+    }
+
+    fn plugin(&self, args: &[&str]) -> String {
+        let mut full = vec!["appimage"];
+        full.extend_from_slice(args);
+        self.c.kubectl_ok(&full)
+    }
+
+    fn deploy(&self, name: &str, args: &[&str]) {
+        let mut full = vec!["deploy", &self.image, "-n", &self.ns, "--name", name];
+        full.extend_from_slice(args);
+        self.plugin(&full);
+    }
+
+    /// Revision `n` of the AppImage, once the controller recorded it: its hash.
+    fn revision(&self, n: i64) -> String {
+        let name = format!("{}-{n}", self.image);
+        let mut hash = String::new();
+        let recorded = wait_until(WAIT, || {
+            let out = self.c.kubectl(&[
+                "get",
+                "appimagerevision",
+                &name,
+                "-o",
+                "jsonpath={.spec.hash}",
+            ]);
+            hash = text(&out).0;
+            out.status.success() && !hash.is_empty()
+        });
+        assert!(recorded, "revision {name} never recorded:\n{}", self.logs());
+        hash
+    }
+
+    fn deployment(&self, name: &str) -> Value {
+        self.get(&format!("deployment/{name}"))
+    }
+
+    /// The annotations of deployment `name`'s pod template.
+    fn template(&self, name: &str) -> Value {
+        self.deployment(name)["spec"]["template"]["metadata"]["annotations"].clone()
+    }
+
+    /// Wait until deployment `name` notes `LATEST` = `n` (the controller acted on revision n).
+    fn acted(&self, name: &str, n: i64) {
+        let want = n.to_string();
+        let ok = wait_until(WAIT, || {
+            self.deployment(name)["metadata"]["labels"][LATEST] == want.as_str()
+        });
+        assert!(
+            ok,
+            "the controller never acted on revision {n} for {name}:\n{}",
+            self.logs()
+        );
+    }
+
+    /// The live (not terminating) Pods of workload `name`.
+    fn pods(&self, name: &str) -> Vec<Value> {
+        let out = self.c.kubectl_ok(&[
+            "get",
+            "pods",
+            "-n",
+            &self.ns,
+            "-l",
+            &format!("{WORKLOAD}={name}"),
+            "-o",
+            "json",
+        ]);
+        let list: Value = serde_json::from_str(&out).expect("JSON");
+        list["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .collect()
+    }
+
+    /// Wait until workload `name` has exactly `count` live Pods, all Running from `spec`.
+    fn pods_become(&self, name: &str, count: usize, spec: Spec) -> Vec<Value> {
+        let mut pods = Vec::new();
+        let ok = wait_until(WAIT, || {
+            pods = self.pods(name);
+            pods.len() == count
+                && pods
+                    .iter()
+                    .all(|p| spec_of(p) == spec && p["status"]["phase"] == "Running")
+        });
+        let seen: Vec<(Value, Spec, Value)> = pods
+            .iter()
+            .map(|p| {
+                (
+                    p["metadata"]["name"].clone(),
+                    spec_of(p),
+                    p["status"]["phase"].clone(),
+                )
+            })
+            .collect();
+        assert!(
+            ok,
+            "{name}: want {count} Running Pods of the {spec:?} spec, have {seen:?}\n{}",
+            self.logs()
+        );
+        pods
+    }
+
+    /// The Events about object `name` in the namespace, as `(type, reason, message)`.
+    fn events(&self, name: &str) -> Vec<(String, String, String)> {
+        let out = self.c.kubectl_ok(&[
+            "get",
+            "events",
+            "-n",
+            &self.ns,
+            "--field-selector",
+            &format!("involvedObject.name={name}"),
+            "-o",
+            "json",
+        ]);
+        let list: Value = serde_json::from_str(&out).expect("JSON");
+        let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| (s(&e["type"]), s(&e["reason"]), s(&e["message"])))
+            .collect()
+    }
+
+    /// Wait for an Event on `name` of `reason` whose message holds every one of `parts`.
+    fn event(&self, name: &str, reason: &str, parts: &[&str]) -> (String, String, String) {
+        let mut found = None;
+        let ok = wait_until(WAIT, || {
+            found = self
+                .events(name)
+                .into_iter()
+                .find(|(_, r, m)| r == reason && parts.iter().all(|p| m.contains(p)));
+            found.is_some()
+        });
+        assert!(
+            ok,
+            "no {reason} Event on {name} saying {parts:?}; Events: {:?}\n{}",
+            self.events(name),
+            self.logs()
+        );
+        found.unwrap()
+    }
+
+    fn logs(&self) -> String {
+        let logs = self.hook.logs();
+        let tail: Vec<&str> = logs.lines().rev().take(40).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// The line of `history` output for revision `n`.
+fn history_row(history: &str, n: i64) -> String {
+    history
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&n.to_string()))
+        .unwrap_or_else(|| panic!("no revision {n} in history:\n{history}"))
+        .to_string()
+}
+
+#[test]
+fn rollouts_follow_the_appimage_by_policy_and_revisions_roll_back() {
+    let w = World::new("ro-follow");
+    let ns = w.ns.clone();
+    w.apply(&w.example("secretflow-image.yaml", "seed-v1"));
+    let hash1 = w.revision(1);
+
+    // Auto (the default), Manual, and a misspelt policy that must read as Manual.
+    w.deploy("auto", &["--replicas", "2"]);
+    w.deploy("manual", &["--update-policy", "Manual", "--replicas", "1"]);
+    w.deploy("odd", &["--replicas", "1"]);
+    w.c.kubectl_ok(&[
+        "annotate",
+        "-n",
+        &ns,
+        "deployment/odd",
+        &format!("{POLICY}=manual"),
+        "--overwrite",
+    ]);
+    let (kind, _, why) = w.event(
+        "odd",
+        "InvalidUpdatePolicy",
+        &[r#""manual""#, "Auto|Manual"],
+    );
+    assert_eq!(kind, "Warning", "{why}");
+    for name in ["auto", "manual", "odd"] {
+        w.acted(name, 1);
+    }
+    w.pods_become("auto", 2, Spec::Old);
+    w.pods_become("manual", 1, Spec::Old);
+    w.pods_become("odd", 1, Spec::Old);
+
+    // The seed's update: Auto rolls to the new port and config, with an Event old -> new.
+    w.apply(&w.example("secretflow-image-update.yaml", "global-port-8082"));
+    let hash2 = w.revision(2);
+    assert_ne!(hash1, hash2);
+    w.pods_become("auto", 2, Spec::New);
+    let (kind, _, _) = w.event("auto", "RolledOut", &["revision 1 → 2", &w.image]);
+    assert_eq!(kind, "Normal");
+    let t = w.template("auto");
+    assert_eq!(t[REVISION], "2");
+    assert_eq!(t[REVISION_HASH], hash2.as_str());
+
+    // Manual, and the invalid policy, are reported outdated and stay.
+    for name in ["manual", "odd"] {
+        w.event(
+            name,
+            "DeploymentOutdated",
+            &[
+                "runs revision 1",
+                "at revision 2",
+                "kubectl appimage rollout",
+            ],
+        );
+        w.acted(name, 2);
+        let t = w.template(name);
+        assert_eq!(t[REVISION_HASH], hash1.as_str(), "{name} rolled: {t}");
+        assert!(t[REVISION].is_null(), "{name} rolled: {t}");
+    }
+    // Scaling the Manual one up gives Pods of its old revision.
+    w.c.kubectl_ok(&["scale", "-n", &ns, "deployment/manual", "--replicas", "3"]);
+    w.pods_become("manual", 3, Spec::Old);
+    w.pods_become("odd", 1, Spec::Old);
+
+    // history: change causes and who runs what; diff: the port change.
+    let history = w.plugin(&["history", &w.image]);
+    let row1 = history_row(&history, 1);
+    let row2 = history_row(&history, 2);
+    assert!(row1.contains("seed-v1"), "{history}");
+    assert!(row2.contains("global-port-8082"), "{history}");
+    for name in ["manual", "odd"] {
+        assert!(
+            row1.contains(&format!("deployment/{ns}/{name}")),
+            "{history}"
+        );
+    }
+    assert!(row2.contains(&format!("deployment/{ns}/auto")), "{history}");
+    assert!(!row1.contains("/auto"), "{history}");
+    let diff = w.plugin(&["diff", &w.image, "--revision", "1", "--revision", "2"]);
+    assert!(
+        diff.lines()
+            .any(|l| l.starts_with('+') && l.trim_end().ends_with("port: 8082")),
+        "{diff}"
+    );
+    assert!(
+        diff.lines()
+            .any(|l| l.starts_with('-') && l.contains("task_cluster_def")),
+        "{diff}"
+    );
+    assert!(
+        !diff
+            .lines()
+            .any(|l| l.starts_with(['+', '-']) && l.contains("tag:")),
+        "{diff}"
+    );
+
+    // `kubectl appimage rollout --workload` moves the Manual one only.
+    let out = w.plugin(&["rollout", &w.image, "--workload", "manual", "-n", &ns]);
+    assert_eq!(out, "deployment.apps/manual rolled out: revision 1 -> 2\n");
+    w.pods_become("manual", 3, Spec::New);
+    assert_eq!(w.template("odd")[REVISION_HASH], hash1.as_str());
+
+    // `kubectl rollout undo` brings the old port back, and the controller leaves it: a
+    // workload made after the undo is acted on (so the controller has seen the undo) while
+    // the undone one stays on revision 1.
+    w.c.kubectl_ok(&["rollout", "undo", "-n", &ns, "deployment/auto"]);
+    w.pods_become("auto", 2, Spec::Old);
+    w.deploy("probe", &["--replicas", "1"]);
+    w.acted("probe", 2);
+    // The undo copied the old ReplicaSet's annotations back; the acted-on label stays.
+    let d = w.deployment("auto");
+    assert_eq!(d["metadata"]["labels"][LATEST], "2", "{}", d["metadata"]);
+    let t = w.template("auto");
+    assert_eq!(
+        t[REVISION_HASH],
+        hash1.as_str(),
+        "the controller undid the undo: {t}"
+    );
+    assert!(t[REVISION].is_null(), "{t}");
+    w.pods_become("auto", 2, Spec::Old);
+    w.pods_become("probe", 1, Spec::New);
+
+    // rollback --to-revision 1: the same spec is revision 1 again, and Auto workloads follow.
+    let out = w.plugin(&["rollback", &w.image, "--to-revision", "1"]);
+    assert!(out.contains("rolled back to revision 1"), "{out}");
+    w.pods_become("probe", 1, Spec::Old);
+    w.event("probe", "RolledOut", &["revision 2 → 1"]);
+    let t = w.template("probe");
+    assert_eq!(t[REVISION], "1");
+    assert_eq!(t[REVISION_HASH], hash1.as_str());
+    // The Manual one now runs the newer revision: reported, not moved.
+    w.event(
+        "manual",
+        "DeploymentOutdated",
+        &["runs revision 2", "at revision 1"],
+    );
+    w.pods_become("manual", 3, Spec::New);
+    let revisions = w.c.kubectl_ok(&[
+        "get",
+        "appimagerevisions",
+        "--field-selector",
+        &format!("spec.appImage={}", w.image),
+        "-o",
+        "jsonpath={.items[*].spec.revision}",
+    ]);
+    assert_eq!(revisions, "1 2", "a rollback is not a new revision");
+}
+
+#[test]
+fn a_tampered_update_is_never_rolled_out() {
+    let w = World::new("ro-tamper");
+    let ns = w.ns.clone();
+    let seed = w.example("secretflow-image.yaml", "seed");
+    w.apply(&seed);
+    let hash1 = w.revision(1);
+    w.deploy("web", &["--replicas", "2"]);
+    w.acted("web", 1);
+    let before: Vec<Value> = w
+        .pods_become("web", 2, Spec::Old)
+        .iter()
+        .map(|p| p["metadata"]["uid"].clone())
+        .collect();
+
+    // The image tag changed, the signature kept.
+    let mut tampered = seed.clone();
+    tampered.spec.image.tag = "9.9-tampered".into();
+    w.apply(&tampered);
+    w.revision(2);
+    let (kind, _, why) = w.event("web", "RolloutBlocked", &["revision 2", "signature"]);
+    assert_eq!(kind, "Warning", "{why}");
+    let d = w.deployment("web");
+    let t = &d["spec"]["template"];
+    assert_eq!(t["metadata"]["annotations"][REVISION_HASH], hash1.as_str());
+    assert!(t["metadata"]["annotations"][REVISION].is_null(), "{t}");
+    assert_eq!(
+        t["spec"]["containers"][0]["image"],
+        "secretflow/secretflow-lite-anolis8:latest"
+    );
+    assert!(
+        !w.events("web").iter().any(|(_, r, _)| r == "RolledOut"),
+        "{:?}",
+        w.events("web")
+    );
+    let after: Vec<Value> = w
+        .pods_become("web", 2, Spec::Old)
+        .iter()
+        .map(|p| p["metadata"]["uid"].clone())
+        .collect();
+    assert_eq!(before, after, "the Pods were replaced");
+
+    // Signed properly, the same tag is a new revision and rolls.
+    let mut signed = tampered.clone();
+    signed.spec.image.sign = Some(shared().1.signer.sign(&payload(&signed.spec.image)));
+    w.apply(&signed);
+    w.revision(3);
+    w.event("web", "RolledOut", &["revision 1 → 3"]);
+    let ok = wait_until(WAIT, || {
+        let pods = w.pods("web");
+        pods.len() == 2
+            && pods.iter().all(|p| {
+                p["spec"]["containers"][0]["image"]
+                    == "secretflow/secretflow-lite-anolis8:9.9-tampered"
+                    && p["status"]["phase"] == "Running"
+            })
+    });
+    assert!(ok, "web never rolled to the signed revision 3 in {ns}");
+}
