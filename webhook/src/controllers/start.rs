@@ -29,7 +29,8 @@ use kube::api::{Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::watcher;
+use kube::runtime::reflector;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -100,8 +101,17 @@ pub fn controller(ctx: Context, _watches: &Watches) -> impl Future<Output = ()> 
 }
 
 async fn run<K: Stoppable>(ctx: Arc<Context>) {
-    let api = Api::<PartialObjectMeta<K>>::all(ctx.client.clone());
-    Controller::new(api, watcher::Config::default().labels(WORKLOAD))
+    let (store, writer) = reflector::store();
+    // managedFields are the larger part of a workload's metadata and say nothing here.
+    let objects = watcher(
+        Api::<PartialObjectMeta<K>>::all(ctx.client.clone()),
+        watcher::Config::default().labels(WORKLOAD),
+    )
+    .default_backoff()
+    .modify(|o| o.metadata.managed_fields = None)
+    .reflect(writer)
+    .applied_objects();
+    Controller::for_stream(objects, store)
         .run(reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
