@@ -17,7 +17,7 @@ use appimage::resource::AppImage;
 use appimage::signature::payload;
 use appimage_e2e::webhook::{SigningKey, Tls, Webhook, register};
 use appimage_e2e::{Cluster, cluster, repo_root, text, unique, wait_until, write_json};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const CRD: &str = "charts/appimage-webhook/crds/appimagerevisions.appimage.kuscia.secretflow.yaml";
 const WORKLOAD: &str = "appimage.kuscia.secretflow/workload";
@@ -351,6 +351,15 @@ fn rollouts_follow_the_appimage_by_policy_and_revisions_roll_back() {
     w.pods_become("auto", 2, Spec::Old);
     w.pods_become("manual", 1, Spec::Old);
     w.pods_become("odd", 1, Spec::Old);
+    // A bare Pod of the AppImage cannot change: it is told when it is outdated.
+    let bare = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "bare", "namespace": ns,
+                     "labels": {"kuscia.secretflow/app-image": w.image}},
+        "spec": {"containers": []}
+    });
+    let file = write_json(w.work.path(), &bare);
+    w.c.kubectl_ok(&["apply", "-f", &file.to_string_lossy()]);
 
     // The seed's update: Auto rolls to the new port and config, with an Event old -> new.
     w.apply(&w.example("secretflow-image-update.yaml", "global-port-8082"));
@@ -379,6 +388,9 @@ fn rollouts_follow_the_appimage_by_policy_and_revisions_roll_back() {
         assert_eq!(t[REVISION_HASH], hash1.as_str(), "{name} rolled: {t}");
         assert!(t[REVISION].is_null(), "{name} rolled: {t}");
     }
+    w.event("bare", "PodOutdated", &["at revision 2", "recreate it"]);
+    let bare = w.get("pod/bare");
+    assert_eq!(spec_of(&bare), Spec::Old, "a Pod cannot change");
     // Scaling the Manual one up gives Pods of its old revision.
     w.c.kubectl_ok(&["scale", "-n", &ns, "deployment/manual", "--replicas", "3"]);
     w.pods_become("manual", 3, Spec::Old);
@@ -526,4 +538,24 @@ fn a_tampered_update_is_never_rolled_out() {
             })
     });
     assert!(ok, "web never rolled to the signed revision 3 in {ns}");
+
+    // A change to a config template alone is a new revision and a rollout too.
+    let mut config = signed.clone();
+    for text in config.spec.config_templates.values_mut() {
+        *text = text.replacen("\"task_id\"", "\"edition\": \"four\",\n  \"task_id\"", 1);
+    }
+    w.apply(&config);
+    w.revision(4);
+    w.event("web", "RolledOut", &["revision 3 → 4"]);
+    let ok = wait_until(WAIT, || {
+        let pods = w.pods("web");
+        pods.len() == 2
+            && pods.iter().all(|p| {
+                p["metadata"]["annotations"][CONFIG]
+                    .as_str()
+                    .is_some_and(|c| c.contains(r#""edition": "four""#))
+                    && p["status"]["phase"] == "Running"
+            })
+    });
+    assert!(ok, "web never rolled to the config-only revision 4 in {ns}");
 }
