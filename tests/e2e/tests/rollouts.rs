@@ -304,6 +304,24 @@ impl World {
         found.unwrap()
     }
 
+    /// Wait until the apiserver's clock is past the second `timestamp` (RFC 3339, UTC) names:
+    /// until an object created now has a later creation time.
+    fn second_after(&self, timestamp: &str) {
+        let ok = wait_until(WAIT, || {
+            let now = self.c.kubectl_ok(&[
+                "create",
+                "configmap",
+                &unique("tick"),
+                "-n",
+                &self.ns,
+                "-o",
+                "jsonpath={.metadata.creationTimestamp}",
+            ]);
+            now.as_str() > timestamp
+        });
+        assert!(ok, "the apiserver's clock never passed {timestamp}");
+    }
+
     fn logs(&self) -> String {
         let logs = self.hook.logs();
         let tail: Vec<&str> = logs.lines().rev().take(40).collect();
@@ -360,6 +378,10 @@ fn rollouts_follow_the_appimage_by_policy_and_revisions_roll_back() {
     });
     let file = write_json(w.work.path(), &bare);
     w.c.kubectl_ok(&["apply", "-f", &file.to_string_lossy()]);
+    // Creation times are whole seconds: the controller can tell the Pod is older than the next
+    // revision only if that revision is recorded in a later second.
+    let created = w.get("pod/bare")["metadata"]["creationTimestamp"].clone();
+    w.second_after(created.as_str().unwrap_or_default());
 
     // The seed's update: Auto rolls to the new port and config, with an Event old -> new.
     w.apply(&w.example("secretflow-image-update.yaml", "global-port-8082"));
