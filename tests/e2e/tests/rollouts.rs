@@ -200,15 +200,21 @@ impl World {
         self.deployment(name)["spec"]["template"]["metadata"]["annotations"].clone()
     }
 
-    /// Wait until deployment `name` notes `LATEST` = `n` (the controller acted on revision n).
+    /// Wait until workload `name` (a Deployment, or `kind/name`) carries the label `LATEST` =
+    /// `n`: the controller acted on revision n.
     fn acted(&self, name: &str, n: i64) {
+        let what = if name.contains('/') {
+            name.to_string()
+        } else {
+            format!("deployment/{name}")
+        };
         let want = n.to_string();
         let ok = wait_until(WAIT, || {
-            self.deployment(name)["metadata"]["labels"][LATEST] == want.as_str()
+            self.get(&what)["metadata"]["labels"][LATEST] == want.as_str()
         });
         assert!(
             ok,
-            "the controller never acted on revision {n} for {name}:\n{}",
+            "the controller never acted on revision {n} for {what}:\n{}",
             self.logs()
         );
     }
@@ -349,6 +355,7 @@ fn rollouts_follow_the_appimage_by_policy_and_revisions_roll_back() {
     w.deploy("auto", &["--replicas", "2"]);
     w.deploy("manual", &["--update-policy", "Manual", "--replicas", "1"]);
     w.deploy("odd", &["--replicas", "1"]);
+    w.deploy("sts", &["--kind", "StatefulSet", "--replicas", "1"]);
     w.c.kubectl_ok(&[
         "annotate",
         "-n",
@@ -363,9 +370,10 @@ fn rollouts_follow_the_appimage_by_policy_and_revisions_roll_back() {
         &[r#""manual""#, "Auto|Manual"],
     );
     assert_eq!(kind, "Warning", "{why}");
-    for name in ["auto", "manual", "odd"] {
+    for name in ["auto", "manual", "odd", "statefulset/sts"] {
         w.acted(name, 1);
     }
+    w.pods_become("sts", 1, Spec::Old);
     w.pods_become("auto", 2, Spec::Old);
     w.pods_become("manual", 1, Spec::Old);
     w.pods_become("odd", 1, Spec::Old);
@@ -388,6 +396,9 @@ fn rollouts_follow_the_appimage_by_policy_and_revisions_roll_back() {
     let hash2 = w.revision(2);
     assert_ne!(hash1, hash2);
     w.pods_become("auto", 2, Spec::New);
+    // A StatefulSet follows the same way, by its own rolling update.
+    w.pods_become("sts", 1, Spec::New);
+    w.event("sts", "RolledOut", &["revision 1 → 2"]);
     let (kind, _, _) = w.event("auto", "RolledOut", &["revision 1 → 2", &w.image]);
     assert_eq!(kind, "Normal");
     let t = w.template("auto");
@@ -480,6 +491,7 @@ fn rollouts_follow_the_appimage_by_policy_and_revisions_roll_back() {
     let out = w.plugin(&["rollback", &w.image, "--to-revision", "1"]);
     assert!(out.contains("rolled back to revision 1"), "{out}");
     w.pods_become("probe", 1, Spec::Old);
+    w.pods_become("sts", 1, Spec::Old);
     w.event("probe", "RolledOut", &["revision 2 → 1"]);
     let t = w.template("probe");
     assert_eq!(t[REVISION], "1");
