@@ -26,6 +26,7 @@ const REVISION_HASH: &str = "appimage.kuscia.secretflow/revision-hash";
 const LATEST: &str = "appimage.kuscia.secretflow/latest-revision";
 const POLICY: &str = "appimage.kuscia.secretflow/update-policy";
 const CAUSE: &str = "kubernetes.io/change-cause";
+const HISTORY_LIMIT: &str = "appimage.kuscia.secretflow/revision-history-limit";
 const CONFIG: &str = "config.appimage.kuscia.secretflow/task-config.conf";
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -189,6 +190,18 @@ impl World {
         });
         assert!(recorded, "revision {name} never recorded:\n{}", self.logs());
         hash
+    }
+
+    /// The numbers of the AppImage's recorded revisions, space-separated.
+    fn numbers(&self) -> String {
+        self.c.kubectl_ok(&[
+            "get",
+            "appimagerevisions",
+            "--field-selector",
+            &format!("spec.appImage={}", self.image),
+            "-o",
+            "jsonpath={.items[*].spec.revision}",
+        ])
     }
 
     fn deployment(&self, name: &str) -> Value {
@@ -503,22 +516,19 @@ fn rollouts_follow_the_appimage_by_policy_and_revisions_roll_back() {
         &["runs revision 2", "at revision 1"],
     );
     w.pods_become("manual", 3, Spec::New);
-    let revisions = w.c.kubectl_ok(&[
-        "get",
-        "appimagerevisions",
-        "--field-selector",
-        &format!("spec.appImage={}", w.image),
-        "-o",
-        "jsonpath={.items[*].spec.revision}",
-    ]);
-    assert_eq!(revisions, "1 2", "a rollback is not a new revision");
+    assert_eq!(w.numbers(), "1 2", "a rollback is not a new revision");
 }
 
 #[test]
 fn a_tampered_update_is_never_rolled_out() {
     let w = World::new("ro-tamper");
     let ns = w.ns.clone();
-    let seed = w.example("secretflow-image.yaml", "seed");
+    let mut seed = w.example("secretflow-image.yaml", "seed");
+    // Keep one revision besides those in use, so that the unused tampered one is pruned.
+    seed.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(HISTORY_LIMIT.into(), "1".into());
     w.apply(&seed);
     let hash1 = w.revision(1);
     w.deploy("web", &["--replicas", "2"]);
@@ -592,4 +602,18 @@ fn a_tampered_update_is_never_rolled_out() {
             })
     });
     assert!(ok, "web never rolled to the config-only revision 4 in {ns}");
+
+    // History limit 1: the tampered revision 2, which nothing ran, is pruned; revision 1 is
+    // kept because web's old ReplicaSet (what `kubectl rollout undo` goes back to) names it,
+    // and so is revision 3.
+    let mut numbers = String::new();
+    let pruned = wait_until(WAIT, || {
+        numbers = w.numbers();
+        numbers == "1 3 4"
+    });
+    assert!(
+        pruned,
+        "revisions {numbers:?}, want \"1 3 4\"\n{}",
+        w.logs()
+    );
 }
