@@ -1,0 +1,639 @@
+//! Rollout benchmark (issue 17, BENCHMARKS.md): one AppImage referenced by N Deployments
+//! (built by the core's workload builder, as `kubectl appimage deploy` builds them) on a
+//! kube-controlplane with kwok nodes and appimage-webhook running as a real process.
+//!
+//! - Controller arm: N Auto Deployments; the AppImage is updated (the seed's update,
+//!   examples/secretflow-image-update.yaml, signed) and the time is taken until a watch has seen
+//!   every pod template pointed at the new revision by the webhook's rollout controller.
+//! - Plain arm(s): N more Deployments the controller does not follow (no AppImage label on the
+//!   Deployment, Manual policy), given the same template patch (server-side apply) by this
+//!   process at a chosen concurrency, timed by the same watch.
+//!
+//! Reports both times and their ratio (target <= 1.2x), the webhook's RSS with the workloads
+//! watched, its CPU time, the machine's load average and the apiserver's requests per arm.
+//!
+//!     appimage-rollout-bench --controlplane target/controlplane/kube-controlplane \
+//!         --webhook target/release/appimage-webhook --workloads 1000
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use appimage::labels;
+use appimage::manifest;
+use appimage::resource::AppImage;
+use appimage::revision::{AppImageRevision, LATEST, REVISION, REVISION_HASH};
+use appimage::signature::payload;
+use appimage::workload::{self, DeployOptions, Kind, UpdatePolicy, Workload};
+use appimage_bench::fixtures;
+use appimage_bench::harness::{SigningKey, Tls, Webhook, cpu_seconds, memory_kib};
+use clap::Parser;
+use futures::StreamExt;
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(
+    about = "Rollout controller vs. a plain client patching the same pod templates (BENCHMARKS.md)"
+)]
+struct Args {
+    /// kube-controlplane binary (scripts/controlplane.sh build prints it).
+    #[arg(long)]
+    controlplane: PathBuf,
+    /// appimage-webhook binary (a release build).
+    #[arg(long)]
+    webhook: PathBuf,
+    /// Deployments per arm.
+    #[arg(long, default_value_t = 1000)]
+    workloads: usize,
+    /// Replicas of each Deployment (0: templates only, no Pods).
+    #[arg(long, default_value_t = 0)]
+    replicas: i32,
+    /// kwok nodes of the control plane.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Writes in flight at once for each plain arm, one arm per value (e.g. 32,1).
+    #[arg(long, default_value = "32", value_delimiter = ',')]
+    plain_concurrency: Vec<usize>,
+    /// Give up on a wait after this long.
+    #[arg(long, default_value = "30m", value_parser = appimage::duration::parse)]
+    limit: Duration,
+    /// Work directory (kept); default: a temporary one.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+const IMAGE: &str = "rollout-seed";
+const UPDATE_FILE: &str = "examples/secretflow-image-update.yaml";
+const FIELD_MANAGER: &str = "appimage-rollout-bench";
+const AUTO_NS: &str = "bench-auto";
+
+/// What one arm measured.
+struct Arm {
+    name: String,
+    /// From the first write to the watch seeing every template updated.
+    time: Duration,
+    /// From the first write to the last write answered (plain arms only).
+    acked: Option<Duration>,
+    requests: BTreeMap<String, f64>,
+    webhook_cpu: f64,
+    load: (String, String),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let tmp = tempfile::tempdir()?;
+    let work = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    std::fs::create_dir_all(&work)?;
+    let root = appimage_e2e::repo_root();
+    let (_cp, kubeconfig) = start_controlplane(&args.controlplane, &work.join("cp"), args.nodes)?;
+    let client = Client::try_from(
+        kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&kubeconfig)?,
+            &Default::default(),
+        )
+        .await?,
+    )?;
+    // The AppImage CRD before the webhook, whose readiness waits for its AppImage watch.
+    install_crd(&client, &root, "appimages.kuscia.secretflow").await?;
+    install_crd(
+        &client,
+        &root,
+        "appimagerevisions.appimage.kuscia.secretflow",
+    )
+    .await?;
+    let tls = Tls::new(&work.join("tls"), "appimage-webhook");
+    let signer = SigningKey::new(&work.join("keys"));
+    let hook = Webhook::start(
+        &args.webhook,
+        &tls,
+        &[
+            "--trusted-keys-dir".into(),
+            signer.pub_dir.to_string_lossy().into_owned(),
+            "--kubeconfig".into(),
+            kubeconfig.to_string_lossy().into_owned(),
+            "--leader-elect=false".into(),
+            "--log-format=text".into(),
+        ],
+        work.join("webhook.log"),
+    )
+    .await?;
+    register(&client, &hook, &tls).await?;
+    let mut image = fixtures::seed(&root, IMAGE)?;
+    image.spec.image.sign = Some(signer.sign(&payload(&image.spec.image)));
+    let mut update = load_update(&root)?;
+    update.spec.image.sign = Some(signer.sign(&payload(&update.spec.image)));
+    let apply = PatchParams::apply(FIELD_MANAGER).force();
+    let images = Api::<AppImage>::all(client.clone());
+    images.patch(IMAGE, &apply, &Patch::Apply(&image)).await?;
+    wait_revisions(&client, 1, args.limit).await?;
+    let baseline = rate(&client).await?;
+    let rss_empty = memory_kib(hook.pid())?;
+    eprintln!(
+        "idle: {baseline:.0} apiserver requests/s, webhook RSS {} KiB",
+        rss_empty.rss_kib
+    );
+
+    let started = Instant::now();
+    namespace(&client, AUTO_NS).await?;
+    create(&client, &image, AUTO_NS, UpdatePolicy::Auto, &args).await?;
+    for &c in &args.plain_concurrency {
+        let ns = plain_ns(c);
+        namespace(&client, &ns).await?;
+        create(&client, &image, &ns, UpdatePolicy::Manual, &args).await?;
+    }
+    // The controller notes revision 1 on every Auto workload (and makes their Services).
+    let auto = Api::<Deployment>::namespaced(client.clone(), AUTO_NS);
+    let n = args.workloads;
+    poll(
+        args.limit,
+        "revision 1 noted on every Auto workload",
+        || async {
+            let list = auto.list(&ListParams::default()).await?;
+            let noted = list
+                .items
+                .iter()
+                .filter(|d| d.annotations().get(LATEST).map(String::as_str) == Some("1"))
+                .count();
+            Ok(noted == n)
+        },
+    )
+    .await?;
+    let settled = quiet(&client, baseline, args.limit).await?;
+    eprintln!(
+        "{} workloads created and settled in {:.1?} (quiet after {settled:.1?})",
+        n * (1 + args.plain_concurrency.len()),
+        started.elapsed()
+    );
+    let rss_watched = memory_kib(hook.pid())?;
+
+    let mut arms = Vec::new();
+    let arm = measure(&client, &hook, AUTO_NS, n, "controller", || async {
+        images.patch(IMAGE, &apply, &Patch::Apply(&update)).await?;
+        Ok(None)
+    })
+    .await?;
+    let rss_after = memory_kib(hook.pid())?;
+    eprintln!("controller: {:.1?}", arm.time);
+    arms.push(arm);
+    let aftermath = quiet(&client, baseline, args.limit).await?;
+    eprintln!("quiet again after {aftermath:.1?}");
+
+    let target = rolled_to(&auto).await?;
+    for &c in &args.plain_concurrency {
+        let ns = plain_ns(c);
+        let api = Api::<Deployment>::namespaced(client.clone(), &ns);
+        let arm = measure(&client, &hook, &ns, n, &format!("plain c={c}"), || async {
+            let t = Instant::now();
+            patch_all(&api, &target, c).await?;
+            Ok(Some(t.elapsed()))
+        })
+        .await?;
+        eprintln!("{}: {:.1?}", arm.name, arm.time);
+        arms.push(arm);
+        quiet(&client, baseline, args.limit).await?;
+    }
+    let rss_end = memory_kib(hook.pid())?;
+    report(
+        &arms,
+        n,
+        &args,
+        [rss_empty, rss_watched, rss_after, rss_end],
+    );
+    Ok(())
+}
+
+fn plain_ns(concurrency: usize) -> String {
+    format!("bench-plain-c{concurrency}")
+}
+
+fn load_update(root: &Path) -> anyhow::Result<AppImage> {
+    let text = std::fs::read_to_string(root.join(UPDATE_FILE))
+        .with_context(|| format!("reading {UPDATE_FILE}"))?;
+    let mut update = manifest::appimages(UPDATE_FILE, &text)?
+        .into_iter()
+        .next()
+        .with_context(|| format!("{UPDATE_FILE} holds no AppImage"))?;
+    update.metadata.name = Some(IMAGE.into());
+    Ok(update)
+}
+
+/// Time one arm: `write` starts it; the arm ends when a watch of `ns` has seen all `n` pod
+/// templates name a revision.
+async fn measure<F, Fut>(
+    client: &Client,
+    hook: &Webhook,
+    ns: &str,
+    n: usize,
+    name: &str,
+    write: F,
+) -> anyhow::Result<Arm>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<Duration>>>,
+{
+    let api = Api::<Deployment>::namespaced(client.clone(), ns);
+    let (synced_tx, synced) = tokio::sync::oneshot::channel();
+    let watch = tokio::spawn(observe(api, n, synced_tx));
+    synced.await.context("the watch ended before it synced")?;
+    let load_before = loadavg();
+    let before = requests(client).await?;
+    let cpu = cpu_seconds(hook.pid())?;
+    let t = Instant::now();
+    let acked = write().await?;
+    let done = watch.await??;
+    let time = done - t;
+    let after = requests(client).await?;
+    let delta = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, v)| *v > 0.0)
+        .collect();
+    Ok(Arm {
+        name: name.into(),
+        time,
+        acked,
+        requests: delta,
+        webhook_cpu: cpu_seconds(hook.pid())? - cpu,
+        load: (load_before, loadavg()),
+    })
+}
+
+/// When the watch has seen `n` Deployments whose pod template names a revision.
+async fn observe(
+    api: Api<Deployment>,
+    n: usize,
+    synced: tokio::sync::oneshot::Sender<()>,
+) -> anyhow::Result<Instant> {
+    let mut synced = Some(synced);
+    let mut done = HashSet::new();
+    let mut events = watcher(api, watcher::Config::default()).boxed();
+    while let Some(event) = events.next().await {
+        match event? {
+            watcher::Event::Apply(d) | watcher::Event::InitApply(d) if names_revision(&d) => {
+                done.insert(d.name_any());
+            }
+            watcher::Event::InitDone => {
+                if let Some(tx) = synced.take() {
+                    let _ = tx.send(());
+                }
+            }
+            _ => {}
+        }
+        if synced.is_none() && done.len() == n {
+            return Ok(Instant::now());
+        }
+    }
+    bail!("the Deployment watch ended")
+}
+
+fn names_revision(d: &Deployment) -> bool {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.annotations.as_ref())
+        .is_some_and(|a| a.contains_key(REVISION))
+}
+
+/// The seed deployed `n` times into `ns` by the core's builder, server-side applied as
+/// `kubectl appimage deploy` does. Manual ones lose the AppImage label on the Deployment
+/// itself (not on its pod template), so no controller of ours follows them.
+async fn create(
+    client: &Client,
+    image: &AppImage,
+    ns: &str,
+    policy: UpdatePolicy,
+    args: &Args,
+) -> anyhow::Result<()> {
+    let api = Api::<Deployment>::namespaced(client.clone(), ns);
+    let params = PatchParams::apply(workload::MANAGER).force();
+    let mut objects = Vec::new();
+    for i in 0..args.workloads {
+        let opts = DeployOptions {
+            kind: Kind::Deployment,
+            name: Some(format!("app-{i:04}")),
+            namespace: ns.into(),
+            replicas: Some(args.replicas),
+            update_policy: policy,
+            ..Default::default()
+        };
+        let Workload::Deployment(mut d) = workload::build(image, &opts)? else {
+            bail!("expected a Deployment");
+        };
+        if policy == UpdatePolicy::Manual {
+            d.labels_mut().remove(labels::APP_IMAGE);
+        }
+        objects.push(d);
+    }
+    let writes = objects.iter().map(|d| {
+        let (api, params) = (api.clone(), params.clone());
+        async move {
+            api.patch(&d.name_any(), &params, &Patch::Apply(d))
+                .await
+                .map(|_| ())
+        }
+    });
+    let results: Vec<_> = futures::stream::iter(writes)
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<(), _>>()?;
+    Ok(())
+}
+
+/// The fields the controller wrote on an Auto workload: the revision noted, the template's
+/// revision annotations and the containers' image.
+struct Target {
+    latest: String,
+    revision: String,
+    hash: String,
+    containers: Vec<Value>,
+}
+
+async fn rolled_to(api: &Api<Deployment>) -> anyhow::Result<Target> {
+    let d = api.get("app-0000").await?;
+    let latest = d.annotations().get(LATEST).cloned().unwrap_or_default();
+    let template = d.spec.map(|s| s.template).unwrap_or_default();
+    let a = template
+        .metadata
+        .and_then(|m| m.annotations)
+        .unwrap_or_default();
+    let containers = template
+        .spec
+        .map(|s| s.containers)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| json!({"name": c.name, "image": c.image}))
+        .collect();
+    Ok(Target {
+        latest,
+        revision: a.get(REVISION).cloned().context("no revision rolled out")?,
+        hash: a.get(REVISION_HASH).cloned().unwrap_or_default(),
+        containers,
+    })
+}
+
+/// The controller's patch (the revision noted as label and annotation, the template's revision
+/// and image), sent by a plain client to every Deployment of `api`'s namespace.
+async fn patch_all(
+    api: &Api<Deployment>,
+    target: &Target,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let names: Vec<String> = api
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .map(|m| m.name_any())
+        .collect();
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let writes = names.iter().map(|name| {
+        let body = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "labels": {LATEST: target.latest},
+                         "annotations": {LATEST: target.latest}},
+            "spec": {"template": {
+                "metadata": {"annotations": {REVISION: target.revision, REVISION_HASH: target.hash}},
+                "spec": {"containers": target.containers},
+            }},
+        });
+        let (api, params) = (api.clone(), params.clone());
+        async move { api.patch(name, &params, &Patch::Apply(&body)).await.map(|_| ()) }
+    });
+    let results: Vec<_> = futures::stream::iter(writes)
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<(), _>>()?;
+    Ok(())
+}
+
+fn report(arms: &[Arm], n: usize, args: &Args, rss: [appimage_bench::harness::Memory; 4]) {
+    let mib = |k: u64| k as f64 / 1024.0;
+    let controller = arms[0].time.as_secs_f64();
+    println!(
+        "{n} Deployments per arm, replicas {}, {} kwok nodes",
+        args.replicas, args.nodes
+    );
+    println!(
+        "webhook RSS (MiB): no workloads {:.1}; {} workloads watched {:.1}; after the rollout {:.1}; at the end {:.1}; peak {:.1}",
+        mib(rss[0].rss_kib),
+        n * (1 + args.plain_concurrency.len()),
+        mib(rss[1].rss_kib),
+        mib(rss[2].rss_kib),
+        mib(rss[3].rss_kib),
+        mib(rss[3].peak_rss_kib),
+    );
+    println!(
+        "| arm | all templates updated (s) | writes answered (s) | controller / this | webhook CPU (s) | load avg before → after | apiserver requests |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for arm in arms {
+        let total: f64 = arm.requests.values().sum();
+        println!(
+            "| {} | {:.1} | {} | {:.2}x | {:.1} | {} → {} | {total:.0} |",
+            arm.name,
+            arm.time.as_secs_f64(),
+            arm.acked
+                .map_or("-".into(), |a| format!("{:.1}", a.as_secs_f64())),
+            controller / arm.time.as_secs_f64(),
+            arm.webhook_cpu,
+            arm.load.0,
+            arm.load.1,
+        );
+    }
+    for arm in arms {
+        let mut top: Vec<(&String, &f64)> = arm.requests.iter().collect();
+        top.sort_by(|a, b| b.1.total_cmp(a.1));
+        let shown: Vec<String> = top
+            .iter()
+            .take(10)
+            .map(|(k, v)| format!("{k} {v:.0}"))
+            .collect();
+        println!("requests, {}: {}", arm.name, shown.join(", "));
+    }
+}
+
+/// The 1-minute load average, as `uptime` shows it.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn start_controlplane(
+    binary: &Path,
+    dir: &Path,
+    nodes: usize,
+) -> anyhow::Result<(std::process::Child, PathBuf)> {
+    use std::io::BufRead;
+    std::fs::create_dir_all(dir)?;
+    let log = std::fs::File::create(dir.join("controlplane.log"))?;
+    let mut child = std::process::Command::new(binary)
+        .args(["--nodes", &nodes.to_string(), "--parent-pid"])
+        .arg(std::process::id().to_string())
+        .arg("--dir")
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let stdout = child.stdout.take().context("stdout")?;
+    for line in std::io::BufReader::new(stdout).lines() {
+        if let Some(path) = line?.strip_prefix("READY ") {
+            return Ok((child, PathBuf::from(path.trim())));
+        }
+    }
+    bail!(
+        "the control plane exited; see {}",
+        dir.join("controlplane.log").display()
+    )
+}
+
+async fn poll<F, Fut>(limit: Duration, what: &str, mut f: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let start = Instant::now();
+    while !f().await? {
+        if start.elapsed() > limit {
+            bail!("{what}: not within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
+}
+
+async fn wait_revisions(client: &Client, count: usize, limit: Duration) -> anyhow::Result<()> {
+    let api = Api::<AppImageRevision>::all(client.clone());
+    poll(limit, "AppImage revision recorded", || async {
+        let list = api.list(&ListParams::default()).await?;
+        Ok(list
+            .items
+            .iter()
+            .filter(|r| r.spec.app_image == IMAGE)
+            .count()
+            >= count)
+    })
+    .await
+}
+
+/// The mutating webhook for Pods of labelled namespaces, as the chart registers it.
+async fn register(client: &Client, hook: &Webhook, tls: &Tls) -> anyhow::Result<()> {
+    let cfg: MutatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": "appimage-rollout-bench"},
+        "webhooks": [{
+            "name": "pods.appimage.kuscia.secretflow",
+            "admissionReviewVersions": ["v1"], "sideEffects": "None", "failurePolicy": "Fail",
+            "reinvocationPolicy": "IfNeeded", "timeoutSeconds": 10,
+            "clientConfig": {"url": hook.url("/mutate"), "caBundle": tls.ca_bundle()},
+            "objectSelector": {"matchExpressions": [{"key": labels::APP_IMAGE, "operator": "Exists"}]},
+            "namespaceSelector": {"matchLabels": {"appimage-bench": "yes"}},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]
+        }]
+    }))?;
+    Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &cfg)
+        .await?;
+    Ok(())
+}
+
+async fn install_crd(client: &Client, root: &Path, name: &str) -> anyhow::Result<()> {
+    let path = root.join(format!("charts/appimage-webhook/crds/{name}.yaml"));
+    let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&std::fs::read_to_string(path)?)?;
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    api.create(&PostParams::default(), &crd).await?;
+    poll(Duration::from_secs(60), "CRD Established", || async {
+        let crd = api.get(name).await?;
+        let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
+        Ok(conditions
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True"))
+    })
+    .await?;
+    // Discovery can lag the condition a moment.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(())
+}
+
+/// A labelled namespace (the webhook admits its Pods) with its default ServiceAccount.
+async fn namespace(client: &Client, name: &str) -> anyhow::Result<()> {
+    let ns: Namespace = serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": {"appimage-bench": "yes"}}}),
+    )?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+    let sa = Api::<ServiceAccount>::namespaced(client.clone(), name);
+    poll(
+        Duration::from_secs(60),
+        "default ServiceAccount",
+        || async { Ok(sa.get_opt("default").await?.is_some()) },
+    )
+    .await
+}
+
+/// apiserver_request_total by "VERB resource[/subresource]", summed over the other labels.
+async fn requests(client: &Client) -> anyhow::Result<BTreeMap<String, f64>> {
+    let req = hyper::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(req).await?;
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix("=\""))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        let (resource, sub) = (label("resource"), label("subresource"));
+        let key = if sub.is_empty() {
+            format!("{} {resource}", label("verb"))
+        } else {
+            format!("{} {resource}/{sub}", label("verb"))
+        };
+        *out.entry(key).or_insert(0.0) += value;
+    }
+    Ok(out)
+}
+
+/// apiserver requests per second over a few seconds.
+async fn rate(client: &Client) -> anyhow::Result<f64> {
+    const WINDOW: Duration = Duration::from_secs(5);
+    let a: f64 = requests(client).await?.values().sum();
+    tokio::time::sleep(WINDOW).await;
+    let b: f64 = requests(client).await?.values().sum();
+    Ok((b - a) / WINDOW.as_secs_f64())
+}
+
+/// Until the apiserver's request rate is back near the idle `baseline`: the controllers (ours
+/// and Kubernetes') have finished what the last step set off.
+async fn quiet(client: &Client, baseline: f64, limit: Duration) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    while rate(client).await? > baseline * 1.5 + 10.0 {
+        if start.elapsed() > limit {
+            bail!("the cluster did not quieten within {limit:?}");
+        }
+    }
+    Ok(start.elapsed())
+}
