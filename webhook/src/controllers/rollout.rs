@@ -23,6 +23,7 @@ use appimage::revision::{
 };
 use appimage::signature::verify;
 use appimage::workload::UPDATE_POLICY;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DynamicObject, Patch, PatchParams};
@@ -36,6 +37,9 @@ use super::Context;
 /// The field manager of the pod-template fields a rollout sets (not the room's [`super::MANAGER`],
 /// whose other applies would otherwise drop them).
 pub const ROLLOUT_MANAGER: &str = "appimage-webhook-rollout";
+
+/// Workloads written at once (as the batch controller does).
+const WRITES_IN_FLIGHT: usize = 32;
 
 /// A workload that runs an AppImage, whatever its kind.
 #[derive(Debug, Clone)]
@@ -116,11 +120,16 @@ pub async fn roll(
         "revision {} of AppImage {name:?} failed signature verification ({e}): not rolled out; a tampered update (tag or digest changed, signature kept) is never rolled out — re-sign it (kubectl appimage sign) or roll the AppImage back",
         current.number
     ));
-    for w in workloads {
-        if let Err(e) = act(ctx, current, w, blocked.as_deref(), told).await {
-            tracing::warn!(workload = ?w.meta.name, namespace = ?w.meta.namespace, "rollout: {e}");
-        }
-    }
+    // Several workloads at once: one at a time (a patch and an Event each), 1,000 Deployments
+    // took 1.9-2.6x as long as a plain client sending the patches alone (BENCHMARKS.md).
+    let blocked = blocked.as_deref();
+    futures::stream::iter(workloads)
+        .for_each_concurrent(WRITES_IN_FLIGHT, |w| async move {
+            if let Err(e) = act(ctx, current, w, blocked, told).await {
+                tracing::warn!(workload = ?w.meta.name, namespace = ?w.meta.namespace, "rollout: {e}");
+            }
+        })
+        .await;
     for pod in pods {
         tell_outdated(ctx, current, pod, told).await;
     }
