@@ -9,6 +9,7 @@
 pub mod pki;
 pub mod review;
 pub mod webhook;
+pub mod world;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -9,17 +9,15 @@
 //! Every test starts its own webhook (admission for its namespace), all with the same trusted
 //! key and one shared Lease, so exactly one of them runs the controllers at a time.
 
-use std::sync::OnceLock;
+use std::ops::Deref;
 use std::time::Duration;
 
-use appimage::manifest;
 use appimage::resource::AppImage;
-use appimage::signature::payload;
-use appimage_e2e::webhook::{SigningKey, Tls, Webhook, register};
-use appimage_e2e::{Cluster, cluster, repo_root, text, unique, wait_until, write_json};
+use appimage_e2e::world::{self, Crd, REVISIONS_CRD, Shared};
+use appimage_e2e::{text, unique, wait_until, write_json};
 use serde_json::{Value, json};
 
-const CRD: &str = "charts/appimage-webhook/crds/appimagerevisions.appimage.kuscia.secretflow.yaml";
+const CRDS: &[Crd] = &[REVISIONS_CRD];
 const WORKLOAD: &str = "appimage.kuscia.secretflow/workload";
 const REVISION: &str = "appimage.kuscia.secretflow/revision";
 const REVISION_HASH: &str = "appimage.kuscia.secretflow/revision-hash";
@@ -30,30 +28,9 @@ const HISTORY_LIMIT: &str = "appimage.kuscia.secretflow/revision-history-limit";
 const CONFIG: &str = "config.appimage.kuscia.secretflow/task-config.conf";
 const WAIT: Duration = Duration::from_secs(120);
 
-/// The key and serving pair every test's webhook shares, and the revisions CRD installed.
-struct Shared {
-    tls: Tls,
-    signer: SigningKey,
-    lease: String,
-}
-
-fn shared() -> (&'static Cluster, &'static Shared) {
-    static SHARED: OnceLock<Shared> = OnceLock::new();
-    let c = cluster();
-    let s = SHARED.get_or_init(|| {
-        c.kubectl_ok(&["apply", "--server-side", "-f", CRD]);
-        let served = wait_until(Duration::from_secs(60), || {
-            c.kubectl(&["get", "appimagerevisions"]).status.success()
-        });
-        assert!(served, "appimagerevisions not served after 60 s");
-        let dir = c.dir().join(unique("rollout-keys"));
-        Shared {
-            tls: Tls::new(&dir.join("tls"), "appimage-webhook"),
-            signer: SigningKey::new(&dir),
-            lease: unique("rollout-lease"),
-        }
-    });
-    (c, s)
+/// The key, serving pair and Lease every test's webhook shares, the revisions CRD installed.
+fn shared() -> &'static Shared {
+    Shared::once(CRDS, "rollout")
 }
 
 /// Which spec a Pod was injected from, read from what the webhook rendered into it.
@@ -104,67 +81,26 @@ fn spec_of(pod: &Value) -> Spec {
 }
 
 /// One test's world: a webhook, a namespace it admits, a signed seed AppImage.
-struct World {
-    c: &'static Cluster,
-    hook: Webhook,
-    ns: String,
-    image: String,
-    work: tempfile::TempDir,
+struct World(world::World);
+
+impl Deref for World {
+    type Target = world::World;
+    fn deref(&self) -> &world::World {
+        &self.0
+    }
 }
 
 impl World {
     fn new(prefix: &str) -> World {
-        let (c, s) = shared();
-        let lease = format!("--lease-name={}", s.lease);
-        let hook = Webhook::start(
-            c,
-            &s.tls,
-            &s.signer.pub_dir,
-            &[&lease, "--lease-duration=2s"],
-        );
-        let tag = unique("ro");
-        let ns = c.namespace(prefix);
-        c.kubectl_ok(&["label", "namespace", &ns, &format!("appimage-e2e={tag}")]);
-        register(c, &hook, &s.tls, &tag);
-        World {
-            c,
-            hook,
-            ns,
-            image: unique(prefix),
-            work: tempfile::tempdir().unwrap(),
-        }
+        World(world::World::new(shared(), prefix))
     }
 
     /// An example AppImage under this world's name, signed with the shared key, with a
     /// change cause.
-    fn example(&self, file: &str, cause: &str) -> AppImage {
-        let text = std::fs::read_to_string(repo_root().join("examples").join(file)).unwrap();
-        let mut img: AppImage = manifest::appimages(file, &text).unwrap().remove(0);
-        img.metadata.name = Some(self.image.clone());
+    fn example_caused(&self, file: &str, cause: &str) -> AppImage {
+        let mut img = self.signed_example(file, &self.image);
         img.metadata.annotations = Some([(CAUSE.to_string(), cause.to_string())].into());
-        img.spec.image.sign = Some(shared().1.signer.sign(&payload(&img.spec.image)));
         img
-    }
-
-    fn apply(&self, img: &AppImage) {
-        let file = write_json(self.work.path(), &serde_json::to_value(img).unwrap());
-        let out = self.c.kubectl(&["apply", "-f", &file.to_string_lossy()]);
-        assert!(out.status.success(), "apply: {:?}", text(&out));
-    }
-
-    fn get(&self, what: &str) -> Value {
-        serde_json::from_str(
-            &self
-                .c
-                .kubectl_ok(&["get", "-n", &self.ns, what, "-o", "json"]),
-        )
-        .expect("JSON")
-    }
-
-    fn plugin(&self, args: &[&str]) -> String {
-        let mut full = vec!["appimage"];
-        full.extend_from_slice(args);
-        self.c.kubectl_ok(&full)
     }
 
     fn deploy(&self, name: &str, args: &[&str]) {
@@ -205,7 +141,7 @@ impl World {
     }
 
     fn deployment(&self, name: &str) -> Value {
-        self.get(&format!("deployment/{name}"))
+        self.get_json(&[&format!("deployment/{name}")])
     }
 
     /// The annotations of deployment `name`'s pod template.
@@ -223,7 +159,7 @@ impl World {
         };
         let want = n.to_string();
         let ok = wait_until(WAIT, || {
-            self.get(&what)["metadata"]["labels"][LATEST] == want.as_str()
+            self.get_json(&[&what])["metadata"]["labels"][LATEST] == want.as_str()
         });
         assert!(
             ok,
@@ -234,21 +170,7 @@ impl World {
 
     /// The live (not terminating) Pods of workload `name`.
     fn pods(&self, name: &str) -> Vec<Value> {
-        let out = self.c.kubectl_ok(&[
-            "get",
-            "pods",
-            "-n",
-            &self.ns,
-            "-l",
-            &format!("{WORKLOAD}={name}"),
-            "-o",
-            "json",
-        ]);
-        let list: Value = serde_json::from_str(&out).expect("JSON");
-        list["items"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.items(&["pods", "-l", &format!("{WORKLOAD}={name}")])
             .into_iter()
             .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
             .collect()
@@ -284,22 +206,10 @@ impl World {
 
     /// The Events about object `name` in the namespace, as `(type, reason, message)`.
     fn events(&self, name: &str) -> Vec<(String, String, String)> {
-        let out = self.c.kubectl_ok(&[
-            "get",
-            "events",
-            "-n",
-            &self.ns,
-            "--field-selector",
-            &format!("involvedObject.name={name}"),
-            "-o",
-            "json",
-        ]);
-        let list: Value = serde_json::from_str(&out).expect("JSON");
+        let selector = format!("involvedObject.name={name}");
         let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
-        list["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        self.items(&["events", "--field-selector", &selector])
+            .iter()
             .map(|e| (s(&e["type"]), s(&e["reason"]), s(&e["message"])))
             .collect()
     }
@@ -361,7 +271,7 @@ fn history_row(history: &str, n: i64) -> String {
 fn rollouts_follow_the_appimage_by_policy_and_revisions_roll_back() {
     let w = World::new("ro-follow");
     let ns = w.ns.clone();
-    w.apply(&w.example("secretflow-image.yaml", "seed-v1"));
+    w.apply_image(&w.example_caused("secretflow-image.yaml", "seed-v1"));
     let hash1 = w.revision(1);
 
     // Auto (the default), Manual, and a misspelt policy that must read as Manual.
@@ -401,11 +311,11 @@ fn rollouts_follow_the_appimage_by_policy_and_revisions_roll_back() {
     w.c.kubectl_ok(&["apply", "-f", &file.to_string_lossy()]);
     // Creation times are whole seconds: the controller can tell the Pod is older than the next
     // revision only if that revision is recorded in a later second.
-    let created = w.get("pod/bare")["metadata"]["creationTimestamp"].clone();
+    let created = w.get_json(&["pod/bare"])["metadata"]["creationTimestamp"].clone();
     w.second_after(created.as_str().unwrap_or_default());
 
     // The seed's update: Auto rolls to the new port and config, with an Event old -> new.
-    w.apply(&w.example("secretflow-image-update.yaml", "global-port-8082"));
+    w.apply_image(&w.example_caused("secretflow-image-update.yaml", "global-port-8082"));
     let hash2 = w.revision(2);
     assert_ne!(hash1, hash2);
     w.pods_become("auto", 2, Spec::New);
@@ -435,7 +345,7 @@ fn rollouts_follow_the_appimage_by_policy_and_revisions_roll_back() {
         assert!(t[REVISION].is_null(), "{name} rolled: {t}");
     }
     w.event("bare", "PodOutdated", &["at revision 2", "recreate it"]);
-    let bare = w.get("pod/bare");
+    let bare = w.get_json(&["pod/bare"]);
     assert_eq!(spec_of(&bare), Spec::Old, "a Pod cannot change");
     // Scaling the Manual one up gives Pods of its old revision.
     w.c.kubectl_ok(&["scale", "-n", &ns, "deployment/manual", "--replicas", "3"]);
@@ -523,13 +433,13 @@ fn rollouts_follow_the_appimage_by_policy_and_revisions_roll_back() {
 fn a_tampered_update_is_never_rolled_out() {
     let w = World::new("ro-tamper");
     let ns = w.ns.clone();
-    let mut seed = w.example("secretflow-image.yaml", "seed");
+    let mut seed = w.example_caused("secretflow-image.yaml", "seed");
     // Keep one revision besides those in use, so that the unused tampered one is pruned.
     seed.metadata
         .annotations
         .get_or_insert_with(Default::default)
         .insert(HISTORY_LIMIT.into(), "1".into());
-    w.apply(&seed);
+    w.apply_image(&seed);
     let hash1 = w.revision(1);
     w.deploy("web", &["--replicas", "2"]);
     w.acted("web", 1);
@@ -542,7 +452,7 @@ fn a_tampered_update_is_never_rolled_out() {
     // The image tag changed, the signature kept.
     let mut tampered = seed.clone();
     tampered.spec.image.tag = "9.9-tampered".into();
-    w.apply(&tampered);
+    w.apply_image(&tampered);
     w.revision(2);
     let (kind, _, why) = w.event("web", "RolloutBlocked", &["revision 2", "signature"]);
     assert_eq!(kind, "Warning", "{why}");
@@ -568,8 +478,8 @@ fn a_tampered_update_is_never_rolled_out() {
 
     // Signed properly, the same tag is a new revision and rolls.
     let mut signed = tampered.clone();
-    signed.spec.image.sign = Some(shared().1.signer.sign(&payload(&signed.spec.image)));
-    w.apply(&signed);
+    w.sign(&mut signed);
+    w.apply_image(&signed);
     w.revision(3);
     w.event("web", "RolledOut", &["revision 1 → 3"]);
     let ok = wait_until(WAIT, || {
@@ -588,7 +498,7 @@ fn a_tampered_update_is_never_rolled_out() {
     for text in config.spec.config_templates.values_mut() {
         *text = text.replacen("\"task_id\"", "\"edition\": \"four\",\n  \"task_id\"", 1);
     }
-    w.apply(&config);
+    w.apply_image(&config);
     w.revision(4);
     w.event("web", "RolledOut", &["revision 3 → 4"]);
     let ok = wait_until(WAIT, || {
