@@ -160,6 +160,39 @@ impl World {
         self.c.kubectl_ok(&full)
     }
 
+    /// `kubectl appimage deploy <image> -n <ns> --name <name> <args…>`, which must succeed.
+    pub fn deploy(&self, name: &str, args: &[&str]) {
+        let mut full = vec!["deploy", &self.image, "-n", &self.ns, "--name", name];
+        full.extend_from_slice(args);
+        self.plugin(&full);
+    }
+
+    /// Revision `n` of this world's AppImage, once the controller recorded it: its hash.
+    pub fn revision(&self, n: i64) -> String {
+        let name = format!("{}-{n}", self.image);
+        let mut hash = String::new();
+        let recorded = wait_until(Duration::from_secs(120), || {
+            let out = self.c.kubectl(&[
+                "get",
+                "appimagerevision",
+                &name,
+                "-o",
+                "jsonpath={.spec.hash}",
+            ]);
+            hash = text(&out).0;
+            out.status.success() && !hash.is_empty()
+        });
+        assert!(recorded, "revision {name} never recorded:\n{}", self.logs());
+        hash
+    }
+
+    /// The last 40 lines of the webhook's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let logs = self.hook.logs();
+        let tail: Vec<&str> = logs.lines().rev().take(40).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
     /// The first AppImage of `examples/<file>`, named `name`, unsigned.
     pub fn example(&self, file: &str, name: &str) -> AppImage {
         let path = repo_root().join("examples").join(file);

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use appimage::resource::AppImage;
 use appimage_e2e::world::{self, Crd, REVISIONS_CRD, Shared};
-use appimage_e2e::{text, unique, wait_until, write_json};
+use appimage_e2e::{unique, wait_until, write_json};
 use serde_json::{Value, json};
 
 const CRDS: &[Crd] = &[REVISIONS_CRD];
@@ -101,31 +101,6 @@ impl World {
         let mut img = self.signed_example(file, &self.image);
         img.metadata.annotations = Some([(CAUSE.to_string(), cause.to_string())].into());
         img
-    }
-
-    fn deploy(&self, name: &str, args: &[&str]) {
-        let mut full = vec!["deploy", &self.image, "-n", &self.ns, "--name", name];
-        full.extend_from_slice(args);
-        self.plugin(&full);
-    }
-
-    /// Revision `n` of the AppImage, once the controller recorded it: its hash.
-    fn revision(&self, n: i64) -> String {
-        let name = format!("{}-{n}", self.image);
-        let mut hash = String::new();
-        let recorded = wait_until(WAIT, || {
-            let out = self.c.kubectl(&[
-                "get",
-                "appimagerevision",
-                &name,
-                "-o",
-                "jsonpath={.spec.hash}",
-            ]);
-            hash = text(&out).0;
-            out.status.success() && !hash.is_empty()
-        });
-        assert!(recorded, "revision {name} never recorded:\n{}", self.logs());
-        hash
     }
 
     /// The numbers of the AppImage's recorded revisions, space-separated.
@@ -249,12 +224,6 @@ impl World {
             now.as_str() > timestamp
         });
         assert!(ok, "the apiserver's clock never passed {timestamp}");
-    }
-
-    fn logs(&self) -> String {
-        let logs = self.hook.logs();
-        let tail: Vec<&str> = logs.lines().rev().take(40).collect();
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 }
 

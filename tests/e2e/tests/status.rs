@@ -6,114 +6,44 @@
 //! Every test starts its own webhook, all with the same trusted key and one shared Lease, so
 //! exactly one of them runs the controllers at a time.
 
-use std::sync::OnceLock;
+use std::ops::Deref;
 use std::time::Duration;
 
-use appimage::manifest;
-use appimage::resource::AppImage;
-use appimage::signature::payload;
-use appimage_e2e::webhook::{SigningKey, Tls, Webhook, register};
-use appimage_e2e::{Cluster, cluster, repo_root, text, unique, wait_until, write_json};
+use appimage_e2e::world::{self, Crd, REVISIONS_CRD, Shared};
+use appimage_e2e::{text, unique, wait_until};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
-const CRD: &str = "charts/appimage-webhook/crds/appimagerevisions.appimage.kuscia.secretflow.yaml";
+const CRDS: &[Crd] = &[REVISIONS_CRD];
 const START_AT: &str = "appimage.kuscia.secretflow/start-at";
 const STARTED: &str = "appimage.kuscia.secretflow/started-at";
 const WAIT: Duration = Duration::from_secs(120);
 
-/// The key and serving pair every test's webhook shares, and the revisions CRD installed.
-struct Shared {
-    tls: Tls,
-    signer: SigningKey,
-    lease: String,
-}
-
-fn shared() -> (&'static Cluster, &'static Shared) {
-    static SHARED: OnceLock<Shared> = OnceLock::new();
-    let c = cluster();
-    let s = SHARED.get_or_init(|| {
-        c.kubectl_ok(&["apply", "--server-side", "-f", CRD]);
-        let served = wait_until(Duration::from_secs(60), || {
-            c.kubectl(&["get", "appimagerevisions"]).status.success()
-        });
-        assert!(served, "appimagerevisions not served after 60 s");
-        let dir = c.dir().join(unique("status-keys"));
-        Shared {
-            tls: Tls::new(&dir.join("tls"), "appimage-webhook"),
-            signer: SigningKey::new(&dir),
-            lease: unique("status-lease"),
-        }
-    });
-    (c, s)
+/// The key, serving pair and Lease every test's webhook shares, the revisions CRD installed.
+fn shared() -> &'static Shared {
+    Shared::once(CRDS, "status")
 }
 
 /// One test's world: a webhook, a namespace it admits, the signed seed AppImage.
-struct World {
-    c: &'static Cluster,
-    hook: Webhook,
-    ns: String,
-    image: String,
-    work: tempfile::TempDir,
+struct World(world::World);
+
+impl Deref for World {
+    type Target = world::World;
+    fn deref(&self) -> &world::World {
+        &self.0
+    }
 }
 
 impl World {
     fn new(prefix: &str) -> World {
-        let (c, s) = shared();
-        let lease = format!("--lease-name={}", s.lease);
-        let hook = Webhook::start(
-            c,
-            &s.tls,
-            &s.signer.pub_dir,
-            &[&lease, "--lease-duration=2s"],
-        );
-        let tag = unique("st");
-        let ns = c.namespace(prefix);
-        c.kubectl_ok(&["label", "namespace", &ns, &format!("appimage-e2e={tag}")]);
-        register(c, &hook, &s.tls, &tag);
-        let w = World {
-            c,
-            hook,
-            ns,
-            image: unique(prefix),
-            work: tempfile::tempdir().unwrap(),
-        };
+        let w = World(world::World::new(shared(), prefix));
         w.apply_example("secretflow-image.yaml");
         w
     }
 
     /// An example AppImage under this world's name, signed with the shared key, applied.
     fn apply_example(&self, file: &str) {
-        let text = std::fs::read_to_string(repo_root().join("examples").join(file)).unwrap();
-        let mut img: AppImage = manifest::appimages(file, &text).unwrap().remove(0);
-        img.metadata.name = Some(self.image.clone());
-        img.spec.image.sign = Some(shared().1.signer.sign(&payload(&img.spec.image)));
-        self.apply(&serde_json::to_value(&img).unwrap());
-    }
-
-    fn apply(&self, value: &Value) {
-        let file = write_json(self.work.path(), value);
-        let out = self.c.kubectl(&["apply", "-f", &file.to_string_lossy()]);
-        assert!(out.status.success(), "apply {value}: {:?}", text(&out));
-    }
-
-    fn get(&self, what: &str) -> Value {
-        let out = self
-            .c
-            .kubectl_ok(&["get", "-n", &self.ns, what, "-o", "json"]);
-        serde_json::from_str(&out).expect("JSON")
-    }
-
-    fn plugin(&self, args: &[&str]) -> String {
-        let mut full = vec!["appimage"];
-        full.extend_from_slice(args);
-        self.c.kubectl_ok(&full)
-    }
-
-    fn deploy(&self, name: &str, args: &[&str]) {
-        let mut full = vec!["deploy", &self.image, "-n", &self.ns, "--name", name];
-        full.extend_from_slice(args);
-        self.plugin(&full);
+        self.apply_signed_example(file, &self.image);
     }
 
     /// `status -o json`, parsed.
@@ -136,37 +66,7 @@ impl World {
     /// The Events of reason `reason` about object `name`.
     fn events(&self, name: &str, reason: &str) -> Vec<Value> {
         let selector = format!("involvedObject.name={name},reason={reason}");
-        self.get_list(&["events", "--field-selector", &selector])
-    }
-
-    fn get_list(&self, what: &[&str]) -> Vec<Value> {
-        let mut args = vec!["get", "-n", &self.ns, "-o", "json"];
-        args.extend_from_slice(what);
-        let v: Value = serde_json::from_str(&self.c.kubectl_ok(&args)).expect("JSON");
-        v["items"].as_array().cloned().unwrap_or_default()
-    }
-
-    /// Revision `n` of the AppImage, once the controller recorded it: its hash.
-    fn revision(&self, n: i64) -> String {
-        let name = format!("{}-{n}", self.image);
-        let mut hash = String::new();
-        let recorded = wait_until(WAIT, || {
-            let out = self.c.kubectl(&[
-                "get",
-                "appimagerevision",
-                &name,
-                "-o",
-                "jsonpath={.spec.hash}",
-            ]);
-            hash = text(&out).0;
-            out.status.success() && !hash.is_empty()
-        });
-        assert!(
-            recorded,
-            "revision {name} never recorded:\n{}",
-            self.hook.logs()
-        );
-        hash
+        self.items(&["events", "--field-selector", &selector])
     }
 }
 
@@ -186,7 +86,7 @@ fn a_delayed_workload_is_stopped_flagged_then_started() {
     w.deploy("hour", &["--replicas", "2", "--start-at", "+1h"]);
 
     // Due in an hour: stopped for the whole test, and `status` says until when.
-    let hour = w.get("deployment/hour");
+    let hour = w.get_json(&["deployment/hour"]);
     assert_eq!(hour["spec"]["replicas"], 0);
     let report = w.status();
     let row = World::row(&report, "Deployment", "hour");
@@ -214,8 +114,8 @@ fn a_delayed_workload_is_stopped_flagged_then_started() {
     // controller started it says stopped, with the stored time.
     w.deploy("later", &["--replicas", "2", "--start-at", "+15s"]);
     w.deploy("job", &["--kind", "Job", "--start-at", "+15s"]);
-    let later = w.get("deployment/later");
-    let job = w.get("job/job");
+    let later = w.get_json(&["deployment/later"]);
+    let job = w.get_json(&["job/job"]);
     let report = w.status();
     for (obj, kind, name) in [(&later, "Deployment", "later"), (&job, "Job", "job")] {
         let annotations = &obj["metadata"]["annotations"];
@@ -228,7 +128,7 @@ fn a_delayed_workload_is_stopped_flagged_then_started() {
         }
         let row = World::row(&report, kind, name);
         let now_started =
-            !w.get(&format!("{kind}/{name}"))["metadata"]["annotations"][STARTED].is_null();
+            !w.get_json(&[&format!("{kind}/{name}")])["metadata"]["annotations"][STARTED].is_null();
         assert!(
             row["stopped"] == true || now_started,
             "{kind} {name} not flagged stopped before its start: {row:#}"
@@ -253,7 +153,7 @@ fn a_delayed_workload_is_stopped_flagged_then_started() {
     // Then it starts: the intended replicas, Ready Pods, started-at no earlier than start-at.
     let mut d = Value::Null;
     let running = wait_until(WAIT, || {
-        d = w.get("deployment/later");
+        d = w.get_json(&["deployment/later"]);
         d["spec"]["replicas"] == 2 && d["status"]["readyReplicas"] == 2
     });
     assert!(running, "never started:\n{d:#}\n{}", w.hook.logs());
@@ -264,7 +164,7 @@ fn a_delayed_workload_is_stopped_flagged_then_started() {
     );
     let mut j = Value::Null;
     let done = wait_until(WAIT, || {
-        j = w.get("job/job");
+        j = w.get_json(&["job/job"]);
         j["spec"]["suspend"] == false && j["status"]["succeeded"] == 1
     });
     assert!(done, "the Job never ran:\n{j:#}\n{}", w.hook.logs());
@@ -285,7 +185,7 @@ fn a_delayed_workload_is_stopped_flagged_then_started() {
 
     let recorded = wait_until(WAIT, || !w.events("hand", "StartedByHand").is_empty());
     assert!(recorded, "no StartedByHand Event:\n{}", w.hook.logs());
-    let hand = w.get("deployment/hand");
+    let hand = w.get_json(&["deployment/hand"]);
     assert_eq!(hand["spec"]["replicas"], 1, "the user's replicas stay");
     assert!(time(&hand["metadata"]["annotations"][STARTED]) >= soon);
     assert!(w.events("hand", "Started").is_empty(), "it was not scaled");
@@ -296,7 +196,7 @@ fn a_delayed_workload_is_stopped_flagged_then_started() {
     assert_eq!(row["stopped"], false, "{row:#}");
     assert_eq!((&row["desired"], &row["ready"]), (&json!(2), &json!(2)));
     assert_eq!(World::row(&report, "Deployment", "hour")["stopped"], true);
-    assert_eq!(w.get("deployment/hour")["spec"]["replicas"], 0);
+    assert_eq!(w.get_json(&["deployment/hour"])["spec"]["replicas"], 0);
 }
 
 /// `status` lists a Deployment and a bare Pod with the revision they run, their counts and the
@@ -309,7 +209,7 @@ fn status_shows_workloads_and_bare_pods_with_revision_counts_and_stage() {
     w.deploy("web", &["--replicas", "2"]);
     w.deploy("pinned", &["--replicas", "1", "--update-policy", "Manual"]);
     let pod = unique("bare");
-    w.apply(&json!({
+    w.apply_json(&json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": pod, "namespace": w.ns,
                      "labels": {"kuscia.secretflow/app-image": w.image}},
@@ -317,9 +217,9 @@ fn status_shows_workloads_and_bare_pods_with_revision_counts_and_stage() {
     }));
     w.plugin(&["publish", &w.image]);
     let ready = wait_until(WAIT, || {
-        w.get("deployment/web")["status"]["readyReplicas"] == 2
-            && w.get("deployment/pinned")["status"]["readyReplicas"] == 1
-            && w.get(&format!("pod/{pod}"))["status"]["conditions"]
+        w.get_json(&["deployment/web"])["status"]["readyReplicas"] == 2
+            && w.get_json(&["deployment/pinned"])["status"]["readyReplicas"] == 1
+            && w.get_json(&[&format!("pod/{pod}")])["status"]["conditions"]
                 .as_array()
                 .into_iter()
                 .flatten()
