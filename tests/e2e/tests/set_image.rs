@@ -13,20 +13,16 @@
 //! key and one shared Lease, so exactly one of them runs the controllers at a time.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::ops::Deref;
 use std::time::Duration;
 
 use appimage::manifest;
 use appimage::resource::AppImage;
-use appimage::signature::payload;
-use appimage_e2e::webhook::{SigningKey, Tls, Webhook, register};
-use appimage_e2e::{
-    Cluster, cluster, repo_root, text, unique, wait_until, workspace_bin, write_json,
-};
+use appimage_e2e::world::{self, Crd, REVISIONS_CRD, Shared};
+use appimage_e2e::{repo_root, text, wait_until, workspace_bin, write_json};
 use serde_json::{Value, json};
 
-const REVISIONS_CRD: &str =
-    "charts/appimage-webhook/crds/appimagerevisions.appimage.kuscia.secretflow.yaml";
+const CRDS: &[Crd] = &[REVISIONS_CRD];
 const FUNCTION_APP: &str = "examples/function-app.yaml";
 const WORKLOAD: &str = "appimage.kuscia.secretflow/workload";
 const CONFIG_PREFIX: &str = "config.appimage.kuscia.secretflow/";
@@ -34,64 +30,24 @@ const OLD_DIGEST: &str = "sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba8
 const NEW_DIGEST: &str = "sha256:9b2a6f0c1d3e4f5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c";
 const WAIT: Duration = Duration::from_secs(120);
 
-/// The key and serving pair every test's webhook shares, and the revisions CRD installed.
-struct Shared {
-    tls: Tls,
-    signer: SigningKey,
-    lease: String,
-}
-
-fn shared() -> (&'static Cluster, &'static Shared) {
-    static SHARED: OnceLock<Shared> = OnceLock::new();
-    let c = cluster();
-    let s = SHARED.get_or_init(|| {
-        c.kubectl_ok(&["apply", "--server-side", "-f", REVISIONS_CRD]);
-        let served = wait_until(Duration::from_secs(60), || {
-            c.kubectl(&["get", "appimagerevisions"]).status.success()
-        });
-        assert!(served, "appimagerevisions not served after 60 s");
-        let dir = c.dir().join(unique("set-image-keys"));
-        Shared {
-            tls: Tls::new(&dir.join("tls"), "appimage-webhook"),
-            signer: SigningKey::new(&dir),
-            lease: unique("set-image-lease"),
-        }
-    });
-    (c, s)
+/// The key, serving pair and Lease every test's webhook shares, the revisions CRD installed.
+fn shared() -> &'static Shared {
+    Shared::once(CRDS, "set-image")
 }
 
 /// One test's world: a webhook, a namespace it admits, the tag its registrations select on.
-struct World {
-    c: &'static Cluster,
-    s: &'static Shared,
-    hook: Webhook,
-    ns: String,
-    tag: String,
-    work: tempfile::TempDir,
+struct World(world::World);
+
+impl Deref for World {
+    type Target = world::World;
+    fn deref(&self) -> &world::World {
+        &self.0
+    }
 }
 
 impl World {
     fn new(prefix: &str) -> World {
-        let (c, s) = shared();
-        let lease = format!("--lease-name={}", s.lease);
-        let hook = Webhook::start(
-            c,
-            &s.tls,
-            &s.signer.pub_dir,
-            &[&lease, "--lease-duration=2s"],
-        );
-        let tag = unique(prefix);
-        let ns = c.namespace(prefix);
-        c.kubectl_ok(&["label", "namespace", &ns, &format!("appimage-e2e={tag}")]);
-        register(c, &hook, &s.tls, &tag);
-        World {
-            c,
-            s,
-            hook,
-            ns,
-            tag,
-            work: tempfile::tempdir().unwrap(),
-        }
+        World(world::World::new(shared(), prefix))
     }
 
     /// Apply `img` labelled for this world's validating webhook, and wait until admission
@@ -122,7 +78,7 @@ impl World {
     }
 
     /// The plugin's exit status, stdout and stderr.
-    fn plugin(&self, args: &[&str]) -> (bool, String, String) {
+    fn try_plugin(&self, args: &[&str]) -> (bool, String, String) {
         let mut full = vec!["appimage"];
         full.extend_from_slice(args);
         let out = self.c.kubectl(&full);
@@ -130,10 +86,13 @@ impl World {
         (out.status.success(), o, e)
     }
 
-    fn plugin_ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.plugin(args);
-        assert!(ok, "kubectl appimage {args:?} failed:\n{err}");
-        out
+    /// The seed AppImage under this world's name, pinned to `OLD_DIGEST` and signed by the
+    /// trusted key.
+    fn signed_seed(&self) -> AppImage {
+        let mut img = self.example("secretflow-image.yaml", &self.image);
+        img.spec.image.id = Some(OLD_DIGEST.into());
+        self.sign(&mut img);
+        img
     }
 
     fn appimage(&self, name: &str) -> Value {
@@ -142,10 +101,7 @@ impl World {
     }
 
     fn pods(&self, workload: &str) -> Vec<Value> {
-        let selector = format!("{WORKLOAD}={workload}");
-        let args = ["get", "pods", "-n", &self.ns, "-l", &selector, "-o", "json"];
-        let list: Value = serde_json::from_str(&self.c.kubectl_ok(&args)).expect("JSON");
-        list["items"].as_array().cloned().unwrap_or_default()
+        self.items(&["pods", "-l", &format!("{WORKLOAD}={workload}")])
     }
 
     /// Wait until `workload` has exactly `n` Pods, all Running and not being deleted, every
@@ -183,16 +139,6 @@ impl World {
     }
 }
 
-/// The seed AppImage under `name`, pinned to `OLD_DIGEST` and signed by the trusted key.
-fn signed_seed(name: &str, signer: &SigningKey) -> AppImage {
-    let text = std::fs::read_to_string(repo_root().join("examples/secretflow-image.yaml")).unwrap();
-    let mut img = manifest::appimages("seed", &text).unwrap().remove(0);
-    img.metadata.name = Some(name.into());
-    img.spec.image.id = Some(OLD_DIGEST.into());
-    img.spec.image.sign = Some(signer.sign(&payload(&img.spec.image)));
-    img
-}
-
 fn container_images(pod: &Value) -> Vec<String> {
     pod["spec"]["containers"]
         .as_array()
@@ -205,17 +151,17 @@ fn container_images(pod: &Value) -> Vec<String> {
 #[test]
 fn set_image_with_a_key_rolls_an_auto_deployment_and_refusals_write_nothing() {
     let w = World::new("si");
-    let name = w.apply(signed_seed(&unique("si"), &w.s.signer));
+    let name = w.apply(w.signed_seed());
     let old_image = format!("secretflow/secretflow-lite-anolis8@{OLD_DIGEST}");
-    w.plugin_ok(&["deploy", &name, "-n", &w.ns, "--name", "web"]);
+    w.deploy("web", &[]);
     w.wait_pods("web", 1, |p| container_images(p) == [old_image.clone()]);
-    let recorded = wait_until(WAIT, || w.plugin(&["history", &name]).0);
+    let recorded = wait_until(WAIT, || w.try_plugin(&["history", &name]).0);
     assert!(recorded, "revision 1 never recorded:\n{}", w.hook.logs());
     let before = w.appimage(&name)["spec"]["image"].clone();
 
     // Without a key a signed AppImage is refused, and nothing is written.
     let new_ref = format!("registry.example.com/sf/secretflow-lite:1.11@{NEW_DIGEST}");
-    let (ok, _, err) = w.plugin(&["set-image", &name, &new_ref]);
+    let (ok, _, err) = w.try_plugin(&["set-image", &name, &new_ref]);
     assert!(!ok, "a signed AppImage took a new image without a key");
     assert!(
         err.contains(&format!("AppImage {name:?} is signed"))
@@ -228,7 +174,7 @@ fn set_image_with_a_key_rolls_an_auto_deployment_and_refusals_write_nothing() {
 
     // A server dry run is checked by the server (the validating webhook too) and stores nothing.
     let key = w.private_key();
-    let out = w.plugin_ok(&[
+    let out = w.plugin(&[
         "set-image",
         &name,
         &new_ref,
@@ -243,7 +189,7 @@ fn set_image_with_a_key_rolls_an_auto_deployment_and_refusals_write_nothing() {
     assert_eq!(w.appimage(&name)["spec"]["image"], before);
 
     // With the key: re-signed in the same write, the change recorded.
-    let out = w.plugin_ok(&[
+    let out = w.plugin(&[
         "set-image",
         &name,
         &new_ref,
@@ -269,7 +215,7 @@ fn set_image_with_a_key_rolls_an_auto_deployment_and_refusals_write_nothing() {
         annotations["kuscia.secretflow/task-id"],
         "cfthf85s99bgu9olqr50"
     );
-    let verified = w.plugin_ok(&["verify", &name, "--key", &w.public_key()]);
+    let verified = w.plugin(&["verify", &name, "--key", &w.public_key()]);
     assert!(verified.contains("signature verified"), "{verified}");
 
     // The Auto Deployment rolls: its only Pods run the new image.
@@ -279,7 +225,7 @@ fn set_image_with_a_key_rolls_an_auto_deployment_and_refusals_write_nothing() {
     // history shows the change cause and the task id on the new revision.
     let mut rows = BTreeMap::new();
     let shown = wait_until(WAIT, || {
-        let (_, out, _) = w.plugin(&["history", &name]);
+        let (_, out, _) = w.try_plugin(&["history", &name]);
         rows = out
             .lines()
             .skip(1)
@@ -295,8 +241,8 @@ fn set_image_with_a_key_rolls_an_auto_deployment_and_refusals_write_nothing() {
     assert!(!rows["1"].contains("release 1.11"), "{rows:#?}");
 
     // Published: the plugin refuses before writing (no webhook denial), and nothing changes.
-    w.plugin_ok(&["publish", &name]);
-    let (ok, _, err) = w.plugin(&["set-image", &name, "python:3.12-slim", "--key", &key]);
+    w.plugin(&["publish", &name]);
+    let (ok, _, err) = w.try_plugin(&["set-image", &name, "python:3.12-slim", "--key", &key]);
     assert!(!ok, "a published AppImage took a new image");
     assert!(
         err.contains(&format!("AppImage {name:?} is published"))
@@ -343,6 +289,14 @@ fn the_function_example_renders_both_handlers_offline() {
         assert_eq!(doc["configFiles"][file], body.as_str(), "{file}");
     }
     let pod = &doc["pod"];
+    check_handler_mounts(pod);
+    let shown = offline(&["render", "-f", FUNCTION_APP, "--show-config", "index.js"]);
+    assert!(shown.status.success(), "{:?}", text(&shown));
+    assert_eq!(String::from_utf8_lossy(&shown.stdout), code["index.js"]);
+}
+
+/// Both function services of `pod` mount their handler and runner.
+fn check_handler_mounts(pod: &Value) {
     check_mounts(
         pod,
         "test-python",
@@ -355,9 +309,6 @@ fn the_function_example_renders_both_handlers_offline() {
         "/functions/node",
         &["index.js", "runner.js"],
     );
-    let shown = offline(&["render", "-f", FUNCTION_APP, "--show-config", "index.js"]);
-    assert!(shown.status.success(), "{:?}", text(&shown));
-    assert_eq!(String::from_utf8_lossy(&shown.stdout), code["index.js"]);
 }
 
 /// `container` of `pod` mounts each of `files` from the config volume at `dir/<file>`, and
@@ -406,7 +357,7 @@ fn check_mounts(pod: &Value, container: &str, dir: &str, files: &[&str]) {
 #[test]
 fn the_function_example_deploys_pods_that_mount_the_code() {
     let w = World::new("fn");
-    let name = unique("fn");
+    let name = w.image.clone();
     let text = std::fs::read_to_string(repo_root().join(FUNCTION_APP)).unwrap();
     let file = w.work.path().join("function-app.yaml");
     std::fs::write(
@@ -416,25 +367,14 @@ fn the_function_example_deploys_pods_that_mount_the_code() {
     .unwrap();
     // Signed with the plugin, as the example's comment says.
     let key = w.private_key();
-    let signed = w.plugin_ok(&["sign", "-f", &file.to_string_lossy(), "--key", &key]);
+    let signed = w.plugin(&["sign", "-f", &file.to_string_lossy(), "--key", &key]);
     let img = manifest::appimages("signed", &signed).unwrap().remove(0);
     w.apply(img);
 
-    w.plugin_ok(&["deploy", &name, "-n", &w.ns, "--name", "functions"]);
+    w.deploy("functions", &[]);
     let pods = w.wait_pods("functions", 1, |_| true);
     let pod = &pods[0];
-    check_mounts(
-        pod,
-        "test-python",
-        "/functions/python",
-        &["handler.py", "runner.py"],
-    );
-    check_mounts(
-        pod,
-        "test-node",
-        "/functions/node",
-        &["index.js", "runner.js"],
-    );
+    check_handler_mounts(pod);
     // The projected files hold the code itself.
     for (file, body) in example_code() {
         let key = format!("{CONFIG_PREFIX}{file}");
