@@ -6,17 +6,15 @@
 //! key and one shared Lease, so exactly one of them runs the controllers at a time.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::ops::Deref;
 use std::time::Duration;
 
-use appimage::manifest;
 use appimage::resource::AppImage;
-use appimage::signature::payload;
-use appimage_e2e::webhook::{SigningKey, Tls, Webhook, register};
-use appimage_e2e::{Cluster, cluster, repo_root, text, unique, wait_until, write_json};
+use appimage_e2e::world::{self, BATCH_CRD, Crd, Shared};
+use appimage_e2e::{Cluster, unique, wait_until};
 use serde_json::{Value, json};
 
-const CRD: &str = "charts/appimage-webhook/crds/batchdeployments.appimage.kuscia.secretflow.yaml";
+const CRDS: &[Crd] = &[BATCH_CRD];
 const HOOK_POD_FAIL: &str = "appimage.test/pod-fail";
 const HOOK_POD_NEVER_READY: &str = "appimage.test/pod-never-ready";
 const HOOK_NODE_NOT_READY: &str = "appimage.test/node-not-ready";
@@ -25,87 +23,45 @@ const GROUP: &str = "appimage.test/batch-group";
 const BATCH_LABEL: &str = "appimage.kuscia.secretflow/batch";
 const WAIT: Duration = Duration::from_secs(120);
 
-/// The key and serving pair every test's webhook shares, and the CRD installed.
-struct Shared {
-    tls: Tls,
-    signer: SigningKey,
-    lease: String,
-}
-
-fn shared() -> (&'static Cluster, &'static Shared) {
-    static SHARED: OnceLock<Shared> = OnceLock::new();
-    let c = cluster();
-    let s = SHARED.get_or_init(|| {
-        c.kubectl_ok(&["apply", "--server-side", "-f", CRD]);
-        let served = wait_until(Duration::from_secs(60), || {
-            c.kubectl(&["get", "bd", "-A"]).status.success()
-        });
-        assert!(served, "batchdeployments not served after 60 s");
-        let dir = c.dir().join(unique("batch-keys"));
-        Shared {
-            tls: Tls::new(&dir.join("tls"), "appimage-webhook"),
-            signer: SigningKey::new(&dir),
-            lease: unique("batch-lease"),
-        }
-    });
-    (c, s)
+/// The key, serving pair and Lease every test's webhook shares, the CRD installed.
+fn shared() -> &'static Shared {
+    Shared::once(CRDS, "batch")
 }
 
 /// One test's world: a webhook, a namespace it admits, a signed seed AppImage, own nodes.
 struct World {
-    c: &'static Cluster,
-    _hook: Webhook,
-    ns: String,
-    image: String,
+    base: world::World,
     group: String,
     nodes: Vec<String>,
-    work: tempfile::TempDir,
+}
+
+impl Deref for World {
+    type Target = world::World;
+    fn deref(&self) -> &world::World {
+        &self.base
+    }
 }
 
 impl World {
     fn new(nodes: usize) -> World {
-        let (c, s) = shared();
-        let lease = format!("--lease-name={}", s.lease);
-        let hook = Webhook::start(
-            c,
-            &s.tls,
-            &s.signer.pub_dir,
-            &[&lease, "--lease-duration=2s"],
-        );
-        let tag = unique("bt");
-        let ns = c.namespace("batch");
-        c.kubectl_ok(&["label", "namespace", &ns, &format!("appimage-e2e={tag}")]);
-        register(c, &hook, &s.tls, &tag);
-        let group = unique("grp");
+        let base = world::World::new(shared(), "batch");
+        base.apply_signed_example("secretflow-image.yaml", &base.image);
         let mut w = World {
-            c,
-            _hook: hook,
-            ns,
-            image: unique("img"),
-            group,
+            base,
+            group: unique("grp"),
             nodes: Vec::new(),
-            work: tempfile::tempdir().unwrap(),
         };
-        let image = w.seed(&w.image.clone(), true);
-        w.apply(&serde_json::to_value(&image).unwrap());
         w.add_nodes(nodes);
         w
     }
 
     /// The seed AppImage named `name`, signed with the shared key or not.
     fn seed(&self, name: &str, signed: bool) -> AppImage {
-        let file = "secretflow-image.yaml";
-        let text = std::fs::read_to_string(repo_root().join("examples").join(file)).unwrap();
-        let mut img: AppImage = manifest::appimages(file, &text).unwrap().remove(0);
-        img.metadata.name = Some(name.into());
-        img.spec.image.sign = signed.then(|| shared().1.signer.sign(&payload(&img.spec.image)));
+        let mut img = self.example("secretflow-image.yaml", name);
+        if signed {
+            self.sign(&mut img);
+        }
         img
-    }
-
-    fn apply(&self, value: &Value) {
-        let file = write_json(self.work.path(), value);
-        let out = self.c.kubectl(&["apply", "-f", &file.to_string_lossy()]);
-        assert!(out.status.success(), "apply {value}: {:?}", text(&out));
     }
 
     /// `n` kwok nodes labelled with this test's group (tainted, so no other Pod lands there;
@@ -113,7 +69,7 @@ impl World {
     fn add_nodes(&mut self, n: usize) {
         for i in 0..n {
             let name = format!("{}-n{i:02}", self.group);
-            self.apply(&json!({
+            self.apply_json(&json!({
                 "apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"},
                              "labels": {GROUP: self.group}},
@@ -179,7 +135,7 @@ impl World {
             ok,
             "{name} never {phase}: {}\n{}",
             serde_json::to_string_pretty(&last["status"]).unwrap(),
-            self._hook
+            self.hook
                 .logs()
                 .lines()
                 .rev()
@@ -450,7 +406,7 @@ fn bad_appimages_fail_the_job_with_the_reason() {
         .into(),
     );
     for img in [&unsigned, &tampered, &deprecated] {
-        w.apply(&serde_json::to_value(img).unwrap());
+        w.apply_image(img);
     }
     let sel = w.selector();
     let cases = [
