@@ -4,77 +4,39 @@
 //! Services; a StatefulSet's Pods have their governing headless Service (stable DNS names); a
 //! bare Pod still gets its per-Pod Services.
 
+use std::ops::Deref;
 use std::time::Duration;
 
-use appimage::manifest;
-use appimage::resource::AppImage;
-use appimage::signature::payload;
-use appimage_e2e::webhook::{SigningKey, Tls, Webhook, register};
-use appimage_e2e::{Cluster, cluster, repo_root, text, unique, wait_until, write_json};
+use appimage_e2e::world::{self, Shared};
+use appimage_e2e::{unique, wait_until};
 use serde_json::{Value, json};
 
 const WORKLOAD: &str = "appimage.kuscia.secretflow/workload";
 const WAIT: Duration = Duration::from_secs(120);
 
-struct World {
-    c: &'static Cluster,
-    hook: Webhook,
-    ns: String,
-    image: String,
-    work: tempfile::TempDir,
+/// One test's world: a webhook with a Lease of its own (so it runs the controllers), a
+/// namespace it admits, the signed seed AppImage.
+struct World(world::World);
+
+impl Deref for World {
+    type Target = world::World;
+    fn deref(&self) -> &world::World {
+        &self.0
+    }
 }
 
 impl World {
     fn new() -> World {
-        let c = cluster();
-        let dir = c.dir().join(unique("wls-keys"));
-        let tls = Tls::new(&dir.join("tls"), "appimage-webhook");
-        let signer = SigningKey::new(&dir);
-        let hook = Webhook::start(c, &tls, &signer.pub_dir, &[]);
-        let tag = unique("wls");
-        let ns = c.namespace("wl-svc");
-        c.kubectl_ok(&["label", "namespace", &ns, &format!("appimage-e2e={tag}")]);
-        register(c, &hook, &tls, &tag);
-        let w = World {
-            c,
-            hook,
-            ns,
-            image: unique("sf"),
-            work: tempfile::tempdir().unwrap(),
-        };
-        let file = "secretflow-image.yaml";
-        let text = std::fs::read_to_string(repo_root().join("examples").join(file)).unwrap();
-        let mut img: AppImage = manifest::appimages(file, &text).unwrap().remove(0);
-        img.metadata.name = Some(w.image.clone());
-        img.spec.image.sign = Some(signer.sign(&payload(&img.spec.image)));
-        w.apply(&serde_json::to_value(&img).unwrap());
-        w
+        let w = world::World::with_webhook_args(Shared::once(&[], "wls"), "wl-svc", &[]);
+        w.apply_signed_example("secretflow-image.yaml", &w.image);
+        World(w)
     }
 
-    fn apply(&self, value: &Value) {
-        let file = write_json(self.work.path(), value);
-        let out = self.c.kubectl(&["apply", "-f", &file.to_string_lossy()]);
-        assert!(out.status.success(), "apply {value}: {:?}", text(&out));
-    }
-
-    fn get(&self, what: &[&str]) -> Value {
-        let mut args = vec!["get", "-n", &self.ns, "-o", "json"];
-        args.extend_from_slice(what);
-        serde_json::from_str(&self.c.kubectl_ok(&args)).expect("JSON")
-    }
-
-    fn items(&self, what: &[&str]) -> Vec<Value> {
-        self.get(what)["items"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    fn deploy(&self, args: &[&str]) {
-        let mut full = vec!["appimage", "deploy", &self.image, "-n", &self.ns];
+    /// `deploy` of the AppImage, the workload named after it.
+    fn deploy_default_name(&self, args: &[&str]) {
+        let mut full = vec!["deploy", &self.image, "-n", &self.ns];
         full.extend_from_slice(args);
-        let out = self.c.kubectl(&full);
-        assert!(out.status.success(), "deploy {args:?}: {:?}", text(&out));
+        self.plugin(&full);
     }
 
     /// The Services labelled for workload `name`.
@@ -110,7 +72,7 @@ fn owner(obj: &Value) -> (String, String) {
 fn a_deployments_services_are_its_own_and_get_its_pods_ips() {
     let w = World::new();
     let name = w.image.clone();
-    w.deploy(&["--replicas", "2"]);
+    w.deploy_default_name(&["--replicas", "2"]);
     let mut services = Vec::new();
     let made = wait_until(WAIT, || {
         services = w.services_of(&name);
@@ -121,7 +83,7 @@ fn a_deployments_services_are_its_own_and_get_its_pods_ips() {
         "the Deployment's Services never came:\n{}",
         w.hook.logs()
     );
-    let uid = w.get(&["deployment", &name])["metadata"]["uid"].clone();
+    let uid = w.get_json(&["deployment", &name])["metadata"]["uid"].clone();
     let mut names: Vec<String> = Vec::new();
     for s in &services {
         assert_eq!(owner(s), ("Deployment".to_string(), name.clone()));
@@ -187,14 +149,14 @@ fn a_deployments_services_are_its_own_and_get_its_pods_ips() {
 fn a_statefulset_pod_has_its_stable_dns_name() {
     let w = World::new();
     let name = w.image.clone();
-    w.deploy(&["--kind", "StatefulSet", "--replicas", "1"]);
+    w.deploy_default_name(&["--kind", "StatefulSet", "--replicas", "1"]);
     let made = wait_until(WAIT, || {
         w.services_of(&name)
             .iter()
             .any(|s| s["metadata"]["name"] == name.as_str())
     });
     assert!(made, "no governing Service {name}:\n{}", w.hook.logs());
-    let governing = w.get(&["service", &name]);
+    let governing = w.get_json(&["service", &name]);
     assert_eq!(governing["spec"]["clusterIP"], "None");
     assert_eq!(owner(&governing), ("StatefulSet".to_string(), name.clone()));
     for s in w.services_of(&name) {
@@ -222,7 +184,7 @@ fn a_statefulset_pod_has_its_stable_dns_name() {
 fn a_bare_pod_keeps_its_per_pod_services() {
     let w = World::new();
     let pod = unique("bare");
-    w.apply(&json!({
+    w.apply_json(&json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": pod, "namespace": w.ns,
                      "labels": {"kuscia.secretflow/app-image": w.image}},
@@ -241,6 +203,6 @@ fn a_bare_pod_keeps_its_per_pod_services() {
     for s in &services {
         assert_eq!(owner(s), ("Pod".to_string(), pod.clone()));
     }
-    let p = w.get(&["pod", &pod]);
+    let p = w.get_json(&["pod", &pod]);
     assert_eq!(p["spec"]["restartPolicy"], "Never", "the seed template's");
 }
