@@ -4,31 +4,15 @@
 //! bad input gets clear errors. (No controller runs here: where a test needs a status, it
 //! writes one through the status subresource, as the controller will.)
 
-use std::sync::OnceLock;
-
-use appimage_e2e::{Cluster, cluster, repo_root, temp_file, text, unique, wait_until};
+use appimage_e2e::world::{BATCH_CRD, Crd, cluster_with};
+use appimage_e2e::{Cluster, repo_root, temp_file, text, unique};
 use serde_json::Value;
 
-const CRD: &str = "charts/appimage-webhook/crds/batchdeployments.appimage.kuscia.secretflow.yaml";
+const CRDS: &[Crd] = &[BATCH_CRD];
 
 /// The cluster with the BatchDeployment CRD installed and served.
 fn batch_cluster() -> &'static Cluster {
-    static READY: OnceLock<()> = OnceLock::new();
-    let c = cluster();
-    READY.get_or_init(|| {
-        c.kubectl_ok(&["apply", "--server-side", "-f", CRD]);
-        c.kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/batchdeployments.appimage.kuscia.secretflow",
-        ]);
-        let served = wait_until(std::time::Duration::from_secs(30), || {
-            c.kubectl(&["get", "bd", "-A"]).status.success()
-        });
-        assert!(served, "batchdeployments not served after 30 s");
-    });
-    c
+    cluster_with(CRDS)
 }
 
 /// A namespace of the test's own (no Pods are made, so no ServiceAccount is needed).
@@ -81,7 +65,7 @@ fn the_plugin_prints_the_committed_crd() {
     let c = batch_cluster();
     let out = c.kubectl(&["appimage", "batch", "crd"]);
     assert!(out.status.success());
-    let committed = std::fs::read_to_string(repo_root().join(CRD)).unwrap();
+    let committed = std::fs::read_to_string(repo_root().join(BATCH_CRD.path)).unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), committed);
 }
 
