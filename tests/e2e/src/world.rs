@@ -9,10 +9,15 @@ use std::time::Duration;
 use appimage::manifest;
 use appimage::resource::AppImage;
 use appimage::signature::payload;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::webhook::{SigningKey, Tls, Webhook, register};
 use crate::{Cluster, cluster, repo_root, text, unique, wait_until, write_json};
+
+/// How long the tests wait for the controllers and the cluster to get somewhere.
+pub const WAIT: Duration = Duration::from_secs(120);
+/// The label naming the workload of a Pod, Service or revision.
+pub const WORKLOAD: &str = "appimage.kuscia.secretflow/workload";
 
 /// A CRD a test binary needs: its file (relative to the repo root) and the resource that
 /// `kubectl get <probe> -A` lists once the apiserver serves it.
@@ -83,6 +88,11 @@ impl Shared {
         assert_eq!(made_for, prefix, "one test binary, one Shared");
         cluster_with(crds);
         s
+    }
+
+    /// [`World::new`] with this.
+    pub fn world(&'static self, prefix: &str) -> World {
+        World::new(self, prefix)
     }
 }
 
@@ -171,7 +181,7 @@ impl World {
     pub fn revision(&self, n: i64) -> String {
         let name = format!("{}-{n}", self.image);
         let mut hash = String::new();
-        let recorded = wait_until(Duration::from_secs(120), || {
+        let recorded = wait_until(WAIT, || {
             let out = self.c.kubectl(&[
                 "get",
                 "appimagerevision",
@@ -191,6 +201,16 @@ impl World {
         let logs = self.hook.logs();
         let tail: Vec<&str> = logs.lines().rev().take(40).collect();
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    /// A bare Pod `name` of this world's AppImage (the webhook fills in its containers).
+    pub fn apply_bare_pod(&self, name: &str) {
+        self.apply_json(&json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": self.ns,
+                         "labels": {"kuscia.secretflow/app-image": self.image}},
+            "spec": {"containers": []}
+        }));
     }
 
     /// The first AppImage of `examples/<file>`, named `name`, without a signature.
@@ -222,4 +242,21 @@ impl World {
     pub fn sign(&self, img: &mut AppImage) {
         img.spec.image.sign = Some(self.s.signer.sign(&payload(&img.spec.image)));
     }
+}
+
+/// `struct $name(World)` that derefs to [`World`], so a test file adds its own helpers to the
+/// shared ones: `appimage_e2e::world_wrapper!(World);`.
+#[macro_export]
+macro_rules! world_wrapper {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        struct $name($crate::world::World);
+
+        impl ::std::ops::Deref for $name {
+            type Target = $crate::world::World;
+            fn deref(&self) -> &$crate::world::World {
+                &self.0
+            }
+        }
+    };
 }

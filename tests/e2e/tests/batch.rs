@@ -7,26 +7,18 @@
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
-use std::time::Duration;
 
 use appimage::resource::AppImage;
-use appimage_e2e::world::{self, BATCH_CRD, Crd, Shared};
+use appimage_e2e::world::{self, BATCH_CRD, Shared, WAIT};
 use appimage_e2e::{Cluster, unique, wait_until};
 use serde_json::{Value, json};
 
-const CRDS: &[Crd] = &[BATCH_CRD];
 const HOOK_POD_FAIL: &str = "appimage.test/pod-fail";
 const HOOK_POD_NEVER_READY: &str = "appimage.test/pod-never-ready";
 const HOOK_NODE_NOT_READY: &str = "appimage.test/node-not-ready";
 /// The label each test puts on its own nodes.
 const GROUP: &str = "appimage.test/batch-group";
 const BATCH_LABEL: &str = "appimage.kuscia.secretflow/batch";
-const WAIT: Duration = Duration::from_secs(120);
-
-/// The key, serving pair and Lease every test's webhook shares, the CRD installed.
-fn shared() -> &'static Shared {
-    Shared::once(CRDS, "batch")
-}
 
 /// One test's world: a webhook, a namespace it admits, a signed seed AppImage, own nodes.
 struct World {
@@ -44,7 +36,7 @@ impl Deref for World {
 
 impl World {
     fn new(nodes: usize) -> World {
-        let base = world::World::new(shared(), "batch");
+        let base = world::World::new(Shared::once(&[BATCH_CRD], "batch"), "batch");
         base.apply_signed_example("secretflow-image.yaml", &base.image);
         let mut w = World {
             base,

@@ -9,16 +9,11 @@
 //! Every test starts its own webhook (admission for its namespace), all with the same trusted
 //! key and one shared Lease, so exactly one of them runs the controllers at a time.
 
-use std::ops::Deref;
-use std::time::Duration;
-
 use appimage::resource::AppImage;
-use appimage_e2e::world::{self, Crd, REVISIONS_CRD, Shared};
-use appimage_e2e::{unique, wait_until, write_json};
-use serde_json::{Value, json};
+use appimage_e2e::world::{REVISIONS_CRD, Shared, WAIT, WORKLOAD};
+use appimage_e2e::{unique, wait_until};
+use serde_json::Value;
 
-const CRDS: &[Crd] = &[REVISIONS_CRD];
-const WORKLOAD: &str = "appimage.kuscia.secretflow/workload";
 const REVISION: &str = "appimage.kuscia.secretflow/revision";
 const REVISION_HASH: &str = "appimage.kuscia.secretflow/revision-hash";
 const LATEST: &str = "appimage.kuscia.secretflow/latest-revision";
@@ -26,12 +21,6 @@ const POLICY: &str = "appimage.kuscia.secretflow/update-policy";
 const CAUSE: &str = "kubernetes.io/change-cause";
 const HISTORY_LIMIT: &str = "appimage.kuscia.secretflow/revision-history-limit";
 const CONFIG: &str = "config.appimage.kuscia.secretflow/task-config.conf";
-const WAIT: Duration = Duration::from_secs(120);
-
-/// The key, serving pair and Lease every test's webhook shares, the revisions CRD installed.
-fn shared() -> &'static Shared {
-    Shared::once(CRDS, "rollout")
-}
 
 /// Which spec a Pod was injected from, read from what the webhook rendered into it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,19 +69,14 @@ fn spec_of(pod: &Value) -> Spec {
     }
 }
 
-/// One test's world: a webhook, a namespace it admits, a signed seed AppImage.
-struct World(world::World);
-
-impl Deref for World {
-    type Target = world::World;
-    fn deref(&self) -> &world::World {
-        &self.0
-    }
-}
+appimage_e2e::world_wrapper!(
+    /// One test's world: a webhook, a namespace it admits, a signed seed AppImage.
+    World
+);
 
 impl World {
     fn new(prefix: &str) -> World {
-        World(world::World::new(shared(), prefix))
+        World(Shared::once(&[REVISIONS_CRD], "rollout").world(prefix))
     }
 
     /// An example AppImage under this world's name, signed with the shared key, with a
@@ -270,14 +254,7 @@ fn rollouts_follow_the_appimage_by_policy_and_revisions_roll_back() {
     w.pods_become("manual", 1, Spec::Old);
     w.pods_become("odd", 1, Spec::Old);
     // A bare Pod of the AppImage cannot change: it is told when it is outdated.
-    let bare = json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "bare", "namespace": ns,
-                     "labels": {"kuscia.secretflow/app-image": w.image}},
-        "spec": {"containers": []}
-    });
-    let file = write_json(w.work.path(), &bare);
-    w.c.kubectl_ok(&["apply", "-f", &file.to_string_lossy()]);
+    w.apply_bare_pod("bare");
     // Creation times are whole seconds: the controller can tell the Pod is older than the next
     // revision only if that revision is recorded in a later second.
     let created = w.get_json(&["pod/bare"])["metadata"]["creationTimestamp"].clone();

@@ -13,41 +13,27 @@
 //! key and one shared Lease, so exactly one of them runs the controllers at a time.
 
 use std::collections::BTreeMap;
-use std::ops::Deref;
 use std::time::Duration;
 
 use appimage::manifest;
 use appimage::resource::AppImage;
-use appimage_e2e::world::{self, Crd, REVISIONS_CRD, Shared};
+use appimage_e2e::world::{REVISIONS_CRD, Shared, WAIT, WORKLOAD};
 use appimage_e2e::{repo_root, text, wait_until, workspace_bin, write_json};
 use serde_json::{Value, json};
 
-const CRDS: &[Crd] = &[REVISIONS_CRD];
 const FUNCTION_APP: &str = "examples/function-app.yaml";
-const WORKLOAD: &str = "appimage.kuscia.secretflow/workload";
 const CONFIG_PREFIX: &str = "config.appimage.kuscia.secretflow/";
 const OLD_DIGEST: &str = "sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945";
 const NEW_DIGEST: &str = "sha256:9b2a6f0c1d3e4f5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c";
-const WAIT: Duration = Duration::from_secs(120);
 
-/// The key, serving pair and Lease every test's webhook shares, the revisions CRD installed.
-fn shared() -> &'static Shared {
-    Shared::once(CRDS, "set-image")
-}
-
-/// One test's world: a webhook, a namespace it admits, the tag its registrations select on.
-struct World(world::World);
-
-impl Deref for World {
-    type Target = world::World;
-    fn deref(&self) -> &world::World {
-        &self.0
-    }
-}
+appimage_e2e::world_wrapper!(
+    /// One test's world: a webhook, a namespace it admits, the tag its registrations select on.
+    World
+);
 
 impl World {
     fn new(prefix: &str) -> World {
-        World(world::World::new(shared(), prefix))
+        World(Shared::once(&[REVISIONS_CRD], "set-image").world(prefix))
     }
 
     /// Apply `img` labelled for this world's validating webhook, and wait until admission

@@ -6,37 +6,22 @@
 //! Every test starts its own webhook, all with the same trusted key and one shared Lease, so
 //! exactly one of them runs the controllers at a time.
 
-use std::ops::Deref;
-use std::time::Duration;
-
-use appimage_e2e::world::{self, Crd, REVISIONS_CRD, Shared};
+use appimage_e2e::world::{REVISIONS_CRD, Shared, WAIT};
 use appimage_e2e::{text, unique, wait_until};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
-const CRDS: &[Crd] = &[REVISIONS_CRD];
 const START_AT: &str = "appimage.kuscia.secretflow/start-at";
 const STARTED: &str = "appimage.kuscia.secretflow/started-at";
-const WAIT: Duration = Duration::from_secs(120);
 
-/// The key, serving pair and Lease every test's webhook shares, the revisions CRD installed.
-fn shared() -> &'static Shared {
-    Shared::once(CRDS, "status")
-}
-
-/// One test's world: a webhook, a namespace it admits, the signed seed AppImage.
-struct World(world::World);
-
-impl Deref for World {
-    type Target = world::World;
-    fn deref(&self) -> &world::World {
-        &self.0
-    }
-}
+appimage_e2e::world_wrapper!(
+    /// One test's world: a webhook, a namespace it admits, the signed seed AppImage.
+    World
+);
 
 impl World {
     fn new(prefix: &str) -> World {
-        let w = World(world::World::new(shared(), prefix));
+        let w = World(Shared::once(&[REVISIONS_CRD], "status").world(prefix));
         w.apply_example("secretflow-image.yaml");
         w
     }
@@ -209,12 +194,7 @@ fn status_shows_workloads_and_bare_pods_with_revision_counts_and_stage() {
     w.deploy("web", &["--replicas", "2"]);
     w.deploy("pinned", &["--replicas", "1", "--update-policy", "Manual"]);
     let pod = unique("bare");
-    w.apply_json(&json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": pod, "namespace": w.ns,
-                     "labels": {"kuscia.secretflow/app-image": w.image}},
-        "spec": {"containers": []}
-    }));
+    w.apply_bare_pod(&pod);
     w.plugin(&["publish", &w.image]);
     let ready = wait_until(WAIT, || {
         w.get_json(&["deployment/web"])["status"]["readyReplicas"] == 2

@@ -4,26 +4,15 @@
 //! Services; a StatefulSet's Pods have their governing headless Service (stable DNS names); a
 //! bare Pod still gets its per-Pod Services.
 
-use std::ops::Deref;
-use std::time::Duration;
-
-use appimage_e2e::world::{self, Shared};
+use appimage_e2e::world::{self, Shared, WAIT, WORKLOAD};
 use appimage_e2e::{unique, wait_until};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-const WORKLOAD: &str = "appimage.kuscia.secretflow/workload";
-const WAIT: Duration = Duration::from_secs(120);
-
-/// One test's world: a webhook with a Lease of its own (so it runs the controllers), a
-/// namespace it admits, the signed seed AppImage.
-struct World(world::World);
-
-impl Deref for World {
-    type Target = world::World;
-    fn deref(&self) -> &world::World {
-        &self.0
-    }
-}
+appimage_e2e::world_wrapper!(
+    /// One test's world: a webhook with a Lease of its own (so it runs the controllers), a
+    /// namespace it admits, the signed seed AppImage.
+    World
+);
 
 impl World {
     fn new() -> World {
@@ -184,12 +173,7 @@ fn a_statefulset_pod_has_its_stable_dns_name() {
 fn a_bare_pod_keeps_its_per_pod_services() {
     let w = World::new();
     let pod = unique("bare");
-    w.apply_json(&json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": pod, "namespace": w.ns,
-                     "labels": {"kuscia.secretflow/app-image": w.image}},
-        "spec": {"containers": []}
-    }));
+    w.apply_bare_pod(&pod);
     let mut services = Vec::new();
     let made = wait_until(WAIT, || {
         services = w.items(&[
