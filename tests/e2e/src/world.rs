@@ -245,7 +245,8 @@ impl World {
 }
 
 /// `struct $name(World)` that derefs to [`World`], so a test file adds its own helpers to the
-/// shared ones: `appimage_e2e::world_wrapper!(World);`.
+/// shared ones: `appimage_e2e::world_wrapper!(World);`. With `World = <&'static Shared>` it
+/// also gets `fn new(prefix)`, a [`World::new`] with that [`Shared`].
 #[macro_export]
 macro_rules! world_wrapper {
     ($(#[$meta:meta])* $name:ident) => {
@@ -256,6 +257,15 @@ macro_rules! world_wrapper {
             type Target = $crate::world::World;
             fn deref(&self) -> &$crate::world::World {
                 &self.0
+            }
+        }
+    };
+    ($(#[$meta:meta])* $name:ident = $shared:expr) => {
+        $crate::world_wrapper!($(#[$meta])* $name);
+
+        impl $name {
+            fn new(prefix: &str) -> $name {
+                $name($crate::world::World::new($shared, prefix))
             }
         }
     };

@@ -71,14 +71,10 @@ fn spec_of(pod: &Value) -> Spec {
 
 appimage_e2e::world_wrapper!(
     /// One test's world: a webhook, a namespace it admits, a signed seed AppImage.
-    World
+    World = Shared::once(&[REVISIONS_CRD], "rollout")
 );
 
 impl World {
-    fn new(prefix: &str) -> World {
-        World(Shared::once(&[REVISIONS_CRD], "rollout").world(prefix))
-    }
-
     /// An example AppImage under this world's name, signed with the shared key, with a
     /// change cause.
     fn example_caused(&self, file: &str, cause: &str) -> AppImage {
@@ -133,6 +129,18 @@ impl World {
             .into_iter()
             .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
             .collect()
+    }
+
+    /// Wait until workload `name` has exactly `count` live Pods, all Running and passing
+    /// `check`; whether it came to that.
+    fn running(&self, name: &str, count: usize, check: impl Fn(&Value) -> bool) -> bool {
+        wait_until(WAIT, || {
+            let pods = self.pods(name);
+            pods.len() == count
+                && pods
+                    .iter()
+                    .all(|p| check(p) && p["status"]["phase"] == "Running")
+        })
     }
 
     /// Wait until workload `name` has exactly `count` live Pods, all Running from `spec`.
@@ -428,14 +436,8 @@ fn a_tampered_update_is_never_rolled_out() {
     w.apply_image(&signed);
     w.revision(3);
     w.event("web", "RolledOut", &["revision 1 → 3"]);
-    let ok = wait_until(WAIT, || {
-        let pods = w.pods("web");
-        pods.len() == 2
-            && pods.iter().all(|p| {
-                p["spec"]["containers"][0]["image"]
-                    == "secretflow/secretflow-lite-anolis8:9.9-tampered"
-                    && p["status"]["phase"] == "Running"
-            })
+    let ok = w.running("web", 2, |p| {
+        p["spec"]["containers"][0]["image"] == "secretflow/secretflow-lite-anolis8:9.9-tampered"
     });
     assert!(ok, "web never rolled to the signed revision 3 in {ns}");
 
@@ -447,15 +449,10 @@ fn a_tampered_update_is_never_rolled_out() {
     w.apply_image(&config);
     w.revision(4);
     w.event("web", "RolledOut", &["revision 3 → 4"]);
-    let ok = wait_until(WAIT, || {
-        let pods = w.pods("web");
-        pods.len() == 2
-            && pods.iter().all(|p| {
-                p["metadata"]["annotations"][CONFIG]
-                    .as_str()
-                    .is_some_and(|c| c.contains(r#""edition": "four""#))
-                    && p["status"]["phase"] == "Running"
-            })
+    let ok = w.running("web", 2, |p| {
+        p["metadata"]["annotations"][CONFIG]
+            .as_str()
+            .is_some_and(|c| c.contains(r#""edition": "four""#))
     });
     assert!(ok, "web never rolled to the config-only revision 4 in {ns}");
 

@@ -28,14 +28,10 @@ const NEW_DIGEST: &str = "sha256:9b2a6f0c1d3e4f5a6b7c8d9e0f1a2b3c4d5e6f708192a3b
 
 appimage_e2e::world_wrapper!(
     /// One test's world: a webhook, a namespace it admits, the tag its registrations select on.
-    World
+    World = Shared::once(&[REVISIONS_CRD], "set-image")
 );
 
 impl World {
-    fn new(prefix: &str) -> World {
-        World(Shared::once(&[REVISIONS_CRD], "set-image").world(prefix))
-    }
-
     /// Apply `img` labelled for this world's validating webhook, and wait until admission
     /// knows it (a server dry run of a Pod using it is admitted).
     fn apply(&self, mut img: AppImage) -> String {
@@ -160,14 +156,12 @@ fn set_image_with_a_key_rolls_an_auto_deployment_and_refusals_write_nothing() {
 
     // A server dry run is checked by the server (the validating webhook too) and stores nothing.
     let key = w.private_key();
-    let out = w.plugin(&[
-        "set-image",
-        &name,
-        &new_ref,
-        "--key",
-        &key,
-        "--dry-run=server",
-    ]);
+    let with_key = |extra: &[&str]| {
+        let mut args = vec!["set-image", &name, &new_ref, "--key", &key];
+        args.extend_from_slice(extra);
+        w.plugin(&args)
+    };
+    let out = with_key(&["--dry-run=server"]);
     assert_eq!(
         out,
         format!("appimage.kuscia.secretflow/{name} image updated (server dry run)\n")
@@ -175,12 +169,7 @@ fn set_image_with_a_key_rolls_an_auto_deployment_and_refusals_write_nothing() {
     assert_eq!(w.appimage(&name)["spec"]["image"], before);
 
     // With the key: re-signed in the same write, the change recorded.
-    let out = w.plugin(&[
-        "set-image",
-        &name,
-        &new_ref,
-        "--key",
-        &key,
+    let out = with_key(&[
         "--change-cause",
         "release 1.11",
         "--task-id",
