@@ -304,8 +304,7 @@ fn names_revision(d: &Deployment) -> bool {
 }
 
 /// The seed deployed `n` times into `ns` by the core's builder, server-side applied as
-/// `kubectl appimage deploy` does. Manual ones lose the AppImage label on the Deployment
-/// itself (not on its pod template), so no controller of ours follows them.
+/// `kubectl appimage deploy` does. Manual ones are hidden from the webhook ([`hide`]).
 async fn create(
     client: &Client,
     image: &AppImage,
@@ -329,7 +328,7 @@ async fn create(
             bail!("expected a Deployment");
         };
         if policy == UpdatePolicy::Manual {
-            d.labels_mut().remove(labels::APP_IMAGE);
+            hide(&mut d);
         }
         objects.push(d);
     }
@@ -347,6 +346,20 @@ async fn create(
         .await;
     results.into_iter().collect::<Result<(), _>>()?;
     Ok(())
+}
+
+/// Out of every watch of the webhook, so that it holds only the Auto workloads: no AppImage or
+/// workload label on the Deployment (the rollout and Services controllers watch those) and no
+/// AppImage label on its pod template (else its ReplicaSets would carry it; with no replicas
+/// no Pod needs it).
+fn hide(d: &mut Deployment) {
+    d.labels_mut().remove(labels::APP_IMAGE);
+    d.labels_mut().remove(workload::WORKLOAD);
+    if let Some(meta) = d.spec.as_mut().and_then(|s| s.template.metadata.as_mut()) {
+        meta.labels
+            .get_or_insert_default()
+            .remove(labels::APP_IMAGE);
+    }
 }
 
 /// The fields the controller wrote on an Auto workload: the revision noted, the template's
