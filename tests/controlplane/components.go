@@ -5,9 +5,10 @@ import (
 	"path/filepath"
 )
 
-// The cluster-wide ranges. Pod IPs come from each node's podCIDR (10.244.<i>.0/24).
+// The cluster-wide ranges. Pod IPs come from each node's podCIDR (10.244.<i>.0/24 for the
+// first 256 nodes, then 10.245 .. 10.247: see fakeNode).
 const (
-	clusterCIDR = "10.244.0.0/16"
+	clusterCIDR = "10.244.0.0/14"
 )
 
 // controllerManagerArgs: every default controller (deployment, replicaset, statefulset,
@@ -24,6 +25,10 @@ func controllerManagerArgs(dir string, p *pki, port int) []string {
 		"--cluster-name=controlplane",
 		"--cluster-cidr=" + clusterCIDR,
 		"--service-cluster-ip-range=" + p.clusterRange,
+		// Above the default 20/s: with hundreds of nodes the node lifecycle and workload
+		// controllers would otherwise queue behind the client's rate limit.
+		"--kube-api-qps=100",
+		"--kube-api-burst=200",
 		"--leader-elect=false",
 		"--bind-address=127.0.0.1",
 		fmt.Sprintf("--secure-port=%d", port),

@@ -29,7 +29,12 @@ import (
 	"google.golang.org/grpc/grpclog"
 )
 
-const startTimeout = 120 * time.Second
+// startTimeout is the limit to READY, plus startPerNode for each simulated node: the node
+// lifecycle controller untaints hundreds of nodes at its client's rate.
+const (
+	startTimeout = 120 * time.Second
+	startPerNode = 150 * time.Millisecond
+)
 
 func main() {
 	if code, ok := runSubcommand(os.Args[1:]); ok {
@@ -100,7 +105,7 @@ func run() int {
 	grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, logFile, logFile))
 
 	start := time.Now()
-	deadline := start.Add(startTimeout)
+	deadline := start.Add(startTimeout + time.Duration(nodes)*startPerNode)
 
 	// Signals and parent watch cancel ctx; a second signal forces exit.
 	ctx, cancel := context.WithCancel(context.Background())

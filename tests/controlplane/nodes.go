@@ -14,7 +14,7 @@ import (
 )
 
 const (
-	maxNodes = 250
+	maxNodes = 1000
 	// Every node carries nodeNameLabel=<its name>, so that a test can target a subset.
 	nodeNameLabel = "appimage.test/node"
 )
@@ -65,7 +65,8 @@ func fakeNode(i int, labels map[string]string) *corev1.Node {
 	for k, v := range labels {
 		l[k] = v
 	}
-	cidr := fmt.Sprintf("10.244.%d.0/24", i)
+	// 10.244.<i>.0/24 for the first 256, then on through 10.247 (clusterCIDR).
+	cidr := fmt.Sprintf("10.%d.%d.0/24", 244+i/256, i%256)
 	return &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        name,
@@ -103,13 +104,23 @@ func ensureNodes(ctx context.Context, cs kubernetes.Interface, n int, labels map
 }
 
 // nodesReady reports whether all N nodes are Ready and untainted (the node lifecycle
-// controller has removed its not-ready taint), else which are not.
+// controller has removed its not-ready taint), else which are not. One LIST, not N GETs:
+// the check runs in a 5 s context, which N GETs cannot fit for hundreds of nodes.
 func nodesReady(ctx context.Context, cs kubernetes.Interface, n int) (bool, string, error) {
+	list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: nodeNameLabel})
+	if err != nil {
+		return false, "", err
+	}
+	byName := make(map[string]*corev1.Node, len(list.Items))
+	for i := range list.Items {
+		byName[list.Items[i].Name] = &list.Items[i]
+	}
 	var waiting []string
 	for i := 0; i < n; i++ {
-		node, err := cs.CoreV1().Nodes().Get(ctx, nodeName(i), metav1.GetOptions{})
-		if err != nil {
-			return false, "", err
+		node, ok := byName[nodeName(i)]
+		if !ok {
+			waiting = append(waiting, nodeName(i)+" not created")
+			continue
 		}
 		ready := false
 		for _, c := range node.Status.Conditions {
@@ -123,6 +134,9 @@ func nodesReady(ctx context.Context, cs kubernetes.Interface, n int) (bool, stri
 		case len(node.Spec.Taints) > 0:
 			waiting = append(waiting, fmt.Sprintf("%s tainted %v", node.Name, taintKeys(node.Spec.Taints)))
 		}
+	}
+	if len(waiting) > 5 {
+		waiting = append(waiting[:5], fmt.Sprintf("and %d more", len(waiting)-5))
 	}
 	return len(waiting) == 0, strings.Join(waiting, ", "), nil
 }
