@@ -3,6 +3,7 @@
 //! `scripts/bench.sh` (`appimage-bench`).
 
 pub mod client;
+pub mod cluster;
 pub mod fixtures;
 pub mod harness;
 pub mod loadgen;

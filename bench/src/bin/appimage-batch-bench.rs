@@ -9,22 +9,21 @@
 //!     appimage-batch-bench --controlplane target/controlplane/kube-controlplane \
 //!         --webhook target/release/appimage-webhook --nodes 1000
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use appimage::batch::{self, BatchDeployment, BatchDeploymentSpec};
 use appimage::resource::AppImage;
 use appimage::signature::payload;
 use appimage::workload::Workload;
+use appimage_bench::cluster::{install_crd, namespace, poll, register, start_controlplane};
 use appimage_bench::fixtures;
 use appimage_bench::harness::{SigningKey, Tls, Webhook, memory_kib};
 use clap::Parser;
 use futures::StreamExt;
-use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -63,7 +62,8 @@ async fn main() -> anyhow::Result<()> {
     let work = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&work)?;
     let root = appimage_e2e::repo_root();
-    let (_cp, kubeconfig) = start_controlplane(&args.controlplane, &work.join("cp"))?;
+    // One node of its own so that kwok runs; the benchmark adds the rest as Node objects.
+    let (_cp, kubeconfig) = start_controlplane(&args.controlplane, &work.join("cp"), 1)?;
     let client = Client::try_from(
         kube::Config::from_custom_kubeconfig(
             kube::config::Kubeconfig::read_from(&kubeconfig)?,
@@ -93,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
         work.join("webhook.log"),
     )
     .await?;
-    register(&client, &hook, &tls).await?;
+    register(&client, "appimage-batch-bench", &hook, &tls).await?;
     let mut image = fixtures::seed(&root, IMAGE)?;
     image.spec.image.sign = Some(signer.sign(&payload(&image.spec.image)));
     let params = PatchParams::apply(FIELD_MANAGER).force();
@@ -109,7 +109,8 @@ async fn main() -> anyhow::Result<()> {
     // Let the webhook's catalog see the AppImage before either arm.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let direct_ns = namespace(&client, "bench-direct").await?;
+    let direct_ns = "bench-direct".to_string();
+    namespace(&client, &direct_ns).await?;
     let before = requests(&client).await?;
     let t = Instant::now();
     direct(&client, &direct_ns, &image, &nodes, &args).await?;
@@ -119,7 +120,8 @@ async fn main() -> anyhow::Result<()> {
     let rss_idle = memory_kib(hook.pid())?;
     drain(&client, &direct_ns, args.limit).await?;
 
-    let batch_ns = namespace(&client, "bench-batch").await?;
+    let batch_ns = "bench-batch".to_string();
+    namespace(&client, &batch_ns).await?;
     let before = requests(&client).await?;
     let t = Instant::now();
     controller(&client, &batch_ns, &args).await?;
@@ -144,32 +146,6 @@ async fn main() -> anyhow::Result<()> {
         rss.peak_rss_kib as f64 / 1024.0,
     );
     Ok(())
-}
-
-fn start_controlplane(binary: &Path, dir: &Path) -> anyhow::Result<(std::process::Child, PathBuf)> {
-    use std::io::BufRead;
-    std::fs::create_dir_all(dir)?;
-    let log = std::fs::File::create(dir.join("controlplane.log"))?;
-    // One node of its own so that kwok runs; the benchmark adds the rest as Node objects.
-    let mut child = std::process::Command::new(binary)
-        .args(["--nodes", "1", "--parent-pid"])
-        .arg(std::process::id().to_string())
-        .arg("--dir")
-        .arg(dir)
-        .stdout(std::process::Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
-    let stdout = child.stdout.take().context("stdout")?;
-    for line in std::io::BufReader::new(stdout).lines() {
-        if let Some(path) = line?.strip_prefix("READY ") {
-            return Ok((child, PathBuf::from(path.trim())));
-        }
-    }
-    bail!(
-        "the control plane exited; see {}",
-        dir.join("controlplane.log").display()
-    )
 }
 
 /// `n` kwok nodes labelled [`GROUP`], tainted so nothing is scheduled there by accident.
@@ -203,77 +179,6 @@ async fn add_nodes(client: &Client, n: usize, limit: Duration) -> anyhow::Result
     })
     .await?;
     Ok(names)
-}
-
-async fn poll<F, Fut>(limit: Duration, what: &str, mut f: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<bool>>,
-{
-    let start = Instant::now();
-    while !f().await? {
-        if start.elapsed() > limit {
-            bail!("{what}: not within {limit:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    Ok(())
-}
-
-/// The mutating webhook for Pods of labelled namespaces, as the chart registers it.
-async fn register(client: &Client, hook: &Webhook, tls: &Tls) -> anyhow::Result<()> {
-    let cfg: MutatingWebhookConfiguration = serde_json::from_value(json!({
-        "metadata": {"name": "appimage-batch-bench"},
-        "webhooks": [{
-            "name": "pods.appimage.kuscia.secretflow",
-            "admissionReviewVersions": ["v1"], "sideEffects": "None", "failurePolicy": "Fail",
-            "reinvocationPolicy": "IfNeeded", "timeoutSeconds": 10,
-            "clientConfig": {"url": hook.url("/mutate"), "caBundle": tls.ca_bundle()},
-            "objectSelector": {"matchExpressions": [{"key": "kuscia.secretflow/app-image", "operator": "Exists"}]},
-            "namespaceSelector": {"matchLabels": {"appimage-bench": "yes"}},
-            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]
-        }]
-    }))?;
-    Api::<MutatingWebhookConfiguration>::all(client.clone())
-        .create(&PostParams::default(), &cfg)
-        .await?;
-    Ok(())
-}
-
-async fn install_crd(client: &Client, root: &Path, name: &str) -> anyhow::Result<()> {
-    let path = root.join(format!("charts/appimage-webhook/crds/{name}.yaml"));
-    let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&std::fs::read_to_string(path)?)?;
-    let api = Api::<CustomResourceDefinition>::all(client.clone());
-    api.create(&PostParams::default(), &crd).await?;
-    poll(Duration::from_secs(60), "CRD Established", || async {
-        let crd = api.get(name).await?;
-        let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
-        Ok(conditions
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True"))
-    })
-    .await?;
-    // Discovery can lag the condition a moment.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    Ok(())
-}
-
-/// A labelled namespace (the webhook admits its Pods) with its default ServiceAccount.
-async fn namespace(client: &Client, name: &str) -> anyhow::Result<String> {
-    let ns: Namespace = serde_json::from_value(
-        json!({"metadata": {"name": name, "labels": {"appimage-bench": "yes"}}}),
-    )?;
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await?;
-    let sa = Api::<ServiceAccount>::namespaced(client.clone(), name);
-    poll(
-        Duration::from_secs(60),
-        "default ServiceAccount",
-        || async { Ok(sa.get_opt("default").await?.is_some()) },
-    )
-    .await?;
-    Ok(name.to_string())
 }
 
 /// The job both arms run: the seed on every benchmark node.

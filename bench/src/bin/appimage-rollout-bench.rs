@@ -26,15 +26,13 @@ use appimage::resource::AppImage;
 use appimage::revision::{AppImageRevision, LATEST, REVISION, REVISION_HASH};
 use appimage::signature::payload;
 use appimage::workload::{self, DeployOptions, Kind, UpdatePolicy, Workload};
+use appimage_bench::cluster::{install_crd, namespace, poll, register, start_controlplane};
 use appimage_bench::fixtures;
 use appimage_bench::harness::{SigningKey, Tls, Webhook, cpu_seconds, memory_kib};
 use clap::Parser;
 use futures::StreamExt;
-use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
@@ -126,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
         work.join("webhook.log"),
     )
     .await?;
-    register(&client, &hook, &tls).await?;
+    register(&client, "appimage-rollout-bench", &hook, &tls).await?;
     let mut image = fixtures::seed(&root, IMAGE)?;
     image.spec.image.sign = Some(signer.sign(&payload(&image.spec.image)));
     let mut update = load_update(&root)?;
@@ -484,50 +482,6 @@ fn loadavg() -> String {
         .unwrap_or_default()
 }
 
-fn start_controlplane(
-    binary: &Path,
-    dir: &Path,
-    nodes: usize,
-) -> anyhow::Result<(std::process::Child, PathBuf)> {
-    use std::io::BufRead;
-    std::fs::create_dir_all(dir)?;
-    let log = std::fs::File::create(dir.join("controlplane.log"))?;
-    let mut child = std::process::Command::new(binary)
-        .args(["--nodes", &nodes.to_string(), "--parent-pid"])
-        .arg(std::process::id().to_string())
-        .arg("--dir")
-        .arg(dir)
-        .stdout(std::process::Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
-    let stdout = child.stdout.take().context("stdout")?;
-    for line in std::io::BufReader::new(stdout).lines() {
-        if let Some(path) = line?.strip_prefix("READY ") {
-            return Ok((child, PathBuf::from(path.trim())));
-        }
-    }
-    bail!(
-        "the control plane exited; see {}",
-        dir.join("controlplane.log").display()
-    )
-}
-
-async fn poll<F, Fut>(limit: Duration, what: &str, mut f: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<bool>>,
-{
-    let start = Instant::now();
-    while !f().await? {
-        if start.elapsed() > limit {
-            bail!("{what}: not within {limit:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    Ok(())
-}
-
 async fn wait_revisions(client: &Client, count: usize, limit: Duration) -> anyhow::Result<()> {
     let api = Api::<AppImageRevision>::all(client.clone());
     poll(limit, "AppImage revision recorded", || async {
@@ -539,61 +493,6 @@ async fn wait_revisions(client: &Client, count: usize, limit: Duration) -> anyho
             .count()
             >= count)
     })
-    .await
-}
-
-/// The mutating webhook for Pods of labelled namespaces, as the chart registers it.
-async fn register(client: &Client, hook: &Webhook, tls: &Tls) -> anyhow::Result<()> {
-    let cfg: MutatingWebhookConfiguration = serde_json::from_value(json!({
-        "metadata": {"name": "appimage-rollout-bench"},
-        "webhooks": [{
-            "name": "pods.appimage.kuscia.secretflow",
-            "admissionReviewVersions": ["v1"], "sideEffects": "None", "failurePolicy": "Fail",
-            "reinvocationPolicy": "IfNeeded", "timeoutSeconds": 10,
-            "clientConfig": {"url": hook.url("/mutate"), "caBundle": tls.ca_bundle()},
-            "objectSelector": {"matchExpressions": [{"key": labels::APP_IMAGE, "operator": "Exists"}]},
-            "namespaceSelector": {"matchLabels": {"appimage-bench": "yes"}},
-            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]
-        }]
-    }))?;
-    Api::<MutatingWebhookConfiguration>::all(client.clone())
-        .create(&PostParams::default(), &cfg)
-        .await?;
-    Ok(())
-}
-
-async fn install_crd(client: &Client, root: &Path, name: &str) -> anyhow::Result<()> {
-    let path = root.join(format!("charts/appimage-webhook/crds/{name}.yaml"));
-    let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&std::fs::read_to_string(path)?)?;
-    let api = Api::<CustomResourceDefinition>::all(client.clone());
-    api.create(&PostParams::default(), &crd).await?;
-    poll(Duration::from_secs(60), "CRD Established", || async {
-        let crd = api.get(name).await?;
-        let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
-        Ok(conditions
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True"))
-    })
-    .await?;
-    // Discovery can lag the condition a moment.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    Ok(())
-}
-
-/// A labelled namespace (the webhook admits its Pods) with its default ServiceAccount.
-async fn namespace(client: &Client, name: &str) -> anyhow::Result<()> {
-    let ns: Namespace = serde_json::from_value(
-        json!({"metadata": {"name": name, "labels": {"appimage-bench": "yes"}}}),
-    )?;
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await?;
-    let sa = Api::<ServiceAccount>::namespaced(client.clone(), name);
-    poll(
-        Duration::from_secs(60),
-        "default ServiceAccount",
-        || async { Ok(sa.get_opt("default").await?.is_some()) },
-    )
     .await
 }
 

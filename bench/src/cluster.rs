@@ -1,0 +1,128 @@
+//! What the whole-cluster benchmarks (`appimage-batch-bench`, `appimage-rollout-bench`) set up
+//! the same way: the control plane process, the webhook's registration, the CRDs, a namespace
+//! the webhook admits, and polling until a condition holds.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use appimage::labels;
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::PostParams;
+use kube::{Api, Client};
+use serde_json::json;
+
+use crate::harness::{Tls, Webhook};
+
+/// The label of the namespaces whose Pods the benchmark's webhook registration admits.
+pub const NAMESPACE_LABEL: &str = "appimage-bench";
+
+/// Starts kube-controlplane with `nodes` kwok nodes in `dir`; returns it and its kubeconfig
+/// once it prints `READY`. Its log is `dir/controlplane.log`.
+pub fn start_controlplane(
+    binary: &Path,
+    dir: &Path,
+    nodes: usize,
+) -> anyhow::Result<(std::process::Child, PathBuf)> {
+    std::fs::create_dir_all(dir)?;
+    let log = std::fs::File::create(dir.join("controlplane.log"))?;
+    let mut child = std::process::Command::new(binary)
+        .args(["--nodes", &nodes.to_string(), "--parent-pid"])
+        .arg(std::process::id().to_string())
+        .arg("--dir")
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let stdout = child.stdout.take().context("stdout")?;
+    for line in std::io::BufReader::new(stdout).lines() {
+        if let Some(path) = line?.strip_prefix("READY ") {
+            return Ok((child, PathBuf::from(path.trim())));
+        }
+    }
+    bail!(
+        "the control plane exited; see {}",
+        dir.join("controlplane.log").display()
+    )
+}
+
+/// Calls `f` every 250 ms until it says true; an error names `what` after `limit`.
+pub async fn poll<F, Fut>(limit: Duration, what: &str, mut f: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let start = Instant::now();
+    while !f().await? {
+        if start.elapsed() > limit {
+            bail!("{what}: not within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
+}
+
+/// The mutating webhook for Pods of labelled namespaces, as the chart registers it.
+pub async fn register(
+    client: &Client,
+    name: &str,
+    hook: &Webhook,
+    tls: &Tls,
+) -> anyhow::Result<()> {
+    let cfg: MutatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "pods.appimage.kuscia.secretflow",
+            "admissionReviewVersions": ["v1"], "sideEffects": "None", "failurePolicy": "Fail",
+            "reinvocationPolicy": "IfNeeded", "timeoutSeconds": 10,
+            "clientConfig": {"url": hook.url("/mutate"), "caBundle": tls.ca_bundle()},
+            "objectSelector": {"matchExpressions": [{"key": labels::APP_IMAGE, "operator": "Exists"}]},
+            "namespaceSelector": {"matchLabels": {NAMESPACE_LABEL: "yes"}},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]
+        }]
+    }))?;
+    Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &cfg)
+        .await?;
+    Ok(())
+}
+
+/// Creates the chart's CRD `name` and waits until it is Established and served.
+pub async fn install_crd(client: &Client, root: &Path, name: &str) -> anyhow::Result<()> {
+    let path = root.join(format!("charts/appimage-webhook/crds/{name}.yaml"));
+    let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&std::fs::read_to_string(path)?)?;
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    api.create(&PostParams::default(), &crd).await?;
+    poll(Duration::from_secs(60), "CRD Established", || async {
+        let crd = api.get(name).await?;
+        let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
+        Ok(conditions
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True"))
+    })
+    .await?;
+    // Discovery can lag the condition a moment.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(())
+}
+
+/// A labelled namespace (the webhook admits its Pods) with its default ServiceAccount.
+pub async fn namespace(client: &Client, name: &str) -> anyhow::Result<()> {
+    let ns: Namespace = serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": {NAMESPACE_LABEL: "yes"}}}),
+    )?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+    let sa = Api::<ServiceAccount>::namespaced(client.clone(), name);
+    poll(
+        Duration::from_secs(60),
+        "default ServiceAccount",
+        || async { Ok(sa.get_opt("default").await?.is_some()) },
+    )
+    .await
+}
