@@ -533,10 +533,15 @@ fn values(
 pub fn env_values(containers: &[core::Container]) -> Values {
     let mut values = Values::new();
     for e in containers.iter().flat_map(|c| c.env.iter().flatten()) {
-        if let Some(v) = &e.value {
+        let Some(v) = &e.value else { continue };
+        // Most names are upper case already, and most repeat (every container carries every
+        // port's variable): neither needs a new key.
+        if e.name.bytes().any(|b| b.is_ascii_lowercase()) || !e.name.is_ascii() {
             values
                 .entry(e.name.to_uppercase())
                 .or_insert_with(|| v.clone());
+        } else if !values.contains_key(&e.name) {
+            values.insert(e.name.clone(), v.clone());
         }
     }
     values
@@ -618,6 +623,15 @@ fn build_containers(
     ports: &[AllocatedPort],
 ) -> Vec<core::Container> {
     let existing: &[core::Container] = pod.spec.as_ref().map_or(&[], |s| &s.containers);
+    // Built once: every container gets the same entries.
+    let port_env: Vec<EnvVar> = ports
+        .iter()
+        .map(|p| EnvVar {
+            name: ports::env_name(&p.name),
+            value: Some(p.port.to_string()),
+            value_from: None,
+        })
+        .collect();
     let mut out: Vec<core::Container> = template
         .spec
         .containers
@@ -640,7 +654,7 @@ fn build_containers(
                     .retain(|m| templates.get(&m.sub_path).is_some());
                 merge_container(&kept, user, image_ref, &own_ports)
             };
-            add_port_env(&mut c, tc.env.len(), ports);
+            add_port_env(&mut c, tc.env.len(), &port_env);
             c
         })
         .collect();
@@ -648,7 +662,7 @@ fn build_containers(
         if !template.spec.containers.iter().any(|tc| tc.name == c.name) {
             let mut c = c.clone();
             let end = c.env.as_ref().map_or(0, Vec::len);
-            add_port_env(&mut c, end, ports);
+            add_port_env(&mut c, end, &port_env);
             out.push(c);
         }
     }
@@ -659,22 +673,20 @@ fn build_containers(
 /// of them (so a sidecar finds the main container's port), inserted at `at` in port order. A
 /// name the container already sets is skipped: the user's value wins, and injecting twice
 /// adds nothing.
-fn add_port_env(c: &mut core::Container, at: usize, ports: &[AllocatedPort]) {
-    let env = c.env.get_or_insert_with(Vec::new);
-    let new: Vec<EnvVar> = ports
+fn add_port_env(c: &mut core::Container, at: usize, port_env: &[EnvVar]) {
+    let old = c.env.take().unwrap_or_default();
+    let added: Vec<&EnvVar> = port_env
         .iter()
-        .map(|p| EnvVar {
-            name: ports::env_name(&p.name),
-            value: Some(p.port.to_string()),
-            value_from: None,
-        })
-        .filter(|e| !env.iter().any(|o| o.name == e.name))
+        .filter(|e| !old.iter().any(|o| o.name == e.name))
         .collect();
-    let at = at.min(env.len());
-    env.splice(at..at, new);
-    if env.is_empty() {
-        c.env = None;
-    }
+    // Built once at its final size: an EnvVar is large, and a container gets one per port.
+    let mut env = Vec::with_capacity(old.len() + added.len());
+    let at = at.min(old.len());
+    let mut old = old.into_iter();
+    env.extend(old.by_ref().take(at));
+    env.extend(added.into_iter().cloned());
+    env.extend(old);
+    c.env = (!env.is_empty()).then_some(env);
 }
 
 /// The template's container, with a user's same-named container merged the way Kuscia merges

@@ -5,31 +5,72 @@
 //! value is serialized from `b` where it lies instead of being cloned into an operation, and no
 //! pointer is allocated per operation. The webhook answers every Pod with one of these.
 
+use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::{Map, Value};
 
+/// Where [`pod_diff`] appends the containers it keeps out of the `Value`.
+const CONTAINERS: &str = "/spec/containers";
+
 /// The RFC 6902 patch that turns `from` into `to`, as a JSON array; `None` when they are equal.
-pub fn diff(from: &Value, to: &Value) -> Option<Vec<u8>> {
-    let mut out = Writer {
-        bytes: Vec::new(),
-        path: String::new(),
-        ops: 0,
-    };
+/// For JSON without floating-point numbers, as a Pod's is.
+fn diff(from: &Value, to: &Value) -> Option<Vec<u8>> {
+    let mut out = Writer::new(&[]);
     out.value(from, to);
-    if out.ops == 0 {
-        return None;
-    }
-    out.bytes.push(b']');
-    Some(out.bytes)
+    out.finish()
 }
 
-struct Writer {
+/// [`diff`] from a Pod's JSON to the Pod `to`: the same bytes as `diff(from, &to_value(&to))`,
+/// without a `Value` of the containers `to` has beyond `from`'s. Injection adds most of its
+/// bytes there, and the webhook answers every Pod with this.
+pub fn pod_diff(from: &Value, mut to: Pod) -> serde_json::Result<Option<Vec<u8>>> {
+    let kept = from
+        .pointer(CONTAINERS)
+        .and_then(Value::as_array)
+        .map(Vec::len);
+    let appended = match (kept, to.spec.as_mut()) {
+        (Some(n), Some(spec)) if spec.containers.len() > n => spec.containers.split_off(n),
+        _ => Vec::new(),
+    };
+    let to_json = serde_json::to_value(&to)?;
+    let mut out = Writer::new(&appended);
+    out.value(from, &to_json);
+    if out.appended.is_empty() {
+        return Ok(out.finish());
+    }
+    // Not reached (both sides hold the array): diff the whole Pods instead.
+    if let Some(spec) = to.spec.as_mut() {
+        spec.containers.extend(appended);
+    }
+    Ok(diff(from, &serde_json::to_value(&to)?))
+}
+
+struct Writer<'a> {
     bytes: Vec<u8>,
     /// The JSON pointer of the value being compared, escaped.
     path: String,
     ops: usize,
+    /// Elements to add at the end of the array at [`CONTAINERS`]; emptied once added.
+    appended: &'a [Container],
 }
 
-impl Writer {
+impl<'a> Writer<'a> {
+    fn new(appended: &'a [Container]) -> Writer<'a> {
+        Writer {
+            bytes: Vec::new(),
+            path: String::new(),
+            ops: 0,
+            appended,
+        }
+    }
+
+    fn finish(mut self) -> Option<Vec<u8>> {
+        if self.ops == 0 {
+            return None;
+        }
+        self.bytes.push(b']');
+        Some(self.bytes)
+    }
+
     fn value(&mut self, from: &Value, to: &Value) {
         match (from, to) {
             (Value::Object(f), Value::Object(t)) => self.object(f, t),
@@ -50,7 +91,7 @@ impl Writer {
         }
         for key in from.keys().filter(|k| !to.contains_key(*k)) {
             let len = self.push_key(key);
-            self.op("remove", None);
+            self.op("remove", None::<&Value>);
             self.path.truncate(len);
         }
     }
@@ -72,10 +113,20 @@ impl Writer {
                 }
                 _ => {
                     self.push_index(to.len());
-                    self.op("remove", None);
+                    self.op("remove", None::<&Value>);
                 }
             }
             self.path.truncate(len);
+        }
+        if !self.appended.is_empty() && self.path == CONTAINERS {
+            let appended = std::mem::take(&mut self.appended);
+            for (i, element) in appended.iter().enumerate() {
+                let len = self.path.len();
+                self.path.push('/');
+                self.push_index(to.len() + i);
+                self.op("add", Some(element));
+                self.path.truncate(len);
+            }
         }
     }
 
@@ -97,18 +148,19 @@ impl Writer {
         len
     }
 
-    fn op(&mut self, op: &str, value: Option<&Value>) {
+    fn op(&mut self, op: &str, value: Option<&impl serde::Serialize>) {
         self.bytes
             .extend_from_slice(if self.ops == 0 { b"[" } else { b"," });
         self.ops += 1;
         self.bytes.extend_from_slice(b"{\"op\":\"");
         self.bytes.extend_from_slice(op.as_bytes());
         self.bytes.extend_from_slice(b"\",\"path\":");
-        // Neither a pointer nor a Value can fail to serialize into a Vec.
-        let _ = serde_json::to_writer(&mut self.bytes, &self.path);
+        // Neither a pointer, a Value nor a Container can fail to serialize into a Vec. sonic-rs
+        // writes what serde_json writes (the tests hold it to that), escaping strings with SIMD.
+        let _ = sonic_rs::to_writer(&mut self.bytes, &self.path);
         if let Some(value) = value {
             self.bytes.extend_from_slice(b",\"value\":");
-            let _ = serde_json::to_writer(&mut self.bytes, value);
+            let _ = sonic_rs::to_writer(&mut self.bytes, value);
         }
         self.bytes.push(b'}');
     }
@@ -159,12 +211,61 @@ mod tests {
         same_as_json_patch(&json!(1), &json!("x\"\n"));
     }
 
+    fn pod(value: Value) -> Pod {
+        serde_json::from_value(value).unwrap()
+    }
+
+    /// `pod_diff` writes what `diff` writes for the Pods as JSON.
+    fn same_as_diff(from: &Value, to: Pod) {
+        let reference = diff(from, &serde_json::to_value(&to).unwrap());
+        let ours = pod_diff(from, to).unwrap();
+        assert_eq!(
+            ours.as_deref().map(String::from_utf8_lossy),
+            reference.as_deref().map(String::from_utf8_lossy),
+        );
+    }
+
+    #[test]
+    fn pod_diff_appends_containers_as_diff_would() {
+        let user = json!({"name": "app", "image": "a", "env": [{"name": "X", "value": "1"}]});
+        let injected = json!({"name": "app", "image": "b", "env": [{"name": "X", "value": "1"}]});
+        let side = json!({"name": "side", "image": "s", "ports": [{"containerPort": 80}]});
+        let from = json!({"metadata": {"name": "p"}, "spec": {"containers": [user]}});
+        for containers in [
+            vec![injected.clone(), side.clone(), side.clone()],
+            vec![injected.clone()],
+            vec![user.clone()],
+            vec![],
+        ] {
+            let to = json!({"metadata": {"name": "p", "labels": {"a": "b"}},
+                "spec": {"containers": containers, "volumes": [{"name": "v"}]}});
+            same_as_diff(&from, pod(to));
+        }
+        // No containers array, or no spec, to append to: the whole Pods are compared.
+        let to = pod(json!({"spec": {"containers": [side.clone(), side.clone()]}}));
+        same_as_diff(&json!({"metadata": {"name": "p"}}), to.clone());
+        same_as_diff(
+            &json!({"spec": {"containers": {"not": "an array"}}}),
+            to.clone(),
+        );
+        let two = json!({"spec": {"containers": [user.clone(), user]}});
+        same_as_diff(&two, to);
+        let same = pod(two);
+        let from = serde_json::to_value(&same).unwrap();
+        assert_eq!(pod_diff(&from, same).unwrap(), None);
+    }
+
+    /// JSON as a Pod's: no floating-point numbers, which no field of a Pod holds (sonic-rs
+    /// would print some of them differently from serde_json).
     fn document() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::from),
             (-3i64..3).prop_map(Value::from),
-            "[a-c/~\"]{0,3}".prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            // What needs escaping in JSON, and what does not.
+            "[a-c/~\"\\\\\n\t\r\u{8}\u{c}\u{1}\u{1f}\u{7f}é😀<>&]{0,6}".prop_map(Value::from),
         ];
         leaf.prop_recursive(4, 32, 4, |inner| {
             prop_oneof![

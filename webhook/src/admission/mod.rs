@@ -76,9 +76,9 @@ impl Reply {
     }
 
     /// The AdmissionReview as sent to the API server.
-    pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+    pub fn to_json(&self) -> sonic_rs::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(self.response.size_hint());
-        serde_json::to_writer(
+        sonic_rs::to_writer(
             &mut out,
             &codec::ReviewOut::new(&self.api_version, &self.response),
         )?;
@@ -304,13 +304,12 @@ fn inject(prepared: &Prepared, pod: Pod, answer: &mut Answer, pod_ref: &str) -> 
     // The original as JSON first: injection then takes the Pod itself, not a copy.
     let before = serde_json::to_value(&pod).map_err(internal)?;
     let injection = inject_pod(&prepared.image, templates, pod, &req).map_err(|e| e.to_string())?;
-    let after = serde_json::to_value(&injection.pod).map_err(internal)?;
     // What injection left out (a config file configTemplates lacks, a policy rule that would
     // grant nothing); kubectl prints each warning.
     for warning in injection.warnings {
         answer.warn(warning);
     }
-    if let Some(patch) = appimage::patch::diff(&before, &after) {
+    if let Some(patch) = appimage::patch::pod_diff(&before, injection.pod).map_err(internal)? {
         answer.patched(&patch);
     }
     Ok(())
