@@ -48,6 +48,13 @@ pub fn pod_create(seq: u64, namespace: &str, appimage: &str) -> Bytes {
         },
         "spec": {"containers": []},
     });
+    pod_review(seq, &pod)
+}
+
+/// An AdmissionReview of the CREATE of `pod` (its namespace and name as the request's).
+pub fn pod_review(seq: u64, pod: &serde_json::Value) -> Bytes {
+    let name = &pod["metadata"]["name"];
+    let namespace = &pod["metadata"]["namespace"];
     let gvk = json!({"group": "", "version": "v1", "kind": "Pod"});
     let gvr = json!({"group": "", "version": "v1", "resource": "pods"});
     let review = json!({

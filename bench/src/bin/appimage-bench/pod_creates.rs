@@ -1,6 +1,7 @@
 //! Scenario 5: Pod create latency through the apiserver, with the webhook, without any, with a
-//! `--noop` webhook, the injected Pod created directly, and the ceiling (the injected Pod through
-//! the `--noop` webhook); sequential and at concurrency 4.
+//! `--noop` webhook, the injected Pod created directly, the ceiling (the injected Pod through
+//! the `--noop` webhook), and the webhook's patch replayed by a `--noop` webhook (the
+//! apiserver's work on the patch without our handler); sequential and at concurrency 4.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,9 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use appimage::labels;
+use appimage_bench::client::{HttpVersion, https_client, send};
 use appimage_bench::harness::Webhook;
+use appimage_bench::review;
 use appimage_bench::util::{mean, quantile};
 use appimage_e2e::webhook::pod_registration;
+use hyper::{Method, StatusCode};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::Api;
@@ -22,6 +26,7 @@ use crate::results::{Results, ms, verdict};
 
 const POD_NAMESPACE: &str = "bench-pods";
 const NOOP_NAMESPACE: &str = "bench-pods-noop";
+const REPLAY_NAMESPACE: &str = "bench-pods-replay";
 const NS_LABEL: &str = "appimage-bench";
 
 /// The Pods of scenario 5, each created `n` times.
@@ -44,9 +49,11 @@ struct CreateTimes {
 
 /// The mean and p99 (ms) of each variant's creates, in the order of [`variants`].
 struct Latencies {
-    mean: [f64; 5],
-    p99: [f64; 5],
+    mean: [f64; VARIANTS],
+    p99: [f64; VARIANTS],
 }
+
+const VARIANTS: usize = 6;
 
 impl Bench {
     pub(crate) async fn pod_creates(&mut self) -> anyhow::Result<()> {
@@ -59,7 +66,12 @@ impl Bench {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), POD_NAMESPACE);
         let noop_pods: Api<Pod> = Api::namespaced(self.client.clone(), NOOP_NAMESPACE);
         wait_for_webhooks(&pods, &noop_pods, &hook, &noop).await?;
-        let variants = variants(&pods, &noop_pods).await?;
+        let replay = self.replaying(&hook).await?;
+        self.register(REPLAY_NAMESPACE, "replay", &replay.url("/mutate"))
+            .await?;
+        let replay_pods: Api<Pod> = Api::namespaced(self.client.clone(), REPLAY_NAMESPACE);
+        wait_for_injection(&replay_pods, REPLAY_NAMESPACE).await?;
+        let variants = variants(&pods, &noop_pods, &replay_pods).await?;
         // Warm up every path (connections, caches), not recorded.
         creates(&variants, "warm", 20, 1).await?;
         let mut summary = serde_json::Map::new();
@@ -72,6 +84,20 @@ impl Bench {
         self.results.detail("s5", Value::Object(summary));
         self.unregister().await;
         Ok(())
+    }
+
+    /// A `--noop` webhook answering every Pod with the patch `hook` answers the Pod of
+    /// [`REPLAY_NAMESPACE`] with: the apiserver's work on that patch, without our handler.
+    async fn replaying(&self, hook: &Webhook) -> anyhow::Result<Webhook> {
+        let client = https_client(&self.tls.ca, HttpVersion::Http1, 1)?;
+        let body = review::pod_review(0, &serde_json::to_value(pod(REPLAY_NAMESPACE, true))?);
+        let (status, answer) = send(&client, Method::POST, &hook.url("/mutate"), body).await?;
+        anyhow::ensure!(status == StatusCode::OK, "HTTP {status} from the webhook");
+        let patch = review::patch(&answer).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let file = self.paths.work.join("replay-patch.json");
+        std::fs::write(&file, patch)?;
+        let args = vec!["--noop-patch".into(), file.to_string_lossy().into()];
+        self.webhook_with("replay-pods", true, args).await
     }
 
     /// A namespace labelled `NS_LABEL=value` and a Pod webhook registration for it.
@@ -110,12 +136,12 @@ impl Bench {
     async fn unregister(&self) {
         let registrations: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        for value in ["on", "noop"] {
+        for value in ["on", "noop", "replay"] {
             let _ = registrations
                 .delete(&format!("appimage-bench-{value}"), &DeleteParams::default())
                 .await;
         }
-        for ns in [POD_NAMESPACE, NOOP_NAMESPACE] {
+        for ns in [POD_NAMESPACE, NOOP_NAMESPACE, REPLAY_NAMESPACE] {
             let _ = namespaces.delete(ns, &DeleteParams::default()).await;
         }
     }
@@ -151,6 +177,24 @@ async fn wait_for_webhooks(
     }
 }
 
+/// Wait until a dry-run create in `namespace` comes back injected.
+async fn wait_for_injection(pods: &Api<Pod>, namespace: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let probe = pods.create(&dry_run(), &pod(namespace, true)).await;
+        if probe.as_ref().is_ok_and(injected) {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!(
+                "namespace {namespace}: Pods not injected after 30 s: {:?}",
+                probe.err()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn dry_run() -> PostParams {
     PostParams {
         dry_run: true,
@@ -158,9 +202,13 @@ fn dry_run() -> PostParams {
     }
 }
 
-/// The five ways a Pod is created: without a webhook, through the noop webhook, pre-injected,
-/// with the webhook, and the ceiling.
-async fn variants(pods: &Api<Pod>, noop_pods: &Api<Pod>) -> anyhow::Result<[Variant; 5]> {
+/// The six ways a Pod is created: without a webhook, through the noop webhook, pre-injected,
+/// with the webhook, the ceiling, and with the webhook's patch replayed.
+async fn variants(
+    pods: &Api<Pod>,
+    noop_pods: &Api<Pod>,
+    replay_pods: &Api<Pod>,
+) -> anyhow::Result<[Variant; VARIANTS]> {
     let pre = preinjected(pods).await?;
     // The ceiling: that same final Pod, labelled, through the noop webhook. It pays for the
     // webhook round trip and the larger object, not for our handler.
@@ -183,6 +231,7 @@ async fn variants(pods: &Api<Pod>, noop_pods: &Api<Pod>) -> anyhow::Result<[Vari
         variant("preinjected", pods, pre, false),
         variant("with", pods, pod(POD_NAMESPACE, true), true),
         variant("ceiling", noop_pods, ceiling, true),
+        variant("replay", replay_pods, pod(REPLAY_NAMESPACE, true), true),
     ])
 }
 
@@ -311,11 +360,11 @@ async fn create_worker(
 /// The rows of one concurrency of [`Bench::pod_creates`]; returns its details.
 fn report_creates(r: &mut Results, n: usize, concurrency: usize, t: &CreateTimes) -> Value {
     let l = Latencies {
-        mean: [0, 1, 2, 3, 4].map(|k| mean(&t.times[k])),
-        p99: [0, 1, 2, 3, 4].map(|k| quantile(&t.times[k], 0.99)),
+        mean: std::array::from_fn(|k| mean(&t.times[k])),
+        p99: std::array::from_fn(|k| quantile(&t.times[k], 0.99)),
     };
-    let [pm, nm, prm, hm, _] = l.mean;
-    let [p99p, p99n, p99pre, p99h, _] = l.p99;
+    let [pm, nm, prm, hm, ..] = l.mean;
+    let [p99p, p99n, p99pre, p99h, ..] = l.p99;
     let how = if concurrency == 1 {
         "sequential".to_string()
     } else {
@@ -374,6 +423,24 @@ fn report_ceiling(r: &mut Results, n: usize, how: &str, l: &Latencies) {
             verdict(ratio <= 1.1),
         );
     }
+    // Where the difference lies: the replayed patch costs the apiserver what ours does, with
+    // no handler behind it.
+    let rm = l.mean[5];
+    r.info(
+        "5",
+        &format!("{how}: mean of the replayed patch (noop hook answering our patch) (ms)"),
+        format!("{rm:.2}"),
+    );
+    r.info(
+        "5",
+        &format!("{how}: mean, with / replayed patch (our handler's share)"),
+        format!("{:.2}x", hm / rm.max(1e-9)),
+    );
+    r.info(
+        "5",
+        &format!("{how}: mean, replayed patch / ceiling (the apiserver's work on the patch)"),
+        format!("{:.2}x", rm / cm.max(1e-9)),
+    );
 }
 
 /// The JSON details of one concurrency.
@@ -382,13 +449,15 @@ fn create_details(t: &CreateTimes, l: &Latencies) -> Value {
         json!({"mean": mean(v), "p50": quantile(v, 0.5), "p99": quantile(v, 0.99),
                "max": quantile(v, 1.0), "n": v.len()})
     };
-    let [plain, noop, pre, hooked, ceil] = [0, 1, 2, 3, 4].map(|k| stats(&t.times[k]));
-    let [pm, nm, _, hm, cm] = l.mean;
-    let [p99p, _, _, p99h, p99c] = l.p99;
+    let [plain, noop, pre, hooked, ceil, replay] = [0, 1, 2, 3, 4, 5].map(|k| stats(&t.times[k]));
+    let [pm, nm, _, hm, cm, rm] = l.mean;
+    let [p99p, _, _, p99h, p99c, _] = l.p99;
     json!({
         "without_ms": plain, "noop_webhook_ms": noop,
         "preinjected_ms": pre, "with_ms": hooked,
         "ceiling_ms": ceil, "ceiling_mean_ratio": hm / cm.max(1e-9),
+        "replayed_patch_ms": replay, "replay_mean_ratio": hm / rm.max(1e-9),
+        "replay_over_ceiling_mean_ratio": rm / cm.max(1e-9),
         "ceiling_p99_ratio": p99h / p99c.max(1e-9),
         "mean_ratio": hm / pm.max(1e-9), "p99_ratio": p99h / p99p.max(1e-9),
         "noop_mean_ratio": nm / pm.max(1e-9),
