@@ -5,6 +5,7 @@
 //! Pod yields an empty patch without trusting any annotation to skip work.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 
 use k8s_openapi::api::core::v1::{
     self as core, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EnvVar, ObjectFieldSelector, Pod,
@@ -339,8 +340,8 @@ pub fn inject_pod(
 
     let mut out = pod;
     let image_ref = image.image_ref();
-    let containers = build_containers(template, templates, &out, &image_ref, &ports);
-    let values = values(req, &ports, &cluster_define, &containers);
+    let (containers, port_env) = build_containers(template, templates, &out, &image_ref, &ports);
+    let values = values(req, &ports, &cluster_define, &containers, &port_env);
     let config_files = render_configs(image, templates, template, req, &values)?;
     let spec = out.spec.get_or_insert_with(Default::default);
     spec.containers = containers;
@@ -506,8 +507,9 @@ fn values(
     ports: &[AllocatedPort],
     cluster_define: &str,
     containers: &[core::Container],
+    port_env: &PortEnv,
 ) -> Values {
-    let mut values = env_values(containers);
+    let mut values = env_values(containers, port_env);
     let builtins = [
         ("TASK_ID", req.task_id.clone()),
         ("TASK_INPUT_CONFIG", req.input_config.clone()),
@@ -530,21 +532,39 @@ fn values(
 /// The literal env of every container of the Pod, names upper-cased, as Kuscia's Kubernetes
 /// path reads it: the first container (in Pod order) to set a name wins, then the first
 /// entry within it. A `valueFrom` entry has no value at admission and sets nothing.
-pub fn env_values(containers: &[core::Container]) -> Values {
+/// Once the first container has set every port variable, the copies injected into the others
+/// cannot win and are not looked up (20 containers and 50 ports would be 1,000 lookups).
+fn env_values(containers: &[core::Container], port_env: &PortEnv) -> Values {
     let mut values = Values::new();
-    for e in containers.iter().flat_map(|c| c.env.iter().flatten()) {
-        let Some(v) = &e.value else { continue };
-        // Most names are upper case already, and most repeat (every container carries every
-        // port's variable): neither needs a new key.
-        if e.name.bytes().any(|b| b.is_ascii_lowercase()) || !e.name.is_ascii() {
-            values
-                .entry(e.name.to_uppercase())
-                .or_insert_with(|| v.clone());
-        } else if !values.contains_key(&e.name) {
-            values.insert(e.name.clone(), v.clone());
+    let mut ports_settled = false;
+    for (i, c) in containers.iter().enumerate() {
+        let skip = port_env.blocks.get(i).filter(|_| ports_settled);
+        for (j, e) in c.env.iter().flatten().enumerate() {
+            if skip.is_some_and(|block| block.contains(&j)) {
+                continue;
+            }
+            if let Some(v) = &e.value {
+                let key = env_key(&e.name);
+                if !values.contains_key(&*key) {
+                    values.insert(key.into_owned(), v.clone());
+                }
+            }
+        }
+        if i == 0 {
+            let known = |e: &EnvVar| values.contains_key(&*env_key(&e.name));
+            ports_settled = port_env.entries.iter().all(known);
         }
     }
     values
+}
+
+/// A render value's name for an env entry's: upper case, as Kuscia reads it.
+fn env_key(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.bytes().any(|b| b.is_ascii_lowercase()) || !name.is_ascii() {
+        name.to_uppercase().into()
+    } else {
+        name.into()
+    }
 }
 
 /// Every config file the template mounts and `configTemplates` defines, rendered with `values`.
@@ -615,23 +635,33 @@ pub fn mount_path(container: &Container, path: &str) -> String {
     format!("{}/{}", base.trim_end_matches('/'), rel)
 }
 
+/// The port variables every container gets, and where each container's env holds them.
+struct PortEnv {
+    entries: Vec<EnvVar>,
+    /// Per container, in Pod order: the range of its env that [`add_port_env`] inserted.
+    blocks: Vec<Range<usize>>,
+}
+
 fn build_containers(
     template: &DeployTemplate,
     templates: &Templates,
     pod: &Pod,
     image_ref: &str,
     ports: &[AllocatedPort],
-) -> Vec<core::Container> {
+) -> (Vec<core::Container>, PortEnv) {
     let existing: &[core::Container] = pod.spec.as_ref().map_or(&[], |s| &s.containers);
     // Built once: every container gets the same entries.
-    let port_env: Vec<EnvVar> = ports
-        .iter()
-        .map(|p| EnvVar {
-            name: ports::env_name(&p.name),
-            value: Some(p.port.to_string()),
-            value_from: None,
-        })
-        .collect();
+    let mut port_env = PortEnv {
+        entries: ports
+            .iter()
+            .map(|p| EnvVar {
+                name: ports::env_name(&p.name),
+                value: Some(p.port.to_string()),
+                value_from: None,
+            })
+            .collect(),
+        blocks: Vec::new(),
+    };
     let mut out: Vec<core::Container> = template
         .spec
         .containers
@@ -654,7 +684,8 @@ fn build_containers(
                     .retain(|m| templates.get(&m.sub_path).is_some());
                 merge_container(&kept, user, image_ref, &own_ports)
             };
-            add_port_env(&mut c, tc.env.len(), &port_env);
+            let block = add_port_env(&mut c, tc.env.len(), &port_env.entries);
+            port_env.blocks.push(block);
             c
         })
         .collect();
@@ -662,18 +693,19 @@ fn build_containers(
         if !template.spec.containers.iter().any(|tc| tc.name == c.name) {
             let mut c = c.clone();
             let end = c.env.as_ref().map_or(0, Vec::len);
-            add_port_env(&mut c, end, &port_env);
+            let block = add_port_env(&mut c, end, &port_env.entries);
+            port_env.blocks.push(block);
             out.push(c);
         }
     }
-    out
+    (out, port_env)
 }
 
 /// `KUSCIA_PORT_<NAME>_NUMBER` for every port of the Pod, as Kuscia gives each container all
 /// of them (so a sidecar finds the main container's port), inserted at `at` in port order. A
 /// name the container already sets is skipped: the user's value wins, and injecting twice
 /// adds nothing.
-fn add_port_env(c: &mut core::Container, at: usize, port_env: &[EnvVar]) {
+fn add_port_env(c: &mut core::Container, at: usize, port_env: &[EnvVar]) -> Range<usize> {
     let old = c.env.take().unwrap_or_default();
     let added: Vec<&EnvVar> = port_env
         .iter()
@@ -684,9 +716,11 @@ fn add_port_env(c: &mut core::Container, at: usize, port_env: &[EnvVar]) {
     let at = at.min(old.len());
     let mut old = old.into_iter();
     env.extend(old.by_ref().take(at));
+    let block = at..at + added.len();
     env.extend(added.into_iter().cloned());
     env.extend(old);
     c.env = (!env.is_empty()).then_some(env);
+    block
 }
 
 /// The template's container, with a user's same-named container merged the way Kuscia merges

@@ -894,3 +894,33 @@ fn a_workloads_pods_cluster_define_names_the_workload_services() {
         .unwrap();
     assert!(first.starts_with("w-abc12-"), "{first}");
 }
+
+#[test]
+fn a_port_variable_the_first_container_takes_from_elsewhere_comes_from_the_next() {
+    // main sets KUSCIA_PORT_SIDE_NUMBER itself, by valueFrom: it gets no injected copy and
+    // has no value at admission, so side's injected copy is the one a template reads.
+    let text = CONFORMANCE.replace(
+        "        - name: Z\n",
+        "        - name: KUSCIA_PORT_SIDE_NUMBER\n          valueFrom: {fieldRef: {fieldPath: metadata.uid}}\n        - name: Z\n",
+    );
+    let image = manifest::appimages("conformance.yaml", &text)
+        .unwrap()
+        .remove(0);
+    let out = inject(
+        &image,
+        &skeleton("conf", "job-0"),
+        &request("job-0", "", "t1"),
+    )
+    .unwrap();
+    let main: Value = serde_json::from_str(&out.config_files["main.conf"]).unwrap();
+    assert_eq!(main["side"], "21001");
+    let names: Vec<String> = env_of(container(&out, "main"))
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    let own = names
+        .iter()
+        .filter(|n| *n == "KUSCIA_PORT_SIDE_NUMBER")
+        .count();
+    assert_eq!(own, 1, "{names:?}");
+}
