@@ -15,7 +15,7 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 use serde_json::json;
 
-use crate::harness::{Tls, Webhook};
+use crate::harness::{SigningKey, Tls, Webhook};
 
 /// The label of the namespaces whose Pods the benchmark's webhook registration admits.
 pub const NAMESPACE_LABEL: &str = "appimage-bench";
@@ -48,6 +48,36 @@ pub fn start_controlplane(
         "the control plane exited; see {}",
         dir.join("controlplane.log").display()
     )
+}
+
+/// A client of the control plane whose kubeconfig is `kubeconfig`.
+pub async fn client(kubeconfig: &Path) -> anyhow::Result<Client> {
+    let config = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let options = Default::default();
+    Ok(Client::try_from(
+        kube::Config::from_custom_kubeconfig(config, &options).await?,
+    )?)
+}
+
+/// The webhook as the cluster benchmarks run it (controllers on, no leader election, text
+/// log at `work/webhook.log`), with its TLS and the key it trusts, made in `work`.
+pub async fn start_webhook(
+    binary: &Path,
+    work: &Path,
+    kubeconfig: &Path,
+) -> anyhow::Result<(Webhook, Tls, SigningKey)> {
+    let tls = Tls::new(&work.join("tls"), "appimage-webhook");
+    let signer = SigningKey::new(&work.join("keys"));
+    let args = [
+        "--trusted-keys-dir".into(),
+        signer.pub_dir.to_string_lossy().into_owned(),
+        "--kubeconfig".into(),
+        kubeconfig.to_string_lossy().into_owned(),
+        "--leader-elect=false".into(),
+        "--log-format=text".into(),
+    ];
+    let hook = Webhook::start(binary, &tls, &args, work.join("webhook.log")).await?;
+    Ok((hook, tls, signer))
 }
 
 /// Calls `f` every 250 ms until it says true; an error names `what` after `limit`.

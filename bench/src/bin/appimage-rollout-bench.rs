@@ -26,9 +26,11 @@ use appimage::resource::AppImage;
 use appimage::revision::{AppImageRevision, LATEST, REVISION, REVISION_HASH};
 use appimage::signature::payload;
 use appimage::workload::{self, DeployOptions, Kind, UpdatePolicy, Workload};
-use appimage_bench::cluster::{install_crd, namespace, poll, register, start_controlplane};
+use appimage_bench::cluster::{
+    client, install_crd, namespace, poll, register, start_controlplane, start_webhook,
+};
 use appimage_bench::fixtures;
-use appimage_bench::harness::{SigningKey, Tls, Webhook, cpu_seconds, memory_kib};
+use appimage_bench::harness::{Webhook, cpu_seconds, memory_kib};
 use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -93,13 +95,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&work)?;
     let root = appimage_e2e::repo_root();
     let (_cp, kubeconfig) = start_controlplane(&args.controlplane, &work.join("cp"), args.nodes)?;
-    let client = Client::try_from(
-        kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(&kubeconfig)?,
-            &Default::default(),
-        )
-        .await?,
-    )?;
+    let client = client(&kubeconfig).await?;
     // The AppImage CRD before the webhook, whose readiness waits for its AppImage watch.
     install_crd(&client, &root, "appimages.kuscia.secretflow").await?;
     install_crd(
@@ -108,22 +104,7 @@ async fn main() -> anyhow::Result<()> {
         "appimagerevisions.appimage.kuscia.secretflow",
     )
     .await?;
-    let tls = Tls::new(&work.join("tls"), "appimage-webhook");
-    let signer = SigningKey::new(&work.join("keys"));
-    let hook = Webhook::start(
-        &args.webhook,
-        &tls,
-        &[
-            "--trusted-keys-dir".into(),
-            signer.pub_dir.to_string_lossy().into_owned(),
-            "--kubeconfig".into(),
-            kubeconfig.to_string_lossy().into_owned(),
-            "--leader-elect=false".into(),
-            "--log-format=text".into(),
-        ],
-        work.join("webhook.log"),
-    )
-    .await?;
+    let (hook, tls, signer) = start_webhook(&args.webhook, &work, &kubeconfig).await?;
     register(&client, "appimage-rollout-bench", &hook, &tls).await?;
     let mut image = fixtures::seed(&root, IMAGE)?;
     image.spec.image.sign = Some(signer.sign(&payload(&image.spec.image)));
