@@ -50,15 +50,6 @@ pub fn start_controlplane(
     )
 }
 
-/// A client of the control plane whose kubeconfig is `kubeconfig`.
-pub async fn client(kubeconfig: &Path) -> anyhow::Result<Client> {
-    let config = kube::config::Kubeconfig::read_from(kubeconfig)?;
-    let options = Default::default();
-    Ok(Client::try_from(
-        kube::Config::from_custom_kubeconfig(config, &options).await?,
-    )?)
-}
-
 /// The webhook as the cluster benchmarks run it (controllers on, no leader election, text
 /// log at `work/webhook.log`), with its TLS and the key it trusts, made in `work`.
 pub async fn start_webhook(

@@ -18,10 +18,10 @@ use appimage::resource::AppImage;
 use appimage::signature::payload;
 use appimage::workload::Workload;
 use appimage_bench::cluster::{
-    client, install_crd, namespace, poll, register, start_controlplane, start_webhook,
+    install_crd, namespace, poll, register, start_controlplane, start_webhook,
 };
 use appimage_bench::fixtures;
-use appimage_bench::harness::memory_kib;
+use appimage_bench::harness::{kube_client, memory_kib};
 use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -66,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
     let root = appimage_e2e::repo_root();
     // One node of its own so that kwok runs; the benchmark adds the rest as Node objects.
     let (_cp, kubeconfig) = start_controlplane(&args.controlplane, &work.join("cp"), 1)?;
-    let client = client(&kubeconfig).await?;
+    let client = kube_client(&kubeconfig).await?;
     let started = Instant::now();
     let nodes = add_nodes(&client, args.nodes, args.limit).await?;
     eprintln!("{} nodes Ready in {:.1?}", nodes.len(), started.elapsed());

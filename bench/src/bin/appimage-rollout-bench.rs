@@ -27,10 +27,10 @@ use appimage::revision::{AppImageRevision, LATEST, REVISION, REVISION_HASH};
 use appimage::signature::payload;
 use appimage::workload::{self, DeployOptions, Kind, UpdatePolicy, Workload};
 use appimage_bench::cluster::{
-    client, install_crd, namespace, poll, register, start_controlplane, start_webhook,
+    install_crd, namespace, poll, register, start_controlplane, start_webhook,
 };
 use appimage_bench::fixtures;
-use appimage_bench::harness::{Webhook, cpu_seconds, memory_kib};
+use appimage_bench::harness::{Webhook, cpu_seconds, kube_client, memory_kib};
 use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -95,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&work)?;
     let root = appimage_e2e::repo_root();
     let (_cp, kubeconfig) = start_controlplane(&args.controlplane, &work.join("cp"), args.nodes)?;
-    let client = client(&kubeconfig).await?;
+    let client = kube_client(&kubeconfig).await?;
     // The AppImage CRD before the webhook, whose readiness waits for its AppImage watch.
     install_crd(&client, &root, "appimages.kuscia.secretflow").await?;
     install_crd(

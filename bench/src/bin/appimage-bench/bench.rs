@@ -8,9 +8,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use appimage::resource::AppImage;
 use appimage::signature::payload;
+use appimage_bench::client::{HttpVersion, https_client, send};
 use appimage_bench::fixtures;
 use appimage_bench::harness::{SigningKey, Tls, Webhook, kube_client};
+use appimage_bench::review;
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use hyper::{Method, StatusCode};
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 
@@ -170,6 +174,24 @@ impl Bench {
     /// A webhook process: `--noop`, or mutating with signature verification on.
     pub(crate) async fn webhook(&self, tag: &str, noop: bool) -> anyhow::Result<Webhook> {
         self.webhook_with(tag, noop, Vec::new()).await
+    }
+
+    /// A `--noop` webhook answering every request with the patch `hook` answers `review` with:
+    /// the same answer on the wire, without our handler's work behind it.
+    pub(crate) async fn replaying(
+        &self,
+        tag: &str,
+        hook: &Webhook,
+        review: Bytes,
+    ) -> anyhow::Result<Webhook> {
+        let client = https_client(&self.tls.ca, HttpVersion::Http1, 1)?;
+        let (status, answer) = send(&client, Method::POST, &hook.url("/mutate"), review).await?;
+        anyhow::ensure!(status == StatusCode::OK, "HTTP {status} from the webhook");
+        let patch = review::patch(&answer).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let file = self.paths.work.join(format!("{tag}-patch.json"));
+        std::fs::write(&file, patch)?;
+        let args = vec!["--noop-patch".into(), file.to_string_lossy().into()];
+        self.webhook_with(tag, true, args).await
     }
 
     /// [`Self::webhook`] with `extra` arguments.

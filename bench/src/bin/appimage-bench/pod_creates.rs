@@ -9,12 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use appimage::labels;
-use appimage_bench::client::{HttpVersion, https_client, send};
 use appimage_bench::harness::Webhook;
 use appimage_bench::review;
 use appimage_bench::util::{mean, quantile};
 use appimage_e2e::webhook::pod_registration;
-use hyper::{Method, StatusCode};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::Api;
@@ -66,7 +64,10 @@ impl Bench {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), POD_NAMESPACE);
         let noop_pods: Api<Pod> = Api::namespaced(self.client.clone(), NOOP_NAMESPACE);
         wait_for_webhooks(&pods, &noop_pods, &hook, &noop).await?;
-        let replay = self.replaying(&hook).await?;
+        // The patch our webhook gives the Pod of REPLAY_NAMESPACE, replayed by a noop webhook:
+        // the apiserver's work on that patch, without our handler.
+        let review = review::pod_review(0, &serde_json::to_value(pod(REPLAY_NAMESPACE, true))?);
+        let replay = self.replaying("replay-pods", &hook, review).await?;
         self.register(REPLAY_NAMESPACE, "replay", &replay.url("/mutate"))
             .await?;
         let replay_pods: Api<Pod> = Api::namespaced(self.client.clone(), REPLAY_NAMESPACE);
@@ -84,20 +85,6 @@ impl Bench {
         self.results.detail("s5", Value::Object(summary));
         self.unregister().await;
         Ok(())
-    }
-
-    /// A `--noop` webhook answering every Pod with the patch `hook` answers the Pod of
-    /// [`REPLAY_NAMESPACE`] with: the apiserver's work on that patch, without our handler.
-    async fn replaying(&self, hook: &Webhook) -> anyhow::Result<Webhook> {
-        let client = https_client(&self.tls.ca, HttpVersion::Http1, 1)?;
-        let body = review::pod_review(0, &serde_json::to_value(pod(REPLAY_NAMESPACE, true))?);
-        let (status, answer) = send(&client, Method::POST, &hook.url("/mutate"), body).await?;
-        anyhow::ensure!(status == StatusCode::OK, "HTTP {status} from the webhook");
-        let patch = review::patch(&answer).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let file = self.paths.work.join("replay-patch.json");
-        std::fs::write(&file, patch)?;
-        let args = vec!["--noop-patch".into(), file.to_string_lossy().into()];
-        self.webhook_with("replay-pods", true, args).await
     }
 
     /// A namespace labelled `NS_LABEL=value` and a Pod webhook registration for it.

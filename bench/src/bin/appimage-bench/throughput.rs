@@ -2,12 +2,10 @@
 //! mutation against a `--noop` webhook and against the ceiling (`--noop` answering with the
 //! same patch); scenario 3 runs the large AppImage on the same webhook.
 
-use appimage_bench::client::{HttpVersion, https_client, send};
 use appimage_bench::fixtures;
 use appimage_bench::harness::{Memory, Webhook};
 use appimage_bench::loadgen::Report;
 use appimage_bench::review;
-use hyper::{Method, StatusCode};
 use serde_json::json;
 
 use crate::bench::{Bench, LARGE, SEED};
@@ -89,27 +87,11 @@ impl Bench {
     /// The stack's ceiling for an answer this size: --noop answering every request with the
     /// patch `hook` answers, so no handler work but the same bytes on the wire.
     async fn ceiling_run(&mut self, hook: &Webhook) -> anyhow::Result<Report> {
-        let patch = self.answer_patch(hook).await?;
-        let patch_file = self.paths.work.join("ceiling-patch.json");
-        std::fs::write(&patch_file, &patch)?;
-        let ceiling = self
-            .webhook_with(
-                "ceiling",
-                true,
-                vec!["--noop-patch".into(), patch_file.to_string_lossy().into()],
-            )
-            .await?;
+        // One seed Pod, as the load generator sends it.
+        let review = review::pod_create(0, "bench", SEED);
+        let ceiling = self.replaying("ceiling", hook, review).await?;
         let max = Load::max("s1 noop+patch max", "patched", SEED, self.args.warmup);
         self.load(&ceiling, max).await
-    }
-
-    /// The patch `hook` answers one seed Pod with, as the load generator would send it.
-    async fn answer_patch(&self, hook: &Webhook) -> anyhow::Result<Vec<u8>> {
-        let client = https_client(&self.tls.ca, HttpVersion::Http1, 1)?;
-        let body = review::pod_create(0, "bench", SEED);
-        let (status, answer) = send(&client, Method::POST, &hook.url("/mutate"), body).await?;
-        anyhow::ensure!(status == StatusCode::OK, "HTTP {status} from the webhook");
-        review::patch(&answer).map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     /// Scenario 3: the large AppImage on `hook`, against the seed's `seed_max`.
