@@ -125,18 +125,14 @@ pub async fn roll(
     // patch, 3.7 s 32 at a time, still 1.85x a plain client sending the patches alone: the
     // Events doubled the writes before the last patch (BENCHMARKS.md, rollout).
     let blocked = blocked.as_deref();
-    let reports = Mutex::new(Vec::new());
-    futures::stream::iter(workloads)
-        .for_each_concurrent(WRITES_IN_FLIGHT, |w| {
-            let reports = &reports;
-            async move {
-                if let Some(r) = act_logged(ctx, current, w, blocked, told).await {
-                    reports.lock().unwrap_or_else(|p| p.into_inner()).push(r);
-                }
-            }
-        })
+    // By index: a closure taking `&Workload` makes the controller's future not Send for
+    // every lifetime (a rustc limitation with higher-ranked closures).
+    let reports: Vec<Report> = futures::stream::iter(0..workloads.len())
+        .map(|i| act_logged(ctx, current, &workloads[i], blocked, told))
+        .buffer_unordered(WRITES_IN_FLIGHT)
+        .filter_map(std::future::ready)
+        .collect()
         .await;
-    let reports = reports.into_inner().unwrap_or_else(|p| p.into_inner());
     futures::stream::iter(&reports)
         .for_each_concurrent(WRITES_IN_FLIGHT, |r| async move { publish(ctx, r).await })
         .await;
@@ -190,7 +186,7 @@ async fn act(
             value.unwrap_or_default().to_string(),
         );
         if first_time(&told.policies, key) {
-            event(ctx, w, EventType::Warning, "InvalidUpdatePolicy", why, None).await?;
+            event(ctx, w, EventType::Warning, "InvalidUpdatePolicy", why, None).await;
         }
     }
     let number = current.number;
@@ -202,7 +198,7 @@ async fn act(
         Step::Roll { from } => {
             if let Some(why) = blocked {
                 let why = why.to_string();
-                event(ctx, w, EventType::Warning, "RolloutBlocked", why, related()).await?;
+                event(ctx, w, EventType::Warning, "RolloutBlocked", why, related()).await;
                 return Ok(None);
             }
             apply(ctx, w, number, Some(current)).await?;
@@ -366,9 +362,8 @@ async fn event(
     reason: &str,
     note: String,
     related: Option<ObjectReference>,
-) -> Result<(), kube::Error> {
+) {
     publish(ctx, &report(w, type_, reason, note, related)).await;
-    Ok(())
 }
 
 /// One Event on a bare Pod that runs an older revision than the current one.
