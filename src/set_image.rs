@@ -47,7 +47,7 @@ pub enum SetImageError {
     #[error("{0}")]
     Published(String),
     #[error(
-        "AppImage {name:?} is signed, and its signature covers the image name, tag and id: after setting the image to {image} the old signature would no longer verify, and the webhook would deny its Pods; re-sign it in the same write with --key PRIVATE_KEY (the signer's key, whose public key the webhook trusts), or pass --allow-unsigned to drop the signature (only where the webhook does not require signatures)"
+        "AppImage {name:?} is signed, and its signature covers its name and whole spec (payload v2): after setting the image to {image} the old signature would no longer verify, and the webhook would deny its Pods; re-sign it in the same write with --key PRIVATE_KEY (the signer's key, whose public key the webhook trusts), or pass --allow-unsigned to drop the signature (only where the webhook does not require signatures)"
     )]
     WouldBreakSignature { name: String, image: String },
     #[error("cannot sign the new image: {0}")]
@@ -57,9 +57,15 @@ pub enum SetImageError {
 /// The AppImage `old` becomes, or why it may not.
 pub fn set_image(old: &AppImage, req: &Request) -> Result<Outcome, SetImageError> {
     let mut new = old.clone();
-    new.spec.image = image_info(&old.spec.image, req)?;
+    new.spec.image = image_info(&old.spec.image, req);
     if new.spec == old.spec {
         return Ok(Outcome::Unchanged);
+    }
+    // Signed after the change: payload v2 covers the AppImage's name and whole new spec.
+    if let Some(pem) = req.signing_key {
+        new.spec.image.sign = None;
+        let sig = signature::sign(&signature::payload(&new), pem).map_err(SetImageError::Sign)?;
+        new.spec.image.sign = Some(sig);
     }
     stage::check_update(old, &new).map_err(SetImageError::Published)?;
     if old.spec.image.sign.is_some() && new.spec.image.sign.is_none() && !req.allow_unsigned {
@@ -72,9 +78,9 @@ pub fn set_image(old: &AppImage, req: &Request) -> Result<Outcome, SetImageError
     Ok(Outcome::Updated(Box::new(new)))
 }
 
-/// The new `spec.image`: a key signs it; an unchanged image keeps its signature; a changed one
-/// loses it (the caller refuses that unless unsigned is allowed).
-fn image_info(old: &ImageInfo, req: &Request) -> Result<ImageInfo, SetImageError> {
+/// The new `spec.image`, unsigned: an unchanged image keeps its signature; a changed one loses
+/// it (the caller signs it with a key, or refuses unless unsigned is allowed).
+fn image_info(old: &ImageInfo, req: &Request) -> ImageInfo {
     let mut info = ImageInfo {
         name: req.image.name.clone(),
         tag: req.image.tag_or_default().to_string(),
@@ -82,14 +88,10 @@ fn image_info(old: &ImageInfo, req: &Request) -> Result<ImageInfo, SetImageError
         sign: None,
     };
     let same = info.name == old.name && info.tag == old.tag && info.id == old.id;
-    info.sign = match req.signing_key {
-        Some(pem) => {
-            Some(signature::sign(&signature::payload(&info), pem).map_err(SetImageError::Sign)?)
-        }
-        None if same => old.sign.clone(),
-        None => None,
-    };
-    Ok(info)
+    if same {
+        info.sign = old.sign.clone();
+    }
+    info
 }
 
 /// The change cause and task id, as the revisions controller records them.
@@ -219,7 +221,9 @@ A++6nLxoZQAcm9bD+qzqEICxzjkKS3TIG3j5qaxa/4zlw6oKHkBv+x6L
         let new = updated(set_image(&old, &req));
         let public = public_key_pem(KEY).unwrap();
         let keys = [TrustedKey::from_pem("k.pub", &public).unwrap()];
-        assert_eq!(verify(&new.spec.image, &keys), Ok("k.pub"));
+        let now = "2026-12-07T00:00:00Z".parse().unwrap();
+        let ok = verify(&new, &keys, &Default::default(), now).unwrap();
+        assert_eq!(ok.keys, ["k.pub"]);
         // The same request again changes nothing (signatures are deterministic).
         assert!(matches!(set_image(&new, &req), Ok(Outcome::Unchanged)));
         let bad = Request {

@@ -33,6 +33,8 @@ pub struct KeyFiles {
     pub files: Vec<(String, String)>,
     /// Files that matched but could not be read as text, for the caller to report.
     pub unreadable: Vec<(PathBuf, io::Error)>,
+    /// The text of the key policy (`keys-policy.yaml`: windows, revocations), if present.
+    pub policy: Option<String>,
 }
 
 /// [`key_files`] and their text. Only a directory that cannot be listed is an error.
@@ -46,6 +48,18 @@ pub fn read_key_files(dir: &Path) -> io::Result<KeyFiles> {
         match std::fs::read_to_string(&path) {
             Ok(text) => out.files.push((name, text)),
             Err(e) => out.unreadable.push((path, e)),
+        }
+    }
+    let policy = dir.join(crate::signature::policy::FILE_NAME);
+    match std::fs::read_to_string(&policy) {
+        Ok(text) => out.policy = Some(text),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        // Unreadable is not absent: a revocation list that cannot be read must not be skipped.
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("{}: {e}", policy.display()),
+            ));
         }
     }
     Ok(out)

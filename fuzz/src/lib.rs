@@ -63,7 +63,7 @@ fn image(yaml: &str, name: &str, rv: &str) -> AppImage {
 
 fn signed(mut img: AppImage, private: &str) -> AppImage {
     img.spec.image.sign = None;
-    img.spec.image.sign = Some(sign(&payload(&img.spec.image), private).expect("fixture signs"));
+    img.spec.image.sign = Some(sign(&payload(&img), private).expect("fixture signs"));
     img
 }
 

@@ -362,6 +362,16 @@ pub struct PayloadArgs {
     /// Read the AppImage from files instead of the cluster (works offline)
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub filename: Vec<String>,
+    /// v2 (the AppImage's name and whole spec, the default) or v1 (the image alone)
+    #[arg(long, value_enum, default_value = "v2")]
+    pub payload_version: PayloadVersionArg,
+}
+
+/// Which signature payload.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadVersionArg {
+    V1,
+    V2,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -380,6 +390,9 @@ pub struct SignArgs {
     /// Rewrite the file instead of printing (one regular file; comments are not kept)
     #[arg(long)]
     pub in_place: bool,
+    /// Keep the signatures already there and add this key's (k-of-n signing)
+    #[arg(long)]
+    pub add: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -395,9 +408,17 @@ pub struct VerifyArgs {
     /// A trusted PEM public key; repeatable
     #[arg(long, value_name = "PUBLIC_KEY")]
     pub key: Vec<PathBuf>,
-    /// Also trust every *.pem and *.pub public key in this directory
+    /// Also trust every *.pem and *.pub public key in this directory (and apply its
+    /// keys-policy.yaml: validity windows and revocations)
     #[arg(long, value_name = "DIR")]
     pub keys_dir: Option<PathBuf>,
+    /// Also accept signatures over payload v1 (the image alone), as the webhook's flag does
+    #[arg(long)]
+    pub accept_payload_v1: bool,
+    /// Distinct trusted keys that must have signed (as the webhook's --publish-signatures)
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub min_signatures: u16,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -108,7 +108,30 @@ pub fn load_trusted(args: &VerifyArgs) -> Result<Vec<TrustedKey>> {
         })?;
         keys.push(key);
     }
+    if let Some(dir) = &args.keys_dir {
+        apply_policy(dir, &mut keys)?;
+    }
     Ok(keys)
+}
+
+/// The directory's `keys-policy.yaml` (windows, revocations), matched by key file name, as the
+/// webhook applies it.
+fn apply_policy(dir: &Path, keys: &mut [TrustedKey]) -> Result<()> {
+    let found = appimage::trusted_keys::read_key_files(dir)
+        .with_context(|| format!("cannot read {}", quoted(dir)))?;
+    let Some(text) = found.policy else {
+        return Ok(());
+    };
+    let policy = signature::KeyPolicy::parse(&text).map_err(|e| anyhow!("{}: {e}", quoted(dir)))?;
+    for key in keys {
+        let file = Path::new(&key.name)
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned());
+        let (window, revoked) = policy.state(file.as_deref().unwrap_or(&key.name));
+        key.window = window;
+        key.revoked = revoked;
+    }
+    Ok(())
 }
 
 /// The key files in `dir`, by the scan the webhook's `--trusted-keys-dir` shares.

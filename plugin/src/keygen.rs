@@ -131,7 +131,7 @@ fn same_path(a: &Path, b: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use appimage::resource::ImageInfo;
+    use appimage::resource::{AppImage, AppImageSpec, ImageInfo};
 
     #[test]
     fn generated_keys_sign_and_verify() {
@@ -140,14 +140,22 @@ mod tests {
             assert!(private.starts_with("-----BEGIN PRIVATE KEY-----\n"));
             let public = signature::public_key_pem(&private).unwrap();
             let key = TrustedKey::from_pem("k", &public).unwrap();
-            let mut image = ImageInfo {
+            let info = ImageInfo {
                 name: "n".into(),
                 tag: "t".into(),
                 id: None,
                 sign: None,
             };
-            image.sign = Some(signature::sign(&signature::payload(&image), &private).unwrap());
-            assert_eq!(signature::verify(&image, &[key]), Ok("k"));
+            let spec = AppImageSpec {
+                config_templates: Default::default(),
+                deploy_templates: Vec::new(),
+                image: info,
+            };
+            let mut image = AppImage::new("a", spec);
+            let sig = signature::sign(&signature::payload(&image), &private).unwrap();
+            image.spec.image.sign = Some(sig);
+            let ok = signature::verify(&image, &[key], &Default::default(), jiff::Timestamp::now());
+            assert_eq!(ok.unwrap().keys, ["k"]);
         }
     }
 

@@ -39,14 +39,18 @@ pub fn run(args: &SignArgs) -> Result<()> {
         if args.name.as_deref().is_some_and(|n| n != loaded.name()) {
             continue;
         }
-        let info = &mut loaded.image.spec.image;
-        let sig = signature::sign(&signature::payload(info), &key.pem).map_err(|e| {
+        let sig = signature::sign(&signature::payload(&loaded.image), &key.pem).map_err(|e| {
             anyhow!(
                 "cannot sign with {}: {e}; {PRIVATE_HINT}",
                 quoted(&args.key)
             )
         })?;
-        info.sign = Some(sig);
+        let info = &mut loaded.image.spec.image;
+        info.sign = Some(if args.add {
+            signature::join_signatures(info.sign.as_deref(), &sig)
+        } else {
+            sig
+        });
         signed.push(input::display_name(loaded));
     }
     match target {

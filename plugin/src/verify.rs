@@ -2,8 +2,8 @@
 //! (`-f`, offline) or in the cluster (`NAME...`). Keys are loaded before connecting.
 
 use anyhow::{Result, bail};
-use appimage::resource::ImageInfo;
-use appimage::signature::{self, TrustedKey};
+use appimage::resource::AppImage;
+use appimage::signature::{self, Requirement, TrustedKey};
 
 use crate::cli::{Global, VerifyArgs};
 use crate::client::{Cluster, block_on};
@@ -20,18 +20,20 @@ pub fn run(global: &Global, args: &VerifyArgs) -> Result<()> {
     let (images, failed) = if args.filename.is_empty() {
         let (found, failed) =
             block_on(async { Cluster::connect(global).await?.fetch(&args.names).await })?;
-        let named = found
-            .iter()
-            .map(|i| (i.name().to_string(), i.spec.image.clone()));
+        let named = found.into_iter().map(|i| (i.name().to_string(), i));
         (named.collect::<Vec<_>>(), failed)
     } else {
         let loaded = input::load(&args.filename)?;
         let named = loaded
-            .iter()
-            .map(|l| (input::display_name(l), l.image.spec.image.clone()));
+            .into_iter()
+            .map(|l| (input::display_name(&l), l.image));
         (named.collect(), false)
     };
-    let ok = verify_all(images.iter().map(|(n, i)| (n.clone(), i)), &keys)?;
+    let requirement = Requirement {
+        accept_v1: args.accept_payload_v1,
+        min_signers: usize::from(args.min_signatures),
+    };
+    let ok = verify_all(&images, &keys, &requirement)?;
     if ok && !failed {
         Ok(())
     } else {
@@ -40,20 +42,35 @@ pub fn run(global: &Global, args: &VerifyArgs) -> Result<()> {
 }
 
 /// One line per AppImage: verified on stdout, the reason on stderr. True when all verify.
-fn verify_all<'a>(
-    images: impl Iterator<Item = (String, &'a ImageInfo)>,
+fn verify_all(
+    images: &[(String, AppImage)],
     keys: &[TrustedKey],
+    requirement: &Requirement,
 ) -> Result<bool> {
     let mut ok = true;
-    for (name, info) in images {
-        match signature::verify(info, keys) {
-            Ok(key) => {
-                let algorithm = keys
+    let now = jiff::Timestamp::now();
+    for (name, image) in images {
+        match signature::verify(image, keys, requirement, now) {
+            Ok(accepted) => {
+                let with: Vec<String> = accepted
+                    .keys
                     .iter()
-                    .find(|k| k.name == key)
-                    .map_or("unknown algorithm", TrustedKey::algorithm);
+                    .map(|k| {
+                        let algorithm = keys
+                            .iter()
+                            .find(|t| &t.name == k)
+                            .map_or("unknown algorithm", TrustedKey::algorithm);
+                        format!("{k} ({algorithm})")
+                    })
+                    .collect();
+                let payload = if accepted.weaker.is_some() {
+                    "v1"
+                } else {
+                    "v2"
+                };
                 println(&format!(
-                    "appimage {name:?}: signature verified with {key} ({algorithm})"
+                    "appimage {name:?}: signature verified with {} (payload {payload})",
+                    with.join(", ")
                 ))?;
             }
             Err(e) => {

@@ -202,7 +202,9 @@ fn sign_then_verify_round_trips_and_detects_changes() {
         let r = run(d, &["verify", "-f", "signed.yaml", "--key", "k.pub"]).ok();
         assert_eq!(
             r.out(),
-            format!("appimage \"secretflow-image\": signature verified with k.pub ({label})\n")
+            format!(
+                "appimage \"secretflow-image\": signature verified with k.pub ({label}) (payload v2)\n"
+            )
         );
         // Several keys: the one that verifies is named.
         let r = run(
@@ -239,6 +241,97 @@ fn sign_then_verify_round_trips_and_detects_changes() {
         std::fs::write(d.join("signed.json"), &json).expect("write");
         run(d, &["verify", "-f", "signed.json", "--key", "k.pub"]).ok();
     }
+}
+
+#[test]
+fn k_of_n_signatures_spec_changes_and_revocation() {
+    let dir = tempdir();
+    let d = dir.path();
+    std::fs::create_dir(d.join("trusted")).expect("mkdir");
+    keygen(d, "ecdsa-p256", "trusted/a");
+    keygen(d, "ed25519", "trusted/b");
+    for stem in ["a", "b"] {
+        let from = d.join(format!("trusted/{stem}.key"));
+        std::fs::rename(from, d.join(format!("{stem}.key"))).expect("move");
+    }
+    std::fs::write(d.join("app.yaml"), example_text()).expect("write");
+    run(
+        d,
+        &["sign", "-f", "app.yaml", "--key", "a.key", "--in-place"],
+    )
+    .ok();
+    let two = [
+        "verify",
+        "-f",
+        "app.yaml",
+        "--keys-dir",
+        "trusted",
+        "--min-signatures",
+        "2",
+    ];
+    run(d, &two)
+        .fails(&["has 1 valid signature(s) by distinct trusted keys (trusted/a.pub) and needs 2"]);
+    run(
+        d,
+        &[
+            "sign",
+            "-f",
+            "app.yaml",
+            "--key",
+            "b.key",
+            "--add",
+            "--in-place",
+        ],
+    )
+    .ok();
+    assert_eq!(sign_of(&read(&d.join("app.yaml"))).matches(',').count(), 1);
+    let r = run(d, &two).ok();
+    assert!(
+        r.out()
+            .contains("trusted/a.pub (ECDSA-P256-SHA256), trusted/b.pub (Ed25519)"),
+        "{}",
+        r.out()
+    );
+    // Adding the same key again adds nothing.
+    run(
+        d,
+        &[
+            "sign",
+            "-f",
+            "app.yaml",
+            "--key",
+            "b.key",
+            "--add",
+            "--in-place",
+        ],
+    )
+    .ok();
+    assert_eq!(sign_of(&read(&d.join("app.yaml"))).matches(',').count(), 1);
+
+    // Payload v2 covers the deploy templates: a changed command does not verify.
+    let mut doc: Value = serde_yaml_ng::from_str(&read(&d.join("app.yaml"))).expect("YAML");
+    doc["spec"]["deployTemplates"][0]["spec"]["containers"][0]["command"] =
+        serde_json::json!(["sh"]);
+    let changed = serde_yaml_ng::to_string(&doc).expect("YAML");
+    std::fs::write(d.join("changed.yaml"), changed).expect("write");
+    run(
+        d,
+        &["verify", "-f", "changed.yaml", "--keys-dir", "trusted"],
+    )
+    .fails(&["the AppImage's name or spec changed after signing"]);
+
+    // A revoked key refuses what it signed, named, even beside a valid one.
+    std::fs::write(d.join("trusted/keys-policy.yaml"), "revoked: [a.pub]\n").expect("write");
+    run(d, &["verify", "-f", "app.yaml", "--keys-dir", "trusted"])
+        .fails(&["signed with key trusted/a.pub, which is revoked"]);
+    std::fs::write(
+        d.join("trusted/keys-policy.yaml"),
+        "keys: {a.pub: {notAfter: \"2020-01-01T00:00:00Z\"}}\n",
+    )
+    .expect("write");
+    // An expired key does not count; the other still does.
+    run(d, &["verify", "-f", "app.yaml", "--keys-dir", "trusted"]).ok();
+    run(d, &two).fails(&["needs 2"]);
 }
 
 #[test]
@@ -327,7 +420,7 @@ fn several_appimages_are_signed_as_a_stream_and_picked_by_name() {
         .fails(&["error: appimage \"secretflow-image\": spec.image.sign does not verify"]);
     assert_eq!(
         r.out(),
-        "appimage \"second\": signature verified with k.pub (ECDSA-P256-SHA256)\n"
+        "appimage \"second\": signature verified with k.pub (ECDSA-P256-SHA256) (payload v2)\n"
     );
 
     run(d, &["payload", "-f", "two.yaml"]).fails(&[
@@ -335,14 +428,31 @@ fn several_appimages_are_signed_as_a_stream_and_picked_by_name() {
         "payload NAME -f",
     ]);
     let p = run(d, &["payload", "-f", "two.yaml", "second"]).ok();
-    assert!(p.out().contains("\"tag\":\"latest\""), "{}", p.out());
+    assert!(
+        p.out().contains("\"version\":\"v2\",\"name\":\"second\""),
+        "{}",
+        p.out()
+    );
+    let v1 = run(
+        d,
+        &[
+            "payload",
+            "-f",
+            "two.yaml",
+            "second",
+            "--payload-version",
+            "v1",
+        ],
+    )
+    .ok();
+    assert!(v1.out().contains("\"tag\":\"latest\""), "{}", v1.out());
 }
 
 #[test]
 fn payload_is_the_core_payload_without_a_newline() {
     let dir = tempdir();
     let images = appimage::manifest::appimages("example", &example_text()).expect("example parses");
-    let want = appimage::signature::payload(&images[0].spec.image);
+    let want = appimage::signature::payload(&images[0]);
     let example = example();
     let r = run(
         dir.path(),

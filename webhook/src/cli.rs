@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser};
 
+use crate::admission::SignaturePolicy;
 use crate::leader::{self, LeaseConfig};
 use crate::logging::LogFormat;
 use crate::server::{Config, TlsFiles};
@@ -48,6 +49,14 @@ pub struct Cli {
     #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1,
           default_missing_value = "true", value_name = "BOOL")]
     pub require_signature: bool,
+    /// Also accept signatures over payload v1 (the image alone, as Kuscia's documentation
+    /// describes the field); every Pod admitted on one gets a warning.
+    #[arg(long)]
+    pub accept_payload_v1: bool,
+    /// Distinct trusted keys whose signatures an AppImage needs to be published (k-of-n).
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub publish_signatures: u16,
     /// Kubeconfig to watch AppImages with; default: KUBECONFIG, ~/.kube/config or in-cluster.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
@@ -106,6 +115,10 @@ impl Cli {
             tls,
             trusted_keys_dir: self.trusted_keys_dir,
             require_signature: self.require_signature,
+            signatures: SignaturePolicy {
+                accept_payload_v1: self.accept_payload_v1,
+                publish_signatures: usize::from(self.publish_signatures),
+            },
             kubeconfig: self.kubeconfig,
             max_body_bytes: self.max_body_bytes,
             request_timeout: self.request_timeout,

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::admission::Policy;
+use crate::admission::{Policy, SignaturePolicy};
 use crate::api::{self, AppState, ClientCert, Limits};
 use crate::catalog::{AppImages, Catalog, Revisions, appimages};
 pub use crate::certs::TlsFiles;
@@ -43,6 +43,7 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     pub trusted_keys_dir: Option<PathBuf>,
     pub require_signature: bool,
+    pub signatures: SignaturePolicy,
     pub kubeconfig: Option<PathBuf>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
@@ -64,6 +65,7 @@ impl Config {
             tls,
             trusted_keys_dir: None,
             require_signature: true,
+            signatures: SignaturePolicy::default(),
             kubeconfig: None,
             max_body_bytes: 3 * 1024 * 1024,
             request_timeout: Duration::from_secs(4),
@@ -237,7 +239,9 @@ async fn start_inner(
         Source::Noop => (None, None, None),
         Source::Store(store, task, client, revisions) => {
             log_when_synced(store.clone());
-            let catalog = Catalog::new(store, trust.clone()).with_revisions(revisions);
+            let catalog = Catalog::new(store, trust.clone())
+                .with_revisions(revisions)
+                .with_signatures(config.signatures);
             (Some(catalog), task, client)
         }
     };
@@ -252,6 +256,7 @@ async fn start_inner(
         trust,
         policy: Policy {
             require_signature: config.require_signature,
+            signatures: config.signatures,
         },
         metrics,
         leader_identity: controllers.as_ref().and_then(Controllers::elected_identity),

@@ -1,11 +1,12 @@
-//! Trusted public keys from a directory (`*.pem`, `*.pub`), reloaded when it changes.
-//! Each change of the key set bumps a generation, which invalidates cached verdicts.
+//! Trusted public keys from a directory (`*.pem`, `*.pub`) and their policy
+//! (`keys-policy.yaml`: validity windows, revocations), reloaded when it changes.
+//! Each change of either bumps a generation, which invalidates cached verdicts.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use appimage::signature::TrustedKey;
+use appimage::signature::{KeyPolicy, TrustedKey};
 use arc_swap::ArcSwap;
 
 use crate::metrics::Metrics;
@@ -17,9 +18,12 @@ pub struct TrustSnapshot {
     pub keys: Vec<TrustedKey>,
     /// Changes whenever `keys` change.
     pub generation: u64,
-    /// File name -> content, to tell a real change from a touch.
-    source: Vec<(String, String)>,
+    /// What was read, to tell a real change from a touch.
+    source: Source,
 }
+
+/// The key files (name, content) and the key policy's text.
+type Source = (Vec<(String, String)>, Option<String>);
 
 struct Inner {
     current: ArcSwap<TrustSnapshot>,
@@ -51,6 +55,8 @@ pub enum TrustError {
         #[source]
         source: std::io::Error,
     },
+    #[error("trusted keys directory {dir}: {message}")]
+    Policy { dir: PathBuf, message: String },
     #[error("watching trusted keys directory {dir}: {source}")]
     Watch {
         dir: PathBuf,
@@ -67,7 +73,7 @@ impl Trust {
                 current: ArcSwap::from_pointee(TrustSnapshot {
                     keys,
                     generation: 0,
-                    source: Vec::new(),
+                    source: Source::default(),
                 }),
                 next_generation: AtomicU64::new(1),
             }),
@@ -77,7 +83,10 @@ impl Trust {
 
     /// Load `dir` now and reload it on every change. Needs a tokio runtime.
     pub fn watch_dir(dir: &Path, metrics: Metrics) -> Result<Trust, TrustError> {
-        let snapshot = snapshot_of(read_dir(dir)?, 0);
+        let snapshot = snapshot_of(read_dir(dir)?, 0).map_err(|message| TrustError::Policy {
+            dir: dir.to_path_buf(),
+            message,
+        })?;
         metrics.trusted_keys_loaded(snapshot.keys.len(), false);
         tracing::info!(dir = %dir.display(), keys = snapshot.keys.len(), "loaded trusted keys");
         let inner = Arc::new(Inner {
@@ -112,7 +121,7 @@ impl Trust {
         self.inner.current.store(Arc::new(TrustSnapshot {
             keys,
             generation,
-            source: Vec::new(),
+            source: Source::default(),
         }));
     }
 }
@@ -132,14 +141,27 @@ fn reload(inner: &Inner, dir: &Path, metrics: &Metrics) {
         return;
     }
     let generation = inner.next_generation.fetch_add(1, Ordering::Relaxed);
-    let snapshot = snapshot_of(source, generation);
+    let snapshot = match snapshot_of(source, generation) {
+        Ok(s) => s,
+        // Never an open door: a broken policy (say, a half-written revocation) keeps the last.
+        Err(e) => {
+            let kept = inner.current.load().keys.len();
+            tracing::error!(dir = %dir.display(), "{e}; keeping the {kept} loaded key(s) and their policy");
+            return;
+        }
+    };
     metrics.trusted_keys_loaded(snapshot.keys.len(), true);
     tracing::info!(dir = %dir.display(), keys = snapshot.keys.len(), generation, "reloaded trusted keys");
     inner.current.store(Arc::new(snapshot));
 }
 
-fn snapshot_of(source: Vec<(String, String)>, generation: u64) -> TrustSnapshot {
-    let keys = source
+fn snapshot_of(source: Source, generation: u64) -> Result<TrustSnapshot, String> {
+    let policy = match &source.1 {
+        Some(text) => KeyPolicy::parse(text)?,
+        None => KeyPolicy::default(),
+    };
+    let mut keys: Vec<TrustedKey> = source
+        .0
         .iter()
         .filter_map(|(name, pem)| match TrustedKey::from_pem(name, pem) {
             Ok(k) => Some(k),
@@ -149,15 +171,16 @@ fn snapshot_of(source: Vec<(String, String)>, generation: u64) -> TrustSnapshot 
             }
         })
         .collect();
-    TrustSnapshot {
+    policy.apply(&mut keys);
+    Ok(TrustSnapshot {
         keys,
         generation,
         source,
-    }
+    })
 }
 
 /// The key files and their text, through the scan the plugin's `verify --keys-dir` shares.
-fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, TrustError> {
+fn read_dir(dir: &Path) -> Result<Source, TrustError> {
     let found = appimage::trusted_keys::read_key_files(dir).map_err(|source| TrustError::Dir {
         dir: dir.to_path_buf(),
         source,
@@ -165,7 +188,7 @@ fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, TrustError> {
     for (path, e) in &found.unreadable {
         tracing::error!("skipping trusted key {}: {e}", path.display());
     }
-    Ok(found.files)
+    Ok((found.files, found.policy))
 }
 
 #[cfg(test)]
@@ -214,9 +237,9 @@ mod tests {
         std::fs::create_dir(dir.join("sub.pem")).expect("mkdir");
 
         let source = read_dir(dir).expect("readable");
-        let names: Vec<&str> = source.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = source.0.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["a.pem", "b.pub", "bad.pem"]);
-        let snap = snapshot_of(source, 3);
+        let snap = snapshot_of(source, 3).expect("no policy");
         let keys: Vec<&str> = snap.keys.iter().map(|k| k.name.as_str()).collect();
         assert_eq!(keys, ["a.pem", "b.pub"]);
         assert!(read_dir(&dir.join("missing")).is_err());
@@ -241,5 +264,37 @@ mod tests {
         }
         assert_eq!(now.keys.len(), 1);
         assert_ne!(now.generation, before.generation);
+    }
+
+    #[tokio::test]
+    async fn a_revocation_applies_without_restart_and_a_broken_policy_keeps_the_last() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let work = tempfile::tempdir().expect("tmp");
+        std::fs::write(tmp.path().join("k.pem"), public_pem(work.path())).expect("write");
+        let trust = Trust::watch_dir(tmp.path(), Metrics::new()).expect("watch");
+        assert!(!trust.snapshot().keys[0].revoked);
+        let policy = tmp.path().join(appimage::signature::policy::FILE_NAME);
+        std::fs::write(&policy, "revoked: [k.pem]\n").expect("write");
+        let revoked = |t: &Trust| t.snapshot().keys.first().is_some_and(|k| k.revoked);
+        for _ in 0..100 {
+            if revoked(&trust) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(revoked(&trust), "the revocation was not reloaded");
+        let generation = trust.snapshot().generation;
+        std::fs::write(&policy, "revoked: [k.pem\n").expect("write");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            revoked(&trust),
+            "a broken policy must not lift the revocation"
+        );
+        assert_eq!(trust.snapshot().generation, generation);
+        // At start, a broken policy is an error, not an empty one.
+        assert!(matches!(
+            Trust::watch_dir(tmp.path(), Metrics::new()),
+            Err(TrustError::Policy { .. })
+        ));
     }
 }

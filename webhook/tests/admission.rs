@@ -10,7 +10,7 @@ use appimage::labels;
 use appimage::resource::AppImage;
 use appimage::signature::TrustedKey;
 use appimage_webhook::admission::Outcome;
-use appimage_webhook::admission::{self, Policy};
+use appimage_webhook::admission::{self, Policy, SignaturePolicy};
 use appimage_webhook::api::{self, AppState, Limits};
 use appimage_webhook::catalog::Catalog;
 use appimage_webhook::metrics::Metrics;
@@ -25,9 +25,11 @@ use tower::ServiceExt;
 
 const REQUIRED: Policy = Policy {
     require_signature: true,
+    signatures: SignaturePolicy::DEFAULT,
 };
 const LENIENT: Policy = Policy {
     require_signature: false,
+    signatures: SignaturePolicy::DEFAULT,
 };
 
 struct Fixture {

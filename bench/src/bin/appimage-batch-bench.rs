@@ -76,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
     let (hook, tls, signer) = start_webhook(&args.webhook, &work, &kubeconfig).await?;
     register(&client, "appimage-batch-bench", &hook, &tls).await?;
     let mut image = fixtures::seed(&root, IMAGE)?;
-    image.spec.image.sign = Some(signer.sign(&payload(&image.spec.image)));
+    image.spec.image.sign = Some(signer.sign(&payload(&image)));
     let params = PatchParams::apply(FIELD_MANAGER).force();
     Api::<AppImage>::all(client.clone())
         .patch(IMAGE, &params, &Patch::Apply(&image))

@@ -118,7 +118,7 @@ fn main() -> anyhow::Result<()> {
     ] {
         image.metadata.name = Some(name.into());
         image.metadata.resource_version = Some("1".into());
-        image.spec.image.sign = Some(signer.sign(&payload(&image.spec.image)));
+        image.spec.image.sign = Some(signer.sign(&payload(&image)));
         images.push(image);
     }
     let pem = std::fs::read_to_string(signer.pub_dir.join("sign.pub"))?;
@@ -129,6 +129,7 @@ fn main() -> anyhow::Result<()> {
     let catalog = Catalog::new(store(images), Trust::fixed(vec![key]));
     let policy = Policy {
         require_signature: true,
+        signatures: admission::SignaturePolicy::DEFAULT,
     };
     println!(
         "{:<8} {:>14} {:>14} {:>8}",

@@ -107,9 +107,9 @@ async fn main() -> anyhow::Result<()> {
     let (hook, tls, signer) = start_webhook(&args.webhook, &work, &kubeconfig).await?;
     register(&client, "appimage-rollout-bench", &hook, &tls).await?;
     let mut image = fixtures::seed(&root, IMAGE)?;
-    image.spec.image.sign = Some(signer.sign(&payload(&image.spec.image)));
+    image.spec.image.sign = Some(signer.sign(&payload(&image)));
     let mut update = load_update(&root)?;
-    update.spec.image.sign = Some(signer.sign(&payload(&update.spec.image)));
+    update.spec.image.sign = Some(signer.sign(&payload(&update)));
     let apply = PatchParams::apply(FIELD_MANAGER).force();
     let images = Api::<AppImage>::all(client.clone());
     images.patch(IMAGE, &apply, &Patch::Apply(&image)).await?;

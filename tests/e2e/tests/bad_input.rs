@@ -90,7 +90,7 @@ fn seed_image(name: &str) -> AppImage {
 
 fn signed(mut img: AppImage, key: &SigningKey) -> AppImage {
     img.spec.image.sign = None;
-    img.spec.image.sign = Some(key.sign(&payload(&img.spec.image)));
+    img.spec.image.sign = Some(key.sign(&payload(&img)));
     img
 }
 

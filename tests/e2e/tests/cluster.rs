@@ -101,7 +101,7 @@ impl Setup {
         let mut img: AppImage = manifest::appimages(example, &text).unwrap().remove(0);
         img.metadata.name = Some(image.clone());
         img.metadata.labels = Some([("appimage-e2e".to_string(), tag)].into());
-        img.spec.image.sign = Some(signer.sign(&payload(&img.spec.image)));
+        img.spec.image.sign = Some(signer.sign(&payload(&img)));
         let image_ref = img.image_ref();
         apply(c, &serde_json::to_value(&img).unwrap());
         Setup {

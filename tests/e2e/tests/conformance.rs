@@ -24,7 +24,7 @@ fn seed(name: &str, s: &Setup, edit: impl FnOnce(&mut AppImage)) -> AppImage {
     img.metadata.name = Some(name.into());
     img.metadata.labels = Some([("appimage-e2e".to_string(), s.tag.clone())].into());
     edit(&mut img);
-    img.spec.image.sign = Some(s.signer.sign(&payload(&img.spec.image)));
+    img.spec.image.sign = Some(s.signer.sign(&payload(&img)));
     img
 }
 

@@ -122,7 +122,7 @@ fn one_leader_runs_the_controllers_and_a_standby_takes_over() {
     let mut img = manifest::appimages("seed", &text).unwrap().remove(0);
     img.metadata.name = Some(name.clone());
     img.metadata.labels = Some([("appimage-e2e".to_string(), tag.clone())].into());
-    img.spec.image.sign = Some(signer.sign(&payload(&img.spec.image)));
+    img.spec.image.sign = Some(signer.sign(&payload(&img)));
     apply(c, &serde_json::to_value(&img).unwrap());
 
     // While both run: the leader makes the Services, and nobody logs a conflict.

@@ -140,7 +140,7 @@ fn loadgen_against_a_real_webhook_gets_patches() {
     let seed = std::fs::read_to_string(repo_root().join("examples/secretflow-image.yaml")).unwrap();
     let mut image = manifest::appimages("seed", &seed).unwrap().remove(0);
     image.metadata.name = Some(name.clone());
-    image.spec.image.sign = Some(signer.sign(&payload(&image.spec.image)));
+    image.spec.image.sign = Some(signer.sign(&payload(&image)));
     let file = c.dir().join(format!("{name}.json"));
     std::fs::write(&file, serde_json::to_vec(&image).unwrap()).unwrap();
     c.kubectl_ok(&["apply", "-f", &file.to_string_lossy()]);

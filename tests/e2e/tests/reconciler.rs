@@ -16,7 +16,7 @@ fn example(file: &str, name: &str, tag: &str, signer: &SigningKey) -> AppImage {
     let mut img = manifest::appimages(file, &text).unwrap().remove(0);
     img.metadata.name = Some(name.into());
     img.metadata.labels = Some([("appimage-e2e".to_string(), tag.to_string())].into());
-    img.spec.image.sign = Some(signer.sign(&payload(&img.spec.image)));
+    img.spec.image.sign = Some(signer.sign(&payload(&img)));
     img
 }
 

@@ -32,7 +32,7 @@ fn seed(name: &str, tag: &str) -> AppImage {
 }
 
 fn signed(mut img: AppImage, key: &SigningKey) -> AppImage {
-    img.spec.image.sign = Some(key.sign(&payload(&img.spec.image)));
+    img.spec.image.sign = Some(key.sign(&payload(&img)));
     img
 }
 

@@ -23,7 +23,7 @@ fn signed_seed(name: &str, tag: &str, signer: &SigningKey) -> AppImage {
     img.metadata.name = Some(name.into());
     img.metadata.labels = Some([("appimage-e2e".to_string(), tag.to_string())].into());
     img.spec.image.id = Some(DIGEST.into());
-    img.spec.image.sign = Some(signer.sign(&payload(&img.spec.image)));
+    img.spec.image.sign = Some(signer.sign(&payload(&img)));
     img
 }
 

@@ -70,7 +70,7 @@ fn signed_appimage_pods_are_injected_on_admission() {
     // A tampered AppImage stored before the validating webhook exists.
     let tampered_name = unique("tampered");
     let mut tampered = seed(&tampered_name, "none");
-    tampered.spec.image.sign = Some(signer.sign(&payload(&tampered.spec.image)));
+    tampered.spec.image.sign = Some(signer.sign(&payload(&tampered)));
     tampered.spec.image.tag = "evil".into();
     let out = apply_json(c, &serde_json::to_value(&tampered).unwrap());
     assert!(out.status.success(), "{:?}", text(&out));
@@ -80,7 +80,7 @@ fn signed_appimage_pods_are_injected_on_admission() {
     // The signed seed is accepted by the validating webhook.
     let name = unique("signed");
     let mut img = seed(&name, &tag);
-    img.spec.image.sign = Some(signer.sign(&payload(&img.spec.image)));
+    img.spec.image.sign = Some(signer.sign(&payload(&img)));
     let out = apply_json(c, &serde_json::to_value(&img).unwrap());
     assert!(out.status.success(), "{:?}\n{}", text(&out), hook.logs());
 

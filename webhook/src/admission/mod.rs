@@ -7,7 +7,8 @@ pub mod codec;
 use appimage::injection::{Request as Injection, inject_pod, pod_name};
 use appimage::labels;
 use appimage::resource::{self, AppImage};
-use appimage::signature::verify;
+use appimage::signature::{self, Requirement, SignatureError};
+use appimage::stage::Stage;
 use appimage::validation::validate as validate_image;
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::Operation;
@@ -24,6 +25,46 @@ pub const SKIPPED_NAMESPACE: &str = "kube-system";
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
     pub require_signature: bool,
+    pub signatures: SignaturePolicy,
+}
+
+/// Which signatures count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignaturePolicy {
+    /// Accept payload v1 (the image alone), with a warning on every Pod admitted on it.
+    pub accept_payload_v1: bool,
+    /// Distinct trusted keys an AppImage needs to be published.
+    pub publish_signatures: usize,
+}
+
+impl Default for SignaturePolicy {
+    fn default() -> SignaturePolicy {
+        SignaturePolicy::DEFAULT
+    }
+}
+
+impl SignaturePolicy {
+    /// Payload v2 only; one key to publish.
+    pub const DEFAULT: SignaturePolicy = SignaturePolicy {
+        accept_payload_v1: false,
+        publish_signatures: 1,
+    };
+
+    /// What a Pod (or a rollout) needs: one valid key.
+    pub fn to_run(&self) -> Requirement {
+        Requirement {
+            accept_v1: self.accept_payload_v1,
+            min_signers: 1,
+        }
+    }
+
+    /// What a published AppImage needs.
+    pub fn to_publish(&self) -> Requirement {
+        Requirement {
+            accept_v1: self.accept_payload_v1,
+            min_signers: self.publish_signatures,
+        }
+    }
 }
 
 /// The body is not an AdmissionReview we can answer: HTTP 400 with this text.
@@ -218,11 +259,14 @@ fn mutate_request(
         )
     })?;
     deprecation(catalog, image_name, &named, &prepared, answer);
-    if let Err(e) = &prepared.derived.signature {
-        let message = format!("AppImage {image_name:?} failed signature verification: {e}");
-        signature_failed(answer, policy, message)?;
-        tracing::warn!(uid = %request.uid, appimage = %image_name,
-            "admitting Pod {pod_ref} despite a failed signature check (--require-signature=false)");
+    match catalog.verdict(&prepared) {
+        Ok(accepted) => weaker_payload(answer, image_name, accepted.weaker),
+        Err(e) => {
+            let message = format!("AppImage {image_name:?} failed signature verification: {e}");
+            signature_failed(answer, policy, message)?;
+            tracing::warn!(uid = %request.uid, appimage = %image_name,
+                "admitting Pod {pod_ref} despite a failed signature check (--require-signature=false)");
+        }
     }
     let name = pod_name(&pod, &request.uid).ok_or("Pod has neither name nor generateName")?;
     answer.name = name;
@@ -280,6 +324,13 @@ fn opted_in<'p>(pod: &'p Pod, answer: &Answer) -> Result<Option<&'p str>, Denial
         .into());
     }
     Ok(Some(name.as_str()))
+}
+
+/// An AppImage admitted on a payload v1 signature (`--accept-payload-v1`): say so each time.
+fn weaker_payload(answer: &mut Answer, name: &str, weaker: Option<String>) {
+    if let Some(why) = weaker {
+        answer.warn(format!("AppImage {name:?}: {why}"));
+    }
 }
 
 /// A failed signature check: a denial, or with `--require-signature=false` a warning.
@@ -347,9 +398,10 @@ fn validate_request(
     if answer.name.is_empty() {
         answer.name = name.clone();
     }
-    if matches!(request.operation, Operation::Update) {
-        check_stage(request, &image)?;
-    }
+    let old = match request.operation {
+        Operation::Update => Some(check_stage(request, &image)?),
+        _ => None,
+    };
     let errors = validate_image(&image);
     if !errors.is_empty() {
         let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -359,15 +411,41 @@ fn validate_request(
     for warning in appimage::validation::warnings(&image) {
         answer.warn(format!("AppImage {name:?}: {warning}"));
     }
-    if let Err(e) = verify(&image.spec.image, &trust.keys) {
-        let message = format!("AppImage {name:?} failed signature verification: {e}");
-        signature_failed(answer, policy, message)?;
+    match verify_new(&image, old.as_ref(), trust, policy) {
+        Ok(accepted) => weaker_payload(answer, &name, accepted.weaker),
+        Err(e) => {
+            let message = format!("AppImage {name:?} failed signature verification: {e}");
+            signature_failed(answer, policy, message)?;
+        }
     }
     Ok(())
 }
 
-/// An UPDATE of a published AppImage may not change its spec (issue 19).
-fn check_stage(request: &Request<'_>, image: &AppImage) -> Result<(), Denial> {
+/// The signature of an AppImage being written: a published one needs the publish threshold; a
+/// mismatch names the spec fields changed since `old`, when `old` still verifies.
+fn verify_new(
+    image: &AppImage,
+    old: Option<&AppImage>,
+    trust: &TrustSnapshot,
+    policy: Policy,
+) -> Result<signature::Accepted, SignatureError> {
+    let published = matches!(Stage::of(image), Ok(Stage::Published));
+    let requirement = if published {
+        policy.signatures.to_publish()
+    } else {
+        policy.signatures.to_run()
+    };
+    let now = jiff::Timestamp::now();
+    signature::verify(image, &trust.keys, &requirement, now).map_err(|e| {
+        let Some(old) = old.filter(|o| signature::signers(o, &trust.keys).is_ok()) else {
+            return e;
+        };
+        e.with_changes(&signature::changed_paths(&old.spec, &image.spec))
+    })
+}
+
+/// An UPDATE of a published AppImage may not change its spec (issue 19); the old AppImage.
+fn check_stage(request: &Request<'_>, image: &AppImage) -> Result<AppImage, Denial> {
     let Some(old) = request.old_object else {
         return Err(
             "the AdmissionReview UPDATE request has no oldObject (the AppImage before)".into(),
@@ -375,5 +453,6 @@ fn check_stage(request: &Request<'_>, image: &AppImage) -> Result<(), Denial> {
     };
     let old: AppImage =
         codec::decode_object(old).map_err(|e| format!("cannot decode the old AppImage: {e}"))?;
-    appimage::stage::check_update(&old, image).map_err(Denial::from)
+    appimage::stage::check_update(&old, image).map_err(Denial::from)?;
+    Ok(old)
 }

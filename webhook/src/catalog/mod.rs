@@ -13,12 +13,13 @@ use std::time::Duration;
 use appimage::injection::{Templates, parse_templates};
 use appimage::resource::AppImage;
 use appimage::revision::Named;
-use appimage::signature::{SignatureError, verify};
+use appimage::signature::{self, Accepted, SignatureError, Signer, signers};
 
 pub use interner::{Compactor, Interner};
 pub use revisions::{RevisionWriter, Revisions};
 pub use store::{AppImages, Stored, Writer};
 
+use crate::admission::SignaturePolicy;
 use crate::trust::Trust;
 
 /// Derived from one stored AppImage under one set of trusted keys.
@@ -28,8 +29,9 @@ pub struct Derived {
     generation: u64,
     /// Parsed config templates, or the parse error's text.
     pub templates: Result<Arc<Templates>, String>,
-    /// The name of the key that verified the signature, or why none did.
-    pub signature: Result<String, SignatureError>,
+    /// The trusted keys whose signatures verify (before windows, revocation and thresholds,
+    /// which admission applies per request), or why none does.
+    pub signature: Result<Vec<Signer>, SignatureError>,
 }
 
 #[cfg(test)]
@@ -38,7 +40,7 @@ impl Derived {
         Derived {
             generation: 0,
             templates: Err(String::new()),
-            signature: Ok(String::new()),
+            signature: Ok(Vec::new()),
         }
     }
 }
@@ -65,6 +67,8 @@ pub struct Catalog {
     parses: Arc<Mutex<SharedParses>>,
     /// Revisions of AppImages (empty unless a watch fills them).
     revisions: Revisions,
+    /// Which signatures count.
+    signatures: SignaturePolicy,
 }
 
 /// Parsed templates by a hash of their source; a hit is used only when the parse is equal.
@@ -90,7 +94,34 @@ impl Catalog {
             trust,
             parses: Arc::default(),
             revisions: Revisions::default(),
+            signatures: SignaturePolicy::default(),
         }
+    }
+
+    /// The catalog under this signature policy (default: payload v2, one key).
+    pub fn with_signatures(mut self, signatures: SignaturePolicy) -> Catalog {
+        self.signatures = signatures;
+        self
+    }
+
+    pub fn signatures(&self) -> SignaturePolicy {
+        self.signatures
+    }
+
+    /// Whether `prepared` may run now: its cached signers under the current keys' windows and
+    /// revocations (checked per call, as windows pass with time).
+    pub fn verdict(&self, prepared: &Prepared) -> Result<Accepted, SignatureError> {
+        let signers = prepared.derived.signature.as_ref().map_err(Clone::clone)?;
+        let trust = self.trust.snapshot();
+        let requirement = self.signatures.to_run();
+        signature::accept(signers, &trust.keys, &requirement, jiff::Timestamp::now())
+    }
+
+    /// Whether `image` (read elsewhere than the store) may run now, verified afresh.
+    pub fn verify(&self, image: &AppImage) -> Result<Accepted, SignatureError> {
+        let trust = self.trust.snapshot();
+        let requirement = self.signatures.to_run();
+        signature::verify(image, &trust.keys, &requirement, jiff::Timestamp::now())
     }
 
     /// The catalog with the revisions a watch fills.
@@ -182,12 +213,14 @@ impl Catalog {
         let derived = match cached {
             Some(d) if d.generation == trust.generation => d,
             previous => {
-                // A new key set needs a new verdict, not a new parse.
+                // A new key set needs a new verdict, not a new parse. Payload v2 covers the
+                // whole spec, config templates included.
+                let whole = entry.appimage();
                 let templates = match previous {
                     Some(d) => d.templates.clone(),
-                    None => self.parse(&entry.appimage()),
+                    None => self.parse(&whole),
                 };
-                let signature = verify(&image.spec.image, &trust.keys).map(str::to_string);
+                let signature = signers(&whole, &trust.keys);
                 let derived = Arc::new(Derived {
                     generation: trust.generation,
                     templates,

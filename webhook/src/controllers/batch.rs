@@ -237,10 +237,11 @@ async fn appimage_of(
         }
         return Ok((Some(app_image_fact(bd, None, None)), None));
     };
+    let verdict = ctx.base.catalog.verdict(&prepared);
     let mut image = prepared.image;
     image.metadata.labels = meta.metadata.labels.clone();
     image.metadata.annotations = meta.metadata.annotations.clone();
-    let problem = match (&prepared.derived.signature, Stage::of(&image)) {
+    let problem = match (verdict, Stage::of(&image)) {
         (Err(e), _) => Some(("SignatureNotVerified".to_string(), e.to_string())),
         (_, Err(e)) => Some(("InvalidStage".to_string(), e.to_string())),
         (_, Ok(Stage::Deprecated)) => Some(("AppImageDeprecated".to_string(), deprecated(&image))),

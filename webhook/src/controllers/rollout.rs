@@ -21,7 +21,6 @@ use appimage::revision::{
     AppImageRevision, Known, LATEST, Named, Policy, REVISION, REVISION_HASH, Step, named, policy,
     resolve, revision_name, step,
 };
-use appimage::signature::verify;
 use appimage::workload::UPDATE_POLICY;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
@@ -115,9 +114,8 @@ pub async fn roll(
     // Why a rollout may not start: the new revision's signature. Verified here against the
     // trusted keys rather than read from the catalog, whose watches may not have seen this
     // spec yet (its verdict would then be the previous spec's).
-    let keys = ctx.catalog.trust().snapshot();
-    let blocked = verify(&current.image.spec.image, &keys.keys).err().map(|e| format!(
-        "revision {} of AppImage {name:?} failed signature verification ({e}): not rolled out; a tampered update (tag or digest changed, signature kept) is never rolled out — re-sign it (kubectl appimage sign) or roll the AppImage back",
+    let blocked = ctx.catalog.verify(&current.image).err().map(|e| format!(
+        "revision {} of AppImage {name:?} failed signature verification ({e}): not rolled out; a tampered update (any spec field changed, signature kept) or a revoked or expired key is never rolled out — re-sign it (kubectl appimage sign) or roll the AppImage back",
         current.number
     ));
     // Several workloads at once, and their Events after every write: the writes are what a

@@ -108,7 +108,7 @@ impl Bench {
         let tls = Tls::new(&paths.work.join("tls"), "appimage-bench");
         let signer = SigningKey::new(&paths.work.join("keys"));
         let seed = fixtures::seed(&paths.root, SEED)?;
-        let seed_sign = signer.sign(&payload(&seed.spec.image));
+        let seed_sign = signer.sign(&payload(&seed));
         results.args = Some(args.clone());
         Ok(Bench {
             args,
@@ -156,7 +156,7 @@ impl Bench {
     pub(crate) async fn create_fixtures(&self) -> anyhow::Result<()> {
         let seed = self.signed(fixtures::seed(&self.paths.root, SEED)?);
         let mut large = fixtures::large(LARGE);
-        large.spec.image.sign = Some(self.signer.sign(&payload(&large.spec.image)));
+        large.spec.image.sign = Some(self.signer.sign(&payload(&large)));
         self.create_appimages(vec![seed, large], 2).await?;
         Ok(())
     }
