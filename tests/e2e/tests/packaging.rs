@@ -303,6 +303,10 @@ fn helm_template_default_values() {
             "Secret",
             "Service",
             "ServiceAccount",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+            "ValidatingAdmissionPolicyBinding",
             "ValidatingWebhookConfiguration",
         ]
     );
@@ -316,7 +320,9 @@ fn helm_template_default_values() {
                 .starts_with(fullname),
             "{kind}"
         );
-        let cluster_scoped = kind.starts_with("Cluster") || kind.ends_with("WebhookConfiguration");
+        let cluster_scoped = kind.starts_with("Cluster")
+            || kind.ends_with("WebhookConfiguration")
+            || kind.starts_with("ValidatingAdmissionPolicy");
         if !cluster_scoped {
             assert_eq!(doc["metadata"]["namespace"], ns, "{kind} namespace");
         }
@@ -700,6 +706,47 @@ fn helm_template_value_overrides() {
     assert_eq!(keys["secret"]["secretName"], "corp-keys");
 }
 
+/// The policies the e2e tests install (rendered without helm by `appimage_e2e::policies`) are
+/// the chart's, as helm renders them, but for the labels.
+#[test]
+fn the_e2e_policies_are_the_charts() {
+    let (release, ns) = ("rel", "appimage-system");
+    let helm = docs(&render(
+        release,
+        ns,
+        &[
+            "--show-only",
+            appimage_e2e::policies::TEMPLATE.trim_start_matches("charts/appimage-webhook/"),
+        ],
+    ));
+    let template =
+        std::fs::read_to_string(repo_root().join(appimage_e2e::policies::TEMPLATE)).unwrap();
+    let fullname = "rel-appimage-webhook";
+    let ours = docs(&appimage_e2e::policies::render(
+        &template, fullname, ns, fullname,
+    ));
+    let unlabelled = |d: &[Value]| -> Vec<Value> {
+        d.iter()
+            .cloned()
+            .map(|mut v| {
+                v["metadata"].as_object_mut().unwrap().remove("labels");
+                v
+            })
+            .collect()
+    };
+    assert_eq!(unlabelled(&helm), unlabelled(&ours));
+    let revisions = named(
+        &helm,
+        "ValidatingAdmissionPolicy",
+        &format!("{fullname}-revisions"),
+    )
+    .unwrap();
+    assert_eq!(
+        revisions["spec"]["variables"][0]["expression"],
+        format!("'system:serviceaccount:{ns}:{fullname}'")
+    );
+}
+
 #[test]
 fn helm_template_with_cert_manager() {
     let (release, ns) = ("cm", "webhooks");
@@ -722,6 +769,10 @@ fn helm_template_with_cert_manager() {
             "Secret", // the trusted keys only: cert-manager writes the TLS Secret
             "Service",
             "ServiceAccount",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+            "ValidatingAdmissionPolicyBinding",
             "ValidatingWebhookConfiguration",
         ]
     );
