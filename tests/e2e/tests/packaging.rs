@@ -301,6 +301,7 @@ fn helm_template_default_values() {
             "RoleBinding",
             "Secret",
             "Secret",
+            "Secret",
             "Service",
             "ServiceAccount",
             "ValidatingAdmissionPolicy",
@@ -387,6 +388,8 @@ fn helm_template_default_values() {
         "--tls-cert-file=/etc/appimage-webhook/tls/tls.crt",
         "--tls-key-file=/etc/appimage-webhook/tls/tls.key",
         "--trusted-keys-dir=/etc/appimage-webhook/trusted-keys",
+        "--seal-key-file=/etc/appimage-webhook/seal-key/seal.key",
+        "--pod-overrides=env",
         "--log-format=json",
     ] {
         assert!(
@@ -415,10 +418,15 @@ fn helm_template_default_values() {
         secret_of("trusted-keys"),
         format!("{fullname}-trusted-keys")
     );
+    assert_eq!(secret_of("seal-key"), format!("{fullname}-seal-key"));
+    // A random key of 48 characters, made by the chart.
+    let seal = named(&d, "Secret", &format!("{fullname}-seal-key")).expect("seal key Secret");
+    assert_eq!(b64(&seal["data"]["seal.key"]).len(), 48);
     let mounts = ctr["volumeMounts"].as_array().unwrap();
     for (vol, path) in [
         ("tls", "/etc/appimage-webhook/tls"),
         ("trusted-keys", "/etc/appimage-webhook/trusted-keys"),
+        ("seal-key", "/etc/appimage-webhook/seal-key"),
     ] {
         let m = mounts.iter().find(|m| m["name"] == vol).unwrap();
         assert_eq!(m["mountPath"], path);
@@ -606,7 +614,22 @@ fn helm_template_default_values() {
     );
     let validating = one(&d, "ValidatingWebhookConfiguration");
     let v = &validating["webhooks"][0];
-    assert_eq!(validating["webhooks"].as_array().unwrap().len(), 1);
+    assert_eq!(validating["webhooks"].as_array().unwrap().len(), 2);
+    // Pods stay as admitted: UPDATE and ephemeral containers of labelled Pods.
+    let p = &validating["webhooks"][1];
+    assert_eq!(p["objectSelector"], m["objectSelector"]);
+    assert_eq!(p["namespaceSelector"], m["namespaceSelector"]);
+    assert_eq!(p["failurePolicy"], "Fail");
+    assert_eq!(
+        p["rules"],
+        json!([{"operations": ["UPDATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                "resources": ["pods", "pods/ephemeralcontainers"], "scope": "Namespaced"}])
+    );
+    assert_eq!(
+        p["clientConfig"]["service"],
+        json!({"name": fullname, "namespace": ns, "path": "/validate-pods", "port": 443})
+    );
+    assert_eq!(p["clientConfig"]["caBundle"], v["clientConfig"]["caBundle"]);
     assert_eq!(v["failurePolicy"], "Fail");
     assert_eq!(v["timeoutSeconds"], 5);
     assert_eq!(v["sideEffects"], "None");
@@ -766,7 +789,8 @@ fn helm_template_with_cert_manager() {
             "PodDisruptionBudget",
             "Role",
             "RoleBinding",
-            "Secret", // the trusted keys only: cert-manager writes the TLS Secret
+            "Secret", // the seal key and the trusted keys: cert-manager writes the TLS Secret
+            "Secret",
             "Service",
             "ServiceAccount",
             "ValidatingAdmissionPolicy",
