@@ -43,6 +43,22 @@ webhooks:
   namespaceSelector:
     matchExpressions: [{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system]}]
   rules: [{operations: ["CREATE"], apiGroups: [""], apiVersions: ["v1"], resources: ["pods"]}]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: appimage-webhook}
+webhooks:
+- name: pods.validate.appimage.kuscia.secretflow
+  admissionReviewVersions: ["v1"]
+  sideEffects: None
+  failurePolicy: Fail
+  timeoutSeconds: 5
+  clientConfig: {url: "https://127.0.0.1:$port/validate-pods", caBundle: $ca}
+  objectSelector:
+    matchExpressions: [{key: kuscia.secretflow/app-image, operator: Exists}]
+  namespaceSelector:
+    matchExpressions: [{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system]}]
+  rules: [{operations: ["UPDATE"], apiGroups: [""], apiVersions: ["v1"], resources: ["pods", "pods/ephemeralcontainers"]}]
 YAML
 run kubectl apply -f "$dir/webhook.yaml"
 

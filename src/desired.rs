@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::admitted::{self, SealKey};
 use crate::injection::Status;
 use crate::resource::AppImage;
 use crate::{labels, network_policy, selection, service, workload};
@@ -48,6 +49,15 @@ pub fn desired(pod: &Pod, image: Option<&AppImage>) -> Desired {
         services,
         network_policies,
     }
+}
+
+/// [`desired`] for a Pod the webhook sealed with `key` (see [`crate::admitted`]); any other
+/// Pod, whatever its status annotation says, should have nothing. The controllers use this.
+pub fn desired_admitted(pod: &Pod, image: Option<&AppImage>, key: &SealKey) -> Desired {
+    if !admitted::is_sealed(key, pod) {
+        return Desired::default();
+    }
+    desired(pod, image)
 }
 
 /// Who holds the name of an object a Pod wants, and so whether the controller may write it.
@@ -185,6 +195,21 @@ mod tests {
         // The label alone, on a bare Pod, or a controller without the label: per-Pod Services.
         assert_eq!(desired(&injected_seed(Some("w"), false), None), bare);
         assert_eq!(desired(&injected_seed(None, true), None), bare);
+    }
+
+    #[test]
+    fn only_a_sealed_pod_wants_anything() {
+        let key = SealKey::new(&[3; 32]).unwrap();
+        let mut pod = injected_seed(None, false);
+        let labels = pod.metadata.labels.get_or_insert_with(Default::default);
+        labels.insert(labels::APP_IMAGE.into(), "secretflow-image".into());
+        // A status the webhook did not seal (copied, edited, or written by hand) builds nothing.
+        assert_eq!(desired_admitted(&pod, None, &key), Desired::default());
+        admitted::seal(&key, "alice", &mut pod);
+        assert_eq!(desired_admitted(&pod, None, &key), desired(&pod, None));
+        assert!(!desired_admitted(&pod, None, &key).services.is_empty());
+        let other = SealKey::new(&[4; 32]).unwrap();
+        assert_eq!(desired_admitted(&pod, None, &other), Desired::default());
     }
 
     #[test]

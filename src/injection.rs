@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::labels;
 use crate::naming;
 use crate::network_policy;
+use crate::overrides::{self, PodOverrides};
 use crate::ports::{self, AllocatedPort, PortError};
 use crate::render::{MissingKey, RenderError, Template, Values};
 use crate::resource::{AppImage, Container, DeployTemplate};
@@ -39,6 +40,9 @@ pub struct Request {
     /// Extra render values; they win over every built-in variable.
     pub values: BTreeMap<String, String>,
     pub missing: MissingKey,
+    /// What the Pod may override of the template: the caller's setting (webhook or `render`
+    /// flag), never the Pod's; the AppImage's annotation can tighten it.
+    pub pod_overrides: PodOverrides,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +87,17 @@ pub enum InjectionError {
     NetworkPolicy { image: String, message: String },
     #[error("{what}: {message}")]
     Option { what: String, message: String },
+    /// The Pod overrides what the pod-overrides policy keeps from it.
+    #[error(
+        "AppImage {image:?}: {path}: {what}, which the pod-overrides policy {policy:?} refuses (it allows {allows}); remove it from the Pod, or put it into the AppImage's deploy template in a new revision and roll it out (kubectl appimage rollout)"
+    )]
+    Override {
+        image: String,
+        path: String,
+        what: String,
+        policy: &'static str,
+        allows: &'static str,
+    },
 }
 
 /// Everything one injection produces.
@@ -210,6 +225,7 @@ impl Request {
             serving_id: get(labels::OPT_SERVING_ID).unwrap_or_default(),
             values,
             missing,
+            pod_overrides: PodOverrides::default(),
         })
     }
 }
@@ -340,6 +356,7 @@ pub fn inject_pod(
 
     let mut out = pod;
     let image_ref = image.image_ref();
+    check_overrides(image, index, &out, &image_ref, &ports, req.pod_overrides)?;
     let (containers, port_env) = build_containers(template, templates, &out, &image_ref, &ports);
     let values = values(req, &ports, &cluster_define, &containers, &port_env);
     let config_files = render_configs(image, templates, template, req, &values)?;
@@ -369,7 +386,10 @@ pub fn inject_pod(
     meta.name = Some(req.pod_name.clone());
     let labels = meta.labels.get_or_insert_with(Default::default);
     labels.insert(labels::POD_IDENTITY.into(), identity);
-    if !req.role.is_empty() {
+    // A role label the Pod set itself would make it a NetworkPolicy peer of that role.
+    if req.role.is_empty() {
+        labels.remove(labels::POD_ROLE);
+    } else {
         labels.insert(labels::POD_ROLE.into(), req.role.clone());
     }
     let annotations = meta.annotations.get_or_insert_with(Default::default);
@@ -633,6 +653,72 @@ pub fn mount_path(container: &Container, path: &str) -> String {
     let base = container.working_dir.as_deref().unwrap_or("/");
     let rel = path.trim_start_matches("./");
     format!("{}/{}", base.trim_end_matches('/'), rel)
+}
+
+/// The first thing `pod` overrides of deploy template `index` that `policy` (tightened by the
+/// AppImage's annotation) refuses, with its field path. Each template container is merged with
+/// the Pod's and alone, and the two compared (see [`crate::overrides`]); extra and init
+/// containers are overrides of their own.
+fn check_overrides(
+    image: &AppImage,
+    index: usize,
+    pod: &Pod,
+    image_ref: &str,
+    ports: &[AllocatedPort],
+    policy: PodOverrides,
+) -> Result<(), InjectionError> {
+    let policy = policy
+        .for_image(image)
+        .map_err(|message| InjectionError::Option {
+            what: "pod overrides".into(),
+            message,
+        })?;
+    if policy == PodOverrides::All {
+        return Ok(());
+    }
+    let template = &image.spec.deploy_templates[index];
+    let refused = |path: String, what: String| InjectionError::Override {
+        image: image.name().into(),
+        path,
+        what,
+        policy: policy.as_str(),
+        allows: policy.allows(),
+    };
+    let spec = pod.spec.as_ref();
+    if let Some(c) = spec.and_then(|s| s.init_containers.as_ref()?.first()) {
+        let what = format!("init container {:?} is not in the deploy template", c.name);
+        return Err(refused("spec.initContainers[0]".into(), what));
+    }
+    let port_env: Vec<EnvVar> = ports
+        .iter()
+        .map(|p| EnvVar {
+            name: ports::env_name(&p.name),
+            value: Some(p.port.to_string()),
+            value_from: None,
+        })
+        .collect();
+    for (j, c) in spec.map_or(&[][..], |s| &s.containers).iter().enumerate() {
+        let Some((i, tc)) =
+            (template.spec.containers.iter().enumerate()).find(|(_, t)| t.name == c.name)
+        else {
+            let what = format!(
+                "container {:?} is not in deploy template {:?}",
+                c.name, template.name
+            );
+            return Err(refused(format!("spec.containers[{j}]"), what));
+        };
+        let own: Vec<&AllocatedPort> = ports.iter().filter(|p| p.container == i).collect();
+        // Both with the port variables, which a reinvoked Pod already carries.
+        let mut alone = merge_container(tc, None, image_ref, &own);
+        add_port_env(&mut alone, tc.env.len(), &port_env);
+        let mut merged = merge_container(tc, Some(c), image_ref, &own);
+        add_port_env(&mut merged, tc.env.len(), &port_env);
+        if let Some(field) = overrides::overridden(policy, &alone, &merged, pod) {
+            let what = format!("container {:?} overrides the template's {field}", c.name);
+            return Err(refused(format!("spec.containers[{j}].{field}"), what));
+        }
+    }
+    Ok(())
 }
 
 /// The port variables every container gets, and where each container's env holds them.

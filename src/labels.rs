@@ -28,6 +28,11 @@ pub const OPT_VALUES: &str = "appimage.kuscia.secretflow/values";
 pub const OPT_STRICT: &str = "appimage.kuscia.secretflow/strict";
 /// What was injected (written by us; never trusted to skip anything).
 pub const STATUS: &str = "appimage.kuscia.secretflow/status";
+/// The webhook's seal over the status: an HMAC only the webhook's key makes (see `admitted`).
+pub const ADMITTED: &str = "appimage.kuscia.secretflow/admitted";
+/// On an AppImage: `all`, `env` or `none`, what its Pods may override; it only tightens the
+/// webhook's setting (see `overrides`).
+pub const POD_OVERRIDES: &str = "appimage.kuscia.secretflow/pod-overrides";
 
 /// Rendered config files live in annotations with this prefix and the file name.
 pub const CONFIG_PREFIX: &str = "config.appimage.kuscia.secretflow/";

@@ -2,6 +2,7 @@
 //! Pod / Service / NetworkPolicy builders. No network IO lives here, so every rule can be
 //! tested without a cluster; the plugin and the webhook are thin shells around it.
 
+pub mod admitted;
 pub mod batch;
 pub mod desired;
 pub mod duration;
@@ -11,7 +12,9 @@ pub mod labels;
 pub mod manifest;
 pub mod naming;
 pub mod network_policy;
+pub mod overrides;
 pub mod patch;
+pub mod pod_integrity;
 pub mod ports;
 pub mod render;
 pub mod resource;

@@ -109,6 +109,16 @@ pub fn next_number(recorded: &[i64]) -> i64 {
     recorded.iter().copied().max().unwrap_or(0) + 1
 }
 
+/// The number a new spec gets: [`next_number`], moved past every name another object holds,
+/// so a squatted `<appimage>-N` is skipped rather than fought over forever (issue 24).
+pub fn next_free(recorded: &[i64], taken: impl Fn(i64) -> bool) -> i64 {
+    let mut number = next_number(recorded);
+    while taken(number) {
+        number += 1;
+    }
+    number
+}
+
 /// The history limit an AppImage's annotations ask for; a bad value is an error that says how
 /// to fix it (and the caller keeps everything meanwhile).
 pub fn history_limit(annotations: Option<&BTreeMap<String, String>>) -> Result<usize, String> {
@@ -143,6 +153,12 @@ pub enum Named {
     /// No revision annotation: the AppImage's current spec.
     Current,
     Number(i64),
+    /// Both a number and a hash (what a rollout writes): the number's revision must have that
+    /// hash, so a number reused for another spec never changes what the Pod runs (issue 24).
+    Pinned {
+        number: i64,
+        hash: String,
+    },
     Hash(String),
 }
 
@@ -152,8 +168,16 @@ pub fn named(annotations: Option<&BTreeMap<String, String>>) -> Result<Named, St
         return Ok(Named::Current);
     };
     if let Some(v) = a.get(REVISION) {
-        return match v.trim().parse::<i64>() {
-            Ok(n) if n > 0 => Ok(Named::Number(n)),
+        let hash = a
+            .get(REVISION_HASH)
+            .map(|h| h.trim())
+            .filter(|h| !h.is_empty());
+        return match (v.trim().parse::<i64>(), hash) {
+            (Ok(n), Some(h)) if n > 0 => Ok(Named::Pinned {
+                number: n,
+                hash: h.to_string(),
+            }),
+            (Ok(n), None) if n > 0 => Ok(Named::Number(n)),
             _ => Err(format!(
                 "annotation {REVISION}={v:?} is not a revision number: set it to one that kubectl appimage history lists, or remove it to run the current spec"
             )),
@@ -161,6 +185,87 @@ pub fn named(annotations: Option<&BTreeMap<String, String>>) -> Result<Named, St
     }
     Ok(a.get(REVISION_HASH)
         .map_or(Named::Current, |h| Named::Hash(h.clone())))
+}
+
+/// The API group and kind a revision's owner reference names.
+const OWNER_GROUP: &str = "kuscia.secretflow";
+const OWNER_KIND: &str = "AppImage";
+
+/// The UID of the AppImage that owns `rev`: its controller owner reference of kind AppImage
+/// named `spec.appImage` (the one the revisions controller writes).
+pub fn owner_uid(rev: &AppImageRevision) -> Option<&str> {
+    rev.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| {
+            o.controller == Some(true)
+                && o.kind == OWNER_KIND
+                && o.api_version.split('/').next() == Some(OWNER_GROUP)
+                && o.name == rev.spec.app_image
+        })
+        .map(|o| o.uid.as_str())
+}
+
+/// What a revision says about itself (issue 24): its name is `<appimage>-<number>`, its hash
+/// is its template's, and it names an owning AppImage. A revision failing this was not written
+/// by the controllers, so nothing reads it.
+pub fn check_intrinsic(rev: &AppImageRevision) -> Result<(), String> {
+    let name = rev.metadata.name.as_deref().unwrap_or_default();
+    let spec = &rev.spec;
+    let forged = |why: String| {
+        Err(format!(
+            "AppImageRevision {name:?} is ignored: {why}; the controllers did not write it (only they may), so delete it: kubectl delete {RESOURCE} {name}"
+        ))
+    };
+    let expected = revision_name(&spec.app_image, spec.revision);
+    if spec.revision < 1 || name != expected {
+        return forged(format!(
+            "revision {} of AppImage {:?} must be named {expected:?}",
+            spec.revision, spec.app_image
+        ));
+    }
+    let actual = crate::workload::revision_hash(&spec.template);
+    if actual != spec.hash {
+        return forged(format!(
+            "its hash {:?} is not its template's ({actual:?})",
+            spec.hash
+        ));
+    }
+    if owner_uid(rev).is_none() {
+        return forged(format!(
+            "it has no controller owner reference to AppImage {:?}",
+            spec.app_image
+        ));
+    }
+    Ok(())
+}
+
+/// [`check_intrinsic`], and the owner is the AppImage of UID `appimage_uid` (not an earlier
+/// AppImage of the same name, whose revisions the garbage collector is yet to remove).
+pub fn check(rev: &AppImageRevision, appimage_uid: &str) -> Result<(), String> {
+    check_intrinsic(rev)?;
+    let owner = owner_uid(rev).unwrap_or_default();
+    if owner != appimage_uid {
+        let name = rev.metadata.name.as_deref().unwrap_or_default();
+        return Err(format!(
+            "AppImageRevision {name:?} is ignored: it belongs to an AppImage {:?} of UID {owner}, not to the current one (UID {appimage_uid}); the garbage collector removes it, or delete it: kubectl delete {RESOURCE} {name}",
+            rev.spec.app_image
+        ));
+    }
+    Ok(())
+}
+
+/// A Pod pinned to revision `number` with `hash` gets that spec or nothing: when the number now
+/// has another hash (the AppImage was deleted and re-created, so numbers started again), the
+/// error says so.
+pub fn check_pin(appimage: &str, number: i64, hash: &str, recorded: &str) -> Result<(), String> {
+    if hash == recorded {
+        return Ok(());
+    }
+    Err(format!(
+        "the Pod pins revision {number} of AppImage {appimage:?} with hash {hash}, but revision {number} now has hash {recorded} (the AppImage was re-created, or the revision replaced), so the spec the Pod was made for is gone: roll the workload to a revision that kubectl appimage history {appimage} lists, or remove the annotations {REVISION} and {REVISION_HASH} to run the current spec"
+    ))
 }
 
 /// A revision as the rollout rules see it.
@@ -176,6 +281,10 @@ pub fn resolve(named: &Named, recorded: &[Known]) -> Option<i64> {
     match named {
         Named::Current => None,
         Named::Number(n) => recorded.iter().any(|k| k.number == *n).then_some(*n),
+        Named::Pinned { number, hash } => recorded
+            .iter()
+            .any(|k| k.number == *number && &k.hash == hash)
+            .then_some(*number),
         Named::Hash(h) => recorded.iter().find(|k| &k.hash == h).map(|k| k.number),
     }
 }
@@ -290,8 +399,13 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>()
         };
+        // Both: the number's revision must have the hash (1 is "aa", 2 is not).
         let both = ann(&[(REVISION, "2"), (REVISION_HASH, "aa")]);
-        assert_eq!(named(Some(&both)), Ok(Named::Number(2)));
+        let pinned = named(Some(&both)).unwrap();
+        assert_eq!(resolve(&pinned, &known), None);
+        let both = ann(&[(REVISION, "2"), (REVISION_HASH, "bb")]);
+        assert_eq!(resolve(&named(Some(&both)).unwrap(), &known), Some(2));
+        assert_eq!(named(Some(&ann(&[(REVISION, "2")]))), Ok(Named::Number(2)));
         assert_eq!(resolve(&Named::Number(2), &known), Some(2));
         let hash = named(Some(&ann(&[(REVISION_HASH, "aa")]))).unwrap();
         assert_eq!(resolve(&hash, &known), Some(1));
@@ -339,5 +453,109 @@ mod tests {
                 .unwrap_err()
                 .contains("Auto or Manual")
         );
+    }
+
+    fn recorded(app: &str, number: i64, owner: &str) -> AppImageRevision {
+        let template: AppImageSpec = serde_json::from_value(serde_json::json!({
+            "image": {"name": "x", "tag": "1"}, "deployTemplates": []
+        }))
+        .unwrap();
+        let mut rev = AppImageRevision::new(
+            &revision_name(app, number),
+            AppImageRevisionSpec {
+                app_image: app.into(),
+                revision: number,
+                hash: crate::workload::revision_hash(&template),
+                change_cause: None,
+                task_id: None,
+                template,
+            },
+        );
+        rev.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "kuscia.secretflow/v1alpha1".into(),
+                kind: "AppImage".into(),
+                name: app.into(),
+                uid: owner.into(),
+                controller: Some(true),
+                block_owner_deletion: None,
+            },
+        ]);
+        rev
+    }
+
+    #[test]
+    fn a_revision_is_trusted_only_as_the_controllers_write_it() {
+        let good = recorded("a", 3, "u1");
+        assert_eq!(check(&good, "u1"), Ok(()));
+        let err = check(&good, "u2").unwrap_err();
+        assert!(
+            err.contains("not to the current one") && err.contains("u1"),
+            "{err}"
+        );
+
+        let mut hash = good.clone();
+        hash.spec.template.image.tag = "evil".into();
+        let err = check_intrinsic(&hash).unwrap_err();
+        assert!(
+            err.contains("is not its template's") && err.contains("kubectl delete"),
+            "{err}"
+        );
+
+        let mut squat = good.clone();
+        squat.spec.revision = 1;
+        let err = check_intrinsic(&squat).unwrap_err();
+        assert!(err.contains("must be named \"a-1\""), "{err}");
+
+        let mut orphan = good.clone();
+        orphan.metadata.owner_references = None;
+        assert!(
+            check_intrinsic(&orphan)
+                .unwrap_err()
+                .contains("no controller owner")
+        );
+        let mut other = good.clone();
+        other.metadata.owner_references.as_mut().unwrap()[0].name = "b".into();
+        assert!(check_intrinsic(&other).is_err());
+        let mut not_controller = good;
+        not_controller.metadata.owner_references.as_mut().unwrap()[0].controller = None;
+        assert!(check_intrinsic(&not_controller).is_err());
+    }
+
+    #[test]
+    fn a_number_and_a_hash_must_agree() {
+        let ann = BTreeMap::from([
+            (REVISION.to_string(), "3".to_string()),
+            (REVISION_HASH.to_string(), "hh".to_string()),
+        ]);
+        let pinned = named(Some(&ann)).unwrap();
+        assert_eq!(
+            pinned,
+            Named::Pinned {
+                number: 3,
+                hash: "hh".into()
+            }
+        );
+        let known = |hash: &str| {
+            [Known {
+                number: 3,
+                hash: hash.into(),
+            }]
+        };
+        assert_eq!(resolve(&pinned, &known("hh")), Some(3));
+        assert_eq!(resolve(&pinned, &known("other")), None);
+        assert_eq!(check_pin("a", 3, "hh", "hh"), Ok(()));
+        let err = check_pin("a", 3, "hh", "other").unwrap_err();
+        assert!(
+            err.contains("re-created") && err.contains("history a"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_squatted_name_is_skipped() {
+        assert_eq!(next_free(&[1, 2], |_| false), 3);
+        assert_eq!(next_free(&[1, 2], |n| n == 3 || n == 4), 5);
+        assert_eq!(next_free(&[], |n| n == 1), 2);
     }
 }

@@ -72,7 +72,8 @@ impl Stage {
 }
 
 /// An UPDATE from `old` to `new` is refused when `old` is published and the spec changes.
-/// Metadata (labels, annotations: moving back to draft) may always change.
+/// Metadata may change here; leaving published (for draft or deprecated) needs the
+/// `unpublish` permission, which the chart's ValidatingAdmissionPolicy checks (issue 24).
 pub fn check_update(old: &AppImage, new: &AppImage) -> Result<(), String> {
     if Stage::of(old) != Ok(Stage::Published) {
         return Ok(());
@@ -85,8 +86,8 @@ pub fn check_update(old: &AppImage, new: &AppImage) -> Result<(), String> {
     let name = new.name();
     Err(format!(
         "AppImage {name:?} is published, so its spec can no longer change: create a new AppImage \
-         for the new spec, or, if you hold the right to, move this one back to draft first \
-         (kubectl appimage draft {name})"
+         for the new spec, or, if you hold the permission unpublish on appimages, move this one \
+         back to draft first (kubectl appimage draft {name})"
     ))
 }
 
@@ -175,7 +176,7 @@ mod tests {
         let old = with_spec(published.clone(), "1");
         let err = check_update(&old, &with_spec(published.clone(), "2")).unwrap_err();
         assert!(err.contains("is published") && err.contains("create a new AppImage"));
-        assert!(err.contains("kubectl appimage draft a"));
+        assert!(err.contains("kubectl appimage draft a") && err.contains("unpublish"));
         // Moving back to draft (a label change) is allowed; so is any edit of a draft.
         assert_eq!(check_update(&old, &with_spec(json!({}), "1")), Ok(()));
         let draft = with_spec(json!({}), "1");

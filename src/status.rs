@@ -223,6 +223,11 @@ fn runs(
             let outdated = hash.as_deref() != Some(current.hash.as_str());
             (hash.is_some().then_some(n), hash, outdated)
         }
+        Named::Pinned { number, hash } => {
+            let matches = hash_of(number).as_deref() == Some(hash.as_str());
+            let outdated = hash != current.hash;
+            (matches.then_some(number), Some(hash), outdated)
+        }
         Named::Hash(h) => {
             let number = current
                 .revisions

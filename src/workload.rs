@@ -21,7 +21,7 @@ pub use fragment::parse_pod_template;
 pub use options::{
     DeployOptions, Kind, UpdatePolicy, parse_node_selector, parse_start_at, validate_schedule,
 };
-pub use preview::preview_pod;
+pub use preview::{preview_pod, preview_pod_with};
 pub use revision::{canonical_json, revision_hash};
 pub use services::{
     governing_service_name, has_controller, owner_reference, service_name, services, workload_of,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use appimage::injection::{Request, Status, inject, pod_name};
 use appimage::labels;
 use appimage::manifest;
+use appimage::overrides::PodOverrides;
 use appimage::render::MissingKey;
 use appimage::resource::AppImage;
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, ResourceRequirements};
@@ -52,6 +53,81 @@ fn request(pod: &str, role: &str, task: &str) -> Request {
         task_id: task.into(),
         ..Default::default()
     }
+}
+
+/// `req` under `--pod-overrides=all`: Kuscia's merge, for the tests of the merge itself.
+fn kuscia_merge(mut req: Request) -> Request {
+    req.pod_overrides = PodOverrides::All;
+    req
+}
+
+#[test]
+fn by_default_a_pod_overrides_env_and_resources_only() {
+    let img = example("app-template.yaml");
+    let pod = skeleton("app-template", "srv-0");
+    let app = Container {
+        name: "app".into(),
+        image: Some("placeholder".into()),
+        env: Some(vec![EnvVar {
+            name: "EXTRA".into(),
+            value: Some("1".into()),
+            value_from: None,
+        }]),
+        resources: Some(ResourceRequirements {
+            limits: Some(BTreeMap::from([("memory".into(), Quantity("1Gi".into()))])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let attempt = |containers: Vec<Container>, policy: PodOverrides| {
+        let mut pod = pod.clone();
+        pod.spec.as_mut().unwrap().containers = containers;
+        let mut req = request("srv-0", "server", "");
+        req.pod_overrides = policy;
+        inject(&img, &pod, &req).map_err(|e| e.to_string())
+    };
+    // env and resources: kept, under the default.
+    let out = attempt(vec![app.clone()], PodOverrides::default()).unwrap();
+    let c = &out.pod.spec.as_ref().unwrap().containers[0];
+    assert!(c.env.iter().flatten().any(|e| e.name == "EXTRA"));
+    // Anything else is refused with its field path, and says how to do it properly.
+    let mut args = app.clone();
+    args.args = Some(vec!["--debug".into()]);
+    let err = attempt(vec![args.clone()], PodOverrides::Env).unwrap_err();
+    assert!(err.contains("spec.containers[0].args"), "{err}");
+    assert!(err.contains("pod-overrides policy \"env\""), "{err}");
+    assert!(err.contains("kubectl appimage rollout"), "{err}");
+    let sidecar = Container {
+        name: "sidecar".into(),
+        image: Some("busybox".into()),
+        ..Default::default()
+    };
+    let err = attempt(vec![app.clone(), sidecar.clone()], PodOverrides::Env).unwrap_err();
+    assert!(
+        err.contains("spec.containers[1]: container \"sidecar\""),
+        "{err}"
+    );
+    // `none` refuses env too; `all` is Kuscia's merge.
+    let err = attempt(vec![app.clone()], PodOverrides::None).unwrap_err();
+    assert!(err.contains("spec.containers[0].env"), "{err}");
+    assert!(attempt(vec![args, sidecar], PodOverrides::All).is_ok());
+    // A reinvoked Pod (the webhook's own output) overrides nothing, even under `none`.
+    let once = inject(&img, &pod, &request("srv-0", "server", ""))
+        .unwrap()
+        .pod;
+    let containers = once.spec.as_ref().unwrap().containers.clone();
+    assert!(attempt(containers, PodOverrides::None).is_ok());
+}
+
+#[test]
+fn a_user_set_role_label_does_not_survive_without_a_role() {
+    let img = example("secretflow-image.yaml");
+    let mut pod = skeleton("secretflow-image", "job-0");
+    let labels = pod.metadata.labels.get_or_insert_with(Default::default);
+    labels.insert(labels::POD_ROLE.into(), "server".into());
+    let out = inject(&img, &pod, &request("job-0", "", "t1")).unwrap();
+    let labels = out.pod.metadata.labels.unwrap();
+    assert!(!labels.contains_key(labels::POD_ROLE), "{labels:?}");
 }
 
 #[test]
@@ -301,7 +377,7 @@ fn user_container_overrides_merge_like_kuscia() {
             ..Default::default()
         },
     ];
-    let out = inject(&img, &pod, &request("srv-0", "server", "")).unwrap();
+    let out = inject(&img, &pod, &kuscia_merge(request("srv-0", "server", ""))).unwrap();
     let cs = &out.pod.spec.as_ref().unwrap().containers;
     assert_eq!(cs.len(), 2);
     assert_eq!(cs[1].name, "sidecar");
@@ -532,7 +608,12 @@ fn every_container_gets_every_port_variable() {
         }]),
         ..Default::default()
     }];
-    let out = inject(&conformance(), &pod, &request("job-0", "", "t1")).unwrap();
+    let out = inject(
+        &conformance(),
+        &pod,
+        &kuscia_merge(request("job-0", "", "t1")),
+    )
+    .unwrap();
     let fed = ("KUSCIA_PORT_FED_NUMBER".to_string(), "21000".to_string());
     let side = ("KUSCIA_PORT_SIDE_NUMBER".to_string(), "21001".to_string());
     for name in ["main", "side"] {
@@ -554,7 +635,12 @@ fn every_container_gets_every_port_variable() {
         ]
     );
     // Injecting again adds nothing.
-    let again = inject(&conformance(), &out.pod, &request("job-0", "", "t1")).unwrap();
+    let again = inject(
+        &conformance(),
+        &out.pod,
+        &kuscia_merge(request("job-0", "", "t1")),
+    )
+    .unwrap();
     assert_eq!(again.pod, out.pod);
 }
 
@@ -597,7 +683,12 @@ fn template_values_come_from_every_container_first_wins() {
         ]),
         ..Default::default()
     }];
-    let out = inject(&conformance(), &pod, &request("job-0", "", "t1")).unwrap();
+    let out = inject(
+        &conformance(),
+        &pod,
+        &kuscia_merge(request("job-0", "", "t1")),
+    )
+    .unwrap();
     let side: Value = serde_json::from_str(&out.config_files["side.conf"]).unwrap();
     assert_eq!(side["u"], "from-user");
     let main: Value = serde_json::from_str(&out.config_files["main.conf"]).unwrap();
@@ -619,7 +710,12 @@ fn containers_fall_back_to_logs_unless_the_pod_says_otherwise() {
             ..Default::default()
         },
     ];
-    let out = inject(&conformance(), &pod, &request("job-0", "", "t1")).unwrap();
+    let out = inject(
+        &conformance(),
+        &pod,
+        &kuscia_merge(request("job-0", "", "t1")),
+    )
+    .unwrap();
     let policy = |name: &str| container(&out, name).termination_message_policy.clone();
     assert_eq!(policy("main").as_deref(), Some("FallbackToLogsOnError"));
     assert_eq!(policy("side").as_deref(), Some("File"));

@@ -312,6 +312,11 @@ pub struct RenderArgs {
     /// policy rule, role or port that grants nothing)
     #[arg(long)]
     pub strict: bool,
+    /// What the Pod may override of the deploy template, as the webhook's --pod-overrides:
+    /// all, env (env and resources only) or none; the AppImage's annotation can tighten it
+    #[arg(long, default_value = "env", value_name = "all|env|none",
+          value_parser = |s: &str| s.parse::<appimage::overrides::PodOverrides>())]
+    pub pod_overrides: appimage::overrides::PodOverrides,
     /// yaml or json (a Render document), or manifests (objects for kubectl apply)
     #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
     pub output: RenderOutput,

@@ -109,8 +109,10 @@ pub fn inject(image: &AppImage, args: &RenderArgs) -> Result<Injection> {
         },
     };
     let pod = skeleton_pod(image, args, &pod_name)?;
-    let request =
+    let mut request =
         Request::from_pod(&pod, &args.namespace, &pod_name).map_err(|e| anyhow!("{e}"))?;
+    // The webhook's setting, not the Pod's: the same flag, the same default.
+    request.pod_overrides = args.pod_overrides;
     injection::inject(image, &pod, &request).map_err(|e| anyhow!("{e}"))
 }
 
@@ -238,6 +240,7 @@ mod tests {
                 serving_id: "s1".into(),
                 values: BTreeMap::from([("A".into(), "1".into()), ("B".into(), "2".into())]),
                 missing: appimage::render::MissingKey::Error,
+                pod_overrides: Default::default(),
             }
         );
         let annotations = pod.metadata.annotations.unwrap();

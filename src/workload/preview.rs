@@ -7,11 +7,21 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use super::{Kind, Workload, WorkloadError};
 use crate::injection::{self, Request};
+use crate::overrides::PodOverrides;
 use crate::resource::AppImage;
 
 /// The admitted first Pod of `workload`. A StatefulSet's is `<name>-0`; the other kinds'
 /// Pods get a generated name, stood in for by a fixed suffix so the output is deterministic.
 pub fn preview_pod(image: &AppImage, workload: &Workload) -> Result<Pod, WorkloadError> {
+    preview_pod_with(image, workload, PodOverrides::default())
+}
+
+/// [`preview_pod`] under the webhook setting `pod_overrides`.
+pub fn preview_pod_with(
+    image: &AppImage,
+    workload: &Workload,
+    pod_overrides: PodOverrides,
+) -> Result<Pod, WorkloadError> {
     let template = workload.pod_template().cloned().unwrap_or_default();
     let mut pod = Pod {
         metadata: template.metadata.unwrap_or_default(),
@@ -42,6 +52,7 @@ pub fn preview_pod(image: &AppImage, workload: &Workload) -> Result<Pod, Workloa
     }]);
     // The webhook derives a generateName Pod's name from the request UID; "preview" stands in.
     let name = injection::pod_name(&pod, "preview").unwrap_or_default();
-    let req = Request::from_pod(&pod, &namespace, &name)?;
+    let mut req = Request::from_pod(&pod, &namespace, &name)?;
+    req.pod_overrides = pod_overrides;
     Ok(injection::inject(image, &pod, &req)?.pod)
 }

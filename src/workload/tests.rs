@@ -10,6 +10,7 @@ use super::*;
 use crate::injection::{self, Request};
 use crate::labels;
 use crate::manifest;
+use crate::overrides::PodOverrides;
 use crate::resource::AppImage;
 
 const SEED: &str = include_str!("../../examples/secretflow-image.yaml");
@@ -400,7 +401,11 @@ fn the_pod_template_fragment_is_merged() {
 
     // The webhook then completes the Pod: the template's command, ports and config mount,
     // with the fragment's mounts, env and resources kept.
-    let pod = preview_pod(&img, &w).unwrap();
+    // Under `all` (Kuscia's merge): the fragment's init container and mounts are kept; the
+    // default `env` refuses them, naming the field.
+    let refused = preview_pod(&img, &w).unwrap_err().to_string();
+    assert!(refused.contains("spec.initContainers[0]"), "{refused}");
+    let pod = preview_pod_with(&img, &w, PodOverrides::All).unwrap();
     let c = &pod.spec.as_ref().unwrap().containers[0];
     assert_eq!(c.command.as_ref().unwrap()[0], "sh");
     let mounts: Vec<&str> = c
@@ -509,8 +514,10 @@ fn output_is_deterministic() {
         let b = serde_json::to_string(&build(&img, &o.clone()).unwrap()).unwrap();
         assert_eq!(a, b, "{kind:?}");
         let w = build(&img, &o).unwrap();
-        let p1 = serde_json::to_string(&preview_pod(&img, &w).unwrap()).unwrap();
-        let p2 = serde_json::to_string(&preview_pod(&img, &w).unwrap()).unwrap();
+        // `all`: the fragment brings an init container, which the default refuses.
+        let preview = || preview_pod_with(&img, &w, PodOverrides::All).unwrap();
+        let p1 = serde_json::to_string(&preview()).unwrap();
+        let p2 = serde_json::to_string(&preview()).unwrap();
         assert_eq!(p1, p2, "{kind:?}");
         let s1 = serde_json::to_string(&services(&img, &w, None).unwrap()).unwrap();
         let s2 = serde_json::to_string(&services(&img, &w, None).unwrap()).unwrap();

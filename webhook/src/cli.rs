@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use appimage::overrides::PodOverrides;
 use clap::{ArgAction, Parser};
 
 use crate::admission::SignaturePolicy;
@@ -57,6 +58,16 @@ pub struct Cli {
     #[arg(long, default_value_t = 1, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..))]
     pub publish_signatures: u16,
+    /// File holding the secret that seals injected Pods (at least 32 bytes); every replica
+    /// needs the same. Without it a random key is made at start, and Pods injected before a
+    /// restart lose their Services controller (see README, "The webhook's seal").
+    #[arg(long, value_name = "FILE")]
+    pub seal_key_file: Option<PathBuf>,
+    /// What a Pod may override of its AppImage's deploy template: all (Kuscia's merge), env
+    /// (env and resources only) or none; an AppImage's annotation
+    /// appimage.kuscia.secretflow/pod-overrides can only tighten it.
+    #[arg(long, default_value = "env", value_parser = parse_overrides, value_name = "all|env|none")]
+    pub pod_overrides: PodOverrides,
     /// Kubeconfig to watch AppImages with; default: KUBECONFIG, ~/.kube/config or in-cluster.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
@@ -119,6 +130,8 @@ impl Cli {
                 accept_payload_v1: self.accept_payload_v1,
                 publish_signatures: usize::from(self.publish_signatures),
             },
+            seal_key_file: self.seal_key_file,
+            pod_overrides: self.pod_overrides,
             kubeconfig: self.kubeconfig,
             max_body_bytes: self.max_body_bytes,
             request_timeout: self.request_timeout,
@@ -136,6 +149,10 @@ impl Cli {
             }),
         }
     }
+}
+
+fn parse_overrides(s: &str) -> Result<PodOverrides, String> {
+    s.parse()
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use appimage::admitted::SealKey;
+use appimage::overrides::PodOverrides;
 use appimage::resource::AppImage;
 use appimage::revision::AppImageRevision;
 use axum::Router;
@@ -22,7 +24,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::admission::{Policy, SignaturePolicy};
+use crate::admission::{PodRules, Policy, SignaturePolicy};
 use crate::api::{self, AppState, ClientCert, Limits};
 use crate::catalog::{AppImages, Catalog, Revisions, appimages};
 pub use crate::certs::TlsFiles;
@@ -44,6 +46,10 @@ pub struct Config {
     pub trusted_keys_dir: Option<PathBuf>,
     pub require_signature: bool,
     pub signatures: SignaturePolicy,
+    /// The secret that seals injected Pods; `None`: a random one per process.
+    pub seal_key_file: Option<PathBuf>,
+    /// What a Pod may override of its deploy template.
+    pub pod_overrides: PodOverrides,
     pub kubeconfig: Option<PathBuf>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
@@ -66,6 +72,8 @@ impl Config {
             trusted_keys_dir: None,
             require_signature: true,
             signatures: SignaturePolicy::default(),
+            seal_key_file: None,
+            pod_overrides: PodOverrides::default(),
             kubeconfig: None,
             max_body_bytes: 3 * 1024 * 1024,
             request_timeout: Duration::from_secs(4),
@@ -211,6 +219,28 @@ fn noop_patch(path: &std::path::Path) -> anyhow::Result<Arc<[u8]>> {
     Ok(Arc::from(text.trim_ascii()))
 }
 
+/// The seal key: `--seal-key-file`, else random for this process (with a warning: replicas
+/// and restarts then disagree about which Pods are sealed).
+fn load_seal_key(config: &Config) -> anyhow::Result<SealKey> {
+    if let Some(file) = &config.seal_key_file {
+        let bytes = std::fs::read(file)
+            .with_context(|| format!("reading --seal-key-file {}", file.display()))?;
+        return SealKey::new(&bytes)
+            .map_err(|e| anyhow::anyhow!("--seal-key-file {}: {e}", file.display()));
+    }
+    if !config.noop {
+        tracing::warn!(
+            "no --seal-key-file: injected Pods are sealed with a random key of this process; after a restart, or on another replica, the Services controller ignores them"
+        );
+    }
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .context("reading /dev/urandom for a seal key")?;
+    let text = base64_simd::STANDARD.encode_to_string(bytes);
+    SealKey::new(text.as_bytes()).map_err(|e| anyhow::anyhow!(e))
+}
+
 fn load_trust(config: &Config, metrics: &Metrics) -> anyhow::Result<Trust> {
     if let Some(dir) = &config.trusted_keys_dir {
         return Ok(Trust::watch_dir(dir, metrics.clone())?);
@@ -230,6 +260,7 @@ async fn start_inner(
 ) -> anyhow::Result<Running> {
     let metrics = Metrics::new();
     let trust = load_trust(&config, &metrics)?;
+    let seal_key = load_seal_key(&config)?;
     let tls = match &config.tls {
         Some(files) => Some(certs::load(files, metrics.clone())?),
         None => None,
@@ -247,7 +278,8 @@ async fn start_inner(
     };
     let controllers = match (client, &catalog) {
         (Some(client), Some(catalog)) => {
-            Some(start_controllers(client, catalog.clone(), &config, &metrics).await?)
+            let seal = seal_key.clone();
+            Some(start_controllers(client, catalog.clone(), seal, &config, &metrics).await?)
         }
         _ => None,
     };
@@ -257,6 +289,10 @@ async fn start_inner(
         policy: Policy {
             require_signature: config.require_signature,
             signatures: config.signatures,
+        },
+        pod_rules: PodRules {
+            seal_key: Some(seal_key),
+            pod_overrides: config.pod_overrides,
         },
         metrics,
         leader_identity: controllers.as_ref().and_then(Controllers::elected_identity),
@@ -278,6 +314,7 @@ async fn start_inner(
         tls = tls.is_some(),
         noop = config.noop,
         require_signature = config.require_signature,
+        pod_overrides = %config.pod_overrides,
         "listening on {local_addr}"
     );
     let resolver = tls.as_ref().map(|t| t.resolver.clone());
@@ -333,6 +370,7 @@ impl Controllers {
 async fn start_controllers(
     client: Client,
     catalog: Catalog,
+    seal_key: SealKey,
     config: &Config,
     metrics: &Metrics,
 ) -> anyhow::Result<Controllers> {
@@ -348,7 +386,8 @@ async fn start_controllers(
         }
     };
     let identity = leadership.identity().to_string();
-    let ctx = controllers::Context::new(client, catalog, metrics.clone(), &identity);
+    let mut ctx = controllers::Context::new(client, catalog, metrics.clone(), &identity);
+    ctx.seal_key = Some(seal_key);
     let task = tokio::spawn(controllers::run_while_leading(ctx, leadership.clone()));
     Ok(Controllers {
         task,

@@ -476,6 +476,7 @@ fn state(f: &Fixture) -> Arc<AppState> {
         catalog: Some(f.catalog.clone()),
         trust: f.catalog.trust().clone(),
         policy: REQUIRED,
+        pod_rules: Default::default(),
         metrics: Metrics::new(),
         leader_identity: None,
         noop_patch: None,

@@ -76,6 +76,13 @@ Name of the Secret holding the trusted signing public keys.
 {{- end }}
 
 {{/*
+Name of the Secret holding the key that seals injected Pods.
+*/}}
+{{- define "appimage-webhook.sealKeySecretName" -}}
+{{- default (printf "%s-seal-key" (include "appimage-webhook.fullname" .)) .Values.sealKey.secretName }}
+{{- end }}
+
+{{/*
 DNS names of the webhook Service: the serving certificate's subject alternative names.
 */}}
 {{- define "appimage-webhook.dnsNames" -}}

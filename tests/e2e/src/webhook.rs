@@ -72,6 +72,18 @@ impl SigningKey {
     }
 }
 
+/// The seal key file every test webhook of `cluster` uses (the same bytes each time, so
+/// parallel writers agree; renamed into place, so no reader sees half of it).
+pub fn seal_key_file(cluster: &Cluster) -> PathBuf {
+    let file = cluster.dir().join("seal.key");
+    if !file.exists() {
+        let tmp = cluster.dir().join(unique("seal.key"));
+        std::fs::write(&tmp, "e2e-seal-key-0123456789abcdefghijklmnopqrstuv\n").expect("seal key");
+        std::fs::rename(&tmp, &file).expect("seal key in place");
+    }
+    file
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -105,6 +117,10 @@ impl Webhook {
             // A Lease of its own, so webhooks of parallel tests each run their controllers;
             // `extra` may name a shared one (later flags win).
             .arg(format!("--lease-name={}", unique("lease")))
+            // One seal key for every webhook on the cluster, as the chart's replicas share one:
+            // whichever holds the Lease must accept the seals of the others.
+            .arg("--seal-key-file")
+            .arg(seal_key_file(cluster))
             .args(extra)
             .stdout(Stdio::from(std::fs::File::create(&log).expect("log")))
             .stderr(Stdio::from(
@@ -224,9 +240,28 @@ webhooks:
     apiGroups: ["kuscia.secretflow"]
     apiVersions: ["v1alpha1"]
     resources: ["appimages"]
+- name: pods.validate.appimage.kuscia.secretflow
+  admissionReviewVersions: ["v1"]
+  sideEffects: None
+  failurePolicy: Fail
+  timeoutSeconds: 5
+  clientConfig:
+    url: "{validate_pods}"
+    caBundle: {ca}
+  objectSelector:
+    matchExpressions:
+    - {{key: kuscia.secretflow/app-image, operator: Exists}}
+  namespaceSelector:
+    matchLabels: {{appimage-e2e: "{tag}"}}
+  rules:
+  - operations: ["UPDATE"]
+    apiGroups: [""]
+    apiVersions: ["v1"]
+    resources: ["pods", "pods/ephemeralcontainers"]
 "#,
         mutate = hook.url("/mutate"),
         validate = hook.url("/validate"),
+        validate_pods = hook.url("/validate-pods"),
     );
     let file = cluster.dir().join(format!("{name}.yaml"));
     std::fs::write(&file, manifest).expect("write registration");

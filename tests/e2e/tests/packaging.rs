@@ -301,8 +301,13 @@ fn helm_template_default_values() {
             "RoleBinding",
             "Secret",
             "Secret",
+            "Secret",
             "Service",
             "ServiceAccount",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+            "ValidatingAdmissionPolicyBinding",
             "ValidatingWebhookConfiguration",
         ]
     );
@@ -316,7 +321,9 @@ fn helm_template_default_values() {
                 .starts_with(fullname),
             "{kind}"
         );
-        let cluster_scoped = kind.starts_with("Cluster") || kind.ends_with("WebhookConfiguration");
+        let cluster_scoped = kind.starts_with("Cluster")
+            || kind.ends_with("WebhookConfiguration")
+            || kind.starts_with("ValidatingAdmissionPolicy");
         if !cluster_scoped {
             assert_eq!(doc["metadata"]["namespace"], ns, "{kind} namespace");
         }
@@ -381,6 +388,8 @@ fn helm_template_default_values() {
         "--tls-cert-file=/etc/appimage-webhook/tls/tls.crt",
         "--tls-key-file=/etc/appimage-webhook/tls/tls.key",
         "--trusted-keys-dir=/etc/appimage-webhook/trusted-keys",
+        "--seal-key-file=/etc/appimage-webhook/seal-key/seal.key",
+        "--pod-overrides=env",
         "--log-format=json",
     ] {
         assert!(
@@ -409,10 +418,15 @@ fn helm_template_default_values() {
         secret_of("trusted-keys"),
         format!("{fullname}-trusted-keys")
     );
+    assert_eq!(secret_of("seal-key"), format!("{fullname}-seal-key"));
+    // A random key of 48 characters, made by the chart.
+    let seal = named(&d, "Secret", &format!("{fullname}-seal-key")).expect("seal key Secret");
+    assert_eq!(b64(&seal["data"]["seal.key"]).len(), 48);
     let mounts = ctr["volumeMounts"].as_array().unwrap();
     for (vol, path) in [
         ("tls", "/etc/appimage-webhook/tls"),
         ("trusted-keys", "/etc/appimage-webhook/trusted-keys"),
+        ("seal-key", "/etc/appimage-webhook/seal-key"),
     ] {
         let m = mounts.iter().find(|m| m["name"] == vol).unwrap();
         assert_eq!(m["mountPath"], path);
@@ -600,7 +614,22 @@ fn helm_template_default_values() {
     );
     let validating = one(&d, "ValidatingWebhookConfiguration");
     let v = &validating["webhooks"][0];
-    assert_eq!(validating["webhooks"].as_array().unwrap().len(), 1);
+    assert_eq!(validating["webhooks"].as_array().unwrap().len(), 2);
+    // Pods stay as admitted: UPDATE and ephemeral containers of labelled Pods.
+    let p = &validating["webhooks"][1];
+    assert_eq!(p["objectSelector"], m["objectSelector"]);
+    assert_eq!(p["namespaceSelector"], m["namespaceSelector"]);
+    assert_eq!(p["failurePolicy"], "Fail");
+    assert_eq!(
+        p["rules"],
+        json!([{"operations": ["UPDATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                "resources": ["pods", "pods/ephemeralcontainers"], "scope": "Namespaced"}])
+    );
+    assert_eq!(
+        p["clientConfig"]["service"],
+        json!({"name": fullname, "namespace": ns, "path": "/validate-pods", "port": 443})
+    );
+    assert_eq!(p["clientConfig"]["caBundle"], v["clientConfig"]["caBundle"]);
     assert_eq!(v["failurePolicy"], "Fail");
     assert_eq!(v["timeoutSeconds"], 5);
     assert_eq!(v["sideEffects"], "None");
@@ -700,6 +729,47 @@ fn helm_template_value_overrides() {
     assert_eq!(keys["secret"]["secretName"], "corp-keys");
 }
 
+/// The policies the e2e tests install (rendered without helm by `appimage_e2e::policies`) are
+/// the chart's, as helm renders them, but for the labels.
+#[test]
+fn the_e2e_policies_are_the_charts() {
+    let (release, ns) = ("rel", "appimage-system");
+    let helm = docs(&render(
+        release,
+        ns,
+        &[
+            "--show-only",
+            appimage_e2e::policies::TEMPLATE.trim_start_matches("charts/appimage-webhook/"),
+        ],
+    ));
+    let template =
+        std::fs::read_to_string(repo_root().join(appimage_e2e::policies::TEMPLATE)).unwrap();
+    let fullname = "rel-appimage-webhook";
+    let ours = docs(&appimage_e2e::policies::render(
+        &template, fullname, ns, fullname,
+    ));
+    let unlabelled = |d: &[Value]| -> Vec<Value> {
+        d.iter()
+            .cloned()
+            .map(|mut v| {
+                v["metadata"].as_object_mut().unwrap().remove("labels");
+                v
+            })
+            .collect()
+    };
+    assert_eq!(unlabelled(&helm), unlabelled(&ours));
+    let revisions = named(
+        &helm,
+        "ValidatingAdmissionPolicy",
+        &format!("{fullname}-revisions"),
+    )
+    .unwrap();
+    assert_eq!(
+        revisions["spec"]["variables"][0]["expression"],
+        format!("'system:serviceaccount:{ns}:{fullname}'")
+    );
+}
+
 #[test]
 fn helm_template_with_cert_manager() {
     let (release, ns) = ("cm", "webhooks");
@@ -719,9 +789,14 @@ fn helm_template_with_cert_manager() {
             "PodDisruptionBudget",
             "Role",
             "RoleBinding",
-            "Secret", // the trusted keys only: cert-manager writes the TLS Secret
+            "Secret", // the seal key and the trusted keys: cert-manager writes the TLS Secret
+            "Secret",
             "Service",
             "ServiceAccount",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+            "ValidatingAdmissionPolicyBinding",
             "ValidatingWebhookConfiguration",
         ]
     );

@@ -3,6 +3,7 @@
 //! [`codec`]'s.
 
 pub mod codec;
+pub mod pods;
 
 use appimage::injection::{Request as Injection, inject_pod, pod_name};
 use appimage::labels;
@@ -14,6 +15,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::Operation;
 
 pub use codec::{Request, Response};
+pub use pods::{PodRules, validate_pod};
 
 use crate::catalog::{Catalog, Prepared};
 use crate::trust::TrustSnapshot;
@@ -213,11 +215,21 @@ pub fn noop(body: &[u8], patch: Option<&[u8]>) -> Result<Reply, BadRequest> {
     Ok(answer.finish(Ok(()), &request.api_version))
 }
 
-/// `/mutate`: inject the labelled Pod's AppImage.
+/// `/mutate`: inject the labelled Pod's AppImage (with the default [`PodRules`]: no seal).
 pub fn mutate(body: &[u8], catalog: &Catalog, policy: Policy) -> Result<Reply, BadRequest> {
+    mutate_with(body, catalog, policy, &PodRules::default())
+}
+
+/// `/mutate` with `rules`: the server's, which seal what they inject.
+pub fn mutate_with(
+    body: &[u8],
+    catalog: &Catalog,
+    policy: Policy,
+    rules: &PodRules,
+) -> Result<Reply, BadRequest> {
     let request = codec::decode(body)?;
     let mut answer = Answer::new(&request);
-    let result = mutate_request(&request, catalog, policy, &mut answer);
+    let result = mutate_request(&request, catalog, policy, rules, &mut answer);
     Ok(answer.finish(result, &request.api_version))
 }
 
@@ -225,6 +237,7 @@ fn mutate_request(
     request: &Request<'_>,
     catalog: &Catalog,
     policy: Policy,
+    rules: &PodRules,
     answer: &mut Answer,
 ) -> Result<(), Denial> {
     let kind = &request.kind;
@@ -270,7 +283,7 @@ fn mutate_request(
     }
     let name = pod_name(&pod, &request.uid).ok_or("Pod has neither name nor generateName")?;
     answer.name = name;
-    inject(&prepared, pod, answer, &pod_ref)
+    inject(&prepared, pod, rules, answer, &pod_ref)
 }
 
 /// A deprecated AppImage never breaks what runs: the Pod is admitted, with a warning. The
@@ -344,17 +357,29 @@ fn signature_failed(answer: &mut Answer, policy: Policy, message: String) -> Res
 }
 
 /// Inject `prepared` into `pod` and patch the answer with the difference.
-fn inject(prepared: &Prepared, pod: Pod, answer: &mut Answer, pod_ref: &str) -> Result<(), Denial> {
+fn inject(
+    prepared: &Prepared,
+    pod: Pod,
+    rules: &PodRules,
+    answer: &mut Answer,
+    pod_ref: &str,
+) -> Result<(), Denial> {
     let templates = prepared.derived.templates.as_ref().map_err(Clone::clone)?;
-    let req = Injection::from_pod(&pod, &answer.namespace, &answer.name)
+    let mut req = Injection::from_pod(&pod, &answer.namespace, &answer.name)
         .map_err(|e| format!("Pod {pod_ref:?}: {e}"))?;
+    req.pod_overrides = rules.pod_overrides;
     let internal = |e: serde_json::Error| Denial {
         message: format!("internal error encoding the Pod: {e}"),
         internal: true,
     };
     // The original as JSON first: injection then takes the Pod itself, not a copy.
     let before = serde_json::to_value(&pod).map_err(internal)?;
-    let injection = inject_pod(&prepared.image, templates, pod, &req).map_err(|e| e.to_string())?;
+    let mut injection =
+        inject_pod(&prepared.image, templates, pod, &req).map_err(|e| e.to_string())?;
+    // Sealed after injection, over what it wrote; a seal the Pod brought is replaced.
+    if let Some(key) = &rules.seal_key {
+        appimage::admitted::seal(key, &answer.namespace, &mut injection.pod);
+    }
     // What injection left out (a config file configTemplates lacks, a policy rule that would
     // grant nothing); kubectl prints each warning.
     for warning in injection.warnings {

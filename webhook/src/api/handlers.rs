@@ -15,6 +15,7 @@ use crate::admission::{self, BadRequest, Outcome, Reply};
 
 const MUTATE: &str = "mutate";
 const VALIDATE: &str = "validate";
+const VALIDATE_PODS: &str = "validate-pods";
 
 pub async fn mutate(
     State(state): State<Arc<AppState>>,
@@ -40,7 +41,8 @@ pub async fn mutate(
     let result = body
         .map_err(rejected)
         .and_then(|body| match &state.catalog {
-            Some(catalog) => admission::mutate(&body, catalog, state.policy).map_err(bad_request),
+            Some(catalog) => admission::mutate_with(&body, catalog, state.policy, &state.pod_rules)
+                .map_err(bad_request),
             None => admission::noop(&body, state.noop_patch.as_deref()).map_err(bad_request),
         });
     finish(&state, MUTATE, started, result)
@@ -58,6 +60,21 @@ pub async fn validate(
         admission::validate(&body, &state.trust.snapshot(), state.policy).map_err(bad_request)
     });
     finish(&state, VALIDATE, started, result)
+}
+
+/// Pod UPDATEs and ephemeral containers: needs no AppImage, so it never waits for the watch.
+pub async fn validate_pods(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let result = body.map_err(rejected).and_then(|body| {
+        if state.catalog.is_none() {
+            return admission::noop(&body, None).map_err(bad_request);
+        }
+        admission::validate_pod(&body).map_err(bad_request)
+    });
+    finish(&state, VALIDATE_PODS, started, result)
 }
 
 fn rejected(rejection: BytesRejection) -> (StatusCode, String) {

@@ -12,7 +12,7 @@ use axum::middleware;
 use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
 
-use crate::admission::Policy;
+use crate::admission::{PodRules, Policy};
 use crate::catalog::Catalog;
 use crate::metrics::Metrics;
 use crate::trust::Trust;
@@ -34,6 +34,8 @@ pub struct AppState {
     pub catalog: Option<Catalog>,
     pub trust: Trust,
     pub policy: Policy,
+    /// The seal on injected Pods.
+    pub pod_rules: PodRules,
     pub metrics: Metrics,
     /// This replica's name in the controllers' Lease, when it runs an election.
     pub leader_identity: Option<String>,
@@ -57,6 +59,7 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
     let admission = Router::new()
         .route("/mutate", post(handlers::mutate))
         .route("/validate", post(handlers::validate))
+        .route("/validate-pods", post(handlers::validate_pods))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             handlers::require_client_cert,

@@ -186,13 +186,14 @@ impl Catalog {
         };
         let entry = match named {
             Named::Current => current,
-            Named::Number(n) => self.revisions.by_number(name, *n).ok_or_else(|| {
-                format!(
-                    "revision {n} of AppImage {name:?} not found: kubectl appimage history {name} lists its revisions; set the annotation {} to one of them, or remove it to run the current spec",
-                    appimage::revision::REVISION
-                )
-            })?,
-            Named::Hash(hash) => match self.revisions.by_hash(name, hash) {
+            // Only a revision owned by this AppImage (its UID), and of the hash a template
+            // names with the number (issue 24).
+            Named::Number(n) => self.revisions.by_number(name, &current.uid, *n, None)?,
+            Named::Pinned { number, hash } => {
+                self.revisions
+                    .by_number(name, &current.uid, *number, Some(hash))?
+            }
+            Named::Hash(hash) => match self.revisions.by_hash(name, &current.uid, hash) {
                 Some(entry) => entry,
                 // A hash no revision records (none recorded yet, or the revisions CRD is not
                 // installed) runs the current spec, as a Pod naming no revision does: denying

@@ -22,6 +22,9 @@ use super::interner::Compactor;
 #[derive(Debug)]
 pub struct Stored {
     pub name: Box<str>,
+    /// The AppImage's UID (for a revision: its owner's), so a revision of an earlier AppImage
+    /// of the same name is never read as this one's (issue 24).
+    pub uid: Box<str>,
     pub resource_version: Box<str>,
     /// The stage label and the replaced-by annotation (`appimage::stage`): admission warns for a
     /// deprecated AppImage, so these two are kept while the rest of the metadata is not.
@@ -224,6 +227,7 @@ impl Writer {
         let name: Box<str> = image.metadata.name.unwrap_or_default().into();
         let stored = Stored {
             name: name.clone(),
+            uid: image.metadata.uid.unwrap_or_default().into(),
             resource_version: image.metadata.resource_version.unwrap_or_default().into(),
             stage: kept(image.metadata.labels.as_ref(), labels::STAGE),
             replaced_by: kept(image.metadata.annotations.as_ref(), labels::REPLACED_BY),

@@ -23,6 +23,7 @@ use std::future::Future;
 
 use std::sync::Mutex;
 
+use appimage::admitted::SealKey;
 use futures::StreamExt;
 use futures::channel::mpsc;
 use k8s_openapi::NamespaceResourceScope;
@@ -54,6 +55,9 @@ pub struct Context {
     pub catalog: Catalog,
     pub recorder: Recorder,
     pub metrics: Metrics,
+    /// What the webhook seals injected Pods with; the Services controller acts only on Pods
+    /// sealed with it (`None`: on none).
+    pub seal_key: Option<SealKey>,
 }
 
 impl Context {
@@ -67,6 +71,7 @@ impl Context {
             client,
             catalog,
             metrics,
+            seal_key: None,
         }
     }
 }

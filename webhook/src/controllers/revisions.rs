@@ -7,16 +7,16 @@
 //! One queue keyed by AppImage: AppImages, their revisions and the workloads and Pods that name
 //! them all trigger the AppImage's reconcile (level-triggered; a lost write is redone).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use appimage::labels;
 use appimage::resource::AppImage;
 use appimage::revision::{
-    AppImageRevision, AppImageRevisionSpec, CHANGE_CAUSE, Known, history_limit, named, next_number,
-    resolve, revision_name, to_prune,
+    AppImageRevision, AppImageRevisionSpec, CHANGE_CAUSE, Known, check, history_limit, named,
+    next_free, resolve, revision_name, to_prune,
 };
 use appimage::workload::revision_hash;
 use futures::{Stream, StreamExt};
@@ -27,6 +27,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::GroupVersionKind;
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -49,6 +50,8 @@ struct Ctx {
     jobs: Store<Job>,
     replicasets: Store<ReplicaSet>,
     told: Told,
+    /// Ignored revisions already reported, by (UID, resourceVersion).
+    ignored: Mutex<HashSet<(String, String)>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +140,7 @@ pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> +
             jobs,
             replicasets,
             told: Told::default(),
+            ignored: Mutex::default(),
         });
         controller
             .run(reconcile, error_policy, ctx)
@@ -160,12 +164,7 @@ async fn reconcile(image: Arc<AppImage>, ctx: Arc<Ctx>) -> Result<Action, Error>
     }
     let name = image.name_any();
     let hash = revision_hash(&image.spec);
-    let recorded: Vec<Arc<AppImageRevision>> = ctx
-        .revisions
-        .state()
-        .into_iter()
-        .filter(|r| r.spec.app_image == name)
-        .collect();
+    let recorded = trusted(&ctx, &image).await;
     let mut known: Vec<Known> = recorded
         .iter()
         .map(|r| Known {
@@ -178,7 +177,11 @@ async fn reconcile(image: Arc<AppImage>, ctx: Arc<Ctx>) -> Result<Action, Error>
         Some(r) => (r.spec.revision, Some(r)),
         None => {
             let numbers: Vec<i64> = known.iter().map(|k| k.number).collect();
-            let number = next_number(&numbers);
+            let taken = |n| {
+                let key = ObjectRef::new(&revision_name(&name, n));
+                ctx.revisions.get(&key).is_some()
+            };
+            let number = next_free(&numbers, taken);
             record(&ctx.base.client, &image, number, &hash).await?;
             known.push(Known {
                 number,
@@ -209,6 +212,56 @@ async fn reconcile(image: Arc<AppImage>, ctx: Arc<Ctx>) -> Result<Action, Error>
         .collect();
     rollout::roll(&ctx.base, &current, &rolled, &pods, &ctx.told).await;
     Ok(Action::requeue(RESYNC))
+}
+
+/// The revisions of `image` that pass [`check`] (hash, name, owner UID: issue 24); each one
+/// that does not is ignored, with one Warning Event on the AppImage.
+async fn trusted(ctx: &Ctx, image: &AppImage) -> Vec<Arc<AppImageRevision>> {
+    let name = image.name_any();
+    let uid = image.uid().unwrap_or_default();
+    let mut out = Vec::new();
+    for rev in ctx.revisions.state() {
+        if rev.spec.app_image != name {
+            continue;
+        }
+        match check(&rev, &uid) {
+            Ok(()) => out.push(rev),
+            Err(why) => ignored(ctx, image, &rev, why).await,
+        }
+    }
+    out
+}
+
+/// Report an ignored revision once per version of it.
+async fn ignored(ctx: &Ctx, image: &AppImage, rev: &AppImageRevision, why: String) {
+    let key = (
+        rev.uid().unwrap_or_default(),
+        rev.resource_version().unwrap_or_default(),
+    );
+    let new = ctx
+        .ignored
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key);
+    if !new {
+        return;
+    }
+    tracing::warn!(appimage = %image.name_any(), "{why}");
+    let event = KubeEvent {
+        type_: EventType::Warning,
+        reason: "RevisionIgnored".into(),
+        note: Some(why),
+        action: "Record".into(),
+        secondary: Some(rev.object_ref(&())),
+    };
+    if let Err(e) = ctx
+        .base
+        .recorder
+        .publish(&event, &image.object_ref(&()))
+        .await
+    {
+        tracing::warn!("cannot record an Event: {e}");
+    }
 }
 
 /// Write revision `number` of `image` (server-side apply: a retry writes the same object).

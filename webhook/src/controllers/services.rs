@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use appimage::desired::{Claim, claim, desired, owner_pod};
+use appimage::desired::{Claim, claim, desired_admitted, owner_pod};
 use appimage::labels;
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
@@ -96,7 +96,12 @@ async fn reconcile_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
         .labels()
         .get(labels::APP_IMAGE)
         .and_then(|name| ctx.base.catalog.appimage(name));
-    let want = desired(pod, image.as_ref());
+    // A status the webhook did not seal (forged, copied, or written while it was bypassed)
+    // builds nothing.
+    let want = match &ctx.base.seal_key {
+        Some(key) => desired_admitted(pod, image.as_ref(), key),
+        None => Default::default(),
+    };
     let client = &ctx.base.client;
     let mut applied = true;
     for svc in want.services {
