@@ -73,6 +73,8 @@ pub enum Command {
     Sign(SignArgs),
     /// Check spec.image.sign of AppImages against trusted public keys
     Verify(VerifyArgs),
+    /// Trusted keys: plan-rotation lists what removing or revoking a key would break
+    Keys(crate::keys::KeysArgs),
     /// Deploy an AppImage to many nodes as a job (BatchDeployment): create, get, describe,
     /// stop, continue, retry, delete
     Batch(crate::batch::BatchArgs),

@@ -102,7 +102,7 @@ pub fn known(revs: &[AppImageRevision]) -> Vec<Known> {
 }
 
 /// Revision number -> `kind/namespace/name` of the workloads and Pods whose template names it.
-async fn in_use(
+pub async fn in_use(
     client: &Client,
     appimage: &str,
     known: &[Known],

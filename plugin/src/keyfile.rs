@@ -76,10 +76,15 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKey> {
 
 /// The trusted keys: every `--key`, then the `*.pem` and `*.pub` files in `--keys-dir`.
 pub fn load_trusted(args: &VerifyArgs) -> Result<Vec<TrustedKey>> {
-    let mut paths = args.key.clone();
-    if let Some(dir) = &args.keys_dir {
+    load_keys(&args.key, args.keys_dir.as_deref())
+}
+
+/// The keys `key` names and those in `keys_dir`, with the directory's key policy applied.
+pub fn load_keys(key: &[PathBuf], keys_dir: Option<&Path>) -> Result<Vec<TrustedKey>> {
+    let mut paths = key.to_vec();
+    if let Some(dir) = keys_dir {
         let found = key_files(dir)?;
-        if found.is_empty() && args.key.is_empty() {
+        if found.is_empty() && key.is_empty() {
             bail!(
                 "--keys-dir {} holds no *.pem or *.pub file; put the trusted PEM public keys there or pass --key PUBLIC_KEY",
                 quoted(dir)
@@ -108,7 +113,7 @@ pub fn load_trusted(args: &VerifyArgs) -> Result<Vec<TrustedKey>> {
         })?;
         keys.push(key);
     }
-    if let Some(dir) = &args.keys_dir {
+    if let Some(dir) = keys_dir {
         apply_policy(dir, &mut keys)?;
     }
     Ok(keys)

@@ -15,6 +15,7 @@ mod info;
 mod input;
 mod keyfile;
 mod keygen;
+mod keys;
 mod output;
 mod payload;
 mod render;
@@ -63,6 +64,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Payload(args) => payload::run(global, &args),
         Command::Sign(args) => sign::run(&args),
         Command::Verify(args) => verify::run(global, &args),
+        Command::Keys(args) => keys::run(global, &args),
         Command::Deploy(args) => deploy::run(global, *args),
         Command::History(args) => history::run(global, &args),
         Command::Diff(args) => diff::run(global, &args),

@@ -335,6 +335,79 @@ fn k_of_n_signatures_spec_changes_and_revocation() {
 }
 
 #[test]
+fn plan_rotation_lists_what_a_key_change_breaks() {
+    let dir = tempdir();
+    let d = dir.path();
+    std::fs::create_dir(d.join("trusted")).expect("mkdir");
+    keygen(d, "ecdsa-p256", "trusted/a");
+    keygen(d, "ed25519", "trusted/b");
+    for stem in ["a", "b"] {
+        let from = d.join(format!("trusted/{stem}.key"));
+        std::fs::rename(from, d.join(format!("{stem}.key"))).expect("move");
+    }
+    std::fs::write(d.join("one.yaml"), example_text()).expect("write");
+    run(
+        d,
+        &["sign", "-f", "one.yaml", "--key", "a.key", "--in-place"],
+    )
+    .ok();
+    let mut doc: Value = serde_yaml_ng::from_str(&example_text()).expect("YAML");
+    doc["metadata"]["name"] = Value::String("two".into());
+    std::fs::write(d.join("two.yaml"), serde_yaml_ng::to_string(&doc).unwrap()).expect("write");
+    run(
+        d,
+        &["sign", "-f", "two.yaml", "--key", "a.key", "--in-place"],
+    )
+    .ok();
+    run(
+        d,
+        &[
+            "sign",
+            "-f",
+            "two.yaml",
+            "--key",
+            "b.key",
+            "--add",
+            "--in-place",
+        ],
+    )
+    .ok();
+
+    let plan = |key: &str| {
+        let args = [
+            "keys",
+            "plan-rotation",
+            "--remove",
+            key,
+            "--keys-dir",
+            "trusted",
+        ];
+        let files = ["-f", "one.yaml", "-f", "two.yaml"];
+        run(d, &[&args[..], &files[..]].concat())
+    };
+    let out = plan("a.pub").ok().out();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].starts_with("SUBJECT"), "{out}");
+    let cols = |l: &str| l.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    assert_eq!(
+        cols(lines[1]),
+        "appimage/secretflow-image breaks breaks",
+        "{out}"
+    );
+    // Signed by b too: removal keeps it, revocation breaks it.
+    assert_eq!(cols(lines[2]), "appimage/two keeps breaks", "{out}");
+    assert!(lines[2].contains("which is revoked"), "{out}");
+    let out = plan("b.pub").ok().out();
+    assert!(
+        out.starts_with("appimage/two") || out.contains("appimage/two"),
+        "{out}"
+    );
+    assert!(!out.contains("secretflow-image"), "{out}");
+    plan("c.pub").fails(&["no trusted key is named \"c.pub\""]);
+}
+
+#[test]
 fn keys_dir_and_in_place() {
     let dir = tempdir();
     let d = dir.path();

@@ -9,6 +9,7 @@
 //! Which verified signatures count (key windows, revocation, how many keys) is [`policy`]'s.
 
 pub mod policy;
+pub mod rotation;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

@@ -240,7 +240,7 @@ impl World {
 
     /// Sign `img`'s image with the shared key (after any change to it).
     pub fn sign(&self, img: &mut AppImage) {
-        img.spec.image.sign = Some(self.s.signer.sign(&payload(&img)));
+        img.spec.image.sign = Some(self.s.signer.sign(&payload(img)));
     }
 }
 

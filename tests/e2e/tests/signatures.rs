@@ -258,3 +258,35 @@ fn payload_v1_counts_only_with_the_flag_and_then_warns() {
     let warning = lenient.expect_pod(c, &name, true, "covers only payload v1");
     assert!(warning.contains("Warning:"), "{warning}");
 }
+
+#[test]
+fn plan_rotation_names_appimages_revisions_and_workloads_in_the_cluster() {
+    use appimage_e2e::world::{REVISIONS_CRD, Shared};
+    static CRDS: [appimage_e2e::world::Crd; 1] = [REVISIONS_CRD];
+    let w = Shared::once(&CRDS, "sigrot").world("sigrot");
+    w.apply_signed_example("secretflow-image.yaml", &w.image);
+    w.revision(1);
+    w.deploy("rot", &[]);
+    let keys = w.s.signer.pub_dir.to_string_lossy().into_owned();
+    let out = w.plugin(&[
+        "keys",
+        "plan-rotation",
+        "--remove",
+        "sign.pub",
+        "--keys-dir",
+        &keys,
+    ]);
+    let row = |subject: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(subject))
+            .unwrap_or_else(|| panic!("no row for {subject}:\n{out}"))
+            .to_string()
+    };
+    let image = row(&format!("appimage/{}", w.image));
+    assert!(image.contains("breaks"), "{out}");
+    let revision = row(&format!("revision/{}-1", w.image));
+    assert!(
+        revision.contains(&format!("deployment/{}/rot", w.ns)),
+        "the revision's row names the workload running it:\n{out}"
+    );
+}

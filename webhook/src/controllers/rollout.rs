@@ -114,7 +114,7 @@ pub async fn roll(
     // Why a rollout may not start: the new revision's signature. Verified here against the
     // trusted keys rather than read from the catalog, whose watches may not have seen this
     // spec yet (its verdict would then be the previous spec's).
-    let blocked = ctx.catalog.verify(&current.image).err().map(|e| format!(
+    let blocked = ctx.catalog.verify(current.image).err().map(|e| format!(
         "revision {} of AppImage {name:?} failed signature verification ({e}): not rolled out; a tampered update (any spec field changed, signature kept) or a revoked or expired key is never rolled out — re-sign it (kubectl appimage sign) or roll the AppImage back",
         current.number
     ));

@@ -38,7 +38,7 @@ pub fn make_signing_key(dir: &Path, name: &str) -> TrustedKey {
 /// Sign `image`'s payload with `openssl dgst -sha256 -sign` and store the base64 in it.
 pub fn sign(dir: &Path, key: &str, image: &mut AppImage) {
     image.spec.image.sign = None;
-    std::fs::write(dir.join("payload.bin"), payload(&image)).expect("write payload");
+    std::fs::write(dir.join("payload.bin"), payload(image)).expect("write payload");
     openssl(
         dir,
         &[
