@@ -229,7 +229,7 @@ fn labelled_pod(ns: &str, name: &str, image: &str) -> Value {
         "metadata": {"name": name, "namespace": ns, "labels": {labels::APP_IMAGE: image},
                      "annotations": {labels::OPT_TASK_ID: name}},
         // A Pod the apiserver would store as it is, were it not mutated.
-        "spec": {"containers": [{"name": "placeholder", "image": "busybox"}]}
+        "spec": {"containers": [{"name": "secretflow", "image": "busybox"}]}
     })
 }
 
