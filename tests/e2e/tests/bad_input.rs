@@ -13,7 +13,8 @@ use appimage::resource::AppImage;
 use appimage::signature::payload;
 use appimage_e2e::review::{APPIMAGE, POD, UID, review};
 use appimage_e2e::webhook::{SigningKey, Tls, Webhook};
-use appimage_e2e::{cluster, repo_root, unique, workspace_bin};
+use appimage_e2e::world::{REVISIONS_CRD, cluster_with};
+use appimage_e2e::{repo_root, unique, wait_until, workspace_bin};
 use base64::Engine;
 use serde_json::{Value, json};
 
@@ -902,9 +903,40 @@ fn pod_integrity_cases() -> Vec<Case> {
     ]
 }
 
+/// Revisions that cannot be forged (issue 24, section 3): a template naming a number and a
+/// hash gets that revision only with that hash. (The policies' denials are the API server's,
+/// not inputs of the plugin or the webhook: see revision_trust.rs.)
+fn revision_cases() -> Vec<Case> {
+    let pinned = |number: &str, hash: &str| {
+        mutate(pod(
+            "pinned-0",
+            "bi-good",
+            json!({"appimage.kuscia.secretflow/revision": number, "appimage.kuscia.secretflow/revision-hash": hash}),
+        ))
+    };
+    vec![
+        Case {
+            name: "webhook: a Pod pinned to a revision number with another hash",
+            input: pinned("1", "0000"),
+            expect: denied(
+                "the Pod pins revision 1 of AppImage \"bi-good\" with hash 0000, but revision 1 now has hash ",
+            ),
+        },
+        Case {
+            name: "webhook: a Pod pinned to a revision number never recorded",
+            input: pinned("9", "0000"),
+            expect: denied(
+                "revision 9 of AppImage \"bi-good\" not found: kubectl appimage history bi-good lists its revisions",
+            ),
+        },
+    ]
+}
+
 #[test]
 fn bad_input_catalogue() {
-    let c = cluster();
+    // The revisions CRD too: the webhook's controllers record the AppImages' revisions, which
+    // the revision cases name.
+    let c = cluster_with(&[REVISIONS_CRD]);
     let work = tempfile::tempdir().unwrap();
     let tls = Tls::new(&work.path().join("tls"), "appimage-webhook");
     let signer = SigningKey::new(&work.path().join("signer"));
@@ -946,6 +978,18 @@ fn bad_input_catalogue() {
     std::fs::write(&file, bytes(&list)).unwrap();
     c.kubectl_ok(&["apply", "-f", &file.to_string_lossy()]);
     let hook = Webhook::start(c, &tls, &signer.pub_dir, &[]);
+    let recorded = wait_until(std::time::Duration::from_secs(60), || {
+        c.kubectl(&["get", "appimagerevision", "bi-good-1"])
+            .status
+            .success()
+    });
+    assert!(
+        recorded,
+        "revision bi-good-1 never recorded:\n{}",
+        hook.logs()
+    );
+    // The webhook's own watch gets it a moment after the API server has it.
+    std::thread::sleep(std::time::Duration::from_secs(2));
     let env = Env {
         work: work.path().to_path_buf(),
         ca: tls.ca.clone(),
@@ -954,6 +998,7 @@ fn bad_input_catalogue() {
 
     let mut cases = plugin_cases(work.path(), &signer, &other);
     cases.extend(webhook_cases(&signer, &other));
+    cases.extend(revision_cases());
     let plugin = cases
         .iter()
         .filter(|c| matches!(c.input, Input::Plugin(_)))
