@@ -80,6 +80,9 @@ fn spawn_webhook(
         .arg(keys_dir)
         .arg("--kubeconfig")
         .arg(c.kubeconfig())
+        // The replicas and their restarts share one seal key, as the chart's do.
+        .arg("--seal-key-file")
+        .arg(appimage_e2e::webhook::seal_key_file(c))
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))
         .spawn()
