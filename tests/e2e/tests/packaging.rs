@@ -770,14 +770,18 @@ fn the_e2e_policies_are_the_charts() {
     let ours = docs(&appimage_e2e::policies::render(
         &template, fullname, ns, fullname,
     ));
+    // Helm orders the documents by kind; compared by kind and name, without the labels.
     let unlabelled = |d: &[Value]| -> Vec<Value> {
-        d.iter()
+        let mut out: Vec<Value> = d
+            .iter()
             .cloned()
             .map(|mut v| {
                 v["metadata"].as_object_mut().unwrap().remove("labels");
                 v
             })
-            .collect()
+            .collect();
+        out.sort_by_key(|v| format!("{} {}", v["kind"], v["metadata"]["name"]));
+        out
     };
     assert_eq!(unlabelled(&helm), unlabelled(&ours));
     let revisions = named(
