@@ -86,6 +86,10 @@ pub struct DeployArgs {
     /// Deploy even when the AppImage is deprecated
     #[arg(long)]
     pub allow_deprecated: bool,
+    /// The webhook's --pod-overrides, for the Pod preview (-o with --dry-run): all, env or none
+    #[arg(long, default_value = "env", value_name = "all|env|none",
+          value_parser = |s: &str| s.parse::<appimage::overrides::PodOverrides>())]
+    pub pod_overrides: appimage::overrides::PodOverrides,
     #[command(flatten)]
     pub dry_run: DryRunArg,
     /// Print the workload instead of a message (with --dry-run, and the Pod the webhook makes)
@@ -183,7 +187,7 @@ fn print_dry_run(image: &AppImage, built: &Workload, args: &DeployArgs) -> Resul
         )),
         Some(ObjectOutput::Name) => println(&format!("{}/{}", kind.resource(), built.name())),
         Some(ObjectOutput::Yaml) => {
-            let pod = workload::preview_pod(image, built)?;
+            let pod = workload::preview_pod_with(image, built, args.pod_overrides)?;
             print(&format!(
                 "{}---\n# The Pod the webhook makes of it (the first one, as admitted):\n{}",
                 to_yaml(built)?,
@@ -191,7 +195,7 @@ fn print_dry_run(image: &AppImage, built: &Workload, args: &DeployArgs) -> Resul
             ))
         }
         Some(ObjectOutput::Json) => {
-            let pod = workload::preview_pod(image, built)?;
+            let pod = workload::preview_pod_with(image, built, args.pod_overrides)?;
             let items = vec![serde_json::to_value(built)?, serde_json::to_value(&pod)?];
             print(&to_json(&list(items))?)
         }
@@ -272,7 +276,7 @@ fn print_applied(
             println(&format!("{}/{}", after.kind().resource(), after.name()))
         }
         Some(ObjectOutput::Yaml) if args.dry_run.dry_run == DryRun::Server => {
-            let pod = workload::preview_pod(image, built)?;
+            let pod = workload::preview_pod_with(image, built, args.pod_overrides)?;
             print(&format!(
                 "{}---\n{}",
                 to_yaml(&shown(after)?)?,

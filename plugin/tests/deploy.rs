@@ -194,6 +194,10 @@ fn every_kind_offline() {
 #[test]
 fn the_example_pod_template_is_merged() {
     let fragment = example("pod-template.yaml");
+    // Its init containers, mounts and securityContext need the webhook's `all`; the default
+    // `env` refuses the preview's Pod, naming the field.
+    let refused = deploy_err(&["-o", "yaml", "--pod-template", &fragment], 1);
+    assert!(refused.contains("spec.initContainers[0]"), "{refused}");
     let out = deploy(&[
         "-o",
         "yaml",
@@ -202,6 +206,8 @@ fn the_example_pod_template_is_merged() {
         "--host-network",
         "--image-pull-secret",
         "mirror",
+        "--pod-overrides",
+        "all",
     ]);
     let docs = yaml_docs(&out);
     for doc in [&docs[0]["spec"]["template"]["spec"], &docs[1]["spec"]] {

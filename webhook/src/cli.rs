@@ -185,4 +185,17 @@ mod tests {
         assert!(Cli::try_parse_from(["w"]).is_err());
         assert!(Cli::try_parse_from(["w", "--tls-cert-file=c"]).is_err());
     }
+
+    #[test]
+    fn pod_flags() {
+        let cli = Cli::try_parse_from(["w", "--insecure-http"]).expect("valid flags");
+        assert_eq!(cli.pod_overrides, PodOverrides::Env, "env by default");
+        assert!(cli.seal_key_file.is_none());
+        let cli = Cli::try_parse_from(["w", "--insecure-http", "--pod-overrides=none"]);
+        let config = cli.expect("valid flags").into_config();
+        assert_eq!(config.pod_overrides, PodOverrides::None);
+        let bad = Cli::try_parse_from(["w", "--insecure-http", "--pod-overrides=some"]);
+        let err = bad.expect_err("not a policy").to_string();
+        assert!(err.contains("must be one of all, env, none"), "{err}");
+    }
 }

@@ -83,6 +83,41 @@ fn mutate_applies_the_pod_overrides_policy() {
     assert_eq!(command, ["sh", "-c", "evil"], "`all` is Kuscia's merge");
 }
 
+#[test]
+fn an_appimage_annotation_only_tightens_the_policy() {
+    let dir = temp_dir();
+    let key = make_signing_key(dir.path(), "signer");
+    let mut strict = appimage("strict", "20");
+    strict.metadata.annotations =
+        Some([(labels::POD_OVERRIDES.to_string(), "none".to_string())].into());
+    sign(dir.path(), "signer", &mut strict);
+    let mut loose = appimage("loose", "21");
+    loose.metadata.annotations =
+        Some([(labels::POD_OVERRIDES.to_string(), "all".to_string())].into());
+    sign(dir.path(), "signer", &mut loose);
+    let (reader, _writer) = store(&[strict, loose], true);
+    let catalog = Catalog::new(reader, Trust::fixed(vec![key]));
+    let with_env = |image: &str| {
+        let mut p = pod("job-0", "alice", Some(image));
+        p["spec"]["containers"][0]["env"] = json!([{"name": "A", "value": "1"}]);
+        p
+    };
+    let all = PodRules {
+        seal_key: None,
+        pod_overrides: PodOverrides::All,
+    };
+    // `none` on the AppImage wins over the webhook's `all`...
+    let err = admit(&catalog, with_env("strict"), &all).unwrap_err();
+    assert!(err.contains("spec.containers[0].env"), "{err}");
+    assert!(err.contains("policy \"none\""), "{err}");
+    // ...and `all` on the AppImage cannot loosen the webhook's `env`.
+    let mut own_command = pod("job-1", "alice", Some("loose"));
+    own_command["spec"]["containers"][0]["command"] = json!(["./other"]);
+    let env = PodRules::default();
+    let err = admit(&catalog, own_command, &env).unwrap_err();
+    assert!(err.contains("spec.containers[0].command"), "{err}");
+}
+
 /// An UPDATE review of `old` to `new`, to `subresource` when given.
 fn update(old: &Value, new: &Value, subresource: Option<&str>) -> Vec<u8> {
     let mut review = review(POD, "UPDATE", "alice", new.clone());

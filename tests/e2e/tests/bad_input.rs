@@ -13,7 +13,8 @@ use appimage::resource::AppImage;
 use appimage::signature::payload;
 use appimage_e2e::review::{APPIMAGE, POD, UID, review};
 use appimage_e2e::webhook::{SigningKey, Tls, Webhook};
-use appimage_e2e::{cluster, repo_root, unique, workspace_bin};
+use appimage_e2e::world::{REVISIONS_CRD, cluster_with};
+use appimage_e2e::{repo_root, unique, wait_until, workspace_bin};
 use base64::Engine;
 use serde_json::{Value, json};
 
@@ -149,7 +150,7 @@ fn pod(name: &str, image: &str, annotations: Value) -> Value {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": "bad-input",
                      "labels": {labels::APP_IMAGE: image}, "annotations": annotations},
-        "spec": {"containers": [{"name": "placeholder", "image": "busybox"}]}
+        "spec": {"containers": [{"name": "secretflow", "image": "busybox"}]}
     })
 }
 
@@ -523,6 +524,16 @@ fn plugin_cases(work: &Path, signer: &SigningKey, other: &SigningKey) -> Vec<Cas
             expect: exit(1, "error: AppImage \"app-template\" has no deploy template for role \"nobody\" and none without a role (roles it serves: server, client)"),
         },
         Case {
+            name: "plugin: render --pod-overrides that is no policy",
+            input: Input::Plugin(s(&["render", "-f", "seed.yaml", "--pod-overrides", "some"])),
+            expect: exit(2, "invalid value 'some' for '--pod-overrides <all|env|none>': must be one of all, env, none, not \"some\""),
+        },
+        Case {
+            name: "plugin: render an AppImage whose pod-overrides annotation is no policy",
+            input: Input::Plugin(f(write("overrides.yaml", seed.replacen("metadata:\n", "metadata:\n  annotations:\n    appimage.kuscia.secretflow/pod-overrides: loose\n", 1).as_bytes())).into_iter().skip(1).fold(s(&["render"]), |mut v, a| { v.push(a); v })),
+            expect: exit(1, "pod overrides: AppImage \"secretflow-image\": annotation appimage.kuscia.secretflow/pod-overrides: must be one of all, env, none, not \"loose\""),
+        },
+        Case {
             name: "plugin: render --set without =",
             input: Input::Plugin(s(&["render", "-f", "seed.yaml", "--set", "JUSTAKEY"])),
             expect: exit(1, "error: --set \"JUSTAKEY\" is not KEY=VALUE"),
@@ -711,6 +722,7 @@ fn webhook_cases(signer: &SigningKey, other: &SigningKey) -> Vec<Case> {
         Case { name: "webhook: /validate huge (2 MiB) template, signed", input: validate_image(&huge), expect: Expect::Allowed(Box::new(|_| Ok(()))) },
         Case { name: "webhook: /validate not an AppImage", input: Input::Post("/validate", bytes(&review(APPIMAGE, "CREATE", "", json!({"apiVersion": "kuscia.secretflow/v1alpha1", "kind": "AppImage", "metadata": {"name": "x"}, "spec": 7})))), expect: denied("cannot decode the AppImage: spec: invalid type: integer `7`") },
     ];
+    cases.extend(pod_integrity_cases());
     // Template injection through the Pod's options.
     for (i, v) in NASTY.iter().enumerate() {
         let names = [
@@ -752,9 +764,179 @@ fn webhook_cases(signer: &SigningKey, other: &SigningKey) -> Vec<Case> {
     cases
 }
 
+/// An UPDATE of `old` to `new` (to `subresource` when given), for /validate-pods.
+fn validate_pod_update(old: &Value, new: &Value, subresource: Option<&str>) -> Input {
+    let mut review = review(POD, "UPDATE", "bad-input", new.clone());
+    review["request"]["oldObject"] = old.clone();
+    if let Some(sub) = subresource {
+        review["request"]["subResource"] = json!(sub);
+    }
+    Input::Post("/validate-pods", bytes(&review))
+}
+
+/// Pods stay as admitted (issue 24, section 2): what /validate-pods and the pod-overrides
+/// policy refuse, each with its message.
+fn pod_integrity_cases() -> Vec<Case> {
+    let injected = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "job-0", "namespace": "bad-input",
+                     "labels": {labels::APP_IMAGE: "bi-good", labels::POD_IDENTITY: "job-0"},
+                     "annotations": {labels::STATUS: "{}", labels::ADMITTED: "v1:00"}},
+        "spec": {"containers": [{"name": "secretflow", "image": "secretflow/secretflow-lite-anolis8:latest"}]}
+    });
+    let edited = |f: &dyn Fn(&mut Value)| {
+        let mut new = injected.clone();
+        f(&mut new);
+        new
+    };
+    let swapped = edited(&|p| p["spec"]["containers"][0]["image"] = json!("busybox:swapped"));
+    let debugged = edited(&|p| {
+        p["spec"]["ephemeralContainers"] = json!([{"name": "debugger", "image": "busybox"}])
+    });
+    let status =
+        edited(&|p| p["metadata"]["annotations"][labels::STATUS] = json!("{\"ports\":[]}"));
+    let role = edited(&|p| p["metadata"]["labels"][labels::POD_ROLE] = json!("server"));
+    let plain = pod("plain", "bi-good", json!({}));
+    let mut plain_old = plain.clone();
+    plain_old["metadata"]["labels"] = json!({});
+    let with = |extra: Value| {
+        let mut p = pod("ovr", "bi-good", json!({labels::OPT_TASK_ID: "t1"}));
+        p["spec"]
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        p
+    };
+    vec![
+        Case {
+            name: "webhook: /validate-pods swaps an injected image",
+            input: validate_pod_update(&injected, &swapped, None),
+            expect: denied(
+                "Pod \"bad-input/job-0\" runs AppImage \"bi-good\" as admitted: spec.containers[0].image of container \"secretflow\" cannot change (\"secretflow/secretflow-lite-anolis8:latest\" -> \"busybox:swapped\"); the image comes from the signed AppImage: publish a new revision of the AppImage and roll it out (kubectl appimage set-image / kubectl appimage rollout), or create a new Pod",
+            ),
+        },
+        Case {
+            name: "webhook: /validate-pods adds an ephemeral container",
+            input: validate_pod_update(&injected, &debugged, Some("ephemeralcontainers")),
+            expect: denied(
+                "ephemeral containers cannot be added (spec.ephemeralContainers[0] \"debugger\")",
+            ),
+        },
+        Case {
+            name: "webhook: /validate-pods edits the status",
+            input: validate_pod_update(&injected, &status, None),
+            expect: denied(
+                "annotation appimage.kuscia.secretflow/status cannot be added, edited or removed (appimage-webhook writes it at admission)",
+            ),
+        },
+        Case {
+            name: "webhook: /validate-pods adds a role label",
+            input: validate_pod_update(&injected, &role, None),
+            expect: denied(
+                "label kuscia.secretflow/pod-role cannot be added, changed or removed (unset -> \"server\")",
+            ),
+        },
+        Case {
+            name: "webhook: /validate-pods a plain Pod gains the label",
+            input: validate_pod_update(&plain_old, &plain, None),
+            expect: denied(
+                "Pod \"bad-input/plain\" was not injected by appimage-webhook, so it cannot gain the label kuscia.secretflow/app-image=\"bi-good\" by an update",
+            ),
+        },
+        Case {
+            name: "webhook: /validate-pods without oldObject",
+            input: Input::Post(
+                "/validate-pods",
+                bytes(&review(POD, "UPDATE", "bad-input", injected.clone())),
+            ),
+            expect: denied("the AdmissionReview UPDATE request needs object and oldObject"),
+        },
+        Case {
+            name: "webhook: /validate-pods of a Deployment",
+            input: Input::Post(
+                "/validate-pods",
+                bytes(&review(
+                    ("apps", "v1", "Deployment"),
+                    "UPDATE",
+                    "bad-input",
+                    json!({"metadata": {"name": "d"}}),
+                )),
+            ),
+            expect: denied("/validate-pods admits Pods only, got apps/Deployment"),
+        },
+        Case {
+            name: "webhook: Pod overrides the template's command",
+            input: mutate(with(
+                json!({"containers": [{"name": "secretflow", "image": "x", "command": ["sh"]}]}),
+            )),
+            expect: denied(
+                "AppImage \"bi-good\": spec.containers[0].command: container \"secretflow\" overrides the template's command, which the pod-overrides policy \"env\" refuses (it allows env and resources only)",
+            ),
+        },
+        Case {
+            name: "webhook: Pod brings an extra container",
+            input: mutate(with(
+                json!({"containers": [{"name": "secretflow", "image": "x"}, {"name": "sidecar", "image": "busybox"}]}),
+            )),
+            expect: denied(
+                "spec.containers[1]: container \"sidecar\" is not in deploy template \"secretflow\"",
+            ),
+        },
+        Case {
+            name: "webhook: Pod brings an init container",
+            input: mutate(with(
+                json!({"initContainers": [{"name": "init", "image": "busybox"}]}),
+            )),
+            expect: denied(
+                "spec.initContainers[0]: init container \"init\" is not in the deploy template",
+            ),
+        },
+        Case {
+            name: "webhook: Pod mounts a volume of its own",
+            input: mutate(with(
+                json!({"volumes": [{"name": "host", "hostPath": {"path": "/"}}], "containers": [{"name": "secretflow", "image": "x", "volumeMounts": [{"name": "host", "mountPath": "/host"}]}]}),
+            )),
+            expect: denied(
+                "spec.containers[0].volumeMounts: container \"secretflow\" overrides the template's volumeMounts",
+            ),
+        },
+    ]
+}
+
+/// Revisions that cannot be forged (issue 24, section 3): a template naming a number and a
+/// hash gets that revision only with that hash. (The policies' denials are the API server's,
+/// not inputs of the plugin or the webhook: see revision_trust.rs.)
+fn revision_cases() -> Vec<Case> {
+    let pinned = |number: &str, hash: &str| {
+        mutate(pod(
+            "pinned-0",
+            "bi-good",
+            json!({"appimage.kuscia.secretflow/revision": number, "appimage.kuscia.secretflow/revision-hash": hash}),
+        ))
+    };
+    vec![
+        Case {
+            name: "webhook: a Pod pinned to a revision number with another hash",
+            input: pinned("1", "0000"),
+            expect: denied(
+                "the Pod pins revision 1 of AppImage \"bi-good\" with hash 0000, but revision 1 now has hash ",
+            ),
+        },
+        Case {
+            name: "webhook: a Pod pinned to a revision number never recorded",
+            input: pinned("9", "0000"),
+            expect: denied(
+                "revision 9 of AppImage \"bi-good\" not found: kubectl appimage history bi-good lists its revisions",
+            ),
+        },
+    ]
+}
+
 #[test]
 fn bad_input_catalogue() {
-    let c = cluster();
+    // The revisions CRD too: the webhook's controllers record the AppImages' revisions, which
+    // the revision cases name.
+    let c = cluster_with(&[REVISIONS_CRD]);
     let work = tempfile::tempdir().unwrap();
     let tls = Tls::new(&work.path().join("tls"), "appimage-webhook");
     let signer = SigningKey::new(&work.path().join("signer"));
@@ -796,6 +978,18 @@ fn bad_input_catalogue() {
     std::fs::write(&file, bytes(&list)).unwrap();
     c.kubectl_ok(&["apply", "-f", &file.to_string_lossy()]);
     let hook = Webhook::start(c, &tls, &signer.pub_dir, &[]);
+    let recorded = wait_until(std::time::Duration::from_secs(60), || {
+        c.kubectl(&["get", "appimagerevision", "bi-good-1"])
+            .status
+            .success()
+    });
+    assert!(
+        recorded,
+        "revision bi-good-1 never recorded:\n{}",
+        hook.logs()
+    );
+    // The webhook's own watch gets it a moment after the API server has it.
+    std::thread::sleep(std::time::Duration::from_secs(2));
     let env = Env {
         work: work.path().to_path_buf(),
         ca: tls.ca.clone(),
@@ -804,6 +998,7 @@ fn bad_input_catalogue() {
 
     let mut cases = plugin_cases(work.path(), &signer, &other);
     cases.extend(webhook_cases(&signer, &other));
+    cases.extend(revision_cases());
     let plugin = cases
         .iter()
         .filter(|c| matches!(c.input, Input::Plugin(_)))

@@ -80,6 +80,9 @@ fn spawn_webhook(
         .arg(keys_dir)
         .arg("--kubeconfig")
         .arg(c.kubeconfig())
+        // The replicas and their restarts share one seal key, as the chart's do.
+        .arg("--seal-key-file")
+        .arg(appimage_e2e::webhook::seal_key_file(c))
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))
         .spawn()
@@ -229,7 +232,7 @@ fn labelled_pod(ns: &str, name: &str, image: &str) -> Value {
         "metadata": {"name": name, "namespace": ns, "labels": {labels::APP_IMAGE: image},
                      "annotations": {labels::OPT_TASK_ID: name}},
         // A Pod the apiserver would store as it is, were it not mutated.
-        "spec": {"containers": [{"name": "placeholder", "image": "busybox"}]}
+        "spec": {"containers": [{"name": "secretflow", "image": "busybox"}]}
     })
 }
 

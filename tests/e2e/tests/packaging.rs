@@ -716,9 +716,31 @@ fn helm_template_value_overrides() {
     let d = docs(&render(
         "x",
         "ns-x",
-        &["--set", "trustedKeys.secretName=corp-keys"],
+        &[
+            "--set",
+            "trustedKeys.secretName=corp-keys",
+            "--set",
+            "sealKey.secretName=corp-seal",
+            "--set",
+            "podOverrides=none",
+        ],
     ));
     assert!(named(&d, "Secret", "x-appimage-webhook-trusted-keys").is_none());
+    // An existing seal key Secret: mounted, and the chart makes none; the policy is passed on.
+    assert!(named(&d, "Secret", "x-appimage-webhook-seal-key").is_none());
+    let dep = one(&d, "Deployment");
+    let seal = dep["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "seal-key")
+        .unwrap();
+    assert_eq!(seal["secret"]["secretName"], "corp-seal");
+    let args = strs(&dep["spec"]["template"]["spec"]["containers"][0]["args"]);
+    assert!(
+        args.contains(&"--pod-overrides=none".to_string()),
+        "{args:?}"
+    );
     let vols = &one(&d, "Deployment")["spec"]["template"]["spec"]["volumes"];
     let keys = vols
         .as_array()
@@ -748,14 +770,18 @@ fn the_e2e_policies_are_the_charts() {
     let ours = docs(&appimage_e2e::policies::render(
         &template, fullname, ns, fullname,
     ));
+    // Helm orders the documents by kind; compared by kind and name, without the labels.
     let unlabelled = |d: &[Value]| -> Vec<Value> {
-        d.iter()
+        let mut out: Vec<Value> = d
+            .iter()
             .cloned()
             .map(|mut v| {
                 v["metadata"].as_object_mut().unwrap().remove("labels");
                 v
             })
-            .collect()
+            .collect();
+        out.sort_by_key(|v| format!("{} {}", v["kind"], v["metadata"]["name"]));
+        out
     };
     assert_eq!(unlabelled(&helm), unlabelled(&ours));
     let revisions = named(

@@ -7,12 +7,15 @@
 use std::time::Duration;
 
 use appimage::labels;
-use appimage_e2e::world::{Shared, World};
+use appimage_e2e::world::{Crd, REVISIONS_CRD, Shared, World};
 use appimage_e2e::{text, wait_until, write_json};
 use serde_json::{Value, json};
 
+/// The webhook watches AppImageRevisions too.
+const CRDS: &[Crd] = &[REVISIONS_CRD];
+
 fn world(prefix: &str) -> World {
-    Shared::once(&[], "integrity").world(prefix)
+    Shared::once(CRDS, "integrity").world(prefix)
 }
 
 fn pod(ns: &str, name: &str, labels: Value, annotations: Value, containers: Value) -> Value {
@@ -205,10 +208,10 @@ fn identity_labels_and_webhook_annotations_stay() {
     }
 }
 
-#[test]
-fn a_forged_status_gains_neither_the_label_nor_services() {
-    let w = seed("forge");
-    let real = injected_pod(&w, "job-0");
+/// An injected Pod `job-0` once the controllers made its Services; its status and seal
+/// annotations; a busybox container list.
+fn injected_with_services(w: &World) -> (Value, Value, Value) {
+    let real = injected_pod(w, "job-0");
     // The controllers work: the injected Pod gets its Services.
     let sel = format!("{}=job-0", labels::POD_IDENTITY);
     let has_services = wait_until(Duration::from_secs(60), || {
@@ -219,12 +222,21 @@ fn a_forged_status_gains_neither_the_label_nor_services() {
         "the injected Pod got no Services:\n{}",
         w.logs()
     );
-    let copied = json!({
-        labels::STATUS: real["metadata"]["annotations"][labels::STATUS],
-        labels::ADMITTED: real["metadata"]["annotations"][labels::ADMITTED],
-    });
+    let mut copied = serde_json::Map::new();
+    for key in [labels::STATUS, labels::ADMITTED] {
+        if let Some(value) = real["metadata"]["annotations"].get(key) {
+            copied.insert(key.into(), value.clone());
+        }
+    }
+    let copied = Value::Object(copied);
     let busybox = json!([{"name": "main", "image": "busybox"}]);
+    (real, copied, busybox)
+}
 
+#[test]
+fn a_plain_pod_cannot_gain_the_label() {
+    let w = seed("forge");
+    let (_, copied, busybox) = injected_with_services(&w);
     // A plain Pod with the copied annotations (no label: the webhook never sees its CREATE)
     // cannot take the label afterwards.
     let plain = pod(&w.ns, "plain", json!({}), copied.clone(), busybox.clone());
@@ -237,7 +249,17 @@ fn a_forged_status_gains_neither_the_label_nor_services() {
         &["was not injected", "cannot gain the label"],
     );
     eprintln!("denied as it should be: {stderr}");
+}
 
+#[test]
+fn a_forged_status_builds_no_services() {
+    let w = seed("sealed");
+    let (real, copied, busybox) = injected_with_services(&w);
+    assert!(
+        real["metadata"]["annotations"]
+            .get(labels::STATUS)
+            .is_some()
+    );
     // The same Pod where the webhook is bypassed (a namespace it does not admit) keeps the
     // label and the copied status, but has no valid seal: the controller builds nothing.
     let bypassed = w.c.namespace("forge-bypassed");

@@ -60,7 +60,7 @@ fn pod(ns: &str, name: &str, labels: Value, annotations: Value) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": ns, "labels": labels, "annotations": annotations},
-        "spec": {"containers": [{"name": "placeholder", "image": "busybox"}]}
+        "spec": {"containers": [{"name": "secretflow", "image": "busybox"}]}
     })
 }
 
@@ -423,7 +423,7 @@ fn kube_system_is_never_mutated() {
         stored["spec"]["containers"].as_array().map(Vec::len),
         Some(1)
     );
-    assert_eq!(stored["spec"]["containers"][0]["name"], "placeholder");
+    assert_eq!(stored["spec"]["containers"][0]["image"], "busybox");
     assert!(
         stored["metadata"]["labels"]
             .get(labels::POD_IDENTITY)

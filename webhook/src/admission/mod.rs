@@ -283,7 +283,15 @@ fn mutate_request(
     }
     let name = pod_name(&pod, &request.uid).ok_or("Pod has neither name nor generateName")?;
     answer.name = name;
-    inject(&prepared, pod, rules, answer, &pod_ref)
+    // A pinned revision carries no annotations: the current AppImage's pod-overrides tightens.
+    let mut rules = std::borrow::Cow::Borrowed(rules);
+    if !matches!(named, appimage::revision::Named::Current)
+        && let Some(current) = catalog.marks(image_name)
+    {
+        let tightened = rules.pod_overrides.for_image(&current)?;
+        rules.to_mut().pod_overrides = tightened;
+    }
+    inject(&prepared, pod, &rules, answer, &pod_ref)
 }
 
 /// A deprecated AppImage never breaks what runs: the Pod is admitted, with a warning. The

@@ -48,6 +48,8 @@ impl Index {
             // A revision's stage is its AppImage's current one, read by admission from there.
             stage: None,
             replaced_by: None,
+            // Also its AppImage's: admission tightens with the current one's.
+            pod_overrides: None,
             spec: Arc::new(spec.template),
             derived: ArcSwapOption::empty(),
         };

@@ -30,6 +30,9 @@ pub struct Stored {
     /// deprecated AppImage, so these two are kept while the rest of the metadata is not.
     pub stage: Option<Box<str>>,
     pub replaced_by: Option<Box<str>>,
+    /// The pod-overrides annotation (`appimage::overrides`): it tightens what the AppImage's
+    /// Pods may override.
+    pub pod_overrides: Option<Box<str>>,
     /// Shared by every stored AppImage with an equal spec.
     pub spec: Arc<AppImageSpec>,
     /// What the catalog derives from the AppImage, filled on first use.
@@ -81,13 +84,22 @@ impl Stored {
                 .stage
                 .as_ref()
                 .map(|s| BTreeMap::from([(labels::STAGE.to_string(), s.to_string())])),
-            annotations: self
-                .replaced_by
-                .as_ref()
-                .map(|r| BTreeMap::from([(labels::REPLACED_BY.to_string(), r.to_string())])),
+            annotations: annotations(&[
+                (labels::REPLACED_BY, &self.replaced_by),
+                (labels::POD_OVERRIDES, &self.pod_overrides),
+            ]),
             ..ObjectMeta::default()
         }
     }
+}
+
+/// The kept annotations that are set, or none.
+fn annotations(kept: &[(&str, &Option<Box<str>>)]) -> Option<BTreeMap<String, String>> {
+    let map: BTreeMap<String, String> = kept
+        .iter()
+        .filter_map(|(k, v)| Some((k.to_string(), v.as_deref()?.to_string())))
+        .collect();
+    (!map.is_empty()).then_some(map)
 }
 
 /// The value of `key` in a label or annotation map, if any.
@@ -231,6 +243,7 @@ impl Writer {
             resource_version: image.metadata.resource_version.unwrap_or_default().into(),
             stage: kept(image.metadata.labels.as_ref(), labels::STAGE),
             replaced_by: kept(image.metadata.annotations.as_ref(), labels::REPLACED_BY),
+            pod_overrides: kept(image.metadata.annotations.as_ref(), labels::POD_OVERRIDES),
             spec: self.compactor.compact(image.spec),
             derived: ArcSwapOption::empty(),
         };
