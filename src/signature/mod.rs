@@ -269,7 +269,11 @@ fn diff(path: String, old: &serde_json::Value, new: &serde_json::Value, out: &mu
                 diff(format!("{path}.{k}"), x, y, out);
             }
         }
-        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+        // Into lists of objects (containers, templates), not of strings: `command` reads
+        // better than `command[2]`.
+        (Value::Array(a), Value::Array(b))
+            if a.len() == b.len() && a.iter().all(Value::is_object) =>
+        {
             for (i, (x, y)) in a.iter().zip(b).enumerate() {
                 diff(format!("{path}[{i}]"), x, y, out);
             }

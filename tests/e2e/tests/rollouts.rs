@@ -403,12 +403,23 @@ fn a_tampered_update_is_never_rolled_out() {
         .map(|p| p["metadata"]["uid"].clone())
         .collect();
 
-    // The image tag changed, the signature kept.
+    // The image tag and the command changed, the signature kept (payload v2 covers both; the
+    // Event names what changed since revision 1).
     let mut tampered = seed.clone();
     tampered.spec.image.tag = "9.9-tampered".into();
+    tampered.spec.deploy_templates[0].spec.containers[0].command =
+        vec!["sh".into(), "-c".into(), "id".into()];
     w.apply_image(&tampered);
     w.revision(2);
-    let (kind, _, why) = w.event("web", "RolloutBlocked", &["revision 2", "signature"]);
+    let (kind, _, why) = w.event(
+        "web",
+        "RolloutBlocked",
+        &[
+            "revision 2",
+            "signature",
+            "changed: spec.deployTemplates[0].spec.containers[0].command, spec.image.tag",
+        ],
+    );
     assert_eq!(kind, "Warning", "{why}");
     let d = w.deployment("web");
     let t = &d["spec"]["template"];
@@ -446,6 +457,8 @@ fn a_tampered_update_is_never_rolled_out() {
     for text in config.spec.config_templates.values_mut() {
         *text = text.replacen("\"task_id\"", "\"edition\": \"four\",\n  \"task_id\"", 1);
     }
+    // Signed again: payload v2 covers the config templates.
+    w.sign(&mut config);
     w.apply_image(&config);
     w.revision(4);
     w.event("web", "RolledOut", &["revision 3 → 4"]);

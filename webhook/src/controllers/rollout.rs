@@ -21,6 +21,7 @@ use appimage::revision::{
     AppImageRevision, Known, LATEST, Named, Policy, REVISION, REVISION_HASH, Step, named, policy,
     resolve, revision_name, step,
 };
+use appimage::signature::{SignatureError, changed_paths};
 use appimage::workload::UPDATE_POLICY;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
@@ -102,6 +103,27 @@ pub fn update_policy(value: Option<&str>, kind: &str, name: &str) -> (Policy, Op
     }
 }
 
+/// Why `current` may not be rolled out, if it may not: its signature, with the spec fields
+/// changed since the previous revision when that one still verifies.
+fn blocked(ctx: &Context, current: &Current<'_>) -> Option<SignatureError> {
+    let e = ctx.catalog.verify(current.image).err()?;
+    let (name, uid) = (
+        current.image.name_any(),
+        current.image.uid().unwrap_or_default(),
+    );
+    let previous = ctx
+        .catalog
+        .revisions()
+        .by_number(&name, &uid, current.number - 1, None)
+        .ok()
+        .map(|p| p.appimage())
+        .filter(|p| ctx.catalog.verify(p).is_ok());
+    Some(match previous {
+        Some(p) => e.with_changes(&changed_paths(&p.spec, &current.image.spec)),
+        None => e,
+    })
+}
+
 /// Act on every workload and bare Pod of `current.image`.
 pub async fn roll(
     ctx: &Context,
@@ -114,7 +136,7 @@ pub async fn roll(
     // Why a rollout may not start: the new revision's signature. Verified here against the
     // trusted keys rather than read from the catalog, whose watches may not have seen this
     // spec yet (its verdict would then be the previous spec's).
-    let blocked = ctx.catalog.verify(current.image).err().map(|e| format!(
+    let blocked = blocked(ctx, current).map(|e| format!(
         "revision {} of AppImage {name:?} failed signature verification ({e}): not rolled out; a tampered update (any spec field changed, signature kept) or a revoked or expired key is never rolled out — re-sign it (kubectl appimage sign) or roll the AppImage back",
         current.number
     ));
