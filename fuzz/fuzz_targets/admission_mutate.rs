@@ -22,6 +22,7 @@ use serde_json::Value;
 
 const REQUIRED: Policy = Policy {
     require_signature: true,
+    signatures: admission::SignaturePolicy::DEFAULT,
 };
 
 fuzz_target!(|data: &[u8]| {

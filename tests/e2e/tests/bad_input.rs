@@ -561,7 +561,7 @@ fn plugin_cases(work: &Path, signer: &SigningKey, other: &SigningKey) -> Vec<Cas
         Case {
             name: "plugin: verify after the tag changed",
             input: Input::Plugin(vec!["verify".into(), "-f".into(), write("retag.yaml", signed_yaml.replacen("tag: latest", "tag: evil", 1).as_bytes()), "--key".into(), pubkey.clone()]),
-            expect: exit(1, "the image name, tag or id changed after signing"),
+            expect: exit(1, "the AppImage's name or spec changed after signing"),
         },
         Case {
             name: "plugin: verify with a garbage key file",

@@ -116,6 +116,8 @@ fn services_follow_port_scopes_and_the_pod() {
             protocol: PortProtocol::HTTP,
             scope: PortScope::Local,
         });
+    // Signed again: payload v2 covers the ports.
+    img.spec.image.sign = Some(s.signer.sign(&payload(&img)));
     apply_image(c, &img);
     create_pod(c, &pod(&s.ns, "job-0", &name, ""));
     let created = Instant::now();
