@@ -110,9 +110,10 @@ pub fn overridden(
     tolerate_added(&mut merged, pod);
     let keys = alone.keys().chain(merged.keys());
     let mut fields: Vec<&String> = keys.collect();
-    // Command first: a Pod's command replaces the template's command and args together, and
-    // the command is what the Pod wrote.
-    fields.sort_by_key(|k| (k.as_str() != "command", *k));
+    // A Pod's command or args replace the template's command and args together: name the one
+    // the Pod wrote (its command, when it has one), not the one it dropped.
+    let own_command = meaningful(merged.get("command")).is_some();
+    fields.sort_by_key(|k| (!(own_command && k.as_str() == "command"), *k));
     fields.dedup();
     fields
         .into_iter()
