@@ -289,6 +289,26 @@ pub fn resolve(named: &Named, recorded: &[Known]) -> Option<i64> {
     }
 }
 
+/// The revisions in use, which are never pruned: each one that a pod template or a Pod names
+/// (`annotations`: every workload's template, Auto or Manual, a BatchDeployment's per-node
+/// workloads', the old ReplicaSets' that `kubectl rollout undo` goes back to, and live Pods'),
+/// and each number a BatchDeployment pins (`pins`). Only recorded revisions count; a malformed
+/// annotation names none.
+pub fn in_use<'a>(
+    annotations: impl IntoIterator<Item = Option<&'a BTreeMap<String, String>>>,
+    pins: impl IntoIterator<Item = i64>,
+    recorded: &[Known],
+) -> BTreeSet<i64> {
+    let named = annotations
+        .into_iter()
+        .filter_map(|a| named(a).ok())
+        .filter_map(|n| resolve(&n, recorded));
+    let pinned = pins
+        .into_iter()
+        .filter(|n| recorded.iter().any(|k| k.number == *n));
+    named.chain(pinned).collect()
+}
+
 /// Whether a workload follows new revisions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
@@ -442,6 +462,44 @@ mod tests {
             step(Auto, Some(2), Some(2), 1),
             Step::Roll { from: Some(2) }
         );
+    }
+
+    #[test]
+    fn in_use_counts_templates_old_replicasets_pods_and_batch_pins() {
+        let known: Vec<Known> = (1..=6)
+            .map(|n| Known {
+                number: n,
+                hash: format!("h{n}"),
+            })
+            .collect();
+        let ann = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        // A Manual workload left on 1, an old ReplicaSet (an undo target) on 2 by hash, a Pod
+        // pinned to 3, a template with no revision (the current spec), a malformed one.
+        let manual = ann(&[(REVISION, "1"), (REVISION_HASH, "h1")]);
+        let old_rs = ann(&[(REVISION_HASH, "h2")]);
+        let pod = ann(&[(REVISION, "3")]);
+        let current = ann(&[]);
+        let bad = ann(&[(REVISION, "x")]);
+        let stale = ann(&[(REVISION, "4"), (REVISION_HASH, "other")]);
+        let templates = [
+            Some(&manual),
+            Some(&old_rs),
+            Some(&pod),
+            Some(&current),
+            Some(&bad),
+            Some(&stale),
+            None,
+        ];
+        // A BatchDeployment pins 5; another pins 9, never recorded.
+        let used = in_use(templates, [5, 9], &known);
+        assert_eq!(used, BTreeSet::from([1, 2, 3, 5]));
+        assert_eq!(to_prune(&[1, 2, 3, 4, 5, 6], 1, Some(6), &used), vec![4]);
+        assert!(in_use([None], [], &known).is_empty());
     }
 
     #[test]

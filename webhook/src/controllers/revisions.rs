@@ -4,27 +4,35 @@
 //! template, a ReplicaSet (what `kubectl rollout undo` goes back to) or a live Pod names is ever
 //! deleted. It then hands the current revision to [`super::rollout`].
 //!
-//! One queue keyed by AppImage: AppImages, their revisions and the workloads and Pods that name
-//! them all trigger the AppImage's reconcile (level-triggered; a lost write is redone).
+//! One queue keyed by AppImage: AppImages, their revisions, the workloads and Pods that name
+//! them and the BatchDeployments that pin them all trigger the AppImage's reconcile
+//! (level-triggered; a lost write is redone).
+//!
+//! Nothing is recorded or pruned on a cold cache: a reconcile waits until every store it reads
+//! (revisions, Pods, each workload kind, ReplicaSets, BatchDeployments) has its initial list
+//! (issue 25). Before, at every leader start `prune` saw no users and deleted revisions still
+//! in use, and an empty revision store made `record` write `<name>-1` again.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use appimage::batch::BatchDeployment;
 use appimage::labels;
 use appimage::resource::AppImage;
 use appimage::revision::{
-    AppImageRevision, AppImageRevisionSpec, CHANGE_CAUSE, Known, check, history_limit, named,
-    next_free, resolve, revision_name, to_prune,
+    AppImageRevision, AppImageRevisionSpec, CHANGE_CAUSE, Known, check, history_limit, in_use,
+    next_free, revision_name, to_prune,
 };
 use appimage::workload::revision_hash;
-use futures::{Stream, StreamExt};
+use futures::stream::BoxStream;
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::core::GroupVersionKind;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType};
@@ -38,6 +46,8 @@ use super::{Context, MANAGER, Watches};
 
 /// Re-check every AppImage this often (in-use sets change as Pods go).
 const RESYNC: Duration = Duration::from_secs(120);
+/// Look again this soon while a store is still receiving its initial list.
+const COLD: Duration = Duration::from_millis(500);
 
 struct Ctx {
     base: Context,
@@ -49,6 +59,7 @@ struct Ctx {
     cronjobs: Store<CronJob>,
     jobs: Store<Job>,
     replicasets: Store<ReplicaSet>,
+    batches: Store<BatchDeployment>,
     told: Told,
     /// Ignored revisions already reported, by (UID, resourceVersion).
     ignored: Mutex<HashSet<(String, String)>>,
@@ -103,6 +114,7 @@ pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> +
         let (cronjobs, c) = watch::<CronJob>(&client);
         let (jobs, j) = watch::<Job>(&client);
         let (replicasets, r) = watch::<ReplicaSet>(&client);
+        let (batches, b) = batch_pins(&client).await;
         let controller = Controller::new(
             Api::<AppImage>::all(client.clone()),
             watcher::Config::default(),
@@ -126,6 +138,7 @@ pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> +
             c.boxed(),
             j.boxed(),
             r.boxed(),
+            b,
             rev_events.boxed(),
             pod_refs.boxed(),
         ]));
@@ -139,6 +152,7 @@ pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> +
             cronjobs,
             jobs,
             replicasets,
+            batches,
             told: Told::default(),
             ignored: Mutex::default(),
         });
@@ -153,6 +167,52 @@ pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> +
     }
 }
 
+/// The BatchDeployments' store, and their AppImages as they change. Without the CRD no
+/// BatchDeployment can exist: the store is empty and ready (a CRD installed later is seen at
+/// the next leader start).
+async fn batch_pins(
+    client: &Client,
+) -> (
+    Store<BatchDeployment>,
+    BoxStream<'static, ObjectRef<AppImage>>,
+) {
+    let api = Api::<BatchDeployment>::all(client.clone());
+    let (store, mut writer) = reflector::store();
+    if let Err(e) = api.list_metadata(&ListParams::default().limit(1)).await {
+        tracing::info!("BatchDeployments cannot be listed ({e}): no revision is pinned by one");
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        return (store, futures::stream::empty().boxed());
+    }
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .filter_map(|o| async move { Some(ObjectRef::new(&o.ok()?.spec.app_image)) });
+    (store, stream.boxed())
+}
+
+/// Whether every store a reconcile reads has its initial list (and the catalog, which the
+/// rollout verifies against). Never waits: a cold reconcile is requeued instead.
+fn stores_ready(ctx: &Ctx) -> bool {
+    fn ready<K>(store: &Store<K>) -> bool
+    where
+        K: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
+    }
+    ready(&ctx.revisions)
+        && ready(&ctx.pods)
+        && ready(&ctx.deployments)
+        && ready(&ctx.statefulsets)
+        && ready(&ctx.daemonsets)
+        && ready(&ctx.cronjobs)
+        && ready(&ctx.jobs)
+        && ready(&ctx.replicasets)
+        && ready(&ctx.batches)
+        && ctx.base.catalog.is_ready()
+}
+
 fn error_policy(image: Arc<AppImage>, error: &Error, _ctx: Arc<Ctx>) -> Action {
     tracing::warn!(appimage = %image.name_any(), "revisions reconcile failed: {error} (retrying)");
     Action::requeue(Duration::from_secs(2))
@@ -161,6 +221,9 @@ fn error_policy(image: Arc<AppImage>, error: &Error, _ctx: Arc<Ctx>) -> Action {
 async fn reconcile(image: Arc<AppImage>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if image.metadata.deletion_timestamp.is_some() || image.metadata.uid.is_none() {
         return Ok(Action::await_change());
+    }
+    if !stores_ready(&ctx) {
+        return Ok(Action::requeue(COLD));
     }
     let name = image.name_any();
     let hash = revision_hash(&image.spec);
@@ -208,7 +271,7 @@ async fn reconcile(image: Arc<AppImage>, ctx: Arc<Ctx>) -> Result<Action, Error>
     };
     let rolled: Vec<Workload> = workloads
         .into_iter()
-        .filter(|w| w.gvk.kind != "Job" && w.gvk.kind != "ReplicaSet")
+        .filter(|w| w.gvk.kind != "Job" && w.gvk.kind != "ReplicaSet" && follows(&w.meta, &name))
         .collect();
     rollout::roll(&ctx.base, &current, &rolled, &pods, &ctx.told).await;
     Ok(Action::requeue(RESYNC))
@@ -324,20 +387,23 @@ async fn prune(
         }
     };
     let name = image.name_any();
-    let mut in_use = BTreeSet::new();
-    let templates = workloads.iter().map(|w| w.template.metadata.as_ref());
+    let templates = workloads.iter().map(|w| {
+        w.template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref())
+    });
     let pods = ctx.pods.state();
-    let pod_metas = pods
+    let pod_annotations = pods
         .iter()
         .filter(|p| p.labels().get(labels::APP_IMAGE) == Some(&name))
-        .map(|p| Some(&p.metadata));
-    for meta in templates.chain(pod_metas).flatten() {
-        if let Ok(n) = named(meta.annotations.as_ref())
-            && let Some(number) = resolve(&n, known)
-        {
-            in_use.insert(number);
-        }
-    }
+        .map(|p| p.metadata.annotations.as_ref());
+    let batches = ctx.batches.state();
+    let pins = batches
+        .iter()
+        .filter(|b| b.spec.app_image == name)
+        .filter_map(|b| b.spec.revision);
+    let in_use = in_use(templates.chain(pod_annotations), pins, known);
     let numbers: Vec<i64> = known.iter().map(|k| k.number).collect();
     let api = Api::<AppImageRevision>::all(ctx.base.client.clone());
     for number in to_prune(&numbers, limit, Some(current), &in_use) {
@@ -362,7 +428,9 @@ async fn prune(
     Ok(())
 }
 
-/// The workloads (and ReplicaSets, Jobs) of AppImage `name`, as one shape.
+/// The workloads (and ReplicaSets, Jobs) whose pod template runs AppImage `name`, as one
+/// shape: the rollout's own, Manual ones and a BatchDeployment's (which the rollout leaves
+/// alone, see [`follows`]) all keep their revision in use.
 fn workloads(ctx: &Ctx, name: &str) -> Vec<Workload> {
     let mut out = Vec::new();
     collect(
@@ -422,9 +490,6 @@ fn collect<K>(
 {
     for obj in store.state() {
         let meta: &ObjectMeta = obj.meta();
-        if !follows(meta, name) && K::kind(&()) != "ReplicaSet" {
-            continue;
-        }
         let Some(t) = template(&obj) else { continue };
         let owned_by_image = t
             .metadata
@@ -443,3 +508,7 @@ fn collect<K>(
         });
     }
 }
+
+#[cfg(test)]
+#[path = "revisions_tests.rs"]
+mod tests;
