@@ -1,5 +1,6 @@
 //! `kubectl appimage diff APPIMAGE --revision A [--revision B]`: a unified diff of two revisions'
-//! specs as YAML (B: the AppImage's current spec).
+//! specs as YAML (B: the AppImage's current spec). As `kubectl diff`: exit 0 when they are
+//! the same, 1 when they differ, 2 on an error.
 
 use anyhow::{Result, bail};
 use appimage::revision::AppImageRevision;
@@ -8,6 +9,7 @@ use similar::TextDiff;
 
 use crate::cli::Global;
 use crate::client::{Cluster, block_on, server_error};
+use crate::error::PluginError;
 use crate::output::{print, to_yaml};
 
 #[derive(Args, Debug)]
@@ -21,6 +23,15 @@ pub struct DiffArgs {
 }
 
 pub fn run(global: &Global, args: &DiffArgs) -> Result<()> {
+    match differ(global, args) {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(PluginError::Exit(1).into()),
+        Err(e) => Err(PluginError::Code(2, e).into()),
+    }
+}
+
+/// Print the diff; true when the two differ.
+fn differ(global: &Global, args: &DiffArgs) -> Result<bool> {
     if args.revisions.len() > 2 {
         bail!(
             "--revision: give at most two revisions (A and B), got {}",
@@ -55,6 +66,9 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<()> {
         };
         let a_label = format!("revision {}", a.spec.revision);
         let a_yaml = to_yaml(&a.spec.template)?;
+        if a_yaml == b_yaml {
+            return Ok(false);
+        }
         let diff = TextDiff::from_lines(&a_yaml, &b_yaml);
         let text = diff
             .unified_diff()
@@ -63,6 +77,7 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<()> {
                 &format!("{}/{b_label}", args.name),
             )
             .to_string();
-        print(&text)
+        print(&text)?;
+        Ok(true)
     })
 }

@@ -19,6 +19,15 @@ pub enum PluginError {
     /// Every problem was already printed; only the exit code is left to set.
     #[error("errors were reported above")]
     Reported,
+    /// Nothing is wrong, but the answer is in the exit code: `diff` found differences (1,
+    /// as `kubectl diff`), a watched job ended Failed or TimedOut (1, as `kubectl rollout
+    /// status`). Everything was already printed.
+    #[error("exit code {0}")]
+    Exit(u8),
+    /// A failure of a command whose exit code 1 means something else (`diff`: 1 is
+    /// "they differ", so its errors exit 2 as `kubectl diff`'s do); printed as its cause.
+    #[error("{0:#}")]
+    Code(u8, anyhow::Error),
 }
 
 impl PluginError {
@@ -36,10 +45,19 @@ pub fn reported() -> anyhow::Error {
     PluginError::Reported.into()
 }
 
+/// The process's exit code for `e`: 1, unless the command gave it another.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<PluginError>() {
+        Some(PluginError::Exit(code) | PluginError::Code(code, _)) => *code,
+        _ => 1,
+    }
+}
+
 /// The text to print for `e`: verbatim, or `error: ` and the cause chain.
 pub fn message(e: &anyhow::Error) -> Option<String> {
     match e.downcast_ref::<PluginError>() {
-        Some(PluginError::Reported) => return None,
+        Some(PluginError::Reported | PluginError::Exit(_)) => return None,
+        Some(PluginError::Code(_, inner)) => return message(inner),
         Some(PluginError::Server { text, .. }) => return Some(text.clone()),
         None => {}
     }

@@ -39,13 +39,27 @@ use cli::{Cli, Command};
 use write::Verb;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(&e),
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error::report(&e);
-            ExitCode::FAILURE
+            ExitCode::from(error::exit_code(&e))
         }
+    }
+}
+
+/// clap's answer for `--help`, `--version` or a usage error. kubectl exits 1 on a usage
+/// error (clap's default is 2), and 0 after printing help or the version.
+fn usage(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    if e.use_stderr() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

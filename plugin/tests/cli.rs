@@ -736,8 +736,9 @@ fn version_completion_and_help() {
     );
 }
 
+/// kubectl exits 1 on a usage error (clap's default would be 2), and 0 after help or version.
 #[test]
-fn usage_errors_exit_2() {
+fn usage_errors_exit_1() {
     for args in [
         vec!["frobnicate"],
         vec!["get", "--request-timeout", "soon"],
@@ -747,7 +748,13 @@ fn usage_errors_exit_2() {
         vec!["create", "-f", "x.yaml", "--dry-run=maybe"],
     ] {
         let r = run(&args);
-        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
         assert!(r.stdout.is_empty());
+        assert!(r.stderr.starts_with("error: "), "{args:?}: {}", r.stderr);
+    }
+    for args in [vec!["--help"], vec!["get", "-h"], vec!["--version"]] {
+        let r = run(&args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        assert!(!r.stdout.is_empty() && r.stderr.is_empty(), "{args:?}");
     }
 }

@@ -258,7 +258,7 @@ fn start_at_creates_it_stopped() {
 
 #[test]
 fn bad_input_is_refused_with_a_reason() {
-    let e = deploy_err(&["--kind", "Pod"], 2);
+    let e = deploy_err(&["--kind", "Pod"], 1);
     assert!(
         e.contains("use one of: Deployment, StatefulSet, DaemonSet, Job, CronJob"),
         "{e}"

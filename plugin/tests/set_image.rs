@@ -352,6 +352,6 @@ fn bad_input_is_named_with_the_fix() {
         d,
         &["set-image", "x", "python", "--key", "k", "--allow-unsigned"],
     );
-    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("cannot be used with"), "{}", r.stderr);
 }

@@ -526,7 +526,7 @@ fn plugin_cases(work: &Path, signer: &SigningKey, other: &SigningKey) -> Vec<Cas
         Case {
             name: "plugin: render --pod-overrides that is no policy",
             input: Input::Plugin(s(&["render", "-f", "seed.yaml", "--pod-overrides", "some"])),
-            expect: exit(2, "invalid value 'some' for '--pod-overrides <all|env|none>': must be one of all, env, none, not \"some\""),
+            expect: exit(1, "invalid value 'some' for '--pod-overrides <all|env|none>': must be one of all, env, none, not \"some\""),
         },
         Case {
             name: "plugin: render an AppImage whose pod-overrides annotation is no policy",

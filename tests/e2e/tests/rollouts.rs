@@ -320,7 +320,31 @@ fn rollouts_follow_the_appimage_by_policy_and_revisions_roll_back() {
     }
     assert!(row2.contains(&format!("deployment/{ns}/auto")), "{history}");
     assert!(!row1.contains("/auto"), "{history}");
-    let diff = w.plugin(&["diff", &w.image, "--revision", "1", "--revision", "2"]);
+    // As `kubectl diff`: exit 1 when they differ, 0 when they do not.
+    let out = w.c.kubectl(&[
+        "appimage",
+        "diff",
+        &w.image,
+        "--revision",
+        "1",
+        "--revision",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let diff = String::from_utf8(out.stdout).unwrap();
+    let same =
+        w.c.kubectl(&["appimage", "diff", &w.image, "--revision", "2"]);
+    assert_eq!(same.status.code(), Some(0), "{same:?}");
+    assert!(same.stdout.is_empty(), "{same:?}");
+    let bad =
+        w.c.kubectl(&["appimage", "diff", &w.image, "--revision", "99"]);
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "an error exits 2, as kubectl diff: {bad:?}"
+    );
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.starts_with("error: --revision 99: "), "{err}");
     assert!(
         diff.lines()
             .any(|l| l.starts_with('+') && l.trim_end().ends_with("port: 8082")),
