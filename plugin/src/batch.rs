@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use appimage::batch::machine::spec_error;
+use appimage::batch::machine::{COND_FAILED, spec_error};
 use appimage::batch::{BatchDeployment, BatchDeploymentSpec, NodeStatus, Phase, RestartPolicy};
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -203,7 +204,7 @@ async fn run_cluster(global: &Global, command: BatchCommand) -> Result<()> {
         context: context.to_string(),
     };
     match command {
-        BatchCommand::Create(c) => create(&jobs, &c).await,
+        BatchCommand::Create(c) => create(&cluster, &jobs, &c).await,
         BatchCommand::Get(g) => get(&jobs, &g).await,
         BatchCommand::Describe(n) => {
             let bd = jobs.get(&n).await?;
@@ -366,18 +367,10 @@ fn pod_template(path: &std::path::Path) -> Result<serde_json::Value> {
     Ok(value)
 }
 
-async fn create(jobs: &Jobs, c: &CreateArgs) -> Result<()> {
+async fn create(cluster: &Cluster, jobs: &Jobs, c: &CreateArgs) -> Result<()> {
     let namespace = jobs.namespace(c.namespace.as_deref()).to_string();
     let bd = build(c, &namespace)?;
-    // A deprecated AppImage is for what already runs, not for new jobs (issue 19).
-    let images: Api<appimage::resource::AppImage> = Api::all(jobs.client.clone());
-    if let Some(image) = images
-        .get_opt(&c.app_image)
-        .await
-        .map_err(|e| jobs.error(e))?
-    {
-        appimage::stage::check_new_use(&image, c.allow_deprecated).map_err(anyhow::Error::msg)?;
-    }
+    check_refs(cluster, jobs, c, &bd.spec.node_names).await?;
     let params = PostParams {
         dry_run: c.dry_run.dry_run == DryRun::Server,
         field_manager: Some(MANAGER.into()),
@@ -385,6 +378,79 @@ async fn create(jobs: &Jobs, c: &CreateArgs) -> Result<()> {
     let api = jobs.api(Some(&namespace));
     let made = api.create(&params, &bd).await.map_err(|e| jobs.error(e))?;
     created(c, &made)
+}
+
+/// What `deploy` refuses, refused before anything is written, each with the flag to fix: an
+/// AppImage that does not exist or is deprecated, a revision it does not have, a node that
+/// does not exist.
+async fn check_refs(
+    cluster: &Cluster,
+    jobs: &Jobs,
+    c: &CreateArgs,
+    nodes: &[String],
+) -> Result<()> {
+    let Some(image) = cluster.get_opt(&c.app_image).await? else {
+        bail!(
+            "--appimage {0}: AppImage {0:?} not found; kubectl appimage get lists them, kubectl appimage apply -f FILE creates one",
+            c.app_image
+        );
+    };
+    // A deprecated AppImage is for what already runs, not for new jobs (issue 19).
+    appimage::stage::check_new_use(&image, c.allow_deprecated).map_err(anyhow::Error::msg)?;
+    if let Some(n) = c.revision {
+        check_revision(jobs, &c.app_image, n).await?;
+    }
+    if nodes.is_empty() {
+        return Ok(());
+    }
+    let api: Api<Node> = Api::all(jobs.client.clone());
+    let known = match api.list_metadata(&ListParams::default()).await {
+        Ok(list) => list.items,
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            crate::error::eprint_line(&format!(
+                "Warning: cannot list nodes to check --nodes ({}); a node that does not exist fails the job later",
+                s.message
+            ));
+            return Ok(());
+        }
+        Err(e) => return Err(server_error(e, &jobs.server, &jobs.context)),
+    };
+    let missing: Vec<&str> = nodes
+        .iter()
+        .filter(|n| !known.iter().any(|k| k.metadata.name.as_ref() == Some(*n)))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "--nodes: no node named {}; kubectl get nodes lists them",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `--revision N` must name one of the AppImage's AppImageRevisions.
+async fn check_revision(jobs: &Jobs, app_image: &str, n: i64) -> Result<()> {
+    let revs = match crate::history::revisions(&jobs.client, app_image).await {
+        Ok(revs) => revs,
+        Err(kube::Error::Api(s)) if s.code == 404 => bail!(
+            "--revision {n}: the server {} doesn't have a resource type \"appimagerevisions\" to look it up in; install the webhook's CRDs (charts/appimage-webhook/crds)",
+            jobs.server
+        ),
+        Err(e) => return Err(server_error(e, &jobs.server, &jobs.context)),
+    };
+    if revs.iter().any(|r| r.spec.revision == n) {
+        return Ok(());
+    }
+    let have: Vec<String> = revs.iter().map(|r| r.spec.revision.to_string()).collect();
+    bail!(
+        "--revision {n}: AppImage {app_image:?} has no revision {n} (it has: {}); kubectl appimage history {app_image} lists them",
+        if have.is_empty() {
+            "none".into()
+        } else {
+            have.join(", ")
+        }
+    )
 }
 
 fn created(c: &CreateArgs, bd: &BatchDeployment) -> Result<()> {
@@ -510,11 +576,36 @@ async fn get(jobs: &Jobs, g: &GetArgs) -> Result<()> {
             }
         }
         if g.name.is_some() && items_done(&items) {
-            return Ok(());
+            return watched_end(&items[0]);
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         items = load().await?;
     }
+}
+
+/// How `batch get -w NAME` ends, as `kubectl rollout status`: an error (exit 1) when the job
+/// ended Failed or TimedOut, success otherwise (Succeeded, PartiallySucceeded, Stopped).
+fn watched_end(bd: &BatchDeployment) -> Result<()> {
+    let p = phase(bd);
+    if !matches!(p, Phase::Failed | Phase::TimedOut) {
+        return Ok(());
+    }
+    let name = bd.metadata.name.as_deref().unwrap_or_default();
+    let ns = bd.metadata.namespace.as_deref().unwrap_or_default();
+    let why = bd
+        .status
+        .as_ref()
+        .and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == COND_FAILED && c.status == "True")
+        })
+        .filter(|c| !c.message.is_empty())
+        .map_or(String::new(), |c| format!(": {}", c.message));
+    bail!(
+        "{KIND_NAME}/{name} ended {}{why}; see kubectl appimage batch describe {name} -n {ns}",
+        p.as_str()
+    )
 }
 
 /// A watched job is done when its status is current and its phase will not change by itself.
@@ -942,5 +1033,35 @@ mod tests {
         assert!(items_done(&[bd.clone()]));
         bd.status.as_mut().unwrap().phase = Phase::Stopping;
         assert!(!items_done(&[bd]));
+    }
+
+    #[test]
+    fn a_watched_job_that_failed_or_timed_out_is_an_error() {
+        for ok in [Phase::Succeeded, Phase::PartiallySucceeded, Phase::Stopped] {
+            assert!(watched_end(&job(ok, 1, 0, 1)).is_ok(), "{ok:?}");
+        }
+        let mut bd = job(Phase::TimedOut, 0, 0, 1);
+        bd.metadata.namespace = Some("ns".into());
+        bd.status.as_mut().unwrap().conditions.push(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                type_: COND_FAILED.into(),
+                status: "True".into(),
+                reason: "TimedOut".into(),
+                message: "took longer than 10m".into(),
+                observed_generation: None,
+                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    jiff::Timestamp::UNIX_EPOCH,
+                ),
+            },
+        );
+        let e = watched_end(&bd).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "batchdeployment.appimage.kuscia.secretflow/job ended TimedOut: took longer than 10m; see kubectl appimage batch describe job -n ns"
+        );
+        let e = watched_end(&job(Phase::Failed, 0, 1, 1))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/job ended Failed; see"), "{e}");
     }
 }

@@ -421,9 +421,7 @@ fn bad_appimages_fail_the_job_with_the_reason() {
     ];
     for (i, (image, reason, words)) in cases.iter().enumerate() {
         let name = format!("bad{i}");
-        // --allow-deprecated gets the deprecated one past the plugin, so the controller's
-        // own check is what fails it.
-        w.batch(&[
+        let args = [
             "create",
             &name,
             "--appimage",
@@ -431,7 +429,25 @@ fn bad_appimages_fail_the_job_with_the_reason() {
             "--node-selector",
             &sel,
             "--allow-deprecated",
-        ]);
+        ];
+        if *reason == "AppImageNotFound" {
+            // The plugin refuses a missing AppImage before writing; plain kubectl does not,
+            // and the controller's own check is what fails the job then.
+            let mut full = vec!["appimage", "batch"];
+            full.extend_from_slice(&args);
+            full.extend_from_slice(&["-n", &w.ns]);
+            let out = w.c.kubectl(&full);
+            assert_eq!(out.status.code(), Some(1), "{out:?}");
+            w.apply_json(&json!({
+                "apiVersion": "appimage.kuscia.secretflow/v1alpha1", "kind": "BatchDeployment",
+                "metadata": {"name": name, "namespace": w.ns},
+                "spec": {"appImage": image, "nodeSelector": {GROUP: w.group}},
+            }));
+        } else {
+            // --allow-deprecated gets the deprecated one past the plugin, so the controller's
+            // own check is what fails it.
+            w.batch(&args);
+        }
         let job = w.wait_phase(&name, "Failed");
         let failed = job["status"]["conditions"]
             .as_array()

@@ -4,15 +4,40 @@
 //! bad input gets clear errors. (No controller runs here: where a test needs a status, it
 //! writes one through the status subresource, as the controller will.)
 
-use appimage_e2e::world::{BATCH_CRD, Crd, cluster_with};
+use std::sync::Once;
+
+use appimage_e2e::world::{BATCH_CRD, Crd, REVISIONS_CRD, cluster_with};
 use appimage_e2e::{Cluster, repo_root, temp_file, text, unique};
 use serde_json::Value;
 
-const CRDS: &[Crd] = &[BATCH_CRD];
+const CRDS: &[Crd] = &[BATCH_CRD, REVISIONS_CRD];
 
-/// The cluster with the BatchDeployment CRD installed and served.
+/// The cluster with the BatchDeployment and AppImageRevision CRDs installed and served, and
+/// the AppImages the jobs name: `secretflow-image` (the seed example) and `a` (the same spec),
+/// with revision 1 of `a` recorded as the controller records it. (`batch create` refuses a
+/// job for an AppImage, revision or node that does not exist.)
 fn batch_cluster() -> &'static Cluster {
-    cluster_with(CRDS)
+    static SEEDED: Once = Once::new();
+    let c = cluster_with(CRDS);
+    SEEDED.call_once(|| seed(c));
+    c
+}
+
+fn seed(c: &Cluster) {
+    let text = std::fs::read_to_string(repo_root().join("examples/secretflow-image.yaml")).unwrap();
+    let seed: Value = serde_yaml_ng::from_str(&text).unwrap();
+    let mut a = seed.clone();
+    a["metadata"] = serde_json::json!({"name": "a"});
+    let rev = serde_json::json!({
+        "apiVersion": "appimage.kuscia.secretflow/v1alpha1",
+        "kind": "AppImageRevision",
+        "metadata": {"name": "a-1"},
+        "spec": {"appImage": "a", "revision": 1, "hash": "seed", "template": seed["spec"]},
+    });
+    for (name, object) in [("seed", &seed), ("a", &a), ("rev", &rev)] {
+        let (_dir, file) = temp_file(&format!("{name}.json"), &object.to_string());
+        c.kubectl_ok(&["apply", "--server-side", "-f", &file.to_string_lossy()]);
+    }
 }
 
 /// A namespace of the test's own (no Pods are made, so no ServiceAccount is needed).
@@ -159,13 +184,16 @@ fn create_makes_a_valid_object_with_every_flag() {
             "--appimage",
             "secretflow-image",
             "--nodes",
-            "n1,n2",
+            "kwok-node-0,kwok-node-1",
             "-n",
             &ns,
         ],
     );
     let bd = object(c, &ns, "by-name");
-    assert_eq!(bd["spec"]["nodeNames"], serde_json::json!(["n1", "n2"]));
+    assert_eq!(
+        bd["spec"]["nodeNames"],
+        serde_json::json!(["kwok-node-0", "kwok-node-1"])
+    );
     assert!(bd["spec"].get("restartPolicy").is_none());
     // Creating it again: kubectl's AlreadyExists.
     let (code, _, err) = plugin(
@@ -174,9 +202,9 @@ fn create_makes_a_valid_object_with_every_flag() {
             "create",
             "by-name",
             "--appimage",
-            "x",
+            "a",
             "--nodes",
-            "n1",
+            "kwok-node-0",
             "-n",
             &ns,
         ],
@@ -200,7 +228,7 @@ fn dry_runs_send_nothing() {
             "--appimage",
             "a",
             "--nodes",
-            "n1",
+            "kwok-node-0",
             "-n",
             &ns,
             "--dry-run=client",
@@ -220,7 +248,7 @@ fn dry_runs_send_nothing() {
             "--appimage",
             "a",
             "--nodes",
-            "n1",
+            "kwok-node-0",
             "-n",
             &ns,
             "--dry-run=server",
@@ -307,7 +335,7 @@ fn stop_continue_and_retry_patch_the_spec() {
             "--appimage",
             "a",
             "--nodes",
-            "n1",
+            "kwok-node-0",
             "-n",
             &ns,
         ],
@@ -371,7 +399,7 @@ fn watch_follows_until_the_job_is_finished() {
             "--appimage",
             "a",
             "--nodes",
-            "n1,n2",
+            "kwok-node-0,kwok-node-1",
             "-n",
             &ns,
         ],
@@ -422,7 +450,7 @@ fn bad_input_gets_clear_errors() {
             "--appimage",
             "a",
             "--nodes",
-            "n1",
+            "kwok-node-0",
             "--restart-policy",
             "Sometimes",
             "-n",
@@ -448,7 +476,7 @@ fn bad_input_gets_clear_errors() {
                 "--appimage",
                 "a",
                 "--nodes",
-                "n1",
+                "kwok-node-0",
                 flag,
                 value,
                 "-n",
@@ -487,5 +515,123 @@ fn bad_input_gets_clear_errors() {
         text(&out).1.contains("spec.restartPolicy"),
         "{}",
         text(&out).1
+    );
+}
+
+#[test]
+fn watch_exits_1_when_the_job_failed_or_timed_out() {
+    let c = batch_cluster();
+    let ns = namespace(c);
+    for (name, phase) in [("failed", "Failed"), ("late", "TimedOut")] {
+        plugin_ok(
+            c,
+            &[
+                "create",
+                name,
+                "--appimage",
+                "a",
+                "--nodes",
+                "kwok-node-0",
+                "-n",
+                &ns,
+            ],
+        );
+        let generation = object(c, &ns, name)["metadata"]["generation"].clone();
+        set_status(
+            c,
+            &ns,
+            name,
+            serde_json::json!({
+                "phase": phase, "summary": "0/1", "observedGeneration": generation,
+                "counts": {"total": 1, "succeeded": 0, "failed": 1, "pending": 0, "running": 0, "stopped": 0}
+            }),
+        );
+        let (code, out, err) = plugin(c, &["get", name, "-n", &ns, "-w"]);
+        assert_eq!(code, 1, "{name}: {out}{err}");
+        assert!(
+            out.contains(&format!("{name} {phase} 0/1 succeeded")),
+            "{out}"
+        );
+        assert_eq!(
+            err.trim(),
+            format!(
+                "error: batchdeployment.appimage.kuscia.secretflow/{name} ended {phase}; see kubectl appimage batch describe {name} -n {ns}"
+            )
+        );
+    }
+}
+
+/// What `deploy` refuses, `batch create` refuses before writing, naming the flag.
+#[test]
+fn create_refuses_a_missing_appimage_revision_or_node() {
+    let c = batch_cluster();
+    let ns = namespace(c);
+    let refused = |args: &[&str], says: &str| {
+        let mut full = vec!["create", "refused", "-n", &ns];
+        full.extend_from_slice(args);
+        for dry in ["--dry-run=none", "--dry-run=server"] {
+            let mut with = full.clone();
+            with.push(dry);
+            let (code, out, err) = plugin(c, &with);
+            assert_eq!(code, 1, "{with:?}: {out}{err}");
+            assert!(out.is_empty(), "{with:?}: {out}");
+            assert_eq!(err.trim(), format!("error: {says}"), "{with:?}");
+        }
+    };
+    refused(
+        &["--appimage", "nope", "--nodes", "kwok-node-0"],
+        "--appimage nope: AppImage \"nope\" not found; kubectl appimage get lists them, kubectl appimage apply -f FILE creates one",
+    );
+    refused(
+        &[
+            "--appimage",
+            "a",
+            "--revision",
+            "99",
+            "--nodes",
+            "kwok-node-0",
+        ],
+        "--revision 99: AppImage \"a\" has no revision 99 (it has: 1); kubectl appimage history a lists them",
+    );
+    refused(
+        &[
+            "--appimage",
+            "secretflow-image",
+            "--revision",
+            "1",
+            "--nodes",
+            "kwok-node-0",
+        ],
+        "--revision 1: AppImage \"secretflow-image\" has no revision 1 (it has: none); kubectl appimage history secretflow-image lists them",
+    );
+    refused(
+        &["--appimage", "a", "--nodes", "kwok-node-0,edge-9,edge-10"],
+        "--nodes: no node named edge-9, edge-10; kubectl get nodes lists them",
+    );
+    assert!(
+        !c.kubectl(&["get", "bd", "refused", "-n", &ns])
+            .status
+            .success(),
+        "nothing was created"
+    );
+    // What exists is accepted: revision 1 of a, on real nodes.
+    let out = plugin_ok(
+        c,
+        &[
+            "create",
+            "fine",
+            "--appimage",
+            "a",
+            "--revision",
+            "1",
+            "--nodes",
+            "kwok-node-0,kwok-node-2",
+            "-n",
+            &ns,
+        ],
+    );
+    assert_eq!(
+        out.trim(),
+        "batchdeployment.appimage.kuscia.secretflow/fine created"
     );
 }
