@@ -2,9 +2,21 @@
 //! Every replica serves admission; only the Lease's holder runs the controllers, so two
 //! replicas never write the same objects. A holder that dies stops renewing, and a standby
 //! takes the Lease once it expires (within the lease duration).
+//!
+//! A leader also keeps its own deadline, as client-go's RenewDeadline: it stops leading at its
+//! last successful renewal plus [`renew_deadline`], before others may see the Lease expire,
+//! even while the API server is unreachable (issue 25: kube-lease-manager keeps reporting
+//! leadership while its renewals fail, so the controllers ran on after the Lease expired and a
+//! standby took it). A renewal is noted when the Lease write is sent, never later, so the
+//! deadline is never later than the server's.
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use hyper::{Method, Request, Response};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::client::Body;
+use tokio::time::Instant;
 
 use anyhow::Context as _;
 use kube::Client;
@@ -109,6 +121,60 @@ impl Election {
     }
 }
 
+/// How long after its last successful renewal a leader stops leading: the lease duration less
+/// half the margin the manager renews with (a third of the duration, at least 1s), so a
+/// renewal on time lands first, and every leader stops before its Lease expires.
+pub fn renew_deadline(duration: Duration) -> Duration {
+    let margin = Duration::from_secs((duration.as_secs() / 3).max(1));
+    duration.saturating_sub(margin / 2)
+}
+
+/// Whether a replica that the election names leader still leads by its own clock: it renewed
+/// less than `deadline` ago.
+pub fn within_deadline(renewed: Option<Instant>, deadline: Duration, now: Instant) -> bool {
+    renewed.is_some_and(|at| now.saturating_duration_since(at) < deadline)
+}
+
+/// `client`, noting in `renewed` when each successful write to Lease `namespace`/`name` that
+/// leaves `identity` its holder was sent (the server renewed it no earlier). A write that
+/// leaves another holder is no renewal: the manager's renewal patch has no precondition, so it
+/// succeeds on a Lease a standby has taken.
+fn noting_renewals(
+    client: Client,
+    lease: &LeaseConfig,
+    renewed: watch::Sender<Option<Instant>>,
+) -> Client {
+    let (namespace, name) = (&lease.namespace, &lease.name);
+    let identity: Arc<str> = lease.identity.as_str().into();
+    let path = format!("/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}");
+    let default_namespace = client.default_namespace().to_string();
+    let service = tower::service_fn(move |request: Request<Body>| {
+        let write = matches!(*request.method(), Method::PATCH | Method::PUT)
+            && request.uri().path() == path;
+        let (client, renewed, identity) = (client.clone(), renewed.clone(), identity.clone());
+        async move {
+            let sent = Instant::now();
+            let response = client.send(request).await?;
+            if !(write && response.status().is_success()) {
+                return Ok(response);
+            }
+            let (parts, body) = response.into_parts();
+            let body = body.collect_bytes().await?;
+            if holder(&body).as_deref() == Some(&*identity) {
+                renewed.send_replace(Some(sent));
+            }
+            Ok::<_, kube::Error>(Response::from_parts(parts, Body::from(body.to_vec())))
+        }
+    });
+    Client::new(service, default_namespace)
+}
+
+/// The holder a Lease (as JSON) names.
+fn holder(lease: &[u8]) -> Option<String> {
+    let lease: Lease = serde_json::from_slice(lease).ok()?;
+    lease.spec?.holder_identity
+}
+
 /// Campaign for the Lease until [`Election::resign`].
 pub async fn campaign(
     client: Client,
@@ -121,6 +187,8 @@ pub async fn campaign(
         "--lease-duration must be at least 2s, got {:?}",
         config.duration
     );
+    let (renewed_tx, renewed) = watch::channel(None);
+    let client = noting_renewals(client, config, renewed_tx);
     let manager = LeaseManagerBuilder::new(client, &config.name)
         .with_namespace(&config.namespace)
         .with_identity(&config.identity)
@@ -135,28 +203,26 @@ pub async fn campaign(
                 config.namespace, config.name
             )
         })?;
-    let (leading, manager_task) = manager.watch().await;
+    let (elected, manager_task) = manager.watch().await;
+    let (effective, leading) = watch::channel(false);
     let leadership = Leadership {
         leading,
         identity: config.identity.as_str().into(),
         elected: true,
     };
-    let mut observed = leadership.clone();
     let lease = format!("{}/{}", config.namespace, config.name);
-    let (stop, mut stopped) = tokio::sync::oneshot::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let judge = Judge {
+        elected,
+        renewed,
+        effective,
+        deadline: renew_deadline(config.duration),
+        lease: lease.clone(),
+        identity: config.identity.clone(),
+        metrics: metrics.clone(),
+    };
     let task = tokio::spawn(async move {
-        metrics.set_leader(observed.is_leader());
-        loop {
-            tokio::select! {
-                changed = observed.leading.changed() => if changed.is_err() { break },
-                _ = &mut stopped => break,
-            }
-            let leader = observed.is_leader();
-            metrics.set_leader(leader);
-            tracing::info!(lease = %lease, identity = %observed.identity, leader, "leadership changed");
-        }
-        // With the last receiver gone, the manager releases the Lease and ends.
-        drop(observed);
+        judge.run(stopped).await;
         match manager_task.await {
             Ok(Ok(_)) => tracing::info!(lease = %lease, "Lease released"),
             Ok(Err(e)) => tracing::warn!(lease = %lease, "leader election ended: {e}"),
@@ -165,4 +231,108 @@ pub async fn campaign(
         metrics.set_leader(false);
     });
     Ok((leadership, Election { task, stop }))
+}
+
+/// Decides whether this replica leads: the election says so and the last renewal is within
+/// the deadline.
+struct Judge {
+    elected: watch::Receiver<bool>,
+    renewed: watch::Receiver<Option<Instant>>,
+    effective: watch::Sender<bool>,
+    deadline: Duration,
+    lease: String,
+    identity: String,
+    metrics: Metrics,
+}
+
+impl Judge {
+    /// Until `stopped` (or the election ends); then, with the election's receiver dropped, the
+    /// manager releases the Lease and ends.
+    async fn run(mut self, mut stopped: tokio::sync::oneshot::Receiver<()>) {
+        self.metrics.set_leader(false);
+        loop {
+            let renewed = *self.renewed.borrow();
+            let leads =
+                *self.elected.borrow() && within_deadline(renewed, self.deadline, Instant::now());
+            if *self.effective.borrow() != leads {
+                self.effective.send_replace(leads);
+                self.metrics.set_leader(leads);
+                let (lease, identity) = (&self.lease, &self.identity);
+                tracing::info!(lease = %lease, identity = %identity, leader = leads, "leadership changed");
+            }
+            let expires = renewed.filter(|_| leads).map(|at| at + self.deadline);
+            let deadline = async {
+                match expires {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = self.elected.changed() => if changed.is_err() { break },
+                changed = self.renewed.changed() => if changed.is_err() { break },
+                () = deadline => tracing::warn!(
+                    lease = %self.lease,
+                    identity = %self.identity,
+                    "no Lease renewal for {:?}: stopping the controllers before the Lease expires",
+                    self.deadline
+                ),
+                _ = &mut stopped => break,
+            }
+        }
+        self.effective.send_replace(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deadline_comes_after_the_renewal_and_before_the_expiry() {
+        // The manager renews a third of the duration (at least 1s) before expiry.
+        assert_eq!(
+            renew_deadline(Duration::from_secs(2)),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            renew_deadline(Duration::from_secs(15)),
+            Duration::from_millis(12500)
+        );
+        for seconds in 2..120 {
+            let duration = Duration::from_secs(seconds);
+            let renews_at = duration - Duration::from_secs((seconds / 3).max(1));
+            let deadline = renew_deadline(duration);
+            assert!(renews_at < deadline && deadline < duration, "{seconds}s");
+        }
+    }
+
+    #[test]
+    fn a_leader_leads_only_within_the_deadline_of_its_last_renewal() {
+        let deadline = Duration::from_secs(10);
+        let renewed = Instant::now();
+        assert!(within_deadline(Some(renewed), deadline, renewed));
+        assert!(within_deadline(
+            Some(renewed),
+            deadline,
+            renewed + Duration::from_secs(9)
+        ));
+        assert!(!within_deadline(
+            Some(renewed),
+            deadline,
+            renewed + deadline
+        ));
+        assert!(!within_deadline(None, deadline, renewed));
+    }
+
+    #[test]
+    fn a_renewal_counts_only_when_the_lease_names_this_replica() {
+        let lease = |holder: &str| {
+            serde_json::json!({"metadata": {"name": "l"}, "spec": {"holderIdentity": holder}})
+                .to_string()
+        };
+        assert_eq!(holder(lease("a").as_bytes()).as_deref(), Some("a"));
+        assert_eq!(holder(lease("b").as_bytes()).as_deref(), Some("b"));
+        assert_eq!(holder(br#"{"metadata": {}, "spec": {}}"#), None);
+        assert_eq!(holder(b"not json"), None);
+    }
 }
