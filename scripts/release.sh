@@ -14,8 +14,8 @@
 #   --template FILE   krew manifest to start from (default: krew/appimage.yaml); pass the
 #                     previous appimage.yaml to collect several platforms in one manifest
 #
-# Writes DIR/kubectl-appimage-<os>-<arch>.tar.gz (kubectl-appimage + LICENSE, a deterministic
-# tar: same inputs, same bytes) and DIR/appimage.yaml: the krew manifest with this platform's
+# Writes DIR/kubectl-appimage-<os>-<arch>.tar.gz (kubectl-appimage, kubectl_complete-appimage, LICENSE;
+# a deterministic tar: same inputs, same bytes) and DIR/appimage.yaml: the krew manifest with this platform's
 # release URI and sha256 filled in. The hash step is `cargo run -p appimage-e2e --bin
 # krew-manifest` (SHA-256 from the sha2 crate); set KREW_MANIFEST to a built krew-manifest
 # binary to use it instead. Needs GNU tar (gtar on macOS). See krew/README.md.
@@ -290,10 +290,11 @@ stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 install -m 0755 "$binary" "$stage/kubectl-appimage"
 install -m 0644 "$ROOT/LICENSE" "$stage/LICENSE"
+install -m 0755 "$ROOT/krew/kubectl_complete-appimage" "$stage/kubectl_complete-appimage"
 # Deterministic: fixed times and owners, no name/time in the gzip header; members named in
 # sorted order (--sort=name only orders what tar finds in directories).
 "$tar" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu \
-    -C "$stage" -cf - LICENSE kubectl-appimage | gzip -n >"$archive.tmp"
+    -C "$stage" -cf - LICENSE kubectl-appimage kubectl_complete-appimage | gzip -n >"$archive.tmp"
 mv -f "$archive.tmp" "$archive"
 
 uri="$REPO_URL/releases/download/v$version/$name.tar.gz"

@@ -108,6 +108,13 @@ pub enum Command {
     },
     /// Print the plugin's version
     Version(VersionArgs),
+    /// What kubectl_complete-appimage answers kubectl 1.26+ for `kubectl appimage <TAB>`
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        /// The words after `appimage`; the last is the one being completed
+        #[arg(raw = true)]
+        words: Vec<String>,
+    },
 }
 
 /// kubectl's `--dry-run` values.

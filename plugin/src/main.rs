@@ -4,6 +4,7 @@
 mod batch;
 mod cli;
 mod client;
+mod complete;
 mod delete;
 mod deploy;
 mod describe;
@@ -98,5 +99,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Crd => info::crd(),
         Command::Completion { shell } => info::completion(shell),
         Command::Version(args) => info::version(&args),
+        Command::Complete { words } => complete::run(&words),
     }
 }

@@ -1693,19 +1693,20 @@ fn release_archive_is_deterministic_and_matches_its_manifest() {
         .lines()
         .map(|l| l.split_whitespace().collect())
         .collect();
-    assert_eq!(entries.len(), 2, "{listing}");
+    assert_eq!(entries.len(), 3, "{listing}");
     assert_eq!(
         entries
             .iter()
             .map(|e| *e.last().unwrap())
             .collect::<Vec<_>>(),
-        ["LICENSE", "kubectl-appimage"]
+        ["LICENSE", "kubectl-appimage", "kubectl_complete-appimage"]
     );
     for e in &entries {
         assert_eq!(e[1], "0/0", "{listing}");
         assert_eq!(e[3], "1970-01-01", "{listing}");
     }
     assert!(entries[1][0].starts_with("-rwxr-xr-x"), "{listing}");
+    assert!(entries[2][0].starts_with("-rwxr-xr-x"), "{listing}");
 
     // The manifest: this platform's release URI and the archive's sha256, others untouched.
     let doc: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
@@ -1787,7 +1788,11 @@ fn krew_manifest_template_is_complete() {
         assert_eq!(p["bin"], "kubectl-appimage");
         assert_eq!(
             p["files"],
-            json!([{"from": "kubectl-appimage", "to": "."}, {"from": "LICENSE", "to": "."}])
+            json!([
+                {"from": "kubectl-appimage", "to": "."},
+                {"from": "kubectl_complete-appimage", "to": "."},
+                {"from": "LICENSE", "to": "."}
+            ])
         );
     }
     let want: BTreeSet<String> = ["darwin/amd64", "darwin/arm64", "linux/amd64", "linux/arm64"]
@@ -1820,6 +1825,12 @@ fn krew_installs_links_and_uninstalls_the_plugin() {
     let (o, e) = text(&out);
     assert!(out.status.success(), "krew install failed:\n{o}\n{e}");
     assert!(e.contains("Installed plugin: appimage"), "{e}");
+    let caveat =
+        "ln -s \"${KREW_ROOT:-$HOME/.krew}\"/store/appimage/v0.1.0/kubectl_complete-appimage";
+    assert!(
+        e.contains(caveat),
+        "krew shows how to link the completion script: {e}"
+    );
 
     // krew's link on PATH is what kubectl runs.
     let link = krew.home().join("bin/kubectl-appimage");
@@ -1837,6 +1848,27 @@ fn krew_installs_links_and_uninstalls_the_plugin() {
     assert!(o.contains(&link.display().to_string()), "{o}");
     let (o, e) = text(&krew.kubectl(&["krew", "list"]));
     assert!(o.contains("appimage"), "{o}{e}");
+
+    // Shell completion: the archive's script, linked onto PATH as the manifest's caveats say,
+    // is what kubectl runs for `kubectl appimage <TAB>`.
+    let script = krew
+        .home()
+        .join("store/appimage/v0.1.0/kubectl_complete-appimage");
+    std::os::unix::fs::symlink(&script, krew.home().join("bin/kubectl_complete-appimage"))
+        .expect("link the completion script");
+    let out = krew.kubectl(&["__complete", "appimage", "ro"]);
+    let (o, e) = text(&out);
+    assert!(out.status.success(), "{o}{e}");
+    let lines: Vec<&str> = o.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "rollback\tRestore the spec of an earlier revision onto an AppImage; Auto workloads follow",
+            "rollout\tMove an AppImage's workloads (Manual ones too) to its current revision",
+            ":4"
+        ],
+        "{e}"
+    );
 
     let out = krew.kubectl(&["krew", "uninstall", "appimage"]);
     let (o, e) = text(&out);
