@@ -461,8 +461,8 @@ fn created(c: &CreateArgs, bd: &BatchDeployment) -> Result<()> {
             c.dry_run.dry_run.suffix()
         )),
         Some(ObjectOutput::Name) => println(&format!("{KIND_NAME}/{name}")),
-        Some(ObjectOutput::Yaml) => print(&to_yaml(bd)?),
-        Some(ObjectOutput::Json) => println(&to_json(bd)?),
+        Some(ObjectOutput::Yaml) => print(&to_yaml(&shown(bd))?),
+        Some(ObjectOutput::Json) => println(&to_json(&shown(bd))?),
     }
 }
 
@@ -658,7 +658,15 @@ pub fn progress_line(bd: &BatchDeployment) -> String {
     )
 }
 
+/// The object as kubectl shows it: without `metadata.managedFields` (`get` hides them too).
+fn shown(bd: &BatchDeployment) -> BatchDeployment {
+    let mut bd = bd.clone();
+    bd.metadata.managed_fields = None;
+    bd
+}
+
 fn print_objects(items: &[BatchDeployment], format: ObjectOutput, list: bool) -> Result<()> {
+    let items: Vec<BatchDeployment> = items.iter().map(shown).collect();
     if format == ObjectOutput::Name {
         let names: Vec<String> = items
             .iter()

@@ -635,3 +635,48 @@ fn create_refuses_a_missing_appimage_revision_or_node() {
         "batchdeployment.appimage.kuscia.secretflow/fine created"
     );
 }
+
+/// As `get` (and kubectl): `-o yaml|json` leaves out metadata.managedFields, which the stored
+/// object has.
+#[test]
+fn object_output_hides_managed_fields() {
+    let c = batch_cluster();
+    let ns = namespace(c);
+    let created = plugin_ok(
+        c,
+        &[
+            "create",
+            "shown",
+            "--appimage",
+            "a",
+            "--nodes",
+            "kwok-node-0",
+            "-n",
+            &ns,
+            "-o",
+            "yaml",
+        ],
+    );
+    let stored = c.kubectl_ok(&[
+        "get",
+        "bd",
+        "shown",
+        "-n",
+        &ns,
+        "--show-managed-fields",
+        "-o",
+        "yaml",
+    ]);
+    assert!(stored.contains("managedFields:"), "{stored}");
+    let outputs = [
+        created,
+        plugin_ok(c, &["get", "shown", "-n", &ns, "-o", "yaml"]),
+        plugin_ok(c, &["get", "shown", "-n", &ns, "-o", "json"]),
+        plugin_ok(c, &["get", "-n", &ns, "-o", "yaml"]),
+        plugin_ok(c, &["get", "-A", "-o", "json"]),
+    ];
+    for out in &outputs {
+        assert!(!out.contains("managedFields"), "{out}");
+        assert!(out.contains("shown"), "{out}");
+    }
+}
