@@ -39,7 +39,7 @@ use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 
-use super::{Context, MANAGER, Shared, Watches};
+use super::{Backoff, Context, MANAGER, Shared, Watches};
 
 /// Re-check a job this often even without events.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -55,6 +55,8 @@ struct Ctx {
     jobs: Store<Job>,
     pods: Store<Pod>,
     nodes: Store<Node>,
+    /// Failures in a row per job (namespace/name).
+    backoff: Backoff,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +108,7 @@ async fn run(
         jobs: jobs.store.clone(),
         pods,
         nodes,
+        backoff: Backoff::default(),
     });
     let reconciler = controller
         .run(reconcile, error_policy, ctx)
@@ -158,12 +161,21 @@ async fn reconcile(bd: Arc<BatchDeployment>, ctx: Arc<Ctx>) -> Result<Action, Er
     ctx.base
         .metrics
         .observe_reconcile(outcome, started.elapsed());
+    if result.is_ok() {
+        ctx.backoff.succeeded(&job_key(&bd));
+    }
     result
 }
 
-fn error_policy(bd: Arc<BatchDeployment>, error: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!(batch = %bd.name_any(), namespace = ?bd.namespace(), "reconcile failed: {error} (retrying)");
-    Action::requeue(Duration::from_secs(2))
+/// A job's key for its backoff.
+fn job_key(bd: &BatchDeployment) -> String {
+    format!("{}/{}", bd.namespace().unwrap_or_default(), bd.name_any())
+}
+
+fn error_policy(bd: Arc<BatchDeployment>, error: &Error, ctx: Arc<Ctx>) -> Action {
+    let wait = ctx.backoff.failed(job_key(&bd));
+    tracing::warn!(batch = %bd.name_any(), namespace = ?bd.namespace(), "reconcile failed: {error} (retrying in {wait:?})");
+    Action::requeue(wait)
 }
 
 async fn reconcile_job(bd: &BatchDeployment, ctx: &Ctx) -> Result<Action, Error> {

@@ -21,7 +21,9 @@ use std::pin::Pin;
 
 use std::future::Future;
 
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use appimage::admitted::SealKey;
 use futures::StreamExt;
@@ -58,6 +60,59 @@ pub struct Context {
     /// What the webhook seals injected Pods with; the Services controller acts only on Pods
     /// sealed with it (`None`: on none).
     pub seal_key: Option<SealKey>,
+    /// The Events already published, so that each is published once (issue 25).
+    pub told: Arc<Once>,
+}
+
+/// Keys seen: each report (an Event naming a workload and a revision, or a conflict) is made
+/// once, not once per reconcile. Forgotten all at once past [`Once::LIMIT`] keys, so a
+/// long-lived leader's memory stays bounded (a report is then made once more).
+#[derive(Debug, Default)]
+pub struct Once(Mutex<HashSet<String>>);
+
+impl Once {
+    const LIMIT: usize = 100_000;
+
+    /// Whether `key` is new (and now seen).
+    pub fn first(&self, key: String) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= Self::LIMIT {
+            seen.clear();
+        }
+        seen.insert(key)
+    }
+}
+
+/// The wait before retrying an object whose reconcile failed `failures` times in a row:
+/// doubling from [`Backoff::BASE`], up to [`Backoff::CAP`].
+pub fn backoff_delay(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    Backoff::BASE
+        .saturating_mul(1 << doublings)
+        .min(Backoff::CAP)
+}
+
+/// Failures in a row per object (by key), for per-object exponential backoff: a failing
+/// object waits longer each time, and the others are not held back.
+#[derive(Debug, Default)]
+pub struct Backoff(Mutex<HashMap<String, u32>>);
+
+impl Backoff {
+    pub const BASE: Duration = Duration::from_secs(1);
+    pub const CAP: Duration = Duration::from_secs(120);
+
+    /// One more failure of `key`: how long to wait before retrying it.
+    pub fn failed(&self, key: String) -> Duration {
+        let mut failures = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(key).or_default();
+        *n = n.saturating_add(1);
+        backoff_delay(*n)
+    }
+
+    /// `key` reconciled: its next failure starts from [`Backoff::BASE`] again.
+    pub fn succeeded(&self, key: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
 }
 
 impl Context {
@@ -72,6 +127,7 @@ impl Context {
             catalog,
             metrics,
             seal_key: None,
+            told: Arc::default(),
         }
     }
 }
@@ -250,5 +306,33 @@ pub async fn run_while_leading(ctx: Context, mut leadership: Leadership) {
                 tracing::warn!(identity = leadership.identity(), "lost the Lease: controllers stopped");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_per_failure_up_to_the_cap_and_resets() {
+        let delays: Vec<u64> = (1..=9).map(|n| backoff_delay(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 120, 120]);
+        assert_eq!(backoff_delay(u32::MAX), Backoff::CAP);
+        let backoff = Backoff::default();
+        assert_eq!(backoff.failed("a".into()), Duration::from_secs(1));
+        assert_eq!(backoff.failed("a".into()), Duration::from_secs(2));
+        // Per object: another one starts from the base.
+        assert_eq!(backoff.failed("b".into()), Duration::from_secs(1));
+        assert_eq!(backoff.failed("a".into()), Duration::from_secs(4));
+        backoff.succeeded("a");
+        assert_eq!(backoff.failed("a".into()), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn once_is_once_per_key() {
+        let once = Once::default();
+        assert!(once.first("a".into()));
+        assert!(!once.first("a".into()));
+        assert!(once.first("b".into()));
     }
 }

@@ -42,7 +42,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::rollout::{self, Current, Told, Workload, follows};
-use super::{Context, MANAGER, Watches};
+use super::{Backoff, Context, MANAGER, Watches};
 
 /// Re-check every AppImage this often (in-use sets change as Pods go).
 const RESYNC: Duration = Duration::from_secs(120);
@@ -63,6 +63,8 @@ struct Ctx {
     told: Told,
     /// Ignored revisions already reported, by (UID, resourceVersion).
     ignored: Mutex<HashSet<(String, String)>>,
+    /// Failures in a row per AppImage.
+    backoff: Backoff,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +157,7 @@ pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> +
             batches,
             told: Told::default(),
             ignored: Mutex::default(),
+            backoff: Backoff::default(),
         });
         controller
             .run(reconcile, error_policy, ctx)
@@ -213,21 +216,30 @@ fn stores_ready(ctx: &Ctx) -> bool {
         && ctx.base.catalog.is_ready()
 }
 
-fn error_policy(image: Arc<AppImage>, error: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!(appimage = %image.name_any(), "revisions reconcile failed: {error} (retrying)");
-    Action::requeue(Duration::from_secs(2))
+fn error_policy(image: Arc<AppImage>, error: &Error, ctx: Arc<Ctx>) -> Action {
+    let wait = ctx.backoff.failed(image.name_any());
+    tracing::warn!(appimage = %image.name_any(), "revisions reconcile failed: {error} (retrying in {wait:?})");
+    Action::requeue(wait)
 }
 
 async fn reconcile(image: Arc<AppImage>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let result = reconcile_image(&image, &ctx).await;
+    if result.is_ok() {
+        ctx.backoff.succeeded(&image.name_any());
+    }
+    result
+}
+
+async fn reconcile_image(image: &AppImage, ctx: &Ctx) -> Result<Action, Error> {
     if image.metadata.deletion_timestamp.is_some() || image.metadata.uid.is_none() {
         return Ok(Action::await_change());
     }
-    if !stores_ready(&ctx) {
+    if !stores_ready(ctx) {
         return Ok(Action::requeue(COLD));
     }
     let name = image.name_any();
     let hash = revision_hash(&image.spec);
-    let recorded = trusted(&ctx, &image).await;
+    let recorded = trusted(ctx, image).await;
     let mut known: Vec<Known> = recorded
         .iter()
         .map(|r| Known {
@@ -245,7 +257,7 @@ async fn reconcile(image: Arc<AppImage>, ctx: Arc<Ctx>) -> Result<Action, Error>
                 ctx.revisions.get(&key).is_some()
             };
             let number = next_free(&numbers, taken);
-            record(&ctx.base.client, &image, number, &hash).await?;
+            record(&ctx.base.client, image, number, &hash).await?;
             known.push(Known {
                 number,
                 hash: hash.clone(),
@@ -253,8 +265,8 @@ async fn reconcile(image: Arc<AppImage>, ctx: Arc<Ctx>) -> Result<Action, Error>
             (number, None)
         }
     };
-    let workloads = workloads(&ctx, &name);
-    prune(&ctx, &image, number, &known, &workloads).await?;
+    let workloads = workloads(ctx, &name);
+    prune(ctx, image, number, &known, &workloads).await?;
     let pods: Vec<Pod> = ctx
         .pods
         .state()
@@ -263,7 +275,7 @@ async fn reconcile(image: Arc<AppImage>, ctx: Arc<Ctx>) -> Result<Action, Error>
         .map(|p| (**p).clone())
         .collect();
     let current = Current {
-        image: &image,
+        image,
         number,
         hash: &hash,
         known: &known,

@@ -1,6 +1,7 @@
 //! The revisions controller on cold and warm stores, against an API server that logs every
 //! request (issue 25): nothing is recorded or pruned before every store has its initial list,
-//! and what Manual workloads, old ReplicaSets and BatchDeployments name is kept.
+//! what Manual workloads, old ReplicaSets and BatchDeployments name is kept, and a blocked
+//! revision is reported once per workload.
 
 use std::any::Any;
 use std::convert::Infallible;
@@ -136,6 +137,7 @@ fn ctx(
         batches: store(warm.then_some(batches), writers),
         told: Told::default(),
         ignored: Mutex::default(),
+        backoff: Backoff::default(),
     })
 }
 
@@ -241,5 +243,42 @@ async fn manual_workloads_undo_targets_and_batch_pins_are_in_use() {
             format!("DELETE {path}/web-5"),
             format!("DELETE {path}/web-4")
         ]
+    );
+}
+
+/// The Events the API server was sent.
+fn events(log: &Log) -> Vec<String> {
+    let log = log.lock().unwrap();
+    log.iter()
+        .filter(|l| l.contains("/events"))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_blocked_revision_is_reported_once_per_workload_not_per_reconcile() {
+    let (client, log) = mock();
+    let mut writers = Writers::new();
+    // Revision 2 is unsigned (no key is trusted): an Auto Deployment on 1 is not rolled to it.
+    let image = image("v2", 10);
+    let revisions: Vec<AppImageRevision> = (1..=2).map(revision).collect();
+    let on_1 = json!({REVISION: "1", REVISION_HASH: revisions[0].spec.hash.clone()});
+    let cluster = Cluster {
+        deployments: vec![deployment("auto", on_1, "Auto")],
+        ..Cluster::default()
+    };
+    let ctx = ctx(client, &image, Some(revisions), Some(cluster), &mut writers);
+    let image = Arc::new(image);
+    for _ in 0..3 {
+        reconcile(image.clone(), ctx.clone())
+            .await
+            .expect("reconciled");
+    }
+    // On the code before issue 25: one RolloutBlocked Event per reconcile, 3.
+    assert_eq!(events(&log).len(), 1, "{:?}", log.lock().unwrap());
+    let deployments = writes(&log);
+    assert!(
+        !deployments.iter().any(|l| l.contains("/deployments/")),
+        "a blocked revision was rolled out: {deployments:?}"
     );
 }

@@ -217,8 +217,15 @@ async fn act(
         Step::Record => apply(ctx, w, number, None).await.map(|()| None),
         Step::Roll { from } => {
             if let Some(why) = blocked {
-                let why = why.to_string();
-                event(ctx, w, EventType::Warning, "RolloutBlocked", why, related()).await;
+                // Once per workload and revision, not once per reconcile (issue 25).
+                let uid = w.meta.uid.as_deref().unwrap_or_default();
+                if ctx
+                    .told
+                    .first(format!("RolloutBlocked/{uid}/{image}/{number}"))
+                {
+                    let why = why.to_string();
+                    event(ctx, w, EventType::Warning, "RolloutBlocked", why, related()).await;
+                }
                 return Ok(None);
             }
             apply(ctx, w, number, Some(current)).await?;

@@ -27,7 +27,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Context, MANAGER, Watches};
+use super::{Backoff, Context, MANAGER, Watches};
 
 /// Re-check a Pod whose object name is taken by someone else.
 const CONFLICT_RETRY: Duration = Duration::from_secs(5);
@@ -38,6 +38,8 @@ struct Ctx {
     base: Context,
     services: Store<Service>,
     policies: Store<NetworkPolicy>,
+    /// Failures in a row per Pod (by UID).
+    backoff: Backoff,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,7 @@ pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> +
         base: ctx,
         services: watches.services.store.clone(),
         policies: watches.policies.store.clone(),
+        backoff: Backoff::default(),
     });
     controller
         .run(reconcile, error_policy, ctx)
@@ -84,6 +87,9 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     ctx.base
         .metrics
         .observe_reconcile(outcome, started.elapsed());
+    if result.is_ok() {
+        ctx.backoff.succeeded(&pod.uid().unwrap_or_default());
+    }
     result
 }
 
@@ -119,9 +125,10 @@ async fn reconcile_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
     }))
 }
 
-fn error_policy(pod: Arc<Pod>, error: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!(pod = %pod.name_any(), namespace = ?pod.namespace(), "reconcile failed: {error} (retrying)");
-    Action::requeue(Duration::from_secs(2))
+fn error_policy(pod: Arc<Pod>, error: &Error, ctx: Arc<Ctx>) -> Action {
+    let wait = ctx.backoff.failed(pod.uid().unwrap_or_default());
+    tracing::warn!(pod = %pod.name_any(), namespace = ?pod.namespace(), "reconcile failed: {error} (retrying in {wait:?})");
+    Action::requeue(wait)
 }
 
 /// Make `obj` exist as we want it. Returns false when its name is held by an object we do not own.
@@ -214,6 +221,15 @@ where
         K::kind(&()),
         existing.meta().name.clone().unwrap_or_default(),
     );
+    // Once per Pod and conflicting object, not once per reconcile (issue 25).
+    let key = format!(
+        "{kind}Conflict/{}/{}",
+        pod.uid().unwrap_or_default(),
+        existing.meta().uid.as_deref().unwrap_or_default()
+    );
+    if !ctx.told.first(key) {
+        return;
+    }
     let note = format!(
         "{kind} {name:?} already exists and is not owned by this Pod; left alone. Delete or rename it to let appimage-webhook create its own."
     );

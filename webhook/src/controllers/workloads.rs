@@ -256,6 +256,15 @@ async fn ensure(
 
 async fn report_conflict(existing: &Service, w: &Workload, ctx: &Context) {
     let name = existing.name_any();
+    // Once per workload and conflicting Service, not once per pass (issue 25).
+    let key = format!(
+        "ServiceConflict/{}/{}",
+        w.metadata().uid.as_deref().unwrap_or_default(),
+        existing.uid().unwrap_or_default()
+    );
+    if !ctx.told.first(key) {
+        return;
+    }
     let note = format!(
         "Service {name:?} already exists and is not owned by {} {:?}; left alone. Delete or rename it to let appimage-webhook create the workload's Service.",
         w.kind().as_str(),
