@@ -171,8 +171,8 @@ pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> +
 }
 
 /// The BatchDeployments' store, and their AppImages as they change. Without the CRD no
-/// BatchDeployment can exist: the store is empty and ready (a CRD installed later is seen at
-/// the next leader start).
+/// BatchDeployment can exist: the store is empty and ready, and the watch starts once the CRD
+/// can be listed (its initial list then replaces the empty one).
 async fn batch_pins(
     client: &Client,
 ) -> (
@@ -181,14 +181,24 @@ async fn batch_pins(
 ) {
     let api = Api::<BatchDeployment>::all(client.clone());
     let (store, mut writer) = reflector::store();
-    if let Err(e) = api.list_metadata(&ListParams::default().limit(1)).await {
-        tracing::info!("BatchDeployments cannot be listed ({e}): no revision is pinned by one");
+    let listable = |api: Api<BatchDeployment>| async move {
+        api.list_metadata(&ListParams::default().limit(1)).await
+    };
+    if let Err(e) = listable(api.clone()).await {
+        tracing::info!(
+            "BatchDeployments cannot be listed ({e}): none pins a revision until they can"
+        );
         writer.apply_watcher_event(&watcher::Event::Init);
         writer.apply_watcher_event(&watcher::Event::InitDone);
-        return (store, futures::stream::empty().boxed());
     }
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
+    let installed = async move {
+        while listable(api.clone()).await.is_err() {
+            tokio::time::sleep(super::CRD_POLL).await;
+        }
+        watcher(api, watcher::Config::default()).default_backoff()
+    };
+    let stream = futures::stream::once(installed)
+        .flatten()
         .reflect(writer)
         .touched_objects()
         .filter_map(|o| async move { Some(ObjectRef::new(&o.ok()?.spec.app_image)) });
