@@ -105,8 +105,8 @@ pub fn canonical_spec(spec: &AppImageSpec) -> Vec<u8> {
     if let Some(image) = value.get_mut("image").and_then(|i| i.as_object_mut()) {
         image.remove("sign");
     }
-    // serde_json's maps are ordered by key (no `preserve_order`); a test pins the bytes.
-    serde_json::to_vec(&value).unwrap_or_default()
+    // The revision hash's canonical form, so the two never drift; a test pins the bytes.
+    crate::workload::canonical_json(&value).into_bytes()
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -298,6 +298,48 @@ fn trust_changes_invalidate_cached_verdicts() {
 }
 
 #[test]
+fn a_hash_no_revision_records_runs_the_current_spec_and_says_so() {
+    let f = fixture();
+    let mut p = pod("job-0", "alice", Some("demo"));
+    p["metadata"]["annotations"] = json!({ appimage::revision::REVISION_HASH: "0123abcd" });
+    let (_, resp) = mutate(&f, &pod_review(p), REQUIRED);
+    assert_eq!(resp["allowed"], true, "{resp}");
+    let warnings = resp["warnings"].to_string();
+    assert!(warnings.contains("names revision hash 0123abcd"), "{resp}");
+    assert!(
+        warnings.contains("it runs the current spec instead"),
+        "{resp}"
+    );
+    // The current spec's own hash is no fallback: no warning.
+    let current = appimage::workload::revision_hash(&f.good.spec);
+    let mut p = pod("job-1", "alice", Some("demo"));
+    p["metadata"]["annotations"] = json!({ appimage::revision::REVISION_HASH: current });
+    let (_, resp) = mutate(&f, &pod_review(p), REQUIRED);
+    assert!(
+        !resp["warnings"].to_string().contains("names revision hash"),
+        "{resp}"
+    );
+}
+
+#[test]
+fn a_revoked_key_denies_pods_and_blocks_the_rollouts_check_at_once() {
+    let f = fixture();
+    let review = pod_review(pod("job-0", "alice", Some("demo")));
+    assert_eq!(mutate(&f, &review, REQUIRED).1["allowed"], true);
+    let mut revoked = f.key.clone();
+    revoked.revoked = true;
+    f.catalog.trust().replace(vec![revoked]);
+    let (_, resp) = mutate(&f, &review, REQUIRED);
+    assert_eq!(resp["allowed"], false);
+    assert!(message(&resp).contains("which is revoked"), "{resp}");
+    // The rollout's own check (a spec read elsewhere than the store) refuses it too.
+    let err = f.catalog.verify(&f.good).unwrap_err().to_string();
+    assert!(err.contains("which is revoked"), "{err}");
+    f.catalog.trust().replace(vec![f.key.clone()]);
+    assert!(f.catalog.verify(&f.good).is_ok());
+}
+
+#[test]
 fn bad_options_and_bad_pods_are_denied_not_errors() {
     let f = fixture();
     let mut p = pod("job-0", "alice", Some("demo"));

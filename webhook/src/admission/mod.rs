@@ -272,6 +272,9 @@ fn mutate_request(
         )
     })?;
     deprecation(catalog, image_name, &named, &prepared, answer);
+    if let Some(warning) = &prepared.fallback {
+        answer.warn(format!("Pod {pod_ref:?}: {warning}"));
+    }
     match catalog.verdict(&prepared) {
         Ok(accepted) => weaker_payload(answer, image_name, accepted.weaker),
         Err(e) => {

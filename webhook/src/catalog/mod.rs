@@ -14,6 +14,7 @@ use appimage::injection::{Templates, parse_templates};
 use appimage::resource::AppImage;
 use appimage::revision::Named;
 use appimage::signature::{self, Accepted, SignatureError, Signer, signers};
+use appimage::workload::revision_hash;
 
 pub use interner::{Compactor, Interner};
 pub use revisions::{RevisionWriter, Revisions};
@@ -56,6 +57,9 @@ pub struct Prepared {
     /// The AppImage without its configTemplates, which `derived.templates` holds parsed.
     pub image: AppImage,
     pub derived: Arc<Derived>,
+    /// Set when a Pod named a revision hash that no revision records and the current spec has
+    /// another: it runs the current spec, and admission says so (never silently).
+    pub fallback: Option<String>,
 }
 
 /// Cheap to clone; clones share the store and the shared parses.
@@ -198,7 +202,17 @@ impl Catalog {
                 // A hash no revision records (none recorded yet, or the revisions CRD is not
                 // installed) runs the current spec, as a Pod naming no revision does: denying
                 // would stop every Pod of a workload deployed before revisions were recorded.
-                None => current,
+                // When the current spec is another one (say, the AppImage was re-created), the
+                // Pod is told.
+                None => {
+                    let mut prepared = self.prepare(&current);
+                    if revision_hash(&current.spec) != *hash {
+                        prepared.fallback = Some(format!(
+                            "the Pod names revision hash {hash} of AppImage {name:?}, which no revision of it records (re-created, or pruned): it runs the current spec instead; kubectl appimage history {name} lists the revisions, and kubectl appimage rollout {name} moves the workload on"
+                        ));
+                    }
+                    return Ok(Some(prepared));
+                }
             },
         };
         Ok(Some(self.prepare(&entry)))
@@ -231,7 +245,11 @@ impl Catalog {
                 derived
             }
         };
-        Prepared { image, derived }
+        Prepared {
+            image,
+            derived,
+            fallback: None,
+        }
     }
 
     /// `image`'s parsed templates, shared with an earlier AppImage's when they parse equal.
