@@ -156,7 +156,13 @@ pub fn candidates(want: &Want, partial: &str) -> (Vec<String>, u32) {
                 .filter(|s| !s.is_hide_set() && s.get_name() != "help")
                 .filter(|s| s.get_name().starts_with(partial))
                 .map(|s| line(s.get_name(), s.get_about().map(|a| a.to_string())));
-            (subs.collect(), NO_FILE)
+            // A positional with fixed values (`completion SHELL`) offers them.
+            let fixed = cmd
+                .get_positionals()
+                .flat_map(|a| a.get_possible_values())
+                .filter(|v| !v.is_hide_set() && v.get_name().starts_with(partial))
+                .map(|v| line(v.get_name(), v.get_help().map(|h| h.to_string())));
+            (subs.chain(fixed).collect(), NO_FILE)
         }
         Want::Flag(path) => {
             let flags = at(&root, path)
@@ -261,6 +267,7 @@ mod tests {
             values(&complete("batch c").0),
             ["create", "continue", "crd"]
         );
+        assert_eq!(values(&complete("completion z").0), ["zsh"]);
     }
 
     #[test]

@@ -579,6 +579,21 @@ fn plugin_cases(work: &Path, signer: &SigningKey, other: &SigningKey) -> Vec<Cas
             expect: exit(1, "is not a PEM private key of type ECDSA P-256 or Ed25519"),
         },
         Case {
+            name: "plugin: an unknown subcommand is a usage error (exit 1, as kubectl)",
+            input: Input::Plugin(s(&["frobnicate"])),
+            expect: exit(1, "error: unrecognized subcommand 'frobnicate'"),
+        },
+        Case {
+            name: "plugin: batch get --watch with -o",
+            input: Input::Plugin(s(&["batch", "get", "x", "-w", "-o", "yaml"])),
+            expect: exit(1, "error: the argument '--watch' cannot be used with '--output <OUTPUT>'"),
+        },
+        Case {
+            name: "plugin: diff of three revisions (an error exits 2, as kubectl diff)",
+            input: Input::Plugin(s(&["diff", "x", "--revision", "1", "--revision", "2", "--revision", "3"])),
+            expect: exit(2, "error: --revision: give at most two revisions (A and B), got 3"),
+        },
+        Case {
             name: "plugin: verify the signed seed (control)",
             input: Input::Plugin(vec!["verify".into(), "-f".into(), signed_file, "--key".into(), pubkey]),
             expect: Expect::ExitOkThen(Box::new(|o| {

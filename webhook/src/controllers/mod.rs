@@ -10,6 +10,8 @@
 //! - [`start`]: workloads stored stopped by `deploy --start-at`, started at their time.
 
 pub mod batch;
+#[cfg(test)]
+mod mock_api;
 pub mod revisions;
 pub mod rollout;
 pub mod services;

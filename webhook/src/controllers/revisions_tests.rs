@@ -4,39 +4,17 @@
 //! revision is reported once per workload.
 
 use std::any::Any;
-use std::convert::Infallible;
 
 use appimage::revision::{HISTORY_LIMIT, REVISION, REVISION_HASH};
 use appimage::workload::UPDATE_POLICY;
-use kube::client::Body;
 use kube::runtime::watcher::Event;
 use serde_json::json;
 
 use super::*;
 use crate::catalog::{Catalog, appimages};
+use crate::controllers::mock_api::{Log, events, mock};
 use crate::metrics::Metrics;
 use crate::trust::Trust;
-
-type Log = Arc<Mutex<Vec<String>>>;
-
-/// A client whose API server answers every request 404 and logs it as "METHOD path".
-fn mock() -> (Client, Log) {
-    let log: Log = Arc::default();
-    let seen = log.clone();
-    let service = tower::service_fn(move |req: hyper::Request<Body>| {
-        let line = format!("{} {}", req.method(), req.uri().path());
-        seen.lock().unwrap().push(line);
-        let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
-            "status": "Failure", "reason": "NotFound", "message": "not found", "code": 404});
-        let response = hyper::Response::builder()
-            .status(404)
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string().into_bytes()))
-            .unwrap();
-        async move { Ok::<_, Infallible>(response) }
-    });
-    (Client::new(service, "default"), log)
-}
 
 fn spec(tag: &str) -> appimage::resource::AppImageSpec {
     serde_json::from_value(json!({"image": {"name": "x", "tag": tag}, "deployTemplates": []}))
@@ -244,15 +222,6 @@ async fn manual_workloads_undo_targets_and_batch_pins_are_in_use() {
             format!("DELETE {path}/web-4")
         ]
     );
-}
-
-/// The Events the API server was sent.
-fn events(log: &Log) -> Vec<String> {
-    let log = log.lock().unwrap();
-    log.iter()
-        .filter(|l| l.contains("/events"))
-        .cloned()
-        .collect()
 }
 
 #[tokio::test]

@@ -245,3 +245,25 @@ where
         tracing::warn!("cannot record an Event: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controllers::mock_api::{context, events, mock};
+
+    #[tokio::test]
+    async fn a_conflict_is_reported_once_per_pod_and_object() {
+        let (client, log) = mock();
+        let ctx = context(client);
+        let meta = |name: &str, uid: &str| serde_json::json!({"metadata": {"name": name, "namespace": "ns", "uid": uid}});
+        let pod: Pod = serde_json::from_value(meta("p", "uid-p")).unwrap();
+        let svc: Service = serde_json::from_value(meta("p-web", "s1")).unwrap();
+        let policy: NetworkPolicy = serde_json::from_value(meta("p", "n1")).unwrap();
+        for _ in 0..3 {
+            report_conflict(&svc, &pod, &ctx).await;
+            report_conflict(&policy, &pod, &ctx).await;
+        }
+        // Before issue 25: one Event per reconcile, 6.
+        assert_eq!(events(&log).len(), 2, "{:?}", log.lock().unwrap());
+    }
+}

@@ -296,3 +296,26 @@ pub fn reference(w: &Workload) -> k8s_openapi::api::core::v1::ObjectReference {
         field_path: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controllers::mock_api::{context, events, mock};
+
+    #[tokio::test]
+    async fn a_service_conflict_is_reported_once_per_workload_and_service() {
+        let (client, log) = mock();
+        let ctx = context(client);
+        let meta = |uid: &str| serde_json::json!({"metadata": {"name": "web", "namespace": "ns", "uid": uid}});
+        let w = Workload::Deployment(Box::new(serde_json::from_value(meta("uid-web")).unwrap()));
+        let svc = |uid: &str| -> Service { serde_json::from_value(meta(uid)).unwrap() };
+        for _ in 0..3 {
+            report_conflict(&svc("s1"), &w, &ctx).await;
+        }
+        // Before issue 25: one Event per pass, 3.
+        assert_eq!(events(&log).len(), 1, "{:?}", log.lock().unwrap());
+        // Another Service of that name (re-created by someone else) is reported again.
+        report_conflict(&svc("s2"), &w, &ctx).await;
+        assert_eq!(events(&log).len(), 2);
+    }
+}
