@@ -243,8 +243,9 @@ fn sign_then_verify_round_trips_and_detects_changes() {
     }
 }
 
-#[test]
-fn k_of_n_signatures_spec_changes_and_revocation() {
+/// A directory with `trusted/a.pub` (ECDSA) and `trusted/b.pub` (Ed25519), their private keys
+/// `a.key` and `b.key` beside it.
+fn two_trusted_keys() -> tempfile::TempDir {
     let dir = tempdir();
     let d = dir.path();
     std::fs::create_dir(d.join("trusted")).expect("mkdir");
@@ -254,6 +255,13 @@ fn k_of_n_signatures_spec_changes_and_revocation() {
         let from = d.join(format!("trusted/{stem}.key"));
         std::fs::rename(from, d.join(format!("{stem}.key"))).expect("move");
     }
+    dir
+}
+
+#[test]
+fn k_of_n_signatures_spec_changes_and_revocation() {
+    let dir = two_trusted_keys();
+    let d = dir.path();
     std::fs::write(d.join("app.yaml"), example_text()).expect("write");
     run(
         d,
@@ -336,15 +344,8 @@ fn k_of_n_signatures_spec_changes_and_revocation() {
 
 #[test]
 fn plan_rotation_lists_what_a_key_change_breaks() {
-    let dir = tempdir();
+    let dir = two_trusted_keys();
     let d = dir.path();
-    std::fs::create_dir(d.join("trusted")).expect("mkdir");
-    keygen(d, "ecdsa-p256", "trusted/a");
-    keygen(d, "ed25519", "trusted/b");
-    for stem in ["a", "b"] {
-        let from = d.join(format!("trusted/{stem}.key"));
-        std::fs::rename(from, d.join(format!("{stem}.key"))).expect("move");
-    }
     std::fs::write(d.join("one.yaml"), example_text()).expect("write");
     run(
         d,

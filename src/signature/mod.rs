@@ -391,17 +391,17 @@ pub fn public_key_pem(private_pem: &str) -> Result<String, SignatureError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    // Fixed test keys, so this unit test needs no randomness.
-    const EC_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
+    // Fixed test keys, so these unit tests need no randomness.
+    pub(crate) const EC_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
 MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgPLIyR0jvJ+Ezhv3s
 hN0xk0U0wwsEXtHpamrmi+V6j/ahRANCAARaUWZtvOStU9E9U4DeUuzsEcJg9zu9
 A++6nLxoZQAcm9bD+qzqEICxzjkKS3TIG3j5qaxa/4zlw6oKHkBv+x6L
 -----END PRIVATE KEY-----
 ";
-    const ED_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
+    pub(crate) const ED_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
 MC4CAQAwBQYDK2VwBCIEIKmSRvr3YuYT7IxALrwwR5+9YtWqTdiKA9Qm2/u5zxyh
 -----END PRIVATE KEY-----
 ";

@@ -76,18 +76,8 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signature::tests::{EC_PRIVATE as EC, ED_PRIVATE as ED};
     use crate::signature::{join_signatures, payload, public_key_pem, sign};
-
-    const EC: &str = "-----BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgPLIyR0jvJ+Ezhv3s
-hN0xk0U0wwsEXtHpamrmi+V6j/ahRANCAARaUWZtvOStU9E9U4DeUuzsEcJg9zu9
-A++6nLxoZQAcm9bD+qzqEICxzjkKS3TIG3j5qaxa/4zlw6oKHkBv+x6L
------END PRIVATE KEY-----
-";
-    const ED: &str = "-----BEGIN PRIVATE KEY-----
-MC4CAQAwBQYDK2VwBCIEIKmSRvr3YuYT7IxALrwwR5+9YtWqTdiKA9Qm2/u5zxyh
------END PRIVATE KEY-----
-";
 
     fn image(name: &str, by: &[&str]) -> AppImage {
         let mut img: AppImage = serde_json::from_value(serde_json::json!({
