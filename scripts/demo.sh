@@ -51,7 +51,12 @@ run kubectl get nodes -L appimage.test/node,appimage.demo/pool
 
 say "Installing the AppImage CRD"
 run kubectl apply -f charts/appimage-webhook/crds/appimages.kuscia.secretflow.yaml
-run kubectl wait --for=condition=Established crd/appimages.kuscia.secretflow
+# A CRD has no conditions for a moment after its create, and kubectl wait fails at once on that.
+for _ in $(seq 1 50); do
+  kubectl get crd/appimages.kuscia.secretflow -o jsonpath='{.status.conditions}' 2>/dev/null | grep -q . && break
+  sleep 0.2
+done
+run kubectl wait --for=condition=Established --timeout=60s crd/appimages.kuscia.secretflow
 for _ in $(seq 1 50); do kubectl get appimages >/dev/null 2>&1 && break; sleep 0.2; done
 
 say "The seed walkthrough, through the plugin"
