@@ -322,7 +322,8 @@ fn template_patch(w: &Workload, current: &Current<'_>) -> serde_json::Value {
         .iter()
         .flat_map(|t| t.spec.containers.iter().map(|c| c.name.as_str()))
         .collect();
-    let image_ref = format!("{}:{}", spec.image.name, spec.image.tag);
+    // As `deploy` and the Pods: pinned by digest when the image id is one.
+    let image_ref = spec.image.reference();
     let containers: Vec<serde_json::Value> = w
         .template
         .spec
@@ -494,6 +495,50 @@ mod tests {
         };
         assert_eq!(acted_on(&bad), None);
         assert_eq!(acted_on(&ObjectMeta::default()), None);
+    }
+
+    #[test]
+    fn the_rollout_writes_the_image_deploy_writes_pinned_by_digest() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let spec = |id: Option<&str>| -> appimage::resource::AppImageSpec {
+            serde_json::from_value(json!({
+                "image": {"name": "team/app", "tag": "2", "id": id},
+                "deployTemplates": [{"name": "t", "spec": {"containers": [{"name": "app"}]}}]
+            }))
+            .unwrap()
+        };
+        let template: PodTemplateSpec = serde_json::from_value(json!({
+            "spec": {"containers": [{"name": "app", "image": "old"}, {"name": "side", "image": "s"}]}
+        }))
+        .unwrap();
+        let w = Workload {
+            gvk: GroupVersionKind::gvk("apps", "v1", "Deployment"),
+            meta: ObjectMeta::default(),
+            template,
+            path: &["spec", "template"],
+        };
+        for (id, want) in [
+            (Some(digest.as_str()), format!("team/app@{digest}")),
+            (None, "team/app:2".to_string()),
+            (Some("not-a-digest"), "team/app:2".to_string()),
+        ] {
+            let image = AppImage::new("app", spec(id));
+            let current = Current {
+                image: &image,
+                number: 2,
+                hash: "h",
+                known: &[],
+                revision: None,
+            };
+            let patch = template_patch(&w, &current);
+            assert_eq!(
+                patch["spec"]["containers"],
+                json!([{"name": "app", "image": want}]),
+                "{id:?}"
+            );
+            // The one rule: what `deploy` and the webhook's Pods use.
+            assert_eq!(want, image.image_ref());
+        }
     }
 
     #[test]
