@@ -53,11 +53,13 @@ pub fn run(global: &Global, args: &RolloutArgs) -> Result<()> {
             .namespace
             .clone()
             .unwrap_or_else(|| client.default_namespace().to_string());
-        let image_ref = format!("{}:{}", image.spec.image.name, image.spec.image.tag);
+        // The reference deploy and the webhook's Pods use (name@sha256:… when pinned).
+        let image_ref = image.image_ref();
         let want = Want {
             number: current.spec.revision,
             hash: &hash,
             image: &image_ref,
+            base: &image.spec.image.name,
             known: &known,
         };
         let found = roll_every_kind(&client, &ns, args, &want)
@@ -214,6 +216,8 @@ struct Want<'a> {
     number: i64,
     hash: &'a str,
     image: &'a str,
+    /// The AppImage's image name: the containers running it get [`Want::image`].
+    base: &'a str,
     known: &'a [appimage::revision::Known],
 }
 
@@ -260,12 +264,15 @@ where
 /// the image on the containers that already run the AppImage's image name; the template at
 /// `path` (its last segment `template`).
 fn patch(t: &PodTemplateSpec, want: &Want<'_>, path: &[&str]) -> Value {
-    let base = want.image.rsplit_once(':').map_or(want.image, |(b, _)| b);
+    let runs_base = |i: &str| {
+        i.strip_prefix(want.base)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '@']))
+    };
     let containers: Vec<Value> = t
         .spec
         .iter()
         .flat_map(|s| s.containers.iter())
-        .filter(|c| c.image.as_deref().is_some_and(|i| i.starts_with(base)))
+        .filter(|c| c.image.as_deref().is_some_and(runs_base))
         .map(|c| json!({"name": c.name, "image": want.image}))
         .collect();
     let mut template = json!({
@@ -292,13 +299,18 @@ mod tests {
     #[test]
     fn a_cronjobs_patch_reaches_its_job_templates_pod_template() {
         let t: PodTemplateSpec = serde_json::from_value(json!({
-            "spec": {"containers": [{"name": "main", "image": "secretflow/sf:1.0"}]}
+            "spec": {"containers": [
+                {"name": "main", "image": "secretflow/sf:1.0"},
+                {"name": "tools", "image": "secretflow/sf-tools:1.0"},
+                {"name": "pinned", "image": "secretflow/sf@sha256:99"},
+            ]}
         }))
         .unwrap();
         let want = Want {
             number: 2,
             hash: "abc",
-            image: "secretflow/sf:1.1",
+            image: "secretflow/sf@sha256:0123",
+            base: "secretflow/sf",
             known: &[],
         };
         let p = patch(&t, &want, CRON_TEMPLATE);
@@ -306,7 +318,11 @@ mod tests {
         assert_eq!(template["metadata"]["annotations"][REVISION], "2");
         assert_eq!(
             template["spec"]["containers"],
-            json!([{"name": "main", "image": "secretflow/sf:1.1"}])
+            json!([
+                {"name": "main", "image": "secretflow/sf@sha256:0123"},
+                {"name": "pinned", "image": "secretflow/sf@sha256:0123"},
+            ]),
+            "the AppImage's image, by the reference deploy writes; not another image's"
         );
         assert_eq!(p["metadata"]["labels"][LATEST], "2");
         let p = patch(&t, &want, TEMPLATE);

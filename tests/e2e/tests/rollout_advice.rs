@@ -91,6 +91,16 @@ fn the_advice_of_cronjob_outdated_rolls_the_cronjob_and_a_job_is_refused_clearly
     let cj: Value = w.get_json(&["cronjob/cron"]);
     let t = &cj["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["annotations"];
     assert_eq!(t[REVISION], "2", "{cj}");
+    // The same deploy again after the rollout changes nothing (issue 30, item 4).
+    let again = w.plugin(
+        &[
+            &["deploy", &w.image, "-n", &w.ns, "--name", "cron"][..],
+            &cron,
+            &["--update-policy", "Manual"],
+        ]
+        .concat(),
+    );
+    assert!(again.contains("unchanged"), "{again}");
 
     // A Job cannot change: refused, saying why and what to do.
     let job = [
