@@ -249,16 +249,15 @@ async fn appimage_of(
         }
         return Ok((Some(app_image_fact(bd, None, None)), None));
     };
-    let verdict = ctx.base.catalog.verdict(&prepared);
+    let verdict = ctx.base.catalog.verdict(&prepared).err();
     let mut image = prepared.image;
     image.metadata.labels = meta.metadata.labels.clone();
     image.metadata.annotations = meta.metadata.annotations.clone();
-    let problem = match (verdict, Stage::of(&image)) {
-        (Err(e), _) => Some(("SignatureNotVerified".to_string(), e.to_string())),
-        (_, Err(e)) => Some(("InvalidStage".to_string(), e.to_string())),
-        (_, Ok(Stage::Deprecated)) => Some(("AppImageDeprecated".to_string(), deprecated(&image))),
-        _ => None,
-    };
+    let verdict = verdict.map(|e| e.to_string());
+    let (problem, unverified) = problem(verdict, &image, ctx.base.require_signature);
+    if let Some(why) = unverified {
+        warn_unverified(bd, &why, ctx).await;
+    }
     let mut fact = app_image_fact(
         bd,
         Some(&image),
@@ -275,6 +274,53 @@ async fn appimage_of(
         }
     }
     Ok((Some(fact), Some(image)))
+}
+
+/// Why `image` may not run a job, as (reason, message), from its signature check's failure
+/// (if any) and its stage; and the failure to warn about instead when signatures are not
+/// required (`--require-signature=false`, as admission: a warning, and the job goes on).
+fn problem(
+    signature: Option<String>,
+    image: &AppImage,
+    require_signature: bool,
+) -> (Option<(String, String)>, Option<String>) {
+    let (blocking, unverified) = match signature {
+        Some(e) if !require_signature => (None, Some(e)),
+        other => (other, None),
+    };
+    let problem = match (blocking, Stage::of(image)) {
+        (Some(e), _) => Some(("SignatureNotVerified".to_string(), e)),
+        (_, Err(e)) => Some(("InvalidStage".to_string(), e.to_string())),
+        (_, Ok(Stage::Deprecated)) => Some(("AppImageDeprecated".to_string(), deprecated(image))),
+        _ => None,
+    };
+    (problem, unverified)
+}
+
+/// A Warning Event on the job (once per job and AppImage) and a log line: its AppImage's
+/// signature does not verify, and it runs because signatures are not required.
+async fn warn_unverified(bd: &BatchDeployment, why: &str, ctx: &Ctx) {
+    let (uid, image) = (bd.uid().unwrap_or_default(), &bd.spec.app_image);
+    tracing::warn!(batch = %bd.name_any(), namespace = ?bd.namespace(), appimage = %image, "running despite a failed signature check (--require-signature=false): {why}");
+    if !ctx
+        .base
+        .told
+        .first(format!("UnverifiedAppImage/{uid}/{image}"))
+    {
+        return;
+    }
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "UnverifiedAppImage".into(),
+        note: Some(format!(
+            "AppImage {image:?} failed signature verification ({why}): run anyway, because the webhook runs with --require-signature=false (as admission, which warns and admits); re-sign it (kubectl appimage sign)"
+        )),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.base.recorder.publish(&event, &bd.object_ref(&())).await {
+        tracing::debug!("cannot record an Event: {e}");
+    }
 }
 
 fn deprecated(image: &AppImage) -> String {
@@ -533,5 +579,40 @@ async fn phase_event(bd: &BatchDeployment, status: &batch::BatchDeploymentStatus
     };
     if let Err(e) = ctx.base.recorder.publish(&event, &bd.object_ref(&())).await {
         tracing::debug!("cannot record an Event: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(stage: Option<&str>) -> AppImage {
+        let mut image = AppImage::new(
+            "app",
+            serde_json::from_value(serde_json::json!({
+                "image": {"name": "team/app", "tag": "1"}, "deployTemplates": []
+            }))
+            .unwrap(),
+        );
+        if let Some(stage) = stage {
+            image.metadata.labels = Some([(labels::STAGE.to_string(), stage.to_string())].into());
+        }
+        image
+    }
+
+    #[test]
+    fn a_failed_signature_fails_the_job_unless_signatures_are_not_required() {
+        let failed = || Some("no signature".to_string());
+        let (p, warn) = problem(failed(), &image(None), true);
+        assert_eq!(p.map(|p| p.0), Some("SignatureNotVerified".into()));
+        assert_eq!(warn, None);
+        // --require-signature=false: a warning, and the job goes on, as admission does.
+        let (p, warn) = problem(failed(), &image(None), false);
+        assert_eq!(p, None);
+        assert_eq!(warn.as_deref(), Some("no signature"));
+        // The stage still counts.
+        let (p, _) = problem(failed(), &image(Some("deprecated")), false);
+        assert_eq!(p.map(|p| p.0), Some("AppImageDeprecated".into()));
+        assert_eq!(problem(None, &image(None), true), (None, None));
     }
 }
