@@ -271,14 +271,23 @@ impl ImagePullPolicy {
     }
 }
 
-impl AppImage {
-    /// `name:tag`, or `name@sha256:…` when `image.id` is a sha256 digest.
-    pub fn image_ref(&self) -> String {
-        let img = &self.spec.image;
-        match img.id.as_deref().filter(|id| is_sha256_digest(id)) {
-            Some(digest) => format!("{}@{}", img.name, digest),
-            None => format!("{}:{}", img.name, img.tag),
+impl ImageInfo {
+    /// The reference containers run: `name:tag`, or `name@sha256:…` when `id` is a sha256
+    /// digest. The one rule for `deploy`, the webhook's Pods and the rollout controller, so a
+    /// workload's template and its Pods never name different images.
+    pub fn reference(&self) -> String {
+        match self.id.as_deref().filter(|id| is_sha256_digest(id)) {
+            Some(digest) => format!("{}@{}", self.name, digest),
+            None => format!("{}:{}", self.name, self.tag),
         }
+    }
+}
+
+impl AppImage {
+    /// `name:tag`, or `name@sha256:…` when `image.id` is a sha256 digest
+    /// ([`ImageInfo::reference`]).
+    pub fn image_ref(&self) -> String {
+        self.spec.image.reference()
     }
 
     pub fn name(&self) -> &str {

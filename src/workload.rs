@@ -24,7 +24,8 @@ pub use options::{
 pub use preview::{preview_pod, preview_pod_with};
 pub use revision::{canonical_json, revision_hash};
 pub use services::{
-    governing_service_name, has_controller, owner_reference, service_name, services, workload_of,
+    governing_service_name, has_controller, is_own_workload, owner_reference, service_name,
+    services, workload_of,
 };
 pub use start::{Start, StartError, pending, running, start};
 

@@ -261,9 +261,7 @@ fn print_applied(
     let suffix = args.dry_run.dry_run.suffix();
     let outcome = match before {
         None => "created",
-        Some(b) if b.metadata().resource_version == after.metadata().resource_version => {
-            "unchanged"
-        }
+        Some(b) if unchanged(b, after) => "unchanged",
         Some(_) => "configured",
     };
     match args.output {
@@ -286,6 +284,25 @@ fn print_applied(
         Some(ObjectOutput::Yaml) => print(&to_yaml(&shown(after)?)?),
         Some(ObjectOutput::Json) => print(&to_json(&shown(after)?)?),
     }
+}
+
+/// Whether the apply changed nothing but who manages which field: after a rollout wrote the
+/// same image (issue 30, item 4) the apply only shares the field's ownership, which bumps the
+/// resourceVersion without changing the workload or restarting a Pod.
+fn unchanged(before: &Workload, after: &Workload) -> bool {
+    if before.metadata().resource_version == after.metadata().resource_version {
+        return true;
+    }
+    let content = |w: &Workload| {
+        let mut v = serde_json::to_value(w).ok()?;
+        let obj = v.as_object_mut()?;
+        obj.remove("status");
+        let meta = obj.get_mut("metadata")?.as_object_mut()?;
+        meta.remove("managedFields");
+        meta.remove("resourceVersion");
+        Some(v)
+    };
+    content(before).is_some_and(|b| Some(b) == content(after))
 }
 
 /// The object as kubectl prints it: without `metadata.managedFields`.
@@ -389,4 +406,33 @@ fn check_owner(existing: &Workload) -> Result<()> {
             managers.join(", ")
         }
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use serde_json::json;
+
+    fn deployment(rv: &str, manager: &str, image: &str, ready: i32) -> Workload {
+        Workload::Deployment(Box::new(
+            serde_json::from_value::<Deployment>(json!({
+                "metadata": {"name": "web", "resourceVersion": rv,
+                    "managedFields": [{"manager": manager, "operation": "Apply"}]},
+                "spec": {"selector": {}, "template": {"spec": {"containers": [{"name": "c", "image": image}]}}},
+                "status": {"readyReplicas": ready}
+            }))
+            .unwrap(),
+        ))
+    }
+
+    #[test]
+    fn an_apply_that_only_shares_field_ownership_is_unchanged() {
+        let before = deployment("1", "appimage-webhook-rollout", "a@sha256:1", 0);
+        let same = deployment("2", "kubectl-appimage", "a@sha256:1", 1);
+        assert!(unchanged(&before, &same));
+        assert!(unchanged(&before, &before));
+        let changed = deployment("2", "kubectl-appimage", "a:1", 1);
+        assert!(!unchanged(&before, &changed));
+    }
 }

@@ -64,6 +64,40 @@ pub fn workload_name(prefix: &str, node: &str) -> String {
     format!("{}-{}", head.trim_end_matches('-'), short_hash(&full, 16))
 }
 
+/// The failure (reason, message) of a node whose workload name is held by a stored `kind`
+/// object that `bd` does not control: it is never taken over (issue 25), and the message names
+/// its owner (its controller, else the first field manager that wrote more than its status). `None` when `bd`
+/// controls it (a create the store had not seen yet).
+pub fn taken(bd: &BatchDeployment, kind: &str, stored: &ObjectMeta) -> Option<(String, String)> {
+    let controller = stored
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true));
+    if controller.is_some_and(|o| Some(o.uid.as_str()) == bd.metadata.uid.as_deref()) {
+        return None;
+    }
+    let manager = stored
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.subresource.as_deref().unwrap_or_default().is_empty())
+        .find_map(|m| m.manager.as_deref());
+    let owner = match (controller, manager) {
+        (Some(o), _) => format!("is owned by {}/{}", o.kind, o.name),
+        (None, Some(m)) => format!("has no owner (made by field manager {m:?})"),
+        (None, None) => "has no owner".to_string(),
+    };
+    let name = stored.name.as_deref().unwrap_or_default();
+    let bd_name = bd.metadata.name.as_deref().unwrap_or_default();
+    Some((
+        "WorkloadNameTaken".into(),
+        format!(
+            "{kind} {name:?} already exists and {owner}, not BatchDeployment {bd_name:?}: it is not taken over; delete or rename it, or give the job another spec.namePrefix"
+        ),
+    ))
+}
+
 /// Why `prefix` cannot start workload names; `None` if it can.
 pub fn prefix_error(prefix: &str) -> Option<String> {
     dns1123_subdomain_error(prefix)

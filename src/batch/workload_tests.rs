@@ -439,3 +439,44 @@ fn progress_by_node_pairs_workloads_with_their_own_pods() {
     let map = progress_by_node(&[d], &[], &[crashing("job-edge-1")]);
     assert_eq!(map["edge-1"].failure.as_ref().unwrap().0, "PodFailed");
 }
+
+#[test]
+fn a_same_named_workload_another_owns_is_never_taken_over_and_its_owner_is_named() {
+    let job = bd(spec());
+    let meta = |owner: serde_json::Value, managers: serde_json::Value| -> ObjectMeta {
+        serde_json::from_value(serde_json::json!({
+            "name": "job-edge-1", "ownerReferences": owner, "managedFields": managers
+        }))
+        .unwrap()
+    };
+    let ref_to = |kind: &str, name: &str, uid: &str| serde_json::json!([{"apiVersion": "v1", "kind": kind, "name": name, "uid": uid, "controller": true}]);
+    let ours = meta(
+        ref_to("BatchDeployment", "job", "uid-1"),
+        serde_json::json!([]),
+    );
+    assert_eq!(taken(&job, "Deployment", &ours), None);
+    let other = meta(
+        ref_to("BatchDeployment", "other", "uid-2"),
+        serde_json::json!([]),
+    );
+    let (reason, message) = taken(&job, "Deployment", &other).expect("taken");
+    assert_eq!(reason, "WorkloadNameTaken");
+    assert!(message.contains("Deployment \"job-edge-1\""), "{message}");
+    assert!(
+        message.contains("owned by BatchDeployment/other"),
+        "{message}"
+    );
+    assert!(message.contains("not taken over"), "{message}");
+    let by_hand = meta(
+        serde_json::json!([]),
+        serde_json::json!([
+            {"manager": "kube-controller-manager", "subresource": "status"},
+            {"manager": "kubectl-create"}
+        ]),
+    );
+    let (_, message) = taken(&job, "Job", &by_hand).expect("taken");
+    assert!(
+        message.contains("made by field manager \"kubectl-create\""),
+        "{message}"
+    );
+}

@@ -41,6 +41,21 @@ pub fn workload_of(meta: &ObjectMeta) -> Option<&str> {
     (has_controller(meta) && !name.is_empty()).then_some(name.as_str())
 }
 
+/// Whether `workload` is one of its own: not a Job that a CronJob spawned. Such a Job carries
+/// the CronJob's labels (the workload label included) from its job template, but its Pods are
+/// the CronJob's, selected by the CronJob's Services: Services of its own would select nothing,
+/// one set per run.
+pub fn is_own_workload(workload: &Workload) -> bool {
+    let spawned = workload.kind() == Kind::Job
+        && workload
+            .metadata()
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.controller == Some(true) && o.kind == Kind::CronJob.as_str());
+    !spawned
+}
+
 /// Owner reference to the workload (controller), for its Services; `uid` from the server.
 pub fn owner_reference(kind: Kind, name: &str, uid: &str) -> OwnerReference {
     OwnerReference {
@@ -60,6 +75,9 @@ pub fn services(
     workload: &Workload,
     owner: Option<OwnerReference>,
 ) -> Result<Vec<Service>, WorkloadError> {
+    if !is_own_workload(workload) {
+        return Ok(Vec::new());
+    }
     let template = workload.pod_template().cloned().unwrap_or_default();
     let pod = Pod {
         metadata: template.metadata.unwrap_or_default(),

@@ -606,6 +606,56 @@ fn services_per_workload() {
     assert!(svcs[0].metadata.owner_references.is_none());
 }
 
+/// A Job a CronJob spawned carries the CronJob's workload label but is no workload of its own
+/// (issue 30: every run of a `*/1` CronJob made 3 Services selecting nothing).
+#[test]
+fn a_job_spawned_by_a_cronjob_gets_no_services() {
+    let img = seed();
+    let o = DeployOptions {
+        schedule: Some("*/1 * * * *".into()),
+        ..opts(Kind::CronJob)
+    };
+    let Workload::CronJob(cj) = build(&img, &o).unwrap() else {
+        panic!("a CronJob")
+    };
+    let template = cj.spec.as_ref().unwrap().job_template.clone();
+    let spec = template.spec.unwrap();
+    // The API server's defaulting gives a Job without labels its pod template's labels.
+    let mut meta = spec.template.metadata.clone().unwrap_or_default();
+    meta.annotations = None;
+    meta.name = Some("secretflow-image-29412345".into());
+    meta.owner_references = Some(vec![owner_reference(
+        Kind::CronJob,
+        "secretflow-image",
+        "uid-cj",
+    )]);
+    let job = k8s_openapi::api::batch::v1::Job {
+        metadata: meta,
+        spec: Some(spec),
+        status: None,
+    };
+    assert!(
+        job.metadata.labels.as_ref().unwrap().contains_key(WORKLOAD),
+        "the job template carries the workload label"
+    );
+    let spawned = Workload::Job(Box::new(job.clone()));
+    assert_eq!(services(&img, &spawned, None).unwrap(), vec![]);
+    // A Job of its own (deploy --kind Job, no CronJob owner) keeps its Services.
+    let mut own = job;
+    own.metadata.owner_references = None;
+    assert_eq!(
+        services(&img, &Workload::Job(Box::new(own)), None)
+            .unwrap()
+            .len(),
+        3
+    );
+    // The CronJob's own Services select its Jobs' Pods.
+    assert_eq!(
+        services(&img, &Workload::CronJob(cj), None).unwrap().len(),
+        3
+    );
+}
+
 fn ports_of(img: &AppImage) -> BTreeMap<String, i32> {
     crate::ports::allocate(&img.spec.deploy_templates[0], "t")
         .unwrap()

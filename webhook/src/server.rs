@@ -388,6 +388,7 @@ async fn start_controllers(
     let identity = leadership.identity().to_string();
     let mut ctx = controllers::Context::new(client, catalog, metrics.clone(), &identity);
     ctx.seal_key = Some(seal_key);
+    ctx.require_signature = config.require_signature;
     let task = tokio::spawn(controllers::run_while_leading(ctx, leadership.clone()));
     Ok(Controllers {
         task,

@@ -547,3 +547,44 @@ fn each_restart_policy_has_its_success_rule() {
     let job = w.wait_phase("always-unready", "TimedOut");
     assert_eq!(job["status"]["counts"]["succeeded"], 0, "{job}");
 }
+
+/// Issue 25: a workload of the job's name for a node that someone else made is never taken
+/// over; that node fails, naming who made it, and the workload is left as it was.
+#[test]
+fn a_same_named_workload_it_does_not_own_fails_the_node_naming_the_owner() {
+    let w = World::new(1);
+    let job = unique("own");
+    let node = w.nodes[0].clone();
+    let name = format!("{job}-{node}");
+    w.c.kubectl_ok(&[
+        "create",
+        "deployment",
+        &name,
+        "--image=busybox",
+        "--replicas=0",
+        "-n",
+        &w.ns,
+    ]);
+    w.create(&job, &[]);
+    let done = w.wait_phase(&job, "Failed");
+    let result = &node_results(&done)[&node];
+    assert_eq!(result["reason"], "WorkloadNameTaken", "{result}");
+    let message = result["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("Deployment {name:?}")),
+        "{message}"
+    );
+    assert!(
+        message.contains("made by field manager \"kubectl-create\""),
+        "{message}"
+    );
+    let d = get(w.c, &["deployment", &name, "-n", &w.ns]).expect("still there");
+    assert!(
+        d["metadata"]["ownerReferences"].is_null(),
+        "taken over: {d}"
+    );
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "busybox"
+    );
+}

@@ -507,3 +507,46 @@ fn a_tampered_update_is_never_rolled_out() {
         w.logs()
     );
 }
+
+/// Issue 30 item 4: the rollout writes the image `deploy` writes (pinned by digest when the
+/// AppImage's image id is one), so re-running the same `deploy` after a rollout changes
+/// nothing (it would otherwise restart the Pods).
+#[test]
+fn deploy_after_a_rollout_is_unchanged() {
+    let w = World::new("ro-pinned");
+    let ns = w.ns.clone();
+    let pin = |img: &mut AppImage, hex: &str| {
+        img.spec.image.id = Some(format!("sha256:{}", hex.repeat(32)));
+        w.sign(img);
+    };
+    let mut seed = w.example_caused("secretflow-image.yaml", "pinned-a");
+    pin(&mut seed, "aa");
+    w.apply_image(&seed);
+    w.revision(1);
+    let deploy = [
+        "deploy",
+        &w.image,
+        "-n",
+        &ns,
+        "--name",
+        "web",
+        "--replicas",
+        "1",
+    ];
+    assert_eq!(w.plugin(&deploy), "deployment.apps/web created\n");
+    w.acted("web", 1);
+
+    let mut update = seed.clone();
+    pin(&mut update, "bb");
+    w.apply_image(&update);
+    w.revision(2);
+    w.event("web", "RolledOut", &["revision 1 → 2"]);
+    let pinned = format!("{}@sha256:{}", update.spec.image.name, "bb".repeat(32));
+    let d = w.deployment("web");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        pinned.as_str()
+    );
+    assert_eq!(w.template("web")[REVISION], "2");
+    assert_eq!(w.plugin(&deploy), "deployment.apps/web unchanged\n");
+}

@@ -2,7 +2,7 @@
 //! its controllers running: the seed deployed as a Deployment gets `<workload>-<port>` Services
 //! owned by the Deployment whose EndpointSlices hold its Pods' IPs, and its Pods no per-Pod
 //! Services; a StatefulSet's Pods have their governing headless Service (stable DNS names); a
-//! bare Pod still gets its per-Pod Services.
+//! bare Pod still gets its per-Pod Services; a CronJob's runs get none of their own.
 
 use appimage_e2e::world::{self, Shared, WAIT, WORKLOAD};
 use appimage_e2e::{unique, wait_until};
@@ -189,4 +189,59 @@ fn a_bare_pod_keeps_its_per_pod_services() {
     }
     let p = w.get_json(&["pod", &pod]);
     assert_eq!(p["spec"]["restartPolicy"], "Never", "the seed template's");
+}
+
+/// A CronJob's runs are not workloads (issue 30): with a `*/1` schedule the real
+/// controller-manager spawns a Job within a minute, carrying the CronJob's workload label; the
+/// CronJob has its 3 Services, the Job none (before: 3 per run, selecting nothing).
+#[test]
+fn a_cronjobs_runs_get_no_services_of_their_own() {
+    let w = World::new();
+    w.plugin(&[
+        "deploy",
+        &w.image,
+        "-n",
+        &w.ns,
+        "--name",
+        "cron",
+        "--kind",
+        "CronJob",
+        "--schedule",
+        "*/1 * * * *",
+    ]);
+    let made = wait_until(WAIT, || w.services_of("cron").len() == 3);
+    assert!(made, "no Services for the CronJob:\n{}", w.hook.logs());
+    for s in w.services_of("cron") {
+        assert_eq!(owner(&s), ("CronJob".to_string(), "cron".to_string()));
+    }
+    let mut job = String::new();
+    let spawned = wait_until(WAIT, || {
+        let jobs = w.items(&["jobs"]);
+        job = jobs
+            .iter()
+            .find(|j| owner(j).0 == "CronJob")
+            .and_then(|j| j["metadata"]["name"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        !job.is_empty()
+    });
+    assert!(spawned, "the CronJob never ran");
+    let labels = &w.get_json(&["job", &job])["metadata"]["labels"];
+    assert_eq!(
+        labels[WORKLOAD], "cron",
+        "the run carries the workload label"
+    );
+    // Two resyncs of the Services controller (5 s each) after the run appeared.
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    let of_jobs: Vec<String> = w
+        .items(&["services"])
+        .iter()
+        .filter(|s| owner(s).0 == "Job")
+        .map(|s| s["metadata"]["name"].as_str().unwrap_or_default().into())
+        .collect();
+    assert!(
+        of_jobs.is_empty(),
+        "Services of a CronJob's run: {of_jobs:?}"
+    );
+    assert_eq!(w.services_of("cron").len(), 3);
 }

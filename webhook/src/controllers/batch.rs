@@ -31,7 +31,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::PredicateConfig;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
@@ -57,6 +57,9 @@ struct Ctx {
     nodes: Store<Node>,
     /// Failures in a row per job (namespace/name).
     backoff: Backoff,
+    /// Nodes whose workload name another object holds, by "job uid/node": their progress, a
+    /// failure naming the owner (the workload stores hold only the jobs' own workloads).
+    taken: std::sync::Mutex<HashMap<String, batch::Progress>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +112,7 @@ async fn run(
         pods,
         nodes,
         backoff: Backoff::default(),
+        taken: Default::default(),
     });
     let reconciler = controller
         .run(reconcile, error_policy, ctx)
@@ -191,10 +195,12 @@ async fn reconcile_job(bd: &BatchDeployment, ctx: &Ctx) -> Result<Action, Error>
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
     let owned = Owned::gather(bd, ctx);
+    let mut workloads = owned.progress();
+    add_taken(bd, ctx, &mut workloads);
     let observed = Observed {
         app_image: fact,
         nodes: ctx.nodes.state().iter().map(|n| node_fact(n)).collect(),
-        workloads: owned.progress(),
+        workloads,
     };
     let step = batch::step(bd, &observed, Timestamp::now());
     let before = bd.status.clone().unwrap_or_default();
@@ -209,6 +215,31 @@ async fn reconcile_job(bd: &BatchDeployment, ctx: &Ctx) -> Result<Action, Error>
     }
     carry_out(bd, &step.actions, image.as_ref(), &owned, ctx).await?;
     Ok(Action::requeue(step.requeue_after.unwrap_or(RESYNC)))
+}
+
+/// The nodes of `bd` whose workload name another object holds, as failed progress of the
+/// node's current attempt (a node with a workload of its own keeps that one's; an entry of an
+/// earlier attempt is dropped, so that a retry creates again).
+fn add_taken(bd: &BatchDeployment, ctx: &Ctx, workloads: &mut BTreeMap<String, batch::Progress>) {
+    let prefix = format!("{}/", bd.uid().unwrap_or_default());
+    let attempts: HashMap<&str, i32> = bd
+        .status
+        .iter()
+        .flat_map(|s| s.nodes.iter().map(|n| (n.node.as_str(), n.attempts)))
+        .collect();
+    let mut taken = ctx.taken.lock().unwrap_or_else(|p| p.into_inner());
+    taken.retain(|key, progress| {
+        let Some(node) = key.strip_prefix(&prefix) else {
+            return true;
+        };
+        if attempts.get(node) != Some(&progress.attempt) {
+            return false;
+        }
+        workloads
+            .entry(node.to_string())
+            .or_insert_with(|| progress.clone());
+        true
+    });
 }
 
 /// Until every store has its initial list (a missing workload proves nothing before).
@@ -249,16 +280,15 @@ async fn appimage_of(
         }
         return Ok((Some(app_image_fact(bd, None, None)), None));
     };
-    let verdict = ctx.base.catalog.verdict(&prepared);
+    let verdict = ctx.base.catalog.verdict(&prepared).err();
     let mut image = prepared.image;
     image.metadata.labels = meta.metadata.labels.clone();
     image.metadata.annotations = meta.metadata.annotations.clone();
-    let problem = match (verdict, Stage::of(&image)) {
-        (Err(e), _) => Some(("SignatureNotVerified".to_string(), e.to_string())),
-        (_, Err(e)) => Some(("InvalidStage".to_string(), e.to_string())),
-        (_, Ok(Stage::Deprecated)) => Some(("AppImageDeprecated".to_string(), deprecated(&image))),
-        _ => None,
-    };
+    let verdict = verdict.map(|e| e.to_string());
+    let (problem, unverified) = problem(verdict, &image, ctx.base.require_signature);
+    if let Some(why) = unverified {
+        warn_unverified(bd, &why, ctx).await;
+    }
     let mut fact = app_image_fact(
         bd,
         Some(&image),
@@ -275,6 +305,53 @@ async fn appimage_of(
         }
     }
     Ok((Some(fact), Some(image)))
+}
+
+/// Why `image` may not run a job, as (reason, message), from its signature check's failure
+/// (if any) and its stage; and the failure to warn about instead when signatures are not
+/// required (`--require-signature=false`, as admission: a warning, and the job goes on).
+fn problem(
+    signature: Option<String>,
+    image: &AppImage,
+    require_signature: bool,
+) -> (Option<(String, String)>, Option<String>) {
+    let (blocking, unverified) = match signature {
+        Some(e) if !require_signature => (None, Some(e)),
+        other => (other, None),
+    };
+    let problem = match (blocking, Stage::of(image)) {
+        (Some(e), _) => Some(("SignatureNotVerified".to_string(), e)),
+        (_, Err(e)) => Some(("InvalidStage".to_string(), e.to_string())),
+        (_, Ok(Stage::Deprecated)) => Some(("AppImageDeprecated".to_string(), deprecated(image))),
+        _ => None,
+    };
+    (problem, unverified)
+}
+
+/// A Warning Event on the job (once per job and AppImage) and a log line: its AppImage's
+/// signature does not verify, and it runs because signatures are not required.
+async fn warn_unverified(bd: &BatchDeployment, why: &str, ctx: &Ctx) {
+    let (uid, image) = (bd.uid().unwrap_or_default(), &bd.spec.app_image);
+    tracing::warn!(batch = %bd.name_any(), namespace = ?bd.namespace(), appimage = %image, "running despite a failed signature check (--require-signature=false): {why}");
+    if !ctx
+        .base
+        .told
+        .first(format!("UnverifiedAppImage/{uid}/{image}"))
+    {
+        return;
+    }
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "UnverifiedAppImage".into(),
+        note: Some(format!(
+            "AppImage {image:?} failed signature verification ({why}): run anyway, because the webhook runs with --require-signature=false (as admission, which warns and admits); re-sign it (kubectl appimage sign)"
+        )),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.base.recorder.publish(&event, &bd.object_ref(&())).await {
+        tracing::debug!("cannot record an Event: {e}");
+    }
 }
 
 fn deprecated(image: &AppImage) -> String {
@@ -457,19 +534,64 @@ async fn create(
     };
     let ns = bd.namespace().unwrap_or_default();
     let client = ctx.base.client.clone();
-    let params = PatchParams::apply(MANAGER).force();
-    match workload {
+    let held = match workload {
         Workload::Deployment(d) => {
             let api = Api::<Deployment>::namespaced(client, &ns);
-            api.patch(&d.name_any(), &params, &Patch::Apply(&d)).await?;
+            create_new(&api, &d, bd, "Deployment").await?
         }
         Workload::Job(j) => {
             let api = Api::<Job>::namespaced(client, &ns);
-            api.patch(&j.name_any(), &params, &Patch::Apply(&j)).await?;
+            create_new(&api, &j, bd, "Job").await?
         }
-        other => tracing::warn!(batch = %bd.name_any(), "unexpected workload kind {other:?}"),
+        other => {
+            tracing::warn!(batch = %bd.name_any(), "unexpected workload kind {other:?}");
+            None
+        }
+    };
+    if let Some((reason, message)) = held {
+        tracing::warn!(batch = %bd.name_any(), namespace = %ns, %node, "{message}");
+        let progress = batch::Progress {
+            name: workload_name_of(bd, node),
+            attempt,
+            failure: Some((reason, message)),
+            ..Default::default()
+        };
+        let key = format!("{}/{node}", bd.uid().unwrap_or_default());
+        let mut taken = ctx.taken.lock().unwrap_or_else(|p| p.into_inner());
+        taken.insert(key, progress);
     }
     Ok(())
+}
+
+/// The workload name `bd` gives `node`'s workload.
+fn workload_name_of(bd: &BatchDeployment, node: &str) -> String {
+    let prefix = bd.spec.name_prefix.clone().unwrap_or_else(|| bd.name_any());
+    batch::workload::workload_name(&prefix, node)
+}
+
+/// Create `obj`, never taking over a same-named object: a create (not an apply), and on
+/// AlreadyExists the stored one is read; the failure to report when `bd` does not control it.
+async fn create_new<K>(
+    api: &Api<K>,
+    obj: &K,
+    bd: &BatchDeployment,
+    kind: &str,
+) -> Result<Option<(String, String)>, Error>
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let params = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..PostParams::default()
+    };
+    match api.create(&params, obj).await {
+        Ok(_) => Ok(None),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            let stored = api.get_metadata_opt(&obj.name_any()).await?;
+            Ok(stored.and_then(|m| batch::workload::taken(bd, kind, &m.metadata)))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Delete a workload in the foreground: it stays (being deleted) until its Pods are gone, so
@@ -533,5 +655,40 @@ async fn phase_event(bd: &BatchDeployment, status: &batch::BatchDeploymentStatus
     };
     if let Err(e) = ctx.base.recorder.publish(&event, &bd.object_ref(&())).await {
         tracing::debug!("cannot record an Event: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(stage: Option<&str>) -> AppImage {
+        let mut image = AppImage::new(
+            "app",
+            serde_json::from_value(serde_json::json!({
+                "image": {"name": "team/app", "tag": "1"}, "deployTemplates": []
+            }))
+            .unwrap(),
+        );
+        if let Some(stage) = stage {
+            image.metadata.labels = Some([(labels::STAGE.to_string(), stage.to_string())].into());
+        }
+        image
+    }
+
+    #[test]
+    fn a_failed_signature_fails_the_job_unless_signatures_are_not_required() {
+        let failed = || Some("no signature".to_string());
+        let (p, warn) = problem(failed(), &image(None), true);
+        assert_eq!(p.map(|p| p.0), Some("SignatureNotVerified".into()));
+        assert_eq!(warn, None);
+        // --require-signature=false: a warning, and the job goes on, as admission does.
+        let (p, warn) = problem(failed(), &image(None), false);
+        assert_eq!(p, None);
+        assert_eq!(warn.as_deref(), Some("no signature"));
+        // The stage still counts.
+        let (p, _) = problem(failed(), &image(Some("deprecated")), false);
+        assert_eq!(p.map(|p| p.0), Some("AppImageDeprecated".into()));
+        assert_eq!(problem(None, &image(None), true), (None, None));
     }
 }

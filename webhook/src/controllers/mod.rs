@@ -64,6 +64,9 @@ pub struct Context {
     pub seal_key: Option<SealKey>,
     /// The Events already published, so that each is published once (issue 25).
     pub told: Arc<Once>,
+    /// `--require-signature`: when false, a signature that does not verify is warned about
+    /// (an Event and a log line) and the rollout and batch controllers go on, as admission does.
+    pub require_signature: bool,
 }
 
 /// Keys seen: each report (an Event naming a workload and a revision, or a conflict) is made
@@ -130,6 +133,7 @@ impl Context {
             metrics,
             seal_key: None,
             told: Arc::default(),
+            require_signature: true,
         }
     }
 }

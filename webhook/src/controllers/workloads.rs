@@ -47,7 +47,7 @@ struct Stores {
 }
 
 impl Stores {
-    /// Every workload now stored, as the core's [`Workload`].
+    /// Every workload now stored, as the core's [`Workload`] (not a Job a CronJob spawned).
     fn all(&self) -> Vec<Workload> {
         let mut out = Vec::new();
         out.extend(
@@ -80,6 +80,8 @@ impl Stores {
                 .into_iter()
                 .map(|o| Workload::CronJob(wrap(o))),
         );
+        // A CronJob's Jobs carry its workload label; they are its runs, not workloads.
+        out.retain(workload::is_own_workload);
         out
     }
 }
