@@ -64,6 +64,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// Admission's policy, which the controllers share.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            require_signature: self.require_signature,
+            signatures: self.signatures,
+        }
+    }
+
     /// Defaults as the CLI has them, serving `tls` on `listen`.
     pub fn new(listen: SocketAddr, tls: Option<TlsFiles>) -> Config {
         Config {
@@ -270,9 +278,7 @@ async fn start_inner(
         Source::Noop => (None, None, None),
         Source::Store(store, task, client, revisions) => {
             log_when_synced(store.clone());
-            let catalog = Catalog::new(store, trust.clone())
-                .with_revisions(revisions)
-                .with_signatures(config.signatures);
+            let catalog = Catalog::new(store, trust.clone()).with_revisions(revisions);
             (Some(catalog), task, client)
         }
     };
@@ -286,10 +292,7 @@ async fn start_inner(
     let state = Arc::new(AppState {
         catalog,
         trust,
-        policy: Policy {
-            require_signature: config.require_signature,
-            signatures: config.signatures,
-        },
+        policy: config.policy(),
         pod_rules: PodRules {
             seal_key: Some(seal_key),
             pod_overrides: config.pod_overrides,
@@ -388,7 +391,7 @@ async fn start_controllers(
     let identity = leadership.identity().to_string();
     let mut ctx = controllers::Context::new(client, catalog, metrics.clone(), &identity);
     ctx.seal_key = Some(seal_key);
-    ctx.require_signature = config.require_signature;
+    ctx.policy = config.policy();
     let task = tokio::spawn(controllers::run_while_leading(ctx, leadership.clone()));
     Ok(Controllers {
         task,

@@ -333,10 +333,18 @@ fn a_revoked_key_denies_pods_and_blocks_the_rollouts_check_at_once() {
     assert_eq!(resp["allowed"], false);
     assert!(message(&resp).contains("which is revoked"), "{resp}");
     // The rollout's own check (a spec read elsewhere than the store) refuses it too.
-    let err = f.catalog.verify(&f.good).unwrap_err().to_string();
+    let err = f
+        .catalog
+        .verify(&f.good, &REQUIRED.signatures.to_run())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("which is revoked"), "{err}");
     f.catalog.trust().replace(vec![f.key.clone()]);
-    assert!(f.catalog.verify(&f.good).is_ok());
+    assert!(
+        f.catalog
+            .verify(&f.good, &REQUIRED.signatures.to_run())
+            .is_ok()
+    );
 }
 
 #[test]

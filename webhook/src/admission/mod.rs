@@ -275,7 +275,7 @@ fn mutate_request(
     if let Some(warning) = &prepared.fallback {
         answer.warn(format!("Pod {pod_ref:?}: {warning}"));
     }
-    match catalog.verdict(&prepared) {
+    match catalog.verdict(&prepared, &policy.signatures.to_run()) {
         Ok(accepted) => weaker_payload(answer, image_name, accepted.weaker),
         Err(e) => {
             let message = format!("AppImage {image_name:?} failed signature verification: {e}");

@@ -13,14 +13,13 @@ use std::time::Duration;
 use appimage::injection::{Templates, parse_templates};
 use appimage::resource::AppImage;
 use appimage::revision::Named;
-use appimage::signature::{self, Accepted, SignatureError, Signer, signers};
+use appimage::signature::{self, Accepted, Requirement, SignatureError, Signer, signers};
 use appimage::workload::revision_hash;
 
 pub use interner::{Compactor, Interner};
 pub use revisions::{RevisionWriter, Revisions};
 pub use store::{AppImages, Stored, Writer};
 
-use crate::admission::SignaturePolicy;
 use crate::trust::Trust;
 
 /// Derived from one stored AppImage under one set of trusted keys.
@@ -71,8 +70,6 @@ pub struct Catalog {
     parses: Arc<Mutex<SharedParses>>,
     /// Revisions of AppImages (empty unless a watch fills them).
     revisions: Revisions,
-    /// Which signatures count.
-    signatures: SignaturePolicy,
 }
 
 /// Parsed templates by a hash of their source; a hit is used only when the parse is equal.
@@ -98,34 +95,29 @@ impl Catalog {
             trust,
             parses: Arc::default(),
             revisions: Revisions::default(),
-            signatures: SignaturePolicy::default(),
         }
-    }
-
-    /// The catalog under this signature policy (default: payload v2, one key).
-    pub fn with_signatures(mut self, signatures: SignaturePolicy) -> Catalog {
-        self.signatures = signatures;
-        self
-    }
-
-    pub fn signatures(&self) -> SignaturePolicy {
-        self.signatures
     }
 
     /// Whether `prepared` may run now: its cached signers under the current keys' windows and
     /// revocations (checked per call, as windows pass with time).
-    pub fn verdict(&self, prepared: &Prepared) -> Result<Accepted, SignatureError> {
+    pub fn verdict(
+        &self,
+        prepared: &Prepared,
+        requirement: &Requirement,
+    ) -> Result<Accepted, SignatureError> {
         let signers = prepared.derived.signature.as_ref().map_err(Clone::clone)?;
         let trust = self.trust.snapshot();
-        let requirement = self.signatures.to_run();
-        signature::accept(signers, &trust.keys, &requirement, jiff::Timestamp::now())
+        signature::accept(signers, &trust.keys, requirement, jiff::Timestamp::now())
     }
 
     /// Whether `image` (read elsewhere than the store) may run now, verified afresh.
-    pub fn verify(&self, image: &AppImage) -> Result<Accepted, SignatureError> {
+    pub fn verify(
+        &self,
+        image: &AppImage,
+        requirement: &Requirement,
+    ) -> Result<Accepted, SignatureError> {
         let trust = self.trust.snapshot();
-        let requirement = self.signatures.to_run();
-        signature::verify(image, &trust.keys, &requirement, jiff::Timestamp::now())
+        signature::verify(image, &trust.keys, requirement, jiff::Timestamp::now())
     }
 
     /// The catalog with the revisions a watch fills.

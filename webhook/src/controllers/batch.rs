@@ -280,12 +280,16 @@ async fn appimage_of(
         }
         return Ok((Some(app_image_fact(bd, None, None)), None));
     };
-    let verdict = ctx.base.catalog.verdict(&prepared).err();
+    let verdict = ctx
+        .base
+        .catalog
+        .verdict(&prepared, &ctx.base.policy.signatures.to_run())
+        .err();
     let mut image = prepared.image;
     image.metadata.labels = meta.metadata.labels.clone();
     image.metadata.annotations = meta.metadata.annotations.clone();
     let verdict = verdict.map(|e| e.to_string());
-    let (problem, unverified) = problem(verdict, &image, ctx.base.require_signature);
+    let (problem, unverified) = problem(verdict, &image, ctx.base.policy.require_signature);
     if let Some(why) = unverified {
         warn_unverified(bd, &why, ctx).await;
     }

@@ -42,6 +42,7 @@ use serde::de::DeserializeOwned;
 
 use appimage::labels;
 
+use crate::admission::{Policy, SignaturePolicy};
 use crate::catalog::Catalog;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
@@ -64,9 +65,10 @@ pub struct Context {
     pub seal_key: Option<SealKey>,
     /// The Events already published, so that each is published once (issue 25).
     pub told: Arc<Once>,
-    /// `--require-signature`: when false, a signature that does not verify is warned about
-    /// (an Event and a log line) and the rollout and batch controllers go on, as admission does.
-    pub require_signature: bool,
+    /// Admission's signature policy, shared: with `require_signature` false, a signature that
+    /// does not verify is warned about (an Event and a log line) and the rollout and batch
+    /// controllers go on, as admission does; `signatures` says which signatures count.
+    pub policy: Policy,
 }
 
 /// Keys seen: each report (an Event naming a workload and a revision, or a conflict) is made
@@ -133,7 +135,10 @@ impl Context {
             metrics,
             seal_key: None,
             told: Arc::default(),
-            require_signature: true,
+            policy: Policy {
+                require_signature: true,
+                signatures: SignaturePolicy::DEFAULT,
+            },
         }
     }
 }

@@ -106,7 +106,10 @@ pub fn update_policy(value: Option<&str>, kind: &str, name: &str) -> (Policy, Op
 /// Why `current` may not be rolled out, if it may not: its signature, with the spec fields
 /// changed since the previous revision when that one still verifies.
 fn blocked(ctx: &Context, current: &Current<'_>) -> Option<SignatureError> {
-    let e = ctx.catalog.verify(current.image).err()?;
+    let e = ctx
+        .catalog
+        .verify(current.image, &ctx.policy.signatures.to_run())
+        .err()?;
     let (name, uid) = (
         current.image.name_any(),
         current.image.uid().unwrap_or_default(),
@@ -117,7 +120,11 @@ fn blocked(ctx: &Context, current: &Current<'_>) -> Option<SignatureError> {
         .by_number(&name, &uid, current.number - 1, None)
         .ok()
         .map(|p| p.appimage())
-        .filter(|p| ctx.catalog.verify(p).is_ok());
+        .filter(|p| {
+            ctx.catalog
+                .verify(p, &ctx.policy.signatures.to_run())
+                .is_ok()
+        });
     Some(match previous {
         Some(p) => e.with_changes(&changed_paths(&p.spec, &current.image.spec)),
         None => e,
@@ -137,7 +144,7 @@ pub async fn roll(
     // trusted keys rather than read from the catalog, whose watches may not have seen this
     // spec yet (its verdict would then be the previous spec's).
     let blocked = blocked(ctx, current).map(|e| {
-        if ctx.require_signature {
+        if ctx.policy.require_signature {
             format!(
                 "revision {} of AppImage {name:?} failed signature verification ({e}): not rolled out; a tampered update (any spec field changed, signature kept) or a revoked or expired key is never rolled out — re-sign it (kubectl appimage sign) or roll the AppImage back",
                 current.number
@@ -260,7 +267,7 @@ async fn act(
 /// its signature check; whether the rollout is held: it is unless `--require-signature=false`,
 /// where the Event is an `UnverifiedRollout` warning and the rollout goes on.
 async fn hold(ctx: &Context, w: &Workload, why: &str, image: &str, number: i64) -> bool {
-    let reason = if ctx.require_signature {
+    let reason = if ctx.policy.require_signature {
         "RolloutBlocked"
     } else {
         "UnverifiedRollout"
@@ -270,7 +277,7 @@ async fn hold(ctx: &Context, w: &Workload, why: &str, image: &str, number: i64) 
         let related = Some(revision_ref(image, number));
         event(ctx, w, EventType::Warning, reason, why.into(), related).await;
     }
-    ctx.require_signature
+    ctx.policy.require_signature
 }
 
 /// The revision last acted on for a workload: its [`LATEST`] label, else (a workload noted
@@ -613,7 +620,7 @@ mod tests {
         for required in [true, false] {
             let (client, log) = super::super::mock_api::mock();
             let mut ctx = super::super::mock_api::context(client);
-            ctx.require_signature = required;
+            ctx.policy.require_signature = required;
             roll(
                 &ctx,
                 &current,
