@@ -101,12 +101,17 @@ pub fn payload_for(name: &str, spec: &AppImageSpec) -> Vec<u8> {
 /// `jq -cS '.spec | del(.image.sign)'` of the AppImage as `kubectl appimage get -o json`
 /// prints it (defaults written out, empty lists left out) gives the same bytes.
 pub fn canonical_spec(spec: &AppImageSpec) -> Vec<u8> {
+    // The revision hash's canonical form, so the two never drift; a test pins the bytes.
+    crate::workload::canonical_json(&signed_value(spec)).into_bytes()
+}
+
+/// The spec as JSON without `image.sign`: what a signature covers.
+fn signed_value(spec: &AppImageSpec) -> serde_json::Value {
     let mut value = serde_json::to_value(spec).unwrap_or_default();
     if let Some(image) = value.get_mut("image").and_then(|i| i.as_object_mut()) {
         image.remove("sign");
     }
-    // The revision hash's canonical form, so the two never drift; a test pins the bytes.
-    crate::workload::canonical_json(&value).into_bytes()
+    value
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -250,10 +255,13 @@ pub fn verify(
 /// The fields of the spec that differ between `old` and `new` (`image.sign` aside), as paths
 /// such as `spec.deployTemplates[0].spec.containers[0].command`; at most eight.
 pub fn changed_paths(old: &AppImageSpec, new: &AppImageSpec) -> Vec<String> {
-    let parse = |spec| serde_json::from_slice(&canonical_spec(spec)).unwrap_or_default();
-    let (old, new): (serde_json::Value, serde_json::Value) = (parse(old), parse(new));
     let mut out = Vec::new();
-    diff("spec".to_string(), &old, &new, &mut out);
+    diff(
+        "spec".to_string(),
+        &signed_value(old),
+        &signed_value(new),
+        &mut out,
+    );
     out.truncate(8);
     out
 }
