@@ -43,6 +43,9 @@ pub struct Request {
     /// What the Pod may override of the template: the caller's setting (webhook or `render`
     /// flag), never the Pod's; the AppImage's annotation can tighten it.
     pub pod_overrides: PodOverrides,
+    /// The reference the webhook pinned (`name@<manifest>` that has the signed image ID,
+    /// [`crate::image_id::pin`]); `None`: the AppImage's `name:tag`.
+    pub image: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -226,6 +229,7 @@ impl Request {
             values,
             missing,
             pod_overrides: PodOverrides::default(),
+            image: None,
         })
     }
 }
@@ -355,7 +359,7 @@ pub fn inject_pod(
     let controlled = workload::has_controller(&pod.metadata);
 
     let mut out = pod;
-    let image_ref = image.image_ref();
+    let image_ref = req.image.clone().unwrap_or_else(|| image.image_ref());
     check_overrides(image, index, &out, &image_ref, &ports, req.pod_overrides)?;
     let (containers, port_env) = build_containers(template, templates, &out, &image_ref, &ports);
     let values = values(req, &ports, &cluster_define, &containers, &port_env);

@@ -6,6 +6,7 @@ pub mod admitted;
 pub mod batch;
 pub mod desired;
 pub mod duration;
+pub mod image_id;
 pub mod image_ref;
 pub mod injection;
 pub mod labels;

@@ -47,7 +47,9 @@ pub struct ImageInfo {
     /// Repository, e.g. `secretflow/secretflow-lite-anolis8`.
     pub name: String,
     pub tag: String,
-    /// Image ID; a `sha256:<64 hex>` digest pins the image.
+    /// Image ID, as in Kuscia: the config digest (`crictl inspecti`), not a manifest digest.
+    /// A `sha256:<64 hex>` id is checked against the registry by the webhook, which pins the
+    /// manifest that has it ([`crate::image_id`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// Base64 signature over the canonical payload (see `signature`).
@@ -272,20 +274,16 @@ impl ImagePullPolicy {
 }
 
 impl ImageInfo {
-    /// The reference containers run: `name:tag`, or `name@sha256:…` when `id` is a sha256
-    /// digest. The one rule for `deploy`, the webhook's Pods and the rollout controller, so a
-    /// workload's template and its Pods never name different images.
+    /// The reference an AppImage names: `name:tag`. Never `name@<id>`: the id is the image
+    /// ID, which names no manifest ([`crate::image_id`]); the webhook pins the manifest at
+    /// admission. The one rule for `deploy`, `render`, the rollout and batch controllers.
     pub fn reference(&self) -> String {
-        match self.id.as_deref().filter(|id| is_sha256_digest(id)) {
-            Some(digest) => format!("{}@{}", self.name, digest),
-            None => format!("{}:{}", self.name, self.tag),
-        }
+        format!("{}:{}", self.name, self.tag)
     }
 }
 
 impl AppImage {
-    /// `name:tag`, or `name@sha256:…` when `image.id` is a sha256 digest
-    /// ([`ImageInfo::reference`]).
+    /// `name:tag` ([`ImageInfo::reference`]).
     pub fn image_ref(&self) -> String {
         self.spec.image.reference()
     }

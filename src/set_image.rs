@@ -1,8 +1,11 @@
 //! `kubectl appimage set-image` (issue 19, section 2), the pure part: the AppImage after its
 //! image changes, from the stored one and the flags. The plugin reads and writes; this decides.
 //!
-//! - `spec.image` gets the reference's name and tag (`latest` when none is given) and its digest
-//!   as `id`; without a digest the old `id` goes, since it pinned the old image.
+//! - `spec.image` gets the reference's name and tag (`latest` when none is given) and the
+//!   image ID given with it as `id` (Kuscia's meaning: the config digest, [`crate::image_id`]);
+//!   without one the old `id` goes, since it identified the old image. A reference with a
+//!   manifest digest is refused: that digest is not an image ID, and writing it as one would
+//!   make Kuscia's node agent refuse every Pod.
 //! - The signature covers name, tag and id. With a signing key the new image is signed in the
 //!   same write. Without one, a signed AppImage is refused (its signature would no longer
 //!   verify and the webhook would deny its Pods) unless unsigned is allowed, which drops it.
@@ -26,6 +29,8 @@ pub const TASK_ID: &str = labels::TASK_ID;
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
     pub image: &'a ImageRef,
+    /// The image's ID (`sha256:…` config digest), written as `spec.image.id`.
+    pub image_id: Option<&'a str>,
     /// A PEM private key to sign the new image with.
     pub signing_key: Option<&'a str>,
     /// Drop the signature of a signed AppImage instead of refusing.
@@ -50,12 +55,30 @@ pub enum SetImageError {
         "AppImage {name:?} is signed, and its signature covers its name and whole spec (payload v2): after setting the image to {image} the old signature would no longer verify, and the webhook would deny its Pods; re-sign it in the same write with --key PRIVATE_KEY (the signer's key, whose public key the webhook trusts), or pass --allow-unsigned to drop the signature (only where the webhook does not require signatures)"
     )]
     WouldBreakSignature { name: String, image: String },
+    #[error(
+        "{image} names a manifest digest, and spec.image.id is the image ID (the config digest, as Kuscia's node agent compares it), not a manifest digest: give the tag and the image ID, e.g. kubectl appimage set-image NAME {name_tag} --image-id \"$(skopeo inspect --raw docker://{image} | jq -r .config.digest)\" (or the ID crictl inspecti shows); the webhook pins the manifest that has that ID"
+    )]
+    ManifestDigest { image: String, name_tag: String },
+    #[error("spec.image.id {0:?} starts with sha256: but is not a digest: write sha256: followed by 64 lower-case hex digits")]
+    BadImageId(String),
     #[error("cannot sign the new image: {0}")]
     Sign(SignatureError),
 }
 
 /// The AppImage `old` becomes, or why it may not.
 pub fn set_image(old: &AppImage, req: &Request) -> Result<Outcome, SetImageError> {
+    if req.image.digest.is_some() {
+        return Err(SetImageError::ManifestDigest {
+            image: req.image.to_string(),
+            name_tag: format!("{}:{}", req.image.name, req.image.tag_or_default()),
+        });
+    }
+    if let Some(id) = req.image_id
+        && id.starts_with("sha256:")
+        && !crate::resource::is_sha256_digest(id)
+    {
+        return Err(SetImageError::BadImageId(id.to_string()));
+    }
     let mut new = old.clone();
     new.spec.image = image_info(&old.spec.image, req);
     if new.spec == old.spec {
@@ -84,7 +107,7 @@ fn image_info(old: &ImageInfo, req: &Request) -> ImageInfo {
     let mut info = ImageInfo {
         name: req.image.name.clone(),
         tag: req.image.tag_or_default().to_string(),
-        id: req.image.digest.clone(),
+        id: req.image_id.map(str::to_string),
         sign: None,
     };
     let same = info.name == old.name && info.tag == old.tag && info.id == old.id;
@@ -146,6 +169,7 @@ A++6nLxoZQAcm9bD+qzqEICxzjkKS3TIG3j5qaxa/4zlw6oKHkBv+x6L
     fn request<'a>(image: &'a ImageRef) -> Request<'a> {
         Request {
             image,
+            image_id: None,
             signing_key: None,
             allow_unsigned: false,
             change_cause: None,
@@ -169,10 +193,14 @@ A++6nLxoZQAcm9bD+qzqEICxzjkKS3TIG3j5qaxa/4zlw6oKHkBv+x6L
     }
 
     #[test]
-    fn an_unsigned_appimage_gets_name_tag_and_the_digest_as_id() {
+    fn an_unsigned_appimage_gets_name_tag_and_the_image_id() {
         let old = appimage(json!({}), None);
-        let r = parse(&format!("registry.example.com/team/app:2@{DIGEST}")).unwrap();
-        let new = updated(set_image(&old, &request(&r)));
+        let r = parse("registry.example.com/team/app:2").unwrap();
+        let req = Request {
+            image_id: Some(DIGEST),
+            ..request(&r)
+        };
+        let new = updated(set_image(&old, &req));
         let img = &new.spec.image;
         assert_eq!(img.name, "registry.example.com/team/app");
         assert_eq!(img.tag, "2");
@@ -213,8 +241,9 @@ A++6nLxoZQAcm9bD+qzqEICxzjkKS3TIG3j5qaxa/4zlw6oKHkBv+x6L
     #[test]
     fn a_key_signs_the_new_image_in_the_same_write() {
         let old = appimage(json!({}), Some("b2xk"));
-        let r = parse(&format!("team/app:2@{DIGEST}")).unwrap();
+        let r = parse("team/app:2").unwrap();
         let req = Request {
+            image_id: Some(DIGEST),
             signing_key: Some(KEY),
             ..request(&r)
         };
@@ -265,6 +294,22 @@ A++6nLxoZQAcm9bD+qzqEICxzjkKS3TIG3j5qaxa/4zlw6oKHkBv+x6L
             set_image(&pinned, &request(&same)),
             Ok(Outcome::Unchanged)
         ));
+    }
+
+    #[test]
+    fn a_manifest_digest_is_refused_as_an_image_id_with_the_way_to_the_image_id() {
+        let old = appimage(json!({}), None);
+        let r = parse(&format!("team/app:2@{DIGEST}")).unwrap();
+        let text = set_image(&old, &request(&r)).unwrap_err().to_string();
+        assert!(text.contains("names a manifest digest"), "{text}");
+        assert!(text.contains("--image-id") && text.contains("team/app:2 "), "{text}");
+        let tagged = parse("team/app:2").unwrap();
+        let bad = Request {
+            image_id: Some("sha256:short"),
+            ..request(&tagged)
+        };
+        let text = set_image(&old, &bad).unwrap_err().to_string();
+        assert!(text.contains("64 lower-case hex"), "{text}");
     }
 
     #[test]

@@ -23,10 +23,15 @@ pub struct SetImageArgs {
     /// The AppImage
     #[arg(value_name = "NAME")]
     pub name: String,
-    /// The new image: NAME[:TAG][@sha256:DIGEST]; no tag means latest, a digest becomes
-    /// spec.image.id
+    /// The new image: NAME[:TAG]; no tag means latest. A manifest digest (@sha256:…) is
+    /// refused: give the image ID with --image-id
     #[arg(value_name = "IMAGE")]
     pub image: String,
+    /// The image's ID as Kuscia means it, the config digest (`crictl inspecti`, or
+    /// `skopeo inspect --raw docker://IMAGE | jq -r .config.digest`), written as spec.image.id;
+    /// the webhook pins Pods to the manifest that has it. Without it the old id goes
+    #[arg(long, value_name = "sha256:…")]
+    pub image_id: Option<String>,
     /// Re-sign the new image with this PEM private key (ECDSA P-256 or Ed25519), in the same write
     #[arg(long, value_name = "PRIVATE_KEY", conflicts_with = "allow_unsigned")]
     pub key: Option<PathBuf>,
@@ -114,6 +119,7 @@ fn decide(
 ) -> Result<Outcome> {
     let request = Request {
         image: reference,
+        image_id: args.image_id.as_deref().map(str::trim),
         signing_key: key,
         allow_unsigned: args.allow_unsigned,
         change_cause: args.change_cause.as_deref().map(str::trim),
