@@ -56,10 +56,16 @@ pub enum SetImageError {
     )]
     WouldBreakSignature { name: String, image: String },
     #[error(
-        "{image} names a manifest digest, and spec.image.id is the image ID (the config digest, as Kuscia's node agent compares it), not a manifest digest: give the tag and the image ID, e.g. kubectl appimage set-image NAME {name_tag} --image-id \"$(skopeo inspect --raw docker://{image} | jq -r .config.digest)\" (or the ID crictl inspecti shows); the webhook pins the manifest that has that ID"
+        "{image} names a manifest digest, and spec.image.id is the image ID (the config digest, as Kuscia's node agent compares it), not a manifest digest: give the tag and the image ID, e.g. kubectl appimage set-image {appimage} {name_tag} --image-id \"$(skopeo inspect --raw docker://{image} | jq -r .config.digest)\" (or the ID crictl inspecti shows); the webhook pins the manifest that has that ID"
     )]
-    ManifestDigest { image: String, name_tag: String },
-    #[error("spec.image.id {0:?} starts with sha256: but is not a digest: write sha256: followed by 64 lower-case hex digits")]
+    ManifestDigest {
+        appimage: String,
+        image: String,
+        name_tag: String,
+    },
+    #[error(
+        "spec.image.id {0:?} starts with sha256: but is not a digest: write sha256: followed by 64 lower-case hex digits"
+    )]
     BadImageId(String),
     #[error("cannot sign the new image: {0}")]
     Sign(SignatureError),
@@ -69,6 +75,7 @@ pub enum SetImageError {
 pub fn set_image(old: &AppImage, req: &Request) -> Result<Outcome, SetImageError> {
     if req.image.digest.is_some() {
         return Err(SetImageError::ManifestDigest {
+            appimage: old.name().to_string(),
             image: req.image.to_string(),
             name_tag: format!("{}:{}", req.image.name, req.image.tag_or_default()),
         });
@@ -302,7 +309,10 @@ A++6nLxoZQAcm9bD+qzqEICxzjkKS3TIG3j5qaxa/4zlw6oKHkBv+x6L
         let r = parse(&format!("team/app:2@{DIGEST}")).unwrap();
         let text = set_image(&old, &request(&r)).unwrap_err().to_string();
         assert!(text.contains("names a manifest digest"), "{text}");
-        assert!(text.contains("--image-id") && text.contains("team/app:2 "), "{text}");
+        assert!(
+            text.contains("set-image app team/app:2 --image-id"),
+            "{text}"
+        );
         let tagged = parse("team/app:2").unwrap();
         let bad = Request {
             image_id: Some("sha256:short"),

@@ -119,6 +119,9 @@ pub fn run(global: &Global, args: DeployArgs) -> Result<()> {
             .map_err(anyhow::Error::msg)?;
         let namespace = args.namespace.as_deref().unwrap_or("default");
         let built = workload::build(&image, &options(&args, namespace, now)?)?;
+        if let Some(note) = appimage::image_id::offline_note(&image.spec.image) {
+            crate::error::eprint_line(&format!("Note: {note}"));
+        }
         return print_dry_run(&image, &built, &args);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -123,6 +123,10 @@ pub fn render(image: &AppImage, args: &RenderArgs) -> Result<String> {
     for warning in &out.warnings {
         eprint_line(&format!("Warning: {warning}"));
     }
+    // What only the webhook, with the registry, can know.
+    if let Some(note) = appimage::image_id::offline_note(&image.spec.image) {
+        eprint_line(&format!("Note: {note}"));
+    }
     if let Some(file) = &args.show_config {
         return out.config_files.get(file).cloned().ok_or_else(|| {
             let have: Vec<&str> = out.config_files.keys().map(String::as_str).collect();
@@ -241,6 +245,7 @@ mod tests {
                 values: BTreeMap::from([("A".into(), "1".into()), ("B".into(), "2".into())]),
                 missing: appimage::render::MissingKey::Error,
                 pod_overrides: Default::default(),
+                image: None,
             }
         );
         let annotations = pod.metadata.annotations.unwrap();

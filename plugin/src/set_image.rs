@@ -147,9 +147,11 @@ fn show(image: &AppImage, updated: bool, args: &SetImageArgs) -> Result<()> {
         Some(ObjectOutput::Yaml) => println(&to_yaml(&for_display(image)?)?),
         Some(ObjectOutput::Json) => println(&to_json(&for_display(image)?)?),
         None if updated => println(&format!("{name} image updated{suffix}")),
-        None => println(&format!(
-            "{name} unchanged (already {}){suffix}",
-            image.image_ref()
-        )),
+        None => {
+            let id = image.spec.image.id.as_deref().filter(|id| !id.is_empty());
+            let id = id.map(|id| format!(", image ID {id}")).unwrap_or_default();
+            let already = image.image_ref();
+            println(&format!("{name} unchanged (already {already}{id}){suffix}"))
+        }
     }
 }

@@ -95,17 +95,37 @@ fn set_image_json(dir: &Path, file: &Path, args: &[&str]) -> Value {
 }
 
 #[test]
-fn with_a_key_the_new_image_is_signed_and_the_digest_becomes_the_id() {
+fn with_a_key_the_new_image_is_signed_and_the_image_id_becomes_the_id() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let file = seed(d, "");
     let (key, public) = keygen(d);
-    let image = format!("registry.example.com/sf/secretflow-lite:1.11@{DIGEST}");
+    let image = "registry.example.com/sf/secretflow-lite:1.11";
+    // A manifest digest is not Kuscia's image ID: refused, saying how to get the ID.
+    let pinned = format!("{image}@{DIGEST}");
+    fails(
+        d,
+        &[
+            "set-image",
+            "secretflow-image",
+            "-f",
+            file.to_str().unwrap(),
+            "--dry-run=client",
+            &pinned,
+            "--allow-unsigned",
+        ],
+        &[
+            "names a manifest digest",
+            "set-image secretflow-image registry.example.com/sf/secretflow-lite:1.11 --image-id",
+        ],
+    );
     let obj = set_image_json(
         d,
         &file,
         &[
-            &image,
+            image,
+            "--image-id",
+            DIGEST,
             "--key",
             &key,
             "--change-cause",
@@ -152,7 +172,9 @@ fn with_a_key_the_new_image_is_signed_and_the_digest_becomes_the_id() {
         &[
             "set-image",
             "secretflow-image",
-            &image,
+            image,
+            "--image-id",
+            DIGEST,
             "--key",
             &key,
             "-f",
@@ -163,7 +185,7 @@ fn with_a_key_the_new_image_is_signed_and_the_digest_becomes_the_id() {
     assert_eq!(
         again.stdout,
         format!(
-            "appimage.kuscia.secretflow/secretflow-image unchanged (already registry.example.com/sf/secretflow-lite@{DIGEST}) (dry run)\n"
+            "appimage.kuscia.secretflow/secretflow-image unchanged (already registry.example.com/sf/secretflow-lite:1.11, image ID {DIGEST}) (dry run)\n"
         )
     );
 }

@@ -10,6 +10,7 @@ use clap::{ArgAction, Parser};
 use crate::admission::SignaturePolicy;
 use crate::leader::{self, LeaseConfig};
 use crate::logging::LogFormat;
+use crate::registry::RegistryConfig;
 use crate::server::{Config, TlsFiles};
 
 #[derive(Debug, Clone, Parser)]
@@ -68,6 +69,17 @@ pub struct Cli {
     /// appimage.kuscia.secretflow/pod-overrides can only tighten it.
     #[arg(long, default_value = "env", value_parser = parse_overrides, value_name = "all|env|none")]
     pub pod_overrides: PodOverrides,
+    /// Check each AppImage's spec.image.id (a sha256 image ID, as in Kuscia) against its
+    /// registry, once per image, and pin Pods to the manifest that has it; a tag holding other
+    /// bytes is denied. Off (=false): Pods name name:tag and carry the id, as in Kuscia.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub verify_image_ids: bool,
+    /// With --verify-image-ids: a Docker config.json with the registries' credentials
+    #[arg(long, value_name = "FILE", requires = "verify_image_ids")]
+    pub registry_auth_file: Option<PathBuf>,
+    /// With --verify-image-ids: a registry (host[:port]) spoken to over plain HTTP; repeatable
+    #[arg(long, value_name = "HOST", requires = "verify_image_ids")]
+    pub insecure_registry: Vec<String>,
     /// Kubeconfig to watch AppImages with; default: KUBECONFIG, ~/.kube/config or in-cluster.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
@@ -131,6 +143,10 @@ impl Cli {
                 publish_signatures: usize::from(self.publish_signatures),
             },
             seal_key_file: self.seal_key_file,
+            registry: self.verify_image_ids.then_some(RegistryConfig {
+                auth_file: self.registry_auth_file,
+                insecure: self.insecure_registry,
+            }),
             pod_overrides: self.pod_overrides,
             kubeconfig: self.kubeconfig,
             max_body_bytes: self.max_body_bytes,

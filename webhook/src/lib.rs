@@ -16,6 +16,7 @@ pub mod controllers;
 pub mod leader;
 pub mod logging;
 pub mod metrics;
+pub mod registry;
 pub mod server;
 pub mod trust;
 mod watch;

@@ -32,6 +32,7 @@ use crate::certs::{self, Tls};
 use crate::controllers;
 use crate::leader::{self, Election, Leadership, LeaseConfig};
 use crate::metrics::Metrics;
+use crate::registry::{Registry, RegistryConfig};
 use crate::trust::Trust;
 
 /// A client gets this long to finish its TLS handshake.
@@ -50,6 +51,8 @@ pub struct Config {
     pub seal_key_file: Option<PathBuf>,
     /// What a Pod may override of its deploy template.
     pub pod_overrides: PodOverrides,
+    /// Check image ids against registries (`--verify-image-ids`); `None`: off.
+    pub registry: Option<RegistryConfig>,
     pub kubeconfig: Option<PathBuf>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
@@ -82,6 +85,7 @@ impl Config {
             signatures: SignaturePolicy::default(),
             seal_key_file: None,
             pod_overrides: PodOverrides::default(),
+            registry: None,
             kubeconfig: None,
             max_body_bytes: 3 * 1024 * 1024,
             request_timeout: Duration::from_secs(4),
@@ -289,6 +293,10 @@ async fn start_inner(
         }
         _ => None,
     };
+    let registry = match &config.registry {
+        Some(registry) => Some(Arc::new(Registry::new(registry)?)),
+        None => None,
+    };
     let state = Arc::new(AppState {
         catalog,
         trust,
@@ -296,6 +304,7 @@ async fn start_inner(
         pod_rules: PodRules {
             seal_key: Some(seal_key),
             pod_overrides: config.pod_overrides,
+            registry,
         },
         metrics,
         leader_identity: controllers.as_ref().and_then(Controllers::elected_identity),

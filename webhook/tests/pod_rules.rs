@@ -52,6 +52,7 @@ fn mutate_seals_what_it_injects_and_replaces_a_brought_seal() {
     let rules = PodRules {
         seal_key: Some(key()),
         pod_overrides: PodOverrides::Env,
+        ..PodRules::default()
     };
     let mut forged = pod("job-0", "alice", Some("demo"));
     forged["metadata"]["annotations"] = json!({labels::ADMITTED: "v1:forged"});
@@ -75,6 +76,7 @@ fn mutate_applies_the_pod_overrides_policy() {
     let under = |policy| PodRules {
         seal_key: None,
         pod_overrides: policy,
+        ..PodRules::default()
     };
     let err = admit(&catalog, own_command.clone(), &under(PodOverrides::Env)).unwrap_err();
     assert!(err.contains("spec.containers[0].command"), "{err}");
@@ -105,6 +107,7 @@ fn an_appimage_annotation_only_tightens_the_policy() {
     let all = PodRules {
         seal_key: None,
         pod_overrides: PodOverrides::All,
+        ..PodRules::default()
     };
     // `none` on the AppImage wins over the webhook's `all`...
     let err = admit(&catalog, with_env("strict"), &all).unwrap_err();

@@ -7,7 +7,7 @@ pub mod pods;
 
 use appimage::injection::{Request as Injection, inject_pod, pod_name};
 use appimage::labels;
-use appimage::resource::{self, AppImage};
+use appimage::resource::{self, AppImage, ImageInfo};
 use appimage::signature::{self, Requirement, SignatureError};
 use appimage::stage::Stage;
 use appimage::validation::validate as validate_image;
@@ -107,6 +107,9 @@ pub struct Reply {
     pub name: String,
     pub appimage: Option<String>,
     pub signature_failed: bool,
+    /// The image whose id the registry must be asked about before this Pod can be answered:
+    /// the caller checks it ([`crate::registry::Registry::check`]) and admits again.
+    pub unresolved: Option<ImageInfo>,
 }
 
 impl Reply {
@@ -159,6 +162,7 @@ struct Answer {
     namespace: String,
     appimage: Option<String>,
     signature_failed: bool,
+    unresolved: Option<ImageInfo>,
 }
 
 impl Answer {
@@ -170,6 +174,7 @@ impl Answer {
             namespace: request.namespace.as_deref().unwrap_or_default().to_string(),
             appimage: None,
             signature_failed: false,
+            unresolved: None,
         }
     }
 
@@ -200,6 +205,7 @@ impl Answer {
             name: self.name,
             appimage: self.appimage,
             signature_failed: self.signature_failed,
+            unresolved: self.unresolved,
         }
     }
 }
@@ -379,6 +385,7 @@ fn inject(
     let mut req = Injection::from_pod(&pod, &answer.namespace, &answer.name)
         .map_err(|e| format!("Pod {pod_ref:?}: {e}"))?;
     req.pod_overrides = rules.pod_overrides;
+    req.image = pinned_image(&prepared.image, rules, answer)?;
     let internal = |e: serde_json::Error| Denial {
         message: format!("internal error encoding the Pod: {e}"),
         internal: true,
@@ -400,6 +407,39 @@ fn inject(
         answer.patched(&patch);
     }
     Ok(())
+}
+
+/// The manifest the Pod runs when the registry checks image ids: the one whose image ID was
+/// signed ([`appimage::image_id`]). Not known yet: the caller asks the registry and comes back.
+fn pinned_image(
+    image: &AppImage,
+    rules: &PodRules,
+    answer: &mut Answer,
+) -> Result<Option<String>, Denial> {
+    let info = &image.spec.image;
+    let Some(registry) = rules.registry.as_ref() else {
+        return Ok(None);
+    };
+    if appimage::image_id::checked_id(info).is_none() {
+        return Ok(None);
+    }
+    match registry.known(info) {
+        Some(Ok(pinned)) => {
+            if let Some(warning) = pinned.warning {
+                answer.warn(format!("AppImage {:?}: {warning}", image.name()));
+            }
+            Ok(Some(pinned.reference))
+        }
+        Some(Err(why)) => Err(format!("AppImage {:?}: {why}", image.name()).into()),
+        None => {
+            answer.unresolved = Some(info.clone());
+            Err(format!(
+                "AppImage {:?}: spec.image.id is being checked against the registry",
+                image.name()
+            )
+            .into())
+        }
+    }
 }
 
 /// `/validate`: check an AppImage's fields and signature.

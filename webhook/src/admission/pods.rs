@@ -5,10 +5,14 @@
 //! Pods without the AppImage label away (a Pod gaining the label still comes: the apiserver
 //! matches the old and the new object). The rule itself is the core's `pod_integrity`.
 
+use std::sync::Arc;
+
 use appimage::admitted::SealKey;
 use appimage::overrides::PodOverrides;
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::Operation;
+
+use crate::registry::Registry;
 
 use super::{Answer, BadRequest, Denial, Reply, codec};
 
@@ -20,6 +24,9 @@ pub struct PodRules {
     pub seal_key: Option<SealKey>,
     /// What a Pod may override of its deploy template (`--pod-overrides`).
     pub pod_overrides: PodOverrides,
+    /// Checks `spec.image.id` against the registry and pins Pods to the manifest that has it
+    /// (`--verify-image-ids`); `None`: Pods name `name:tag`, as in Kuscia.
+    pub registry: Option<Arc<Registry>>,
 }
 
 /// `/validate-pods`: refuse an UPDATE that changes what admission decided.

@@ -38,14 +38,31 @@ pub async fn mutate(
             Err((StatusCode::SERVICE_UNAVAILABLE, text)),
         );
     }
-    let result = body
-        .map_err(rejected)
-        .and_then(|body| match &state.catalog {
-            Some(catalog) => admission::mutate_with(&body, catalog, state.policy, &state.pod_rules)
-                .map_err(bad_request),
-            None => admission::noop(&body, state.noop_patch.as_deref()).map_err(bad_request),
-        });
+    let result = match (body, &state.catalog) {
+        (Err(rejection), _) => Err(rejected(rejection)),
+        (Ok(body), Some(catalog)) => mutate_checked(&state, catalog, &body).await,
+        (Ok(body), None) => {
+            admission::noop(&body, state.noop_patch.as_deref()).map_err(bad_request)
+        }
+    };
     finish(&state, MUTATE, started, result)
+}
+
+/// `/mutate`, asking the registry first when the Pod's image id has not been checked yet.
+async fn mutate_checked(
+    state: &AppState,
+    catalog: &crate::catalog::Catalog,
+    body: &[u8],
+) -> Result<Reply, (StatusCode, String)> {
+    let rules = &state.pod_rules;
+    let reply = admission::mutate_with(body, catalog, state.policy, rules).map_err(bad_request)?;
+    match (&reply.unresolved, &rules.registry) {
+        (Some(image), Some(registry)) => {
+            registry.check(image).await;
+            admission::mutate_with(body, catalog, state.policy, rules).map_err(bad_request)
+        }
+        _ => Ok(reply),
+    }
 }
 
 pub async fn validate(
