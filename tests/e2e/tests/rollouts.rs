@@ -508,9 +508,9 @@ fn a_tampered_update_is_never_rolled_out() {
     );
 }
 
-/// Issue 30 item 4: the rollout writes the image `deploy` writes (pinned by digest when the
-/// AppImage's image id is one), so re-running the same `deploy` after a rollout changes
-/// nothing (it would otherwise restart the Pods).
+/// Issue 30 item 4: the rollout writes the image `deploy` writes (`name:tag`: the image id is
+/// Kuscia's image ID, which names no manifest; the webhook pins Pods), so re-running the same
+/// `deploy` after a rollout changes nothing (it would otherwise restart the Pods).
 #[test]
 fn deploy_after_a_rollout_is_unchanged() {
     let w = World::new("ro-pinned");
@@ -541,7 +541,7 @@ fn deploy_after_a_rollout_is_unchanged() {
     w.apply_image(&update);
     w.revision(2);
     w.event("web", "RolledOut", &["revision 1 → 2"]);
-    let pinned = format!("{}@sha256:{}", update.spec.image.name, "bb".repeat(32));
+    let pinned = format!("{}:{}", update.spec.image.name, update.spec.image.tag);
     let d = w.deployment("web");
     assert_eq!(
         d["spec"]["template"]["spec"]["containers"][0]["image"],

@@ -134,7 +134,8 @@ fn container_images(pod: &Value) -> Vec<String> {
 fn set_image_with_a_key_rolls_an_auto_deployment_and_refusals_write_nothing() {
     let w = World::new("si");
     let name = w.apply(w.signed_seed());
-    let old_image = format!("secretflow/secretflow-lite-anolis8@{OLD_DIGEST}");
+    // Pods name name:tag; the image id is Kuscia's image ID, in their annotation (issue 27).
+    let old_image = "secretflow/secretflow-lite-anolis8:latest".to_string();
     w.deploy("web", &[]);
     w.wait_pods("web", 1, |p| container_images(p) == [old_image.clone()]);
     let recorded = wait_until(WAIT, || w.try_plugin(&["history", &name]).0);
@@ -142,8 +143,8 @@ fn set_image_with_a_key_rolls_an_auto_deployment_and_refusals_write_nothing() {
     let before = w.appimage(&name)["spec"]["image"].clone();
 
     // Without a key a signed AppImage is refused, and nothing is written.
-    let new_ref = format!("registry.example.com/sf/secretflow-lite:1.11@{NEW_DIGEST}");
-    let (ok, _, err) = w.try_plugin(&["set-image", &name, &new_ref]);
+    let new_ref = "registry.example.com/sf/secretflow-lite:1.11";
+    let (ok, _, err) = w.try_plugin(&["set-image", &name, new_ref, "--image-id", NEW_DIGEST]);
     assert!(!ok, "a signed AppImage took a new image without a key");
     assert!(
         err.contains(&format!("AppImage {name:?} is signed"))
@@ -157,7 +158,15 @@ fn set_image_with_a_key_rolls_an_auto_deployment_and_refusals_write_nothing() {
     // A server dry run is checked by the server (the validating webhook too) and stores nothing.
     let key = w.private_key();
     let with_key = |extra: &[&str]| {
-        let mut args = vec!["set-image", &name, &new_ref, "--key", &key];
+        let mut args = vec![
+            "set-image",
+            &name,
+            new_ref,
+            "--image-id",
+            NEW_DIGEST,
+            "--key",
+            &key,
+        ];
         args.extend_from_slice(extra);
         w.plugin(&args)
     };
@@ -194,7 +203,7 @@ fn set_image_with_a_key_rolls_an_auto_deployment_and_refusals_write_nothing() {
     assert!(verified.contains("signature verified"), "{verified}");
 
     // The Auto Deployment rolls: its only Pods run the new image.
-    let new_image = format!("registry.example.com/sf/secretflow-lite@{NEW_DIGEST}");
+    let new_image = new_ref.to_string();
     w.wait_pods("web", 1, |p| container_images(p) == [new_image.clone()]);
 
     // history shows the change cause and the task id on the new revision.

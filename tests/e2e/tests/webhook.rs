@@ -111,10 +111,9 @@ fn signed_appimage_pods_are_injected_on_admission() {
     let pod = get_json(c, &["pod", "job-0", "-n", &ns]);
     let ctr = &pod["spec"]["containers"][0];
     assert_eq!(ctr["name"], "secretflow");
-    assert_eq!(
-        ctr["image"],
-        format!("secretflow/secretflow-lite-anolis8@{DIGEST}")
-    );
+    // The image id is Kuscia's image ID: in the annotation, never in the reference (issue 27).
+    assert_eq!(ctr["image"], "secretflow/secretflow-lite-anolis8:latest");
+    assert_eq!(pod["metadata"]["annotations"][labels::IMAGE_ID], DIGEST);
     let ports: Vec<&str> = ctr["ports"]
         .as_array()
         .unwrap()
