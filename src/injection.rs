@@ -23,7 +23,7 @@ use crate::render::{MissingKey, RenderError, Template, Values};
 use crate::resource::{AppImage, Container, DeployTemplate};
 use crate::selection::{self, SelectionError};
 use crate::service;
-use crate::workload;
+use crate::owner;
 
 /// What a Pod asks of its AppImage (from `appimage.kuscia.secretflow/*` options, or flags).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -350,13 +350,13 @@ pub fn inject_pod(
     })?;
     let warnings = left_out(image, templates, index, &ports, req.missing)?;
     let identity = naming::pod_identity(&req.pod_name);
-    let cluster_define = match (&req.cluster_define, workload::workload_of(&pod.metadata)) {
+    let cluster_define = match (&req.cluster_define, owner::workload_of(&pod.metadata)) {
         (Some(given), _) => given.clone(),
         // A workload's Pods are reached through the workload's Services.
         (None, Some(w)) => service::workload_cluster_define(&req.namespace, &req.role, w, &ports),
         (None, None) => service::cluster_define(&req.namespace, &req.role, &req.pod_name, &ports),
     };
-    let controlled = workload::has_controller(&pod.metadata);
+    let controlled = owner::has_controller(&pod.metadata);
 
     let mut out = pod;
     let image_ref = req.image.clone().unwrap_or_else(|| image.image_ref());

@@ -43,3 +43,7 @@ pub const CONFIG_VOLUME: &str = "appimage-config";
 pub const STAGE: &str = "appimage.kuscia.secretflow/stage";
 /// On a deprecated AppImage: the AppImage to use instead.
 pub const REPLACED_BY: &str = "appimage.kuscia.secretflow/replaced-by";
+
+/// Label on a workload, its pod template and its Services: the workload's name. Pods and
+/// Services select on it.
+pub const WORKLOAD: &str = "appimage.kuscia.secretflow/workload";

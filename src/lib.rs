@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod naming;
 pub mod network_policy;
 pub mod overrides;
+pub mod owner;
 pub mod patch;
 pub mod pod_integrity;
 pub mod ports;

@@ -146,6 +146,14 @@ pub fn pod_identity(pod: &str) -> String {
     }
 }
 
+/// A KusciaDeployment's Service name, as Kuscia makes it: the port name with `_` and `.` as
+/// `-`, then Kuscia's `GenerateServiceName` ([`service_name`]) on the workload's name:
+/// `<workload>-<port>`, and over 63 characters `svc-<workload, cut>-<16 hex>-<port>`.
+pub fn workload_service_name(workload: &str, port: &str) -> String {
+    service_name(workload, &port.trim_matches('-').replace(['_', '.'], "-"))
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;

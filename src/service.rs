@@ -118,7 +118,7 @@ pub fn cluster_define(
 }
 
 /// [`cluster_define`] for a Pod of workload `workload`: endpoints name the workload's
-/// Services (`<workload>-<port>`, as [`crate::workload::service_name`] names them).
+/// Services (`<workload>-<port>`, as [`crate::naming::workload_service_name`] names them).
 pub fn workload_cluster_define(
     namespace: &str,
     role: &str,
@@ -127,7 +127,7 @@ pub fn workload_cluster_define(
 ) -> String {
     define(namespace, role, ports, |p| {
         endpoint_of(
-            &crate::workload::service_name(workload, &p.name),
+            &crate::naming::workload_service_name(workload, &p.name),
             namespace,
             p,
         )

@@ -33,9 +33,7 @@ use crate::injection::InjectionError;
 use crate::ports::PortError;
 use crate::selection::SelectionError;
 
-/// Label on a workload, its pod template and its Services: the workload's name. Pods and
-/// Services select on it.
-pub const WORKLOAD: &str = "appimage.kuscia.secretflow/workload";
+pub use crate::labels::WORKLOAD;
 /// Annotation on the workload: `Auto` (default) follows new AppImage revisions, `Manual` waits.
 pub const UPDATE_POLICY: &str = "appimage.kuscia.secretflow/update-policy";
 /// Annotation on a workload created stopped by `--start-at`: when to start it (RFC 3339).

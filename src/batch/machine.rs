@@ -17,7 +17,7 @@ use super::types::{
     BatchDeployment, BatchDeploymentSpec, BatchDeploymentStatus, Counts, NodePhase, NodeStatus,
     Phase,
 };
-use super::workload::{prefix_error, workload_name};
+use super::naming::{prefix_error, workload_name};
 use crate::duration;
 
 /// A Node as the job sees it.

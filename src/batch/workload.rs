@@ -17,9 +17,8 @@ use kube::Resource;
 use super::machine::{AppImageFact, NodeFact, Progress, instances};
 use super::types::{BatchDeployment, RestartPolicy};
 use crate::labels;
-use crate::naming::{
-    MAX_LABEL, dns1123_label_error, dns1123_subdomain_error, pod_identity, short_hash,
-};
+pub use super::naming::{prefix_error, workload_name};
+use crate::naming::pod_identity;
 use crate::resource::AppImage;
 use crate::selection;
 use crate::workload::{self, DeployOptions, Kind, Workload};
@@ -32,37 +31,6 @@ pub const BATCH_NODE: &str = "appimage.kuscia.secretflow/batch-node";
 pub const BATCH_ATTEMPT: &str = "appimage.kuscia.secretflow/batch-attempt";
 /// Pod annotation naming the AppImage revision to inject (when `spec.revision` is set).
 pub const REVISION: &str = "appimage.kuscia.secretflow/revision";
-
-/// `<prefix>-<node>` when that is a DNS-1123 label starting with a letter (it names the
-/// workload's Services); else its first characters (dots made dashes, `w-` before a leading
-/// digit) and 16 hex of its sha256, which stays unique and fits 63.
-pub fn workload_name(prefix: &str, node: &str) -> String {
-    let full = format!("{prefix}-{node}");
-    if dns1123_label_error(&full).is_none() && full.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return full;
-    }
-    let clean: String = full
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let clean = clean.trim_matches('-');
-    let lead = if clean.starts_with(|c: char| c.is_ascii_lowercase()) {
-        ""
-    } else {
-        "w-"
-    };
-    let head: String = format!("{lead}{clean}")
-        .chars()
-        .take(MAX_LABEL - 17)
-        .collect();
-    format!("{}-{}", head.trim_end_matches('-'), short_hash(&full, 16))
-}
 
 /// The failure (reason, message) of a node whose workload name is held by a stored `kind`
 /// object that `bd` does not control: it is never taken over (issue 25), and the message names
@@ -96,12 +64,6 @@ pub fn taken(bd: &BatchDeployment, kind: &str, stored: &ObjectMeta) -> Option<(S
             "{kind} {name:?} already exists and {owner}, not BatchDeployment {bd_name:?}: it is not taken over; delete or rename it, or give the job another spec.namePrefix"
         ),
     ))
-}
-
-/// Why `prefix` cannot start workload names; `None` if it can.
-pub fn prefix_error(prefix: &str) -> Option<String> {
-    dns1123_subdomain_error(prefix)
-        .map(|e| format!("spec.namePrefix {prefix:?} {e}; use lower-case letters, digits and '-'"))
 }
 
 /// The workload of `bd` for `node`'s `attempt`, running `image`: what `deploy` builds (one

@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::*;
 use crate::batch::types::BatchDeploymentSpec;
+use crate::naming::dns1123_label_error;
 
 fn image() -> AppImage {
     let yaml = r#"

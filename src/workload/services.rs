@@ -8,37 +8,17 @@ use k8s_openapi::api::core::v1::{Pod, Service, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::{Kind, WORKLOAD, Workload, WorkloadError};
+pub use crate::naming::workload_service_name as service_name;
+pub use crate::owner::{has_controller, workload_of};
 use crate::injection::Request;
-use crate::naming;
 use crate::ports::{self, AllocatedPort};
 use crate::resource::AppImage;
 use crate::{labels, selection};
-
-/// A KusciaDeployment's Service name, as Kuscia makes it: the port name with `_` and `.` as
-/// `-`, then Kuscia's `GenerateServiceName` ([`naming::service_name`]) on the workload's name:
-/// `<workload>-<port>`, and over 63 characters `svc-<workload, cut>-<16 hex>-<port>`.
-pub fn service_name(workload: &str, port: &str) -> String {
-    naming::service_name(workload, &port.trim_matches('-').replace(['_', '.'], "-"))
-}
 
 /// The headless Service a StatefulSet names in `serviceName`, giving each Pod a stable DNS
 /// name `<pod>.<service>.<namespace>.svc`: the workload's own name.
 pub fn governing_service_name(workload: &str) -> String {
     workload.to_string()
-}
-
-/// Whether a controller (a ReplicaSet, StatefulSet, DaemonSet or Job) owns the object.
-pub fn has_controller(meta: &ObjectMeta) -> bool {
-    meta.owner_references
-        .as_ref()
-        .is_some_and(|refs| refs.iter().any(|o| o.controller == Some(true)))
-}
-
-/// The workload whose Services a Pod uses: its [`WORKLOAD`] label, when a controller owns the
-/// Pod. A bare Pod (even one carrying the label) keeps its own per-Pod Services.
-pub fn workload_of(meta: &ObjectMeta) -> Option<&str> {
-    let name = meta.labels.as_ref()?.get(WORKLOAD)?;
-    (has_controller(meta) && !name.is_empty()).then_some(name.as_str())
 }
 
 /// Whether `workload` is one of its own: not a Job that a CronJob spawned. Such a Job carries
