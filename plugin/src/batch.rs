@@ -16,9 +16,9 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use crate::cli::{DryRun, DryRunArg, Global, ObjectOutput};
 use crate::client::{Cluster, MANAGER, server_error};
 use crate::describe::tabwrite;
+use crate::flags::{DryRun, DryRunArg, Global, ObjectOutput};
 use crate::output::{human_duration, now, print, println, table, to_json, to_yaml};
 
 /// `batchdeployment.appimage.kuscia.secretflow`, kubectl's singular name in messages.

@@ -16,8 +16,8 @@ use kube::client::retry::RetryPolicy;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
-use crate::cli::Global;
 use crate::error::{PluginError, chain, eprint_line, report};
+use crate::flags::Global;
 
 /// The field manager named in server-side apply and in writes.
 pub const MANAGER: &str = "kubectl-appimage";

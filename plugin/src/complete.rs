@@ -6,10 +6,12 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Arg, Command, CommandFactory, ValueHint};
+use clap_complete::Shell;
 
-use crate::cli::{Cli, Global};
+use crate::cli::Cli;
+use crate::flags::Global;
 use crate::output::print;
 
 /// cobra's ShellCompDirective values.
@@ -223,6 +225,13 @@ fn appimage_names(global: &Global, partial: &str) -> Vec<String> {
         .filter_map(|i| i.metadata.name.clone())
         .filter(|n| n.starts_with(partial))
         .collect()
+}
+
+/// `completion SHELL`: the script clap generates from the whole command line.
+pub fn completion(shell: Shell) -> Result<()> {
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "kubectl-appimage", &mut buf);
+    print(&String::from_utf8(buf).context("completion script is not UTF-8")?)
 }
 
 #[cfg(test)]

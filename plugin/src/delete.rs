@@ -1,12 +1,31 @@
 //! `delete NAME...` or `delete -f FILE`.
 
+use crate::flags::DryRunArg;
 use anyhow::Result;
+use clap::ArgGroup;
+use clap::Args;
 
-use crate::cli::{DeleteArgs, DryRun, Global};
 use crate::client::{Cluster, block_on};
 use crate::error::{PluginError, report, reported};
+use crate::flags::{DryRun, Global};
 use crate::input;
 use crate::output::{kind_name, println};
+
+#[derive(Args, Debug, Clone)]
+#[command(group(ArgGroup::new("what").required(true).args(["names", "filename"])))]
+pub struct DeleteArgs {
+    /// AppImage names
+    #[arg(value_name = "NAME", conflicts_with = "filename")]
+    pub names: Vec<String>,
+    /// Delete the AppImages named in these files (file, directory or -)
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub filename: Vec<String>,
+    /// Treat a missing AppImage as deleted
+    #[arg(long)]
+    pub ignore_not_found: bool,
+    #[command(flatten)]
+    pub dry_run: DryRunArg,
+}
 
 pub fn run(global: &Global, args: &DeleteArgs) -> Result<()> {
     block_on(delete(global, args))

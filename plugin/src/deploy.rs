@@ -19,9 +19,9 @@ use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cli::{DryRun, DryRunArg, Global, ObjectOutput};
 use crate::client::{Cluster, MANAGER, server_error};
 use crate::error::eprint_line;
+use crate::flags::{DryRun, DryRunArg, Global, ObjectOutput};
 use crate::input::{self, pick_for};
 use crate::output::{list, print, println, to_json, to_yaml};
 use crate::render::parse_sets;

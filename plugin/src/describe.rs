@@ -3,13 +3,21 @@
 use anyhow::Result;
 use appimage::resource::{AppImage, Container, DeployTemplate};
 use appimage::stage::Stage;
+use clap::Args;
 use k8s_openapi::api::core::v1::{EnvFromSource, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::cli::{DescribeArgs, Global};
 use crate::client::{Cluster, block_on};
 use crate::error::{eprint_line, reported};
+use crate::flags::Global;
 use crate::output::{or_none, print, stage};
+
+#[derive(Args, Debug, Clone)]
+pub struct DescribeArgs {
+    /// AppImage names; all when none are given
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+}
 
 /// `describe [NAME...]`: the named AppImages, or all of them.
 pub fn run(global: &Global, args: &DescribeArgs) -> Result<()> {

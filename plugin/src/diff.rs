@@ -7,9 +7,9 @@ use appimage::revision::AppImageRevision;
 use clap::Args;
 use similar::TextDiff;
 
-use crate::cli::Global;
 use crate::client::{Cluster, block_on, server_error};
 use crate::error::PluginError;
+use crate::flags::Global;
 use crate::output::{print, to_yaml};
 
 #[derive(Args, Debug)]

@@ -1,6 +1,8 @@
 //! `get [NAME...]`: a table, names, or the objects as YAML or JSON; listings can be filtered
 //! by label selector or a search, read in pages, and sorted.
 
+use clap::Args;
+use clap::ValueEnum;
 use std::cmp::Ordering;
 
 use anyhow::{Result, bail};
@@ -8,10 +10,55 @@ use appimage::resource::AppImage;
 use appimage::search::{self, SortKey};
 use serde_json::Value;
 
-use crate::cli::{GetArgs, GetOutput, Global, SortOrder};
 use crate::client::{Cluster, block_on};
 use crate::error::{eprint_line, reported};
+use crate::flags::Global;
 use crate::output::{self, object_name, print, println};
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GetOutput {
+    Yaml,
+    Json,
+    Name,
+    Wide,
+}
+
+/// `get --sort`: the simple orders.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortOrder {
+    /// By name
+    Name,
+    /// By age, oldest first (as --sort-by=.metadata.creationTimestamp)
+    Age,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GetArgs {
+    /// AppImage names; all when none are given
+    #[arg(value_name = "NAME", conflicts_with_all = ["selector", "search"])]
+    pub names: Vec<String>,
+    /// Only AppImages whose labels match this selector, e.g. -l team=a,stage!=draft
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// Only AppImages whose name, image or roles contain TEXT (any case), best match first
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
+    /// List in pages of N AppImages through the API's limit and continue; 0 lists in one request
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub chunk_size: u32,
+    /// Sort by name, or by age (oldest first); without it a search lists the best match first
+    #[arg(long, value_enum, value_name = "ORDER", conflicts_with = "sort_by")]
+    pub sort: Option<SortOrder>,
+    /// Sort by a field, as kubectl: a JSONPath such as .metadata.creationTimestamp or {.spec.image.tag}
+    #[arg(long, value_name = "JSONPATH")]
+    pub sort_by: Option<String>,
+    /// yaml, json, name, or wide (adds TEMPLATES and IMAGE-ID)
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<GetOutput>,
+    /// Leave out the table's header line
+    #[arg(long)]
+    pub no_headers: bool,
+}
 
 pub fn run(global: &Global, args: &GetArgs) -> Result<()> {
     // Flags are checked before anything is sent.

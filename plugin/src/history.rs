@@ -15,8 +15,8 @@ use kube::api::ListParams;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
-use crate::cli::Global;
 use crate::client::{Cluster, block_on, server_error};
+use crate::flags::Global;
 use crate::output::{human_duration, now, table};
 
 #[derive(Args, Debug)]

@@ -1,20 +1,25 @@
-//! `crd`, `completion` and `version`: fixed text, no input and no cluster.
+//! `crd` and `version`: fixed text, no input and no cluster.
 
-use anyhow::{Context, Result};
-use clap::CommandFactory;
-use clap_complete::Shell;
+use anyhow::Result;
+use clap::Args;
+use clap::ValueEnum;
 
-use crate::cli::{Cli, VersionArgs, VersionOutput};
 use crate::output::{print, println, to_json, to_yaml};
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VersionOutput {
+    Json,
+    Yaml,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct VersionArgs {
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<VersionOutput>,
+}
 
 pub fn crd() -> Result<()> {
     println(&appimage::resource::crd_yaml())
-}
-
-pub fn completion(shell: Shell) -> Result<()> {
-    let mut buf = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "kubectl-appimage", &mut buf);
-    print(&String::from_utf8(buf).context("completion script is not UTF-8")?)
 }
 
 pub fn version_text() -> String {

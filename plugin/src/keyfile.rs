@@ -9,8 +9,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use appimage::signature::{self, TrustedKey};
 
-use crate::cli::VerifyArgs;
-
 pub const PRIVATE_HINT: &str =
     "pass a PEM private key with --key; create a key pair with `kubectl appimage keygen`";
 const PUBLIC_HINT: &str = "pass the signer's PEM public key (the .pub file `kubectl appimage keygen` wrote) with --key, or put it in --keys-dir";
@@ -72,11 +70,6 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKey> {
         .map_err(|e| unusable(&e.to_string()))?
         .algorithm();
     Ok(PrivateKey { pem, algorithm })
-}
-
-/// The trusted keys: every `--key`, then the `*.pem` and `*.pub` files in `--keys-dir`.
-pub fn load_trusted(args: &VerifyArgs) -> Result<Vec<TrustedKey>> {
-    load_keys(&args.key, args.keys_dir.as_deref())
 }
 
 /// The keys `key` names and those in `keys_dir`, with the directory's key policy applied.

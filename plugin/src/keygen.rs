@@ -1,16 +1,44 @@
 //! `keygen`: a fresh key pair for signing images.
 
+use clap::Args;
+use clap::ValueEnum;
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::Path;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
 use appimage::signature::{self, TrustedKey};
 use rand_core::{OsRng, RngCore};
 
-use crate::cli::{Algorithm, KeygenArgs};
 use crate::keyfile::quoted;
 use crate::output::println;
+
+/// Signature algorithms `keygen` can generate.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Algorithm {
+    /// ECDSA on NIST P-256 with SHA-256 (openssl dgst -sha256 -sign, cosign sign-blob)
+    #[default]
+    EcdsaP256,
+    /// Ed25519 (openssl pkeyutl -sign -rawin)
+    Ed25519,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KeygenArgs {
+    /// The key type
+    #[arg(long, value_enum, default_value = "ecdsa-p256")]
+    pub algorithm: Algorithm,
+    /// Where to write the private key (PKCS#8 PEM, mode 0600)
+    #[arg(long, value_name = "PATH", default_value = "appimage.key")]
+    pub private_key: PathBuf,
+    /// Where to write the public key (PEM PUBLIC KEY), to give to verifiers
+    #[arg(long, value_name = "PATH", default_value = "appimage.pub")]
+    pub public_key: PathBuf,
+    /// Overwrite existing key files
+    #[arg(long)]
+    pub force: bool,
+}
 
 /// `keygen`: a fresh key pair from OS randomness; the private key is PKCS#8 PEM, mode 0600.
 pub fn run(args: &KeygenArgs) -> Result<()> {

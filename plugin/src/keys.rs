@@ -11,8 +11,8 @@ use appimage::signature::Requirement;
 use appimage::signature::rotation::{Breakage, plan};
 use clap::{ArgGroup, Args, Subcommand};
 
-use crate::cli::Global;
 use crate::client::{Cluster, block_on, server_error};
+use crate::flags::Global;
 use crate::history::{in_use, known, revisions};
 use crate::input;
 use crate::keyfile::load_keys;

@@ -10,6 +10,7 @@ mod deploy;
 mod describe;
 mod diff;
 mod error;
+mod flags;
 mod get;
 mod history;
 mod info;
@@ -97,7 +98,7 @@ fn run(cli: Cli) -> Result<()> {
         ),
         Command::Draft(args) => stage::run(global, Stage::Draft, &args, None),
         Command::Crd => info::crd(),
-        Command::Completion { shell } => info::completion(shell),
+        Command::Completion { shell } => complete::completion(shell),
         Command::Version(args) => info::version(&args),
         Command::Complete { words } => complete::run(&words),
     }

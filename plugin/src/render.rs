@@ -2,6 +2,9 @@
 //! or from the cluster (`NAME`). The flags become the Pod's option annotations, which are read
 //! back by the same parsing admission uses, so a render exercises exactly what admission reads.
 
+use clap::ArgGroup;
+use clap::Args;
+use clap::ValueEnum;
 use std::collections::BTreeMap;
 
 use anyhow::{Result, anyhow, bail};
@@ -13,10 +16,73 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
-use crate::cli::{Global, RenderArgs, RenderOutput};
 use crate::client::one_appimage;
 use crate::error::eprint_line;
+use crate::flags::Global;
 use crate::output::{print, to_json, to_yaml};
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RenderOutput {
+    #[default]
+    Yaml,
+    Json,
+    /// The Pod, Services and NetworkPolicies as a multi-document YAML stream for kubectl
+    Manifests,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(group(ArgGroup::new("source").required(true).args(["name", "filename"]).multiple(true)))]
+pub struct RenderArgs {
+    /// The AppImage: fetched from the cluster, or picked from the -f files
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Read the AppImage from files instead of the cluster (works offline)
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub filename: Vec<String>,
+    /// The Pod's role; picks the deploy template as Kuscia does
+    #[arg(long, default_value = "")]
+    pub role: String,
+    /// Only consider deploy templates with this name
+    #[arg(long, value_name = "NAME")]
+    pub template: Option<String>,
+    /// Value of TASK_ID
+    #[arg(long, value_name = "ID", default_value = "")]
+    pub task_id: String,
+    /// Value of TASK_INPUT_CONFIG / INPUT_CONFIG
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub input_config: String,
+    /// Use this cluster define verbatim instead of the one built from the Pod's Services
+    #[arg(long, value_name = "TEXT")]
+    pub cluster_define: Option<String>,
+    /// Value of SERVING_ID
+    #[arg(long, value_name = "ID", default_value = "")]
+    pub serving_id: String,
+    /// An extra template value, KEY=VALUE; repeatable, wins over built-in values
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// The Pod's namespace (KUSCIA_DOMAIN_ID)
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// The Pod's name [default: <appimage>-<template>-0]
+    #[arg(long, value_name = "NAME")]
+    pub pod_name: Option<String>,
+    /// Fail when a template references a key that has no value, or when a part of the
+    /// AppImage would be left out (a mount of a config file configTemplates lacks, a network
+    /// policy rule, role or port that grants nothing)
+    #[arg(long)]
+    pub strict: bool,
+    /// What the Pod may override of the deploy template, as the webhook's --pod-overrides:
+    /// all, env (env and resources only) or none; the AppImage's annotation can tighten it
+    #[arg(long, default_value = "env", value_name = "all|env|none",
+          value_parser = |s: &str| s.parse::<appimage::overrides::PodOverrides>())]
+    pub pod_overrides: appimage::overrides::PodOverrides,
+    /// yaml or json (a Render document), or manifests (objects for kubectl apply)
+    #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
+    pub output: RenderOutput,
+    /// Print only this rendered config file's content
+    #[arg(long, value_name = "FILE")]
+    pub show_config: Option<String>,
+}
 
 /// The document `render -o yaml|json` prints.
 #[derive(Serialize)]

@@ -6,8 +6,8 @@ use appimage::revision::{CHANGE_CAUSE, revision_name};
 use clap::Args;
 use kube::Api;
 
-use crate::cli::Global;
 use crate::client::{Cluster, block_on, server_error};
+use crate::flags::Global;
 use crate::output::{object_name, println};
 
 #[derive(Args, Debug)]

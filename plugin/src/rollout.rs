@@ -16,8 +16,8 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource};
 use serde_json::{Value, json};
 
-use crate::cli::Global;
 use crate::client::{Cluster, block_on, server_error};
+use crate::flags::Global;
 use crate::output::println;
 
 #[derive(Args, Debug)]

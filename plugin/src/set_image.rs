@@ -11,9 +11,9 @@ use appimage::resource::AppImage;
 use appimage::set_image::{Outcome, Request, set_image};
 use clap::Args;
 
-use crate::cli::{DryRun, DryRunArg, Global, ObjectOutput};
 use crate::client::{Cluster, block_on};
 use crate::error::eprint_line;
+use crate::flags::{DryRun, DryRunArg, Global, ObjectOutput};
 use crate::input::{self, pick_for};
 use crate::keyfile::load_private_key;
 use crate::output::{for_display, object_name, println, to_json, to_yaml};

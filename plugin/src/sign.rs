@@ -1,5 +1,8 @@
 //! `sign -f`: fill `spec.image.sign` with a private key, offline; print or rewrite the file.
 
+use crate::flags::Files;
+use clap::Args;
+use clap::ValueEnum;
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
@@ -8,10 +11,37 @@ use anyhow::{Context, Result, anyhow, bail};
 use appimage::resource::AppImage;
 use appimage::signature;
 
-use crate::cli::{SignArgs, SignOutput};
 use crate::input::{self, Loaded};
 use crate::keyfile::{PRIVATE_HINT, load_private_key, quoted};
 use crate::output::{self, print, println};
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SignOutput {
+    #[default]
+    Yaml,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SignArgs {
+    /// Sign only the AppImage with this name (others are left as they are)
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub files: Files,
+    /// The private key: PEM PKCS#8 (ECDSA P-256 or Ed25519) or SEC1 (ECDSA P-256)
+    #[arg(long, value_name = "PRIVATE_KEY")]
+    pub key: PathBuf,
+    /// yaml (several AppImages as a multi-document stream) or json
+    #[arg(short = 'o', long = "output", value_enum, conflicts_with = "in_place")]
+    pub output: Option<SignOutput>,
+    /// Rewrite the file instead of printing (one regular file; comments are not kept)
+    #[arg(long)]
+    pub in_place: bool,
+    /// Keep the signatures already there and add this key's (k-of-n signing)
+    #[arg(long)]
+    pub add: bool,
+}
 
 /// `sign -f`: fill `spec.image.sign`, then print the AppImages or rewrite the file.
 pub fn run(args: &SignArgs) -> Result<()> {

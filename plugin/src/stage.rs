@@ -1,16 +1,36 @@
 //! `publish`, `deprecate` and `draft NAME...`: set an AppImage's lifecycle stage, the label
 //! `appimage.kuscia.secretflow/stage`. The webhook enforces what each stage means.
 
+use crate::flags::DryRunArg;
 use anyhow::Result;
 use appimage::labels;
 use appimage::resource::AppImage;
 use appimage::stage::Stage;
+use clap::Args;
 use serde_json::{Value, json};
 
-use crate::cli::{DryRun, Global, StageArgs};
 use crate::client::{Cluster, block_on};
 use crate::error::{report, reported};
+use crate::flags::{DryRun, Global};
 use crate::output::{object_name, println};
+
+#[derive(Args, Debug, Clone)]
+pub struct StageArgs {
+    /// AppImage names
+    #[arg(value_name = "NAME", required = true)]
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub dry_run: DryRunArg,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DeprecateArgs {
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// The AppImage to use instead; admission warnings for Pods of this one name it
+    #[arg(long, value_name = "NAME")]
+    pub replaced_by: Option<String>,
+}
 
 /// Move each AppImage to `stage`, going on after a failure as kubectl does.
 pub fn run(

@@ -13,8 +13,8 @@ use kube::api::ListParams;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
-use crate::cli::Global;
 use crate::client::{CHUNK_SIZE, Cluster, block_on, server_error};
+use crate::flags::Global;
 use crate::output::{print, table, to_json, to_yaml};
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

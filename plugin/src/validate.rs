@@ -1,12 +1,19 @@
 //! `validate -f`: schema, cross-references and config templates, offline.
 
+use crate::flags::Files;
 use anyhow::{Result, bail};
 use appimage::validation;
+use clap::Args;
 
-use crate::cli::ValidateArgs;
 use crate::error::{eprint_line, reported};
 use crate::input;
 use crate::output::println;
+
+#[derive(Args, Debug, Clone)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub files: Files,
+}
 
 /// `validate -f`: every document is checked; exit 1 if any is broken.
 pub fn run(args: &ValidateArgs) -> Result<()> {

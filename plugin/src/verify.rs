@@ -4,13 +4,42 @@
 use anyhow::{Result, bail};
 use appimage::resource::AppImage;
 use appimage::signature::{self, Requirement, TrustedKey};
+use clap::ArgGroup;
+use clap::Args;
+use std::path::PathBuf;
 
-use crate::cli::{Global, VerifyArgs};
 use crate::client::{Cluster, block_on};
 use crate::error::{eprint_line, reported};
+use crate::flags::Global;
 use crate::input;
-use crate::keyfile::load_trusted;
+use crate::keyfile::load_keys;
 use crate::output::println;
+
+#[derive(Args, Debug, Clone)]
+#[command(group(ArgGroup::new("source").required(true).args(["names", "filename"])))]
+#[command(group(ArgGroup::new("trusted").required(true).args(["key", "keys_dir"]).multiple(true)))]
+pub struct VerifyArgs {
+    /// AppImage names, fetched from the cluster
+    #[arg(value_name = "NAME", conflicts_with = "filename")]
+    pub names: Vec<String>,
+    /// Verify the AppImages in these files instead (works offline)
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub filename: Vec<String>,
+    /// A trusted PEM public key; repeatable
+    #[arg(long, value_name = "PUBLIC_KEY")]
+    pub key: Vec<PathBuf>,
+    /// Also trust every *.pem and *.pub public key in this directory (and apply its
+    /// keys-policy.yaml: validity windows and revocations)
+    #[arg(long, value_name = "DIR")]
+    pub keys_dir: Option<PathBuf>,
+    /// Also accept signatures over payload v1 (the image alone), as the webhook's flag does
+    #[arg(long)]
+    pub accept_payload_v1: bool,
+    /// Distinct trusted keys that must have signed (as the webhook's --publish-signatures)
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub min_signatures: u16,
+}
 
 pub fn run(global: &Global, args: &VerifyArgs) -> Result<()> {
     if args.filename.is_empty() && args.names.is_empty() {
@@ -80,4 +109,9 @@ fn verify_all(
         }
     }
     Ok(ok)
+}
+
+/// The trusted keys: every `--key`, then the `*.pem` and `*.pub` files in `--keys-dir`.
+pub fn load_trusted(args: &VerifyArgs) -> Result<Vec<TrustedKey>> {
+    load_keys(&args.key, args.keys_dir.as_deref())
 }

@@ -1,14 +1,28 @@
 //! `create`, `apply` and `update -f`: check every file first (nothing is sent if one is
 //! invalid), then write each AppImage.
 
+use crate::flags::DryRunArg;
+use crate::flags::Files;
 use anyhow::Result;
 use appimage::resource::AppImage;
+use clap::Args;
 
-use crate::cli::{DryRun, Global, ObjectOutput, WriteArgs};
 use crate::client::{Cluster, block_on};
 use crate::error::{report, reported};
+use crate::flags::{DryRun, Global, ObjectOutput};
 use crate::input;
 use crate::output::{self, object_name, print, println};
+
+#[derive(Args, Debug, Clone)]
+pub struct WriteArgs {
+    #[command(flatten)]
+    pub files: Files,
+    #[command(flatten)]
+    pub dry_run: DryRunArg,
+    /// Print the resulting objects instead of a message
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<ObjectOutput>,
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Verb {
