@@ -237,6 +237,50 @@ pub fn to_json<T: Serialize>(value: &T) -> Result<String> {
     String::from_utf8(buf).context("cannot encode as JSON")
 }
 
+/// Align tab-separated cells: a column's width is set by the run of consecutive lines that
+/// have a cell there; the last cell of a line is not padded.
+pub fn tabwrite(text: &str, padding: usize) -> String {
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    let columns = lines.iter().map(|l| l.len()).max().unwrap_or(0);
+    let mut widths = vec![vec![0usize; columns]; lines.len()];
+    for c in 0..columns {
+        let mut start = 0;
+        while start < lines.len() {
+            if lines[start].len() <= c + 1 {
+                start += 1;
+                continue;
+            }
+            let mut end = start;
+            while end < lines.len() && lines[end].len() > c + 1 {
+                end += 1;
+            }
+            let w = lines[start..end]
+                .iter()
+                .map(|l| l[c].chars().count())
+                .max()
+                .unwrap_or(0)
+                + padding;
+            for row in widths.iter_mut().take(end).skip(start) {
+                row[c] = w;
+            }
+            start = end;
+        }
+    }
+    let mut out = String::new();
+    for (i, cells) in lines.iter().enumerate() {
+        let mut line = String::new();
+        for (c, cell) in cells.iter().enumerate() {
+            line.push_str(cell);
+            if c + 1 < cells.len() {
+                line.push_str(&" ".repeat(widths[i][c].saturating_sub(cell.chars().count())));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

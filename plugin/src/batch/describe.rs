@@ -1,0 +1,125 @@
+//! `batch describe`: the spec, the status, the conditions and a line per node.
+
+use crate::output::or_none;
+use crate::output::tabwrite;
+use crate::output::{human_duration, table};
+use appimage::batch::{BatchDeployment, NodeStatus, RestartPolicy};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+/// `batch describe`: the spec in words, the conditions, then a line per node with its reason.
+pub fn describe(bd: &BatchDeployment, now: i64) -> String {
+    let status = bd.status.clone().unwrap_or_default();
+    let mut out = String::new();
+    for (k, v) in spec_fields(bd).into_iter().chain(status_fields(bd, now)) {
+        out.push_str(&format!("{k}:\t{v}\n"));
+    }
+    let mut text = tabwrite(&out, 1);
+    text.push_str("Conditions:\n");
+    if status.conditions.is_empty() {
+        text.push_str("  <none>\n");
+    } else {
+        let mut rows = vec![header(&["TYPE", "STATUS", "REASON", "MESSAGE"])];
+        for c in &status.conditions {
+            let cells = [&c.type_, &c.status, &c.reason, &c.message];
+            rows.push(cells.map(|s| s.clone()).to_vec());
+        }
+        text.push_str(&indent(&table(&rows)));
+    }
+    text.push_str("Nodes:\n");
+    text.push_str(&node_table(&status.nodes, bd.spec.instances.unwrap_or(1)));
+    text
+}
+
+pub(super) fn header(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|c| c.to_string()).collect()
+}
+
+pub(super) fn spec_fields(bd: &BatchDeployment) -> Vec<(&'static str, String)> {
+    let s = &bd.spec;
+    let selector: Vec<String> = s
+        .node_selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let tolerance = match &s.failure_tolerance {
+        None => "<any short of all>".into(),
+        Some(IntOrString::Int(n)) => n.to_string(),
+        Some(IntOrString::String(p)) => p.clone(),
+    };
+    let policy = s.restart_policy.unwrap_or(RestartPolicy::Always);
+    let timeout = s.timeout.clone();
+    vec![
+        ("Name", bd.metadata.name.clone().unwrap_or_default()),
+        (
+            "Namespace",
+            bd.metadata.namespace.clone().unwrap_or_default(),
+        ),
+        ("AppImage", s.app_image.clone()),
+        (
+            "Revision",
+            s.revision.map_or("<current>".into(), |r| r.to_string()),
+        ),
+        ("Role", or_none(s.role.clone().unwrap_or_default())),
+        ("Restart Policy", policy.as_str().into()),
+        (
+            "Instances",
+            format!("{} per node", s.instances.unwrap_or(1)),
+        ),
+        ("Node Selector", or_none(selector.join(","))),
+        ("Node Names", or_none(s.node_names.join(","))),
+        (
+            "Parallelism",
+            s.parallelism
+                .map_or("<all nodes>".into(), |p| p.to_string()),
+        ),
+        ("Failure Tolerance", tolerance),
+        (
+            "Timeout",
+            timeout.unwrap_or_else(|| appimage::batch::DEFAULT_TIMEOUT.into()),
+        ),
+        ("Suspend", s.suspend.unwrap_or(false).to_string()),
+    ]
+}
+
+pub(super) fn status_fields(bd: &BatchDeployment, now: i64) -> Vec<(&'static str, String)> {
+    let Some(status) = &bd.status else {
+        return vec![("Phase", "<not seen by the controller yet>".into())];
+    };
+    let time = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| match t {
+        None => "<none>".to_string(),
+        Some(t) => format!("{} ({} ago)", t.0, human_duration(now - t.0.as_second())),
+    };
+    let c = &status.counts;
+    vec![
+        ("Phase", status.phase.as_str().into()),
+        ("Succeeded", format!("{} of {} nodes", c.succeeded, c.total)),
+        ("Failed", c.failed.to_string()),
+        ("Attempts", status.attempts.to_string()),
+        ("Start Time", time(&status.start_time)),
+        ("Completion Time", time(&status.completion_time)),
+    ]
+}
+
+pub(super) fn node_table(nodes: &[NodeStatus], instances: i32) -> String {
+    if nodes.is_empty() {
+        return "  <none chosen yet>\n".into();
+    }
+    let mut rows = vec![header(&[
+        "NODE", "PHASE", "PODS", "ATTEMPTS", "REASON", "MESSAGE",
+    ])];
+    for n in nodes {
+        rows.push(vec![
+            n.node.clone(),
+            n.phase.as_str().into(),
+            format!("{}/{instances}", n.pods),
+            n.attempts.to_string(),
+            n.reason.clone().unwrap_or_default(),
+            n.message.clone().unwrap_or_default(),
+        ]);
+    }
+    indent(&table(&rows))
+}
+
+pub(super) fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}\n")).collect()
+}

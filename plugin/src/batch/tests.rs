@@ -1,0 +1,222 @@
+//! The batch commands' pure parts: flags to object, the table, the describe page.
+
+use appimage::batch::machine::COND_FAILED;
+use appimage::batch::{BatchDeploymentSpec, NodeStatus, Phase, RestartPolicy};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::create::*;
+use super::describe::*;
+use super::get::*;
+use super::*;
+use appimage::batch::{BatchDeploymentStatus, Counts, NodePhase};
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+struct Cmd {
+    #[command(subcommand)]
+    batch: BatchCommand,
+}
+
+fn create_args(args: &[&str]) -> Result<CreateArgs, clap::Error> {
+    let mut full = vec!["x", "create"];
+    full.extend_from_slice(args);
+    match Cmd::try_parse_from(full)?.batch {
+        BatchCommand::Create(c) => Ok(*c),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn create_builds_the_spec_from_flags() {
+    let c = create_args(&[
+        "job",
+        "--appimage",
+        "app",
+        "--node-selector",
+        "pool=edge,zone=a",
+        "--instances",
+        "2",
+        "--restart-policy",
+        "onfailure",
+        "--failure-tolerance",
+        "10%",
+        "--parallelism",
+        "5",
+        "--timeout",
+        "90s",
+        "--set",
+        "A=1",
+        "--host-pid",
+    ])
+    .unwrap();
+    let bd = build(&c, "ns").unwrap();
+    let s = &bd.spec;
+    assert_eq!(s.node_selector.len(), 2);
+    assert_eq!(s.restart_policy, Some(RestartPolicy::OnFailure));
+    assert_eq!(s.failure_tolerance, Some(IntOrString::String("10%".into())));
+    assert_eq!(
+        (s.instances, s.parallelism, s.host_pid),
+        (Some(2), Some(5), Some(true))
+    );
+    assert_eq!(s.values["A"], "1");
+    assert_eq!(bd.metadata.namespace.as_deref(), Some("ns"));
+    let c = create_args(&[
+        "job",
+        "--appimage",
+        "app",
+        "--nodes",
+        "a,b",
+        "--failure-tolerance",
+        "3",
+    ])
+    .unwrap();
+    let bd = build(&c, "ns").unwrap();
+    assert_eq!(bd.spec.node_names, ["a", "b"]);
+    assert_eq!(bd.spec.failure_tolerance, Some(IntOrString::Int(3)));
+}
+
+#[test]
+fn create_refuses_bad_input_before_sending() {
+    let e = create_args(&["job", "--appimage", "app"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--node-selector") && e.contains("--nodes"),
+        "{e}"
+    );
+    let e = create_args(&[
+        "job",
+        "--appimage",
+        "app",
+        "--nodes",
+        "a",
+        "--restart-policy",
+        "Sometimes",
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("Sometimes") && e.contains("OnFailure"), "{e}");
+    let bad = |args: &[&str]| {
+        build(&create_args(args).unwrap(), "ns")
+            .unwrap_err()
+            .to_string()
+    };
+    let e = bad(&["job", "--appimage", "app", "--nodes", ","]);
+    assert!(e.contains("never means every node"), "{e}");
+    let e = bad(&["job", "--appimage", "app", "--node-selector", "pool"]);
+    assert!(e.contains("not KEY=VALUE"), "{e}");
+    let e = bad(&[
+        "job",
+        "--appimage",
+        "app",
+        "--nodes",
+        "a",
+        "--timeout",
+        "soon",
+    ]);
+    assert!(e.contains("spec.timeout"), "{e}");
+    let e = bad(&[
+        "job",
+        "--appimage",
+        "app",
+        "--nodes",
+        "a",
+        "--instances",
+        "0",
+    ]);
+    assert!(e.contains("spec.instances"), "{e}");
+    let e = bad(&["Job", "--appimage", "app", "--nodes", "a"]);
+    assert!(e.contains("DNS-1123"), "{e}");
+}
+
+fn job(phase: Phase, succeeded: i32, failed: i32, total: i32) -> BatchDeployment {
+    let mut bd = BatchDeployment::new("job", BatchDeploymentSpec::default());
+    bd.status = Some(BatchDeploymentStatus {
+        phase,
+        summary: format!("{succeeded}/{total}"),
+        counts: Counts {
+            total,
+            succeeded,
+            failed,
+            running: total - succeeded - failed,
+            ..Default::default()
+        },
+        nodes: vec![NodeStatus {
+            node: "edge-1".into(),
+            phase: NodePhase::Failed,
+            reason: Some("NodeNotReady".into()),
+            message: Some("node edge-1 is not Ready".into()),
+            pods: 0,
+            attempts: 1,
+        }],
+        ..Default::default()
+    });
+    bd
+}
+
+#[test]
+fn table_progress_and_describe() {
+    let bd = job(Phase::Running, 17, 1, 20);
+    let out = rows(std::slice::from_ref(&bd), false, true, 0);
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["NAME", "PHASE", "SUCCEEDED", "FAILED", "AGE"]);
+    assert_eq!(lines[1], ["job", "Running", "17/20", "1", "<unknown>"]);
+    let line = progress_line(&bd);
+    assert!(
+        line.starts_with("job Running 17/20 succeeded, 1 failed, 2 running"),
+        "{line}"
+    );
+    assert!(line.ends_with("[##################--] 90%"), "{line}");
+    let text = describe(&bd, 0);
+    assert!(text.contains("Phase:"), "{text}");
+    let node_line = text.lines().find(|l| l.contains("edge-1")).unwrap();
+    let cells: Vec<&str> = node_line.split_whitespace().collect();
+    assert_eq!(
+        &cells[..5],
+        ["edge-1", "Failed", "0/1", "1", "NodeNotReady"]
+    );
+}
+
+#[test]
+fn a_watched_job_is_done_only_on_a_current_final_status() {
+    let mut bd = job(Phase::Succeeded, 1, 0, 1);
+    bd.metadata.generation = Some(2);
+    assert!(!items_done(&[bd.clone()]), "status of an older generation");
+    bd.status.as_mut().unwrap().observed_generation = Some(2);
+    assert!(items_done(&[bd.clone()]));
+    bd.status.as_mut().unwrap().phase = Phase::Stopping;
+    assert!(!items_done(&[bd]));
+}
+
+#[test]
+fn a_watched_job_that_failed_or_timed_out_is_an_error() {
+    for ok in [Phase::Succeeded, Phase::PartiallySucceeded, Phase::Stopped] {
+        assert!(watched_end(&job(ok, 1, 0, 1)).is_ok(), "{ok:?}");
+    }
+    let mut bd = job(Phase::TimedOut, 0, 0, 1);
+    bd.metadata.namespace = Some("ns".into());
+    bd.status.as_mut().unwrap().conditions.push(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+            type_: COND_FAILED.into(),
+            status: "True".into(),
+            reason: "TimedOut".into(),
+            message: "took longer than 10m".into(),
+            observed_generation: None,
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                jiff::Timestamp::UNIX_EPOCH,
+            ),
+        },
+    );
+    let e = watched_end(&bd).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "batchdeployment.appimage.kuscia.secretflow/job ended TimedOut: took longer than 10m; see kubectl appimage batch describe job -n ns"
+    );
+    let e = watched_end(&job(Phase::Failed, 0, 1, 1))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/job ended Failed; see"), "{e}");
+}
