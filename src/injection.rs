@@ -18,12 +18,12 @@ use crate::labels;
 use crate::naming;
 use crate::network_policy;
 use crate::overrides::{self, PodOverrides};
+use crate::owner;
 use crate::ports::{self, AllocatedPort, PortError};
 use crate::render::{MissingKey, RenderError, Template, Values};
 use crate::resource::{AppImage, Container, DeployTemplate};
 use crate::selection::{self, SelectionError};
 use crate::service;
-use crate::owner;
 
 /// What a Pod asks of its AppImage (from `appimage.kuscia.secretflow/*` options, or flags).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -153,7 +153,6 @@ pub fn workload_service_name(workload: &str, port: &str) -> String {
     service_name(workload, &port.trim_matches('-').replace(['_', '.'], "-"))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,22 +23,90 @@ pub struct AllocatedPort {
     pub container: usize,
 }
 
+/// What is wrong with a template's ports; `path` is the field's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PortError {
-    #[error(
-        "{path}: port name {name:?} is already used by {first}; port names must be unique across a template's containers"
-    )]
+    #[error("{path}: {}", self.message())]
     Duplicate {
         path: String,
         name: String,
         first: String,
     },
-    #[error("{path}: port {port} is used twice in this template; give each port its own number")]
-    DuplicateNumber { path: String, port: i32 },
-    #[error("{path}: port {port} is out of range; use 1..=65535 or leave it unset to allocate one")]
+    #[error("{path}: {}", self.message())]
+    DuplicateNumber {
+        path: String,
+        port: i32,
+        first: String,
+    },
+    #[error("{path}: {}", self.message())]
     OutOfRange { path: String, port: i32 },
-    #[error("template has more ports than the range [20000, 32767) holds")]
+    #[error("{}", self.message())]
     Exhausted,
+}
+
+impl PortError {
+    /// The field the error is about (`""` for the template as a whole).
+    pub fn path(&self) -> &str {
+        match self {
+            Self::Duplicate { path, .. }
+            | Self::DuplicateNumber { path, .. }
+            | Self::OutOfRange { path, .. } => path,
+            Self::Exhausted => "",
+        }
+    }
+
+    /// What is wrong and how to fix it, without the path.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Duplicate { name, first, .. } => format!(
+                "port name {name:?} is already used by {first}; port names must be unique across a template's containers"
+            ),
+            Self::DuplicateNumber { port, first, .. } => {
+                format!("port {port} is already used by {first}; give each port its own number")
+            }
+            Self::OutOfRange { port, .. } => format!(
+                "port {port} is out of range; use 1..=65535 or leave it unset to allocate one"
+            ),
+            Self::Exhausted => "template has more ports than the range [20000, 32767) holds".into(),
+        }
+    }
+}
+
+/// Every rule the ports of `template` (whose path is `path`, e.g. `spec.deployTemplates[0]`)
+/// break, in declaration order: one name space across the containers, numbers in range and
+/// each used once. The one place these rules live: `validate` reports them all, admission
+/// ([`allocate`]) stops at the first.
+pub fn check(template: &DeployTemplate, path: impl std::fmt::Display) -> Vec<PortError> {
+    let mut errors = Vec::new();
+    // Paths are formatted only for an error: this runs on every admission.
+    let here = |ci: usize, pi: usize| format!("{path}.spec.containers[{ci}].ports[{pi}]");
+    let mut names: Vec<(&str, usize, usize)> = Vec::new();
+    let mut numbers: Vec<(i32, usize, usize)> = Vec::new();
+    for (ci, c) in template.spec.containers.iter().enumerate() {
+        for (pi, p) in c.ports.iter().enumerate() {
+            if let Some(&(_, fc, fp)) = names.iter().find(|(n, _, _)| *n == p.name) {
+                errors.push(PortError::Duplicate {
+                    path: format!("{}.name", here(ci, pi)),
+                    name: p.name.clone(),
+                    first: here(fc, fp),
+                });
+            }
+            names.push((&p.name, ci, pi));
+            let Some(n) = p.port else { continue };
+            if !(1..=65535).contains(&n) {
+                let path = format!("{}.port", here(ci, pi));
+                errors.push(PortError::OutOfRange { path, port: n });
+            } else if let Some(&(_, fc, fp)) = numbers.iter().find(|(m, _, _)| *m == n) {
+                errors.push(PortError::DuplicateNumber {
+                    path: format!("{}.port", here(ci, pi)),
+                    port: n,
+                    first: here(fc, fp),
+                });
+            }
+            numbers.push((n, ci, pi));
+        }
+    }
+    errors
 }
 
 /// Settle every port of `template` (whose path is `path`, e.g. `spec.deployTemplates[0]`).
@@ -46,36 +114,15 @@ pub fn allocate(
     template: &DeployTemplate,
     path: impl std::fmt::Display,
 ) -> Result<Vec<AllocatedPort>, PortError> {
-    let mut used = BTreeSet::new();
-    // Paths are formatted only for an error: this runs on every admission.
-    let here = |ci: usize, pi: usize| format!("{path}.spec.containers[{ci}].ports[{pi}]");
-    let mut names: Vec<(&str, usize, usize)> = Vec::new();
-    for (ci, c) in template.spec.containers.iter().enumerate() {
-        for (pi, p) in c.ports.iter().enumerate() {
-            if let Some(&(_, fc, fp)) = names.iter().find(|(n, _, _)| *n == p.name) {
-                return Err(PortError::Duplicate {
-                    path: format!("{}.name", here(ci, pi)),
-                    name: p.name.clone(),
-                    first: here(fc, fp),
-                });
-            }
-            names.push((&p.name, ci, pi));
-            if let Some(n) = p.port {
-                if !(1..=65535).contains(&n) {
-                    return Err(PortError::OutOfRange {
-                        path: format!("{}.port", here(ci, pi)),
-                        port: n,
-                    });
-                }
-                if !used.insert(n) {
-                    return Err(PortError::DuplicateNumber {
-                        path: format!("{}.port", here(ci, pi)),
-                        port: n,
-                    });
-                }
-            }
-        }
+    if let Some(first) = check(template, path).into_iter().next() {
+        return Err(first);
     }
+    let mut used: BTreeSet<i32> = template
+        .spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().filter_map(|p| p.port))
+        .collect();
     let span = (RANGE_END - RANGE_START) as u64;
     let mut out = Vec::new();
     for (ci, c) in template.spec.containers.iter().enumerate() {
@@ -176,6 +223,21 @@ mod tests {
         assert_ne!(ports[0].port, ports[2].port);
         // Deterministic.
         assert_eq!(allocate(&t, "x").unwrap(), ports);
+    }
+
+    #[test]
+    fn check_reports_every_broken_rule_and_allocate_the_first() {
+        let t = template(&[&[("a", Some(80)), ("a", Some(80))], &[("b", Some(0))]]);
+        let all: Vec<String> = check(&t, "p").iter().map(ToString::to_string).collect();
+        assert_eq!(
+            all,
+            [
+                "p.spec.containers[0].ports[1].name: port name \"a\" is already used by p.spec.containers[0].ports[0]; port names must be unique across a template's containers",
+                "p.spec.containers[0].ports[1].port: port 80 is already used by p.spec.containers[0].ports[0]; give each port its own number",
+                "p.spec.containers[1].ports[0].port: port 0 is out of range; use 1..=65535 or leave it unset to allocate one",
+            ]
+        );
+        assert_eq!(allocate(&t, "p").unwrap_err().to_string(), all[0]);
     }
 
     #[test]

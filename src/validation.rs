@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::naming;
 use crate::network_policy;
+use crate::ports;
 use crate::render::Template;
 use crate::resource::{AppImage, Container, DeployTemplate, is_sha256_digest};
 
@@ -128,7 +129,9 @@ fn template(errs: &mut Errors, path: &str, t: &DeployTemplate) {
 
     // Ports form one namespace across the template's containers.
     let mut port_names: Vec<(&str, String)> = Vec::new();
-    let mut numbers: Vec<(i32, String)> = Vec::new();
+    for e in ports::check(t, path) {
+        errs.add(e.path(), e.message());
+    }
     let mut container_names: Vec<(&str, String)> = Vec::new();
     for (ci, c) in t.spec.containers.iter().enumerate() {
         let cpath = format!("{spec}.containers[{ci}]");
@@ -146,32 +149,7 @@ fn template(errs: &mut Errors, path: &str, t: &DeployTemplate) {
         for (pi, p) in c.ports.iter().enumerate() {
             let ppath = format!("{cpath}.ports[{pi}]");
             errs.check(format!("{ppath}.name"), naming::port_name_error(&p.name));
-            if let Some((_, first)) = port_names.iter().find(|(n, _)| *n == p.name) {
-                errs.add(
-                    format!("{ppath}.name"),
-                    format!(
-                        "port name {:?} is already used by {first}; port names must be unique across a template's containers",
-                        p.name
-                    ),
-                );
-            }
-            port_names.push((&p.name, ppath.clone()));
-            if let Some(n) = p.port {
-                if !(1..=65535).contains(&n) {
-                    errs.add(
-                        format!("{ppath}.port"),
-                        format!("port {n} is out of range; use 1..=65535 or leave it unset to allocate one"),
-                    );
-                } else if let Some((_, first)) = numbers.iter().find(|(m, _)| *m == n) {
-                    errs.add(
-                        format!("{ppath}.port"),
-                        format!(
-                            "port {n} is already used by {first}; give each port its own number"
-                        ),
-                    );
-                }
-                numbers.push((n, ppath.clone()));
-            }
+            port_names.push((&p.name, ppath));
         }
         for (mi, m) in c.config_volume_mounts.iter().enumerate() {
             let mpath = format!("{cpath}.configVolumeMounts[{mi}]");

@@ -13,11 +13,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
+use super::naming::{prefix_error, workload_name};
 use super::types::{
     BatchDeployment, BatchDeploymentSpec, BatchDeploymentStatus, Counts, NodePhase, NodeStatus,
     Phase,
 };
-use super::naming::{prefix_error, workload_name};
 use crate::duration;
 
 /// A Node as the job sees it.

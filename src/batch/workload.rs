@@ -15,9 +15,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 
 use super::machine::{AppImageFact, NodeFact, Progress, instances};
+pub use super::naming::{prefix_error, workload_name};
 use super::types::{BatchDeployment, RestartPolicy};
 use crate::labels;
-pub use super::naming::{prefix_error, workload_name};
 use crate::naming::pod_identity;
 use crate::resource::AppImage;
 use crate::selection;

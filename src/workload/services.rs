@@ -8,9 +8,9 @@ use k8s_openapi::api::core::v1::{Pod, Service, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::{Kind, WORKLOAD, Workload, WorkloadError};
+use crate::injection::Request;
 pub use crate::naming::workload_service_name as service_name;
 pub use crate::owner::{has_controller, workload_of};
-use crate::injection::Request;
 use crate::ports::{self, AllocatedPort};
 use crate::resource::AppImage;
 use crate::{labels, selection};
