@@ -1,5 +1,6 @@
-//! The labels and annotations that make up the contract between a Pod, the webhook and
-//! the objects made for it.
+//! The label contract: every label, annotation and field manager by which Pods, workloads,
+//! revisions, batch jobs, the webhook and the plugin know each other. Defined here only; other
+//! modules re-export what their callers name.
 
 /// The opt-in label: its value names the AppImage.
 pub const APP_IMAGE: &str = "kuscia.secretflow/app-image";
@@ -12,6 +13,7 @@ pub const TASK_ID: &str = "kuscia.secretflow/task-id";
 pub const PORT_NAME: &str = "kuscia.secretflow/port-name";
 pub const PORT_SCOPE: &str = "kuscia.secretflow/port-scope";
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// The webhook's field manager and `app.kubernetes.io/managed-by` value.
 pub const MANAGER: &str = "appimage-webhook";
 
 /// The one prefix for a Pod's injection options, read from annotations, then labels.
@@ -47,3 +49,43 @@ pub const REPLACED_BY: &str = "appimage.kuscia.secretflow/replaced-by";
 /// Label on a workload, its pod template and its Services: the workload's name. Pods and
 /// Services select on it.
 pub const WORKLOAD: &str = "appimage.kuscia.secretflow/workload";
+
+// Workloads (`deploy`, the rollout and start controllers).
+
+/// Annotation on the workload: `Auto` (default) follows new AppImage revisions, `Manual` waits.
+pub const UPDATE_POLICY: &str = "appimage.kuscia.secretflow/update-policy";
+/// Annotation on a workload created stopped by `--start-at`: when to start it (RFC 3339).
+pub const START_AT: &str = "appimage.kuscia.secretflow/start-at";
+/// Annotation next to [`START_AT`]: the replicas (or Job parallelism) to start with.
+pub const START_REPLICAS: &str = "appimage.kuscia.secretflow/start-replicas";
+/// Annotation the start controller sets when it has started a [`START_AT`] workload (RFC 3339):
+/// it never acts on the workload again, so a later scale stays.
+pub const STARTED: &str = "appimage.kuscia.secretflow/started-at";
+/// Annotation on the pod template: [`crate::workload::revision_hash`] of the AppImage spec it
+/// was built from.
+pub const REVISION_HASH: &str = "appimage.kuscia.secretflow/revision-hash";
+/// The field manager and `app.kubernetes.io/managed-by` value of what `deploy` writes.
+pub const PLUGIN_MANAGER: &str = "kubectl-appimage";
+
+// Batch jobs.
+
+/// Label on each workload and its Pods: the BatchDeployment's name (hashed to fit a label).
+pub const BATCH: &str = "appimage.kuscia.secretflow/batch";
+/// Annotation on each workload: the node it is pinned to.
+pub const BATCH_NODE: &str = "appimage.kuscia.secretflow/batch-node";
+/// Annotation on each workload: the node attempt it was made for.
+pub const BATCH_ATTEMPT: &str = "appimage.kuscia.secretflow/batch-attempt";
+
+// Revisions.
+
+/// Pod (template) annotation: the number of the AppImage revision to inject (written by the
+/// rollout, `deploy` and batch for a pinned revision).
+pub const REVISION: &str = "appimage.kuscia.secretflow/revision";
+/// Workload label (and, for people, annotation): the AppImage revision the rollout controller
+/// last acted on (rolled an Auto workload to, or reported a Manual one outdated against). The
+/// label is the one read: `kubectl rollout undo` restores a Deployment's annotations.
+pub const LATEST: &str = "appimage.kuscia.secretflow/latest-revision";
+/// AppImage annotation: how many revisions to keep (default [`crate::revision::DEFAULT_HISTORY_LIMIT`]).
+pub const HISTORY_LIMIT: &str = "appimage.kuscia.secretflow/revision-history-limit";
+/// The AppImage annotation recorded as a revision's change cause (as Deployments do).
+pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";

@@ -153,6 +153,16 @@ pub fn workload_service_name(workload: &str, port: &str) -> String {
     service_name(workload, &port.trim_matches('-').replace(['_', '.'], "-"))
 }
 
+/// Items for a message: `a, b, c`, or `none`.
+pub fn list<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let v: Vec<&str> = items.collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,27 +15,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+pub use crate::labels::{CHANGE_CAUSE, HISTORY_LIMIT, LATEST, REVISION, REVISION_HASH};
 use crate::resource::AppImageSpec;
 
 /// `appimagerevisions.appimage.kuscia.secretflow`, as kubectl names the resource.
 pub const RESOURCE: &str = "appimagerevisions.appimage.kuscia.secretflow";
-/// Pod template annotation: the number of the revision to inject.
-pub const REVISION: &str = "appimage.kuscia.secretflow/revision";
-/// Pod template annotation (written by `deploy`): the hash of the spec the template was made
-/// from; it names a revision when the number is absent.
-pub const REVISION_HASH: &str = crate::workload::REVISION_HASH;
-/// Workload label (and, for people, annotation): the AppImage revision the rollout controller
-/// last acted on (rolled an Auto workload to, or reported a Manual one outdated against). The
-/// label is the one read: `kubectl rollout undo` restores a Deployment's annotations.
-pub const LATEST: &str = "appimage.kuscia.secretflow/latest-revision";
-/// AppImage annotation: how many revisions to keep (default [`DEFAULT_HISTORY_LIMIT`]).
-pub const HISTORY_LIMIT: &str = "appimage.kuscia.secretflow/revision-history-limit";
 /// Kept revisions when the AppImage does not say.
 pub const DEFAULT_HISTORY_LIMIT: usize = 10;
-/// The AppImage annotation recorded as a revision's change cause (as Deployments do).
-pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 /// Longest object name (a DNS subdomain).
 const MAX_NAME: usize = 253;
 
@@ -83,8 +70,7 @@ pub fn crd()
 
 /// The CRD as YAML, committed under charts/appimage-webhook/crds/.
 pub fn crd_yaml() -> String {
-    let body = serde_yaml_ng::to_string(&crd()).unwrap_or_default();
-    format!("# Generated from the Rust types (appimage::revision); do not edit.\n{body}")
+    crate::resource::crd_yaml_of(&crd(), "appimage::revision")
 }
 
 /// The object name of revision `number` of AppImage `appimage`.
@@ -93,8 +79,7 @@ pub fn revision_name(appimage: &str, number: i64) -> String {
     if appimage.len() + suffix.len() <= MAX_NAME {
         return format!("{appimage}{suffix}");
     }
-    let digest = Sha256::digest(appimage.as_bytes());
-    let short = base16ct::lower::encode_string(&digest[..4]);
+    let short = crate::naming::short_hash(appimage, 8);
     let keep = MAX_NAME - suffix.len() - short.len() - 1;
     let mut cut = keep;
     while !appimage.is_char_boundary(cut) {

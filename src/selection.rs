@@ -1,5 +1,6 @@
 //! Choosing the deploy template for a role, exactly as Kuscia does.
 
+use crate::naming;
 use crate::resource::{AppImage, DeployTemplate};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,7 +45,7 @@ pub fn select(image: &AppImage, role: &str, name: Option<&str>) -> Result<usize,
         return Err(SelectionError::NoSuchName {
             image: image.name().into(),
             name: name.unwrap_or_default().into(),
-            available: join(all.iter().map(|t| t.name.as_str())),
+            available: naming::list(all.iter().map(|t| t.name.as_str())),
         });
     }
     let role = role.trim();
@@ -62,17 +63,8 @@ pub fn select(image: &AppImage, role: &str, name: Option<&str>) -> Result<usize,
     Err(SelectionError::NoTemplateForRole {
         image: image.name().into(),
         role: role.into(),
-        available: join(candidates.iter().flat_map(|(_, t)| t.roles())),
+        available: naming::list(candidates.iter().flat_map(|(_, t)| t.roles())),
     })
-}
-
-fn join<'a>(items: impl Iterator<Item = &'a str>) -> String {
-    let v: Vec<&str> = items.collect();
-    if v.is_empty() {
-        "none".into()
-    } else {
-        v.join(", ")
-    }
 }
 
 #[cfg(test)]

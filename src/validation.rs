@@ -202,7 +202,7 @@ pub fn warnings(image: &AppImage) -> Vec<FieldError> {
                         format!(
                             "{:?} is not a key of spec.configTemplates (it has: {}), so the mount is left out; add the template or fix the name",
                             m.sub_path,
-                            list(files.keys().map(String::as_str))
+                            naming::list(files.keys().map(String::as_str))
                         ),
                     );
                 }
@@ -260,17 +260,8 @@ fn probe_ports(p: &Probe) -> Vec<(&'static str, &IntOrString)> {
 fn undeclared(name: &str, declared: &[&str]) -> String {
     format!(
         "names port {name:?}, which is not declared (declared: {}); declare it under ports or use a declared name",
-        list(declared.iter().copied())
+        naming::list(declared.iter().copied())
     )
-}
-
-fn list<'a>(items: impl Iterator<Item = &'a str>) -> String {
-    let v: Vec<&str> = items.collect();
-    if v.is_empty() {
-        "none".into()
-    } else {
-        v.join(", ")
-    }
 }
 
 #[cfg(test)]

@@ -33,20 +33,10 @@ use crate::injection::InjectionError;
 use crate::ports::PortError;
 use crate::selection::SelectionError;
 
-pub use crate::labels::WORKLOAD;
-/// Annotation on the workload: `Auto` (default) follows new AppImage revisions, `Manual` waits.
-pub const UPDATE_POLICY: &str = "appimage.kuscia.secretflow/update-policy";
-/// Annotation on a workload created stopped by `--start-at`: when to start it (RFC 3339).
-pub const START_AT: &str = "appimage.kuscia.secretflow/start-at";
-/// Annotation next to [`START_AT`]: the replicas (or Job parallelism) to start with.
-pub const START_REPLICAS: &str = "appimage.kuscia.secretflow/start-replicas";
-/// Annotation the start controller sets when it has started a [`START_AT`] workload (RFC 3339):
-/// it never acts on the workload again, so a later scale stays.
-pub const STARTED: &str = "appimage.kuscia.secretflow/started-at";
-/// Annotation on the pod template: [`revision_hash`] of the AppImage spec it was built from.
-pub const REVISION_HASH: &str = "appimage.kuscia.secretflow/revision-hash";
-/// The field manager and `app.kubernetes.io/managed-by` value of what `deploy` writes.
-pub const MANAGER: &str = "kubectl-appimage";
+pub use crate::labels::{
+    PLUGIN_MANAGER as MANAGER, REVISION_HASH, START_AT, START_REPLICAS, STARTED, UPDATE_POLICY,
+    WORKLOAD,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {

@@ -20,7 +20,7 @@ use crate::error::{PluginError, chain, eprint_line, report};
 use crate::flags::Global;
 
 /// The field manager named in server-side apply and in writes.
-pub const MANAGER: &str = "kubectl-appimage";
+pub const MANAGER: &str = appimage::labels::PLUGIN_MANAGER;
 /// kubectl's default `--chunk-size`: lists are read in pages of this many objects.
 pub const CHUNK_SIZE: u32 = 500;
 /// kubectl's `-v` level from which every API request is logged.

@@ -18,19 +18,11 @@ use super::machine::{AppImageFact, NodeFact, Progress, instances};
 pub use super::naming::{prefix_error, workload_name};
 use super::types::{BatchDeployment, RestartPolicy};
 use crate::labels;
+pub use crate::labels::{BATCH, BATCH_ATTEMPT, BATCH_NODE, REVISION};
 use crate::naming::pod_identity;
 use crate::resource::AppImage;
 use crate::selection;
 use crate::workload::{self, DeployOptions, Kind, Workload};
-
-/// Label on each workload and its Pods: the BatchDeployment's name (hashed to fit a label).
-pub const BATCH: &str = "appimage.kuscia.secretflow/batch";
-/// Annotation on each workload: the node it is pinned to.
-pub const BATCH_NODE: &str = "appimage.kuscia.secretflow/batch-node";
-/// Annotation on each workload: the node attempt it was made for.
-pub const BATCH_ATTEMPT: &str = "appimage.kuscia.secretflow/batch-attempt";
-/// Pod annotation naming the AppImage revision to inject (when `spec.revision` is set).
-pub const REVISION: &str = "appimage.kuscia.secretflow/revision";
 
 /// The failure (reason, message) of a node whose workload name is held by a stored `kind`
 /// object that `bd` does not control: it is never taken over (issue 25), and the message names
