@@ -12,17 +12,16 @@ mod fragment;
 mod options;
 mod pod_template;
 mod preview;
-mod revision;
 mod services;
 mod start;
 
+pub use crate::revision::{canonical_json, revision_hash};
 pub use build::{Workload, build};
 pub use fragment::parse_pod_template;
 pub use options::{
     DeployOptions, Kind, UpdatePolicy, parse_node_selector, parse_start_at, validate_schedule,
 };
 pub use preview::{preview_pod, preview_pod_with};
-pub use revision::{canonical_json, revision_hash};
 pub use services::{
     governing_service_name, has_controller, is_own_workload, owner_reference, service_name,
     services, workload_of,
@@ -30,7 +29,6 @@ pub use services::{
 pub use start::{Start, StartError, pending, running, start};
 
 use crate::injection::InjectionError;
-use crate::ports::PortError;
 use crate::selection::SelectionError;
 
 pub use crate::labels::{
@@ -48,12 +46,6 @@ pub enum WorkloadError {
     UnknownPolicy { given: String },
     #[error(transparent)]
     Selection(#[from] SelectionError),
-    #[error("AppImage {image:?}: {source}")]
-    Ports {
-        image: String,
-        #[source]
-        source: PortError,
-    },
     #[error(transparent)]
     Injection(#[from] InjectionError),
     #[error("workload name {name:?} {message}")]

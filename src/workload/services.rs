@@ -70,7 +70,7 @@ pub fn services(
     let path = format_args!("spec.deployTemplates[{index}]");
     let allocated =
         ports::allocate(&image.spec.deploy_templates[index], path).map_err(|source| {
-            WorkloadError::Ports {
+            crate::injection::InjectionError::Ports {
                 image: image.name().into(),
                 source,
             }
