@@ -6,6 +6,7 @@
 //! Teardown: the control plane is started with `--parent-pid`, so it stops by itself when the
 //! test binary exits, whether its tests passed, failed or panicked.
 
+pub mod chart;
 pub mod pki;
 pub mod policies;
 pub mod review;
