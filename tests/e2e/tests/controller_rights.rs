@@ -279,6 +279,30 @@ fn the_controllers_service_account_cannot_write_kube_system_nor_foreign_objects(
     let file = appimage_e2e::write_json(dir.path(), &lease);
     let out = kubectl_as(c, r, ctl, &["create", "-f", &file.to_string_lossy()]);
     allowed(&out, "creating the leader Lease in the release namespace");
+    // Events: there (Events about cluster-scoped AppImages go to `default`, which may be the
+    // release namespace), but not in kube-system.
+    for (ns, ok) in [(r.namespace.as_str(), true), ("kube-system", false)] {
+        let event = json!({
+            "apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "metadata": {"name": unique("ev"), "namespace": ns},
+            "eventTime": "2026-01-01T00:00:00.000000Z",
+            "reportingController": "appimage-webhook", "reportingInstance": "e2e",
+            "action": "Test", "reason": "Test", "type": "Normal", "note": "rights",
+            "regarding": {"apiVersion": "v1", "kind": "Pod", "name": "p", "namespace": ns}
+        });
+        let file = appimage_e2e::write_json(dir.path(), &event);
+        let out = kubectl_as(c, r, ctl, &["create", "-f", &file.to_string_lossy()]);
+        if ok {
+            allowed(&out, "an Event in the release namespace");
+        } else {
+            refused_by_policy(
+                r,
+                &out,
+                "an Event in kube-system",
+                "may not write in namespace kube-system",
+            );
+        }
+    }
     let ours_there = workload(
         "Deployment",
         &r.namespace,
