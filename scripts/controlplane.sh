@@ -5,7 +5,13 @@
 #
 #   scripts/controlplane.sh build                build if needed; last stdout line = binary path
 #   scripts/controlplane.sh run DIR [FLAGS...]   build if needed, then exec the binary --dir DIR FLAGS
-#                                                (e.g. --nodes 3 --node-labels zone=a)
+#                                                (e.g. --nodes 3 --node-labels zone=a); with --real-node,
+#                                                build-real-node first
+#   scripts/controlplane.sh build-real-node      what --real-node needs: Debian's containerd, runc,
+#                                                containernetworking-plugins, busybox-static, umoci, skopeo
+#                                                (apt-get when missing), the kubelet (same module and release
+#                                                as the apiserver, next to the binary) and the images
+#                                                (scripts/images.sh build); last stdout line = kubelet path
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -66,9 +72,63 @@ build() {
     echo "$BIN"
 }
 
+KUBELET="$OUT_DIR/kubelet"
+KUBELET_STAMP="$OUT_DIR/kubelet.stamp"
+
+# install_missing TOOL:PACKAGE...: apt-get install the packages of the missing tools.
+install_missing() {
+    local need=() t
+    for t in "$@"; do
+        if [[ "${t%%:*}" == /* ]]; then
+            [ -e "${t%%:*}" ] || need+=("${t#*:}")
+        else
+            command -v "${t%%:*}" >/dev/null 2>&1 || need+=("${t#*:}")
+        fi
+    done
+    [ ${#need[@]} -gt 0 ] || return 0
+    if ! command -v apt-get >/dev/null 2>&1; then
+        log "error: missing ${need[*]} (Debian packages) and no apt-get"
+        exit 1
+    fi
+    log "installing ${need[*]} from Debian's packages"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1 ||
+        { apt-get update -q >/dev/null 2>&1 &&
+            apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null; }
+}
+
+build_real_node() {
+    install_missing containerd:containerd ctr:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins \
+        /bin/busybox:busybox-static umoci:umoci skopeo:skopeo
+    build >/dev/null
+    exec 9>"$OUT_DIR/build.lock"
+    flock 9
+    local hash
+    hash="$(cd "$SRC" && cat go.mod go.sum | sha256sum | cut -d' ' -f1)"
+    if [ -x "$KUBELET" ] && [ -f "$KUBELET_STAMP" ] && [ "$(cat "$KUBELET_STAMP")" = "$hash" ]; then
+        log "up to date: $KUBELET"
+    else
+        local go start=$SECONDS
+        go="$(find_go)"
+        export GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:--mod=readonly}"
+        log "building the kubelet (k8s.io/kubernetes/cmd/kubelet, the module's tool; first time: minutes)..."
+        rm -f "$KUBELET_STAMP"
+        (cd "$SRC" && nice "$go" build -trimpath -o "$KUBELET.tmp" k8s.io/kubernetes/cmd/kubelet) >&2
+        mv -f "$KUBELET.tmp" "$KUBELET"
+        echo "$hash" >"$KUBELET_STAMP"
+        log "built $KUBELET in $((SECONDS - start))s"
+    fi
+    exec 9>&-
+    "$ROOT/scripts/images.sh" build
+    echo "$KUBELET"
+}
+
 case "${1:-}" in
 build)
     build
+    ;;
+build-real-node)
+    build_real_node
     ;;
 run)
     if [ $# -lt 2 ]; then
@@ -78,10 +138,13 @@ run)
     bin="$(build | tail -n1)"
     dir="$2"
     shift 2
+    for arg in "$@"; do
+        [ "$arg" != --real-node ] || build_real_node >/dev/null
+    done
     exec "$bin" --dir "$dir" "$@"
     ;;
 *)
-    echo "usage: $0 build | run DIR [--nodes N] [--node-labels k=v,...]" >&2
+    echo "usage: $0 build | build-real-node | run DIR [--nodes N] [--node-labels k=v,...] [--real-node]" >&2
     exit 2
     ;;
 esac
