@@ -103,8 +103,15 @@ build_real_node() {
     build >/dev/null
     exec 9>"$OUT_DIR/build.lock"
     flock 9
-    local hash
-    hash="$(cd "$SRC" && cat go.mod go.sum | sha256sum | cut -d' ' -f1)"
+    # The release the module requires, stamped into the kubelet as the upstream build does
+    # (Node.status.nodeInfo.kubeletVersion; unstamped it says v0.0.0-master).
+    local version ldflags hash
+    version="$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ { print $2; exit }' "$SRC/go.mod")"
+    ldflags="-X k8s.io/component-base/version.gitVersion=$version"
+    ldflags+=" -X k8s.io/component-base/version.gitMajor=$(echo "$version" | cut -d. -f1 | tr -d v)"
+    ldflags+=" -X k8s.io/component-base/version.gitMinor=$(echo "$version" | cut -d. -f2)"
+    ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
+    hash="$( (cd "$SRC" && cat go.mod go.sum && echo "$ldflags") | sha256sum | cut -d' ' -f1)"
     if [ -x "$KUBELET" ] && [ -f "$KUBELET_STAMP" ] && [ "$(cat "$KUBELET_STAMP")" = "$hash" ]; then
         log "up to date: $KUBELET"
     else
@@ -113,7 +120,7 @@ build_real_node() {
         export GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:--mod=readonly}"
         log "building the kubelet (k8s.io/kubernetes/cmd/kubelet, the module's tool; first time: minutes)..."
         rm -f "$KUBELET_STAMP"
-        (cd "$SRC" && nice "$go" build -trimpath -o "$KUBELET.tmp" k8s.io/kubernetes/cmd/kubelet) >&2
+        (cd "$SRC" && nice "$go" build -trimpath -ldflags "$ldflags" -o "$KUBELET.tmp" k8s.io/kubernetes/cmd/kubelet) >&2
         mv -f "$KUBELET.tmp" "$KUBELET"
         echo "$hash" >"$KUBELET_STAMP"
         log "built $KUBELET in $((SECONDS - start))s"
