@@ -1,13 +1,18 @@
 //! A leader that starts on cold stores does no harm (issue 25, section 1: "the revisions
 //! controller waits for every store it reads"; section 3: "the cold-store leader restart").
 //!
-//! An AppImage with four revisions and a history limit of 1: a Manual Deployment runs revision
-//! 1, a BatchDeployment pins revision 2, an Auto Deployment follows to revision 4. Admission runs
-//! in a process of its own (`--reconcile=false`, as the chart's admission Deployment); the
-//! controllers run in another, which is SIGKILLed and started again several times, each new
-//! one taking the Lease with empty stores. Afterwards: no revision in use was deleted, none was
-//! written again (same uid, resourceVersion and hash: `<name>-1` was not re-created), and no
-//! workload rolled (same generation and pod template).
+//! An AppImage with four revisions and a history limit of 1 (and ballast: 1,500 revisions of
+//! other AppImages and 150 labelled Deployments of 60 kB templates, so that a new leader's
+//! lists of revisions, Deployments and ReplicaSets arrive well after its list of AppImages): a
+//! Manual Deployment runs revision 1, a Manual Deployment of no replicas names revision 2 in its
+//! template only, a BatchDeployment pins revision 3, an Auto Deployment follows to revision 4.
+//! Admission runs in a process of its own (`--reconcile=false`, as the chart's admission
+//! Deployment); the controllers run in another, which is SIGKILLed and started again several
+//! times, each new one taking the Lease with empty stores. Afterwards: no revision in use was
+//! deleted, none was written again (same uid, resourceVersion and hash: `<name>-1` was not
+//! re-created), the API server received no write request for AppImageRevisions at all (its
+//! request counters: a refused one counts too), and no workload rolled (same generation and
+//! pod template).
 //!
 //! Before the fix (12f65cc), `prune` ran before the Pod, workload and ReplicaSet stores had
 //! synced, saw no users and deleted revisions in use, and an empty revision store made `record`
@@ -24,9 +29,19 @@ use appimage_e2e::{text, wait_until};
 use serde_json::{Value, json};
 
 const LATEST: &str = "appimage.kuscia.secretflow/latest-revision";
+const APP_IMAGE: &str = "kuscia.secretflow/app-image";
 const HISTORY_LIMIT: &str = "appimage.kuscia.secretflow/revision-history-limit";
 /// Leader restarts, each on cold stores.
 const RESTARTS: usize = 3;
+/// The revisions in use: 1 by a Manual Deployment's Pods, 2 by a Manual Deployment of no
+/// replicas, 3 by a BatchDeployment, 4 by an Auto Deployment.
+const IN_USE: [i64; 4] = [1, 2, 3, 4];
+/// Ballast, so that a new leader's initial lists take a while (as in a large cluster) while
+/// its AppImage list, small, arrives first: revisions of other AppImages, and labelled
+/// Deployments (and so ReplicaSets) with big pod templates.
+const BALLAST_REVISIONS: usize = 1500;
+const BALLAST_DEPLOYMENTS: usize = 150;
+const BALLAST_BYTES: usize = 60_000;
 
 appimage_e2e::world_wrapper!(World);
 
@@ -101,6 +116,73 @@ impl World {
     }
 }
 
+/// Create `items` with one `kubectl create` of a List.
+fn create_all(w: &World, items: Vec<Value>) {
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+    let file = appimage_e2e::write_json(w.work.path(), &list);
+    let out =
+        w.c.kubectl(&["create", "-f", &file.to_string_lossy(), "-o", "name"]);
+    assert!(out.status.success(), "ballast: {:?}", text(&out).1);
+}
+
+/// The ballast: revisions of AppImages that do not exist (copies of `model`), and labelled
+/// Deployments of 0 replicas in a namespace of their own.
+fn ballast(w: &World, model: &Value) {
+    let mut revisions = Vec::new();
+    for i in 0..BALLAST_REVISIONS {
+        let image = format!("ballast-{}-{i}", w.image);
+        let mut r = model.clone();
+        r["metadata"] = json!({"name": format!("{image}-1")});
+        r["spec"]["appImage"] = json!(image);
+        revisions.push(r);
+    }
+    create_all(w, revisions);
+    let ns = w.c.namespace("cold-ballast");
+    let text = "x".repeat(BALLAST_BYTES);
+    let deployments = (0..BALLAST_DEPLOYMENTS)
+        .map(|i| {
+            let labels = json!({"app": format!("b{i}"), APP_IMAGE: format!("ballast-{i}")});
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": format!("b{i}"), "namespace": ns, "labels": labels},
+                "spec": {
+                    "replicas": 0,
+                    "selector": {"matchLabels": {"app": format!("b{i}")}},
+                    "template": {
+                        "metadata": {"labels": labels, "annotations": {"e2e/ballast": text}},
+                        "spec": {"containers": [{"name": "main", "image": "e2e.invalid/x:1"}]}
+                    }
+                }
+            })
+        })
+        .collect();
+    create_all(w, deployments);
+}
+
+/// Write requests for AppImageRevisions the API server has answered, whatever their outcome
+/// (`apiserver_request_total`, from its /metrics): a refused write counts too.
+fn revision_writes(w: &World) -> u64 {
+    let metrics = w.c.kubectl_ok(&["get", "--raw", "/metrics"]);
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .filter(|l| l.contains("resource=\"appimagerevisions\""))
+        .filter(|l| {
+            [
+                "POST",
+                "PUT",
+                "PATCH",
+                "APPLY",
+                "DELETE",
+                "DELETECOLLECTION",
+            ]
+            .iter()
+            .any(|v| l.contains(&format!("verb=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 /// The controllers' process: the shared Lease (2 s, so a successor leads soon after a kill).
 fn controllers(s: &Shared) -> Webhook {
     let lease = format!("--lease-name={}", s.lease);
@@ -146,35 +228,59 @@ fn a_leader_on_cold_stores_prunes_nothing_in_use_and_rolls_nothing() {
     w.revision(1);
     w.deploy("manual", &["--update-policy", "Manual", "--replicas", "1"]);
     w.acted("manual", 1);
-    // Revision 2, and a BatchDeployment that pins it (on no node: it runs nothing).
+    // Revision 2, and a Manual Deployment of no replicas on it: only its pod template (and
+    // its ReplicaSet) names the revision, no Pod does.
     w.apply_image(&w.edition("secretflow-image-update.yaml", ""));
     w.revision(2);
+    w.deploy("parked", &["--update-policy", "Manual", "--replicas", "0"]);
+    w.acted("parked", 2);
+    // Revision 3, and a BatchDeployment that pins it (on no node: it runs nothing).
+    w.apply_image(&w.edition("secretflow-image-update.yaml", "three"));
+    w.revision(3);
     w.apply_json(&json!({
         "apiVersion": "appimage.kuscia.secretflow/v1alpha1", "kind": "BatchDeployment",
         "metadata": {"name": "pinned", "namespace": w.ns},
-        "spec": {"appImage": w.image, "revision": 2,
+        "spec": {"appImage": w.image, "revision": 3,
                  "nodeSelector": {"appimage.test/none": "none"}},
     }));
-    // Revisions 3 and 4, and an Auto Deployment on revision 4.
-    w.apply_image(&w.edition("secretflow-image-update.yaml", "three"));
-    w.revision(3);
+    // Revision 4, and an Auto Deployment on it.
     w.apply_image(&w.edition("secretflow-image-update.yaml", "four"));
     w.revision(4);
     w.deploy("auto", &["--replicas", "1"]);
     w.acted("auto", 4);
     w.acted("manual", 4);
-    // Settled: the unused revision 3 may go (history limit 1), none in use.
+    w.acted("parked", 4);
+    // Settled. With a history limit of 1 only revision 4 is kept for its own sake; 1, 2 and 3
+    // stay because they are in use.
     std::thread::sleep(Duration::from_secs(5));
-    let before = w.revisions();
-    for n in [1, 2, 4] {
+    let first = w.revisions();
+    for n in IN_USE {
         assert!(
-            before.contains_key(&n),
+            first.contains_key(&n),
             "revision {n} is in use but was deleted before any restart: {:?}\n{}",
-            before.keys().collect::<Vec<_>>(),
+            first.keys().collect::<Vec<_>>(),
             ctl.logs()
         );
     }
-    let workloads_before = [w.rolled_state("manual"), w.rolled_state("auto")];
+    let workloads_before = [
+        w.rolled_state("manual"),
+        w.rolled_state("parked"),
+        w.rolled_state("auto"),
+    ];
+    let model = w.get_json(&["appimagerevision", &format!("{}-1", w.image)]);
+    ballast(&w, &model);
+    // The ballast settles (and the leader, warm, acts on none of it).
+    std::thread::sleep(Duration::from_secs(5));
+    let before = w.revisions();
+    let writes_before = revision_writes(&w);
+    assert_eq!(
+        [
+            w.rolled_state("manual"),
+            w.rolled_state("parked"),
+            w.rolled_state("auto")
+        ],
+        workloads_before
+    );
 
     for i in 0..RESTARTS {
         ctl.child.kill().expect("SIGKILL the leader");
@@ -188,7 +294,7 @@ fn a_leader_on_cold_stores_prunes_nothing_in_use_and_rolls_nothing() {
         // Time for its stores to sync and every AppImage to be reconciled.
         std::thread::sleep(Duration::from_secs(6));
         let now = w.revisions();
-        for n in [1, 2, 4] {
+        for n in IN_USE {
             assert!(
                 now.contains_key(&n),
                 "restart {i}: revision {n}, in use, was deleted by a leader on cold stores: {:?}\n{}",
@@ -211,10 +317,23 @@ fn a_leader_on_cold_stores_prunes_nothing_in_use_and_rolls_nothing() {
             now.keys().collect::<Vec<_>>(),
             before.keys().collect::<Vec<_>>()
         );
-        let workloads = [w.rolled_state("manual"), w.rolled_state("auto")];
+        // Not even an attempt: before the fix the API server refused a rewrite of `<name>-1`
+        // (the CRD makes revisions immutable), which is what stopped the prune behind it.
+        let writes = revision_writes(&w) - writes_before;
+        assert_eq!(
+            writes,
+            0,
+            "restart {i}: the new leader sent {writes} write(s) for AppImageRevisions with nothing to record or prune:\n{}",
+            ctl.logs()
+        );
+        let workloads = [
+            w.rolled_state("manual"),
+            w.rolled_state("parked"),
+            w.rolled_state("auto"),
+        ];
         assert_eq!(
             workloads, workloads_before,
-            "restart {i}: a workload rolled (generation, template annotations of manual, auto)"
+            "restart {i}: a workload rolled (generation, template annotations of manual, parked, auto)"
         );
     }
     eprintln!(
