@@ -32,7 +32,13 @@ impl World {
             .map(|e| {
                 (
                     e["message"].as_str().unwrap_or_default().to_string(),
-                    e["count"].as_i64().unwrap_or(1),
+                    // Published again, an events.k8s.io Event grows a series (core/v1 shows
+                    // it as `series.count`; `count` is the deprecated field).
+                    [&e["series"]["count"], &e["count"]]
+                        .iter()
+                        .filter_map(|c| c.as_i64())
+                        .max()
+                        .unwrap_or(1),
                 )
             })
             .collect()
