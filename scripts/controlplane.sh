@@ -10,7 +10,8 @@
 #   scripts/controlplane.sh build-real-node      what --real-node needs: Debian's containerd, runc,
 #                                                containernetworking-plugins, busybox-static, umoci, skopeo
 #                                                (apt-get when missing), the kubelet (same module and release
-#                                                as the apiserver, next to the binary) and the images
+#                                                as the apiserver, next to the binary), helm (for the chart
+#                                                on the real node) and the images
 #                                                (scripts/images.sh build); last stdout line = kubelet path
 set -euo pipefail
 
@@ -125,9 +126,29 @@ build_real_node() {
         echo "$hash" >"$KUBELET_STAMP"
         log "built $KUBELET in $((SECONDS - start))s"
     fi
+    build_helm
     exec 9>&-
     "$ROOT/scripts/images.sh" build
     echo "$KUBELET"
+}
+
+# helm, for the chart on the real node (tests/e2e/tests/real_node_chart.rs): built from its Go
+# module (its own go.mod: helm v3.18 is built on k8s.io v0.33, like this cluster) into
+# target/controlplane/helm, unless it is there at this version.
+HELM_VERSION=v3.18.6
+HELM="$OUT_DIR/helm"
+build_helm() {
+    if [ -x "$HELM" ] && "$HELM" version --template '{{.Version}}' 2>/dev/null | grep -qx "$HELM_VERSION"; then
+        log "up to date: $HELM"
+        return 0
+    fi
+    local go start=$SECONDS
+    go="$(find_go)"
+    log "building helm $HELM_VERSION from its Go module (first time: minutes)..."
+    (cd "$OUT_DIR" && GOTOOLCHAIN=local GOFLAGS= GOBIN="$OUT_DIR" nice "$go" install \
+        -ldflags "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+        "helm.sh/helm/v3/cmd/helm@$HELM_VERSION") >&2
+    log "built $HELM in $((SECONDS - start))s"
 }
 
 case "${1:-}" in

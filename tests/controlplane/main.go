@@ -99,6 +99,12 @@ func run() int {
 	}
 	if withRealNode {
 		withRegistry = true
+		// Children run in DIR: relative paths would name other files there.
+		for _, p := range []*string{&realOpts.kubelet, &realOpts.pauseImage} {
+			if abs, err := filepath.Abs(*p); err == nil {
+				*p = abs
+			}
+		}
 		if missing := realNodePrereqs(realOpts); missing != "" {
 			errorf("--real-node: missing on this machine: %s", missing)
 			return 1
@@ -241,11 +247,13 @@ func run() int {
 		err = comps.wait(ctx, api.url, p, deadline, logFile)
 	}
 	if err != nil {
+		// Stopped by a signal or the parent's death, or a failure: decided before cancel().
+		stopped := ctx.Err() != nil
 		comps.stop()
 		cancel()
 		api.wait(30 * time.Second)
 		stopEtcd()
-		if ctx.Err() != nil {
+		if stopped {
 			return 0
 		}
 		errorf("cluster not ready after %s: %v", time.Since(start).Round(time.Millisecond), err)

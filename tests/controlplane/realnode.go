@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -326,6 +327,7 @@ func (n *realNode) start(ctx context.Context, dir, server string, p *pki, regist
 	if out, err := imp.CombinedOutput(); err != nil {
 		return fmt.Errorf("importing the pause image %s: %v: %s", n.pauseImage, err, strings.TrimSpace(string(out)))
 	}
+	n.serveAPIToPods(ctx, server)
 	n.kubelet, err = startExternal(dir, "kubelet", n.kubeletBin, []string{
 		"--config=" + filepath.Join(n.dir, "kubelet", "config.yaml"),
 		"--kubeconfig=" + filepath.Join(n.dir, "kubelet", "kubeconfig"),
@@ -469,8 +471,12 @@ func (n *realNode) cleanupHost() {
 	}
 	if n.bridge != "" {
 		_ = exec.Command("ip", "link", "del", n.bridge).Run()
+		for i := 0; i < 10 && exec.Command("iptables", n.dnatRule("-D")...).Run() == nil; i++ {
+		}
 	}
-	if n.cgroupRoot != "" {
+	if n.cgroupRoot != "" && cgroupV2() {
+		removeCgroupTree(filepath.Join("/sys/fs/cgroup", n.cgroupRoot))
+	} else if n.cgroupRoot != "" {
 		entries, _ := os.ReadDir("/sys/fs/cgroup")
 		for _, e := range entries {
 			removeCgroupTree(filepath.Join("/sys/fs/cgroup", e.Name(), n.cgroupRoot))
@@ -496,6 +502,14 @@ func removeCgroupTree(path string) {
 // makeCgroupRoot creates the kubelet's cgroupRoot in every cgroup v1 hierarchy (the kubelet
 // wants it to exist), with the root's cpus and memory nodes in the cpuset hierarchy.
 func (n *realNode) makeCgroupRoot() error {
+	if cgroupV2() {
+		// One hierarchy: the kubelet enables the controllers it needs below its root.
+		path := filepath.Join("/sys/fs/cgroup", n.cgroupRoot)
+		if err := os.MkdirAll(path, 0o755); err != nil {
+			return fmt.Errorf("cgroup %s: %w", path, err)
+		}
+		return nil
+	}
 	entries, err := os.ReadDir("/sys/fs/cgroup")
 	if err != nil {
 		return err
@@ -525,4 +539,62 @@ func (n *realNode) makeCgroupRoot() error {
 		}
 	}
 	return nil
+}
+
+// cgroupV2 reports whether /sys/fs/cgroup is the unified (v2) hierarchy.
+func cgroupV2() bool {
+	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
+	return err == nil
+}
+
+// apiForwardPort is where, on the bridge's address, the apiserver is forwarded for Pods.
+const apiForwardPort = 6443
+
+// dnatRule is the iptables rule (op -A or -D) sending the Pods' connections to the
+// "kubernetes" Service (10.96.0.1:443, what in-cluster clients use) to the forwarder.
+func (n *realNode) dnatRule(op string) []string {
+	return []string{"-t", "nat", op, "PREROUTING", "-i", n.bridge, "-d", "10.96.0.1", "-p", "tcp", "--dport", "443",
+		"-m", "comment", "--comment", "kube-controlplane " + n.bridge,
+		"-j", "DNAT", "--to-destination", fmt.Sprintf("%s:%d", n.nodeIP, apiForwardPort)}
+}
+
+// serveAPIToPods lets Pods on the node reach the apiserver (which listens on 127.0.0.1
+// only) through the "kubernetes" Service's ClusterIP, as in-cluster clients do: a TCP
+// forwarder on the bridge's address and one DNAT rule for connections from the bridge. The
+// apiserver's certificate names 10.96.0.1. Without iptables, Pods cannot reach the
+// apiserver; the node still runs (a line in the log says so).
+func (n *realNode) serveAPIToPods(ctx context.Context, server string) {
+	target := strings.TrimPrefix(server, "https://")
+	ln, err := net.Listen("tcp", fmt.Sprintf("%s:%d", n.nodeIP, apiForwardPort))
+	if err != nil {
+		errorf("real node: Pods cannot reach the apiserver: %v", err)
+		return
+	}
+	if out, err := exec.Command("iptables", n.dnatRule("-A")...).CombinedOutput(); err != nil {
+		errorf("real node: Pods cannot reach the apiserver: iptables: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.DialTimeout("tcp", target, 5*time.Second)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				done := make(chan struct{}, 2)
+				go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
+				go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
+				<-done
+			}()
+		}
+	}()
 }
