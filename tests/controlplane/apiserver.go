@@ -50,7 +50,7 @@ func (a *apiServer) wait(timeout time.Duration) bool {
 // startAPIServer runs kube-apiserver in-process, doing what the RunE of
 // app.NewAPIServerCommand() does, but with our own context (so that shutdown
 // is under our control) and our own listener on a free 127.0.0.1 port.
-func startAPIServer(ctx context.Context, dir string, p *pki, etcdURL string, logOut *os.File) (*apiServer, error) {
+func startAPIServer(ctx context.Context, dir string, p *pki, etcdURL string, logOut *os.File, extraArgs []string) (*apiServer, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -75,6 +75,18 @@ func startAPIServer(ctx context.Context, dir string, p *pki, etcdURL string, log
 		// address; without this the reconciler logs errors forever.
 		"--endpoint-reconciler-type=none",
 		"--v=0",
+	}
+	// An extra flag replaces a flag of the same name (list flags would append): --real-node
+	// replaces --authorization-mode (see realNode.apiserverArgs).
+	for _, extra := range extraArgs {
+		name, _, _ := strings.Cut(extra, "=")
+		kept := args[:0]
+		for _, a := range args {
+			if n, _, _ := strings.Cut(a, "="); n != name {
+				kept = append(kept, a)
+			}
+		}
+		args = append(kept, extra)
 	}
 
 	s := options.NewServerRunOptions()

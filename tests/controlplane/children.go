@@ -88,6 +88,12 @@ func startChild(dir, name, sub string, args []string) (*child, error) {
 	if err != nil {
 		return nil, err
 	}
+	return startExternal(dir, name, self, append([]string{sub}, args...))
+}
+
+// startExternal runs program (a path, or a name looked up on PATH) with args as a child,
+// like startChild: output in DIR/<name>.log, killed if this process dies.
+func startExternal(dir, name, program string, args []string) (*child, error) {
 	logPath := filepath.Join(dir, name+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -95,7 +101,7 @@ func startChild(dir, name, sub string, args []string) (*child, error) {
 	}
 	defer logFile.Close()
 	c := &child{name: name, logPath: logPath, done: make(chan struct{})}
-	c.cmd = exec.Command(self, append([]string{sub}, args...)...)
+	c.cmd = exec.Command(program, args...)
 	c.cmd.Stdout = logFile
 	c.cmd.Stderr = logFile
 	c.cmd.Dir = dir

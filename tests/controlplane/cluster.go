@@ -20,6 +20,7 @@ type components struct {
 	schedulerPort int
 	nodes         int
 	nodeLabels    map[string]string
+	real          *realNode // --real-node, else nil
 }
 
 // startComponents writes the components' kubeconfigs (and kwok's Stages), starts
@@ -89,7 +90,14 @@ func adminClient(server string, p *pki) (*kubernetes.Clientset, error) {
 
 // exitedChild returns the failure of the first child that has exited, if any.
 func (c *components) exitedChild() error {
-	for _, ch := range c.children {
+	children := c.children
+	if c.real != nil {
+		children = append(append([]*child(nil), children...), c.real.containerd, c.real.kubelet)
+	}
+	for _, ch := range children {
+		if ch == nil {
+			continue
+		}
 		if gone, err := ch.exited(); gone {
 			return ch.failure(err)
 		}
@@ -146,6 +154,11 @@ func (c *components) check(ctx context.Context, cs kubernetes.Interface) (bool, 
 	} else if err != nil {
 		return false, err.Error()
 	}
+	if c.real != nil {
+		if ok, why := c.real.ready(cctx, cs); !ok {
+			return false, "real node: " + why
+		}
+	}
 	if c.nodes > 0 {
 		ok, why, err := nodesReady(cctx, cs, c.nodes)
 		if err != nil {
@@ -163,6 +176,7 @@ func (c *components) stop() {
 	if c == nil {
 		return
 	}
+	c.real.stop()
 	for i := len(c.children) - 1; i >= 0; i-- {
 		c.children[i].stop(10 * time.Second)
 	}
@@ -171,7 +185,11 @@ func (c *components) stop() {
 // done returns a channel that yields the failure of the first child to exit.
 func (c *components) done() <-chan error {
 	out := make(chan error, 1)
-	for _, ch := range c.children {
+	children := c.children
+	if c.real != nil {
+		children = append(append([]*child(nil), children...), c.real.containerd, c.real.kubelet)
+	}
+	for _, ch := range children {
 		go func() {
 			<-ch.done
 			gone, err := ch.exited()

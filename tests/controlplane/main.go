@@ -2,7 +2,12 @@
 // and embedded etcd in this process; kube-controller-manager, kube-scheduler and
 // (with --nodes) kwok's simulated nodes as child processes of this same binary.
 //
-//	kube-controlplane --dir DIR [--nodes N [--node-labels k=v,...]] [--parent-pid N [--remove-dir]]
+//	kube-controlplane --dir DIR [--nodes N [--node-labels k=v,...]] [--real-node [--kubelet PATH] [--pause-image PATH]]
+//	                  [--registry] [--parent-pid N [--remove-dir]]
+//
+// --real-node adds one real node, real-node-0 (containerd, a kubelet, CNI bridge; see
+// realnode.go) and implies --registry: a local OCI registry on 127.0.0.1 (registry.go)
+// whose address is in DIR/registry.addr.
 //
 // Everything listens on 127.0.0.1 on ports chosen at runtime. When the cluster is
 // ready, the admin kubeconfig is at DIR/kubeconfig, DIR/ready holds its path, and
@@ -34,6 +39,9 @@ import (
 const (
 	startTimeout = 120 * time.Second
 	startPerNode = 150 * time.Millisecond
+	// realNodeStartTimeout: containerd, the pause image's import, the kubelet's first
+	// registration and its CNI network becoming ready.
+	realNodeStartTimeout = 120 * time.Second
 )
 
 func main() {
@@ -59,11 +67,21 @@ func run() int {
 	fs.BoolVar(&removeDir, "remove-dir", false, "delete --dir after the --parent-pid process is gone and everything stopped")
 	fs.IntVar(&nodes, "nodes", 0, fmt.Sprintf("simulated (kwok) nodes kwok-node-0..N-1, at most %d", maxNodes))
 	fs.StringVar(&nodeLabelsFlag, "node-labels", "", "labels k=v,... for every node (with --nodes)")
+	var withRegistry, withRealNode bool
+	var realOpts realNodeOptions
+	exeDir := "."
+	if self, err := os.Executable(); err == nil {
+		exeDir = filepath.Dir(self)
+	}
+	fs.BoolVar(&withRegistry, "registry", false, "run a local OCI registry on 127.0.0.1 (address in DIR/registry.addr)")
+	fs.BoolVar(&withRealNode, "real-node", false, "run one real node, "+realNodeName+" (containerd, kubelet, CNI bridge); implies --registry")
+	fs.StringVar(&realOpts.kubelet, "kubelet", filepath.Join(exeDir, "kubelet"), "kubelet binary for --real-node")
+	fs.StringVar(&realOpts.pauseImage, "pause-image", filepath.Join(exeDir, "images", "pause.tar"), "pause image archive for --real-node, imported as "+pauseImageName)
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
 	if dir == "" || fs.NArg() != 0 {
-		errorf("usage: kube-controlplane --dir DIR [--nodes N [--node-labels k=v,...]] [--parent-pid N [--remove-dir]]")
+		errorf("usage: kube-controlplane --dir DIR [--nodes N [--node-labels k=v,...]] [--real-node [--kubelet PATH] [--pause-image PATH]] [--registry] [--parent-pid N [--remove-dir]]")
 		return 2
 	}
 	if nodes < 0 || nodes > maxNodes {
@@ -78,6 +96,19 @@ func run() int {
 	if len(nodeLabels) > 0 && nodes == 0 {
 		errorf("--node-labels needs --nodes N (N > 0)")
 		return 2
+	}
+	if withRealNode {
+		withRegistry = true
+		// Children run in DIR: relative paths would name other files there.
+		for _, p := range []*string{&realOpts.kubelet, &realOpts.pauseImage} {
+			if abs, err := filepath.Abs(*p); err == nil {
+				*p = abs
+			}
+		}
+		if missing := realNodePrereqs(realOpts); missing != "" {
+			errorf("--real-node: missing on this machine: %s", missing)
+			return 1
+		}
 	}
 	absDir, err := filepath.Abs(dir)
 	if err != nil {
@@ -106,6 +137,9 @@ func run() int {
 
 	start := time.Now()
 	deadline := start.Add(startTimeout + time.Duration(nodes)*startPerNode)
+	if withRealNode {
+		deadline = deadline.Add(realNodeStartTimeout)
+	}
 
 	// Signals and parent watch cancel ctx; a second signal forces exit.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -141,6 +175,25 @@ func run() int {
 		return 1
 	}
 
+	var real *realNode
+	var apiExtra []string
+	if withRealNode {
+		if real, err = prepareRealNode(dir, realOpts); err != nil {
+			errorf("--real-node: %v", err)
+			return 1
+		}
+		// Stops the node if we return before the components own it (comps.stop stops it after).
+		defer real.stop()
+		apiExtra = real.apiserverArgs(dir)
+	}
+	var reg *localRegistry
+	if withRegistry {
+		if reg, err = startRegistry(ctx, dir); err != nil {
+			errorf("starting the registry: %v", err)
+			return 1
+		}
+	}
+
 	etcd, etcdURL, err := startEtcd(ctx, dir, deadline)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -159,7 +212,7 @@ func run() int {
 		}
 	}
 
-	api, err := startAPIServer(ctx, dir, p, etcdURL, logFile)
+	api, err := startAPIServer(ctx, dir, p, etcdURL, logFile, apiExtra)
 	if err != nil {
 		stopEtcd()
 		errorf("starting kube-apiserver: %v (see %s)", err, logPath)
@@ -186,15 +239,21 @@ func run() int {
 		return 1
 	}
 	comps, err := startComponents(ctx, dir, api.url, p, nodes, nodeLabels)
+	if err == nil && real != nil {
+		comps.real = real
+		err = real.start(ctx, dir, api.url, p, reg.addr)
+	}
 	if err == nil {
 		err = comps.wait(ctx, api.url, p, deadline, logFile)
 	}
 	if err != nil {
+		// Stopped by a signal or the parent's death, or a failure: decided before cancel().
+		stopped := ctx.Err() != nil
 		comps.stop()
 		cancel()
 		api.wait(30 * time.Second)
 		stopEtcd()
-		if ctx.Err() != nil {
+		if stopped {
 			return 0
 		}
 		errorf("cluster not ready after %s: %v", time.Since(start).Round(time.Millisecond), err)
@@ -210,8 +269,8 @@ func run() int {
 	}
 	fmt.Fprintf(os.Stdout, "READY %s\n", kubeconfig)
 	_ = os.Stdout.Sync()
-	fmt.Fprintf(logFile, "kube-controlplane: READY after %s, apiserver %s, etcd %s, %d nodes\n",
-		time.Since(start).Round(time.Millisecond), api.url, etcdURL, nodes)
+	fmt.Fprintf(logFile, "kube-controlplane: READY after %s, apiserver %s, etcd %s, %d nodes, real node %v\n",
+		time.Since(start).Round(time.Millisecond), api.url, etcdURL, nodes, real != nil)
 
 	code := 0
 	select {

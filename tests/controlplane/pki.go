@@ -82,12 +82,15 @@ const (
 	userAdmin             = "admin"
 	userControllerManager = "system:kube-controller-manager"
 	userScheduler         = "system:kube-scheduler"
+	// The real node's kubelet (--real-node), a node identity for the Node authorizer.
+	userRealNode = "system:node:" + realNodeName
 )
 
 var tokenUsers = []struct{ name, groups string }{
 	{userAdmin, "system:masters"},
 	{userControllerManager, ""},
 	{userScheduler, ""},
+	{userRealNode, "system:nodes"},
 }
 
 // ensureTokens gives every user in tokenUsers a random token in the static token
@@ -232,5 +235,63 @@ func genSAKey(keyPath, pubPath string) error {
 	return errors.Join(
 		writePEM(keyPath, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(key), 0o600),
 		writePEM(pubPath, "PUBLIC KEY", pubDER, 0o644),
+	)
+}
+
+// genLeaf signs a certificate with the CA in caCertPath/caKeyPath (made by genServing):
+// the real node's kubelet serving certificate and the apiserver's kubelet client certificate.
+// Kept when both files exist.
+func genLeaf(caCertPath, caKeyPath, certPath, keyPath string, subject pkix.Name, usage x509.ExtKeyUsage, ips []net.IP, dns []string) error {
+	if exists(certPath, keyPath) {
+		return nil
+	}
+	caPEM, err := os.ReadFile(caCertPath)
+	if err != nil {
+		return err
+	}
+	caKeyPEM, err := os.ReadFile(caKeyPath)
+	if err != nil {
+		return err
+	}
+	cb, _ := pem.Decode(caPEM)
+	kb, _ := pem.Decode(caKeyPEM)
+	if cb == nil || kb == nil {
+		return fmt.Errorf("cannot parse %s or %s", caCertPath, caKeyPath)
+	}
+	ca, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return err
+	}
+	caKey, err := x509.ParseECPrivateKey(kb.Bytes)
+	if err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now().Add(-time.Hour)
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               subject,
+		NotBefore:             now,
+		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{usage},
+		BasicConstraintsValid: true,
+		IPAddresses:           ips,
+		DNSNames:              dns,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	return errors.Join(
+		writePEM(keyPath, "EC PRIVATE KEY", keyDER, 0o600),
+		writePEM(certPath, "CERTIFICATE", der, 0o644),
 	)
 }

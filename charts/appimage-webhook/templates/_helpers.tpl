@@ -30,13 +30,20 @@ Chart label value: name-version.
 {{- end }}
 
 {{/*
-Labels of every resource.
+Labels of every resource but the two Deployments (which name their own component).
 */}}
 {{- define "appimage-webhook.labels" -}}
+{{ include "appimage-webhook.commonLabels" . }}
+app.kubernetes.io/component: admission-webhook
+{{- end }}
+
+{{/*
+Labels of every resource, without the component.
+*/}}
+{{- define "appimage-webhook.commonLabels" -}}
 helm.sh/chart: {{ include "appimage-webhook.chart" . }}
 {{ include "appimage-webhook.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/component: admission-webhook
 app.kubernetes.io/part-of: kuscia-appimage
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
@@ -50,13 +57,42 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-Name of the ServiceAccount.
+Selector labels of the admission Pods (the admission Deployment, the Service, the
+PodDisruptionBudget, the NetworkPolicy): the controllers' Pods never receive admission requests.
+*/}}
+{{- define "appimage-webhook.admissionSelectorLabels" -}}
+{{ include "appimage-webhook.selectorLabels" . }}
+app.kubernetes.io/component: admission-webhook
+{{- end }}
+
+{{/*
+Selector labels of the controllers' Pods (`--reconcile=true`, leader-elected).
+*/}}
+{{- define "appimage-webhook.controllersSelectorLabels" -}}
+{{ include "appimage-webhook.selectorLabels" . }}
+app.kubernetes.io/component: controllers
+{{- end }}
+
+{{/*
+Name of the admission ServiceAccount: reads AppImages and their revisions, writes Events only.
 */}}
 {{- define "appimage-webhook.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "appimage-webhook.fullname" .) .Values.serviceAccount.name }}
 {{- else }}
 {{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the controllers' ServiceAccount: writes only what the controllers own (RBAC in
+rbac.yaml, confined further by the ValidatingAdmissionPolicy in admission-policies.yaml).
+*/}}
+{{- define "appimage-webhook.controllersServiceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (printf "%s-controllers" (include "appimage-webhook.fullname" .)) .Values.controllers.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.controllers.serviceAccount.name }}
 {{- end }}
 {{- end }}
 

@@ -6,6 +6,7 @@
 //! Teardown: the control plane is started with `--parent-pid`, so it stops by itself when the
 //! test binary exits, whether its tests passed, failed or panicked.
 
+pub mod chart;
 pub mod pki;
 pub mod policies;
 pub mod review;
@@ -95,6 +96,113 @@ pub struct Cluster {
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 
+/// Set by [`real_node`] before the cluster starts: the cluster then also runs
+/// `--real-node` (see tests/controlplane/README.md, "The real node").
+static WITH_REAL_NODE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The real node of this test binary's cluster and the app image in its local registry.
+pub struct RealNode {
+    /// The registry, `127.0.0.1:PORT` (plain HTTP).
+    pub registry: String,
+    /// The app image's name in the registry, without tag: `127.0.0.1:PORT/appimage-test/app`.
+    pub app_name: String,
+    /// Its tag.
+    pub app_tag: String,
+    /// Its manifest digest, `sha256:…`.
+    pub app_manifest_digest: String,
+    /// Its image ID (the config digest, what the CRI reports), `sha256:…`.
+    pub app_image_id: String,
+}
+
+/// A notice that the real-node tests did not run, written to the process's stderr directly:
+/// the test harness captures `eprintln!` of passing tests, and a skip must never be silent.
+fn skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED (real node): {why}\n*** the real-node tests did not run\n"
+    );
+}
+
+/// The node name, label and taint of the real node (kube-controlplane --real-node).
+pub const REAL_NODE_NAME: &str = "real-node-0";
+pub const REAL_NODE_LABEL: &str = "appimage.kuscia.secretflow/real-node";
+
+/// The cluster of this test binary with a real node (`kube-controlplane --real-node`): must be
+/// called before anything else starts the cluster. Builds what the node needs first
+/// (`scripts/controlplane.sh build-real-node`: Debian packages when missing, the kubelet, the
+/// images), then pushes the app image to the cluster's registry. `None`, after a loud notice on
+/// stderr, only when a documented prerequisite cannot be had on this machine: not root, or the
+/// Debian packages missing with no apt-get to install them.
+pub fn real_node() -> Option<&'static RealNode> {
+    static NODE: OnceLock<Option<RealNode>> = OnceLock::new();
+    NODE.get_or_init(|| {
+        let uid = Command::new("id").arg("-u").output().expect("id -u");
+        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+            skipped(
+                "not root; kube-controlplane --real-node runs containerd and a kubelet, which need root",
+            );
+            return None;
+        }
+        let root = repo_root();
+        let build = Command::new("bash")
+            .arg(root.join("scripts/controlplane.sh"))
+            .arg("build-real-node")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/controlplane.sh build-real-node");
+        let stderr = String::from_utf8_lossy(&build.stderr);
+        if !build.status.success() && stderr.contains("and no apt-get") {
+            skipped(stderr.trim());
+            return None;
+        }
+        assert!(
+            build.status.success(),
+            "scripts/controlplane.sh build-real-node failed:\n{stderr}"
+        );
+        assert!(
+            CLUSTER.get().is_none(),
+            "real_node() must be called before the cluster is started"
+        );
+        WITH_REAL_NODE.store(true, Ordering::SeqCst);
+        let c = cluster();
+        let registry = std::fs::read_to_string(c.dir().join("registry.addr"))
+            .expect("DIR/registry.addr")
+            .trim()
+            .to_string();
+        let env_file = c.dir().join("images.env");
+        let push = Command::new("bash")
+            .arg(root.join("scripts/images.sh"))
+            .args(["push", &registry])
+            .arg(&env_file)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/images.sh push");
+        assert!(
+            push.status.success(),
+            "scripts/images.sh push failed:\n{}",
+            String::from_utf8_lossy(&push.stderr)
+        );
+        let env = std::fs::read_to_string(&env_file).expect("images.env");
+        let get = |key: &str| {
+            env.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .unwrap_or_else(|| panic!("{key} missing in {}", env_file.display()))
+                .to_string()
+        };
+        let image = get("APP_IMAGE");
+        let (name, tag) = image.rsplit_once(':').expect("APP_IMAGE is name:tag");
+        Some(RealNode {
+            registry,
+            app_name: name.to_string(),
+            app_tag: tag.to_string(),
+            app_manifest_digest: get("APP_MANIFEST_DIGEST"),
+            app_image_id: get("APP_IMAGE_ID"),
+        })
+    })
+    .as_ref()
+}
+
 /// The kube-controlplane binary: `CONTROLPLANE_BIN`, or the one `scripts/controlplane.sh build`
 /// puts in the target directory.
 pub fn controlplane_binary() -> PathBuf {
@@ -133,6 +241,11 @@ impl Cluster {
             // The static `Cluster` is never dropped, so its TempDir never deletes itself:
             // the control plane deletes it once this test process is gone.
             .arg("--remove-dir")
+            .args(
+                WITH_REAL_NODE
+                    .load(Ordering::SeqCst)
+                    .then_some("--real-node"),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::from(
                 std::fs::File::create(dir.path().join("controlplane.stderr")).expect("log"),

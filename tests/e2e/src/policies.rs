@@ -12,7 +12,8 @@ use crate::{Cluster, repo_root, text, unique, wait_until};
 pub const TEMPLATE: &str = "charts/appimage-webhook/templates/admission-policies.yaml";
 
 /// `template` as `helm template` renders it for a release whose full name is `fullname`,
-/// installed in `namespace` with ServiceAccount `sa`, labelled `app.kubernetes.io/instance`.
+/// installed in `namespace` with the controllers' ServiceAccount `sa`, labelled
+/// `app.kubernetes.io/instance`.
 pub fn render(template: &str, fullname: &str, namespace: &str, sa: &str) -> String {
     let mut out = strip_comments(template);
     let labels = "\n    app.kubernetes.io/instance: e2e";
@@ -25,7 +26,7 @@ pub fn render(template: &str, fullname: &str, namespace: &str, sa: &str) -> Stri
     for (expr, value) in [
         (r#"{{ include "appimage-webhook.fullname" . }}"#, fullname),
         (
-            r#"{{ include "appimage-webhook.serviceAccountName" . }}"#,
+            r#"{{ include "appimage-webhook.controllersServiceAccountName" . }}"#,
             sa,
         ),
         ("{{ .Release.Namespace }}", namespace),
@@ -79,7 +80,8 @@ pub struct Installed {
 /// A namespace and ServiceAccount standing for the chart's release, the policies rendered for
 /// them and applied, and a kubeconfig for the ServiceAccount. The ServiceAccount is bound to
 /// cluster-admin: what is tested here is its name, which the policy checks (the chart's
-/// least-privilege ClusterRole is tested in security.rs).
+/// least-privilege ClusterRoles, and the policy confining the controllers, are tested in
+/// controller_rights.rs).
 pub fn install(c: &Cluster) -> Installed {
     let namespace = c.namespace("appimage-system");
     let sa = "appimage-webhook".to_string();
@@ -98,14 +100,36 @@ pub fn install(c: &Cluster) -> Installed {
     // so the same tests show what they stop.
     match std::fs::read_to_string(repo_root().join(TEMPLATE)) {
         Ok(template) => {
-            let rendered = render(&template, &unique("e2e"), &namespace, &sa);
+            let fullname = unique("e2e");
+            // Not the controllers' policy: this ServiceAccount is cluster-admin and keeps its
+            // Lease in `default`, which that policy refuses; controller_rights.rs runs the
+            // webhook under it with the chart's own RBAC.
+            let confining = format!("name: {fullname}-controllers\n");
+            let all = render(&template, &fullname, &namespace, &sa);
+            let rendered: Vec<&str> = all
+                .split("\n---\n")
+                .filter(|d| !d.contains(&confining))
+                .collect();
+            let rendered = rendered.join("\n---\n");
             let file = c.dir().join(format!("{}.yaml", unique("policies")));
             std::fs::write(&file, rendered).expect("write policies");
             c.kubectl_ok(&["apply", "-f", &file.to_string_lossy()]);
         }
         Err(e) => eprintln!("{TEMPLATE}: {e}; running without the chart's policies"),
     }
-    let token = c.kubectl_ok(&["create", "token", &sa, "-n", &namespace, "--duration=24h"]);
+    let (username, kubeconfig) = service_account_kubeconfig(c, &namespace, &sa);
+    Installed {
+        username,
+        namespace,
+        sa,
+        kubeconfig,
+    }
+}
+
+/// A kubeconfig that authenticates as ServiceAccount `namespace`/`sa` (a token from the
+/// TokenRequest API), and the username the API server sees for it (checked with whoami).
+pub fn service_account_kubeconfig(c: &Cluster, namespace: &str, sa: &str) -> (String, PathBuf) {
+    let token = c.kubectl_ok(&["create", "token", sa, "-n", namespace, "--duration=24h"]);
     let kubeconfig = c.dir().join(format!("{}.kubeconfig", unique("sa")));
     std::fs::copy(c.kubeconfig(), &kubeconfig).expect("copy kubeconfig");
     // The admin kubeconfig's one user is `admin`; its token becomes the ServiceAccount's.
@@ -135,12 +159,7 @@ pub fn install(c: &Cluster) -> Installed {
         .output()
         .expect("kubectl auth whoami");
     assert_eq!(text(&who).0, username, "{:?}", text(&who));
-    Installed {
-        username,
-        namespace,
-        sa,
-        kubeconfig,
-    }
+    (username, kubeconfig)
 }
 
 /// Wait until `attempt` (a kubectl run) fails with a message containing `part`: a new policy
@@ -179,6 +198,8 @@ mod tests {
                 "ValidatingAdmissionPolicyBinding rel-appimage-webhook-revisions",
                 "ValidatingAdmissionPolicy rel-appimage-webhook-unpublish",
                 "ValidatingAdmissionPolicyBinding rel-appimage-webhook-unpublish",
+                "ValidatingAdmissionPolicy rel-appimage-webhook-controllers",
+                "ValidatingAdmissionPolicyBinding rel-appimage-webhook-controllers",
             ]
         );
         assert!(out.contains("'system:serviceaccount:ns1:sa1'"), "{out}");

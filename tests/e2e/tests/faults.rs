@@ -7,8 +7,9 @@
 //!    seconds one webhook process (A and B in turn, so the one holding the apiserver's
 //!    long-lived HTTP/2 connection is hit too) is SIGKILLed and started again. failurePolicy is Fail, so a
 //!    Pod is either stored mutated or refused with the apiserver's webhook error; every
-//!    refusal is accounted for, stored + failed = attempted, and afterwards the reconcilers
-//!    (in the webhook processes) converge to 3 Services per stored Pod.
+//!    refusal is accounted for, stored + failed = attempted, at least half the Pods are stored
+//!    and at most 10 creates fail per kill, and afterwards the reconcilers (in the webhook
+//!    processes) converge to 3 Services per stored Pod.
 //! 2. Certificate rotation under load: the serving pair is swapped every second the way a
 //!    Secret volume does it (a `..data` symlink) while clients make fresh TLS handshakes for
 //!    15 s: no handshake and no request may fail, and the new certificates are served.
@@ -37,6 +38,8 @@ const DIGEST: &str = "sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2
 const PODS: usize = 1000;
 const CONCURRENCY: usize = 20;
 const KILL_EVERY: Duration = Duration::from_secs(3);
+/// The most creates one SIGKILL may fail (issue 25: the fault-load test gets a floor).
+const FAILURES_PER_KILL: usize = 10;
 
 /// The two tests are heavy; on two cores they run one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -457,6 +460,20 @@ fn load_while_a_webhook_is_killed_and_restarted() {
         println!("  e.g. {}", e.trim());
     }
     assert!(restarts >= 3, "only {restarts} restarts during the load");
+    // A floor (issue 25, section 3): without it 1,000 failures out of 1,000 passed. A SIGKILL
+    // may fail the requests in flight on the killed process, and the API server's next calls
+    // to it until the proxy sees the port closed; no more than FAILURES_PER_KILL each.
+    assert!(
+        tally.stored.len() * 2 >= PODS,
+        "only {} of {PODS} Pods stored (at least half must be): {} failed",
+        tally.stored.len(),
+        tally.failed.len()
+    );
+    assert!(
+        tally.failed.len() <= FAILURES_PER_KILL * restarts,
+        "{} creates failed for {restarts} kills (at most {FAILURES_PER_KILL} per kill)",
+        tally.failed.len()
+    );
     assert_eq!(
         tally.stored.len() + tally.failed.len(),
         PODS,

@@ -1,6 +1,14 @@
 //! Two appimage-webhook processes on one Lease, on a real kube-apiserver: exactly one leads
-//! (runs the controllers), both serve admission, no conflicts are logged while both run, and
-//! when the leader is killed the other takes over and the objects of new Pods still converge.
+//! (runs the controllers), both serve admission, and when the leader is killed the other takes
+//! over and the objects of new Pods still converge.
+//!
+//! Double writes are detected by what reaches the API server (issue 25, section 3), not by the
+//! processes' logs: each process talks to the API server as a user of its own (impersonation in
+//! its kubeconfig), and a ValidatingAdmissionPolicy per user, in Warn mode, matches every write
+//! that user sends but its Lease's. The API server counts those matches
+//! (`apiserver_validating_admission_policy_check_total`, read from its /metrics): while both
+//! run, the standby's count stays 0 (even a no-op apply passes admission, so an identical
+//! second write is counted too), and the Services the leader wrote keep their resourceVersion.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -63,17 +71,126 @@ fn services(c: &Cluster, ns: &str, pod: &str) -> usize {
     list["items"].as_array().map_or(0, Vec::len)
 }
 
-/// Log lines that speak of a conflict: an API error's reason `Conflict` (409), a name taken
-/// (`ServiceConflict`), an object written by another at the same time.
-fn conflicts(hook: &Webhook) -> Vec<String> {
-    hook.logs()
+/// A user the API server sees for one webhook process: `kubeconfig` impersonates it (with
+/// cluster-admin rights), and the Warn policy `policy` matches its writes but Leases.
+struct Writer {
+    user: String,
+    kubeconfig: String,
+    policy: String,
+}
+
+fn writer(c: &Cluster, which: &str) -> Writer {
+    let user = unique(&format!("e2e-leader-{which}"));
+    c.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        &user,
+        "--clusterrole=cluster-admin",
+        "--user",
+        &user,
+    ]);
+    let text = std::fs::read_to_string(c.kubeconfig()).expect("kubeconfig");
+    let mut config: Value = serde_yaml_ng::from_str(&text).expect("kubeconfig YAML");
+    for u in config["users"].as_array_mut().expect("users") {
+        u["user"]["as"] = json!(user);
+    }
+    let kubeconfig = c.dir().join(format!("{user}.kubeconfig"));
+    std::fs::write(&kubeconfig, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
+    let policy = user.clone();
+    apply(
+        c,
+        &json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": policy},
+            "spec": {
+                "failurePolicy": "Ignore",
+                "matchConstraints": {"resourceRules": [{
+                    "apiGroups": ["*"], "apiVersions": ["*"],
+                    "operations": ["CREATE", "UPDATE", "DELETE"], "resources": ["*/*"]
+                }]},
+                "matchConditions": [{"name": "writer", "expression": format!(
+                    "request.userInfo.username == '{user}' && request.resource.resource != 'leases'"
+                )}],
+                "validations": [{"expression": "false", "message": format!("a write by {user}")}]
+            }
+        }),
+    );
+    apply(
+        c,
+        &json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": policy},
+            "spec": {"policyName": policy, "validationActions": ["Warn"]}
+        }),
+    );
+    Writer {
+        user,
+        kubeconfig: format!("--kubeconfig={}", kubeconfig.display()),
+        policy,
+    }
+}
+
+/// The writes of `w` the API server has counted (its policy's matches).
+fn writes(c: &Cluster, w: &Writer) -> u64 {
+    let metrics = c.kubectl_ok(&["get", "--raw", "/metrics"]);
+    let label = format!("policy=\"{}\"", w.policy);
+    metrics
         .lines()
-        .filter(|l| {
-            let l = l.to_ascii_lowercase();
-            l.contains("conflict") || l.contains("concurrently")
+        .filter(|l| l.starts_with("apiserver_validating_admission_policy_check_total{"))
+        .filter(|l| l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Wait until the API server counts `w`'s writes: a ConfigMap written as `w` is matched.
+fn counting(c: &Cluster, w: &Writer, ns: &str) {
+    let name = unique("probe");
+    let counted = wait_until(Duration::from_secs(60), || {
+        let before = writes(c, w);
+        let out = c.kubectl(&[
+            "--as",
+            &w.user,
+            "create",
+            "configmap",
+            &unique(&name),
+            "-n",
+            ns,
+        ]);
+        out.status.success() && writes(c, w) > before
+    });
+    assert!(
+        counted,
+        "the API server never counted the writes of {}",
+        w.user
+    );
+}
+
+/// The resourceVersions of the Services of `pod`, by name.
+fn versions(c: &Cluster, ns: &str, pod: &str) -> Vec<(String, String)> {
+    let sel = format!("{}={pod}", labels::POD_IDENTITY);
+    let out = c.kubectl_ok(&["get", "services", "-n", ns, "-l", &sel, "-o", "json"]);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    let mut v: Vec<(String, String)> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            (
+                s["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                s["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
         })
-        .map(str::to_string)
-        .collect()
+        .collect();
+    v.sort();
+    v
 }
 
 #[test]
@@ -83,19 +200,37 @@ fn one_leader_runs_the_controllers_and_a_standby_takes_over() {
     let tls = Tls::new(&work.path().join("tls"), "appimage-webhook");
     let signer = SigningKey::new(work.path());
     let lease = unique("leader");
-    let flags = ["--lease-name", lease.as_str(), "--lease-duration=4s"];
-    let first = Webhook::start(c, &tls, &signer.pub_dir, &flags);
-    let second = Webhook::start(c, &tls, &signer.pub_dir, &flags);
+    let (a, b) = (writer(c, "a"), writer(c, "b"));
+    let probes = c.namespace("ld-probes");
+    counting(c, &a, &probes);
+    counting(c, &b, &probes);
+    let flags = |w: &Writer| {
+        [
+            "--lease-name".to_string(),
+            lease.clone(),
+            "--lease-duration=4s".to_string(),
+            w.kubeconfig.clone(),
+        ]
+    };
+    let start = |w: &Writer| {
+        let f = flags(w);
+        let f: Vec<&str> = f.iter().map(String::as_str).collect();
+        Webhook::start(c, &tls, &signer.pub_dir, &f)
+    };
+    let first = start(&a);
+    let second = start(&b);
 
     // Exactly one leads, and the Lease names it.
     assert!(wait_until(Duration::from_secs(30), || {
         leads(&tls, &first) || leads(&tls, &second)
     }));
-    let (leader, standby) = if leads(&tls, &first) {
-        (first, second)
+    let (leader, standby, leader_w, standby_w) = if leads(&tls, &first) {
+        (first, second, &a, &b)
     } else {
-        (second, first)
+        (second, first, &b, &a)
     };
+    // Every write from here on is the controllers' (admission writes nothing).
+    let (leader_before, standby_before) = (writes(c, leader_w), writes(c, standby_w));
     assert!(!leads(&tls, &standby), "{}", readyz(&tls, &standby));
     assert!(readyz(&tls, &standby).contains("stands by"));
     let holder = c.kubectl_ok(&[
@@ -125,20 +260,49 @@ fn one_leader_runs_the_controllers_and_a_standby_takes_over() {
     img.spec.image.sign = Some(signer.sign(&payload(&img)));
     apply(c, &serde_json::to_value(&img).unwrap());
 
-    // While both run: the leader makes the Services, and nobody logs a conflict.
+    // While both run: the leader makes the Services, and the standby sends the API server no
+    // write at all, not even an identical one; nothing rewrites the Services meanwhile.
     create_pod(c, &ns, "job-0", &name);
     assert!(
         wait_until(Duration::from_secs(30), || services(c, &ns, "job-0") == 3),
         "the leader made no Services:\n{}",
         leader.logs()
     );
-    let while_both = conflicts(&leader).len() + conflicts(&standby).len();
+    let made = versions(c, &ns, "job-0");
+    // Two lease durations, with the Pod changed meanwhile (both processes see the event).
+    c.kubectl_ok(&[
+        "label",
+        "pod",
+        "job-0",
+        "-n",
+        &ns,
+        "e2e-touched=1",
+        "--overwrite",
+    ]);
+    std::thread::sleep(Duration::from_secs(8));
+    let (leader_wrote, standby_wrote) = (
+        writes(c, leader_w) - leader_before,
+        writes(c, standby_w) - standby_before,
+    );
+    eprintln!(
+        "writes counted by the API server while both ran: leader {leader_wrote}, standby {standby_wrote}"
+    );
+    assert!(
+        leader_wrote > 0,
+        "the API server counted no write of the leader ({}): is the policy counting?",
+        leader_w.user
+    );
     assert_eq!(
-        while_both,
+        standby_wrote,
         0,
-        "conflicts logged while both ran: {:?} {:?}",
-        conflicts(&leader),
-        conflicts(&standby)
+        "the standby ({}) wrote to the API server while the leader led:\n{}",
+        standby_w.user,
+        standby.logs()
+    );
+    assert_eq!(
+        versions(c, &ns, "job-0"),
+        made,
+        "the Services were rewritten while both ran"
     );
     assert!(
         !standby.logs().contains("controllers started"),
@@ -156,9 +320,8 @@ fn one_leader_runs_the_controllers_and_a_standby_takes_over() {
         standby.logs()
     );
     let takeover = killed.elapsed();
-    eprintln!(
-        "leader election: takeover {takeover:?} after the leader was killed (lease 4s); conflicts while both ran: {while_both}"
-    );
+    eprintln!("leader election: takeover {takeover:?} after the leader was killed (lease 4s)");
+    let taken_over = writes(c, standby_w);
 
     create_pod(c, &ns, "job-1", &name);
     assert!(
@@ -166,7 +329,10 @@ fn one_leader_runs_the_controllers_and_a_standby_takes_over() {
         "no Services for a Pod created after the takeover:\n{}",
         standby.logs()
     );
-    assert!(conflicts(&standby).is_empty(), "{:?}", conflicts(&standby));
+    assert!(
+        writes(c, standby_w) > taken_over,
+        "the new leader's writes never reached the API server"
+    );
     c.kubectl_ok(&[
         "delete",
         "mutatingwebhookconfiguration,validatingwebhookconfiguration",

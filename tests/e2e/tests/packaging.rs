@@ -293,9 +293,14 @@ fn helm_template_default_values() {
         kinds(&d),
         [
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
             "ClusterRoleBinding",
             "Deployment",
+            "Deployment",
             "MutatingWebhookConfiguration",
+            "NetworkPolicy",
+            "NetworkPolicy",
             "PodDisruptionBudget",
             "Role",
             "RoleBinding",
@@ -304,14 +309,18 @@ fn helm_template_default_values() {
             "Secret",
             "Service",
             "ServiceAccount",
+            "ServiceAccount",
             "ValidatingAdmissionPolicy",
             "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
             "ValidatingAdmissionPolicyBinding",
             "ValidatingAdmissionPolicyBinding",
             "ValidatingWebhookConfiguration",
         ]
     );
     let fullname = "rel-appimage-webhook";
+    let controllers = format!("{fullname}-controllers");
     for doc in &d {
         let kind = doc["kind"].as_str().unwrap();
         assert!(
@@ -334,8 +343,12 @@ fn helm_template_default_values() {
     }
 
     // Deployment: replicas, security, probes, volumes, anti-affinity.
-    let dep = one(&d, "Deployment");
+    let dep = named(&d, "Deployment", fullname).expect("the admission Deployment");
     assert_eq!(dep["spec"]["replicas"], 2);
+    assert_eq!(
+        dep["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"],
+        "admission-webhook"
+    );
     let pod = &dep["spec"]["template"]["spec"];
     let selector = &dep["spec"]["selector"]["matchLabels"];
     assert_eq!(
@@ -403,8 +416,37 @@ fn helm_template_default_values() {
     );
     assert!(!args.iter().any(|a| a.starts_with("--client-ca-file")));
     assert!(
-        !args.iter().any(|a| a.starts_with("--reconcile")),
-        "reconciles by default"
+        args.contains(&"--reconcile=false".to_string()),
+        "admission runs no controllers: {args:?}"
+    );
+    // The controllers: their own Deployment, ServiceAccount and component label, which the
+    // Service and the PodDisruptionBudget do not select; the same pod spec but for those and
+    // `--reconcile=false`.
+    let ctl = named(&d, "Deployment", &controllers).expect("the controllers' Deployment");
+    assert_eq!(ctl["spec"]["replicas"], 2);
+    let ctl_selector = &ctl["spec"]["selector"]["matchLabels"];
+    assert_eq!(ctl_selector["app.kubernetes.io/component"], "controllers");
+    assert_eq!(
+        &ctl["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"],
+        "controllers"
+    );
+    let ctl_pod = &ctl["spec"]["template"]["spec"];
+    assert_eq!(ctl_pod["serviceAccountName"], controllers.as_str());
+    let ctl_args = strs(&ctl_pod["containers"][0]["args"]);
+    assert!(
+        !ctl_args.iter().any(|a| a.starts_with("--reconcile")),
+        "the controllers reconcile: {ctl_args:?}"
+    );
+    let mut same = ctl_args.clone();
+    same.push("--reconcile=false".into());
+    same.sort();
+    let mut admission_args = args.clone();
+    admission_args.sort();
+    assert_eq!(same, admission_args);
+    assert_eq!(
+        &ctl_pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+            [0]["podAffinityTerm"]["labelSelector"]["matchLabels"],
+        ctl_selector
     );
     let volumes = pod["volumes"].as_array().unwrap();
     let secret_of = |name: &str| {
@@ -442,26 +484,67 @@ fn helm_template_default_values() {
     assert_eq!(svc["spec"]["ports"][0]["port"], 443);
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], "https");
     assert_eq!(&svc["spec"]["selector"], selector);
+    assert_eq!(selector["app.kubernetes.io/component"], "admission-webhook");
 
-    // RBAC: exactly the rules the webhook and its reconciler need.
-    let role = one(&d, "ClusterRole");
-    let mut rules: Vec<(String, String, Vec<String>)> = Vec::new();
-    for r in role["rules"].as_array().unwrap() {
-        for g in strs(&r["apiGroups"]) {
-            for res in strs(&r["resources"]) {
-                let mut verbs = strs(&r["verbs"]);
-                verbs.sort();
-                rules.push((g.clone(), res, verbs));
+    // NetworkPolicies: the admission port from anywhere by default (`networkPolicy.from`), the
+    // controllers' Pods from nowhere (`networkPolicy.metricsFrom`).
+    let np = named(&d, "NetworkPolicy", fullname).expect("admission NetworkPolicy");
+    assert_eq!(&np["spec"]["podSelector"]["matchLabels"], selector);
+    assert_eq!(
+        np["spec"]["ingress"],
+        json!([{"ports": [{"port": 8443, "protocol": "TCP"}]}])
+    );
+    let np = named(&d, "NetworkPolicy", &controllers).expect("controllers NetworkPolicy");
+    assert_eq!(&np["spec"]["podSelector"]["matchLabels"], ctl_selector);
+    assert_eq!(strs(&np["spec"]["policyTypes"]), ["Ingress"]);
+    assert_eq!(np["spec"]["ingress"], json!([]));
+
+    // RBAC: exactly the rules each ServiceAccount needs.
+    let rules_of = |role: &Value| {
+        let mut rules: Vec<(String, String, Vec<String>)> = Vec::new();
+        for r in role["rules"].as_array().unwrap() {
+            for g in strs(&r["apiGroups"]) {
+                for res in strs(&r["resources"]) {
+                    let mut verbs = strs(&r["verbs"]);
+                    verbs.sort();
+                    rules.push((g.clone(), res, verbs));
+                }
             }
+            assert!(r.get("resourceNames").is_none() && r.get("nonResourceURLs").is_none());
         }
-        assert!(r.get("resourceNames").is_none() && r.get("nonResourceURLs").is_none());
-    }
-    rules.sort();
+        rules.sort();
+        rules
+    };
     let v = |s: &[&str]| {
         let mut v: Vec<String> = s.iter().map(|s| s.to_string()).collect();
         v.sort();
         v
     };
+    // Admission reads AppImages and revisions, and writes nothing but Events.
+    let admission_role = named(&d, "ClusterRole", &format!("{fullname}-admission")).unwrap();
+    let mut want: Vec<(String, String, Vec<String>)> = vec![
+        ("".into(), "events".into(), v(&["create", "patch"])),
+        (
+            "events.k8s.io".into(),
+            "events".into(),
+            v(&["create", "patch"]),
+        ),
+        (
+            "kuscia.secretflow".into(),
+            "appimages".into(),
+            v(&["get", "list", "watch"]),
+        ),
+        (
+            "appimage.kuscia.secretflow".into(),
+            "appimagerevisions".into(),
+            v(&["get", "list", "watch"]),
+        ),
+    ];
+    want.sort();
+    assert_eq!(rules_of(admission_role), want);
+    // The controllers.
+    let role = named(&d, "ClusterRole", &controllers).unwrap();
+    let rules = rules_of(role);
     let mut want = vec![
         (
             "".to_string(),
@@ -576,14 +659,26 @@ fn helm_template_default_values() {
         lease_binding["roleRef"]["name"],
         lease_role["metadata"]["name"]
     );
-    assert_eq!(lease_binding["subjects"][0]["name"], fullname);
-    let binding = one(&d, "ClusterRoleBinding");
-    assert_eq!(binding["roleRef"]["name"], fullname);
-    assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
-    assert_eq!(binding["subjects"][0]["kind"], "ServiceAccount");
-    assert_eq!(binding["subjects"][0]["name"], fullname);
-    assert_eq!(binding["subjects"][0]["namespace"], ns);
-    assert_eq!(one(&d, "ServiceAccount")["metadata"]["name"], fullname);
+    assert_eq!(lease_binding["subjects"][0]["name"], controllers.as_str());
+    for (role, sa) in [
+        (format!("{fullname}-admission"), fullname.to_string()),
+        (controllers.clone(), controllers.clone()),
+    ] {
+        let binding = named(&d, "ClusterRoleBinding", &role).unwrap();
+        assert_eq!(binding["roleRef"]["name"], role.as_str());
+        assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
+        assert_eq!(binding["subjects"].as_array().unwrap().len(), 1);
+        assert_eq!(binding["subjects"][0]["kind"], "ServiceAccount");
+        assert_eq!(binding["subjects"][0]["name"], sa.as_str());
+        assert_eq!(binding["subjects"][0]["namespace"], ns);
+        assert!(named(&d, "ServiceAccount", &sa).is_some(), "{sa}");
+    }
+    // The policy confining the controllers' writes names their ServiceAccount.
+    let confine = named(&d, "ValidatingAdmissionPolicy", &controllers).unwrap();
+    assert_eq!(
+        confine["spec"]["matchConditions"][0]["expression"],
+        format!("request.userInfo.username == 'system:serviceaccount:{ns}:{controllers}'")
+    );
 
     // Webhook configurations: selectors, policies, the chart's Service, a caBundle.
     let mutating = one(&d, "MutatingWebhookConfiguration");
@@ -675,7 +770,14 @@ fn helm_template_value_overrides() {
         String::from_utf8(b64(&keys["data"]["release.pem"])).unwrap(),
         pem
     );
+    // reconcile: false: no controllers' Deployment, ServiceAccount, RBAC or NetworkPolicy.
     let dep = one(&d, "Deployment");
+    assert_eq!(
+        one(&d, "ServiceAccount")["metadata"]["name"],
+        "x-appimage-webhook"
+    );
+    assert!(named(&d, "ClusterRole", "x-appimage-webhook-controllers").is_none());
+    assert!(named(&d, "NetworkPolicy", "x-appimage-webhook-controllers").is_none());
     assert_eq!(dep["spec"]["replicas"], 3);
     let ctr = &dep["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(ctr["image"], "kuscia-appimage/appimage-webhook:v9.9.9");
@@ -728,7 +830,7 @@ fn helm_template_value_overrides() {
     assert!(named(&d, "Secret", "x-appimage-webhook-trusted-keys").is_none());
     // An existing seal key Secret: mounted, and the chart makes none; the policy is passed on.
     assert!(named(&d, "Secret", "x-appimage-webhook-seal-key").is_none());
-    let dep = one(&d, "Deployment");
+    let dep = named(&d, "Deployment", "x-appimage-webhook").unwrap();
     let seal = dep["spec"]["template"]["spec"]["volumes"]
         .as_array()
         .unwrap()
@@ -741,7 +843,7 @@ fn helm_template_value_overrides() {
         args.contains(&"--pod-overrides=none".to_string()),
         "{args:?}"
     );
-    let vols = &one(&d, "Deployment")["spec"]["template"]["spec"]["volumes"];
+    let vols = &dep["spec"]["template"]["spec"]["volumes"];
     let keys = vols
         .as_array()
         .unwrap()
@@ -767,8 +869,12 @@ fn the_e2e_policies_are_the_charts() {
     let template =
         std::fs::read_to_string(repo_root().join(appimage_e2e::policies::TEMPLATE)).unwrap();
     let fullname = "rel-appimage-webhook";
+    let controllers = format!("{fullname}-controllers");
     let ours = docs(&appimage_e2e::policies::render(
-        &template, fullname, ns, fullname,
+        &template,
+        fullname,
+        ns,
+        &controllers,
     ));
     // Helm orders the documents by kind; compared by kind and name, without the labels.
     let unlabelled = |d: &[Value]| -> Vec<Value> {
@@ -792,7 +898,7 @@ fn the_e2e_policies_are_the_charts() {
     .unwrap();
     assert_eq!(
         revisions["spec"]["variables"][0]["expression"],
-        format!("'system:serviceaccount:{ns}:{fullname}'")
+        format!("'system:serviceaccount:{ns}:{controllers}'")
     );
 }
 
@@ -807,11 +913,16 @@ fn helm_template_with_cert_manager() {
             "Certificate",
             "Certificate",
             "ClusterRole",
+            "ClusterRole",
             "ClusterRoleBinding",
+            "ClusterRoleBinding",
+            "Deployment",
             "Deployment",
             "Issuer",
             "Issuer",
             "MutatingWebhookConfiguration",
+            "NetworkPolicy",
+            "NetworkPolicy",
             "PodDisruptionBudget",
             "Role",
             "RoleBinding",
@@ -819,8 +930,11 @@ fn helm_template_with_cert_manager() {
             "Secret",
             "Service",
             "ServiceAccount",
+            "ServiceAccount",
             "ValidatingAdmissionPolicy",
             "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
             "ValidatingAdmissionPolicyBinding",
             "ValidatingAdmissionPolicyBinding",
             "ValidatingWebhookConfiguration",
@@ -857,15 +971,17 @@ fn helm_template_with_cert_manager() {
     for doc in d.iter().filter(|d| d["apiVersion"] == "cert-manager.io/v1") {
         assert_eq!(doc["metadata"]["namespace"], ns);
     }
-    // The webhook mounts the Secret cert-manager writes.
-    let vols = &one(&d, "Deployment")["spec"]["template"]["spec"]["volumes"];
-    let tls = vols
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "tls")
-        .unwrap();
-    assert_eq!(tls["secret"]["secretName"], serving["spec"]["secretName"]);
+    // Both Deployments mount the Secret cert-manager writes.
+    for dep in d.iter().filter(|d| d["kind"] == "Deployment") {
+        let vols = &dep["spec"]["template"]["spec"]["volumes"];
+        let tls = vols
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "tls")
+            .unwrap();
+        assert_eq!(tls["secret"]["secretName"], serving["spec"]["secretName"]);
+    }
     // CA injection instead of an inline caBundle.
     for kind in [
         "MutatingWebhookConfiguration",
@@ -977,9 +1093,20 @@ fn chart_args_run_the_real_webhook() {
         .as_str()
         .unwrap()
         .to_string();
+    // Both Deployments: admission (`--reconcile=false`) and the controllers.
+    let deployments: Vec<&Value> = d.iter().filter(|d| d["kind"] == "Deployment").collect();
+    assert_eq!(deployments.len(), 2);
+    for dep in deployments {
+        run_chart_pod(c, &d, dep, &svc, ns);
+    }
+}
+
+/// Run the webhook as `dep`'s container would, its Secrets as files, and check its probes.
+fn run_chart_pod(c: &Cluster, d: &[Value], dep: &Value, svc: &str, ns: &str) {
+    let name = dep["metadata"]["name"].as_str().unwrap_or_default();
     let dir = tempfile::tempdir().unwrap();
     // The Secrets as the kubelet would mount them.
-    let pod = &one(&d, "Deployment")["spec"]["template"]["spec"];
+    let pod = &dep["spec"]["template"]["spec"];
     let ctr = &pod["containers"][0];
     for m in ctr["volumeMounts"].as_array().unwrap() {
         let volume = pod["volumes"]
@@ -993,7 +1120,7 @@ fn chart_args_run_the_real_webhook() {
             .join(m["mountPath"].as_str().unwrap().trim_start_matches('/'));
         std::fs::create_dir_all(&mount).unwrap();
         if let Some(secret) = volume["secret"]["secretName"].as_str() {
-            let secret = named(&d, "Secret", secret).expect("a Secret of the chart");
+            let secret = named(d, "Secret", secret).expect("a Secret of the chart");
             for (file, data) in secret["data"].as_object().into_iter().flatten() {
                 std::fs::write(mount.join(file), b64(data)).unwrap();
             }
@@ -1053,11 +1180,11 @@ fn chart_args_run_the_real_webhook() {
     let log = std::fs::read_to_string(dir.path().join("webhook.log")).unwrap_or_default();
     assert!(
         exited.is_none(),
-        "the webhook exited ({exited:?}) with the chart's args {args:?}\n{log}"
+        "the webhook exited ({exited:?}) with the chart's args {args:?} ({name})\n{log}"
     );
     assert!(
         ready,
-        "/readyz never answered 200 over the chart's TLS; args {args:?}\n{log}"
+        "/readyz never answered 200 over the chart's TLS; args {args:?} ({name})\n{log}"
     );
     let (code, e) = text(&get("/healthz"));
     assert_eq!(code, "200", "/healthz: {e}");
@@ -1351,7 +1478,9 @@ fn kubeconform_validates_the_rendered_chart_offline() {
     );
 
     // It can fail: each of these is refused.
-    let dep = one(&docs(&rendered), "Deployment").clone();
+    let dep = named(&docs(&rendered), "Deployment", "kc-appimage-webhook")
+        .unwrap()
+        .clone();
     let mut bad_replicas = dep.clone();
     bad_replicas["spec"]["replicas"] = json!("two");
     let mut unknown_field = dep.clone();

@@ -230,7 +230,9 @@ fn chart_rbac_is_least_privilege() {
     let file = c.dir().join(format!("{}.yaml", unique("rbac")));
     std::fs::write(&file, &manifests).unwrap();
     c.kubectl_ok(&["apply", "-f", &file.to_string_lossy()]);
-    let sa = format!("system:serviceaccount:{ns}:{release}-appimage-webhook");
+    // Two ServiceAccounts (issue 25): the controllers', checked first, and admission's.
+    let sa = format!("system:serviceaccount:{ns}:{release}-appimage-webhook-controllers");
+    let admission = format!("system:serviceaccount:{ns}:{release}-appimage-webhook");
 
     let set = |v: &[&str]| {
         v.iter()
@@ -357,6 +359,48 @@ fn chart_rbac_is_least_privilege() {
         ),
     ] {
         assert_eq!(can_i(c, &sa, args), want, "can-i {args:?}");
+    }
+
+    // Admission: reads AppImages and their revisions, writes Events, nothing else.
+    let read = set(&["get", "list", "watch"]);
+    let expected: BTreeMap<String, BTreeSet<String>> = [
+        ("appimages.kuscia.secretflow", read.clone()),
+        ("appimagerevisions.appimage.kuscia.secretflow", read),
+        ("events", set(&["create", "patch"])),
+        ("events.events.k8s.io", set(&["create", "patch"])),
+        ("selfsubjectreviews.authentication.k8s.io", set(&["create"])),
+        (
+            "selfsubjectaccessreviews.authorization.k8s.io",
+            set(&["create"]),
+        ),
+        (
+            "selfsubjectrulesreviews.authorization.k8s.io",
+            set(&["create"]),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let ok = wait_until(Duration::from_secs(20), || {
+        granted = can_i_list(c, &admission).0;
+        granted == expected
+    });
+    println!("can-i --list for {admission}: {granted:#?}");
+    assert!(ok, "granted {granted:#?}\nexpected {expected:#?}");
+    for (args, want) in [
+        (&["get", "pods"][..], "no"),
+        (&["patch", "daemonsets.apps", "-n", "kube-system"], "no"),
+        (&["create", "deployments.apps", "-n", "kube-system"], "no"),
+        (&["create", "services", "-n", "default"], "no"),
+        (&["create", "leases.coordination.k8s.io", "-n", &ns], "no"),
+        (&["watch", "appimages.kuscia.secretflow"], "yes"),
+        (&["create", "events", "-n", "default"], "yes"),
+    ] {
+        assert_eq!(
+            can_i(c, &admission, args),
+            want,
+            "can-i {args:?} as {admission}"
+        );
     }
 }
 
