@@ -258,14 +258,18 @@ fn injection_problem(pod: &Value, image: &str) -> Option<String> {
     if status["appImage"] != image {
         return Some(format!("{name}: status names {}", status["appImage"]));
     }
-    let want = format!("secretflow/secretflow-lite-anolis8@{DIGEST}");
+    // The image id is the image ID (Kuscia): carried, never in the reference (issue 27).
+    if ann[labels::IMAGE_ID] != DIGEST {
+        return Some(format!("{name}: image id {}", ann[labels::IMAGE_ID]));
+    }
+    let want = "secretflow/secretflow-lite-anolis8:latest";
     let containers = pod["spec"]["containers"]
         .as_array()
         .cloned()
         .unwrap_or_default();
     if !containers
         .iter()
-        .any(|c| c["name"] == "secretflow" && c["image"] == want.as_str())
+        .any(|c| c["name"] == "secretflow" && c["image"] == want)
     {
         return Some(format!("{name}: no injected container"));
     }
