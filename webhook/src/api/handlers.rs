@@ -10,8 +10,9 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::error::ApiError;
 use super::{AppState, ClientCert};
-use crate::admission::{self, BadRequest, Outcome, Reply};
+use crate::admission::{self, Outcome, Reply};
 
 const MUTATE: &str = "mutate";
 const VALIDATE: &str = "validate";
@@ -27,23 +28,13 @@ pub async fn mutate(
         None => true,
     };
     if !synced {
-        let text = format!(
-            "not ready: the AppImage watch has not synced within {:?}; the request can be retried\n",
-            state.sync_wait
-        );
-        return finish(
-            &state,
-            MUTATE,
-            started,
-            Err((StatusCode::SERVICE_UNAVAILABLE, text)),
-        );
+        let not_ready = Err(ApiError::NotReady(state.sync_wait));
+        return finish(&state, MUTATE, started, not_ready);
     }
     let result = match (body, &state.catalog) {
-        (Err(rejection), _) => Err(rejected(rejection)),
+        (Err(rejection), _) => Err(rejection.into()),
         (Ok(body), Some(catalog)) => mutate_checked(&state, catalog, &body).await,
-        (Ok(body), None) => {
-            admission::noop(&body, state.noop_patch.as_deref()).map_err(bad_request)
-        }
+        (Ok(body), None) => admission::noop(&body, state.noop_patch.as_deref()).map_err(Into::into),
     };
     finish(&state, MUTATE, started, result)
 }
@@ -53,13 +44,13 @@ async fn mutate_checked(
     state: &AppState,
     catalog: &crate::catalog::Catalog,
     body: &[u8],
-) -> Result<Reply, (StatusCode, String)> {
+) -> Result<Reply, ApiError> {
     let rules = &state.pod_rules;
-    let reply = admission::mutate_with(body, catalog, state.policy, rules).map_err(bad_request)?;
+    let reply = admission::mutate_with(body, catalog, state.policy, rules)?;
     match (&reply.unresolved, &rules.registry) {
         (Some(image), Some(registry)) => {
             registry.check(image).await;
-            admission::mutate_with(body, catalog, state.policy, rules).map_err(bad_request)
+            Ok(admission::mutate_with(body, catalog, state.policy, rules)?)
         }
         _ => Ok(reply),
     }
@@ -70,11 +61,15 @@ pub async fn validate(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let result = body.map_err(rejected).and_then(|body| {
+    let result = body.map_err(ApiError::from).and_then(|body| {
         if state.catalog.is_none() {
-            return admission::noop(&body, None).map_err(bad_request);
+            return Ok(admission::noop(&body, None)?);
         }
-        admission::validate(&body, &state.trust.snapshot(), state.policy).map_err(bad_request)
+        Ok(admission::validate(
+            &body,
+            &state.trust.snapshot(),
+            state.policy,
+        )?)
     });
     finish(&state, VALIDATE, started, result)
 }
@@ -85,21 +80,13 @@ pub async fn validate_pods(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let result = body.map_err(rejected).and_then(|body| {
+    let result = body.map_err(ApiError::from).and_then(|body| {
         if state.catalog.is_none() {
-            return admission::noop(&body, None).map_err(bad_request);
+            return Ok(admission::noop(&body, None)?);
         }
-        admission::validate_pod(&body).map_err(bad_request)
+        Ok(admission::validate_pod(&body)?)
     });
     finish(&state, VALIDATE_PODS, started, result)
-}
-
-fn rejected(rejection: BytesRejection) -> (StatusCode, String) {
-    (rejection.status(), rejection.body_text())
-}
-
-fn bad_request(e: BadRequest) -> (StatusCode, String) {
-    (StatusCode::BAD_REQUEST, e.0)
 }
 
 /// Count, log one line, and turn the result into a response.
@@ -107,61 +94,42 @@ fn finish(
     state: &AppState,
     endpoint: &'static str,
     started: Instant,
-    result: Result<Reply, (StatusCode, String)>,
+    result: Result<Reply, ApiError>,
 ) -> Response {
     let elapsed = started.elapsed();
+    let outcome = match &result {
+        Ok(reply) => reply.outcome,
+        Err(_) => Outcome::Error,
+    };
+    state.metrics.observe(endpoint, outcome.as_str(), elapsed);
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
     match result {
-        Ok(reply) => {
-            state
-                .metrics
-                .observe(endpoint, reply.outcome.as_str(), elapsed);
-            if reply.signature_failed {
-                state.metrics.signature_failure();
-            }
-            // The denial reason; absent when allowed.
-            let reason = reply.response().status.message.as_str();
-            let reason = (!reason.is_empty()).then_some(reason);
-            tracing::info!(
-                endpoint,
-                uid = %reply.uid(),
-                namespace = %reply.namespace,
-                name = %reply.name,
-                appimage = reply.appimage.as_deref().unwrap_or(""),
-                outcome = reply.outcome.as_str(),
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
-                reason,
-                "admission"
-            );
-            match reply.to_json() {
-                Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
-                Err(e) => {
-                    tracing::error!(uid = %reply.uid(), "cannot encode the AdmissionReview: {e}");
-                    (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "cannot encode the AdmissionReview answer\n",
-                    )
-                        .into_response()
-                }
-            }
+        Ok(reply) => answer(state, endpoint, &reply, duration_ms),
+        Err(e) => {
+            tracing::info!(endpoint, status = e.status().as_u16(), outcome = outcome.as_str(),
+                duration_ms, error = %e, "admission request rejected");
+            e.into_response()
         }
-        Err((status, text)) => {
-            state
-                .metrics
-                .observe(endpoint, Outcome::Error.as_str(), elapsed);
-            tracing::info!(
-                endpoint,
-                status = status.as_u16(),
-                outcome = Outcome::Error.as_str(),
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
-                error = %text,
-                "admission request rejected"
-            );
-            (
-                status,
-                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                text,
-            )
-                .into_response()
+    }
+}
+
+/// The AdmissionReview answer, logged.
+fn answer(state: &AppState, endpoint: &'static str, reply: &Reply, duration_ms: f64) -> Response {
+    if reply.signature_failed {
+        state.metrics.signature_failure();
+    }
+    // The denial reason; absent when allowed.
+    let reason = reply.response().status.message.as_str();
+    let reason = (!reason.is_empty()).then_some(reason);
+    tracing::info!(endpoint, uid = %reply.uid(), namespace = %reply.namespace, name = %reply.name,
+        appimage = reply.appimage.as_deref().unwrap_or(""), outcome = reply.outcome.as_str(),
+        duration_ms, reason, "admission");
+    match reply.to_json() {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => {
+            tracing::error!(uid = %reply.uid(), "cannot encode the AdmissionReview: {e}");
+            let text = "cannot encode the AdmissionReview answer\n";
+            (StatusCode::INTERNAL_SERVER_ERROR, text).into_response()
         }
     }
 }

@@ -1,5 +1,6 @@
 //! HTTP routes: admission endpoints, probes and metrics.
 
+pub mod error;
 pub mod handlers;
 
 use std::sync::Arc;
