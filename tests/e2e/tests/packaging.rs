@@ -437,8 +437,10 @@ fn helm_template_default_values() {
         !ctl_args.iter().any(|a| a.starts_with("--reconcile")),
         "the controllers reconcile: {ctl_args:?}"
     );
+    // Admission alone checks image ids against registries (issue 27).
     let mut same = ctl_args.clone();
     same.push("--reconcile=false".into());
+    same.push("--verify-image-ids".into());
     same.sort();
     let mut admission_args = args.clone();
     admission_args.sort();
