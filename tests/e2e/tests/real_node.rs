@@ -5,6 +5,10 @@
 //!    runs; its container prints the config file the webhook rendered, and the bytes, read
 //!    through `kubectl logs` and over HTTP from the Pod IP, equal `kubectl appimage render
 //!    --show-config` for that Pod.
+//! 2. A Kuscia-style AppImage (`image.id` = the image ID, the config digest) runs, pinned by
+//!    the webhook to the manifest that has that ID; with a wrong id no Pod exists (denied,
+//!    naming both IDs); with the manifest digest as id (this project's earlier meaning) it
+//!    runs pinned, with a warning that Kuscia would refuse it.
 //! 4. An Auto Deployment on the real node rolls to the AppImage's new revision (a new config
 //!    template), and its new container prints the new config.
 //!
@@ -31,15 +35,31 @@ appimage_e2e::world_wrapper!(
 impl World {
     /// A world on the cluster with the real node; `None` when the real node's prerequisites
     /// are missing (real_node() said so loudly).
+    /// Its webhook checks image ids against the cluster's registry (`--verify-image-ids`).
     fn new(prefix: &str) -> Option<(World, &'static RealNode)> {
         let node = real_node()?;
         let shared = Shared::once(&[REVISIONS_CRD], "real");
-        Some((World(shared.world(prefix)), node))
+        let lease = format!("--lease-name={}", shared.lease);
+        let registry = format!("--insecure-registry={}", node.registry);
+        let args = [
+            lease.as_str(),
+            "--lease-duration=2s",
+            "--verify-image-ids",
+            &registry,
+        ];
+        let world = appimage_e2e::world::World::with_webhook_args(shared, prefix, &args);
+        Some((World(world), node))
     }
 
-    /// The AppImage of the app image, under this world's name, pinned to the image's manifest
-    /// digest, with `edition` in its config template; signed with the shared key.
+    /// The AppImage of the app image, under this world's name, with Kuscia's image id (the
+    /// image ID, the config digest) and `edition` in its config template; signed with the
+    /// shared key.
     fn app_image(&self, node: &RealNode, edition: &str) -> AppImage {
+        self.app_image_with_id(node, edition, &node.app_image_id)
+    }
+
+    /// [`World::app_image`] with `id` as its `spec.image.id`.
+    fn app_image_with_id(&self, node: &RealNode, edition: &str, id: &str) -> AppImage {
         let yaml = format!(
             r#"apiVersion: kuscia.secretflow/v1alpha1
 kind: AppImage
@@ -69,7 +89,6 @@ spec:
             name = self.image,
             image = node.app_name,
             tag = node.app_tag,
-            id = node.app_manifest_digest,
         );
         let mut img = manifest::appimages("real-node.yaml", &yaml)
             .expect("the test's AppImage")
@@ -213,8 +232,14 @@ fn an_appimage_pod_runs_on_the_real_node_and_reads_its_rendered_config() {
     let pod = w.ready("app");
     assert_eq!(pod["spec"]["nodeName"], REAL_NODE_NAME);
 
-    // Pulled by the digest the webhook pinned, from the local registry.
+    // Pulled by the manifest the webhook pinned (the one whose config digest is the signed
+    // image id), from the local registry; the id itself rides in the annotation, as in Kuscia.
     let pinned = format!("{}@{}", node.app_name, node.app_manifest_digest);
+    let annotations = &pod["metadata"]["annotations"];
+    assert_eq!(
+        annotations["kuscia.secretflow/image-id"],
+        node.app_image_id.as_str()
+    );
     assert_eq!(pod["spec"]["containers"][0]["image"], pinned.as_str());
     let status = &pod["status"]["containerStatuses"][0];
     assert_eq!(status["imageID"], pinned.as_str(), "{status}");
@@ -247,6 +272,76 @@ fn an_appimage_pod_runs_on_the_real_node_and_reads_its_rendered_config() {
     assert_eq!(
         exec.stdout, rendered,
         "kubectl exec cat vs render --show-config"
+    );
+}
+
+/// A bare Pod of the world's AppImage on the real node: `kubectl create`'s output.
+fn create_pod(w: &World, name: &str) -> std::process::Output {
+    let (tolerations, selector) = on_real_node();
+    let file = w.work.path().join(format!("{name}.json"));
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": w.ns,
+                     "labels": {"kuscia.secretflow/app-image": w.image}},
+        "spec": {"containers": [], "tolerations": tolerations, "nodeSelector": selector,
+                 "terminationGracePeriodSeconds": 1}
+    });
+    std::fs::write(&file, pod.to_string()).expect("pod file");
+    w.c.kubectl(&["create", "-f", &file.to_string_lossy()])
+}
+
+#[test]
+fn the_image_id_means_the_image_id_and_a_wrong_one_never_runs() {
+    let Some((w, node)) = World::new("rn-id") else {
+        return;
+    };
+    // Another image under the same tag (Kuscia #774): the signed id is not what the tag holds.
+    let other = format!("sha256:{}", "e".repeat(64));
+    w.apply_image(&w.app_image_with_id(node, "one", &other));
+    w.revision(1);
+    let denied = create_pod(&w, "wrong");
+    let (_, err) = text(&denied);
+    assert!(
+        !denied.status.success(),
+        "a Pod of a wrong image id was created"
+    );
+    assert!(
+        err.contains(&format!(
+            "spec.image.id {other} is not the image ID of {}:{}",
+            node.app_name, node.app_tag
+        )) && err.contains(&node.app_image_id)
+            && err.contains(&node.app_manifest_digest),
+        "{err}"
+    );
+    let stored = w.c.kubectl(&["get", "pod", "wrong", "-n", &w.ns]);
+    assert!(!stored.status.success(), "the denied Pod exists");
+
+    // The manifest digest as id (this project's earlier meaning): still the signed bytes, so it
+    // runs pinned, and every admission warns that Kuscia's node agent would refuse it.
+    w.apply_image(&w.app_image_with_id(node, "one", &node.app_manifest_digest));
+    w.revision(2);
+    let created = create_pod(&w, "legacy");
+    let (_, err) = text(&created);
+    assert!(created.status.success(), "{err}");
+    assert!(
+        err.contains("is the manifest digest")
+            && err.contains(&format!("--image-id {}", node.app_image_id)),
+        "no warning: {err}"
+    );
+    let pod = w.ready("legacy");
+    let pinned = format!("{}@{}", node.app_name, node.app_manifest_digest);
+    assert_eq!(pod["spec"]["containers"][0]["image"], pinned.as_str());
+
+    // Kuscia's meaning: runs, pinned to the manifest that has the ID.
+    w.apply_image(&w.app_image(node, "one"));
+    w.revision(3);
+    let created = create_pod(&w, "kuscia");
+    assert!(created.status.success(), "{:?}", text(&created));
+    let pod = w.ready("kuscia");
+    assert_eq!(pod["spec"]["containers"][0]["image"], pinned.as_str());
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["imageID"],
+        pinned.as_str()
     );
 }
 

@@ -105,7 +105,7 @@ spec:
 "#,
         image = node.app_name,
         tag = node.app_tag,
-        id = node.app_manifest_digest,
+        id = node.app_image_id,
     );
     let mut img = manifest::appimages("chart.yaml", &yaml)
         .expect("the test's AppImage")
@@ -158,6 +158,9 @@ fn the_chart_runs_the_webhook_from_its_image_on_the_real_node() {
             "nodeSelector": {REAL_NODE_LABEL: "true"},
             "tolerations": [{"key": REAL_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}],
             "trustedKeys": {"keys": {"sign.pem": public}},
+            // The registry listens on the host's loopback, which Pods cannot reach; the image
+            // id check runs in real_node.rs, from a webhook on the host.
+            "imageIds": {"verify": false},
         }),
     );
     let helm = target_dir().join("controlplane/helm");
@@ -252,11 +255,16 @@ fn the_chart_runs_the_webhook_from_its_image_on_the_real_node() {
     );
     c.kubectl_ok(&["apply", "-f", &pod.to_string_lossy()]);
     let injected = get_json(&["pod", "on-kwok", "-n", &ns]);
-    let pinned = format!("{}@{}", node.app_name, node.app_manifest_digest);
+    // Without the registry check the Pod names name:tag and carries the image id (Kuscia).
+    let named = format!("{}:{}", node.app_name, node.app_tag);
     assert_eq!(
         injected["spec"]["containers"][0]["image"],
-        pinned.as_str(),
+        named.as_str(),
         "{injected}"
+    );
+    assert_eq!(
+        injected["metadata"]["annotations"]["kuscia.secretflow/image-id"],
+        node.app_image_id.as_str()
     );
     let ok = wait_until(WAIT, || {
         get_json(&["pod", "on-kwok", "-n", &ns])["spec"]["nodeName"] == node_name(0).as_str()
