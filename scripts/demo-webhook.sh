@@ -16,8 +16,14 @@ printf 'subjectAltName=IP:127.0.0.1\n' >"$tls/san.ext"
 openssl x509 -req -in "$tls/tls.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial \
   -out "$tls/tls.crt" -days 1 -extfile "$tls/san.ext" 2>/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# With the cluster's registry, image ids are checked there (the demo AppImage on the real node).
+registry_args=()
+if [ -f "$dir/cluster/registry.addr" ]; then
+  registry_args=(--verify-image-ids --insecure-registry "$(cat "$dir/cluster/registry.addr")")
+fi
 appimage-webhook --listen "127.0.0.1:$port" --tls-cert-file "$tls/tls.crt" --tls-key-file "$tls/tls.key" \
-  --trusted-keys-dir "$keys/trusted" --kubeconfig "$KUBECONFIG" --log-format text >"$dir/webhook.log" 2>&1 &
+  --trusted-keys-dir "$keys/trusted" --kubeconfig "$KUBECONFIG" --log-format text "${registry_args[@]}" \
+  >"$dir/webhook.log" 2>&1 &
 pids+=("$!")
 for _ in $(seq 1 100); do
   curl -sf --cacert "$tls/ca.crt" "https://127.0.0.1:$port/readyz" >/dev/null && break

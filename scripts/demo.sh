@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The demo: a whole cluster on loopback (kube-apiserver + etcd, kube-controller-manager,
 # kube-scheduler and 3 simulated kwok nodes), the AppImage CRD, the seed walkthrough through
-# `kubectl appimage`, then a Deployment of the seed AppImage running on the nodes. Interactive
-# runs stay up until Ctrl-C; set DEMO_NO_WAIT=1 to stop at the end.
+# `kubectl appimage`, then a Deployment of the seed AppImage running on the nodes, and a Pod of
+# a demo AppImage really running on a real node (containerd + kubelet, when this machine can run
+# one; otherwise one line says why and the demo goes on with kwok). Interactive runs stay up
+# until Ctrl-C; set DEMO_NO_WAIT=1 to stop at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -25,11 +27,21 @@ for b in kubectl-appimage appimage-webhook; do
 done
 export PATH="$dir/bin:$PATH"
 
-say "Starting a v1.33 cluster in $dir: apiserver + etcd, controller-manager, scheduler, 3 kwok nodes"
-"$cp_bin" --dir "$dir/cluster" --nodes 3 --node-labels appimage.demo/pool=demo --parent-pid $$ \
-  >"$dir/controlplane.out" 2>"$dir/controlplane.log" &
-cp_pid=$!
-pids=("$cp_pid")
+# The real node (containerd, kubelet, a CNI bridge, a local registry) when this machine can.
+real=()
+if scripts/controlplane.sh build-real-node >/dev/null 2>"$dir/real-node-build.log"; then
+  real=(--real-node)
+else
+  echo "real node: cannot be built here ($(tail -n 1 "$dir/real-node-build.log")); going on with kwok only"
+fi
+start_cluster() {
+  "$cp_bin" --dir "$dir/cluster" --nodes 3 --node-labels appimage.demo/pool=demo "${real[@]}" \
+    --parent-pid $$ >"$dir/controlplane.out" 2>"$dir/controlplane.log" &
+  cp_pid=$!
+  pids=("$cp_pid")
+}
+say "Starting a v1.33 cluster in $dir: apiserver + etcd, controller-manager, scheduler, 3 kwok nodes${real:+, a real node}"
+start_cluster
 cleanup() {
   trap - EXIT INT TERM
   printf '\nStopping...\n'
@@ -41,7 +53,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 for _ in $(seq 1 120); do
   grep -q '^READY ' "$dir/controlplane.out" 2>/dev/null && break
-  kill -0 "$cp_pid" 2>/dev/null || { cat "$dir/controlplane.log" >&2; exit 1; }
+  if ! kill -0 "$cp_pid" 2>/dev/null; then
+    [ ${#real[@]} -gt 0 ] || { cat "$dir/controlplane.log" >&2; exit 1; }
+    echo "real node: could not start ($(grep -v '^\s*$' "$dir/controlplane.log" | tail -n 1)); going on with kwok only"
+    real=()
+    rm -rf "$dir/cluster"
+    start_cluster
+  fi
   sleep 1
 done
 grep -q '^READY ' "$dir/controlplane.out" || { echo "the cluster was not ready in 120 s" >&2; cat "$dir/controlplane.log" >&2; exit 1; }
@@ -108,10 +126,64 @@ YAML
   run kubectl get endpointslices -l "$sel"
 }
 
+# A demo AppImage on the app image (tests/controlplane/images: prints its config files and
+# serves them over HTTP), Kuscia-style: image.id is the image ID. The webhook checks it against
+# the cluster's registry and pins the Pod to the manifest that has it; the Pod really runs.
+demo_real_node() {
+  say "A Pod of a demo AppImage, running for real on real-node-0"
+  local registry; registry=$(cat "$dir/cluster/registry.addr")
+  run scripts/images.sh push "$registry" "$dir/images.env"
+  # shellcheck source=/dev/null
+  . "$dir/images.env"
+  cat >"$dir/demo-app.yaml" <<YAML
+apiVersion: kuscia.secretflow/v1alpha1
+kind: AppImage
+metadata: {name: demo-app}
+spec:
+  image: {name: "${APP_IMAGE%:*}", tag: "${APP_IMAGE##*:}", id: "$APP_IMAGE_ID"}
+  configTemplates:
+    app.conf: |
+      greeting: hello from a real container
+      domain: {{.KUSCIA_DOMAIN_ID}}
+      task: "{{.TASK_ID}}"
+  deployTemplates:
+    - name: app
+      spec:
+        containers:
+          - name: app
+            configVolumeMounts: [{mountPath: /etc/app/app.conf, subPath: app.conf}]
+        restartPolicy: Always
+YAML
+  cat "$dir/demo-app.yaml"
+  kubectl appimage sign -f "$dir/demo-app.yaml" --key "$keys/appimage.key" >"$dir/demo-app.signed.yaml"
+  run kubectl appimage apply -f "$dir/demo-app.signed.yaml"
+  cat >"$dir/demo-pod.yaml" <<'YAML'
+apiVersion: v1
+kind: Pod
+metadata:
+  name: demo-app
+  labels: {kuscia.secretflow/app-image: demo-app}
+  annotations: {appimage.kuscia.secretflow/task-id: demo-real}
+spec:
+  containers: []
+  nodeSelector: {appimage.kuscia.secretflow/real-node: "true"}
+  tolerations: [{key: appimage.kuscia.secretflow/real-node, operator: Exists, effect: NoSchedule}]
+YAML
+  run kubectl create -f "$dir/demo-pod.yaml"
+  run kubectl wait --for=condition=Ready pod/demo-app --timeout=120s
+  run kubectl get pod demo-app -o custom-columns='NAME:.metadata.name,NODE:.spec.nodeName,IP:.status.podIP,IMAGE:.spec.containers[0].image,IMAGE-ID:.metadata.annotations.kuscia\.secretflow/image-id'
+  local ip; ip=$(kubectl get pod demo-app -o jsonpath='{.status.podIP}')
+  say "Its rendered config, from the container itself (curl to the Pod IP on the node's bridge)"
+  run curl -s "http://$ip:8080/app.conf"
+}
+
 if [ -f scripts/demo-webhook.sh ]; then
   # shellcheck source=/dev/null
   . scripts/demo-webhook.sh
   demo_deployment
+  if [ ${#real[@]} -gt 0 ]; then
+    demo_real_node || echo "real node: the demo Pod did not run (see kubectl describe pod demo-app); the rest stands"
+  fi
 fi
 
 say "Explore it yourself"
