@@ -1,6 +1,9 @@
 //! Pure core of kubectl-appimage: the AppImage types, the config renderer, and the
 //! Pod / Service / NetworkPolicy builders. No network IO lives here, so every rule can be
-//! tested without a cluster; the plugin and the webhook are thin shells around it.
+//! tested without a cluster; the plugin and the webhook are thin shells around it. The one
+//! exception to "no IO at all" is [`trusted_keys`]: the scan of a local key directory, kept here
+//! so that `kubectl appimage verify --keys-dir` and the webhook's `--trusted-keys-dir` read the
+//! same files in the same order (it reads files only; what a broken key means is the caller's).
 
 pub mod admitted;
 pub mod batch;
