@@ -208,7 +208,7 @@ impl Request {
             })?,
         };
         let missing = match get(labels::OPT_STRICT).as_deref() {
-            None | Some("false") | Some("") => MissingKey::Empty,
+            None | Some("false" | "") => MissingKey::Empty,
             Some("true") => MissingKey::Error,
             Some(other) => {
                 return Err(InjectionError::Option {

@@ -334,7 +334,7 @@ pub fn step(policy: Policy, acted: Option<i64>, runs: Option<i64>, current: i64)
 /// The policy an update-policy annotation value names (absent: Auto).
 pub fn policy(value: Option<&str>) -> Result<Policy, String> {
     match value.map(str::trim) {
-        None | Some("") | Some("Auto") => Ok(Policy::Auto),
+        None | Some("" | "Auto") => Ok(Policy::Auto),
         Some("Manual") => Ok(Policy::Manual),
         Some(other) => Err(format!(
             "annotation {}={other:?}: use Auto or Manual",

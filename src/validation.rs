@@ -87,7 +87,7 @@ pub fn validate(image: &AppImage) -> Vec<FieldError> {
         );
     }
 
-    for (file, text) in image.spec.config_templates.iter() {
+    for (file, text) in &image.spec.config_templates {
         let path = format!("spec.configTemplates[{file:?}]");
         errs.check(&path, naming::config_file_name_error(file));
         if let Err(e) = Template::parse(file, text) {

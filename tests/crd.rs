@@ -1,5 +1,8 @@
 //! The committed CRD is exactly what the Rust types generate.
 
+// Tests unwrap: a panic is their failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use appimage::resource::crd_yaml;
 
 const COMMITTED: &str = "charts/appimage-webhook/crds/appimages.kuscia.secretflow.yaml";

@@ -1,5 +1,8 @@
 //! The committed AppImageRevision CRD is exactly what the Rust type generates.
 
+// Tests unwrap: a panic is their failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 const COMMITTED: &str =
     "charts/appimage-webhook/crds/appimagerevisions.appimage.kuscia.secretflow.yaml";
 

@@ -2,6 +2,9 @@
 //! Regenerate after an intended change with `UPDATE_GOLDEN=1 cargo test --test golden`,
 //! then review the diff.
 
+// Tests unwrap: a panic is their failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use appimage::injection::{Request, inject};
 use appimage::labels;
 use appimage::manifest;

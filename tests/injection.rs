@@ -1,5 +1,8 @@
 //! The shared injection path on the seed examples: Pod, config files, Services, policies.
 
+// Tests unwrap: a panic is their failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 
 use appimage::injection::{Request, Status, inject, pod_name};

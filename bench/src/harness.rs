@@ -195,6 +195,10 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     // Fields after the name are numbered from 3.
     let (utime, stime) = (ticks(14 - 3)?, ticks(15 - 3)?);
     // SAFETY: sysconf only reads a configuration value.
+    #[allow(
+        unsafe_code,
+        reason = "the one libc call, no Rust API for the clock tick"
+    )]
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     anyhow::ensure!(per_second > 0, "sysconf(_SC_CLK_TCK) failed");
     Ok((utime + stime) as f64 / per_second as f64)

@@ -151,7 +151,7 @@ pub fn describe(image: &AppImage) -> String {
     } else {
         d.section(0, "Deploy Templates");
     }
-    for t in image.spec.deploy_templates.iter() {
+    for t in &image.spec.deploy_templates {
         template(&mut d, t);
     }
     tabwrite(&d.0, 2)

@@ -1,5 +1,8 @@
 //! The built `kubectl-appimage` binary, offline only: nothing here contacts a cluster.
 
+// Tests unwrap: a panic is their failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

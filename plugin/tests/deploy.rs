@@ -1,6 +1,9 @@
 //! `kubectl appimage deploy -f FILE --dry-run=client`: the built binary, offline only. The
 //! kubeconfig points nowhere, so any cluster call would fail the test.
 
+// Tests unwrap: a panic is their failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -2,6 +2,9 @@
 //! spec.image, re-signing with `--key` (checked by `verify`), the digest as id, the recorded
 //! change, and each refusal's message.
 
+// Tests unwrap: a panic is their failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

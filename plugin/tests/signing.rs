@@ -1,6 +1,9 @@
 //! `keygen`, `payload`, `sign` and `verify` through the built binary, offline only, and
 //! their interoperability with the real `openssl` command.
 
+// Tests unwrap: a panic is their failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

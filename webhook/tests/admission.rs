@@ -1,6 +1,9 @@
 //! /mutate and /validate on AdmissionReview fixtures, against the webhook's AppImage store filled
 //! with real AppImages signed by `openssl`.
 
+// Tests unwrap: a panic is their failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;

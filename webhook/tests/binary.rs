@@ -1,6 +1,9 @@
 //! The binary itself: `listening on ADDR` on stdout, JSON logs, --noop answers, and a clean
 //! exit 0 on SIGTERM.
 
+// Tests unwrap: a panic is their failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -111,12 +114,9 @@ async fn noop_binary_serves_and_exits_zero_on_sigterm() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let status = match status {
-        Some(s) => s,
-        None => {
-            let _ = child.kill();
-            panic!("the server did not exit after SIGTERM");
-        }
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("the server did not exit after SIGTERM");
     };
     assert!(status.success(), "{status:?}");
 }

@@ -1,6 +1,9 @@
 //! The server in-process over real TLS: certificate rotation through a Secret-style `..data`
 //! symlink swap, mTLS, /metrics, /readyz, and graceful shutdown.
 
+// Tests unwrap: a panic is their failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;

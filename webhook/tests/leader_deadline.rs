@@ -1,6 +1,9 @@
 //! A leader whose Lease renewals fail stops leading before its Lease expires (issue 25, no
 //! split brain), against an API server whose Lease writes can be blocked while reads go on.
 
+// Tests unwrap: a panic is their failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,9 @@
 //! Pods stay as admitted, at the handler: /mutate seals what it injects and applies the
 //! pod-overrides policy; /validate-pods refuses the UPDATEs that would undo admission.
 
+// Tests unwrap: a panic is their failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use appimage::admitted::{self, SealKey};

@@ -1,6 +1,9 @@
 //! Serving behaviour over plain HTTP (`--insecure-http`): in-flight requests survive a
 //! graceful shutdown, and a stalled request is cut off by the request timeout.
 
+// Tests unwrap: a panic is their failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

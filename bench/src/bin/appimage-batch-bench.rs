@@ -135,13 +135,16 @@ async fn add_nodes(client: &Client, n: usize, limit: Duration) -> anyhow::Result
     let names: Vec<String> = (0..n).map(|i| format!("edge-{i:04}")).collect();
     let creates = names.iter().map(|name| {
         let api = api.clone();
-        let node: Node = serde_json::from_value(json!({
+        let node = serde_json::from_value::<Node>(json!({
             "metadata": {"name": name, "labels": {GROUP: "yes"},
                          "annotations": {"kwok.x-k8s.io/node": "fake"}},
             "spec": {"taints": [{"key": "bench.appimage/isolated", "effect": "NoSchedule"}]}
-        }))
-        .expect("a Node");
-        async move { api.create(&PostParams::default(), &node).await.map(|_| ()) }
+        }));
+        async move {
+            let node = node.map_err(|e| anyhow::anyhow!("the bench's Node: {e}"))?;
+            api.create(&PostParams::default(), &node).await?;
+            anyhow::Ok(())
+        }
     });
     let results: Vec<_> = futures::stream::iter(creates)
         .buffer_unordered(32)

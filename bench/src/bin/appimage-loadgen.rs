@@ -81,11 +81,17 @@ fn main() -> ExitCode {
             .map(|n| n.get().min(4))
             .unwrap_or(2)
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .enable_all()
         .build()
-        .expect("tokio runtime");
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("appimage-loadgen: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = LoadConfig {
         url: cli.url,
         ca: cli.ca,
@@ -106,9 +112,10 @@ fn main() -> ExitCode {
     match runtime.block_on(loadgen::run(config)) {
         Ok(report) => {
             if cli.json {
+                // A Report is plain data: it always serializes.
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&report).expect("a report serializes")
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
                 );
             } else {
                 println!("{}", Report::table_header());

@@ -207,6 +207,10 @@ where
     }
 
     /// A stream of the objects changed, for one controller.
+    #[allow(
+        clippy::expect_used,
+        reason = "store_shared always makes a subscribable writer"
+    )]
     pub fn subscribe(&self) -> ReflectHandle<K> {
         self.writer
             .subscribe()

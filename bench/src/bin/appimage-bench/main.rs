@@ -104,8 +104,12 @@ async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     // On SIGINT/SIGTERM the run is dropped, which kills every process it started.
     let stopped = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => "SIGINT",
             _ = term.recv() => "SIGTERM",

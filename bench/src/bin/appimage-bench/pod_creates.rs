@@ -240,6 +240,7 @@ async fn preinjected(pods: &Api<Pod>) -> anyhow::Result<Pod> {
 }
 
 /// A Pod with one container, as a user would write it; `labelled` asks for the seed AppImage.
+#[allow(clippy::expect_used, reason = "a constant Pod shape")]
 fn pod(namespace: &str, labelled: bool) -> Pod {
     let name = "probe";
     let mut meta = json!({"name": name, "namespace": namespace});
