@@ -761,3 +761,54 @@ fn usage_errors_exit_1() {
         assert!(!r.stdout.is_empty() && r.stderr.is_empty(), "{args:?}");
     }
 }
+
+/// Issue 27: offline output names `name:tag` (the image id is Kuscia's image ID, which names no
+/// manifest) and says on stderr what only the webhook, with the registry, can know.
+#[test]
+fn offline_output_names_name_tag_and_says_what_it_cannot_know_of_an_image_id() {
+    let id = format!("sha256:{}", "c".repeat(64));
+    let text = example_text("secretflow-image.yaml").replacen(
+        "    tag: \"latest\"\n",
+        &format!("    tag: \"latest\"\n    id: \"{id}\"\n"),
+        1,
+    );
+    assert!(
+        text.contains(&id),
+        "the example's image has no tag line to pin"
+    );
+    let text = text
+        .lines()
+        .filter(|l| {
+            !l.trim_start().starts_with("id: d4ffa") && !l.trim_start().starts_with("sign:")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (_dir, file) = temp("pinned.yaml", &text);
+    let r = run(&["render", "-f", path(&file), "-o", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc: Value = serde_json::from_str(&r.stdout).expect("JSON");
+    assert_eq!(
+        doc["pod"]["spec"]["containers"][0]["image"],
+        "secretflow/secretflow-lite-anolis8:latest"
+    );
+    assert_eq!(
+        doc["pod"]["metadata"]["annotations"]["kuscia.secretflow/image-id"],
+        id.as_str()
+    );
+    assert!(
+        r.stderr
+            .contains(&format!("Note: spec.image.id {id} is the image ID"))
+            && r.stderr.contains("--verify-image-ids"),
+        "{}",
+        r.stderr
+    );
+    // An id that is not a digest is not checked, so nothing is said.
+    let plain = run(&[
+        "render",
+        "-f",
+        path(&example("secretflow-image.yaml")),
+        "-o",
+        "json",
+    ]);
+    assert!(!plain.stderr.contains("Note:"), "{}", plain.stderr);
+}
