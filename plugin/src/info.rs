@@ -18,8 +18,16 @@ pub struct VersionArgs {
     pub output: Option<VersionOutput>,
 }
 
+/// All three CRDs the plugin and the webhook use, as one YAML stream for `kubectl apply -f -`:
+/// AppImages, their revisions, and BatchDeployments.
 pub fn crd() -> Result<()> {
-    println(&appimage::resource::crd_yaml())
+    let docs = [
+        appimage::resource::crd_yaml(),
+        appimage::revision::crd_yaml(),
+        appimage::batch::crd_yaml(),
+    ];
+    let text: Vec<&str> = docs.iter().map(|d| d.trim_end()).collect();
+    println(&text.join("\n---\n"))
 }
 
 pub fn version_text() -> String {

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use serde::Deserialize;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kubectl-appimage");
@@ -687,12 +688,25 @@ fn an_unknown_context_lists_the_real_ones() {
 }
 
 #[test]
-fn crd_is_the_appimage_definition() {
+fn crd_prints_all_three_definitions() {
     let out = ok(&["crd"]);
-    let doc: Value = serde_yaml_ng::from_str(&out).expect("CRD YAML");
-    assert_eq!(doc["kind"], "CustomResourceDefinition");
-    assert_eq!(doc["metadata"]["name"], "appimages.kuscia.secretflow");
-    assert_eq!(doc["spec"]["names"]["shortNames"][0], "aimg");
+    let docs: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&out)
+        .map(|d| Value::deserialize(d).expect("CRD YAML"))
+        .collect();
+    let names: Vec<&str> = docs
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "appimages.kuscia.secretflow",
+            "appimagerevisions.appimage.kuscia.secretflow",
+            "batchdeployments.appimage.kuscia.secretflow"
+        ]
+    );
+    assert!(docs.iter().all(|d| d["kind"] == "CustomResourceDefinition"));
+    assert_eq!(docs[0]["spec"]["names"]["shortNames"][0], "aimg");
 }
 
 #[test]
