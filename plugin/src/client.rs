@@ -338,7 +338,11 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let line = format!("{} {}", request.method(), request.uri());
+        let line = format!(
+            "{} {}",
+            request.method(),
+            clean_uri(&request.uri().to_string())
+        );
         let start = Instant::now();
         let response = self.0.call(request);
         Box::pin(async move {
@@ -350,6 +354,20 @@ where
             }
             result
         })
+    }
+}
+
+/// The URL as kubectl logs it: kube's query builder leaves an empty first parameter
+/// (`appimages?&limit=2`) or a lone `?`; the request itself is unaffected.
+fn clean_uri(uri: &str) -> String {
+    let Some((path, query)) = uri.split_once('?') else {
+        return uri.to_string();
+    };
+    let params: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+    if params.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", params.join("&"))
     }
 }
 
@@ -443,6 +461,15 @@ pub fn server_error(e: kube::Error, server: &str, context: &str) -> anyhow::Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logged_urls_are_clean() {
+        let u = "https://h/apis/kuscia.secretflow/v1alpha1/appimages";
+        assert_eq!(clean_uri(&format!("{u}?&limit=2")), format!("{u}?limit=2"));
+        assert_eq!(clean_uri(&format!("{u}?")), u);
+        assert_eq!(clean_uri(&format!("{u}?a=1&&b=2")), format!("{u}?a=1&b=2"));
+        assert_eq!(clean_uri(u), u);
+    }
     use kube::core::Status;
 
     fn status(code: u16, reason: &str, message: &str) -> kube::Error {
