@@ -99,7 +99,8 @@ pub struct Cli {
     /// uses it to measure what a patch of that size costs the stack, with no handler work.
     #[arg(long, requires = "noop", value_name = "FILE")]
     pub noop_patch: Option<PathBuf>,
-    /// Create the Services and NetworkPolicies injected Pods call for (`--reconcile=false` to leave it to another process).
+    /// Run the controllers (Services and NetworkPolicies, revisions, rollouts, start, batch) beside
+    /// admission; `--reconcile=false` runs admission alone (the chart's admission Deployment).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub reconcile: bool,
     /// Run the controllers only while holding a Lease, so that of several replicas exactly one
