@@ -265,6 +265,9 @@ fn workload_row(w: &Workload, current: &Current) -> Row {
         notes.retain(|n| n != "Suspended");
     }
     let rolled = !matches!(w, Workload::Job(_));
+    // A finished Job runs nothing: it is not outdated, whatever revision it ran.
+    let finished = notes.iter().any(|n| n == "Complete" || n == "Failed");
+    let outdated = outdated && !finished;
     let value = meta.annotations.as_ref().and_then(|a| a.get(UPDATE_POLICY));
     let update_policy = match policy(value.map(String::as_str)) {
         Ok(p) => rolled.then(|| format!("{p:?}")),
@@ -284,7 +287,8 @@ fn workload_row(w: &Workload, current: &Current) -> Row {
         ready,
         outdated,
         stopped,
-        start_at: start_at.map(|t| t.to_string()),
+        // As kubectl prints times: whole seconds, UTC.
+        start_at: start_at.map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
         update_policy,
         notes,
     }
@@ -604,6 +608,33 @@ mod tests {
             ..Default::default()
         };
         (image, revs, objects)
+    }
+
+    #[test]
+    fn a_finished_job_is_not_outdated_and_times_have_whole_seconds() {
+        let (image, revs, mut objects) = world();
+        let mut done = deployed(
+            &image,
+            DeployOptions {
+                start_at: Some("2026-12-02T01:00:00.123456789Z".parse().unwrap()),
+                ..opts(Kind::Job, "done", "a")
+            },
+            json!({"conditions": [{"type": "Complete", "status": "True"}]}),
+        );
+        done["spec"]["template"]["metadata"]["annotations"][workload::REVISION_HASH] =
+            json!("old-hash");
+        let mut running = done.clone();
+        running["metadata"]["name"] = json!("running");
+        running["status"] = json!({});
+        objects.jobs = vec![from(done), from(running)];
+        let r = report(&image, &revs, &objects);
+        let row = |name: &str| r.workloads.iter().find(|w| w.name == name).unwrap();
+        assert!(!row("done").outdated, "a Complete Job shown as Outdated");
+        assert!(row("running").outdated);
+        assert_eq!(
+            row("running").start_at.as_deref(),
+            Some("2026-12-02T01:00:00Z")
+        );
     }
 
     #[test]
