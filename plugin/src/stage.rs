@@ -49,6 +49,9 @@ pub fn run(
     }
     block_on(async {
         let cluster = Cluster::connect(global).await?;
+        if let Some(replacement) = replaced_by {
+            check_replacement(&cluster, replacement).await?;
+        }
         let mut failed = false;
         for name in &args.names {
             let result = move_one(&cluster, name, stage, replaced_by, dry == DryRun::Server);
@@ -64,6 +67,16 @@ pub fn run(
         }
         if failed { Err(reported()) } else { Ok(()) }
     })
+}
+
+/// A replacement must exist: users are sent to it by every deprecation warning.
+async fn check_replacement(cluster: &Cluster, replacement: &str) -> Result<()> {
+    if cluster.get_opt(replacement).await?.is_none() {
+        anyhow::bail!(
+            "--replaced-by {replacement:?}: no AppImage of that name exists; create it first (kubectl appimage apply -f FILE) or name one that does (kubectl appimage get)"
+        );
+    }
+    Ok(())
 }
 
 /// Patch the label (and the replacement) unless they are already so; the outcome to print.

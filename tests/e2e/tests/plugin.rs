@@ -397,7 +397,16 @@ fn publish_deprecate_and_draft_set_the_stage() {
     let (_, out, _) = plugin(c, &["get", "-l", selector, "-o", "name"]);
     assert!(out.lines().any(|l| l == object), "{out}");
 
-    let (code, out, err) = plugin(c, &["deprecate", &name, "--replaced-by", "newer"]);
+    // The replacement must exist (issue 30): refused, writing nothing, until it does.
+    let newer = format!("{name}-newer");
+    let (code, _, err) = plugin(c, &["deprecate", &name, "--replaced-by", &newer]);
+    assert_eq!(code, 1, "a missing replacement was taken");
+    assert!(err.contains("no AppImage of that name exists"), "{err}");
+    assert_eq!(stage_of(c), (Value::from("published"), Value::Null));
+    let (_n, newer_file) = temp_file("n.yaml", &renamed("secretflow-image.yaml", &newer));
+    let (code, _, err) = plugin(c, &["create", "-f", &newer_file.to_string_lossy()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = plugin(c, &["deprecate", &name, "--replaced-by", &newer]);
     assert_eq!(
         (code, out.trim()),
         (0, format!("{object} deprecated").as_str()),
@@ -405,7 +414,7 @@ fn publish_deprecate_and_draft_set_the_stage() {
     );
     assert_eq!(
         stage_of(c),
-        (Value::from("deprecated"), Value::from("newer"))
+        (Value::from("deprecated"), Value::from(newer.as_str()))
     );
     let (_, out, _) = plugin(c, &["describe", &name]);
     let field = |key: &str| {
@@ -415,7 +424,11 @@ fn publish_deprecate_and_draft_set_the_stage() {
             .map(String::from)
     };
     assert_eq!(field("Stage:").as_deref(), Some("deprecated"), "{out}");
-    assert_eq!(field("Replaced By:").as_deref(), Some("newer"), "{out}");
+    assert_eq!(
+        field("Replaced By:").as_deref(),
+        Some(newer.as_str()),
+        "{out}"
+    );
 
     // A server dry run changes nothing.
     let (code, out, _) = plugin(c, &["draft", &name, "--dry-run=server"]);
@@ -425,7 +438,7 @@ fn publish_deprecate_and_draft_set_the_stage() {
     );
     assert_eq!(
         stage_of(c),
-        (Value::from("deprecated"), Value::from("newer"))
+        (Value::from("deprecated"), Value::from(newer.as_str()))
     );
 
     // Back to draft: the replacement goes with the deprecation.

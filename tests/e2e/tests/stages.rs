@@ -114,15 +114,14 @@ fn stage_rules_hold_through_the_real_webhooks() {
     c.kubectl_ok(&["label", "appimage", &name, "team=e2e"]);
 
     // Deprecated: Pods are admitted, and kubectl prints the warning naming the replacement.
-    c.kubectl_ok(&[
-        "appimage",
-        "deprecate",
-        &name,
-        "--replaced-by",
-        "next-image",
-    ]);
+    // The replacement exists (deprecate refuses one that does not).
+    let next = format!("{name}-next");
+    let next_img = serde_json::to_value(signed_seed(&next, &tag, &signer)).unwrap();
+    let (ok, err) = run(c, &["apply", "-f", &write(c, &next_img)]);
+    assert!(ok, "{err}");
+    c.kubectl_ok(&["appimage", "deprecate", &name, "--replaced-by", &next]);
     let want =
-        format!("Warning: AppImage \"{name}\" is deprecated; use AppImage \"next-image\" instead");
+        format!("Warning: AppImage \"{name}\" is deprecated; use AppImage \"{next}\" instead");
     let warned = wait_until(Duration::from_secs(20), || {
         let (ok, err) = run(c, &["create", "-f", &probe, "--dry-run=server"]);
         ok && err.contains(&want)
