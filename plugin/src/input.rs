@@ -16,6 +16,9 @@ pub struct Source {
     /// As the user wrote it (or the directory entry), for messages.
     pub name: String,
     pub text: String,
+    /// Found in a directory given with `-f`: its documents that are not AppImages are skipped
+    /// (with a note), as a directory may hold other manifests; a file named itself must be one.
+    pub from_dir: bool,
 }
 
 /// An AppImage and where it came from.
@@ -49,6 +52,7 @@ pub fn read_sources(args: &[String]) -> Result<Vec<Source>> {
             out.push(Source {
                 name: "STDIN".into(),
                 text,
+                from_dir: false,
             });
             continue;
         }
@@ -66,12 +70,14 @@ pub fn read_sources(args: &[String]) -> Result<Vec<Source>> {
                 out.push(Source {
                     text: read(&file, &name)?,
                     name,
+                    from_dir: true,
                 });
             }
         } else {
             out.push(Source {
                 name: arg.clone(),
                 text: read(path, arg)?,
+                from_dir: false,
             });
         }
     }
@@ -117,6 +123,15 @@ pub fn parse(sources: &[Source]) -> (Vec<Loaded>, Vec<ManifestError>) {
             }
         };
         for doc in &docs {
+            if source.from_dir && !is_appimage(&doc.value) {
+                eprint_line(&format!(
+                    "Skipped {}, document {}: {}, not an AppImage",
+                    source.name,
+                    doc.index,
+                    kind_of(&doc.value)
+                ));
+                continue;
+            }
             match manifest::appimage(&source.name, doc) {
                 Ok(image) => images.push(Loaded {
                     source: source.name.clone(),
@@ -128,6 +143,20 @@ pub fn parse(sources: &[Source]) -> (Vec<Loaded>, Vec<ManifestError>) {
         }
     }
     (images, errors)
+}
+
+/// Whether a document says it is an AppImage (its apiVersion group or its kind).
+fn is_appimage(doc: &serde_json::Value) -> bool {
+    let group = doc["apiVersion"].as_str().unwrap_or_default();
+    doc["kind"] == "AppImage" || group.starts_with("kuscia.secretflow/")
+}
+
+fn kind_of(doc: &serde_json::Value) -> String {
+    match (doc["apiVersion"].as_str(), doc["kind"].as_str()) {
+        (Some(v), Some(k)) => format!("{v} {k}"),
+        (None, Some(k)) => format!("kind {k}"),
+        _ => "no apiVersion or kind".into(),
+    }
 }
 
 /// Read and decode `args`; print every manifest problem and fail if there was one.
@@ -234,7 +263,36 @@ mod tests {
         Source {
             name: name.into(),
             text: text.into(),
+            from_dir: false,
         }
+    }
+
+    #[test]
+    fn a_directory_s_other_manifests_are_skipped_a_named_file_s_are_not() {
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n";
+        let fragment = "spec:\n  tolerations: []\n";
+        let bad_kind =
+            "apiVersion: kuscia.secretflow/v1alpha1\nkind: AppImag\nmetadata: {name: x}\n";
+        let mut in_dir: Vec<Source> =
+            [("d/a.yaml", ONE), ("d/p.yaml", pod), ("d/f.yaml", fragment)]
+                .iter()
+                .map(|(n, t)| Source {
+                    from_dir: true,
+                    ..source(n, t)
+                })
+                .collect();
+        let (images, errors) = parse(&in_dir);
+        assert_eq!((images.len(), errors.len()), (1, 0), "{errors:?}");
+        // Something that says it is ours but is broken is still an error.
+        in_dir.push(Source {
+            from_dir: true,
+            ..source("d/k.yaml", bad_kind)
+        });
+        let (_, errors) = parse(&in_dir);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        // A file named on the command line must be an AppImage.
+        let (images, errors) = parse(&[source("p.yaml", pod)]);
+        assert_eq!((images.len(), errors.len()), (0, 1));
     }
 
     #[test]
