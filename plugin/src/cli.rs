@@ -22,7 +22,7 @@ use crate::write::WriteArgs;
     name = "kubectl-appimage",
     bin_name = "kubectl appimage",
     version,
-    about = "Manage Kuscia AppImages (kuscia.secretflow/v1alpha1): create, apply, get, describe, validate or render them offline, and sign and verify their images",
+    about = "Manage Kuscia AppImages (kuscia.secretflow/v1alpha1): create, apply, get, describe, validate or render them offline, sign and verify them, deploy them as workloads or in batches to many nodes, and roll their revisions out and back",
     propagate_version = true,
     max_term_width = 100
 )]
@@ -78,7 +78,7 @@ pub enum Command {
     /// Show where an AppImage runs: each workload and bare Pod, its revision, counts, and
     /// whether it is outdated or stopped
     Status(crate::status::StatusArgs),
-    /// Set an AppImage's image (name, tag, digest), re-signing it with --key in the same write
+    /// Set an AppImage's image (name, tag, image ID), re-signing it with --key in the same write
     SetImage(crate::set_image::SetImageArgs),
     /// Mark AppImages published: their spec may no longer change (label appimage.kuscia.secretflow/stage)
     Publish(StageArgs),

@@ -826,3 +826,37 @@ fn offline_output_names_name_tag_and_says_what_it_cannot_know_of_an_image_id() {
     ]);
     assert!(!plain.stderr.contains("Note:"), "{}", plain.stderr);
 }
+
+/// Issue 30: the README's command table and `--help` list the same commands.
+#[test]
+fn the_readme_command_table_lists_every_command_of_help() {
+    let help = ok(&["--help"]);
+    let mut from_help: Vec<String> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect();
+    from_help.sort();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("README");
+    let table = readme
+        .split("## Command reference")
+        .nth(1)
+        .and_then(|rest| rest.split("\n### ").next())
+        .expect("the command reference section");
+    let mut from_readme: Vec<String> = table
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .flat_map(|cell| {
+            let first = cell.split(['`', ' ']).next().unwrap_or_default();
+            first.split("\\|").map(str::to_string).collect::<Vec<_>>()
+        })
+        .collect();
+    from_readme.sort();
+    from_readme.dedup();
+    assert_eq!(from_readme, from_help, "README command table vs --help");
+}
