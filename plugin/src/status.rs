@@ -1,4 +1,4 @@
-//! `kubectl appimage status APPIMAGE [-n NS] [-o yaml|json]`: where the AppImage runs (issue 17,
+//! `kubectl appimage status APPIMAGE [-n NS | -A] [-o yaml|json]`: where the AppImage runs (issue 17,
 //! section 5). Reads the AppImage, its revisions, the workloads and the Pods, and prints the
 //! core's `appimage::status` report: the stage and current revision, then one row per workload
 //! and bare Pod.
@@ -27,9 +27,12 @@ pub enum StatusOutput {
 pub struct StatusArgs {
     /// The AppImage
     pub name: String,
-    /// Only this namespace [default: every namespace]
-    #[arg(short = 'n', long)]
+    /// The namespace to look in [default: the context's]
+    #[arg(short = 'n', long, conflicts_with = "all_namespaces")]
     pub namespace: Option<String>,
+    /// Every namespace, as kubectl's -A
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
     /// yaml or json: the report as a document [default: a table]
     #[arg(short = 'o', long = "output", value_enum)]
     pub output: Option<StatusOutput>,
@@ -42,7 +45,13 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<()> {
         let (client, server, context) = cluster.parts();
         let err = |e| server_error(e, server, context);
         let revisions = revisions(&client, &args.name).await.map_err(err)?;
-        let objects = objects(&client, &args.name, args.namespace.as_deref())
+        // As kubectl: the context's namespace unless -n or -A says otherwise.
+        let namespace = match (&args.namespace, args.all_namespaces) {
+            (_, true) => None,
+            (Some(ns), false) => Some(ns.clone()),
+            (None, false) => Some(client.default_namespace().to_string()),
+        };
+        let objects = objects(&client, &args.name, namespace.as_deref())
             .await
             .map_err(err)?;
         let report = report(&image, &revisions, &objects);

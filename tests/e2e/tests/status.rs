@@ -61,6 +61,12 @@ fn time(v: &Value) -> Timestamp {
         .unwrap_or_else(|| panic!("not an RFC 3339 time: {v}"))
 }
 
+/// An RFC 3339 time as `status` prints it: whole seconds, UTC.
+fn whole_seconds(v: &Value) -> String {
+    let at = v.as_str().unwrap_or_default();
+    format!("{}Z", at.split(['.', 'Z']).next().unwrap_or_default())
+}
+
 /// `deploy --start-at` a few seconds ahead: stored stopped and flagged so by `status`; the
 /// controller starts it then (not before), its Pods run, and an Event says so. A workload due
 /// in an hour stays stopped and flagged.
@@ -76,7 +82,11 @@ fn a_delayed_workload_is_stopped_flagged_then_started() {
     let report = w.status();
     let row = World::row(&report, "Deployment", "hour");
     assert_eq!(row["stopped"], true, "{row:#}");
-    assert_eq!(row["startAt"], hour["metadata"]["annotations"][START_AT]);
+    // Shown as kubectl shows times: whole seconds (the annotation may carry a fraction).
+    assert_eq!(
+        row["startAt"],
+        whole_seconds(&hour["metadata"]["annotations"][START_AT])
+    );
     assert_eq!(row["desired"], 0);
     let table = w.plugin(&["status", &w.image, "-n", ns]);
     let line = table
@@ -119,7 +129,7 @@ fn a_delayed_workload_is_stopped_flagged_then_started() {
             "{kind} {name} not flagged stopped before its start: {row:#}"
         );
         if row["stopped"] == true {
-            assert_eq!(row["startAt"], annotations[START_AT]);
+            assert_eq!(row["startAt"], whole_seconds(&annotations[START_AT]));
         }
     }
 
@@ -211,7 +221,8 @@ fn status_shows_workloads_and_bare_pods_with_revision_counts_and_stage() {
         w.hook.logs()
     );
 
-    let table = w.plugin(&["status", &w.image]);
+    // -A: every namespace, as kubectl's (the default is the context's, `default` here).
+    let table = w.plugin(&["status", &w.image, "-A"]);
     let mut lines = table.lines();
     assert_eq!(
         lines.next(),
@@ -243,7 +254,7 @@ fn status_shows_workloads_and_bare_pods_with_revision_counts_and_stage() {
     let web = World::row(&report, "Deployment", "web");
     assert_eq!(web["hash"], first.as_str());
     assert_eq!(web["updatePolicy"], "Auto");
-    let yaml = w.plugin(&["status", &w.image, "-o", "yaml"]);
+    let yaml = w.plugin(&["status", &w.image, "-A", "-o", "yaml"]);
     let parsed: Value = serde_yaml_ng::from_str(&yaml).expect("status -o yaml parses");
     assert_eq!(parsed["workloads"], report["workloads"]);
 
