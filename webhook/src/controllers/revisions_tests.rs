@@ -7,6 +7,8 @@ use std::any::Any;
 
 use appimage::revision::{HISTORY_LIMIT, REVISION, REVISION_HASH};
 use appimage::workload::UPDATE_POLICY;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::runtime::reflector;
 use kube::runtime::watcher::Event;
 use serde_json::json;
 

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -27,7 +27,11 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Backoff, Context, MANAGER, Watches};
+use super::kube_ops::{self, Propagation};
+use super::{Backoff, Context, Error, MANAGER, Watches};
+
+/// This controller's name in metrics and logs.
+const NAME: &str = "services";
 
 /// Re-check a Pod whose object name is taken by someone else.
 const CONFLICT_RETRY: Duration = Duration::from_secs(5);
@@ -41,10 +45,6 @@ struct Ctx {
     /// Failures in a row per Pod (by UID).
     backoff: Backoff,
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Error(#[from] kube::Error);
 
 /// The Pod controller, on the shared watches.
 pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> + Send + 'static {
@@ -64,13 +64,7 @@ pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> +
         policies: watches.policies.store.clone(),
         backoff: Backoff::default(),
     });
-    controller
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!("reconcile: {e}");
-            }
-        })
+    super::drain(NAME, controller.run(reconcile, error_policy, ctx))
 }
 
 /// The Pod that owns `object`.
@@ -83,13 +77,8 @@ fn owner_of<K: Resource>(object: K) -> futures::future::Ready<Option<ObjectRef<P
 async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = reconcile_pod(&pod, &ctx).await;
-    let outcome = if result.is_ok() { "ok" } else { "error" };
-    ctx.base
-        .metrics
-        .observe_reconcile(outcome, started.elapsed());
-    if result.is_ok() {
-        ctx.backoff.succeeded(&pod.uid().unwrap_or_default());
-    }
+    let key = pod.uid().unwrap_or_default();
+    super::observe(&ctx.base, NAME, &ctx.backoff, &key, started, &result);
     result
 }
 
@@ -126,9 +115,8 @@ async fn reconcile_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
 }
 
 fn error_policy(pod: Arc<Pod>, error: &Error, ctx: Arc<Ctx>) -> Action {
-    let wait = ctx.backoff.failed(pod.uid().unwrap_or_default());
-    tracing::warn!(pod = %pod.name_any(), namespace = ?pod.namespace(), "reconcile failed: {error} (retrying in {wait:?})");
-    Action::requeue(wait)
+    let key = pod.uid().unwrap_or_default();
+    super::retry(&ctx.base, NAME, &ctx.backoff, key, error)
 }
 
 /// Make `obj` exist as we want it. Returns false when its name is held by an object we do not own.
@@ -159,7 +147,7 @@ where
             let existing = existing.as_ref().map(|e| e.meta());
             let uid = existing.and_then(|m| m.uid.clone());
             tracing::info!(kind = %K::kind(&()), %name, "replacing an object left by an earlier Pod");
-            delete(api, &name, uid).await?;
+            kube_ops::delete_owned(api, &name, uid, Propagation::Default).await?;
         }
         Claim::Foreign => {
             if let Some(existing) = &existing {
@@ -177,38 +165,21 @@ async fn apply<K>(api: &Api<K>, name: &str, obj: &K) -> Result<(), Error>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
 {
-    let params = PatchParams::apply(MANAGER).force();
-    match api.patch(name, &params, &Patch::Apply(obj)).await {
+    match kube_ops::apply(api, name, obj).await {
         Ok(_) => Ok(()),
         // A hand edit of a keyed list item (a Service port's number) leaves an item that
         // collides with ours: replace the lists whole, as they were made.
-        Err(kube::Error::Api(s)) if s.code == 422 => {
+        Err(Error::Apply(kube::Error::Api(s))) if s.code == 422 => {
             tracing::info!(kind = %K::kind(&()), %name, "restoring an object edited by hand: {}", s.message);
             let params = PatchParams {
                 field_manager: Some(MANAGER.into()),
                 ..PatchParams::default()
             };
-            api.patch(name, &params, &Patch::Merge(obj)).await?;
+            api.patch(name, &params, &Patch::Merge(obj))
+                .await
+                .map_err(Error::Apply)?;
             Ok(())
         }
-        Err(e) => Err(e.into()),
-    }
-}
-
-async fn delete<K>(api: &Api<K>, name: &str, uid: Option<String>) -> Result<(), kube::Error>
-where
-    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
-{
-    let dp = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid,
-            resource_version: None,
-        }),
-        ..Default::default()
-    };
-    match api.delete(name, &dp).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
         Err(e) => Err(e),
     }
 }
