@@ -12,6 +12,7 @@
 mod interner;
 mod revisions;
 mod store;
+mod watch;
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
@@ -25,7 +26,8 @@ use appimage::workload::revision_hash;
 
 pub use interner::{Compactor, Interner};
 pub use revisions::{RevisionWriter, Revisions};
-pub use store::{AppImages, Stored, Writer};
+pub use store::{AppImages, Change, Stored, Writer};
+pub use watch::watch;
 
 use crate::trust::Trust;
 
@@ -186,6 +188,22 @@ impl Catalog {
     /// Whether ready, waiting up to `limit` for it.
     pub async fn wait_ready(&self, limit: Duration) -> bool {
         self.store.wait(limit).await
+    }
+
+    /// Listen to what changes from now on: AppImages, and AppImages whose revisions changed.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.store.changes()
+    }
+
+    /// The names of every AppImage stored.
+    pub fn names(&self) -> Vec<Arc<str>> {
+        self.store.names()
+    }
+
+    /// The AppImage `name` as the controllers key on it (its kept metadata with its UID, an
+    /// empty spec); `None` when the store lacks it.
+    pub fn controlled(&self, name: &str) -> Option<AppImage> {
+        self.store.get(name).map(|entry| entry.controlled())
     }
 
     /// The AppImage `name` as stored; `None` when the store lacks it.

@@ -13,7 +13,7 @@
 //! (issue 25). Before, at every leader start `prune` saw no users and deleted revisions still
 //! in use, and an empty revision store made `record` write `<name>-1` again.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,7 +27,7 @@ use appimage::revision::{
 };
 use appimage::workload::revision_hash;
 use futures::stream::BoxStream;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
@@ -35,13 +35,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::GroupVersionKind;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType};
-use kube::runtime::reflector::{ObjectRef, ReflectHandle, Store};
+use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::broadcast::error::RecvError;
 
 use super::kube_ops::{self, Propagation};
 use super::rollout::{self, Current, Told, Workload, follows};
 use super::{Backoff, Context, Error, Watches};
+use crate::catalog::{Catalog, Change};
 
 /// This controller's name in metrics and logs.
 const NAME: &str = "revisions";
@@ -127,12 +129,94 @@ pub fn controller(ctx: Context, w: &Watches) -> impl Future<Output = ()> + Send 
             let mut drain = futures::stream::select_all(triggers.iter_mut().map(|t| t.map(drop)));
             super::wait_for_crd(&api, "install the chart's CRDs", &mut drain).await;
         }
-        let controller = Controller::new(
-            Api::<AppImage>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .reconcile_on(futures::stream::select_all(triggers));
+        let (store, appimages) = appimages(ctx.base.catalog.clone());
+        let controller = Controller::for_stream(appimages, store)
+            .reconcile_on(futures::stream::select_all(triggers));
         super::drain(NAME, controller.run(reconcile, error_policy, ctx)).await;
+    }
+}
+
+/// The catalog's AppImages as the controller's objects (their kept metadata, no spec: the spec
+/// is read from the catalog at reconcile), each one yielded when it changes, and a store of
+/// them. The catalog owns the one AppImage watch (issue 25: before, a second one here).
+fn appimages(
+    catalog: Catalog,
+) -> (
+    Store<AppImage>,
+    impl Stream<Item = Result<AppImage, watcher::Error>> + Send + 'static,
+) {
+    let (store, writer) = reflector::store();
+    let feed = Feed {
+        changes: catalog.changes(),
+        catalog,
+        writer,
+        pending: VecDeque::new(),
+        started: false,
+    };
+    let stream = futures::stream::unfold(feed, |mut feed| async move {
+        loop {
+            if let Some(image) = feed.pending.pop_front() {
+                return Some((Ok(image), feed));
+            }
+            let change = if feed.started {
+                match feed.changes.recv().await {
+                    Ok(change) => change,
+                    Err(RecvError::Lagged(_)) => Change::All,
+                    Err(RecvError::Closed) => return None,
+                }
+            } else {
+                feed.catalog.store().wait_until_ready().await;
+                feed.started = true;
+                Change::All
+            };
+            feed.apply(change);
+        }
+    });
+    (store, stream)
+}
+
+/// What [`appimages`] carries between changes.
+struct Feed {
+    catalog: Catalog,
+    changes: tokio::sync::broadcast::Receiver<Change>,
+    writer: reflector::store::Writer<AppImage>,
+    /// AppImages changed and not yet yielded.
+    pending: VecDeque<AppImage>,
+    started: bool,
+}
+
+impl Feed {
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::All => {
+                self.writer.apply_watcher_event(&watcher::Event::Init);
+                for name in self.catalog.names() {
+                    if let Some(image) = self.catalog.controlled(&name) {
+                        self.writer
+                            .apply_watcher_event(&watcher::Event::InitApply(image.clone()));
+                        self.pending.push_back(image);
+                    }
+                }
+                self.writer.apply_watcher_event(&watcher::Event::InitDone);
+            }
+            Change::One(name) => match self.catalog.controlled(&name) {
+                Some(image) => {
+                    self.writer
+                        .apply_watcher_event(&watcher::Event::Apply(image.clone()));
+                    self.pending.push_back(image);
+                }
+                None => {
+                    let spec = appimage::resource::AppImageSpec {
+                        config_templates: Default::default(),
+                        deploy_templates: Vec::new(),
+                        image: Default::default(),
+                    };
+                    let gone = AppImage::new(&name, spec);
+                    self.writer
+                        .apply_watcher_event(&watcher::Event::Delete(gone));
+                }
+            },
+        }
     }
 }
 
@@ -175,14 +259,27 @@ async fn reconcile(image: Arc<AppImage>, ctx: Arc<Ctx>) -> Result<Action, Error>
     result
 }
 
-async fn reconcile_image(image: &AppImage, ctx: &Ctx) -> Result<Action, Error> {
-    if image.metadata.deletion_timestamp.is_some() || image.metadata.uid.is_none() {
+async fn reconcile_image(root: &AppImage, ctx: &Ctx) -> Result<Action, Error> {
+    if root.metadata.deletion_timestamp.is_some() || root.metadata.uid.is_none() {
         return Ok(Action::await_change());
     }
     if !stores_ready(ctx) {
         return Ok(Action::requeue(COLD));
     }
-    let name = image.name_any();
+    // The spec is the catalog's, at the version this reconcile was triggered for (the
+    // catalog's freshness rule); gone from it, the AppImage is being deleted.
+    let name = root.name_any();
+    let catalog = &ctx.base.catalog;
+    let Some(stored) = catalog.appimage(&name) else {
+        return Ok(Action::await_change());
+    };
+    if !catalog.fresh(&name, root.metadata.resource_version.as_deref()) {
+        return Ok(Action::requeue(COLD));
+    }
+    let image = &AppImage {
+        metadata: root.metadata.clone(),
+        spec: stored.spec,
+    };
     let hash = revision_hash(&image.spec);
     let recorded = trusted(ctx, image).await;
     let mut known: Vec<Known> = recorded

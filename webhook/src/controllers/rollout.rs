@@ -106,14 +106,18 @@ pub fn update_policy(value: Option<&str>, kind: &str, name: &str) -> (Policy, Op
 /// Why `current` may not be rolled out, if it may not: its signature, with the spec fields
 /// changed since the previous revision when that one still verifies.
 fn blocked(ctx: &Context, current: &Current<'_>) -> Option<SignatureError> {
-    let e = ctx
-        .catalog
-        .verify(current.image, &ctx.policy.signatures.to_run())
-        .err()?;
-    let (name, uid) = (
-        current.image.name_any(),
-        current.image.uid().unwrap_or_default(),
-    );
+    let requirement = ctx.policy.signatures.to_run();
+    let name = current.image.name_any();
+    let version = current.image.metadata.resource_version.as_deref();
+    // The catalog's cached verdict when it holds this very version (the freshness rule; the
+    // revisions controller reads the spec from it), else verified afresh.
+    let e = match ctx.catalog.lookup(&name) {
+        Some(p) if version.is_some() && p.image.metadata.resource_version.as_deref() == version => {
+            ctx.catalog.verdict(&p, &requirement).err()?
+        }
+        _ => ctx.catalog.verify(current.image, &requirement).err()?,
+    };
+    let uid = current.image.uid().unwrap_or_default();
     let previous = ctx
         .catalog
         .revisions()
@@ -140,9 +144,7 @@ pub async fn roll(
     told: &Told,
 ) {
     let name = current.image.name_any();
-    // Why a rollout may not start: the new revision's signature. Verified here against the
-    // trusted keys rather than read from the catalog, whose watches may not have seen this
-    // spec yet (its verdict would then be the previous spec's).
+    // Why a rollout may not start: the new revision's signature (see `blocked`).
     let blocked = blocked(ctx, current).map(|e| {
         if ctx.policy.require_signature {
             format!(
