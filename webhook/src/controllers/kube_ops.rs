@@ -1,7 +1,11 @@
 //! The controllers' writes, one way each (issue 25: before, nine `PatchParams::apply` sites,
-//! four copies of delete-with-UID-precondition and four ways to build an owner reference).
+//! four copies of delete-with-UID-precondition and four ways to build an owner reference),
+//! and the memo of what was written ([`Written`]) that spares an apply of what is current.
 
+use std::collections::HashMap;
 use std::fmt::Debug;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
@@ -31,6 +35,56 @@ where
     B: Serialize + Debug,
 {
     apply_as(api, MANAGER, name, body).await
+}
+
+/// What the controllers last applied, per object: a digest of the body and the
+/// resourceVersion the API server answered with. An object whose stored version is still that
+/// one, wanted with the same body, is current: it is not applied again (issue 25: before,
+/// every Pod status change or workload status write re-applied its Services). A hand edit
+/// makes a new version, so it is still undone.
+#[derive(Debug, Default)]
+pub struct Written(Mutex<HashMap<String, (u64, String)>>);
+
+impl Written {
+    /// Forgotten all at once past this many objects (each is then applied once more).
+    const LIMIT: usize = 100_000;
+
+    /// The digest of a body.
+    pub fn digest<B: Serialize>(body: &B) -> u64 {
+        let mut h = DefaultHasher::new();
+        serde_json::to_string(body).unwrap_or_default().hash(&mut h);
+        h.finish()
+    }
+
+    /// Whether `key`, stored at `version`, is what applying a body of `digest` last made.
+    pub fn current(&self, key: &str, digest: u64, version: Option<&str>) -> bool {
+        let written = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        written
+            .get(key)
+            .is_some_and(|(d, v)| *d == digest && Some(v.as_str()) == version)
+    }
+
+    /// `key` was applied with a body of `digest` and is now at `version`.
+    pub fn record(&self, key: String, digest: u64, version: Option<String>) {
+        let mut written = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if written.len() >= Self::LIMIT {
+            written.clear();
+        }
+        match version {
+            Some(v) => written.insert(key, (digest, v)),
+            None => written.remove(&key),
+        };
+    }
+
+    /// Forget `key` (a failed write: the next reconcile applies again).
+    pub fn forget(&self, key: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+}
+
+/// The key of an object in [`Written`].
+pub fn key<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> String {
+    format!("{}/{namespace}/{name}", K::kind(&()))
 }
 
 /// How an owned object is deleted.

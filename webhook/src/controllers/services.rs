@@ -27,7 +27,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::kube_ops::{self, Propagation};
+use super::kube_ops::{self, Propagation, Written};
 use super::{Backoff, Context, Error, MANAGER, Watches};
 
 /// This controller's name in metrics and logs.
@@ -44,6 +44,8 @@ struct Ctx {
     policies: Store<NetworkPolicy>,
     /// Failures in a row per Pod (by UID).
     backoff: Backoff,
+    /// What was applied, so that what is current is not applied again.
+    written: Written,
 }
 
 /// The Pod controller, on the shared watches.
@@ -63,6 +65,7 @@ pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> +
         services: watches.services.store.clone(),
         policies: watches.policies.store.clone(),
         backoff: Backoff::default(),
+        written: Written::default(),
     });
     super::drain(NAME, controller.run(reconcile, error_policy, ctx))
 }
@@ -101,11 +104,11 @@ async fn reconcile_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
     let mut applied = true;
     for svc in want.services {
         let api = Api::<Service>::namespaced(client.clone(), &ns);
-        applied &= ensure(&api, &ctx.services, svc, pod, &ctx.base).await?;
+        applied &= ensure(&api, &ctx.services, svc, pod, ctx).await?;
     }
     for np in want.network_policies {
         let api = Api::<NetworkPolicy>::namespaced(client.clone(), &ns);
-        applied &= ensure(&api, &ctx.policies, np, pod, &ctx.base).await?;
+        applied &= ensure(&api, &ctx.policies, np, pod, ctx).await?;
     }
     Ok(Action::requeue(if applied {
         RESYNC
@@ -119,13 +122,14 @@ fn error_policy(pod: Arc<Pod>, error: &Error, ctx: Arc<Ctx>) -> Action {
     super::retry(&ctx.base, NAME, &ctx.backoff, key, error)
 }
 
-/// Make `obj` exist as we want it. Returns false when its name is held by an object we do not own.
+/// Make `obj` exist as we want it (not applied again when current). Returns false when its
+/// name is held by an object we do not own.
 async fn ensure<K>(
     api: &Api<K>,
     store: &Store<K>,
     obj: K,
     pod: &Pod,
-    ctx: &Context,
+    ctx: &Ctx,
 ) -> Result<bool, Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
@@ -136,8 +140,16 @@ where
 {
     let name = obj.name_any();
     let ns = obj.namespace().unwrap_or_default();
+    let (key, digest) = (kube_ops::key::<K>(&ns, &name), Written::digest(&obj));
     // Our own objects are in the shared store; anything else holding the name is read once.
-    let existing = match store.get(&ObjectRef::new(&name).within(&ns)) {
+    let cached = store.get(&ObjectRef::new(&name).within(&ns));
+    let version = cached
+        .as_ref()
+        .and_then(|c| c.meta().resource_version.clone());
+    if ctx.written.current(&key, digest, version.as_deref()) {
+        return Ok(true);
+    }
+    let existing = match cached {
         Some(cached) => Some(K::clone(&cached)),
         None => api.get_opt(&name).await?,
     };
@@ -151,22 +163,27 @@ where
         }
         Claim::Foreign => {
             if let Some(existing) = &existing {
-                report_conflict(existing, pod, ctx).await;
+                report_conflict(existing, pod, &ctx.base).await;
             }
             return Ok(false);
         }
     }
-    apply(api, &name, &obj).await?;
-    Ok(true)
+    let result = apply(api, &name, &obj).await;
+    let version = result
+        .as_ref()
+        .ok()
+        .and_then(|o| o.meta().resource_version.clone());
+    ctx.written.record(key, digest, version);
+    result.map(|_| true)
 }
 
 /// Server-side apply as [`MANAGER`], forced: the fields we set are ours.
-async fn apply<K>(api: &Api<K>, name: &str, obj: &K) -> Result<(), Error>
+async fn apply<K>(api: &Api<K>, name: &str, obj: &K) -> Result<K, Error>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
 {
     match kube_ops::apply(api, name, obj).await {
-        Ok(_) => Ok(()),
+        Ok(stored) => Ok(stored),
         // A hand edit of a keyed list item (a Service port's number) leaves an item that
         // collides with ours: replace the lists whole, as they were made.
         Err(Error::Apply(kube::Error::Api(s))) if s.code == 422 => {
@@ -177,8 +194,7 @@ where
             };
             api.patch(name, &params, &Patch::Merge(obj))
                 .await
-                .map_err(Error::Apply)?;
-            Ok(())
+                .map_err(Error::Apply)
         }
         Err(e) => Err(e),
     }

@@ -7,18 +7,16 @@
 //! - One kube-runtime `Controller` per kind on the shared watches (issue 25: before, a full
 //!   pass over every workload per event and every 5 s). A workload is reconciled when it
 //!   changes, when one of its Services changes or is deleted, and every [`RESYNC`].
-//! - A workload is applied again only when the Services it wants changed (a digest of them) or
-//!   one is missing: a Deployment's status writes cost nothing.
+//! - A Service is applied again only when it is not what the last apply made (`Written`: a
+//!   digest of the body and the version answered): a Deployment's status writes cost nothing.
 //! - A name held by an object this workload does not own is never touched: a Warning Event on
 //!   the workload and a log line instead. One left by an earlier workload of the same name
 //!   (ours, another UID) is replaced.
 //! - Services of a deleted workload are the garbage collector's (owner references).
 
-use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use appimage::desired::is_managed;
@@ -35,7 +33,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use super::kube_ops::{self, Propagation};
+use super::kube_ops::{self, Propagation, Written};
 use super::{Backoff, Context, Error, Shared, Watches};
 
 /// This controller's name in metrics and logs.
@@ -48,8 +46,8 @@ const RETRY: Duration = Duration::from_secs(5);
 struct Ctx {
     base: Context,
     services: Store<Service>,
-    /// The digest of the Services last applied, per workload UID.
-    applied: Mutex<HashMap<String, u64>>,
+    /// What was applied, so that what is current is not applied again.
+    written: Written,
     /// Failures in a row per workload UID.
     backoff: Backoff,
 }
@@ -94,7 +92,7 @@ pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> +
     let ctx = Arc::new(Ctx {
         base: ctx,
         services: watches.services.store.clone(),
-        applied: Mutex::default(),
+        written: Written::default(),
         backoff: Backoff::default(),
     });
     let all = futures::future::join5(
@@ -140,20 +138,7 @@ async fn reconcile<K: Kind>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, Error>
 }
 
 fn error_policy<K: Kind>(obj: Arc<K>, error: &Error, ctx: Arc<Ctx>) -> Action {
-    // The next reconcile applies again.
-    let uid = key(&*obj);
-    ctx.applied
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&uid);
-    super::retry(&ctx.base, NAME, &ctx.backoff, uid, error)
-}
-
-/// A digest of the Services wanted, to apply again only when they change.
-fn digest(want: &[Service]) -> u64 {
-    let mut h = DefaultHasher::new();
-    serde_json::to_string(want).unwrap_or_default().hash(&mut h);
-    h.finish()
+    super::retry(&ctx.base, NAME, &ctx.backoff, key(&*obj), error)
 }
 
 /// Make `w`'s Services exist, unless they were applied as wanted and are all there.
@@ -180,48 +165,31 @@ async fn reconcile_workload(w: &Workload, ctx: &Ctx) -> Result<Action, Error> {
             return Ok(Action::requeue(RESYNC));
         }
     };
-    let ns = w.namespace();
-    let digest = digest(&want);
-    let present = want.iter().all(|s| {
-        let key = ObjectRef::new(&s.name_any()).within(ns);
-        ctx.services.get(&key).is_some()
-    });
-    let applied = |d| {
-        ctx.applied
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(uid)
-            == Some(&d)
-    };
-    if present && applied(digest) {
-        return Ok(Action::requeue(RESYNC));
-    }
-    let api = Api::<Service>::namespaced(ctx.base.client.clone(), ns);
+    let api = Api::<Service>::namespaced(ctx.base.client.clone(), w.namespace());
     let mut all = true;
     for svc in want {
-        all &= ensure(&api, &ctx.services, &svc, w, uid, &ctx.base).await?;
+        all &= ensure(&api, &svc, w, uid, ctx).await?;
     }
-    if !all {
-        return Ok(Action::requeue(RETRY));
-    }
-    ctx.applied
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(uid.to_string(), digest);
-    Ok(Action::requeue(RESYNC))
+    Ok(Action::requeue(if all { RESYNC } else { RETRY }))
 }
 
 /// Apply `svc` unless its name is held by an object `w` (UID `uid`) does not own.
 async fn ensure(
     api: &Api<Service>,
-    store: &Store<Service>,
     svc: &Service,
     w: &Workload,
     uid: &str,
-    ctx: &Context,
+    ctx: &Ctx,
 ) -> Result<bool, Error> {
     let name = svc.name_any();
-    let existing = match store.get(&ObjectRef::new(&name).within(w.namespace())) {
+    let ns = w.namespace();
+    let (key, digest) = (kube_ops::key::<Service>(ns, &name), Written::digest(svc));
+    let cached = ctx.services.get(&ObjectRef::new(&name).within(ns));
+    let version = cached.as_ref().and_then(|c| c.resource_version());
+    if ctx.written.current(&key, digest, version.as_deref()) {
+        return Ok(true);
+    }
+    let existing = match cached {
         Some(cached) => Some(Service::clone(&cached)),
         None => api.get_opt(&name).await?,
     };
@@ -242,13 +210,15 @@ async fn ensure(
                 kube_ops::delete_owned(api, &name, existing.uid(), Propagation::Default).await?;
             }
             _ => {
-                report_conflict(&existing, w, ctx).await;
+                report_conflict(&existing, w, &ctx.base).await;
                 return Ok(false);
             }
         }
     }
-    kube_ops::apply(api, &name, svc).await?;
-    Ok(true)
+    let result = kube_ops::apply(api, &name, svc).await;
+    let version = result.as_ref().ok().and_then(|s| s.resource_version());
+    ctx.written.record(key, digest, version);
+    result.map(|_| true)
 }
 
 async fn report_conflict(existing: &Service, w: &Workload, ctx: &Context) {
@@ -316,3 +286,7 @@ mod tests {
         assert_eq!(events(&log).len(), 2);
     }
 }
+
+#[cfg(test)]
+#[path = "workloads_tests.rs"]
+mod api_tests;
