@@ -254,3 +254,7 @@ mod tests {
         assert_eq!(events(&log).len(), 2, "{:?}", log.lock().unwrap());
     }
 }
+
+#[cfg(test)]
+#[path = "services_tests.rs"]
+mod api_tests;

@@ -219,3 +219,7 @@ async fn publish(
         tracing::warn!("cannot record an Event: {e}");
     }
 }
+
+#[cfg(test)]
+#[path = "start_tests.rs"]
+mod api_tests;

@@ -121,7 +121,8 @@ async fn services_already_as_applied_are_not_applied_again() {
     let action = reconcile_workload(&web(), &ctx).await.expect("reconciled");
     assert_eq!(action, Action::requeue(RESYNC));
     // Before issue 25: three more applies whenever the Deployment's status changed.
-    assert_eq!(seen.lock().unwrap().len(), before, "{:?}", paths(&seen));
+    let sent = seen.lock().unwrap().len();
+    assert_eq!(sent, before, "{:?}", paths(&seen));
     // A hand edit makes a new version: applied again.
     let mut edited: Service = serde_json::from_value(echo(&writes(&seen)[1]).1).unwrap();
     edited.metadata.resource_version = Some("3".into());
