@@ -649,3 +649,7 @@ mod tests {
         assert_eq!(problem(None, &image(None), true), (None, None));
     }
 }
+
+#[cfg(test)]
+#[path = "batch_tests.rs"]
+mod api_tests;

@@ -641,6 +641,78 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn an_auto_workload_is_rolled_by_one_apply_and_a_current_one_costs_nothing() {
+        use crate::controllers::mock_api::{Seen, assert_apply, echo, server};
+        let (image, mut w) = unverified();
+        let known = [
+            Known {
+                number: 1,
+                hash: "h1".into(),
+            },
+            Known {
+                number: 2,
+                hash: "h2".into(),
+            },
+        ];
+        let current = Current {
+            image: &image,
+            number: 2,
+            hash: "h2",
+            known: &known,
+            revision: None,
+        };
+        let (client, seen) = server(echo);
+        let mut ctx = super::super::mock_api::context(client);
+        // Unsigned: rolled with a warning (the signature hold has its own test).
+        ctx.policy.require_signature = false;
+        roll(
+            &ctx,
+            &current,
+            std::slice::from_ref(&w),
+            &[],
+            &Told::default(),
+        )
+        .await;
+        let sent: Vec<Seen> = crate::controllers::mock_api::writes(&seen);
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        let path = "/apis/apps/v1/namespaces/ns/deployments/web";
+        assert_apply(&sent[0], path, ROLLOUT_MANAGER);
+        let body = &sent[0].body;
+        assert_eq!(body["metadata"]["labels"][LATEST], "2");
+        let template = &body["spec"]["template"];
+        assert_eq!(template["metadata"]["annotations"][REVISION], "2");
+        assert_eq!(template["metadata"]["annotations"][REVISION_HASH], "h2");
+        assert_eq!(
+            template["spec"]["containers"],
+            json!([{"name": "app", "image": "team/app:2"}])
+        );
+        // Acted on 2 and running 2: nothing to send.
+        w.meta.labels = Some([(LATEST.to_string(), "2".to_string())].into());
+        w.template.metadata = Some(ObjectMeta {
+            annotations: Some(
+                [
+                    (REVISION.to_string(), "2".to_string()),
+                    (REVISION_HASH.to_string(), "h2".to_string()),
+                ]
+                .into(),
+            ),
+            ..ObjectMeta::default()
+        });
+        let (client, seen) = server(echo);
+        let ctx = super::super::mock_api::context(client);
+        roll(
+            &ctx,
+            &current,
+            std::slice::from_ref(&w),
+            &[],
+            &Told::default(),
+        )
+        .await;
+        let none = seen.lock().unwrap().is_empty();
+        assert!(none, "{:?}", seen.lock().unwrap());
+    }
+
     #[test]
     fn first_time_is_once_per_key() {
         let told = Told::default();
