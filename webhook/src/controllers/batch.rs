@@ -70,7 +70,7 @@ struct Ctx {
 pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> + Send + 'static {
     let batches = &watches.batches;
     let controller = Controller::for_shared_stream(batches.subscribe(), batches.store.clone())
-        .with_config(kube::runtime::controller::Config::default().debounce(DEBOUNCE));
+        .with_config(super::config().debounce(DEBOUNCE));
     let jobs_of = batches.store.clone();
     let active = batches.store.clone();
     let mut last: HashMap<String, u64> = HashMap::new();

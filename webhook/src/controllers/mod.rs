@@ -141,6 +141,16 @@ pub async fn drain<T, E: std::fmt::Display>(
 /// The field manager of every server-side apply, and the Events' reporting controller.
 pub const MANAGER: &str = labels::MANAGER;
 
+/// Reconciles in flight at once per controller (kube-runtime's default is unbounded: 1,000
+/// workloads changing at once made 1,000 reconciles, each with its own copies and its own
+/// connection to the API server). The rollout's and batch's own writes go 32 at a time.
+pub const CONCURRENCY: u16 = 16;
+
+/// The configuration of every controller: bounded concurrency.
+pub fn config() -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(CONCURRENCY)
+}
+
 /// Events buffered per subscriber of a shared watch.
 const BUFFER: usize = 1024;
 

@@ -131,6 +131,7 @@ pub fn controller(ctx: Context, w: &Watches) -> impl Future<Output = ()> + Send 
         }
         let (store, appimages) = appimages(ctx.base.catalog.clone());
         let controller = Controller::for_stream(appimages, store)
+            .with_config(super::config())
             .reconcile_on(futures::stream::select_all(triggers));
         super::drain(NAME, controller.run(reconcile, error_policy, ctx)).await;
     }

@@ -57,6 +57,7 @@ pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> +
         watches.policies.deletions().filter_map(owner_of),
     );
     let controller = Controller::for_shared_stream(watches.pods.subscribe(), pods)
+        .with_config(super::config())
         .owns_shared_stream(watches.services.subscribe())
         .owns_shared_stream(watches.policies.subscribe())
         .reconcile_on(deleted);

@@ -103,7 +103,8 @@ fn run<K: Stoppable>(
     watches: &Watches,
 ) -> impl Future<Output = ()> + Send + 'static {
     let shared = K::shared(watches);
-    let controller = Controller::for_shared_stream(shared.subscribe(), shared.store.clone());
+    let controller = Controller::for_shared_stream(shared.subscribe(), shared.store.clone())
+        .with_config(super::config());
     super::drain(NAME, controller.run(reconcile::<K>, error_policy::<K>, ctx))
 }
 

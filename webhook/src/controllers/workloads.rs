@@ -120,6 +120,7 @@ fn run<K: Kind>(ctx: Arc<Ctx>, watches: &Watches) -> impl Future<Output = ()> + 
         Some(ObjectRef::<K>::new(&owner.name).within(&ns))
     });
     let controller = Controller::for_shared_stream(shared.subscribe(), shared.store.clone())
+        .with_config(super::config())
         .owns_shared_stream(watches.services.subscribe())
         .reconcile_on(deleted);
     super::drain(NAME, controller.run(reconcile::<K>, error_policy::<K>, ctx))
