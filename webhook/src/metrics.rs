@@ -40,39 +40,67 @@ struct Inner {
     trusted_keys: Gauge,
     trusted_key_reloads: Counter,
     reconciles: Family<ResultLabels, Counter>,
-    reconcile_durations: Histogram,
+    reconcile_errors: Family<ErrorLabels, Counter>,
+    reconcile_durations: Family<ControllerLabels, Histogram, fn() -> Histogram>,
     leader: Gauge,
     leading: AtomicBool,
 }
 
-/// The controllers' metrics: reconciles by result, their latency, and leadership.
-fn register_controllers(
-    registry: &mut Registry,
-) -> (Family<ResultLabels, Counter>, Histogram, Gauge) {
-    let reconciles = Family::<ResultLabels, Counter>::default();
-    let durations = duration_histogram();
-    let leader = Gauge::default();
+/// The controllers' metrics, by controller.
+struct ControllerMetrics {
+    reconciles: Family<ResultLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    durations: Family<ControllerLabels, Histogram, fn() -> Histogram>,
+    leader: Gauge,
+}
+
+/// The controllers' metrics: reconciles by controller and result, errors by controller and
+/// reason, their latency, and leadership.
+fn register_controllers(registry: &mut Registry) -> ControllerMetrics {
+    let m = ControllerMetrics {
+        reconciles: Family::default(),
+        errors: Family::default(),
+        durations: Family::new_with_constructor(duration_histogram),
+        leader: Gauge::default(),
+    };
     registry.register(
         "appimage_webhook_leader",
         "1 while this replica holds the Lease and runs the controllers, else 0",
-        leader.clone(),
+        m.leader.clone(),
     );
     registry.register(
         "appimage_webhook_reconciles",
-        "Pod reconciles (Services and NetworkPolicies) by result",
-        reconciles.clone(),
+        "Reconciles by controller (services, workloads, revisions, start, batch) and result",
+        m.reconciles.clone(),
+    );
+    registry.register(
+        "appimage_webhook_reconcile_errors",
+        "Reconciles that failed, by controller and reason (conflict, forbidden, apply, delete, request, transport)",
+        m.errors.clone(),
     );
     registry.register(
         "appimage_webhook_reconcile_duration_seconds",
-        "Time to reconcile one Pod",
-        durations.clone(),
+        "Time to reconcile one object, by controller",
+        m.durations.clone(),
     );
-    (reconciles, durations, leader)
+    m
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
+    controller: &'static str,
     result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    controller: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ControllerLabels {
+    controller: &'static str,
 }
 
 /// Cheap to clone; every clone updates the same metrics.
@@ -102,7 +130,7 @@ impl Metrics {
         let tls_reload_failures = Counter::default();
         let trusted_keys = Gauge::default();
         let trusted_key_reloads = Counter::default();
-        let (reconciles, reconcile_durations, leader) = register_controllers(&mut registry);
+        let controllers = register_controllers(&mut registry);
         // Counters get their `_total` suffix from the encoder.
         registry.register(
             "appimage_webhook_requests",
@@ -154,20 +182,37 @@ impl Metrics {
             tls_reload_failures,
             trusted_keys,
             trusted_key_reloads,
-            reconciles,
-            reconcile_durations,
-            leader,
+            reconciles: controllers.reconciles,
+            reconcile_errors: controllers.errors,
+            reconcile_durations: controllers.durations,
+            leader: controllers.leader,
             leading: AtomicBool::new(false),
         }))
     }
 
-    /// One reconcile of a Pod: `result` is "ok" or "error".
-    pub fn observe_reconcile(&self, result: &'static str, elapsed: Duration) {
+    /// One reconcile by `controller`: `result` is "ok" or "error".
+    pub fn observe_reconcile(
+        &self,
+        controller: &'static str,
+        result: &'static str,
+        elapsed: Duration,
+    ) {
         self.0
             .reconciles
-            .get_or_create(&ResultLabels { result })
+            .get_or_create(&ResultLabels { controller, result })
             .inc();
-        self.0.reconcile_durations.observe(elapsed.as_secs_f64());
+        self.0
+            .reconcile_durations
+            .get_or_create(&ControllerLabels { controller })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// One failed reconcile by `controller`, for `reason` (`controllers::Error::metric_label`).
+    pub fn reconcile_error(&self, controller: &'static str, reason: &'static str) {
+        self.0
+            .reconcile_errors
+            .get_or_create(&ErrorLabels { controller, reason })
+            .inc();
     }
 
     /// One admission request: `outcome` is what became of it (allowed, patched, denied, error).

@@ -9,16 +9,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use appimage::admitted::SealKey;
 use appimage::overrides::PodOverrides;
-use appimage::resource::AppImage;
-use appimage::revision::AppImageRevision;
 use axum::Router;
-use futures::StreamExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client};
+use kube::Client;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
@@ -26,7 +22,7 @@ use tower::ServiceExt;
 
 use crate::admission::{PodRules, Policy, SignaturePolicy};
 use crate::api::{self, AppState, ClientCert, Limits};
-use crate::catalog::{AppImages, Catalog, Revisions, appimages};
+use crate::catalog::{self, AppImages, Catalog, Revisions};
 pub use crate::certs::TlsFiles;
 use crate::certs::{self, Tls};
 use crate::controllers;
@@ -133,24 +129,9 @@ pub async fn start(
         return start_inner(config, Source::Noop, shutdown).await;
     }
     let client = kube_client(config.kubeconfig.as_deref()).await?;
-    let (reader, mut writer) = appimages();
-    let stream = watcher(
-        Api::<AppImage>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff();
-    let task = tokio::spawn(async move {
-        futures::pin_mut!(stream);
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(event) => writer.apply(event),
-                Err(e) => tracing::warn!("AppImage watch: {e} (retrying)"),
-            }
-        }
-    });
-    let revisions = watch_revisions(&client);
+    let (reader, revisions, tasks) = catalog::watch(&client);
     let client = config.reconcile.then_some(client);
-    let source = Source::Store(reader, Some(task), client, revisions);
+    let source = Source::Store(reader, tasks.into(), client, revisions);
     start_inner(config, source, shutdown).await
 }
 
@@ -163,43 +144,16 @@ pub async fn start_with_store(
     certs::install_default_provider();
     start_inner(
         config,
-        Source::Store(store, None, None, Revisions::default()),
+        Source::Store(store, Vec::new(), None, Revisions::default()),
         shutdown,
     )
     .await
 }
 
-/// Revisions of AppImages (issue 17), watched like the AppImages; until the AppImageRevision
-/// CRD is installed the store stays empty and Pods naming a revision are denied.
-fn watch_revisions(client: &Client) -> Revisions {
-    let revisions = Revisions::default();
-    let mut writer = revisions.writer();
-    let stream = watcher(
-        Api::<AppImageRevision>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff();
-    tokio::spawn(async move {
-        futures::pin_mut!(stream);
-        let mut warned = false;
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(event) => writer.apply(event),
-                Err(e) if !warned => {
-                    warned = true;
-                    tracing::warn!("AppImageRevision watch: {e} (retrying; is the CRD installed?)");
-                }
-                Err(e) => tracing::debug!("AppImageRevision watch: {e} (retrying)"),
-            }
-        }
-    });
-    revisions
-}
-
 enum Source {
     Noop,
-    /// AppImages, the task filling them, and a client for the controllers.
-    Store(AppImages, Option<JoinHandle<()>>, Option<Client>, Revisions),
+    /// AppImages, the tasks filling them, and a client for the controllers.
+    Store(AppImages, Vec<JoinHandle<()>>, Option<Client>, Revisions),
 }
 
 async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
@@ -278,8 +232,8 @@ async fn start_inner(
         None => None,
     };
     let noop_patch = config.noop_patch.as_deref().map(noop_patch).transpose()?;
-    let (catalog, watch_task, client) = match source {
-        Source::Noop => (None, None, None),
+    let (catalog, watch_tasks, client) = match source {
+        Source::Noop => (None, Vec::new(), None),
         Source::Store(store, task, client, revisions) => {
             log_when_synced(store.clone());
             let catalog = Catalog::new(store, trust.clone()).with_revisions(revisions);
@@ -336,7 +290,7 @@ async fn start_inner(
         if let Some(controllers) = controllers {
             controllers.stop().await;
         }
-        if let Some(task) = watch_task {
+        for task in watch_tasks {
             task.abort();
         }
         result

@@ -1,10 +1,18 @@
 //! The catalog: the AppImages the webhook knows (a store a watch fills), the equal values they
 //! share, what is derived from each (parsed templates and the signature verdict, cached per
 //! resourceVersion and trust generation), and the one readiness flag (the initial list is in).
+//!
+//! **The freshness rule** (issue 25): the controllers read AppImages from the catalog only,
+//! never by a GET or a watch of their own. The catalog is as fresh as its watch, so:
+//! - an AppImage it holds is read as held; a controller that saw the AppImage elsewhere at
+//!   another resourceVersion requeues shortly ([`Catalog::fresh`]);
+//! - an AppImage it lacks counts as absent only for an object written more than [`LAG`] ago
+//!   ([`Catalog::settled`]): a younger one may name an AppImage the watch has not brought yet.
 
 mod interner;
 mod revisions;
 mod store;
+mod watch;
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
@@ -18,7 +26,8 @@ use appimage::workload::revision_hash;
 
 pub use interner::{Compactor, Interner};
 pub use revisions::{RevisionWriter, Revisions};
-pub use store::{AppImages, Stored, Writer};
+pub use store::{AppImages, Change, Stored, Writer};
+pub use watch::watch;
 
 use crate::trust::Trust;
 
@@ -88,7 +97,31 @@ impl std::fmt::Debug for Catalog {
     }
 }
 
+/// How long the catalog's watch may take to bring an AppImage written to the API server.
+pub const LAG: Duration = Duration::from_secs(10);
+
 impl Catalog {
+    /// Whether an object written at `written` (its creationTimestamp) is old enough that an
+    /// AppImage it names and the catalog lacks is absent, not merely not watched yet.
+    pub fn settled(
+        &self,
+        written: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    ) -> bool {
+        let Some(written) = written else {
+            return true;
+        };
+        let age = jiff::Timestamp::now().duration_since(written.0);
+        self.is_ready() && age >= jiff::SignedDuration::try_from(LAG).unwrap_or_default()
+    }
+
+    /// Whether the catalog holds AppImage `name` at `resource_version` (the version a
+    /// controller saw), so that what it derives matches what the controller acts on.
+    pub fn fresh(&self, name: &str, resource_version: Option<&str>) -> bool {
+        self.store
+            .get(name)
+            .is_some_and(|e| resource_version.is_none_or(|rv| *e.resource_version == *rv))
+    }
+
     pub fn new(store: AppImages, trust: Trust) -> Catalog {
         Catalog {
             store,
@@ -155,6 +188,22 @@ impl Catalog {
     /// Whether ready, waiting up to `limit` for it.
     pub async fn wait_ready(&self, limit: Duration) -> bool {
         self.store.wait(limit).await
+    }
+
+    /// Listen to what changes from now on: AppImages, and AppImages whose revisions changed.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.store.changes()
+    }
+
+    /// The names of every AppImage stored.
+    pub fn names(&self) -> Vec<Arc<str>> {
+        self.store.names()
+    }
+
+    /// The AppImage `name` as the controllers key on it (its kept metadata with its UID, an
+    /// empty spec); `None` when the store lacks it.
+    pub fn controlled(&self, name: &str) -> Option<AppImage> {
+        self.store.get(name).map(|entry| entry.controlled())
     }
 
     /// The AppImage `name` as stored; `None` when the store lacks it.

@@ -50,6 +50,8 @@ impl Index {
             replaced_by: None,
             // Also its AppImage's: admission tightens with the current one's.
             pod_overrides: None,
+            notes: None,
+            deleting: None,
             spec: Arc::new(spec.template),
             derived: ArcSwapOption::empty(),
         };

@@ -9,9 +9,9 @@ use std::time::Duration;
 use appimage::labels;
 use appimage::resource::{AppImage, AppImageSpec};
 use arc_swap::ArcSwapOption;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::runtime::watcher::Event;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use super::Derived;
 use super::interner::Compactor;
@@ -33,6 +33,11 @@ pub struct Stored {
     /// The pod-overrides annotation (`appimage::overrides`): it tightens what the AppImage's
     /// Pods may override.
     pub pod_overrides: Option<Box<str>>,
+    /// The annotations the revisions controller reads (history limit, change cause, task id),
+    /// when any is set: the controllers read AppImages from the catalog only (issue 25).
+    pub notes: Option<Notes>,
+    /// When the AppImage's deletion started, if it did (the controllers then leave it alone).
+    pub deleting: Option<Time>,
     /// Shared by every stored AppImage with an equal spec.
     pub spec: Arc<AppImageSpec>,
     /// What the catalog derives from the AppImage, filled on first use.
@@ -75,6 +80,21 @@ impl Stored {
         }
     }
 
+    /// What the controllers key on: the metadata the catalog keeps, with the UID, the
+    /// revision notes and the deletion mark, and an empty spec.
+    pub fn controlled(&self) -> AppImage {
+        let mut image = self.marks();
+        let meta = &mut image.metadata;
+        meta.uid = (!self.uid.is_empty()).then(|| self.uid.to_string());
+        meta.deletion_timestamp = self.deleting.clone();
+        if let Some(notes) = &self.notes {
+            meta.annotations
+                .get_or_insert_with(BTreeMap::new)
+                .extend(notes.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        }
+        image
+    }
+
     fn metadata(&self) -> ObjectMeta {
         ObjectMeta {
             name: Some(self.name.to_string()),
@@ -107,13 +127,45 @@ fn kept(map: Option<&BTreeMap<String, String>>, key: &str) -> Option<Box<str>> {
     map.and_then(|m| m.get(key)).map(|v| v.as_str().into())
 }
 
+/// Annotations kept as (key, value), in a box the size of a pointer pair.
+pub type Notes = Box<[(Box<str>, Box<str>)]>;
+
+/// The annotations of [`Stored::notes`] that are set, or none.
+fn notes(map: Option<&BTreeMap<String, String>>) -> Option<Notes> {
+    const NOTES: [&str; 4] = [
+        appimage::revision::HISTORY_LIMIT,
+        appimage::revision::CHANGE_CAUSE,
+        labels::TASK_ID,
+        labels::OPT_TASK_ID,
+    ];
+    let kept: Notes = NOTES
+        .iter()
+        .filter_map(|k| Some(((*k).into(), map?.get(*k)?.as_str().into())))
+        .collect();
+    (!kept.is_empty()).then_some(kept)
+}
+
 type Map = HashMap<Box<str>, Arc<Stored>>;
 
 struct Shared {
     map: RwLock<Map>,
     /// True once the initial list is in: the webhook's one readiness flag.
     ready: watch::Sender<bool>,
+    /// What changed, for the controllers (nothing is kept when none listens).
+    changes: broadcast::Sender<Change>,
 }
+
+/// A change of the catalog, as its listeners see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The AppImage of this name (or one of its revisions) was written or deleted.
+    One(Arc<str>),
+    /// A new initial list (or a listener fell behind): anything may have changed.
+    All,
+}
+
+/// Changes buffered per listener before it falls behind (and is told [`Change::All`]).
+const CHANGES: usize = 4096;
 
 /// Read side; cheap to clone.
 #[derive(Clone)]
@@ -165,6 +217,27 @@ impl AppImages {
         let _ = rx.wait_for(|ready| *ready).await;
     }
 
+    /// The names of every AppImage stored.
+    pub fn names(&self) -> Vec<Arc<str>> {
+        let map = self
+            .shared
+            .map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.keys().map(|k| Arc::from(&**k)).collect()
+    }
+
+    /// Listen to what changes from now on.
+    pub fn changes(&self) -> broadcast::Receiver<Change> {
+        self.shared.changes.subscribe()
+    }
+
+    /// Tell the listeners that revisions of `name` changed (or, `None`, all of them).
+    pub(crate) fn tell(&self, name: Option<&str>) {
+        let change = name.map_or(Change::All, |n| Change::One(n.into()));
+        let _ = self.shared.changes.send(change);
+    }
+
     /// Whether ready, waiting up to `limit` for it.
     pub async fn wait(&self, limit: Duration) -> bool {
         self.is_ready()
@@ -193,6 +266,7 @@ pub fn store() -> (AppImages, Writer) {
     let shared = Arc::new(Shared {
         map: RwLock::new(HashMap::new()),
         ready: watch::Sender::new(false),
+        changes: broadcast::Sender::new(CHANGES),
     });
     let writer = Writer {
         shared: shared.clone(),
@@ -217,15 +291,17 @@ impl Writer {
                 let list = self.buffer.take().unwrap_or_default();
                 *self.shared.map() = list;
                 self.shared.ready.send_replace(true);
+                let _ = self.shared.changes.send(Change::All);
             }
             Event::Apply(image) => {
                 let (name, stored) = self.entry(image);
-                self.shared.map().insert(name, stored);
+                self.shared.map().insert(name.clone(), stored);
+                let _ = self.shared.changes.send(Change::One(Arc::from(name)));
             }
             Event::Delete(image) => {
-                self.shared
-                    .map()
-                    .remove(image.metadata.name.as_deref().unwrap_or_default());
+                let name = image.metadata.name.unwrap_or_default();
+                self.shared.map().remove(name.as_str());
+                let _ = self.shared.changes.send(Change::One(name.into()));
             }
         }
     }
@@ -244,6 +320,8 @@ impl Writer {
             stage: kept(image.metadata.labels.as_ref(), labels::STAGE),
             replaced_by: kept(image.metadata.annotations.as_ref(), labels::REPLACED_BY),
             pod_overrides: kept(image.metadata.annotations.as_ref(), labels::POD_OVERRIDES),
+            notes: notes(image.metadata.annotations.as_ref()),
+            deleting: image.metadata.deletion_timestamp,
             spec: self.compactor.compact(image.spec),
             derived: ArcSwapOption::empty(),
         };

@@ -8,8 +8,10 @@
 //!   only after it lands: two replicas (or a stale cache) can never both act on one transition.
 //! - Bad input (an unknown, unsigned, tampered or deprecated AppImage, a spec the builder
 //!   refuses) becomes a condition and phase Failed through the machine, never an error loop.
-//! - Watches: BatchDeployments, their Deployments and Jobs (label [`BATCH`]), the room's shared
-//!   Pods, and Nodes (only when their readiness or labels change).
+//! - Watches: the room's shared watches of BatchDeployments, Deployments and Jobs (its own by
+//!   owner reference), Pods (by the batch label), and Nodes (only when their readiness or
+//!   labels change).
+//! - The AppImage is the catalog's (no GET per reconcile, issue 25).
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -31,19 +33,19 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::PredicateConfig;
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 
-use super::{Backoff, Context, MANAGER, Shared, Watches};
+use super::kube_ops::{self, Propagation};
+use super::{Backoff, Context, Error, MANAGER, Watches};
 
+/// This controller's name in metrics and logs.
+const NAME: &str = "batch";
 /// Re-check a job this often even without events.
 const RESYNC: Duration = Duration::from_secs(300);
-/// How often to look again for the BatchDeployment CRD when it is not installed.
 /// Creates and deletes in flight at once per reconcile.
 const WRITES_IN_FLIGHT: usize = 32;
 /// Coalesce bursts of workload events (a thousand Deployments turning Ready) into one reconcile.
@@ -62,75 +64,46 @@ struct Ctx {
     taken: std::sync::Mutex<HashMap<String, batch::Progress>>,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Error(#[from] kube::Error);
-
-/// The controller, on the room's shared Pods and its own watches of Deployments, Jobs and
-/// Nodes (started once the BatchDeployment CRD is installed).
+/// The controller, on the shared watches of BatchDeployments, Deployments, Jobs, Pods and
+/// Nodes. Without the BatchDeployment CRD its store is empty and nothing is reconciled; the
+/// watch starts once the CRD is installed.
 pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> + Send + 'static {
-    let mut pods_events = watches.pods.subscribe();
-    let pods = watches.pods.store.clone();
-    async move {
-        let api = Api::<BatchDeployment>::all(ctx.client.clone());
-        let install = "install the CRD (kubectl appimage batch crd | kubectl apply -f -)";
-        super::wait_for_crd(&api, install, &mut pods_events).await;
-        run(ctx, api, pods, pods_events).await;
-    }
-}
-
-async fn run(
-    ctx: Context,
-    api: Api<BatchDeployment>,
-    pods: Store<Pod>,
-    pods_events: ReflectHandle<Pod>,
-) {
-    let deployments = Shared::<Deployment>::new(&ctx.client, BATCH);
-    let jobs = Shared::<Job>::new(&ctx.client, BATCH);
-    let (nodes, node_writer) = reflector::store();
-    let node_events = watcher(
-        Api::<Node>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(node_writer)
-    .applied_objects()
-    .predicate_filter(node_key, PredicateConfig::default());
-    let controller = Controller::new(api, watcher::Config::default())
-        .with_config(kube::runtime::controller::Config::default().debounce(DEBOUNCE));
-    let jobs_of = controller.store();
-    let active = controller.store();
+    let batches = &watches.batches;
+    let controller = Controller::for_shared_stream(batches.subscribe(), batches.store.clone())
+        .with_config(super::config().debounce(DEBOUNCE));
+    let jobs_of = batches.store.clone();
+    let active = batches.store.clone();
+    let mut last: HashMap<String, u64> = HashMap::new();
+    // What a job reads of a Node: a change elsewhere (heartbeats) triggers nothing.
+    let nodes = watches.nodes.subscribe().filter(move |n| {
+        let key = node_key(n);
+        futures::future::ready(last.insert(n.name_any(), key) != Some(key))
+    });
     let controller = controller
-        .owns_shared_stream(deployments.subscribe())
-        .owns_shared_stream(jobs.subscribe())
-        .watches_shared_stream(pods_events, move |pod| job_of_pod(&jobs_of, &pod))
-        .watches_stream(node_events, move |_| active_jobs(&active));
+        .owns_shared_stream(watches.deployments.subscribe())
+        .owns_shared_stream(watches.jobs.subscribe())
+        .watches_shared_stream(watches.pods.subscribe(), move |pod| {
+            job_of_pod(&jobs_of, &pod)
+        })
+        .watches_shared_stream(nodes, move |_| active_jobs(&active));
     let ctx = Arc::new(Ctx {
         base: ctx,
-        deployments: deployments.store.clone(),
-        jobs: jobs.store.clone(),
-        pods,
-        nodes,
+        deployments: watches.deployments.store.clone(),
+        jobs: watches.jobs.store.clone(),
+        pods: watches.pods.store.clone(),
+        nodes: watches.nodes.store.clone(),
         backoff: Backoff::default(),
         taken: Default::default(),
     });
-    let reconciler = controller
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!("batch reconcile: {e}");
-            }
-        });
-    tracing::info!("batch controller running");
-    futures::future::join3(reconciler, deployments.drive(), jobs.drive()).await;
+    super::drain(NAME, controller.run(reconcile, error_policy, ctx))
 }
 
 /// What a job reads of a Node: a change elsewhere (heartbeats) triggers nothing.
-fn node_key(node: &Node) -> Option<u64> {
+fn node_key(node: &Node) -> u64 {
     let fact = node_fact(node);
     let mut h = DefaultHasher::new();
     (fact.name, fact.labels, fact.ready).hash(&mut h);
-    Some(h.finish())
+    h.finish()
 }
 
 /// The job a Pod was made for: by its batch label, in its namespace.
@@ -161,13 +134,14 @@ fn active_jobs(jobs: &Store<BatchDeployment>) -> Vec<ObjectRef<BatchDeployment>>
 async fn reconcile(bd: Arc<BatchDeployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = reconcile_job(&bd, &ctx).await;
-    let outcome = if result.is_ok() { "ok" } else { "error" };
-    ctx.base
-        .metrics
-        .observe_reconcile(outcome, started.elapsed());
-    if result.is_ok() {
-        ctx.backoff.succeeded(&job_key(&bd));
-    }
+    super::observe(
+        &ctx.base,
+        NAME,
+        &ctx.backoff,
+        &job_key(&bd),
+        started,
+        &result,
+    );
     result
 }
 
@@ -177,9 +151,7 @@ fn job_key(bd: &BatchDeployment) -> String {
 }
 
 fn error_policy(bd: Arc<BatchDeployment>, error: &Error, ctx: Arc<Ctx>) -> Action {
-    let wait = ctx.backoff.failed(job_key(&bd));
-    tracing::warn!(batch = %bd.name_any(), namespace = ?bd.namespace(), "reconcile failed: {error} (retrying in {wait:?})");
-    Action::requeue(wait)
+    super::retry(&ctx.base, NAME, &ctx.backoff, job_key(&bd), error)
 }
 
 async fn reconcile_job(bd: &BatchDeployment, ctx: &Ctx) -> Result<Action, Error> {
@@ -266,16 +238,15 @@ async fn appimage_of(
         // Only a Queued or Running job reads the AppImage (and only it creates workloads).
         return Ok((Some(AppImageFact::Usable), None));
     }
-    // The catalog keeps specs only; the stage label and replaced-by annotation are read here.
-    let api = Api::<AppImage>::all(ctx.base.client.clone());
-    let meta = if name.is_empty() {
-        None
-    } else {
-        api.get_metadata_opt(name).await?
-    };
-    let (Some(prepared), Some(meta)) = (ctx.base.catalog.lookup(name), meta.as_ref()) else {
-        if meta.is_some() {
-            // Stored but not yet in the catalog's cache.
+    // The catalog is the one source (issue 25: before, a GET per reconcile): its entry keeps
+    // the stage label and replaced-by annotation the machine reads. Absence counts only once
+    // the catalog's watch has had time to bring the AppImage (`Catalog::settled`).
+    let Some(prepared) = ctx.base.catalog.lookup(name) else {
+        if !ctx
+            .base
+            .catalog
+            .settled(bd.metadata.creation_timestamp.as_ref())
+        {
             return Ok((None, None));
         }
         return Ok((Some(app_image_fact(bd, None, None)), None));
@@ -285,9 +256,7 @@ async fn appimage_of(
         .catalog
         .verdict(&prepared, &ctx.base.policy.signatures.to_run())
         .err();
-    let mut image = prepared.image;
-    image.metadata.labels = meta.metadata.labels.clone();
-    image.metadata.annotations = meta.metadata.annotations.clone();
+    let image = prepared.image;
     let verdict = verdict.map(|e| e.to_string());
     let (problem, unverified) = problem(verdict, &image, ctx.base.policy.require_signature);
     if let Some(why) = unverified {
@@ -470,6 +439,7 @@ async fn write_status(
         "metadata": {"name": bd.name_any(), "resourceVersion": bd.resource_version()},
         "status": status,
     });
+    // The status subresource: the one apply kube_ops cannot send.
     let params = PatchParams::apply(MANAGER).force();
     match api
         .patch_status(&bd.name_any(), &params, &Patch::Apply(&body))
@@ -594,7 +564,7 @@ where
             let stored = api.get_metadata_opt(&obj.name_any()).await?;
             Ok(stored.and_then(|m| batch::workload::taken(bd, kind, &m.metadata)))
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(Error::Apply(e)),
     }
 }
 
@@ -608,29 +578,12 @@ async fn remove(
     ctx: &Ctx,
 ) -> Result<(), Error> {
     let ns = bd.namespace().unwrap_or_default();
-    let dp = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid,
-            resource_version: None,
-        }),
-        ..DeleteParams::foreground()
-    };
     let client = ctx.base.client.clone();
-    let result = if is_job {
-        Api::<Job>::namespaced(client, &ns)
-            .delete(name, &dp)
-            .await
-            .map(|_| ())
+    let how = Propagation::Foreground;
+    if is_job {
+        kube_ops::delete_owned(&Api::<Job>::namespaced(client, &ns), name, uid, how).await
     } else {
-        Api::<Deployment>::namespaced(client, &ns)
-            .delete(name, &dp)
-            .await
-            .map(|_| ())
-    };
-    match result {
-        Ok(()) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
+        kube_ops::delete_owned(&Api::<Deployment>::namespaced(client, &ns), name, uid, how).await
     }
 }
 
@@ -696,3 +649,7 @@ mod tests {
         assert_eq!(problem(None, &image(None), true), (None, None));
     }
 }
+
+#[cfg(test)]
+#[path = "batch_tests.rs"]
+mod api_tests;

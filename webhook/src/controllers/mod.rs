@@ -2,38 +2,48 @@
 //! pure functions want (`appimage::desired`). They run on the Lease holder only
 //! ([`crate::leader`]); every replica serves admission.
 //!
-//! The watches are shared: one reflector per kind, whose store and event stream every
-//! controller subscribes to (kube-runtime's shared streams), instead of watches per concern.
+//! One shape (issue 25): every controller is a kube-runtime `Controller` on the shared
+//! watches ([`Watches`]: one reflector per kind, slimmed by [`slim`], whose store and event
+//! stream every controller subscribes to), with one [`Error`], per-object exponential
+//! backoff ([`Backoff`], [`retry`]) and one module for writes ([`kube_ops`]).
 //!
 //! - [`services`]: the Services and NetworkPolicies of injected Pods.
+//! - [`workloads`]: the Services of each workload.
+//! - [`revisions`] and [`rollout`]: AppImage revisions, and rollouts that follow them.
 //! - [`batch`]: BatchDeployments, one AppImage deployed to many nodes as a job.
 //! - [`start`]: workloads stored stopped by `deploy --start-at`, started at their time.
 
 pub mod batch;
+pub mod kube_ops;
 #[cfg(test)]
 mod mock_api;
 pub mod revisions;
 pub mod rollout;
 pub mod services;
+pub mod slim;
 pub mod start;
 pub mod workloads;
 
 use std::fmt::Debug;
-use std::pin::Pin;
-
 use std::future::Future;
+use std::pin::Pin;
+use std::time::Instant;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use appimage::admitted::SealKey;
-use futures::StreamExt;
+use appimage::batch::BatchDeployment;
+use appimage::revision::AppImageRevision;
 use futures::channel::mpsc;
-use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::ListParams;
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -46,9 +56,100 @@ use crate::admission::{Policy, SignaturePolicy};
 use crate::catalog::Catalog;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
+use slim::Slim;
+
+/// What a reconcile of any controller can fail with; the error policy retries the object
+/// with per-object exponential backoff ([`Backoff`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A server-side apply (or a create) was refused or lost.
+    #[error("apply: {0}")]
+    Apply(#[source] kube::Error),
+    /// A delete of an object we own.
+    #[error("delete: {0}")]
+    Delete(#[source] kube::Error),
+    /// Any other request (a read, a status write).
+    #[error("{0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl Error {
+    /// The `reason` label of `appimage_webhook_reconcile_errors_total`.
+    pub fn metric_label(&self) -> &'static str {
+        let (what, e) = match self {
+            Error::Apply(e) => ("apply", e),
+            Error::Delete(e) => ("delete", e),
+            Error::Kube(e) => ("request", e),
+        };
+        match e {
+            kube::Error::Api(s) if s.code == 409 => "conflict",
+            kube::Error::Api(s) if s.code == 403 => "forbidden",
+            kube::Error::Api(_) => what,
+            _ => "transport",
+        }
+    }
+}
+
+/// The bookkeeping every controller does around one reconcile: the reconcile counter and
+/// latency by controller, and the object's backoff reset once it reconciled.
+pub fn observe(
+    ctx: &Context,
+    controller: &'static str,
+    backoff: &Backoff,
+    key: &str,
+    started: Instant,
+    result: &Result<Action, Error>,
+) {
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    ctx.metrics
+        .observe_reconcile(controller, outcome, started.elapsed());
+    if result.is_ok() {
+        backoff.succeeded(key);
+    }
+}
+
+/// The error policy every controller shares: count the error, log it, and retry the object
+/// after its own backoff.
+pub fn retry(
+    ctx: &Context,
+    controller: &'static str,
+    backoff: &Backoff,
+    key: String,
+    error: &Error,
+) -> Action {
+    ctx.metrics
+        .reconcile_error(controller, error.metric_label());
+    let wait = backoff.failed(key.clone());
+    tracing::warn!(controller, object = %key, "reconcile failed: {error} (retrying in {wait:?})");
+    Action::requeue(wait)
+}
+
+/// Drain a controller's result stream, logging at debug what the error policy already logged.
+pub async fn drain<T, E: std::fmt::Display>(
+    controller: &'static str,
+    results: impl futures::Stream<Item = Result<T, E>>,
+) {
+    results
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(controller, "{e}");
+            }
+        })
+        .await;
+}
 
 /// The field manager of every server-side apply, and the Events' reporting controller.
 pub const MANAGER: &str = labels::MANAGER;
+
+/// Reconciles in flight at once per controller (kube-runtime's default is unbounded: 1,000
+/// workloads changing at once made 1,000 reconciles, each with its own copies and its own
+/// connection to the API server). The rollout's and batch's own writes go 32 at a time.
+pub const CONCURRENCY: u16 = 16;
+
+/// The configuration of every controller: bounded concurrency.
+pub fn config() -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(CONCURRENCY)
+}
 
 /// Events buffered per subscriber of a shared watch.
 const BUFFER: usize = 1024;
@@ -144,56 +245,84 @@ impl Context {
 }
 
 /// One shared watch: its store, a subscription for each controller, and the watch itself
-/// (driven by [`run`] once every controller has subscribed).
+/// (driven by [`run`] once every controller has subscribed). Objects enter the store slimmed
+/// ([`slim`]).
 pub struct Shared<K: Resource<DynamicType = ()> + Clone + 'static> {
     pub store: Store<K>,
     writer: reflector::store::Writer<K>,
     api: Api<K>,
     config: watcher::Config,
+    /// A CRD's kind: while it cannot be listed the store is empty and ready (nothing of the
+    /// kind can exist), and the watch starts once it can.
+    crd: bool,
     /// Where deleted objects go: shared subscriptions carry only objects that exist.
     deleted: Mutex<Vec<mpsc::UnboundedSender<K>>>,
 }
 
 impl<K> Shared<K>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Debug
-        + Send
-        + Sync
-        + DeserializeOwned
-        + 'static,
+    K: Resource<DynamicType = ()> + Slim + Clone + Debug + Send + Sync + DeserializeOwned + 'static,
 {
-    /// A shared watch of every `K` matching `labels`.
+    /// A shared watch of every `K` matching `labels` (all of them when empty).
     fn new(client: &Client, labels: &str) -> Shared<K> {
         let (store, writer) = reflector::store_shared(BUFFER);
+        let config = watcher::Config::default();
         Shared {
             store,
             writer,
             api: Api::all(client.clone()),
-            config: watcher::Config::default().labels(labels),
+            config: if labels.is_empty() {
+                config
+            } else {
+                config.labels(labels)
+            },
+            crd: false,
             deleted: Mutex::default(),
+        }
+    }
+
+    /// A shared watch of a CRD's kind, which may not be installed.
+    fn crd(client: &Client) -> Shared<K> {
+        Shared {
+            crd: true,
+            ..Shared::new(client, "")
         }
     }
 
     /// Watch, filling the store and every subscription, until dropped.
     fn drive(self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let events = watcher(self.api, self.config)
-            .default_backoff()
-            .reflect_shared(self.writer);
-        let deleted = self.deleted.into_inner().unwrap_or_else(|p| p.into_inner());
-        Box::pin(events.for_each(move |event| {
-            match event {
-                Ok(watcher::Event::Delete(object)) => {
-                    for tx in &deleted {
-                        let _ = tx.unbounded_send(object.clone());
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!("watch of {}: {e} (retrying)", K::plural(&())),
+        let Shared {
+            mut writer,
+            api,
+            config,
+            crd,
+            deleted,
+            ..
+        } = self;
+        let deleted = deleted.into_inner().unwrap_or_else(|p| p.into_inner());
+        Box::pin(async move {
+            if crd {
+                until_listable(&api, &mut writer).await;
             }
-            futures::future::ready(())
-        }))
+            let events = watcher(api, config)
+                .default_backoff()
+                .modify(K::slim)
+                .reflect_shared(writer);
+            events
+                .for_each(move |event| {
+                    match event {
+                        Ok(watcher::Event::Delete(object)) => {
+                            for tx in &deleted {
+                                let _ = tx.unbounded_send(object.clone());
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!("watch of {}: {e} (retrying)", K::plural(&())),
+                    }
+                    futures::future::ready(())
+                })
+                .await;
+        })
     }
 
     /// A stream of the objects deleted, for a controller that remakes what it owns.
@@ -206,7 +335,8 @@ where
         rx
     }
 
-    /// A stream of the objects changed, for one controller.
+    /// A stream of the objects changed, for one controller. It must be read: a subscriber
+    /// that stops reading holds the watch back for every other one.
     #[allow(
         clippy::expect_used,
         reason = "store_shared always makes a subscribable writer"
@@ -218,16 +348,39 @@ where
     }
 }
 
+/// Until `api`'s kind can be listed. If it cannot at first, the store is made ready and empty
+/// meanwhile: no object of an uninstalled CRD exists (its initial list replaces the empty one).
+async fn until_listable<K>(api: &Api<K>, writer: &mut reflector::store::Writer<K>)
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + 'static,
+{
+    let params = ListParams::default().limit(1);
+    let listable = || api.list_metadata(&params);
+    if let Err(e) = listable().await {
+        tracing::info!(
+            "{} cannot be listed ({e}): none exists until they can",
+            K::plural(&())
+        );
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        while listable().await.is_err() {
+            tokio::time::sleep(CRD_POLL).await;
+        }
+    }
+}
+
 /// How often an idle controller checks whether its CRD is installed.
 const CRD_POLL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Until `api`'s kind can be listed (its CRD installed), logging once why the controller idles.
-/// `events` is drained meanwhile: a shared subscriber that stops reading holds the shared watch
-/// back for every other controller.
-pub async fn wait_for_crd<K, E>(api: &Api<K>, install: &str, events: &mut ReflectHandle<E>)
-where
+/// `events` (the controller's subscriptions, merged) is drained meanwhile: a shared subscriber
+/// that stops reading holds the shared watch back for every other controller.
+pub async fn wait_for_crd<K>(
+    api: &Api<K>,
+    install: &str,
+    events: &mut (dyn futures::Stream<Item = ()> + Send + Unpin),
+) where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
-    E: Resource<DynamicType = ()> + Clone + 'static,
 {
     let mut logged = false;
     loop {
@@ -253,11 +406,22 @@ where
     }
 }
 
-/// The shared watches: labelled Pods, and the Services and NetworkPolicies we manage.
+/// The shared watches, one per kind (issue 25: before, Deployments and Jobs were watched four
+/// times each). Workloads and ReplicaSets are watched by the AppImage label, which `deploy`
+/// and the batch controller put on every workload they make.
 pub struct Watches {
     pub pods: Shared<Pod>,
     pub services: Shared<Service>,
     pub policies: Shared<NetworkPolicy>,
+    pub deployments: Shared<Deployment>,
+    pub statefulsets: Shared<StatefulSet>,
+    pub daemonsets: Shared<DaemonSet>,
+    pub jobs: Shared<Job>,
+    pub cronjobs: Shared<CronJob>,
+    pub replicasets: Shared<ReplicaSet>,
+    pub nodes: Shared<Node>,
+    pub batches: Shared<BatchDeployment>,
+    pub revisions: Shared<AppImageRevision>,
 }
 
 /// The label selector of every object the controllers make.
@@ -267,36 +431,59 @@ pub fn managed_selector() -> String {
 
 impl Watches {
     fn new(client: &Client) -> Watches {
+        let image = labels::APP_IMAGE;
         Watches {
-            pods: Shared::new(client, labels::APP_IMAGE),
+            pods: Shared::new(client, image),
             services: Shared::new(client, &managed_selector()),
             policies: Shared::new(client, &managed_selector()),
+            deployments: Shared::new(client, image),
+            statefulsets: Shared::new(client, image),
+            daemonsets: Shared::new(client, image),
+            jobs: Shared::new(client, image),
+            cronjobs: Shared::new(client, image),
+            replicasets: Shared::new(client, image),
+            nodes: Shared::new(client, ""),
+            batches: Shared::crd(client),
+            revisions: Shared::crd(client),
         }
+    }
+
+    /// Every watch, driven until dropped.
+    fn drive(self) -> impl Future<Output = ()> + Send {
+        let w = self;
+        futures::future::join_all([
+            w.pods.drive(),
+            w.services.drive(),
+            w.policies.drive(),
+            w.deployments.drive(),
+            w.statefulsets.drive(),
+            w.daemonsets.drive(),
+            w.jobs.drive(),
+            w.cronjobs.drive(),
+            w.replicasets.drive(),
+            w.nodes.drive(),
+            w.batches.drive(),
+            w.revisions.drive(),
+        ])
+        .map(drop)
     }
 }
 
 /// Run every controller until the future is dropped.
 pub async fn run(ctx: Context) {
     let watches = Watches::new(&ctx.client);
-    let controllers = futures::future::join(
-        services::controller(ctx.clone(), &watches),
-        batch::controller(ctx.clone(), &watches),
-    );
-    // Revisions and rollouts (issue 17, sections 3 and 4).
-    let controllers =
-        futures::future::join(controllers, revisions::controller(ctx.clone(), &watches));
-    // Services per workload (issue 17, section 2).
-    let controllers =
-        futures::future::join(controllers, workloads::controller(ctx.clone(), &watches));
-    // Delayed start (issue 17, section 1).
-    let controllers = futures::future::join(controllers, start::controller(ctx.clone(), &watches));
-    let Watches {
-        pods,
-        services,
-        policies,
-    } = watches;
-    let drivers = futures::future::join3(pods.drive(), services.drive(), policies.drive());
-    futures::future::join(controllers, drivers).await;
+    // Each subscribes now, before the watches start, so none misses an event.
+    let controllers: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = vec![
+        Box::pin(services::controller(ctx.clone(), &watches)),
+        Box::pin(batch::controller(ctx.clone(), &watches)),
+        // Revisions and rollouts (issue 17, sections 3 and 4).
+        Box::pin(revisions::controller(ctx.clone(), &watches)),
+        // Services per workload (issue 17, section 2).
+        Box::pin(workloads::controller(ctx.clone(), &watches)),
+        // Delayed start (issue 17, section 1).
+        Box::pin(start::controller(ctx.clone(), &watches)),
+    ];
+    futures::future::join(futures::future::join_all(controllers), watches.drive()).await;
 }
 
 /// Run the controllers while this replica leads; stop them when it stops leading.

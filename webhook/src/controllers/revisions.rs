@@ -13,10 +13,10 @@
 //! (issue 25). Before, at every leader start `prune` saw no users and deleted revisions still
 //! in use, and an empty revision store made `record` write `<name>-1` again.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use appimage::batch::BatchDeployment;
 use appimage::labels;
@@ -31,19 +31,22 @@ use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::GroupVersionKind;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
+use tokio::sync::broadcast::error::RecvError;
 
+use super::kube_ops::{self, Propagation};
 use super::rollout::{self, Current, Told, Workload, follows};
-use super::{Backoff, Context, MANAGER, Watches};
+use super::{Backoff, Context, Error, Watches};
+use crate::catalog::{Catalog, Change};
 
+/// This controller's name in metrics and logs.
+const NAME: &str = "revisions";
 /// Re-check every AppImage this often (in-use sets change as Pods go).
 const RESYNC: Duration = Duration::from_secs(120);
 /// Look again this soon while a store is still receiving its initial list.
@@ -67,142 +70,155 @@ struct Ctx {
     backoff: Backoff,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Error(#[from] kube::Error);
+impl Ctx {
+    fn new(base: Context, w: &Watches) -> Ctx {
+        Ctx {
+            base,
+            revisions: w.revisions.store.clone(),
+            pods: w.pods.store.clone(),
+            deployments: w.deployments.store.clone(),
+            statefulsets: w.statefulsets.store.clone(),
+            daemonsets: w.daemonsets.store.clone(),
+            cronjobs: w.cronjobs.store.clone(),
+            jobs: w.jobs.store.clone(),
+            replicasets: w.replicasets.store.clone(),
+            batches: w.batches.store.clone(),
+            told: Told::default(),
+            ignored: Mutex::default(),
+            backoff: Backoff::default(),
+        }
+    }
+}
 
-/// A labelled watch of `K` and its store; the stream's objects map to their AppImage.
-fn watch<K>(
-    client: &Client,
-) -> (
-    Store<K>,
-    impl Stream<Item = ObjectRef<AppImage>> + Send + use<K>,
-)
+/// The AppImages that objects of a shared subscription name, by `name`.
+fn refs<K>(
+    handle: ReflectHandle<K>,
+    name: fn(&K) -> Option<String>,
+) -> BoxStream<'static, ObjectRef<AppImage>>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + DeserializeOwned
-        + 'static,
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
+    handle
+        .filter_map(move |o| futures::future::ready(name(&o).map(|n| ObjectRef::new(&n))))
+        .boxed()
+}
+
+/// The AppImage label of an object.
+fn labelled<K: Resource>(o: &K) -> Option<String> {
+    o.meta().labels.as_ref()?.get(labels::APP_IMAGE).cloned()
+}
+
+/// The controller, started once the AppImageRevision CRD is installed.
+pub fn controller(ctx: Context, w: &Watches) -> impl Future<Output = ()> + Send + 'static {
+    let mut triggers = vec![
+        refs(w.deployments.subscribe(), labelled),
+        refs(w.statefulsets.subscribe(), labelled),
+        refs(w.daemonsets.subscribe(), labelled),
+        refs(w.cronjobs.subscribe(), labelled),
+        refs(w.jobs.subscribe(), labelled),
+        refs(w.replicasets.subscribe(), labelled),
+        refs(w.pods.subscribe(), labelled),
+        refs(w.batches.subscribe(), |b| Some(b.spec.app_image.clone())),
+        refs(w.revisions.subscribe(), |r| Some(r.spec.app_image.clone())),
+    ];
+    let ctx = Arc::new(Ctx::new(ctx, w));
+    async move {
+        let client = ctx.base.client.clone();
+        let api = Api::<AppImageRevision>::all(client.clone());
+        {
+            let mut drain = futures::stream::select_all(triggers.iter_mut().map(|t| t.map(drop)));
+            super::wait_for_crd(&api, "install the chart's CRDs", &mut drain).await;
+        }
+        let (store, appimages) = appimages(ctx.base.catalog.clone());
+        let controller = Controller::for_stream(appimages, store)
+            .with_config(super::config())
+            .reconcile_on(futures::stream::select_all(triggers));
+        super::drain(NAME, controller.run(reconcile, error_policy, ctx)).await;
+    }
+}
+
+/// The catalog's AppImages as the controller's objects (their kept metadata, no spec: the spec
+/// is read from the catalog at reconcile), each one yielded when it changes, and a store of
+/// them. The catalog owns the one AppImage watch (issue 25: before, a second one here).
+fn appimages(
+    catalog: Catalog,
+) -> (
+    Store<AppImage>,
+    impl Stream<Item = Result<AppImage, watcher::Error>> + Send + 'static,
+) {
     let (store, writer) = reflector::store();
-    let stream = watcher(
-        Api::<K>::all(client.clone()),
-        watcher::Config::default().labels(labels::APP_IMAGE),
-    )
-    .default_backoff()
-    .reflect(writer)
-    .touched_objects()
-    .filter_map(|o| async move {
-        let name = o.ok()?.labels().get(labels::APP_IMAGE)?.clone();
-        Some(ObjectRef::new(&name))
+    let feed = Feed {
+        changes: catalog.changes(),
+        catalog,
+        writer,
+        pending: VecDeque::new(),
+        started: false,
+    };
+    let stream = futures::stream::unfold(feed, |mut feed| async move {
+        loop {
+            if let Some(image) = feed.pending.pop_front() {
+                return Some((Ok(image), feed));
+            }
+            let change = if feed.started {
+                match feed.changes.recv().await {
+                    Ok(change) => change,
+                    Err(RecvError::Lagged(_)) => Change::All,
+                    Err(RecvError::Closed) => return None,
+                }
+            } else {
+                feed.catalog.store().wait_until_ready().await;
+                feed.started = true;
+                Change::All
+            };
+            feed.apply(change);
+        }
     });
     (store, stream)
 }
 
-/// The controller, started once the AppImageRevision CRD is installed.
-pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> + Send + 'static {
-    let pods = watches.pods.store.clone();
-    let mut pod_events = watches.pods.subscribe();
-    async move {
-        let api = Api::<AppImageRevision>::all(ctx.client.clone());
-        super::wait_for_crd(&api, "install the chart's CRDs", &mut pod_events).await;
-        let client = ctx.client.clone();
-        let (deployments, d) = watch::<Deployment>(&client);
-        let (statefulsets, s) = watch::<StatefulSet>(&client);
-        let (daemonsets, ds) = watch::<DaemonSet>(&client);
-        let (cronjobs, c) = watch::<CronJob>(&client);
-        let (jobs, j) = watch::<Job>(&client);
-        let (replicasets, r) = watch::<ReplicaSet>(&client);
-        let (batches, b) = batch_pins(&client).await;
-        let controller = Controller::new(
-            Api::<AppImage>::all(client.clone()),
-            watcher::Config::default(),
-        );
-        let (rev_store, rev_writer) = reflector::store();
-        let rev_events = watcher(
-            Api::<AppImageRevision>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .reflect(rev_writer)
-        .touched_objects()
-        .filter_map(|o| async move { Some(ObjectRef::new(&o.ok()?.spec.app_image)) });
-        let pod_refs = pod_events.filter_map(|p| async move {
-            Some(ObjectRef::new(p.labels().get(labels::APP_IMAGE)?))
-        });
-        let controller = controller.reconcile_on(futures::stream::select_all([
-            d.boxed(),
-            s.boxed(),
-            ds.boxed(),
-            c.boxed(),
-            j.boxed(),
-            r.boxed(),
-            b,
-            rev_events.boxed(),
-            pod_refs.boxed(),
-        ]));
-        let ctx = Arc::new(Ctx {
-            base: ctx,
-            revisions: rev_store,
-            pods,
-            deployments,
-            statefulsets,
-            daemonsets,
-            cronjobs,
-            jobs,
-            replicasets,
-            batches,
-            told: Told::default(),
-            ignored: Mutex::default(),
-            backoff: Backoff::default(),
-        });
-        controller
-            .run(reconcile, error_policy, ctx)
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!("revisions reconcile: {e}");
-                }
-            })
-            .await;
-    }
+/// What [`appimages`] carries between changes.
+struct Feed {
+    catalog: Catalog,
+    changes: tokio::sync::broadcast::Receiver<Change>,
+    writer: reflector::store::Writer<AppImage>,
+    /// AppImages changed and not yet yielded.
+    pending: VecDeque<AppImage>,
+    started: bool,
 }
 
-/// The BatchDeployments' store, and their AppImages as they change. Without the CRD no
-/// BatchDeployment can exist: the store is empty and ready, and the watch starts once the CRD
-/// can be listed (its initial list then replaces the empty one).
-async fn batch_pins(
-    client: &Client,
-) -> (
-    Store<BatchDeployment>,
-    BoxStream<'static, ObjectRef<AppImage>>,
-) {
-    let api = Api::<BatchDeployment>::all(client.clone());
-    let (store, mut writer) = reflector::store();
-    let listable = |api: Api<BatchDeployment>| async move {
-        api.list_metadata(&ListParams::default().limit(1)).await
-    };
-    if let Err(e) = listable(api.clone()).await {
-        tracing::info!(
-            "BatchDeployments cannot be listed ({e}): none pins a revision until they can"
-        );
-        writer.apply_watcher_event(&watcher::Event::Init);
-        writer.apply_watcher_event(&watcher::Event::InitDone);
-    }
-    let installed = async move {
-        while listable(api.clone()).await.is_err() {
-            tokio::time::sleep(super::CRD_POLL).await;
+impl Feed {
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::All => {
+                self.writer.apply_watcher_event(&watcher::Event::Init);
+                for name in self.catalog.names() {
+                    if let Some(image) = self.catalog.controlled(&name) {
+                        self.writer
+                            .apply_watcher_event(&watcher::Event::InitApply(image.clone()));
+                        self.pending.push_back(image);
+                    }
+                }
+                self.writer.apply_watcher_event(&watcher::Event::InitDone);
+            }
+            Change::One(name) => match self.catalog.controlled(&name) {
+                Some(image) => {
+                    self.writer
+                        .apply_watcher_event(&watcher::Event::Apply(image.clone()));
+                    self.pending.push_back(image);
+                }
+                None => {
+                    let spec = appimage::resource::AppImageSpec {
+                        config_templates: Default::default(),
+                        deploy_templates: Vec::new(),
+                        image: Default::default(),
+                    };
+                    let gone = AppImage::new(&name, spec);
+                    self.writer
+                        .apply_watcher_event(&watcher::Event::Delete(gone));
+                }
+            },
         }
-        watcher(api, watcher::Config::default()).default_backoff()
-    };
-    let stream = futures::stream::once(installed)
-        .flatten()
-        .reflect(writer)
-        .touched_objects()
-        .filter_map(|o| async move { Some(ObjectRef::new(&o.ok()?.spec.app_image)) });
-    (store, stream.boxed())
+    }
 }
 
 /// Whether every store a reconcile reads has its initial list (and the catalog, which the
@@ -227,27 +243,44 @@ fn stores_ready(ctx: &Ctx) -> bool {
 }
 
 fn error_policy(image: Arc<AppImage>, error: &Error, ctx: Arc<Ctx>) -> Action {
-    let wait = ctx.backoff.failed(image.name_any());
-    tracing::warn!(appimage = %image.name_any(), "revisions reconcile failed: {error} (retrying in {wait:?})");
-    Action::requeue(wait)
+    super::retry(&ctx.base, NAME, &ctx.backoff, image.name_any(), error)
 }
 
 async fn reconcile(image: Arc<AppImage>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let started = Instant::now();
     let result = reconcile_image(&image, &ctx).await;
-    if result.is_ok() {
-        ctx.backoff.succeeded(&image.name_any());
-    }
+    super::observe(
+        &ctx.base,
+        NAME,
+        &ctx.backoff,
+        &image.name_any(),
+        started,
+        &result,
+    );
     result
 }
 
-async fn reconcile_image(image: &AppImage, ctx: &Ctx) -> Result<Action, Error> {
-    if image.metadata.deletion_timestamp.is_some() || image.metadata.uid.is_none() {
+async fn reconcile_image(root: &AppImage, ctx: &Ctx) -> Result<Action, Error> {
+    if root.metadata.deletion_timestamp.is_some() || root.metadata.uid.is_none() {
         return Ok(Action::await_change());
     }
     if !stores_ready(ctx) {
         return Ok(Action::requeue(COLD));
     }
-    let name = image.name_any();
+    // The spec is the catalog's, at the version this reconcile was triggered for (the
+    // catalog's freshness rule); gone from it, the AppImage is being deleted.
+    let name = root.name_any();
+    let catalog = &ctx.base.catalog;
+    let Some(stored) = catalog.appimage(&name) else {
+        return Ok(Action::await_change());
+    };
+    if !catalog.fresh(&name, root.metadata.resource_version.as_deref()) {
+        return Ok(Action::requeue(COLD));
+    }
+    let image = &AppImage {
+        metadata: root.metadata.clone(),
+        spec: stored.spec,
+    };
     let hash = revision_hash(&image.spec);
     let recorded = trusted(ctx, image).await;
     let mut known: Vec<Known> = recorded
@@ -350,12 +383,7 @@ async fn ignored(ctx: &Ctx, image: &AppImage, rev: &AppImageRevision, why: Strin
 }
 
 /// Write revision `number` of `image` (server-side apply: a retry writes the same object).
-async fn record(
-    client: &Client,
-    image: &AppImage,
-    number: i64,
-    hash: &str,
-) -> Result<(), kube::Error> {
+async fn record(client: &Client, image: &AppImage, number: i64, hash: &str) -> Result<(), Error> {
     let name = image.name_any();
     let annotations = image.metadata.annotations.as_ref();
     let task_id = annotations
@@ -377,18 +405,9 @@ async fn record(
     );
     rev.metadata.labels =
         Some([(labels::MANAGED_BY.to_string(), labels::MANAGER.to_string())].into());
-    rev.metadata.owner_references = Some(vec![OwnerReference {
-        api_version: "kuscia.secretflow/v1alpha1".into(),
-        kind: "AppImage".into(),
-        name: name.clone(),
-        uid: image.uid().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: None,
-    }]);
+    rev.metadata.owner_references = kube_ops::owner_ref(image).map(|o| vec![o]);
     let api = Api::<AppImageRevision>::all(client.clone());
-    let params = PatchParams::apply(MANAGER).force();
-    api.patch(&rev.name_any(), &params, &Patch::Apply(&rev))
-        .await?;
+    kube_ops::apply(&api, &rev.name_any(), &rev).await?;
     tracing::info!(appimage = %name, revision = number, "recorded a new revision");
     Ok(())
 }
@@ -400,7 +419,7 @@ async fn prune(
     current: i64,
     known: &[Known],
     workloads: &[Workload],
-) -> Result<(), kube::Error> {
+) -> Result<(), Error> {
     let limit = match history_limit(image.metadata.annotations.as_ref()) {
         Ok(limit) => limit,
         Err(e) => {
@@ -434,18 +453,8 @@ async fn prune(
             .revisions
             .get(&ObjectRef::new(&rev_name))
             .and_then(|r| r.uid());
-        let dp = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid,
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        match api.delete(&rev_name, &dp).await {
-            Ok(_) => tracing::info!(appimage = %name, revision = number, "pruned a revision"),
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-            Err(e) => return Err(e),
-        }
+        kube_ops::delete_owned(&api, &rev_name, uid, Propagation::Default).await?;
+        tracing::info!(appimage = %name, revision = number, "pruned a revision");
     }
     Ok(())
 }

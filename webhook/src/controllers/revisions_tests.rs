@@ -7,12 +7,15 @@ use std::any::Any;
 
 use appimage::revision::{HISTORY_LIMIT, REVISION, REVISION_HASH};
 use appimage::workload::UPDATE_POLICY;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::runtime::reflector;
 use kube::runtime::watcher::Event;
 use serde_json::json;
 
 use super::*;
 use crate::catalog::{Catalog, appimages};
-use crate::controllers::mock_api::{Log, events, mock};
+use crate::controllers::MANAGER;
+use crate::controllers::mock_api::{Log, Seen, assert_apply, echo, events, mock, server, status};
 use crate::metrics::Metrics;
 use crate::trust::Trust;
 
@@ -250,4 +253,57 @@ async fn a_blocked_revision_is_reported_once_per_workload_not_per_reconcile() {
         !deployments.iter().any(|l| l.contains("/deployments/")),
         "a blocked revision was rolled out: {deployments:?}"
     );
+}
+
+/// The revision requests against an API server that answers with `answer`.
+async fn reconcile_with(
+    answer: impl Fn(&Seen) -> (u16, serde_json::Value) + Send + Sync + 'static,
+    revisions: Vec<AppImageRevision>,
+) -> (Result<Action, Error>, Vec<Seen>) {
+    let (client, seen) = server(answer);
+    let mut writers = Writers::new();
+    let image = image("v1", 10);
+    let ctx = ctx(
+        client,
+        &image,
+        Some(revisions),
+        Some(Cluster::default()),
+        &mut writers,
+    );
+    let result = reconcile(Arc::new(image), ctx).await;
+    let sent = crate::controllers::mock_api::writes(&seen);
+    (result, sent)
+}
+
+const REVISIONS: &str = "/apis/appimage.kuscia.secretflow/v1alpha1/appimagerevisions";
+
+#[tokio::test]
+async fn a_new_spec_is_recorded_by_one_apply_owned_by_its_appimage() {
+    let (result, sent) = reconcile_with(echo, Vec::new()).await;
+    assert_eq!(result.expect("recorded"), Action::requeue(RESYNC));
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_apply(&sent[0], &format!("{REVISIONS}/web-1"), MANAGER);
+    let body = &sent[0].body;
+    assert_eq!(body["spec"]["revision"], 1);
+    assert_eq!(body["spec"]["hash"], revision_hash(&spec("v1")));
+    // From the type (controller_owner_ref), not written by hand.
+    assert_eq!(
+        body["metadata"]["ownerReferences"],
+        json!([{"apiVersion": "kuscia.secretflow/v1alpha1", "kind": "AppImage",
+            "name": "web", "uid": "uid-web", "controller": true}])
+    );
+}
+
+#[tokio::test]
+async fn a_recorded_spec_costs_no_write() {
+    let (result, sent) = reconcile_with(echo, vec![revision(1)]).await;
+    assert_eq!(result.expect("current"), Action::requeue(RESYNC));
+    assert!(sent.is_empty(), "{sent:?}");
+}
+
+#[tokio::test]
+async fn a_conflict_recording_is_an_error_labelled_conflict_after_one_apply() {
+    let (result, sent) = reconcile_with(|_| (409, status(409, "Conflict")), Vec::new()).await;
+    assert_eq!(result.expect_err("409").metric_label(), "conflict");
+    assert_eq!(sent.len(), 1, "{sent:?}");
 }

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -27,7 +27,11 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Backoff, Context, MANAGER, Watches};
+use super::kube_ops::{self, Propagation, Written};
+use super::{Backoff, Context, Error, MANAGER, Watches};
+
+/// This controller's name in metrics and logs.
+const NAME: &str = "services";
 
 /// Re-check a Pod whose object name is taken by someone else.
 const CONFLICT_RETRY: Duration = Duration::from_secs(5);
@@ -40,11 +44,9 @@ struct Ctx {
     policies: Store<NetworkPolicy>,
     /// Failures in a row per Pod (by UID).
     backoff: Backoff,
+    /// What was applied, so that what is current is not applied again.
+    written: Written,
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Error(#[from] kube::Error);
 
 /// The Pod controller, on the shared watches.
 pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> + Send + 'static {
@@ -55,6 +57,7 @@ pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> +
         watches.policies.deletions().filter_map(owner_of),
     );
     let controller = Controller::for_shared_stream(watches.pods.subscribe(), pods)
+        .with_config(super::config())
         .owns_shared_stream(watches.services.subscribe())
         .owns_shared_stream(watches.policies.subscribe())
         .reconcile_on(deleted);
@@ -63,14 +66,9 @@ pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> +
         services: watches.services.store.clone(),
         policies: watches.policies.store.clone(),
         backoff: Backoff::default(),
+        written: Written::default(),
     });
-    controller
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!("reconcile: {e}");
-            }
-        })
+    super::drain(NAME, controller.run(reconcile, error_policy, ctx))
 }
 
 /// The Pod that owns `object`.
@@ -83,13 +81,8 @@ fn owner_of<K: Resource>(object: K) -> futures::future::Ready<Option<ObjectRef<P
 async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = reconcile_pod(&pod, &ctx).await;
-    let outcome = if result.is_ok() { "ok" } else { "error" };
-    ctx.base
-        .metrics
-        .observe_reconcile(outcome, started.elapsed());
-    if result.is_ok() {
-        ctx.backoff.succeeded(&pod.uid().unwrap_or_default());
-    }
+    let key = pod.uid().unwrap_or_default();
+    super::observe(&ctx.base, NAME, &ctx.backoff, &key, started, &result);
     result
 }
 
@@ -112,11 +105,11 @@ async fn reconcile_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
     let mut applied = true;
     for svc in want.services {
         let api = Api::<Service>::namespaced(client.clone(), &ns);
-        applied &= ensure(&api, &ctx.services, svc, pod, &ctx.base).await?;
+        applied &= ensure(&api, &ctx.services, svc, pod, ctx).await?;
     }
     for np in want.network_policies {
         let api = Api::<NetworkPolicy>::namespaced(client.clone(), &ns);
-        applied &= ensure(&api, &ctx.policies, np, pod, &ctx.base).await?;
+        applied &= ensure(&api, &ctx.policies, np, pod, ctx).await?;
     }
     Ok(Action::requeue(if applied {
         RESYNC
@@ -126,18 +119,18 @@ async fn reconcile_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
 }
 
 fn error_policy(pod: Arc<Pod>, error: &Error, ctx: Arc<Ctx>) -> Action {
-    let wait = ctx.backoff.failed(pod.uid().unwrap_or_default());
-    tracing::warn!(pod = %pod.name_any(), namespace = ?pod.namespace(), "reconcile failed: {error} (retrying in {wait:?})");
-    Action::requeue(wait)
+    let key = pod.uid().unwrap_or_default();
+    super::retry(&ctx.base, NAME, &ctx.backoff, key, error)
 }
 
-/// Make `obj` exist as we want it. Returns false when its name is held by an object we do not own.
+/// Make `obj` exist as we want it (not applied again when current). Returns false when its
+/// name is held by an object we do not own.
 async fn ensure<K>(
     api: &Api<K>,
     store: &Store<K>,
     obj: K,
     pod: &Pod,
-    ctx: &Context,
+    ctx: &Ctx,
 ) -> Result<bool, Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
@@ -148,8 +141,16 @@ where
 {
     let name = obj.name_any();
     let ns = obj.namespace().unwrap_or_default();
+    let (key, digest) = (kube_ops::key::<K>(&ns, &name), Written::digest(&obj));
     // Our own objects are in the shared store; anything else holding the name is read once.
-    let existing = match store.get(&ObjectRef::new(&name).within(&ns)) {
+    let cached = store.get(&ObjectRef::new(&name).within(&ns));
+    let version = cached
+        .as_ref()
+        .and_then(|c| c.meta().resource_version.clone());
+    if ctx.written.current(&key, digest, version.as_deref()) {
+        return Ok(true);
+    }
+    let existing = match cached {
         Some(cached) => Some(K::clone(&cached)),
         None => api.get_opt(&name).await?,
     };
@@ -159,56 +160,43 @@ where
             let existing = existing.as_ref().map(|e| e.meta());
             let uid = existing.and_then(|m| m.uid.clone());
             tracing::info!(kind = %K::kind(&()), %name, "replacing an object left by an earlier Pod");
-            delete(api, &name, uid).await?;
+            kube_ops::delete_owned(api, &name, uid, Propagation::Default).await?;
         }
         Claim::Foreign => {
             if let Some(existing) = &existing {
-                report_conflict(existing, pod, ctx).await;
+                report_conflict(existing, pod, &ctx.base).await;
             }
             return Ok(false);
         }
     }
-    apply(api, &name, &obj).await?;
-    Ok(true)
+    let result = apply(api, &name, &obj).await;
+    let version = result
+        .as_ref()
+        .ok()
+        .and_then(|o| o.meta().resource_version.clone());
+    ctx.written.record(key, digest, version);
+    result.map(|_| true)
 }
 
 /// Server-side apply as [`MANAGER`], forced: the fields we set are ours.
-async fn apply<K>(api: &Api<K>, name: &str, obj: &K) -> Result<(), Error>
+async fn apply<K>(api: &Api<K>, name: &str, obj: &K) -> Result<K, Error>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
 {
-    let params = PatchParams::apply(MANAGER).force();
-    match api.patch(name, &params, &Patch::Apply(obj)).await {
-        Ok(_) => Ok(()),
+    match kube_ops::apply(api, name, obj).await {
+        Ok(stored) => Ok(stored),
         // A hand edit of a keyed list item (a Service port's number) leaves an item that
         // collides with ours: replace the lists whole, as they were made.
-        Err(kube::Error::Api(s)) if s.code == 422 => {
+        Err(Error::Apply(kube::Error::Api(s))) if s.code == 422 => {
             tracing::info!(kind = %K::kind(&()), %name, "restoring an object edited by hand: {}", s.message);
             let params = PatchParams {
                 field_manager: Some(MANAGER.into()),
                 ..PatchParams::default()
             };
-            api.patch(name, &params, &Patch::Merge(obj)).await?;
-            Ok(())
+            api.patch(name, &params, &Patch::Merge(obj))
+                .await
+                .map_err(Error::Apply)
         }
-        Err(e) => Err(e.into()),
-    }
-}
-
-async fn delete<K>(api: &Api<K>, name: &str, uid: Option<String>) -> Result<(), kube::Error>
-where
-    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
-{
-    let dp = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid,
-            resource_version: None,
-        }),
-        ..Default::default()
-    };
-    match api.delete(name, &dp).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
         Err(e) => Err(e),
     }
 }
@@ -267,3 +255,7 @@ mod tests {
         assert_eq!(events(&log).len(), 2, "{:?}", log.lock().unwrap());
     }
 }
+
+#[cfg(test)]
+#[path = "services_tests.rs"]
+mod api_tests;

@@ -5,8 +5,9 @@
 //!
 //! - Level-triggered: each workload is looked at on every change and requeued at its start
 //!   time; a leader that takes over starts whatever became due meanwhile.
-//! - The watch is metadata-only (the annotations say when), so no workload spec is held in
-//!   memory; the workload is read once, when due, and the start is decided again on it.
+//! - A `Controller` per kind on the shared (slimmed) watches of the workloads (issue 25:
+//!   before, four metadata watches of its own); the annotations say when. The workload is read
+//!   once, when due, and the start is decided again on it.
 //! - Written once: the server-side apply carries the object's UID and resourceVersion, so a
 //!   change made meanwhile (or a second controller) makes it fail and be decided again, and it
 //!   records `started-at`, after which the workload is never touched (a later scale stays).
@@ -16,44 +17,42 @@
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use appimage::workload::{START_AT, Start, WORKLOAD, Workload, start};
-use futures::StreamExt;
+use appimage::workload::{START_AT, Start, Workload, start};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector;
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{Context, Watches};
+use super::slim::Slim;
+use super::{Backoff, Context, Error, Shared, Watches, kube_ops};
 
+/// This controller's name in metrics and logs.
+const NAME: &str = "start";
 /// The field manager of a start: its own, so that its fields (replicas or suspend, and
 /// started-at) neither drop nor are dropped by what `deploy` and the other controllers apply.
 pub const START_MANAGER: &str = "appimage-webhook-start";
-/// Retry a start that failed (a conflict with a change made meanwhile, a lost request).
-const RETRY: Duration = Duration::from_secs(2);
 /// Wake a little after the start time, never before it.
 const SLACK: Duration = Duration::from_millis(50);
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Error(#[from] kube::Error);
+struct Ctx {
+    base: Context,
+    /// Failures in a row per workload UID.
+    backoff: Backoff,
+}
 
 /// A kind `deploy --start-at` can store stopped.
 trait Stoppable:
     Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Slim
     + Clone
-    + Default
     + Debug
     + DeserializeOwned
     + Send
@@ -61,73 +60,60 @@ trait Stoppable:
     + 'static
 {
     fn workload(self) -> Workload;
+    fn shared(watches: &Watches) -> &Shared<Self>;
 }
 
-impl Stoppable for Deployment {
-    fn workload(self) -> Workload {
-        Workload::Deployment(Box::new(self))
-    }
-}
-
-impl Stoppable for StatefulSet {
-    fn workload(self) -> Workload {
-        Workload::StatefulSet(Box::new(self))
-    }
-}
-
-impl Stoppable for Job {
-    fn workload(self) -> Workload {
-        Workload::Job(Box::new(self))
-    }
-}
-
-impl Stoppable for CronJob {
-    fn workload(self) -> Workload {
-        Workload::CronJob(Box::new(self))
-    }
-}
-
-/// The controller: one loop per kind, on metadata-only watches by the workload label.
-pub fn controller(ctx: Context, _watches: &Watches) -> impl Future<Output = ()> + Send + 'static {
-    let ctx = Arc::new(ctx);
-    async move {
-        futures::join!(
-            run::<Deployment>(ctx.clone()),
-            run::<StatefulSet>(ctx.clone()),
-            run::<Job>(ctx.clone()),
-            run::<CronJob>(ctx),
-        );
-    }
-}
-
-async fn run<K: Stoppable>(ctx: Arc<Context>) {
-    let (store, writer) = reflector::store();
-    // managedFields are the larger part of a workload's metadata and say nothing here.
-    let objects = watcher(
-        Api::<PartialObjectMeta<K>>::all(ctx.client.clone()),
-        watcher::Config::default().labels(WORKLOAD),
-    )
-    .default_backoff()
-    .modify(|o| o.metadata.managed_fields = None)
-    .reflect(writer)
-    .applied_objects();
-    Controller::for_stream(objects, store)
-        .run(reconcile::<K>, error_policy::<K>, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!("start reconcile: {e}");
+macro_rules! stoppable {
+    ($k:ty, $variant:ident, $field:ident) => {
+        impl Stoppable for $k {
+            fn workload(self) -> Workload {
+                Workload::$variant(Box::new(self))
             }
-        })
-        .await;
+            fn shared(watches: &Watches) -> &Shared<Self> {
+                &watches.$field
+            }
+        }
+    };
 }
 
-fn error_policy<K: Stoppable>(
-    obj: Arc<PartialObjectMeta<K>>,
-    error: &Error,
-    _ctx: Arc<Context>,
-) -> Action {
-    tracing::warn!(kind = %K::kind(&()), workload = %obj.name_any(), namespace = ?obj.namespace(), "start failed: {error} (retrying)");
-    Action::requeue(RETRY)
+stoppable!(Deployment, Deployment, deployments);
+stoppable!(StatefulSet, StatefulSet, statefulsets);
+stoppable!(Job, Job, jobs);
+stoppable!(CronJob, CronJob, cronjobs);
+
+/// The controller: one `Controller` per kind, on the shared watches.
+pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> + Send + 'static {
+    let ctx = Arc::new(Ctx {
+        base: ctx,
+        backoff: Backoff::default(),
+    });
+    let all = futures::future::join4(
+        run::<Deployment>(ctx.clone(), watches),
+        run::<StatefulSet>(ctx.clone(), watches),
+        run::<Job>(ctx.clone(), watches),
+        run::<CronJob>(ctx, watches),
+    );
+    async move {
+        all.await;
+    }
+}
+
+fn run<K: Stoppable>(
+    ctx: Arc<Ctx>,
+    watches: &Watches,
+) -> impl Future<Output = ()> + Send + 'static {
+    let shared = K::shared(watches);
+    let controller = Controller::for_shared_stream(shared.subscribe(), shared.store.clone())
+        .with_config(super::config());
+    super::drain(NAME, controller.run(reconcile::<K>, error_policy::<K>, ctx))
+}
+
+fn key<K: Stoppable>(obj: &K) -> String {
+    obj.meta().uid.clone().unwrap_or_default()
+}
+
+fn error_policy<K: Stoppable>(obj: Arc<K>, error: &Error, ctx: Arc<Ctx>) -> Action {
+    super::retry(&ctx.base, NAME, &ctx.backoff, key(&*obj), error)
 }
 
 /// How long from `now` until `at`, and a little more.
@@ -135,24 +121,26 @@ fn until(at: Timestamp, now: Timestamp) -> Duration {
     Duration::try_from(at.duration_since(now)).unwrap_or_default() + SLACK
 }
 
-async fn reconcile<K: Stoppable>(
-    obj: Arc<PartialObjectMeta<K>>,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
+async fn reconcile<K: Stoppable>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_workload(&*obj, &ctx.base).await;
+    super::observe(&ctx.base, NAME, &ctx.backoff, &key(&*obj), started, &result);
+    result
+}
+
+async fn reconcile_workload<K: Stoppable>(obj: &K, ctx: &Context) -> Result<Action, Error> {
     // The annotations say when; nothing is read while the time has not come.
-    let mut shell = K::default();
-    *shell.meta_mut() = obj.metadata.clone();
-    let reference = reference::<K>(&obj.metadata);
-    if obj.metadata.deletion_timestamp.is_some() {
+    let reference = reference::<K>(obj.meta());
+    if obj.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
     let now = Timestamp::now();
-    match start(&shell.workload(), now) {
+    match start(&obj.clone().workload(), now) {
         Ok(Start::Nothing) => return Ok(Action::await_change()),
         Ok(Start::At(at)) => return Ok(Action::requeue(until(at, now))),
         Err(e) => {
             let note = format!("{e}; the workload stays stopped until it is fixed");
-            publish(&ctx, &reference, EventType::Warning, "StartFailed", note).await;
+            publish(ctx, &reference, EventType::Warning, "StartFailed", note).await;
             return Ok(Action::await_change());
         }
         Ok(Start::Apply(_) | Start::Record(_)) => {}
@@ -187,11 +175,9 @@ async fn reconcile<K: Stoppable>(
     };
     body["metadata"]["uid"] = meta.uid.clone().into();
     body["metadata"]["resourceVersion"] = meta.resource_version.clone().into();
-    let params = PatchParams::apply(START_MANAGER).force();
-    api.patch(&obj.name_any(), &params, &Patch::Apply(&body))
-        .await?;
+    kube_ops::apply_as(&api, START_MANAGER, &obj.name_any(), &body).await?;
     tracing::info!(kind = %K::kind(&()), workload = %obj.name_any(), namespace = ?obj.namespace(), "{note}");
-    publish(&ctx, &reference, EventType::Normal, reason, note).await;
+    publish(ctx, &reference, EventType::Normal, reason, note).await;
     Ok(Action::await_change())
 }
 
@@ -234,3 +220,7 @@ async fn publish(
         tracing::warn!("cannot record an Event: {e}");
     }
 }
+
+#[cfg(test)]
+#[path = "start_tests.rs"]
+mod api_tests;

@@ -4,217 +4,193 @@
 //! workload; a StatefulSet's are headless, with its governing Service), made by server-side
 //! apply as soon as the workload exists, before its Pods.
 //!
-//! - Level-triggered: every pass recomputes every workload's Services from the stores; a
-//!   workload is applied again when it changed or one of its Services is missing.
+//! - One kube-runtime `Controller` per kind on the shared watches (issue 25: before, a full
+//!   pass over every workload per event and every 5 s). A workload is reconciled when it
+//!   changes, when one of its Services changes or is deleted, and every [`RESYNC`].
+//! - A Service is applied again only when it is not what the last apply made (`Written`: a
+//!   digest of the body and the version answered): a Deployment's status writes cost nothing.
 //! - A name held by an object this workload does not own is never touched: a Warning Event on
 //!   the workload and a log line instead. One left by an earlier workload of the same name
 //!   (ours, another UID) is replaced.
 //! - Services of a deleted workload are the garbage collector's (owner references).
 
-use std::collections::HashMap;
+use std::fmt::Debug;
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use appimage::desired::is_managed;
 use appimage::labels;
-use appimage::workload::{self, WORKLOAD, Workload};
-use futures::stream::BoxStream;
-use futures::{FutureExt, StreamExt};
+use appimage::workload::{self, Workload};
+use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use super::{Context, MANAGER, Watches};
+use super::kube_ops::{self, Propagation, Written};
+use super::{Backoff, Context, Error, Shared, Watches};
 
-/// Look at every workload again this often even without events (a Service deleted by hand).
-const RESYNC: Duration = Duration::from_secs(5);
-/// Coalesce bursts of events into one pass.
-const DEBOUNCE: Duration = Duration::from_millis(100);
+/// This controller's name in metrics and logs.
+const NAME: &str = "workloads";
+/// Look at every workload again this often (an AppImage's ports changed).
+const RESYNC: Duration = Duration::from_secs(60);
+/// Look again this soon when a name is held by someone else, or the AppImage is not known yet.
+const RETRY: Duration = Duration::from_secs(5);
 
-/// The stores of the five workload kinds, watched by the workload label.
-struct Stores {
-    deployments: Store<Deployment>,
-    statefulsets: Store<StatefulSet>,
-    daemonsets: Store<DaemonSet>,
-    jobs: Store<Job>,
-    cronjobs: Store<CronJob>,
+struct Ctx {
+    base: Context,
+    services: Store<Service>,
+    /// What was applied, so that what is current is not applied again.
+    written: Written,
+    /// Failures in a row per workload UID.
+    backoff: Backoff,
 }
 
-impl Stores {
-    /// Every workload now stored, as the core's [`Workload`] (not a Job a CronJob spawned).
-    fn all(&self) -> Vec<Workload> {
-        let mut out = Vec::new();
-        out.extend(
-            self.deployments
-                .state()
-                .into_iter()
-                .map(|o| Workload::Deployment(wrap(o))),
-        );
-        out.extend(
-            self.statefulsets
-                .state()
-                .into_iter()
-                .map(|o| Workload::StatefulSet(wrap(o))),
-        );
-        out.extend(
-            self.daemonsets
-                .state()
-                .into_iter()
-                .map(|o| Workload::DaemonSet(wrap(o))),
-        );
-        out.extend(
-            self.jobs
-                .state()
-                .into_iter()
-                .map(|o| Workload::Job(wrap(o))),
-        );
-        out.extend(
-            self.cronjobs
-                .state()
-                .into_iter()
-                .map(|o| Workload::CronJob(wrap(o))),
-        );
-        // A CronJob's Jobs carry its workload label; they are its runs, not workloads.
-        out.retain(workload::is_own_workload);
-        out
-    }
-}
-
-fn wrap<K: Clone>(o: std::sync::Arc<K>) -> Box<K> {
-    Box::new(std::sync::Arc::unwrap_or_clone(o))
-}
-
-/// A shared-nothing watch of one kind by the workload label: its store and change stream.
-fn watch<K>(client: &Client) -> (Store<K>, BoxStream<'static, ()>)
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
+/// A workload kind: its shared watch and its shape in the core.
+trait Kind:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + super::slim::Slim
+    + Clone
+    + Debug
+    + Send
+    + Sync
+    + DeserializeOwned
+    + 'static
 {
-    let (store, writer) = reflector::store();
-    let events = watcher(
-        Api::<K>::all(client.clone()),
-        watcher::Config::default().labels(WORKLOAD),
-    )
-    .default_backoff()
-    .reflect(writer)
-    .filter_map(|e| async move {
-        if let Err(e) = &e {
-            tracing::warn!("watch of {}: {e} (retrying)", K::plural(&()));
-        }
-        e.ok().map(|_| ())
-    })
-    .boxed();
-    (store, events)
+    fn workload(self) -> Workload;
+    fn shared(watches: &Watches) -> &Shared<Self>;
 }
 
-/// The controller; it reads our Services from the room's shared store.
-pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> + Send + 'static {
-    let services = watches.services.store.clone();
-    async move {
-        let client = ctx.client.clone();
-        let (deployments, a) = watch::<Deployment>(&client);
-        let (statefulsets, b) = watch::<StatefulSet>(&client);
-        let (daemonsets, c) = watch::<DaemonSet>(&client);
-        let (jobs, d) = watch::<Job>(&client);
-        let (cronjobs, e) = watch::<CronJob>(&client);
-        let stores = Stores {
-            deployments,
-            statefulsets,
-            daemonsets,
-            jobs,
-            cronjobs,
-        };
-        let mut events = futures::stream::select_all([a, b, c, d, e]);
-        let mut applied: HashMap<String, String> = HashMap::new();
-        let mut tick = tokio::time::interval(RESYNC);
-        loop {
-            tokio::select! {
-                next = events.next() => if next.is_none() { return },
-                _ = tick.tick() => {}
+macro_rules! kind {
+    ($k:ty, $variant:ident, $field:ident) => {
+        impl Kind for $k {
+            fn workload(self) -> Workload {
+                Workload::$variant(Box::new(self))
             }
-            tokio::time::sleep(DEBOUNCE).await;
-            while let Some(Some(_)) = events.next().now_or_never() {}
-            for w in stores.all() {
-                if let Err(e) = reconcile(&w, &ctx, &services, &mut applied).await {
-                    tracing::warn!(workload = %w.name(), namespace = %w.namespace(), "services: {e} (retrying)");
-                    applied.remove(w.metadata().uid.as_deref().unwrap_or_default());
-                }
+            fn shared(watches: &Watches) -> &Shared<Self> {
+                &watches.$field
             }
         }
+    };
+}
+
+kind!(Deployment, Deployment, deployments);
+kind!(StatefulSet, StatefulSet, statefulsets);
+kind!(DaemonSet, DaemonSet, daemonsets);
+kind!(Job, Job, jobs);
+kind!(CronJob, CronJob, cronjobs);
+
+/// The controller: one `Controller` per kind, on the shared watches of the workloads and of
+/// our Services.
+pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> + Send + 'static {
+    let ctx = Arc::new(Ctx {
+        base: ctx,
+        services: watches.services.store.clone(),
+        written: Written::default(),
+        backoff: Backoff::default(),
+    });
+    let all = futures::future::join5(
+        run::<Deployment>(ctx.clone(), watches),
+        run::<StatefulSet>(ctx.clone(), watches),
+        run::<DaemonSet>(ctx.clone(), watches),
+        run::<Job>(ctx.clone(), watches),
+        run::<CronJob>(ctx, watches),
+    );
+    async move {
+        all.await;
     }
 }
 
-/// Make `w`'s Services exist, unless nothing changed since the last pass.
-async fn reconcile(
-    w: &Workload,
-    ctx: &Context,
-    services: &Store<Service>,
-    applied: &mut HashMap<String, String>,
-) -> Result<(), kube::Error> {
+fn run<K: Kind>(ctx: Arc<Ctx>, watches: &Watches) -> impl Future<Output = ()> + Send + 'static {
+    let shared = K::shared(watches);
+    // A Service deleted by hand is remade: its workload is reconciled.
+    let deleted = watches.services.deletions().filter_map(|svc| async move {
+        let ns = svc.namespace()?;
+        let owner = svc.owner_references().iter().find(|o| {
+            o.controller == Some(true)
+                && o.kind == K::kind(&())
+                && o.api_version == K::api_version(&())
+        })?;
+        Some(ObjectRef::<K>::new(&owner.name).within(&ns))
+    });
+    let controller = Controller::for_shared_stream(shared.subscribe(), shared.store.clone())
+        .with_config(super::config())
+        .owns_shared_stream(watches.services.subscribe())
+        .reconcile_on(deleted);
+    super::drain(NAME, controller.run(reconcile::<K>, error_policy::<K>, ctx))
+}
+
+fn key<K: Kind>(obj: &K) -> String {
+    obj.meta().uid.clone().unwrap_or_default()
+}
+
+async fn reconcile<K: Kind>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let w = K::clone(&obj).workload();
+    let result = reconcile_workload(&w, &ctx).await;
+    super::observe(&ctx.base, NAME, &ctx.backoff, &key(&*obj), started, &result);
+    result
+}
+
+fn error_policy<K: Kind>(obj: Arc<K>, error: &Error, ctx: Arc<Ctx>) -> Action {
+    super::retry(&ctx.base, NAME, &ctx.backoff, key(&*obj), error)
+}
+
+/// Make `w`'s Services exist, unless they were applied as wanted and are all there.
+async fn reconcile_workload(w: &Workload, ctx: &Ctx) -> Result<Action, Error> {
     let meta = w.metadata();
     let (Some(uid), Some(image_name)) = (
         meta.uid.as_deref(),
         meta.labels.as_ref().and_then(|l| l.get(labels::APP_IMAGE)),
     ) else {
-        return Ok(());
+        return Ok(Action::await_change());
     };
-    if meta.deletion_timestamp.is_some() {
-        return Ok(());
+    if meta.deletion_timestamp.is_some() || !workload::is_own_workload(w) {
+        return Ok(Action::await_change());
     }
-    let Some(image) = ctx.catalog.appimage(image_name) else {
-        return Ok(());
+    // Not known yet (or not at all): look again, the catalog's watch may bring it.
+    let Some(image) = ctx.base.catalog.appimage(image_name) else {
+        return Ok(Action::requeue(RETRY));
     };
     let owner = workload::owner_reference(w.kind(), w.name(), uid);
     let want = match workload::services(&image, w, Some(owner)) {
         Ok(want) => want,
         Err(e) => {
             tracing::warn!(workload = %w.name(), "no Services: {e}");
-            return Ok(());
+            return Ok(Action::requeue(RESYNC));
         }
     };
-    let ns = w.namespace();
-    let version = meta.resource_version.clone().unwrap_or_default();
-    let present = want.iter().all(|s| {
-        services
-            .get(&ObjectRef::new(&s.name_any()).within(ns))
-            .is_some()
-    });
-    if present && applied.get(uid) == Some(&version) {
-        return Ok(());
-    }
-    let api = Api::<Service>::namespaced(ctx.client.clone(), ns);
+    let api = Api::<Service>::namespaced(ctx.base.client.clone(), w.namespace());
     let mut all = true;
     for svc in want {
-        all &= ensure(&api, services, &svc, w, uid, ctx).await?;
+        all &= ensure(&api, &svc, w, uid, ctx).await?;
     }
-    if all {
-        applied.insert(uid.to_string(), version);
-    }
-    Ok(())
+    Ok(Action::requeue(if all { RESYNC } else { RETRY }))
 }
 
 /// Apply `svc` unless its name is held by an object `w` (UID `uid`) does not own.
 async fn ensure(
     api: &Api<Service>,
-    store: &Store<Service>,
     svc: &Service,
     w: &Workload,
     uid: &str,
-    ctx: &Context,
-) -> Result<bool, kube::Error> {
+    ctx: &Ctx,
+) -> Result<bool, Error> {
     let name = svc.name_any();
-    let existing = match store.get(&ObjectRef::new(&name).within(w.namespace())) {
+    let ns = w.namespace();
+    let (key, digest) = (kube_ops::key::<Service>(ns, &name), Written::digest(svc));
+    let cached = ctx.services.get(&ObjectRef::new(&name).within(ns));
+    let version = cached.as_ref().and_then(|c| c.resource_version());
+    if ctx.written.current(&key, digest, version.as_deref()) {
+        return Ok(true);
+    }
+    let existing = match cached {
         Some(cached) => Some(Service::clone(&cached)),
         None => api.get_opt(&name).await?,
     };
@@ -232,28 +208,18 @@ async fn ensure(
                     && o.kind == w.kind().as_str()
                     && o.name == w.name() =>
             {
-                let dp = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: existing.uid(),
-                        resource_version: None,
-                    }),
-                    ..Default::default()
-                };
-                match api.delete(&name, &dp).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-                    Err(e) => return Err(e),
-                }
+                kube_ops::delete_owned(api, &name, existing.uid(), Propagation::Default).await?;
             }
             _ => {
-                report_conflict(&existing, w, ctx).await;
+                report_conflict(&existing, w, &ctx.base).await;
                 return Ok(false);
             }
         }
     }
-    let params = PatchParams::apply(MANAGER).force();
-    api.patch(&name, &params, &Patch::Apply(svc)).await?;
-    Ok(true)
+    let result = kube_ops::apply(api, &name, svc).await;
+    let version = result.as_ref().ok().and_then(|s| s.resource_version());
+    ctx.written.record(key, digest, version);
+    result.map(|_| true)
 }
 
 async fn report_conflict(existing: &Service, w: &Workload, ctx: &Context) {
@@ -321,3 +287,7 @@ mod tests {
         assert_eq!(events(&log).len(), 2);
     }
 }
+
+#[cfg(test)]
+#[path = "workloads_tests.rs"]
+mod api_tests;
