@@ -89,13 +89,18 @@ fn first_time<T: std::hash::Hash + Eq>(set: &Mutex<HashSet<T>>, key: T) -> bool 
 
 /// The policy a workload's update-policy annotation names. An invalid value is read as Manual
 /// (never widen) and comes with the warning to report on `kind`/`name`.
-pub fn update_policy(value: Option<&str>, kind: &str, name: &str) -> (Policy, Option<String>) {
+pub fn update_policy(
+    value: Option<&str>,
+    kind: &str,
+    name: &str,
+    namespace: &str,
+) -> (Policy, Option<String>) {
     match policy(value) {
         Ok(p) => (p, None),
         Err(_) => (
             Policy::Manual,
             Some(format!(
-                "annotation {UPDATE_POLICY}={:?} is not an update policy (allowed: Auto|Manual): treated as Manual, so {kind}/{name} is not rolled automatically; fix it with kubectl annotate {} {name} {UPDATE_POLICY}=Auto --overwrite (or =Manual)",
+                "annotation {UPDATE_POLICY}={:?} is not an update policy (allowed: Auto|Manual): treated as Manual, so {kind}/{name} is not rolled automatically; fix it with kubectl annotate {} {name} -n {namespace} {UPDATE_POLICY}=Auto --overwrite (or =Manual)",
                 value.unwrap_or_default(),
                 kind.to_lowercase(),
             )),
@@ -217,7 +222,8 @@ async fn act(
         .and_then(|a| a.get(UPDATE_POLICY))
         .map(String::as_str);
     let workload = w.meta.name.as_deref().unwrap_or_default();
-    let (policy, invalid) = update_policy(value, &w.gvk.kind, workload);
+    let namespace = w.meta.namespace.as_deref().unwrap_or_default();
+    let (policy, invalid) = update_policy(value, &w.gvk.kind, workload, namespace);
     let invalid_value = invalid.is_some();
     if let Some(why) = invalid {
         let key = (
@@ -484,13 +490,16 @@ mod tests {
 
     #[test]
     fn an_invalid_update_policy_is_manual_and_says_why() {
-        assert_eq!(update_policy(None, "Deployment", "a"), (Policy::Auto, None));
         assert_eq!(
-            update_policy(Some("Manual"), "Deployment", "a"),
+            update_policy(None, "Deployment", "a", "ns"),
+            (Policy::Auto, None)
+        );
+        assert_eq!(
+            update_policy(Some("Manual"), "Deployment", "a", "ns"),
             (Policy::Manual, None)
         );
         for bad in ["manual", "Always", " "] {
-            let (p, why) = update_policy(Some(bad), "Deployment", "web");
+            let (p, why) = update_policy(Some(bad), "Deployment", "web", "ns");
             if bad.trim().is_empty() {
                 // An empty value is the default, as an absent one.
                 assert_eq!((p, why), (Policy::Auto, None));
@@ -500,7 +509,11 @@ mod tests {
             let why = why.expect("reported");
             assert!(why.contains(&format!("{bad:?}")), "{why}");
             assert!(why.contains("Auto|Manual"), "{why}");
-            assert!(why.contains("deployment web"), "{why}");
+            // The advice is a command that works: it names the namespace.
+            assert!(
+                why.contains("kubectl annotate deployment web -n ns "),
+                "{why}"
+            );
         }
     }
 
