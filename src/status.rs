@@ -300,6 +300,14 @@ fn counts(w: &Workload, notes: &mut Vec<String>) -> (Option<i32>, Option<i32>, O
         Workload::Deployment(o) => {
             let s = o.status.clone().unwrap_or_default();
             let desired = o.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            // Pods that admission denies: the Deployment controller copies its ReplicaSet's
+            // FailedCreate into this condition, with the denial's words (issue 30).
+            for c in s.conditions.iter().flatten() {
+                if c.type_ == "ReplicaFailure" && c.status == "True" {
+                    let why = c.message.as_deref().unwrap_or("no message");
+                    notes.push(format!("Pods not created: {why}"));
+                }
+            }
             (
                 Some(desired),
                 Some(s.updated_replicas.unwrap_or(0)),
@@ -608,6 +616,25 @@ mod tests {
             ..Default::default()
         };
         (image, revs, objects)
+    }
+
+    #[test]
+    fn a_deployment_whose_pods_are_denied_says_so_with_the_denial() {
+        let (image, revs, mut objects) = world();
+        let denial = "admission webhook \"pods.appimage.kuscia.secretflow\" denied the request: AppImage \"secretflow-image\" failed signature verification";
+        let denied = deployed(
+            &image,
+            opts(Kind::Deployment, "denied", "a"),
+            json!({"conditions": [{"type": "ReplicaFailure", "status": "True",
+                   "reason": "FailedCreate", "message": denial}]}),
+        );
+        objects.deployments = vec![from(denied)];
+        let r = report(&image, &revs, &objects);
+        let row = r.workloads.iter().find(|w| w.name == "denied").unwrap();
+        assert_eq!(row.notes, [format!("Pods not created: {denial}")]);
+        let table = rows(&r);
+        let line = table.iter().find(|l| l[2] == "denied").unwrap();
+        assert!(line[7].contains("denied the request"), "{table:?}");
     }
 
     #[test]

@@ -293,3 +293,41 @@ fn status_shows_workloads_and_bare_pods_with_revision_counts_and_stage() {
     assert!(!out.status.success());
     assert!(text(&out).1.contains("NotFound"), "{:?}", text(&out));
 }
+
+/// Issue 30 item 1: a workload whose Pods admission denies is not shown as healthy: `status`
+/// says its Pods are not created, with the denial's own words.
+#[test]
+fn a_workload_whose_pods_are_denied_shows_the_denial() {
+    let w = World::new("st-denied");
+    // A container command of its own: the default pod-overrides policy (env) refuses it.
+    w.apply_json(&json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "bad", "namespace": w.ns},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "bad"}},
+            "template": {
+                "metadata": {"labels": {"app": "bad", "kuscia.secretflow/app-image": w.image}},
+                "spec": {"containers": [{"name": "secretflow", "image": "x", "command": ["sh"]}]}
+            }
+        }
+    }));
+    let mut last = Value::Null;
+    let shown = wait_until(WAIT, || {
+        last = World::row(&w.status(), "Deployment", "bad");
+        last["notes"].as_array().into_iter().flatten().any(|n| {
+            n.as_str().is_some_and(|n| {
+                n.starts_with("Pods not created:")
+                    && n.contains("denied the request")
+                    && n.contains("pod-overrides")
+            })
+        })
+    });
+    assert!(shown, "status does not show the denial: {last:#}");
+    let table = w.plugin(&["status", &w.image, "-n", &w.ns]);
+    let line = table
+        .lines()
+        .find(|l| l.contains(" bad "))
+        .unwrap_or_default();
+    assert!(line.contains("Pods not created:"), "{table}");
+}
