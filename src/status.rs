@@ -266,8 +266,7 @@ fn workload_row(w: &Workload, current: &Current) -> Row {
     }
     let rolled = !matches!(w, Workload::Job(_));
     // A finished Job runs nothing: it is not outdated, whatever revision it ran.
-    let finished = notes.iter().any(|n| n == "Complete" || n == "Failed");
-    let outdated = outdated && !finished;
+    let outdated = outdated && !finished(w);
     let value = meta.annotations.as_ref().and_then(|a| a.get(UPDATE_POLICY));
     let update_policy = match policy(value.map(String::as_str)) {
         Ok(p) => rolled.then(|| format!("{p:?}")),
@@ -292,6 +291,18 @@ fn workload_row(w: &Workload, current: &Current) -> Row {
         update_policy,
         notes,
     }
+}
+
+/// Whether `w` is a Job that has ended (Complete or Failed).
+fn finished(w: &Workload) -> bool {
+    let Workload::Job(job) = w else {
+        return false;
+    };
+    let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref());
+    conditions
+        .into_iter()
+        .flatten()
+        .any(|c| c.status == "True" && matches!(c.type_.as_str(), "Complete" | "Failed"))
 }
 
 /// Desired, updated and ready as the kind counts them; a Job's and CronJob's state as notes.

@@ -613,19 +613,18 @@ mod tests {
         (image, w)
     }
 
+    /// Revisions 1 (`h1`) and 2 (`h2`) are known.
+    fn two_revisions() -> [Known; 2] {
+        [1, 2].map(|number| Known {
+            number,
+            hash: format!("h{number}"),
+        })
+    }
+
     #[tokio::test]
     async fn a_failed_signature_holds_the_rollout_unless_signatures_are_not_required() {
         let (image, w) = unverified();
-        let known = [
-            Known {
-                number: 1,
-                hash: "h1".into(),
-            },
-            Known {
-                number: 2,
-                hash: "h2".into(),
-            },
-        ];
+        let known = two_revisions();
         let current = Current {
             image: &image,
             number: 2,
@@ -659,16 +658,7 @@ mod tests {
     async fn an_auto_workload_is_rolled_by_one_apply_and_a_current_one_costs_nothing() {
         use crate::controllers::mock_api::{Seen, assert_apply, echo, server};
         let (image, mut w) = unverified();
-        let known = [
-            Known {
-                number: 1,
-                hash: "h1".into(),
-            },
-            Known {
-                number: 2,
-                hash: "h2".into(),
-            },
-        ];
+        let known = two_revisions();
         let current = Current {
             image: &image,
             number: 2,
