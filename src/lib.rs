@@ -21,6 +21,7 @@ pub mod owner;
 pub mod patch;
 pub mod pod_integrity;
 pub mod ports;
+pub mod progressive;
 pub mod render;
 pub mod resource;
 pub mod revision;
