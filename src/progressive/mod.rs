@@ -4,8 +4,10 @@
 //!
 //! - `types`: the `AppImageRollout` resource (the policy and the status a new leader resumes from);
 //! - `waves`: which wave a workload is in, and how many of a wave move at a time;
+//! - `facts`: what the rollout reads of a workload and its Pods;
 //! - `machine`: the rollout's state machine, a pure function of spec, status, facts and now.
 
+pub mod facts;
 pub mod machine;
 pub mod types;
 pub mod waves;

@@ -10,6 +10,7 @@
 //! - [`services`]: the Services and NetworkPolicies of injected Pods.
 //! - [`workloads`]: the Services of each workload.
 //! - [`revisions`] and [`rollout`]: AppImage revisions, and rollouts that follow them.
+//! - [`progressive`]: rollouts of a new revision wave by wave, behind health gates.
 //! - [`batch`]: BatchDeployments, one AppImage deployed to many nodes as a job.
 //! - [`start`]: workloads stored stopped by `deploy --start-at`, started at their time.
 
@@ -17,6 +18,7 @@ pub mod batch;
 pub mod kube_ops;
 #[cfg(test)]
 mod mock_api;
+pub mod progressive;
 pub mod revisions;
 pub mod rollout;
 pub mod services;
@@ -35,6 +37,7 @@ use std::time::Duration;
 
 use appimage::admitted::SealKey;
 use appimage::batch::BatchDeployment;
+use appimage::progressive::AppImageRollout;
 use appimage::revision::AppImageRevision;
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
@@ -422,6 +425,7 @@ pub struct Watches {
     pub nodes: Shared<Node>,
     pub batches: Shared<BatchDeployment>,
     pub revisions: Shared<AppImageRevision>,
+    pub rollouts: Shared<AppImageRollout>,
 }
 
 /// The label selector of every object the controllers make.
@@ -445,6 +449,7 @@ impl Watches {
             nodes: Shared::new(client, ""),
             batches: Shared::crd(client),
             revisions: Shared::crd(client),
+            rollouts: Shared::crd(client),
         }
     }
 
@@ -464,6 +469,7 @@ impl Watches {
             w.nodes.drive(),
             w.batches.drive(),
             w.revisions.drive(),
+            w.rollouts.drive(),
         ])
         .map(drop)
     }
@@ -478,6 +484,8 @@ pub async fn run(ctx: Context) {
         Box::pin(batch::controller(ctx.clone(), &watches)),
         // Revisions and rollouts (issue 17, sections 3 and 4).
         Box::pin(revisions::controller(ctx.clone(), &watches)),
+        // Progressive rollouts (issue 28).
+        Box::pin(progressive::controller(ctx.clone(), &watches)),
         // Services per workload (issue 17, section 2).
         Box::pin(workloads::controller(ctx.clone(), &watches)),
         // Delayed start (issue 17, section 1).

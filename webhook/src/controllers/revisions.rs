@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use appimage::batch::BatchDeployment;
+use appimage::progressive::AppImageRollout;
 use appimage::labels;
 use appimage::resource::AppImage;
 use appimage::revision::{
@@ -63,6 +64,8 @@ struct Ctx {
     jobs: Store<Job>,
     replicasets: Store<ReplicaSet>,
     batches: Store<BatchDeployment>,
+    /// AppImages whose Auto workloads a progressive rollout moves (issue 28).
+    rollouts: Store<AppImageRollout>,
     told: Told,
     /// Ignored revisions already reported, by (UID, resourceVersion).
     ignored: Mutex<HashSet<(String, String)>>,
@@ -83,6 +86,7 @@ impl Ctx {
             jobs: w.jobs.store.clone(),
             replicasets: w.replicasets.store.clone(),
             batches: w.batches.store.clone(),
+            rollouts: w.rollouts.store.clone(),
             told: Told::default(),
             ignored: Mutex::default(),
             backoff: Backoff::default(),
@@ -324,9 +328,12 @@ async fn reconcile_image(root: &AppImage, ctx: &Ctx) -> Result<Action, Error> {
         known: &known,
         revision: revision.as_deref(),
     };
+    // With a rollout policy, its controller moves the Auto workloads wave by wave.
+    let progressive = super::progressive::has_policy(&ctx.rollouts, &name);
     let rolled: Vec<Workload> = workloads
         .into_iter()
         .filter(|w| w.gvk.kind != "Job" && w.gvk.kind != "ReplicaSet" && follows(&w.meta, &name))
+        .filter(|w| !(progressive && rollout::is_auto(w)))
         .collect();
     rollout::roll(&ctx.base, &current, &rolled, &pods, &ctx.told).await;
     Ok(Action::requeue(RESYNC))

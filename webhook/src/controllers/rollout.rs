@@ -309,7 +309,7 @@ fn show(n: Option<i64>) -> String {
 /// and the image of the AppImage's containers, by server-side apply. Without a roll only the
 /// note is written, by a merge patch: an apply of the note alone would drop the template
 /// fields an earlier roll applied (a Manual workload would lose its revision and roll).
-async fn apply(
+pub(super) async fn apply(
     ctx: &Context,
     w: &Workload,
     number: i64,
@@ -377,7 +377,7 @@ fn template_patch(w: &Workload, current: &Current<'_>) -> serde_json::Value {
 /// keeps them apart: the recorder folds an Event into an earlier one of the same reason,
 /// object and related object (keeping the earlier note), so without it a second
 /// `DeploymentOutdated` (say, after a rollback) would still read the first one's revisions.
-fn revision_ref(image: &str, number: i64) -> ObjectReference {
+pub(super) fn revision_ref(image: &str, number: i64) -> ObjectReference {
     ObjectReference {
         api_version: Some(AppImageRevision::api_version(&()).into_owned()),
         kind: Some(AppImageRevision::kind(&()).into_owned()),
@@ -418,7 +418,7 @@ async fn publish(ctx: &Context, r: &Report) {
     }
 }
 
-async fn event(
+pub(super) async fn event(
     ctx: &Context,
     w: &Workload,
     type_: EventType,
@@ -473,6 +473,17 @@ async fn tell_outdated(ctx: &Context, current: &Current<'_>, pod: &Pod, told: &T
     if let Err(e) = ctx.recorder.publish(&event, &pod.object_ref(&())).await {
         tracing::warn!("cannot record an Event: {e}");
     }
+}
+
+/// Whether `w`'s update policy is Auto (an invalid value is Manual: never widen).
+pub fn is_auto(w: &Workload) -> bool {
+    let value = w
+        .meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(UPDATE_POLICY))
+        .map(String::as_str);
+    policy(value).is_ok_and(|p| p == Policy::Auto)
 }
 
 /// Whether `meta` belongs to AppImage `name` and is a rollout's to follow (not a batch's).

@@ -11,7 +11,8 @@
 //! - pod templates: their metadata (revision annotations, AppImage and workload labels, read
 //!   by revisions, rollout and workloads) and each container's name and image (the rollout
 //!   patches the AppImage's containers by name); the rest of the pod spec goes;
-//! - Deployments and Jobs: their status (batch progress); ReplicaSets: no status;
+//! - Deployments, Jobs and DaemonSets: their status (batch progress, rollout gates); ReplicaSets:
+//!   no status;
 //! - Nodes: labels and conditions (batch reads readiness), not `status.images`;
 //! - Services and NetworkPolicies: metadata only (who owns the name);
 //! - Pods: whole but for the metadata: the seal covers their spec and batch reads their status.
@@ -25,6 +26,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use appimage::batch::BatchDeployment;
+use appimage::progressive::AppImageRollout;
 use appimage::revision::AppImageRevision;
 
 /// kubectl's copy of the whole object, as large as the object.
@@ -91,7 +93,6 @@ impl Slim for DaemonSet {
         if let Some(s) = self.spec.as_mut() {
             template(&mut s.template);
         }
-        self.status = None;
     }
 }
 
@@ -164,6 +165,12 @@ impl Slim for NetworkPolicy {
 impl Slim for AppImageRevision {
     fn slim(&mut self) {
         // The spec stays: `revision::check` hashes the template.
+        meta(&mut self.metadata);
+    }
+}
+
+impl Slim for AppImageRollout {
+    fn slim(&mut self) {
         meta(&mut self.metadata);
     }
 }

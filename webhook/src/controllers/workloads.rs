@@ -155,7 +155,7 @@ async fn reconcile_workload(w: &Workload, ctx: &Ctx) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     // Not known yet (or not at all): look again, the catalog's watch may bring it.
-    let Some(image) = ctx.base.catalog.appimage(image_name) else {
+    let Some(image) = spec_of(w, image_name, &ctx.base) else {
         return Ok(Action::requeue(RETRY));
     };
     let owner = workload::owner_reference(w.kind(), w.name(), uid);
@@ -172,6 +172,27 @@ async fn reconcile_workload(w: &Workload, ctx: &Ctx) -> Result<Action, Error> {
         all &= ensure(&api, &svc, w, uid, ctx).await?;
     }
     Ok(Action::requeue(if all { RESYNC } else { RETRY }))
+}
+
+/// The AppImage as the revision `w`'s pod template names (issue 28: a workload moved back to
+/// an older revision gets that revision's Services back, with its image and config); the
+/// current spec when the template names none, or one the catalog cannot find.
+fn spec_of(w: &Workload, image_name: &str, ctx: &Context) -> Option<appimage::resource::AppImage> {
+    let annotations = w
+        .pod_template()
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.annotations.as_ref());
+    let named = appimage::revision::named(annotations).ok()?;
+    match ctx.catalog.lookup_named(image_name, &named) {
+        Ok(Some(p)) if p.fallback.is_none() => ctx
+            .catalog
+            .appimage(image_name)
+            .map(|current| appimage::resource::AppImage {
+                metadata: current.metadata,
+                spec: p.image.spec,
+            }),
+        _ => ctx.catalog.appimage(image_name),
+    }
 }
 
 /// Apply `svc` unless its name is held by an object `w` (UID `uid`) does not own.

@@ -1,0 +1,328 @@
+//! Progressive rollouts (issue 28): for every AppImage with an AppImageRollout of its name, its
+//! Auto workloads move to a new revision wave by wave, behind each wave's gate, instead of all
+//! at once (the revisions controller leaves them to this one). The rules are the core's
+//! (`appimage::progressive::step`); this module reads the stores, writes the status first
+//! (guarded by the version it read, so a new leader resumes from it) and then moves the
+//! workloads by the rollout's own path ([`rollout::apply`]): a move back on abort is a move
+//! like any other, so image, rendered config and Services come back together.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use appimage::labels;
+use appimage::progressive::{self, Action as Do, AppImageRollout, Phase};
+use appimage::resource::AppImage;
+use appimage::revision::{AppImageRevision, Known, check};
+use appimage::workload::{Workload as Typed, revision_hash};
+use futures::FutureExt;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Resource, ResourceExt};
+
+use super::rollout::{self, Current, Workload, follows};
+use super::{Backoff, Context, Error, MANAGER, Watches};
+
+/// This controller's name in metrics and logs.
+const NAME: &str = "progressive";
+/// Look again this often while a rollout moves (gates read Pods that change on their own).
+const LIVE: Duration = Duration::from_secs(5);
+/// Look again this often when nothing moves.
+const RESYNC: Duration = Duration::from_secs(120);
+/// Look again this soon while a store is cold or the revision is not recorded yet.
+const COLD: Duration = Duration::from_millis(500);
+
+struct Ctx {
+    base: Context,
+    pods: Store<Pod>,
+    watches: Stores,
+    revisions: Store<AppImageRevision>,
+    backoff: Backoff,
+}
+
+/// The workload stores a rollout reads.
+struct Stores {
+    deployments: Store<k8s_openapi::api::apps::v1::Deployment>,
+    statefulsets: Store<k8s_openapi::api::apps::v1::StatefulSet>,
+    daemonsets: Store<k8s_openapi::api::apps::v1::DaemonSet>,
+    cronjobs: Store<k8s_openapi::api::batch::v1::CronJob>,
+}
+
+fn by_label<K: Resource>(o: &K) -> Option<ObjectRef<AppImageRollout>> {
+    let name = o.meta().labels.as_ref()?.get(labels::APP_IMAGE)?;
+    Some(ObjectRef::new(name))
+}
+
+/// The controller, on the shared watches of rollouts, workloads, Pods and revisions.
+pub fn controller(ctx: Context, w: &Watches) -> impl Future<Output = ()> + Send + 'static {
+    let controller = Controller::for_shared_stream(w.rollouts.subscribe(), w.rollouts.store.clone())
+        .with_config(super::config())
+        .watches_shared_stream(w.deployments.subscribe(), |o| by_label(&*o))
+        .watches_shared_stream(w.statefulsets.subscribe(), |o| by_label(&*o))
+        .watches_shared_stream(w.daemonsets.subscribe(), |o| by_label(&*o))
+        .watches_shared_stream(w.cronjobs.subscribe(), |o| by_label(&*o))
+        .watches_shared_stream(w.pods.subscribe(), |o| by_label(&*o))
+        .watches_shared_stream(w.revisions.subscribe(), |r| {
+            Some(ObjectRef::new(&r.spec.app_image))
+        });
+    let ctx = Arc::new(Ctx {
+        base: ctx,
+        pods: w.pods.store.clone(),
+        watches: Stores {
+            deployments: w.deployments.store.clone(),
+            statefulsets: w.statefulsets.store.clone(),
+            daemonsets: w.daemonsets.store.clone(),
+            cronjobs: w.cronjobs.store.clone(),
+        },
+        revisions: w.revisions.store.clone(),
+        backoff: Backoff::default(),
+    });
+    super::drain(NAME, controller.run(reconcile, error_policy, ctx))
+}
+
+fn error_policy(r: Arc<AppImageRollout>, error: &Error, ctx: Arc<Ctx>) -> Action {
+    super::retry(&ctx.base, NAME, &ctx.backoff, r.name_any(), error)
+}
+
+async fn reconcile(r: Arc<AppImageRollout>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_rollout(&r, &ctx).await;
+    super::observe(&ctx.base, NAME, &ctx.backoff, &r.name_any(), started, &result);
+    result
+}
+
+fn ready<K: Resource<DynamicType = ()> + Clone + 'static>(store: &Store<K>) -> bool {
+    matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
+}
+
+fn stores_ready(ctx: &Ctx) -> bool {
+    let s = &ctx.watches;
+    ready(&ctx.pods)
+        && ready(&ctx.revisions)
+        && ready(&s.deployments)
+        && ready(&s.statefulsets)
+        && ready(&s.daemonsets)
+        && ready(&s.cronjobs)
+        && ctx.base.catalog.is_ready()
+}
+
+/// The AppImage `name` (kept metadata with the stored spec), its trusted revisions, and the
+/// number of its current one; `None` while the AppImage or that revision is not known.
+fn current(ctx: &Ctx, name: &str) -> Option<(AppImage, Vec<Arc<AppImageRevision>>, i64)> {
+    let root = ctx.base.catalog.controlled(name)?;
+    let stored = ctx.base.catalog.appimage(name)?;
+    let image = AppImage {
+        metadata: root.metadata,
+        spec: stored.spec,
+    };
+    let uid = image.uid().unwrap_or_default();
+    let revisions: Vec<Arc<AppImageRevision>> = ctx
+        .revisions
+        .state()
+        .into_iter()
+        .filter(|r| r.spec.app_image == name && check(r, &uid).is_ok())
+        .collect();
+    let hash = revision_hash(&image.spec);
+    let number = revisions.iter().find(|r| r.spec.hash == hash)?.spec.revision;
+    Some((image, revisions, number))
+}
+
+async fn reconcile_rollout(r: &AppImageRollout, ctx: &Ctx) -> Result<Action, Error> {
+    if !stores_ready(ctx) {
+        return Ok(Action::requeue(COLD));
+    }
+    let name = r.name_any();
+    let Some((image, revisions, number)) = current(ctx, &name) else {
+        return Ok(Action::requeue(COLD));
+    };
+    let known: Vec<Known> = revisions
+        .iter()
+        .map(|r| Known { number: r.spec.revision, hash: r.spec.hash.clone() })
+        .collect();
+    let starting = r.status.as_ref().and_then(|s| s.revision) != Some(number);
+    if starting && let Some(why) = unverified(ctx, &image, number) {
+        if ctx.base.told.first(format!("RolloutBlocked/{name}/{number}")) {
+            publish(ctx, &image, EventType::Warning, "RolloutBlocked", why).await;
+        }
+        return Ok(Action::requeue(RESYNC));
+    }
+    let workloads = workloads(ctx, &name);
+    let pods = ctx.pods.state();
+    let facts = progressive::Facts {
+        revision: number,
+        workloads: workloads
+            .iter()
+            .map(|(t, _)| progressive::facts::fact(t, &name, pods.iter().map(|p| &**p), &known))
+            .collect(),
+    };
+    let step = progressive::step(r, &facts, Timestamp::now());
+    if Some(&step.status) != r.status.as_ref() && !write_status(r, &step.status, ctx).await? {
+        // Someone wrote first (a promote, a new leader): read again.
+        return Ok(Action::requeue(COLD));
+    }
+    for action in &step.actions {
+        match action {
+            Do::Move { kind, namespace, name: w, to } => {
+                let Some((_, target)) = workloads
+                    .iter()
+                    .find(|(t, _)| t.kind().as_str() == kind && t.namespace() == namespace && t.name() == w)
+                else {
+                    continue;
+                };
+                move_to(ctx, &image, &revisions, &known, target, *to, number).await?;
+            }
+            Do::Event { reason, message, warning } => {
+                let type_ = if *warning { EventType::Warning } else { EventType::Normal };
+                publish(ctx, &image, type_, reason, message.clone()).await;
+            }
+        }
+    }
+    let live = !matches!(
+        step.status.phase,
+        Some(Phase::Succeeded | Phase::Aborted) | None
+    );
+    let wait = if live {
+        step.requeue.map_or(LIVE, |d| d.unsigned_abs().min(LIVE))
+    } else {
+        RESYNC
+    };
+    Ok(Action::requeue(wait))
+}
+
+/// Why revision `number` may not start rolling out: its signature, when signatures are required.
+fn unverified(ctx: &Ctx, image: &AppImage, number: i64) -> Option<String> {
+    let requirement = ctx.base.policy.signatures.to_run();
+    let e = ctx.base.catalog.verify(image, &requirement).err()?;
+    if !ctx.base.policy.require_signature {
+        tracing::warn!(appimage = %image.name_any(), revision = number, "progressive rollout despite a failed signature check (--require-signature=false): {e}");
+        return None;
+    }
+    Some(format!(
+        "revision {number} of AppImage {:?} failed signature verification ({e}): not rolled out; re-sign it (kubectl appimage sign) or roll the AppImage back",
+        image.name_any()
+    ))
+}
+
+/// The AppImage's Auto workloads that a rollout moves, typed (for the facts) and as the
+/// rollout's shape (for the move).
+fn workloads(ctx: &Ctx, name: &str) -> Vec<(Typed, Workload)> {
+    let s = &ctx.watches;
+    let mut out: Vec<(Typed, Workload)> = Vec::new();
+    for d in s.deployments.state() {
+        out.push(pair(Typed::Deployment(Box::new((*d).clone())), &["spec", "template"]));
+    }
+    for o in s.statefulsets.state() {
+        out.push(pair(Typed::StatefulSet(Box::new((*o).clone())), &["spec", "template"]));
+    }
+    for o in s.daemonsets.state() {
+        out.push(pair(Typed::DaemonSet(Box::new((*o).clone())), &["spec", "template"]));
+    }
+    for o in s.cronjobs.state() {
+        out.push(pair(
+            Typed::CronJob(Box::new((*o).clone())),
+            &["spec", "jobTemplate", "spec", "template"],
+        ));
+    }
+    // Auto ones only: a Manual one is reported outdated, as without a policy.
+    out.retain(|(_, w)| follows(&w.meta, name) && rollout::is_auto(w));
+    out.sort_by(|a, b| (a.0.namespace(), a.0.name()).cmp(&(b.0.namespace(), b.0.name())));
+    out
+}
+
+fn pair(t: Typed, path: &'static [&'static str]) -> (Typed, Workload) {
+    let kind = t.kind();
+    let gvk = match kind.api_version().split_once('/') {
+        Some((group, version)) => GroupVersionKind::gvk(group, version, kind.as_str()),
+        None => GroupVersionKind::gvk("", kind.api_version(), kind.as_str()),
+    };
+    let w = Workload {
+        gvk,
+        meta: t.metadata().clone(),
+        template: t.pod_template().cloned().unwrap_or_default(),
+        path,
+    };
+    (t, w)
+}
+
+/// Point `w`'s template at revision `to` by the rollout's own apply, with an Event on it.
+async fn move_to(
+    ctx: &Ctx,
+    image: &AppImage,
+    revisions: &[Arc<AppImageRevision>],
+    known: &[Known],
+    w: &Workload,
+    to: i64,
+    target: i64,
+) -> Result<(), Error> {
+    let name = image.name_any();
+    let Some(rev) = revisions.iter().find(|r| r.spec.revision == to) else {
+        tracing::warn!(appimage = %name, revision = to, "cannot move {:?}: revision not recorded", w.meta.name);
+        return Ok(());
+    };
+    let spec_image = AppImage {
+        metadata: image.metadata.clone(),
+        spec: rev.spec.template.clone(),
+    };
+    let current = Current {
+        image: &spec_image,
+        number: to,
+        hash: &rev.spec.hash,
+        known,
+        revision: Some(rev),
+    };
+    rollout::apply(&ctx.base, w, to, Some(&current)).await?;
+    let (reason, note) = if to == target {
+        ("RolledOut", format!("AppImage {name:?} revision {to}: moved by its progressive rollout"))
+    } else {
+        ("RolledBack", format!("AppImage {name:?}: back to revision {to}, the rollout of revision {target} was aborted"))
+    };
+    let related = Some(rollout::revision_ref(&name, to));
+    rollout::event(&ctx.base, w, EventType::Normal, reason, note, related).await;
+    Ok(())
+}
+
+/// An Event on the AppImage (cluster-scoped), once per transition (the machine says when).
+async fn publish(ctx: &Ctx, image: &AppImage, type_: EventType, reason: &str, note: String) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Rollout".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.base.recorder.publish(&event, &image.object_ref(&())).await {
+        tracing::warn!("cannot record an Event: {e}");
+    }
+}
+
+/// Server-side apply of the status, guarded by the resourceVersion the step read; false on a
+/// conflict (the next reconcile reads the newer object).
+async fn write_status(
+    r: &AppImageRollout,
+    status: &progressive::AppImageRolloutStatus,
+    ctx: &Ctx,
+) -> Result<bool, Error> {
+    let api = Api::<AppImageRollout>::all(ctx.base.client.clone());
+    let body = serde_json::json!({
+        "apiVersion": AppImageRollout::api_version(&()),
+        "kind": AppImageRollout::kind(&()),
+        "metadata": {"name": r.name_any(), "resourceVersion": r.resource_version()},
+        "status": status,
+    });
+    let params = PatchParams::apply(MANAGER).force();
+    match api.patch_status(&r.name_any(), &params, &Patch::Apply(&body)).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether AppImage `name`'s Auto workloads are this controller's (it has a rollout policy).
+pub fn has_policy(rollouts: &Store<AppImageRollout>, name: &str) -> bool {
+    rollouts.get(&ObjectRef::new(name)).is_some()
+}
