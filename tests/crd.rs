@@ -136,3 +136,32 @@ fn batch_crd_identity_columns_and_rules() {
     let phases = &root["properties"]["status"]["properties"]["phase"]["enum"];
     assert_eq!(phases.as_array().unwrap().len(), 8);
 }
+
+const ROLLOUT_COMMITTED: &str =
+    "charts/appimage-webhook/crds/appimagerollouts.appimage.kuscia.secretflow.yaml";
+
+#[test]
+fn committed_rollout_crd_matches_the_types() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(ROLLOUT_COMMITTED);
+    let fresh = appimage::progressive::crd_yaml();
+    if std::env::var_os("UPDATE_CRD").is_some() {
+        std::fs::write(&path, &fresh).expect("write CRD");
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == fresh,
+        "{ROLLOUT_COMMITTED} is stale: regenerate it with `UPDATE_CRD=1 cargo test --test crd` \
+         (or `kubectl appimage crd`) and commit it"
+    );
+}
+
+#[test]
+fn the_rollout_crd_is_cluster_scoped_with_a_status_and_refuses_no_waves() {
+    let crd = appimage::progressive::crd();
+    assert_eq!(crd.metadata.name.as_deref(), Some(appimage::progressive::RESOURCE));
+    assert_eq!(crd.spec.scope, "Cluster");
+    let version = &crd.spec.versions[0];
+    assert!(version.subresources.as_ref().is_some_and(|s| s.status.is_some()));
+    let yaml = appimage::progressive::crd_yaml();
+    assert!(yaml.contains("size(self.spec.waves) > 0"), "{yaml}");
+}

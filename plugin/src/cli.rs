@@ -86,7 +86,7 @@ pub enum Command {
     Deprecate(DeprecateArgs),
     /// Move AppImages back to draft, where their spec may change again
     Draft(StageArgs),
-    /// Print the CustomResourceDefinitions (AppImage, AppImageRevision, BatchDeployment) as YAML
+    /// Print the CustomResourceDefinitions (AppImage, AppImageRevision, BatchDeployment, AppImageRollout) as YAML
     Crd,
     /// Print a shell completion script
     Completion {

@@ -18,13 +18,14 @@ pub struct VersionArgs {
     pub output: Option<VersionOutput>,
 }
 
-/// All three CRDs the plugin and the webhook use, as one YAML stream for `kubectl apply -f -`:
-/// AppImages, their revisions, and BatchDeployments.
+/// Every CRD the plugin and the webhook use, as one YAML stream for `kubectl apply -f -`:
+/// AppImages, their revisions, BatchDeployments and rollout policies.
 pub fn crd() -> Result<()> {
     let docs = [
         appimage::resource::crd_yaml(),
         appimage::revision::crd_yaml(),
         appimage::batch::crd_yaml(),
+        appimage::progressive::crd_yaml(),
     ];
     let text: Vec<&str> = docs.iter().map(|d| d.trim_end()).collect();
     println(&text.join("\n---\n"))

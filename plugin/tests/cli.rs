@@ -688,7 +688,7 @@ fn an_unknown_context_lists_the_real_ones() {
 }
 
 #[test]
-fn crd_prints_all_three_definitions() {
+fn crd_prints_every_definition() {
     let out = ok(&["crd"]);
     let docs: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&out)
         .map(|d| Value::deserialize(d).expect("CRD YAML"))
@@ -702,7 +702,8 @@ fn crd_prints_all_three_definitions() {
         [
             "appimages.kuscia.secretflow",
             "appimagerevisions.appimage.kuscia.secretflow",
-            "batchdeployments.appimage.kuscia.secretflow"
+            "batchdeployments.appimage.kuscia.secretflow",
+            "appimagerollouts.appimage.kuscia.secretflow"
         ]
     );
     assert!(docs.iter().all(|d| d["kind"] == "CustomResourceDefinition"));
