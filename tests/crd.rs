@@ -158,10 +158,18 @@ fn committed_rollout_crd_matches_the_types() {
 #[test]
 fn the_rollout_crd_is_cluster_scoped_with_a_status_and_refuses_no_waves() {
     let crd = appimage::progressive::crd();
-    assert_eq!(crd.metadata.name.as_deref(), Some(appimage::progressive::RESOURCE));
+    assert_eq!(
+        crd.metadata.name.as_deref(),
+        Some(appimage::progressive::RESOURCE)
+    );
     assert_eq!(crd.spec.scope, "Cluster");
     let version = &crd.spec.versions[0];
-    assert!(version.subresources.as_ref().is_some_and(|s| s.status.is_some()));
+    assert!(
+        version
+            .subresources
+            .as_ref()
+            .is_some_and(|s| s.status.is_some())
+    );
     let yaml = appimage::progressive::crd_yaml();
     assert!(yaml.contains("size(self.spec.waves) > 0"), "{yaml}");
 }

@@ -29,6 +29,7 @@ mod stage;
 mod status;
 mod validate;
 mod verify;
+mod waves;
 mod write;
 
 use std::process::ExitCode;

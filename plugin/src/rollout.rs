@@ -21,9 +21,14 @@ use crate::flags::Global;
 use crate::output::println;
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct RolloutArgs {
+    /// Steer a progressive rollout (an AppImage with an AppImageRollout of its name)
+    #[command(subcommand)]
+    pub command: Option<crate::waves::WavesCommand>,
     /// The AppImage
-    pub name: String,
+    #[arg(required = true)]
+    pub name: Option<String>,
     /// Only this workload (by name) [default: every workload of the AppImage in the namespace]
     #[arg(long, value_name = "NAME")]
     pub workload: Option<String>,
@@ -33,6 +38,11 @@ pub struct RolloutArgs {
 }
 
 pub fn run(global: &Global, args: &RolloutArgs) -> Result<()> {
+    if let Some(command) = &args.command {
+        return crate::waves::run(global, command);
+    }
+    let name = args.name.clone().unwrap_or_default();
+    let args = &Named { name, args };
     block_on(async {
         let cluster = Cluster::connect(global).await?;
         let image = cluster.get(&args.name).await?;
@@ -101,7 +111,7 @@ struct Found {
 async fn roll_every_kind(
     client: &Client,
     ns: &str,
-    args: &RolloutArgs,
+    args: &Named<'_>,
     want: &Want<'_>,
 ) -> kube::Result<Found> {
     let mut count = 0;
@@ -134,12 +144,7 @@ async fn roll_every_kind(
 
 /// The AppImage's own Jobs (not a CronJob's runs): unchanged when they run the revision,
 /// else why they cannot be rolled out.
-async fn jobs(
-    client: &Client,
-    ns: &str,
-    args: &RolloutArgs,
-    want: &Want<'_>,
-) -> kube::Result<Found> {
+async fn jobs(client: &Client, ns: &str, args: &Named<'_>, want: &Want<'_>) -> kube::Result<Found> {
     let mut found = Found {
         count: 0,
         immutable: Vec::new(),
@@ -172,7 +177,7 @@ async fn jobs(
 }
 
 /// The objects of kind `K` labelled for the AppImage (and named `--workload`, when given).
-async fn mine<K>(client: &Client, ns: &str, args: &RolloutArgs) -> kube::Result<Vec<K>>
+async fn mine<K>(client: &Client, ns: &str, args: &Named<'_>) -> kube::Result<Vec<K>>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -224,7 +229,7 @@ struct Want<'a> {
 async fn roll_all<K>(
     client: &Client,
     ns: &str,
-    args: &RolloutArgs,
+    args: &Named<'_>,
     want: &Want<'_>,
     path: &[&str],
     template: impl Fn(&K) -> Option<&PodTemplateSpec>,
@@ -290,6 +295,19 @@ fn patch(t: &PodTemplateSpec, want: &Want<'_>, path: &[&str]) -> Value {
     });
     body["spec"] = template["spec"].take();
     body
+}
+
+/// The arguments with the AppImage's name, which clap requires when no subcommand is given.
+struct Named<'a> {
+    name: String,
+    args: &'a RolloutArgs,
+}
+
+impl std::ops::Deref for Named<'_> {
+    type Target = RolloutArgs;
+    fn deref(&self) -> &RolloutArgs {
+        self.args
+    }
 }
 
 #[cfg(test)]

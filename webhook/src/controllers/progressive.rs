@@ -60,16 +60,17 @@ fn by_label<K: Resource>(o: &K) -> Option<ObjectRef<AppImageRollout>> {
 
 /// The controller, on the shared watches of rollouts, workloads, Pods and revisions.
 pub fn controller(ctx: Context, w: &Watches) -> impl Future<Output = ()> + Send + 'static {
-    let controller = Controller::for_shared_stream(w.rollouts.subscribe(), w.rollouts.store.clone())
-        .with_config(super::config())
-        .watches_shared_stream(w.deployments.subscribe(), |o| by_label(&*o))
-        .watches_shared_stream(w.statefulsets.subscribe(), |o| by_label(&*o))
-        .watches_shared_stream(w.daemonsets.subscribe(), |o| by_label(&*o))
-        .watches_shared_stream(w.cronjobs.subscribe(), |o| by_label(&*o))
-        .watches_shared_stream(w.pods.subscribe(), |o| by_label(&*o))
-        .watches_shared_stream(w.revisions.subscribe(), |r| {
-            Some(ObjectRef::new(&r.spec.app_image))
-        });
+    let controller =
+        Controller::for_shared_stream(w.rollouts.subscribe(), w.rollouts.store.clone())
+            .with_config(super::config())
+            .watches_shared_stream(w.deployments.subscribe(), |o| by_label(&*o))
+            .watches_shared_stream(w.statefulsets.subscribe(), |o| by_label(&*o))
+            .watches_shared_stream(w.daemonsets.subscribe(), |o| by_label(&*o))
+            .watches_shared_stream(w.cronjobs.subscribe(), |o| by_label(&*o))
+            .watches_shared_stream(w.pods.subscribe(), |o| by_label(&*o))
+            .watches_shared_stream(w.revisions.subscribe(), |r| {
+                Some(ObjectRef::new(&r.spec.app_image))
+            });
     let ctx = Arc::new(Ctx {
         base: ctx,
         pods: w.pods.store.clone(),
@@ -92,7 +93,14 @@ fn error_policy(r: Arc<AppImageRollout>, error: &Error, ctx: Arc<Ctx>) -> Action
 async fn reconcile(r: Arc<AppImageRollout>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = reconcile_rollout(&r, &ctx).await;
-    super::observe(&ctx.base, NAME, &ctx.backoff, &r.name_any(), started, &result);
+    super::observe(
+        &ctx.base,
+        NAME,
+        &ctx.backoff,
+        &r.name_any(),
+        started,
+        &result,
+    );
     result
 }
 
@@ -128,7 +136,11 @@ fn current(ctx: &Ctx, name: &str) -> Option<(AppImage, Vec<Arc<AppImageRevision>
         .filter(|r| r.spec.app_image == name && check(r, &uid).is_ok())
         .collect();
     let hash = revision_hash(&image.spec);
-    let number = revisions.iter().find(|r| r.spec.hash == hash)?.spec.revision;
+    let number = revisions
+        .iter()
+        .find(|r| r.spec.hash == hash)?
+        .spec
+        .revision;
     Some((image, revisions, number))
 }
 
@@ -142,11 +154,18 @@ async fn reconcile_rollout(r: &AppImageRollout, ctx: &Ctx) -> Result<Action, Err
     };
     let known: Vec<Known> = revisions
         .iter()
-        .map(|r| Known { number: r.spec.revision, hash: r.spec.hash.clone() })
+        .map(|r| Known {
+            number: r.spec.revision,
+            hash: r.spec.hash.clone(),
+        })
         .collect();
     let starting = r.status.as_ref().and_then(|s| s.revision) != Some(number);
     if starting && let Some(why) = unverified(ctx, &image, number) {
-        if ctx.base.told.first(format!("RolloutBlocked/{name}/{number}")) {
+        if ctx
+            .base
+            .told
+            .first(format!("RolloutBlocked/{name}/{number}"))
+        {
             publish(ctx, &image, EventType::Warning, "RolloutBlocked", why).await;
         }
         return Ok(Action::requeue(RESYNC));
@@ -167,17 +186,29 @@ async fn reconcile_rollout(r: &AppImageRollout, ctx: &Ctx) -> Result<Action, Err
     }
     for action in &step.actions {
         match action {
-            Do::Move { kind, namespace, name: w, to } => {
-                let Some((_, target)) = workloads
-                    .iter()
-                    .find(|(t, _)| t.kind().as_str() == kind && t.namespace() == namespace && t.name() == w)
-                else {
+            Do::Move {
+                kind,
+                namespace,
+                name: w,
+                to,
+            } => {
+                let Some((_, target)) = workloads.iter().find(|(t, _)| {
+                    t.kind().as_str() == kind && t.namespace() == namespace && t.name() == w
+                }) else {
                     continue;
                 };
                 move_to(ctx, &image, &revisions, &known, target, *to, number).await?;
             }
-            Do::Event { reason, message, warning } => {
-                let type_ = if *warning { EventType::Warning } else { EventType::Normal };
+            Do::Event {
+                reason,
+                message,
+                warning,
+            } => {
+                let type_ = if *warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                };
                 publish(ctx, &image, type_, reason, message.clone()).await;
             }
         }
@@ -214,13 +245,22 @@ fn workloads(ctx: &Ctx, name: &str) -> Vec<(Typed, Workload)> {
     let s = &ctx.watches;
     let mut out: Vec<(Typed, Workload)> = Vec::new();
     for d in s.deployments.state() {
-        out.push(pair(Typed::Deployment(Box::new((*d).clone())), &["spec", "template"]));
+        out.push(pair(
+            Typed::Deployment(Box::new((*d).clone())),
+            &["spec", "template"],
+        ));
     }
     for o in s.statefulsets.state() {
-        out.push(pair(Typed::StatefulSet(Box::new((*o).clone())), &["spec", "template"]));
+        out.push(pair(
+            Typed::StatefulSet(Box::new((*o).clone())),
+            &["spec", "template"],
+        ));
     }
     for o in s.daemonsets.state() {
-        out.push(pair(Typed::DaemonSet(Box::new((*o).clone())), &["spec", "template"]));
+        out.push(pair(
+            Typed::DaemonSet(Box::new((*o).clone())),
+            &["spec", "template"],
+        ));
     }
     for o in s.cronjobs.state() {
         out.push(pair(
@@ -277,9 +317,17 @@ async fn move_to(
     };
     rollout::apply(&ctx.base, w, to, Some(&current)).await?;
     let (reason, note) = if to == target {
-        ("RolledOut", format!("AppImage {name:?} revision {to}: moved by its progressive rollout"))
+        (
+            "RolledOut",
+            format!("AppImage {name:?} revision {to}: moved by its progressive rollout"),
+        )
     } else {
-        ("RolledBack", format!("AppImage {name:?}: back to revision {to}, the rollout of revision {target} was aborted"))
+        (
+            "RolledBack",
+            format!(
+                "AppImage {name:?}: back to revision {to}, the rollout of revision {target} was aborted"
+            ),
+        )
     };
     let related = Some(rollout::revision_ref(&name, to));
     rollout::event(&ctx.base, w, EventType::Normal, reason, note, related).await;
@@ -295,7 +343,12 @@ async fn publish(ctx: &Ctx, image: &AppImage, type_: EventType, reason: &str, no
         action: "Rollout".into(),
         secondary: None,
     };
-    if let Err(e) = ctx.base.recorder.publish(&event, &image.object_ref(&())).await {
+    if let Err(e) = ctx
+        .base
+        .recorder
+        .publish(&event, &image.object_ref(&()))
+        .await
+    {
         tracing::warn!("cannot record an Event: {e}");
     }
 }
@@ -315,7 +368,10 @@ async fn write_status(
         "status": status,
     });
     let params = PatchParams::apply(MANAGER).force();
-    match api.patch_status(&r.name_any(), &params, &Patch::Apply(&body)).await {
+    match api
+        .patch_status(&r.name_any(), &params, &Patch::Apply(&body))
+        .await
+    {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => Ok(false),
         Err(e) => Err(e.into()),

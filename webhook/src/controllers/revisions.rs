@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use appimage::batch::BatchDeployment;
-use appimage::progressive::AppImageRollout;
 use appimage::labels;
+use appimage::progressive::AppImageRollout;
 use appimage::resource::AppImage;
 use appimage::revision::{
     AppImageRevision, AppImageRevisionSpec, CHANGE_CAUSE, Known, check, history_limit, in_use,

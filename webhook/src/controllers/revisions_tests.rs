@@ -116,6 +116,7 @@ fn ctx(
         jobs: store(warm.then(Vec::new), writers),
         replicasets: store(warm.then_some(replicasets), writers),
         batches: store(warm.then_some(batches), writers),
+        rollouts: store(warm.then(Vec::new), writers),
         told: Told::default(),
         ignored: Mutex::default(),
         backoff: Backoff::default(),

@@ -184,13 +184,14 @@ fn spec_of(w: &Workload, image_name: &str, ctx: &Context) -> Option<appimage::re
         .and_then(|m| m.annotations.as_ref());
     let named = appimage::revision::named(annotations).ok()?;
     match ctx.catalog.lookup_named(image_name, &named) {
-        Ok(Some(p)) if p.fallback.is_none() => ctx
-            .catalog
-            .appimage(image_name)
-            .map(|current| appimage::resource::AppImage {
-                metadata: current.metadata,
-                spec: p.image.spec,
-            }),
+        Ok(Some(p)) if p.fallback.is_none() => {
+            ctx.catalog
+                .appimage(image_name)
+                .map(|current| appimage::resource::AppImage {
+                    metadata: current.metadata,
+                    spec: p.image.spec,
+                })
+        }
         _ => ctx.catalog.appimage(image_name),
     }
 }
