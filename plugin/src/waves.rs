@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use appimage::progressive::{AppImageRollout, AppImageRolloutStatus, Phase, RESOURCE};
+use appimage::resource::AppImage;
 use clap::{Args, Subcommand};
-use kube::api::{Patch, PatchParams};
+use futures::{StreamExt, TryStreamExt};
+use kube::api::{Patch, PatchParams, WatchEvent, WatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
@@ -66,7 +68,9 @@ pub fn run(global: &Global, command: &WavesCommand) -> Result<()> {
             }
         };
         match command {
-            WavesCommand::Status(a) if a.watch => watch(a, &get).await,
+            WavesCommand::Status(a) if a.watch => {
+                watch(&client, a, get(a.name.clone()).await?).await
+            }
             WavesCommand::Status(a) => println(&snapshot(&get(a.name.clone()).await?)),
             WavesCommand::Pause(a) => {
                 steer(&client, &a.name, json!({"paused": true}), "paused").await
@@ -225,42 +229,92 @@ fn snapshot(r: &AppImageRollout) -> String {
     out + "\n" + &table(&rows)
 }
 
-/// Print a line each time the rollout moves, until it ends.
-async fn watch<F, Fut>(a: &StatusArgs, get: &F) -> Result<()>
-where
-    F: Fn(String) -> Fut,
-    Fut: std::future::Future<Output = Result<AppImageRollout>>,
-{
+/// Print a line each time the rollout's status changes (every version, by a watch), until
+/// the rollout of the AppImage's current revision ends.
+async fn watch(client: &Client, a: &StatusArgs, first: AppImageRollout) -> Result<()> {
     let limit = appimage::duration::parse(&a.timeout).map_err(|e| {
         anyhow::anyhow!("--timeout: {e}; use a duration such as 10m, or 0 for none")
     })?;
-    let started = Instant::now();
+    let deadline = (!limit.is_zero()).then(|| Instant::now() + limit);
+    let api = Api::<AppImageRollout>::all(client.clone());
+    let params = WatchParams::default().fields(&format!("metadata.name={}", a.name));
     let mut last = String::new();
+    let mut next = Some(first);
     loop {
-        let r = get(a.name.clone()).await?;
-        let now = line(&r);
-        if now != last {
-            println(&now)?;
-            last = now;
+        if let Some(r) = next.take() {
+            if let Some(end) = ended(client, &r, &mut last).await? {
+                return end;
+            }
+            let version = r.metadata.resource_version.clone().unwrap_or_default();
+            let mut events = api.watch(&params, &version).await?.boxed();
+            loop {
+                let wait = deadline.map_or(Duration::from_secs(3600), |d| {
+                    d.saturating_duration_since(Instant::now())
+                });
+                let event = match tokio::time::timeout(wait, events.try_next()).await {
+                    Err(_) => bail!(
+                        "timed out after {} waiting for the rollout to end",
+                        a.timeout
+                    ),
+                    Ok(event) => event?,
+                };
+                match event {
+                    Some(WatchEvent::Added(r) | WatchEvent::Modified(r)) => {
+                        if let Some(end) = ended(client, &r, &mut last).await? {
+                            return end;
+                        }
+                    }
+                    Some(WatchEvent::Deleted(_)) => {
+                        bail!("{RESOURCE} {:?} was deleted", a.name)
+                    }
+                    Some(WatchEvent::Bookmark(_)) => {}
+                    // The watch expired or failed: read again and watch from there.
+                    Some(WatchEvent::Error(_)) | None => break,
+                }
+            }
         }
-        let status = r.status.clone().unwrap_or_default();
-        let current = r.metadata.generation == status.observed_generation;
-        match status.phase {
-            Some(Phase::Succeeded) if current => return Ok(()),
-            Some(Phase::Aborted) if current => bail!(
-                "rollout of revision {} aborted",
-                status.revision.unwrap_or(0)
-            ),
-            _ => {}
-        }
-        if !limit.is_zero() && started.elapsed() >= limit {
-            bail!(
-                "timed out after {} waiting for the rollout to end",
-                a.timeout
-            );
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        next = Some(read(&api, &a.name).await??);
     }
+}
+
+/// Print `r`'s line if it changed; whether the rollout of the AppImage's current revision
+/// ended (Ok: succeeded; Err: aborted).
+async fn ended(
+    client: &Client,
+    r: &AppImageRollout,
+    last: &mut String,
+) -> Result<Option<Result<()>>> {
+    let now = line(r);
+    if now != *last {
+        println(&now)?;
+        *last = now;
+    }
+    let status = r.status.clone().unwrap_or_default();
+    let name = r.metadata.name.clone().unwrap_or_default();
+    let settled = r.metadata.generation == status.observed_generation
+        && status.revision.is_some()
+        && status.revision == current_revision(client, &name).await?;
+    Ok(match status.phase {
+        Some(Phase::Succeeded) if settled => Some(Ok(())),
+        Some(Phase::Aborted) if settled => Some(Err(anyhow::anyhow!(
+            "rollout of revision {} aborted",
+            status.revision.unwrap_or(0)
+        ))),
+        _ => None,
+    })
+}
+
+/// The number of the AppImage's current revision, once recorded.
+async fn current_revision(client: &Client, name: &str) -> Result<Option<i64>> {
+    let Some(image) = Api::<AppImage>::all(client.clone()).get_opt(name).await? else {
+        return Ok(None);
+    };
+    let hash = appimage::workload::revision_hash(&image.spec);
+    let revs = crate::history::revisions(client, name).await?;
+    Ok(revs
+        .iter()
+        .find(|r| r.spec.hash == hash)
+        .map(|r| r.spec.revision))
 }
 
 #[cfg(test)]

@@ -164,6 +164,12 @@ impl Machine<'_> {
             failed,
             ..AppImageRolloutStatus::default()
         };
+        // Nothing to move (a policy made after its revision rolled out): done, quietly.
+        if self.facts.workloads.iter().all(|w| w.runs == Some(target)) {
+            self.s.wave = self.r.spec.waves.len() as i64;
+            let why = format!("revision {target}: every workload already runs it");
+            return self.stand(Phase::Succeeded, "Current", why);
+        }
         self.enter_wave(0);
         self.event(
             "RolloutStarted",

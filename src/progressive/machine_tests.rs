@@ -405,3 +405,19 @@ fn an_invalid_policy_moves_nothing_and_says_which_field() {
             .contains("spec.waves[1].name \"canary\" is used twice")
     );
 }
+
+#[test]
+fn a_policy_made_after_its_revision_rolled_out_adopts_it_quietly() {
+    let mut r = policy();
+    r.spec.waves[0].gate.pause = true;
+    let mut facts = fleet();
+    facts.revision = 1;
+    let s = run(&mut r, &facts, t(0));
+    assert_eq!(s.status.phase, Some(Phase::Succeeded));
+    assert_eq!(s.status.reason.as_deref(), Some("Current"));
+    assert!(s.actions.is_empty(), "no moves, no Events: {:?}", s.actions);
+    // The next revision is a real rollout.
+    facts.revision = 2;
+    let s = run(&mut r, &facts, t(1));
+    assert_eq!(moves(&s), vec![("a/canary".to_string(), 2)]);
+}

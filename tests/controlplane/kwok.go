@@ -24,6 +24,10 @@ const (
 	hookPodFail = "appimage.test/pod-fail"
 	// A Pod with this annotation "true" runs, has an IP, and never becomes Ready.
 	hookPodNeverReady = "appimage.test/pod-never-ready"
+	// A Pod whose container has this env var "never-ready" is as one with hookPodNeverReady:
+	// an AppImage revision can carry it (its deploy template's env), so a test can make one
+	// revision's Pods never become Ready.
+	hookEnv = "APPIMAGE_TEST_HOOK"
 	// A Node with this label "true" turns NotReady; removing the label makes it Ready again.
 	hookNodeNotReady = "appimage.test/node-not-ready"
 )
@@ -62,6 +66,15 @@ func notHook(path, key string) map[string]any {
 	}
 }
 
+// the selector expression of a Pod whose containers carry hookEnv with this value.
+func envHook(operator, value string) map[string]any {
+	return map[string]any{
+		"key":      `.spec.containers.[].env.[] | select( .name == "` + hookEnv + `" ) | .value`,
+		"operator": operator,
+		"values":   []any{value},
+	}
+}
+
 // kwokConfig is DIR/kwok.yaml: kwok's default node and pod Stages (node-initialize,
 // node-heartbeat-with-lease, pod-ready, pod-complete, pod-delete) made to step
 // aside for the test hooks, plus the hook Stages. The hook Stages also carry a
@@ -75,8 +88,10 @@ func kwokConfig() ([]byte, error) {
 		{nodefast.DefaultNodeInit, []map[string]any{notHook("labels", hookNodeNotReady)}},
 		{nodeheartbeat.DefaultNodeHeartbeatWithLease, []map[string]any{notHook("labels", hookNodeNotReady)}},
 		{podfast.DefaultPodReady, []map[string]any{
-			notHook("annotations", hookPodFail), notHook("annotations", hookPodNeverReady)}},
-		{podfast.DefaultPodComplete, []map[string]any{notHook("annotations", hookPodNeverReady)}},
+			notHook("annotations", hookPodFail), notHook("annotations", hookPodNeverReady),
+			envHook("NotIn", "never-ready")}},
+		{podfast.DefaultPodComplete, []map[string]any{
+			notHook("annotations", hookPodNeverReady), envHook("NotIn", "never-ready")}},
 		{podfast.DefaultPodDelete, nil},
 	}
 	docs := []string{}
@@ -179,6 +194,67 @@ spec:
     - key: '.metadata.annotations["` + hookPodNeverReady + `"]'
       operator: In
       values: ["true"]
+    - key: '.metadata.deletionTimestamp'
+      operator: DoesNotExist
+    - key: '.status.podIP'
+      operator: DoesNotExist
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      conditions:
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: Initialized
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        reason: ContainersNotReady
+        type: Ready
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        reason: ContainersNotReady
+        type: ContainersReady
+      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: false
+        restartCount: 0
+        started: true
+        state:
+          running:
+            startedAt: {{ $now | Quote }}
+      {{ end }}
+      initContainerStatuses:
+      {{ range .spec.initContainers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: true
+        restartCount: 0
+        state:
+          terminated:
+            exitCode: 0
+            finishedAt: {{ $now | Quote }}
+            reason: Completed
+            startedAt: {{ $now | Quote }}
+      {{ end }}
+      hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
+      podIP: {{ PodIPWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) | Quote }}
+      phase: Running
+      startTime: {{ $now | Quote }}
+`, `apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: appimage-pod-never-ready-env
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  weight: 1
+  selector:
+    matchExpressions:
+    - key: '.spec.containers.[].env.[] | select( .name == "` + hookEnv + `" ) | .value'
+      operator: In
+      values: ["never-ready"]
     - key: '.metadata.deletionTimestamp'
       operator: DoesNotExist
     - key: '.status.podIP'

@@ -39,6 +39,12 @@ pub const BATCH_CRD: Crd = Crd {
     probe: "batchdeployments",
 };
 
+/// The AppImageRollout CRD (progressive rollouts).
+pub const ROLLOUTS_CRD: Crd = Crd {
+    path: "charts/appimage-webhook/crds/appimagerollouts.appimage.kuscia.secretflow.yaml",
+    probe: "appimagerollouts",
+};
+
 /// The cluster with `crds` applied (server-side) and served. Installed by the first call of a
 /// test binary; every call must name the same CRDs.
 pub fn cluster_with(crds: &'static [Crd]) -> &'static Cluster {
