@@ -97,7 +97,9 @@ fn desired(w: &Workload) -> i64 {
 }
 
 /// The denial that keeps a Deployment's Pods from being created: its controller copies the
-/// ReplicaSet's FailedCreate, with admission's words, into a ReplicaFailure condition.
+/// ReplicaSet's FailedCreate, with admission's words, into a ReplicaFailure condition. Only
+/// an admission webhook's verdict counts: a webhook that cannot be reached, or a quota, is a
+/// passing trouble that the wave's deadline judges, not a verdict on the revision.
 fn denied(w: &Workload) -> Option<String> {
     let Workload::Deployment(d) = w else {
         return None;
@@ -106,7 +108,8 @@ fn denied(w: &Workload) -> Option<String> {
     conditions
         .iter()
         .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
-        .map(|c| c.message.clone().unwrap_or_else(|| "no message".into()))
+        .and_then(|c| c.message.clone())
+        .filter(|m| m.contains("denied the request"))
 }
 
 #[cfg(test)]
@@ -177,15 +180,12 @@ mod tests {
 
     #[test]
     fn a_denial_is_read_from_the_deployment() {
-        let f = fact(
-            &deployment(2, 1, Some("admission webhook denied: no signature")),
-            "app",
-            [].iter(),
-            &known(),
-        );
-        assert_eq!(
-            f.health.denied.as_deref(),
-            Some("admission webhook denied: no signature")
-        );
+        let words = "admission webhook \"pods.appimage.kuscia.secretflow\" denied the request: no signature";
+        let f = fact(&deployment(2, 1, Some(words)), "app", [].iter(), &known());
+        assert_eq!(f.health.denied.as_deref(), Some(words));
+        // A webhook that cannot be reached is no verdict: the deadline judges it.
+        let down = "Internal error occurred: failed calling webhook: connection refused";
+        let f = fact(&deployment(2, 1, Some(down)), "app", [].iter(), &known());
+        assert_eq!(f.health.denied, None);
     }
 }

@@ -10,6 +10,7 @@ pub mod chart;
 pub mod pki;
 pub mod policies;
 pub mod review;
+pub mod waves;
 pub mod webhook;
 pub mod world;
 
