@@ -55,7 +55,14 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<()> {
             .await
             .map_err(err)?;
         let report = report(&image, &revisions, &objects);
-        print(&render(&report, args.output)?)
+        let mut text = render(&report, args.output)?;
+        // Where a progressive rollout stands (issue 28), under the table.
+        if args.output.is_none()
+            && let Some(line) = crate::waves::progress(&client, &args.name).await
+        {
+            text += &format!("Progressive rollout: {line}\n");
+        }
+        print(&text)
     })
 }
 

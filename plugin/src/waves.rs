@@ -156,6 +156,12 @@ fn retriable(r: &AppImageRollout) -> Result<i64> {
     Ok(revision)
 }
 
+/// Where AppImage `name`'s progressive rollout stands, if it has one (and the CRD is there).
+pub async fn progress(client: &Client, name: &str) -> Option<String> {
+    let api = Api::<AppImageRollout>::all(client.clone());
+    api.get_opt(name).await.ok().flatten().map(|r| line(&r))
+}
+
 /// One line: where the rollout stands.
 pub fn line(r: &AppImageRollout) -> String {
     let (s, phase, revision) = stand(r);

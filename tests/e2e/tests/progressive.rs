@@ -81,6 +81,13 @@ fn a_good_revision_moves_through_the_waves_and_a_pause_holds_until_promote() {
         );
     }
     let shown = w.status();
+    // And in kubectl appimage status, under the workloads.
+    let status = w.plugin(&["status", &w.image, "-n", &w.ns]);
+    assert!(
+        status.contains("Progressive rollout: revision 2 Aborted")
+            && status.contains("Pods not created"),
+        "{status}"
+    );
     assert!(
         shown.contains(
             "WaitingForPromote in wave 2/3 \"regions\": 6 of 6 workloads updated, 6 ready"
@@ -312,6 +319,13 @@ fn a_pod_denied_by_admission_fails_the_gate_with_the_denials_words() {
         "{message}"
     );
     let shown = w.status();
+    // And in kubectl appimage status, under the workloads.
+    let status = w.plugin(&["status", &w.image, "-n", &w.ns]);
+    assert!(
+        status.contains("Progressive rollout: revision 2 Aborted")
+            && status.contains("Pods not created"),
+        "{status}"
+    );
     assert!(
         shown.contains("PodsDenied") && shown.contains("Pods not created"),
         "{shown}"
