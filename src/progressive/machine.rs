@@ -12,8 +12,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use std::collections::BTreeMap;
 
 use super::types::{
-    AppImageRollout, AppImageRolloutStatus, DEFAULT_DEADLINE_SECONDS, Phase, Wave, WaveStatus,
-    WorkloadStatus,
+    AppImageRollout, AppImageRolloutStatus, Check, DEFAULT_DEADLINE_SECONDS, Phase, Wave,
+    WaveStatus, WorkloadStatus,
 };
 use super::waves::{in_flight, spec_error, wave_of};
 
@@ -50,6 +50,16 @@ pub struct Facts {
     /// The AppImage's current revision.
     pub revision: i64,
     pub workloads: Vec<WorkloadFact>,
+    /// The check Job of the wave the status names, by name, when it has one and it exists.
+    pub check: Option<(String, CheckState)>,
+}
+
+/// How a wave's check Job is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckState {
+    Running,
+    Succeeded,
+    Failed(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +70,13 @@ pub enum Action {
         namespace: String,
         name: String,
         to: i64,
+    },
+    /// Run the wave's check: a role of revision `revision` as Job `name` in `namespace`.
+    Check {
+        namespace: String,
+        name: String,
+        check: Check,
+        revision: i64,
     },
     /// An Event on the AppImage.
     Event {
@@ -372,8 +389,7 @@ impl Machine<'_> {
             gate.progress_deadline_seconds
                 .unwrap_or(DEFAULT_DEADLINE_SECONDS),
         );
-        let started = self.s.wave_started.as_ref().map_or(self.now, |t| t.0);
-        let deadline = started.saturating_add(limit).unwrap_or(started);
+        let deadline = self.deadline();
         if self.now < deadline {
             self.waiting(deadline);
             return false;
@@ -426,8 +442,73 @@ impl Machine<'_> {
         self.s.phase = Some(Phase::Progressing);
     }
 
+    /// The wave's check Job, when it has one: `true` once it succeeded; else it is made, or
+    /// waited for until the wave's deadline, or its failure aborts the rollout.
+    fn checked(&mut self, i: i64) -> bool {
+        let target = self.facts.revision;
+        let wave = self.wave().clone();
+        let Some(check) = wave.gate.check.clone() else {
+            return true;
+        };
+        let name = super::types::check_name(
+            self.r.metadata.name.as_deref().unwrap_or_default(),
+            target,
+            i,
+        );
+        let at = format!("wave {:?}: check Job {}/{name}", wave.name, check.namespace);
+        let state = self
+            .facts
+            .check
+            .as_ref()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, s)| s);
+        match state {
+            Some(CheckState::Succeeded) => return true,
+            Some(CheckState::Failed(why)) => {
+                self.abort("CheckFailed", format!("{at} failed: {why}"));
+                return false;
+            }
+            Some(CheckState::Running) => {}
+            None => self.actions.push(Action::Check {
+                namespace: check.namespace.clone(),
+                name,
+                check,
+                revision: target,
+            }),
+        }
+        let deadline = self.deadline();
+        if self.now >= deadline {
+            let secs = wave
+                .gate
+                .progress_deadline_seconds
+                .unwrap_or(DEFAULT_DEADLINE_SECONDS);
+            self.abort(
+                "ProgressDeadlineExceeded",
+                format!("{at} did not succeed within {secs}s"),
+            );
+            return false;
+        }
+        self.waiting(deadline);
+        self.stand(Phase::Progressing, "Checking", format!("{at} is running"));
+        false
+    }
+
+    /// When the current wave's deadline passes.
+    fn deadline(&self) -> Timestamp {
+        let gate = &self.wave().gate;
+        let limit = SignedDuration::from_secs(
+            gate.progress_deadline_seconds
+                .unwrap_or(DEFAULT_DEADLINE_SECONDS),
+        );
+        let started = self.s.wave_started.as_ref().map_or(self.now, |t| t.0);
+        started.saturating_add(limit).unwrap_or(started)
+    }
+
     /// The wave passed its gate: wait for a promotion if it asks for one, else the next wave.
     fn passed(&mut self, i: i64) {
+        if !self.checked(i) {
+            return;
+        }
         let target = self.facts.revision;
         let wave = self.wave().clone();
         let promoted = self

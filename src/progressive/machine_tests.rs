@@ -65,6 +65,7 @@ fn fleet() -> Facts {
             workload("south", "s1", "main", 1),
             workload("south", "s2", "main", 1),
         ],
+        check: None,
     }
 }
 
@@ -78,7 +79,7 @@ fn moves(step: &Step) -> Vec<(String, i64)> {
                 to,
                 ..
             } => Some((format!("{namespace}/{name}"), *to)),
-            Action::Event { .. } => None,
+            _ => None,
         })
         .collect()
 }
@@ -88,7 +89,7 @@ fn reasons(step: &Step) -> Vec<String> {
         .iter()
         .filter_map(|a| match a {
             Action::Event { reason, .. } => Some(reason.clone()),
-            Action::Move { .. } => None,
+            _ => None,
         })
         .collect()
 }
@@ -420,4 +421,67 @@ fn a_policy_made_after_its_revision_rolled_out_adopts_it_quietly() {
     facts.revision = 2;
     let s = run(&mut r, &facts, t(1));
     assert_eq!(moves(&s), vec![("a/canary".to_string(), 2)]);
+}
+
+#[test]
+fn a_check_job_runs_once_the_wave_is_ready_and_must_succeed() {
+    use crate::progressive::machine::CheckState;
+    use crate::progressive::types::{Check, check_name};
+    let mut r = policy();
+    r.spec.waves[0].gate.check = Some(Check {
+        namespace: "tests".into(),
+        role: "smoke".into(),
+        template: None,
+    });
+    let mut facts = fleet();
+    let s = run(&mut r, &facts, t(0));
+    follow(&mut facts, &s, t(0));
+    // Ready: the check is made, and the wave waits for it.
+    let s = run(&mut r, &facts, t(1));
+    let name = check_name("app", 2, 0);
+    assert_eq!(name, "app-r2-w0-check");
+    let made = s.actions.iter().any(|a| matches!(a, Action::Check { name: n, namespace, revision: 2, .. } if *n == name && namespace == "tests"));
+    assert!(made, "{:?}", s.actions);
+    assert_eq!(s.status.reason.as_deref(), Some("Checking"));
+    facts.check = Some((name.clone(), CheckState::Running));
+    let s = run(&mut r, &facts, t(2));
+    assert!(s.actions.is_empty(), "made once: {:?}", s.actions);
+    // Another wave's check state is not this one's.
+    facts.check = Some(("app-r2-w1-check".into(), CheckState::Succeeded));
+    let s = run(&mut r, &facts, t(3));
+    assert_eq!(s.status.wave_name.as_deref(), Some("canary"));
+    facts.check = Some((name.clone(), CheckState::Succeeded));
+    let s = run(&mut r, &facts, t(4));
+    assert_eq!(s.status.wave_name.as_deref(), Some("regions"));
+    assert!(reasons(&s).contains(&"WavePassed".to_string()));
+}
+
+#[test]
+fn a_failed_or_late_check_aborts() {
+    use crate::progressive::machine::CheckState;
+    use crate::progressive::types::{Check, check_name};
+    for (state, at, reason) in [
+        (
+            Some(CheckState::Failed("BackoffLimitExceeded".into())),
+            5,
+            "CheckFailed",
+        ),
+        (Some(CheckState::Running), 101, "ProgressDeadlineExceeded"),
+    ] {
+        let mut r = policy();
+        r.spec.waves[0].gate.check = Some(Check {
+            namespace: "tests".into(),
+            ..Check::default()
+        });
+        let mut facts = fleet();
+        let s = run(&mut r, &facts, t(0));
+        follow(&mut facts, &s, t(0));
+        run(&mut r, &facts, t(1));
+        facts.check = state.map(|s| (check_name("app", 2, 0), s));
+        let s = run(&mut r, &facts, t(at));
+        assert_eq!(s.status.reason.as_deref(), Some(reason), "{:?}", s.status);
+        let message = s.status.message.clone().unwrap();
+        assert!(message.starts_with("wave \"canary\": check Job tests/app-r2-w0-check "));
+        assert_eq!(moves(&s), vec![("a/canary".to_string(), 1)]);
+    }
 }

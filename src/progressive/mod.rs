@@ -12,5 +12,5 @@ pub mod machine;
 pub mod types;
 pub mod waves;
 
-pub use machine::{Action, Facts, Health, Step, WorkloadFact, step};
+pub use machine::{Action, CheckState, Facts, Health, Step, WorkloadFact, step};
 pub use types::*;

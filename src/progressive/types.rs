@@ -92,6 +92,35 @@ pub struct Gate {
     /// After the wave passes, wait for `kubectl appimage rollout promote`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pause: bool,
+    /// Once the wave's workloads are ready: run a role of the new revision as a Job, which
+    /// must succeed (within the wave's deadline) before the wave passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<Check>,
+}
+
+/// A check: a role of the AppImage's new revision, run as a Job, as `kubectl appimage deploy
+/// --kind Job --role ROLE` would run it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Check {
+    /// Where the Job runs.
+    pub namespace: String,
+    /// The role that chooses the deploy template, as Kuscia chooses it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub role: String,
+    /// Only the deploy template of this name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+}
+
+/// The check Job of wave `wave` of revision `revision` of AppImage `appimage`: one name per
+/// wave and revision, so a retry or a new leader finds the Job it made.
+pub fn check_name(appimage: &str, revision: i64, wave: i64) -> String {
+    let base: String = appimage.chars().take(40).collect();
+    format!(
+        "{}-r{revision}-w{wave}-check",
+        base.trim_end_matches(['-', '.'])
+    )
 }
 
 /// A promotion: the manual pause of `wave` (its index) of `revision` is passed.

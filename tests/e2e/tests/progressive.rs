@@ -55,7 +55,10 @@ fn a_good_revision_moves_through_the_waves_and_a_pause_holds_until_promote() {
     for x in std::iter::once(&canary).chain(&regions).chain(&rest) {
         w.on(x, 1);
     }
-    w.policy(three_waves(&east, &west, true));
+    let mut waves = three_waves(&east, &west, true);
+    // The canary wave's check: the AppImage's role run as a Job of the new revision.
+    waves[0]["gate"]["check"] = json!({"namespace": w.ns});
+    w.policy(waves);
     w.apply_image(&w.spec(true, false));
     w.revision(2);
     let watching = w.watch();
@@ -71,6 +74,26 @@ fn a_good_revision_moves_through_the_waves_and_a_pause_holds_until_promote() {
         w.on(x, 2);
     }
     let r = w.phase("WaitingForPromote", Some(1));
+    // The check ran on revision 2 and succeeded before the regions moved.
+    let job_name = format!("{}-r2-w0-check", w.image);
+    let job: Value = serde_json::from_str(
+        &w.c.kubectl_ok(&["get", "job", "-n", &w.ns, &job_name, "-o", "json"]),
+    )
+    .unwrap();
+    assert_eq!(
+        job["spec"]["template"]["metadata"]["annotations"]["appimage.kuscia.secretflow/revision"],
+        "2"
+    );
+    let complete = job["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Complete" && c["status"] == "True");
+    assert!(complete, "{}", job["status"]);
+    assert_eq!(
+        job["metadata"]["ownerReferences"][0]["kind"],
+        "AppImageRollout"
+    );
     assert_eq!(r["status"]["waves"][1]["ready"], 6, "{}", r["status"]);
     for x in &rest {
         assert_eq!(
@@ -81,13 +104,6 @@ fn a_good_revision_moves_through_the_waves_and_a_pause_holds_until_promote() {
         );
     }
     let shown = w.status();
-    // And in kubectl appimage status, under the workloads.
-    let status = w.plugin(&["status", &w.image, "-n", &w.ns]);
-    assert!(
-        status.contains("Progressive rollout: revision 2 Aborted")
-            && status.contains("Pods not created"),
-        "{status}"
-    );
     assert!(
         shown.contains(
             "WaitingForPromote in wave 2/3 \"regions\": 6 of 6 workloads updated, 6 ready"
@@ -329,6 +345,13 @@ fn a_pod_denied_by_admission_fails_the_gate_with_the_denials_words() {
     assert!(
         shown.contains("PodsDenied") && shown.contains("Pods not created"),
         "{shown}"
+    );
+    // And in kubectl appimage status, under the workloads.
+    let status = w.plugin(&["status", &w.image, "-n", &w.ns]);
+    assert!(
+        status.contains("Progressive rollout: revision 2 Aborted")
+            && status.contains("Pods not created"),
+        "{status}"
     );
     // The canary is back on revision 1, whose key is still trusted; the rest never moved.
     w.on(&canary, 1);

@@ -14,8 +14,9 @@ use appimage::labels;
 use appimage::progressive::{self, Action as Do, AppImageRollout, Phase};
 use appimage::resource::AppImage;
 use appimage::revision::{AppImageRevision, Known, check};
-use appimage::workload::{Workload as Typed, revision_hash};
+use appimage::workload::{DeployOptions, Kind, Workload as Typed, revision_hash};
 use futures::FutureExt;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
@@ -170,6 +171,7 @@ async fn reconcile_rollout(r: &AppImageRollout, ctx: &Ctx) -> Result<Action, Err
         }
         return Ok(Action::requeue(RESYNC));
     }
+    let check = check_state(ctx, r, number).await?;
     let workloads = workloads(ctx, &name);
     let pods = ctx.pods.state();
     let facts = progressive::Facts {
@@ -178,40 +180,21 @@ async fn reconcile_rollout(r: &AppImageRollout, ctx: &Ctx) -> Result<Action, Err
             .iter()
             .map(|(t, _)| progressive::facts::fact(t, &name, pods.iter().map(|p| &**p), &known))
             .collect(),
+        check,
     };
     let step = progressive::step(r, &facts, Timestamp::now());
     if Some(&step.status) != r.status.as_ref() && !write_status(r, &step.status, ctx).await? {
         // Someone wrote first (a promote, a new leader): read again.
         return Ok(Action::requeue(COLD));
     }
+    let current = Rolled {
+        image: &image,
+        revisions: &revisions,
+        known: &known,
+        number,
+    };
     for action in &step.actions {
-        match action {
-            Do::Move {
-                kind,
-                namespace,
-                name: w,
-                to,
-            } => {
-                let Some((_, target)) = workloads.iter().find(|(t, _)| {
-                    t.kind().as_str() == kind && t.namespace() == namespace && t.name() == w
-                }) else {
-                    continue;
-                };
-                move_to(ctx, &image, &revisions, &known, target, *to, number).await?;
-            }
-            Do::Event {
-                reason,
-                message,
-                warning,
-            } => {
-                let type_ = if *warning {
-                    EventType::Warning
-                } else {
-                    EventType::Normal
-                };
-                publish(ctx, &image, type_, reason, message.clone()).await;
-            }
-        }
+        carry_out(ctx, r, &current, &workloads, action).await?;
     }
     let live = !matches!(
         step.status.phase,
@@ -223,6 +206,69 @@ async fn reconcile_rollout(r: &AppImageRollout, ctx: &Ctx) -> Result<Action, Err
         RESYNC
     };
     Ok(Action::requeue(wait))
+}
+
+/// The AppImage at the rollout's revision, and its revisions.
+struct Rolled<'a> {
+    image: &'a AppImage,
+    revisions: &'a [Arc<AppImageRevision>],
+    known: &'a [Known],
+    number: i64,
+}
+
+/// Carry out one action of the step.
+async fn carry_out(
+    ctx: &Ctx,
+    r: &AppImageRollout,
+    c: &Rolled<'_>,
+    workloads: &[(Typed, Workload)],
+    action: &Do,
+) -> Result<(), Error> {
+    match action {
+        Do::Move {
+            kind,
+            namespace,
+            name: w,
+            to,
+        } => {
+            let Some((_, target)) = workloads.iter().find(|(t, _)| {
+                t.kind().as_str() == kind && t.namespace() == namespace && t.name() == w
+            }) else {
+                return Ok(());
+            };
+            move_to(ctx, c.image, c.revisions, c.known, target, *to, c.number).await?;
+        }
+        Do::Check {
+            namespace,
+            name: job,
+            check,
+            revision,
+        } => {
+            run_check(
+                ctx,
+                r,
+                c.image,
+                c.revisions,
+                (namespace, job),
+                check,
+                *revision,
+            )
+            .await?;
+        }
+        Do::Event {
+            reason,
+            message,
+            warning,
+        } => {
+            let type_ = if *warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            publish(ctx, c.image, type_, reason, message.clone()).await;
+        }
+    }
+    Ok(())
 }
 
 /// Why revision `number` may not start rolling out: its signature, when signatures are required.
@@ -381,4 +427,100 @@ async fn write_status(
 /// Whether AppImage `name`'s Auto workloads are this controller's (it has a rollout policy).
 pub fn has_policy(rollouts: &Store<AppImageRollout>, name: &str) -> bool {
     rollouts.get(&ObjectRef::new(name)).is_some()
+}
+
+/// The check Job of the wave the status names, when that wave has one and the Job exists.
+async fn check_state(
+    ctx: &Ctx,
+    r: &AppImageRollout,
+    number: i64,
+) -> Result<Option<(String, progressive::CheckState)>, Error> {
+    let status = r.status.clone().unwrap_or_default();
+    let wave = r.spec.waves.get(status.wave.max(0) as usize);
+    let Some(check) = wave.and_then(|w| w.gate.check.as_ref()) else {
+        return Ok(None);
+    };
+    let name = progressive::check_name(&r.name_any(), number, status.wave);
+    let api = Api::<Job>::namespaced(ctx.base.client.clone(), &check.namespace);
+    let Some(job) = api.get_opt(&name).await? else {
+        return Ok(None);
+    };
+    let conditions = job.status.and_then(|s| s.conditions).unwrap_or_default();
+    let done = |t: &str| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == t && c.status == "True")
+    };
+    let state = match (done("Complete"), done("Failed")) {
+        (Some(_), _) => progressive::CheckState::Succeeded,
+        (_, Some(c)) => progressive::CheckState::Failed(
+            c.message
+                .clone()
+                .or(c.reason.clone())
+                .unwrap_or_else(|| "failed".into()),
+        ),
+        _ => progressive::CheckState::Running,
+    };
+    Ok(Some((name, state)))
+}
+
+/// Make the wave's check Job: the check's role of revision `revision`, as `deploy --kind Job`
+/// makes it, pinned to that revision and owned by the rollout policy.
+async fn run_check(
+    ctx: &Ctx,
+    r: &AppImageRollout,
+    image: &AppImage,
+    revisions: &[Arc<AppImageRevision>],
+    (namespace, name): (&str, &str),
+    check: &progressive::Check,
+    revision: i64,
+) -> Result<(), Error> {
+    let Some(rev) = revisions.iter().find(|x| x.spec.revision == revision) else {
+        return Ok(());
+    };
+    let at = AppImage {
+        metadata: image.metadata.clone(),
+        spec: rev.spec.template.clone(),
+    };
+    let opts = DeployOptions {
+        kind: Kind::Job,
+        name: Some(name.into()),
+        namespace: namespace.into(),
+        role: check.role.clone(),
+        template: check.template.clone(),
+        ..DeployOptions::default()
+    };
+    let job = match appimage::workload::build(&at, &opts) {
+        Ok(Typed::Job(job)) => job,
+        Ok(_) => return Ok(()),
+        Err(e) => {
+            let why = format!(
+                "the check Job {namespace}/{name} cannot be made: {e}; the wave's deadline will abort the rollout unless the policy is fixed"
+            );
+            if ctx.base.told.first(format!("CheckInvalid/{name}")) {
+                publish(ctx, image, EventType::Warning, "CheckInvalid", why).await;
+            }
+            return Ok(());
+        }
+    };
+    let mut job = *job;
+    let pin = [
+        (labels::REVISION.to_string(), revision.to_string()),
+        (labels::REVISION_HASH.to_string(), rev.spec.hash.clone()),
+    ];
+    if let Some(t) = job.spec.as_mut().map(|s| &mut s.template) {
+        t.metadata
+            .get_or_insert_with(Default::default)
+            .annotations
+            .get_or_insert_with(Default::default)
+            .extend(pin);
+    }
+    job.metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(labels::MANAGED_BY.into(), labels::MANAGER.into());
+    job.metadata.owner_references = super::kube_ops::owner_ref(r).map(|o| vec![o]);
+    let api = Api::<Job>::namespaced(ctx.base.client.clone(), namespace);
+    super::kube_ops::apply(&api, name, &job).await?;
+    Ok(())
 }
