@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use crate::client::{CHUNK_SIZE, Cluster, block_on, server_error};
 use crate::flags::Global;
 use crate::output::{print, table, to_json, to_yaml};
+use crate::printer::{Output, Template, output_parser};
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StatusOutput {
@@ -33,9 +34,10 @@ pub struct StatusArgs {
     /// Every namespace, as kubectl's -A
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
-    /// yaml or json: the report as a document [default: a table]
-    #[arg(short = 'o', long = "output", value_enum)]
-    pub output: Option<StatusOutput>,
+    /// yaml or json: the report as a document [default: a table]; or jsonpath=TEMPLATE,
+    /// custom-columns=SPEC (over its workloads) or go-template=TEMPLATE
+    #[arg(short = 'o', long = "output", value_parser = output_parser::<StatusOutput>(), value_name = "FORMAT")]
+    pub output: Option<Output<StatusOutput>>,
 }
 
 pub fn run(global: &Global, args: &StatusArgs) -> Result<()> {
@@ -55,14 +57,22 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<()> {
             .await
             .map_err(err)?;
         let report = report(&image, &revisions, &objects);
-        print(&render(&report, args.output)?)
+        print(&render(&report, args.output.as_ref())?)
     })
 }
 
-fn render(report: &Report, output: Option<StatusOutput>) -> Result<String> {
+fn render(report: &Report, output: Option<&Output<StatusOutput>>) -> Result<String> {
     Ok(match output {
-        Some(StatusOutput::Yaml) => to_yaml(report)?,
-        Some(StatusOutput::Json) => to_json(report)?,
+        Some(Output::Format(StatusOutput::Yaml)) => to_yaml(report)?,
+        Some(Output::Format(StatusOutput::Json)) => to_json(report)?,
+        Some(Output::Template(t @ Template::CustomColumns(_))) => {
+            // Columns are over the workloads, one row each, as kubectl's are over a list's items.
+            let doc = serde_json::to_value(report)?;
+            t.render(&serde_json::json!({"items": doc["workloads"]}), true)?
+        }
+        Some(Output::Template(template)) => {
+            template.render(&serde_json::to_value(report)?, true)?
+        }
         None if report.workloads.is_empty() => format!(
             "{}\nNo workloads or bare Pods run AppImage {:?}.\n",
             header(report),
