@@ -586,7 +586,42 @@ fn plugin_cases(work: &Path, signer: &SigningKey, other: &SigningKey) -> Vec<Cas
         Case {
             name: "plugin: batch get --watch with -o",
             input: Input::Plugin(s(&["batch", "get", "x", "-w", "-o", "yaml"])),
-            expect: exit(1, "error: the argument '--watch' cannot be used with '--output <OUTPUT>'"),
+            expect: exit(1, "error: the argument '--watch' cannot be used with '--output <FORMAT>'"),
+        },
+        Case {
+            name: "plugin: get -o jsonpath with an unclosed brace",
+            input: Input::Plugin(s(&["get", "-o", "jsonpath={.items[*]"])),
+            expect: exit(1, "error: invalid value for --output: jsonpath: unclosed { in \"{.items[*]\""),
+        },
+        Case {
+            name: "plugin: get -o jsonpath with range but no end",
+            input: Input::Plugin(s(&["get", "-o", "jsonpath={range .items[*]}{.metadata.name}"])),
+            expect: exit(1, "error: invalid value for --output: jsonpath: {range} without {end}"),
+        },
+        Case {
+            name: "plugin: get -o jsonpath= with no template",
+            input: Input::Plugin(s(&["get", "-o", "jsonpath="])),
+            expect: exit(1, "error: invalid value for --output: jsonpath= needs a template, e.g. jsonpath='{.items[*].metadata.name}'"),
+        },
+        Case {
+            name: "plugin: status -o custom-columns without a path",
+            input: Input::Plugin(s(&["status", "x", "-o", "custom-columns=NAME"])),
+            expect: exit(1, "error: invalid value for --output: custom-columns: \"NAME\" is not HEADER:JSONPATH, e.g. NAME:.metadata.name"),
+        },
+        Case {
+            name: "plugin: history -o go-template that does not parse",
+            input: Input::Plugin(s(&["history", "x", "-o", "go-template={{.x"])),
+            expect: exit(1, "error: invalid value for --output: go-template: "),
+        },
+        Case {
+            name: "plugin: batch get -o an unknown format",
+            input: Input::Plugin(s(&["batch", "get", "-o", "xml"])),
+            expect: exit(1, "error: invalid value \"xml\" for --output: one of name, yaml, json, jsonpath=, custom-columns=, go-template="),
+        },
+        Case {
+            name: "plugin: diff -o jsonpath (diff prints yaml or json only)",
+            input: Input::Plugin(s(&["diff", "x", "--revision", "1", "-o", "jsonpath={.x}"])),
+            expect: exit(1, "error: invalid value 'jsonpath={.x}' for '--output <OUTPUT>'"),
         },
         Case {
             name: "plugin: diff of three revisions (an error exits 2, as kubectl diff)",
