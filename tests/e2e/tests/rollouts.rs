@@ -575,7 +575,7 @@ fn history_diff_rollout_status_and_get_print_as_kubectl() {
     assert_eq!(
         history("custom-columns=REV:.revision,CAUSE:.changeCause,USED:.inUseBy[*]"),
         format!(
-            "REV   CAUSE       USED\n1     seed-v1     Deployment/{ns}/manual\n2     port-8082   <none>\n"
+            "REV   CAUSE       USED\n1     seed-v1     deployment/{ns}/manual\n2     port-8082   <none>\n"
         )
     );
     let doc: Value = serde_json::from_str(&history("json")).unwrap();
