@@ -324,6 +324,7 @@ async fn reconcile_image(root: &AppImage, ctx: &Ctx) -> Result<Action, Error> {
         known: &known,
         revision: revision.as_deref(),
     };
+    rollout::tell_deprecated(&ctx.base, image, &workloads).await;
     let rolled: Vec<Workload> = workloads
         .into_iter()
         .filter(|w| w.gvk.kind != "Job" && w.gvk.kind != "ReplicaSet" && follows(&w.meta, &name))
