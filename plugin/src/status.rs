@@ -6,9 +6,10 @@
 use anyhow::Result;
 use appimage::labels;
 use appimage::revision::AppImageRevision;
-use appimage::status::{Objects, Report, header, report, rows};
+use appimage::status::{FailedCreate, Objects, Report, header, report, rows};
 use clap::{Args, ValueEnum};
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::Event;
 use kube::api::ListParams;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
@@ -102,7 +103,41 @@ async fn objects(client: &Client, name: &str, ns: Option<&str>) -> kube::Result<
         jobs: list(client, ns, &all).await?,
         cronjobs: list(client, ns, &all).await?,
         pods: list(client, ns, &pods).await?,
+        failed_creates: failed_creates(client, ns).await?,
     })
+}
+
+/// The `FailedCreate` Events of StatefulSets and DaemonSets (their Pods' denials, issue 30).
+async fn failed_creates(client: &Client, ns: Option<&str>) -> kube::Result<Vec<FailedCreate>> {
+    let params = ListParams::default().fields("reason=FailedCreate");
+    let events: Vec<Event> = list(client, ns, &params).await?;
+    let seen = |e: &Event| {
+        let series = e
+            .series
+            .as_ref()
+            .and_then(|s| s.last_observed_time.as_ref());
+        (series.map(|t| t.0))
+            .or(e.event_time.as_ref().map(|t| t.0))
+            .or(e.last_timestamp.as_ref().map(|t| t.0))
+            .or(e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+            .map_or(0, |t| t.as_second())
+    };
+    Ok(events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.involved_object.kind.as_deref(),
+                Some("StatefulSet" | "DaemonSet")
+            )
+        })
+        .map(|e| FailedCreate {
+            kind: e.involved_object.kind.clone().unwrap_or_default(),
+            namespace: e.involved_object.namespace.clone().unwrap_or_default(),
+            name: e.involved_object.name.clone().unwrap_or_default(),
+            message: e.message.clone().unwrap_or_default(),
+            last_seen: seen(e),
+        })
+        .collect())
 }
 
 /// Every `K` matching `params`, in `ns` or all namespaces, read in kubectl's pages.

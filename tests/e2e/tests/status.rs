@@ -383,3 +383,50 @@ fn deploy_refuses_a_workload_whose_pods_admission_denies() {
         "{stderr}"
     );
 }
+
+/// Issue 30 item 1 for the kinds without a condition for it: a StatefulSet's and a DaemonSet's
+/// denied Pods are only `FailedCreate` Events on them; `status` shows the newest one's words.
+#[test]
+fn a_statefulset_or_daemonset_whose_pods_are_denied_shows_the_denial() {
+    let w = World::new("st-denied-sets");
+    // A container command of its own: the default pod-overrides policy (env) refuses it.
+    let template = |app: &str| {
+        json!({
+            "metadata": {"labels": {"app": app, "kuscia.secretflow/app-image": w.image}},
+            "spec": {"containers": [{"name": "secretflow", "image": "x", "command": ["sh"]}]}
+        })
+    };
+    w.apply_json(&json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "bad-sts", "namespace": w.ns},
+        "spec": {"replicas": 1, "serviceName": "bad-sts",
+                 "selector": {"matchLabels": {"app": "bad-sts"}}, "template": template("bad-sts")}
+    }));
+    w.apply_json(&json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "bad-ds", "namespace": w.ns},
+        "spec": {"selector": {"matchLabels": {"app": "bad-ds"}}, "template": template("bad-ds")}
+    }));
+    for (kind, name) in [("StatefulSet", "bad-sts"), ("DaemonSet", "bad-ds")] {
+        let mut last = Value::Null;
+        let shown = wait_until(WAIT, || {
+            last = World::row(&w.status(), kind, name);
+            last["notes"].as_array().into_iter().flatten().any(|n| {
+                n.as_str().is_some_and(|n| {
+                    n.starts_with("Pods not created:")
+                        && n.contains("denied the request")
+                        && n.contains("pod-overrides")
+                })
+            })
+        });
+        assert!(
+            shown,
+            "status does not show the denial of {kind} {name}: {last:#}"
+        );
+    }
+    let table = w.plugin(&["status", &w.image, "-n", &w.ns]);
+    for name in [" bad-sts ", " bad-ds "] {
+        let line = table.lines().find(|l| l.contains(name)).unwrap_or_default();
+        assert!(line.contains("Pods not created:"), "{table}");
+    }
+}
