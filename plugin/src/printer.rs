@@ -25,7 +25,7 @@ pub enum Template {
     JsonPath(String),
     /// `(HEADER, path)` pairs.
     CustomColumns(Vec<(String, String)>),
-    GoTemplate(String),
+    Go(String),
 }
 
 /// Parses `-o`: the command's formats `F`, or `jsonpath=`, `custom-columns=`, `go-template=`.
@@ -103,7 +103,7 @@ impl Template {
             "custom-columns" => columns(body).map(Template::CustomColumns),
             _ => gtmpl::Template::default()
                 .parse(body)
-                .map(|()| Template::GoTemplate(body.to_string()))
+                .map(|()| Template::Go(body.to_string()))
                 .map_err(|e| format!("go-template: {e}")),
         })
     }
@@ -119,7 +119,7 @@ impl Template {
                 Ok(out)
             }
             Template::CustomColumns(cols) => custom_columns(cols, doc, headers),
-            Template::GoTemplate(text) => {
+            Template::Go(text) => {
                 let mut out = gtmpl::template(text, gtmpl_value(doc))
                     .map_err(|e| anyhow!("error executing template {text:?}: {e}"))?;
                 // kubectl adds no newline either; the shell prompt should not follow on it.
