@@ -16,7 +16,14 @@ async fn main() -> ExitCode {
         None => cli.log_format,
     });
     let result = match cli.command.clone() {
-        Some(Command::Dev(args)) => dev::run(args, server::shutdown_signal()).await,
+        Some(Command::Dev(args)) => {
+            let result = dev::run(args, server::shutdown_signal()).await;
+            // `dev` is run by a person at a terminal: the reason goes to stderr, as a CLI's.
+            if let Err(e) = &result {
+                eprintln!("error: {e:#}");
+            }
+            result
+        }
         None => server::run(cli.into_config(), server::shutdown_signal()).await,
     };
     match result {

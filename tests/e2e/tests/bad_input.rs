@@ -41,6 +41,8 @@ type Check = Box<dyn Fn(&Outcome) -> Result<(), String>>;
 enum Input {
     /// `kubectl-appimage ARGS` in the work dir, offline.
     Plugin(Vec<String>),
+    /// `appimage-webhook ARGS` in the work dir (its command line, e.g. `dev`), offline.
+    Binary(Vec<String>),
     /// POST these bytes to the webhook path.
     Post(&'static str, Vec<u8>),
     /// GET the webhook path.
@@ -196,8 +198,12 @@ struct Env {
 impl Env {
     fn run(&self, input: &Input) -> Outcome {
         match input {
-            Input::Plugin(args) => {
-                let out = Command::new(workspace_bin("kubectl-appimage"))
+            Input::Plugin(args) | Input::Binary(args) => {
+                let bin = match input {
+                    Input::Binary(_) => "appimage-webhook",
+                    _ => "kubectl-appimage",
+                };
+                let out = Command::new(workspace_bin(bin))
                     .args(args)
                     .current_dir(&self.work)
                     .env("KUBECONFIG", self.work.join("no-such-kubeconfig"))
@@ -587,6 +593,21 @@ fn plugin_cases(work: &Path, signer: &SigningKey, other: &SigningKey) -> Vec<Cas
             name: "plugin: batch get --watch with -o",
             input: Input::Plugin(s(&["batch", "get", "x", "-w", "-o", "yaml"])),
             expect: exit(1, "error: the argument '--watch' cannot be used with '--output <FORMAT>'"),
+        },
+        Case {
+            name: "webhook dev: a kubeconfig that does not exist",
+            input: Input::Binary(s(&["dev", "--kubeconfig", "no-such-kubeconfig"])),
+            expect: exit(1, "error: reading kubeconfig no-such-kubeconfig: "),
+        },
+        Case {
+            name: "webhook dev: a pod-overrides value that is no policy",
+            input: Input::Binary(s(&["dev", "--pod-overrides", "some"])),
+            expect: exit(2, "must be one of all, env, none"),
+        },
+        Case {
+            name: "webhook dev: the server's flags belong to the server",
+            input: Input::Binary(s(&["--tls-cert-file", "c", "--tls-key-file", "k", "dev"])),
+            expect: exit(2, "error: the subcommand 'dev' cannot be used with:\n  --tls-cert-file <TLS_CERT_FILE>\n  --tls-key-file <TLS_KEY_FILE>"),
         },
         Case {
             name: "plugin: get -o jsonpath with an unclosed brace",
