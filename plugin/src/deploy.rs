@@ -261,7 +261,18 @@ async fn admitted(target: &Target, built: &Workload) -> Result<()> {
         ..PostParams::default()
     };
     let shown = format!("{}/{}", built.kind().resource(), built.name());
-    match api.create(&params, &pod).await {
+    let mut result = api.create(&params, &pod).await;
+    // A denial may be the webhook's watch a moment behind an AppImage just applied: asked again
+    // for up to about 2 s before it counts.
+    for pause in [250, 500, 1000] {
+        if !matches!(&result, Err(kube::Error::Api(s)) if s.message.contains("denied the request"))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+        result = api.create(&params, &pod).await;
+    }
+    match result {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.message.contains("denied the request") => bail!(
             "{shown} not written: admission denies its Pods (checked with a server dry run of one): {}",
