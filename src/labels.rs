@@ -15,6 +15,9 @@ pub const PORT_SCOPE: &str = "kuscia.secretflow/port-scope";
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// The webhook's field manager and `app.kubernetes.io/managed-by` value.
 pub const MANAGER: &str = "appimage-webhook";
+/// The `app.kubernetes.io/managed-by` value and field manager of the webhook configurations
+/// `appimage-webhook dev` registers: the ones it may replace or remove.
+pub const DEV_MANAGER: &str = "appimage-webhook-dev";
 
 /// The one prefix for a Pod's injection options, read from annotations, then labels.
 pub const OPTION_PREFIX: &str = "appimage.kuscia.secretflow/";

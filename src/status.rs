@@ -25,6 +25,21 @@ pub struct Objects {
     pub jobs: Vec<Job>,
     pub cronjobs: Vec<CronJob>,
     pub pods: Vec<Pod>,
+    /// `FailedCreate` Events, read for StatefulSets and DaemonSets.
+    pub failed_creates: Vec<FailedCreate>,
+}
+
+/// A `FailedCreate` Event of a workload. For a StatefulSet or DaemonSet it is the only trace of
+/// Pods that admission denies: their controllers have no condition for it (a Deployment's
+/// ReplicaSet has, see [`counts`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailedCreate {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub message: String,
+    /// When it was last seen, in seconds since the epoch.
+    pub last_seen: i64,
 }
 
 /// The whole status of one AppImage.
@@ -104,6 +119,7 @@ pub fn report(image: &AppImage, revisions: &[AppImageRevision], objects: &Object
         .filter(|w| template_image(w.pod_template()) == Some(name.as_str()))
         .filter(|w| !made_by_cronjob(w.metadata()))
         .map(|w| workload_row(w, &current))
+        .map(|row| with_denial(row, &objects.failed_creates))
         .collect();
     rows.extend(
         objects
@@ -131,6 +147,24 @@ pub fn report(image: &AppImage, revisions: &[AppImageRevision], objects: &Object
         hash,
         workloads: rows,
     }
+}
+
+/// A StatefulSet or DaemonSet short of ready Pods gets the newest `FailedCreate` Event's words
+/// (issue 30). One whose Pods are all there is not: its Events may be from a problem since fixed.
+fn with_denial(mut row: Row, events: &[FailedCreate]) -> Row {
+    let short = row.ready.unwrap_or(0) < row.desired.unwrap_or(0);
+    if !short || !matches!(row.kind.as_str(), "StatefulSet" | "DaemonSet") {
+        return row;
+    }
+    let newest = events
+        .iter()
+        .filter(|e| (&e.kind, &e.namespace, &e.name) == (&row.kind, &row.namespace, &row.name))
+        .max_by_key(|e| e.last_seen);
+    if let Some(e) = newest {
+        row.notes
+            .push(format!("Pods not created: {}", e.message.trim_end()));
+    }
+    row
 }
 
 fn workloads(o: &Objects) -> Vec<Workload> {
@@ -627,6 +661,58 @@ mod tests {
             ..Default::default()
         };
         (image, revs, objects)
+    }
+
+    #[test]
+    fn a_statefulset_whose_pods_are_denied_says_so_with_the_newest_event() {
+        let (image, revs, mut objects) = world();
+        let sts = deployed(
+            &image,
+            opts(Kind::StatefulSet, "db", "a"),
+            json!({"replicas": 1, "readyReplicas": 0}),
+        );
+        let ds = deployed(
+            &image,
+            opts(Kind::DaemonSet, "agent", "a"),
+            json!({"desiredNumberScheduled": 2, "numberReady": 2, "currentNumberScheduled": 2, "numberMisscheduled": 0}),
+        );
+        objects.statefulsets = vec![from(sts)];
+        objects.daemonsets = vec![from(ds)];
+        let event = |kind: &str, name: &str, message: &str, last_seen| FailedCreate {
+            kind: kind.into(),
+            namespace: "a".into(),
+            name: name.into(),
+            message: message.into(),
+            last_seen,
+        };
+        objects.failed_creates = vec![
+            event("StatefulSet", "db", "old words", 10),
+            event(
+                "StatefulSet",
+                "db",
+                "create Pod db-0 in StatefulSet db failed error: denied the request: x",
+                20,
+            ),
+            event("StatefulSet", "other", "not this one", 30),
+            // All its Pods are ready: an Event of a problem since fixed.
+            event("DaemonSet", "agent", "since fixed", 30),
+        ];
+        let r = report(&image, &revs, &objects);
+        let notes = |name: &str| {
+            r.workloads
+                .iter()
+                .find(|w| w.name == name)
+                .unwrap()
+                .notes
+                .clone()
+        };
+        assert_eq!(
+            notes("db"),
+            [
+                "Pods not created: create Pod db-0 in StatefulSet db failed error: denied the request: x"
+            ]
+        );
+        assert!(notes("agent").is_empty(), "{:?}", notes("agent"));
     }
 
     #[test]

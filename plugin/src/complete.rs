@@ -292,9 +292,23 @@ mod tests {
         let (lines, d) = complete("get -o ");
         assert_eq!(
             (values(&lines), d),
-            (vec!["yaml", "json", "name", "wide"], NO_FILE)
+            (
+                vec![
+                    "yaml",
+                    "json",
+                    "name",
+                    "wide",
+                    "jsonpath=",
+                    "custom-columns=",
+                    "go-template="
+                ],
+                NO_FILE
+            )
         );
-        assert_eq!(values(&complete("--context c get -o j").0), ["json"]);
+        assert_eq!(
+            values(&complete("--context c get -o j").0),
+            ["json", "jsonpath="]
+        );
         assert_eq!(complete("validate -f ").1, DEFAULT, "-f completes files");
         assert_eq!(complete("sign -f a.yaml --key ").1, DEFAULT);
         assert_eq!(complete("get --sort-by ").1, NO_FILE);

@@ -13,8 +13,9 @@ use appimage::workload::{
 };
 use clap::{ArgGroup, Args};
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -122,6 +123,12 @@ pub fn run(global: &Global, args: DeployArgs) -> Result<()> {
         if let Some(note) = appimage::image_id::offline_note(&image.spec.image) {
             crate::error::eprint_line(&format!("Note: {note}"));
         }
+        if image.spec.image.sign.as_deref().is_none_or(str::is_empty) {
+            crate::error::eprint_line(&format!(
+                "Warning: AppImage {:?} is not signed (spec.image.sign): the webhook denies its Pods unless it runs with --require-signature=false; sign it first: kubectl appimage sign -f FILE --key KEY",
+                image.name()
+            ));
+        }
         return print_dry_run(&image, &built, &args);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -226,8 +233,59 @@ async fn run_cluster(global: &Global, args: &DeployArgs, now: Timestamp) -> Resu
         namespace,
         dry_run: args.dry_run.dry_run == DryRun::Server,
     };
+    admitted(&target, &built).await?;
     let (before, after) = target.apply(&built).await?;
     print_applied(&image, &built, before.as_ref(), &after, args)
+}
+
+/// Refuse a workload whose Pods admission would deny (issue 30): one Pod of its template is
+/// created with dryRun=All, which runs every admission webhook (ours checks the signature, the
+/// stage, the revision and the pod-overrides policy) and stores nothing. Written anyway, such a
+/// workload would look healthy while its controller's Pod creations are denied one by one.
+/// When the check itself cannot run (no right to create Pods, say), a warning says so.
+async fn admitted(target: &Target, built: &Workload) -> Result<()> {
+    let Some(template) = built.pod_template() else {
+        return Ok(());
+    };
+    let mut metadata = template.metadata.clone().unwrap_or_default();
+    metadata.generate_name = Some(format!("{}-", built.name()));
+    metadata.namespace = Some(target.namespace.clone());
+    let pod = Pod {
+        metadata,
+        spec: template.spec.clone(),
+        status: None,
+    };
+    let api: Api<Pod> = Api::namespaced(target.client.clone(), &target.namespace);
+    let params = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let shown = format!("{}/{}", built.kind().resource(), built.name());
+    let mut result = api.create(&params, &pod).await;
+    // A denial may be the webhook's watch a moment behind an AppImage just applied: asked again
+    // for up to about 2 s before it counts.
+    for pause in [250, 500, 1000] {
+        if !matches!(&result, Err(kube::Error::Api(s)) if s.message.contains("denied the request"))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+        result = api.create(&params, &pod).await;
+    }
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.message.contains("denied the request") => bail!(
+            "{shown} not written: admission denies its Pods (checked with a server dry run of one): {}",
+            s.message.trim_end()
+        ),
+        Err(e) => {
+            eprint_line(&format!(
+                "Warning: could not check that admission admits the Pods of {shown} (a server dry run of one Pod): {}",
+                target.error(e)
+            ));
+            Ok(())
+        }
+    }
 }
 
 /// The AppImage the Pods will get: the cluster's. With `-f`, the file's must be there too.

@@ -9,8 +9,8 @@ use similar::TextDiff;
 
 use crate::client::{Cluster, block_on, server_error};
 use crate::error::PluginError;
-use crate::flags::Global;
-use crate::output::{print, to_yaml};
+use crate::flags::{DocOutput, Global};
+use crate::output::{print, to_json, to_yaml};
 
 #[derive(Args, Debug)]
 pub struct DiffArgs {
@@ -20,6 +20,9 @@ pub struct DiffArgs {
     /// revisions, once to compare one with the current spec
     #[arg(long = "revision", value_name = "N", required = true, num_args = 1)]
     pub revisions: Vec<i64>,
+    /// yaml or json: both sides, whether they differ and the diff, as a document
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<DocOutput>,
 }
 
 pub fn run(global: &Global, args: &DiffArgs) -> Result<()> {
@@ -66,18 +69,30 @@ fn differ(global: &Global, args: &DiffArgs) -> Result<bool> {
         };
         let a_label = format!("revision {}", a.spec.revision);
         let a_yaml = to_yaml(&a.spec.template)?;
-        if a_yaml == b_yaml {
-            return Ok(false);
-        }
-        let diff = TextDiff::from_lines(&a_yaml, &b_yaml);
-        let text = diff
+        let differ = a_yaml != b_yaml;
+        let text = TextDiff::from_lines(&a_yaml, &b_yaml)
             .unified_diff()
             .header(
                 &format!("{}/{a_label}", args.name),
                 &format!("{}/{b_label}", args.name),
             )
             .to_string();
-        print(&text)?;
-        Ok(true)
+        if let Some(format) = args.output {
+            let side = |label: &str, yaml: &str| -> Result<serde_json::Value> {
+                let spec: serde_json::Value = serde_yaml_ng::from_str(yaml)?;
+                Ok(serde_json::json!({"label": label, "spec": spec}))
+            };
+            let doc = serde_json::json!({
+                "appImage": args.name, "differ": differ, "diff": text,
+                "from": side(&a_label, &a_yaml)?, "to": side(&b_label, &b_yaml)?,
+            });
+            print(&match format {
+                DocOutput::Yaml => to_yaml(&doc)?,
+                DocOutput::Json => to_json(&doc)?,
+            })?;
+        } else if differ {
+            print(&text)?;
+        }
+        Ok(differ)
     })
 }

@@ -59,6 +59,13 @@ pub enum ObjectOutput {
     Json,
 }
 
+/// `-o` of commands whose answer is a report, not objects: the report as a document.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DocOutput {
+    Yaml,
+    Json,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct Files {
     /// A file, a directory (its *.yaml, *.yml and *.json files) or - for stdin; repeatable

@@ -14,6 +14,7 @@ use crate::client::{Cluster, block_on};
 use crate::error::{eprint_line, reported};
 use crate::flags::Global;
 use crate::output::{self, object_name, print, println};
+use crate::printer::{Output, output_parser};
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GetOutput {
@@ -52,9 +53,10 @@ pub struct GetArgs {
     /// Sort by a field, as kubectl: a JSONPath such as .metadata.creationTimestamp or {.spec.image.tag}
     #[arg(long, value_name = "JSONPATH")]
     pub sort_by: Option<String>,
-    /// yaml, json, name, or wide (adds TEMPLATES and IMAGE-ID)
-    #[arg(short = 'o', long = "output", value_enum)]
-    pub output: Option<GetOutput>,
+    /// yaml, json, name, wide (adds TEMPLATES and IMAGE-ID), jsonpath=TEMPLATE,
+    /// custom-columns=SPEC or go-template=TEMPLATE
+    #[arg(short = 'o', long = "output", value_parser = output_parser::<GetOutput>(), value_name = "FORMAT")]
+    pub output: Option<Output<GetOutput>>,
     /// Leave out the table's header line
     #[arg(long)]
     pub no_headers: bool,
@@ -94,7 +96,19 @@ pub fn run(global: &Global, args: &GetArgs) -> Result<()> {
     }
     // A single name prints the object itself; a listing is always a List, as in kubectl.
     let always_list = args.names.len() != 1;
-    match args.output {
+    let format = match &args.output {
+        Some(Output::Template(template)) => {
+            let doc = output::objects(&images, always_list)?;
+            return print(&template.render(&doc, !args.no_headers)?).and(if failed {
+                Err(reported())
+            } else {
+                Ok(())
+            });
+        }
+        Some(Output::Format(format)) => Some(*format),
+        None => None,
+    };
+    match format {
         Some(format @ (GetOutput::Yaml | GetOutput::Json)) => {
             // An empty listing is an empty List; names that all failed print nothing.
             if !images.is_empty() || args.names.is_empty() {

@@ -16,13 +16,19 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::client::{Cluster, block_on, server_error};
-use crate::flags::Global;
-use crate::output::{human_duration, now, table};
+use crate::flags::{DocOutput, Global};
+use crate::output::{human_duration, now, table, to_json, to_yaml};
+use crate::printer::{Output, output_parser};
+use serde::Serialize;
 
 #[derive(Args, Debug)]
 pub struct HistoryArgs {
     /// The AppImage
     pub name: String,
+    /// yaml, json, jsonpath=TEMPLATE, custom-columns=SPEC or go-template=TEMPLATE (over a
+    /// List of the revisions) [default: a table]
+    #[arg(short = 'o', long = "output", value_parser = output_parser::<DocOutput>(), value_name = "FORMAT")]
+    pub output: Option<Output<DocOutput>>,
 }
 
 pub fn run(global: &Global, args: &HistoryArgs) -> Result<()> {
@@ -41,46 +47,74 @@ pub fn run(global: &Global, args: &HistoryArgs) -> Result<()> {
         let users = in_use(&client, &args.name, &known(&revs))
             .await
             .map_err(|e| server_error(e, server, context))?;
-        let now = now();
-        let mut rows = vec![
-            vec![
-                "REVISION",
-                "HASH",
-                "AGE",
-                "CHANGE-CAUSE",
-                "TASK-ID",
-                "IN-USE-BY",
-            ]
-            .into_iter()
-            .map(String::from)
-            .collect::<Vec<_>>(),
-        ];
-        for r in &revs {
-            let age = r
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map_or("<unknown>".into(), |t| {
-                    human_duration(now - t.0.as_second())
-                });
-            let by = users
-                .get(&r.spec.revision)
-                .map_or("<none>".into(), |u| u.join(","));
-            rows.push(vec![
-                r.spec.revision.to_string(),
-                r.spec.hash.chars().take(12).collect(),
-                age,
-                r.spec
-                    .change_cause
-                    .clone()
-                    .unwrap_or_else(|| "<none>".into()),
-                r.spec.task_id.clone().unwrap_or_else(|| "<none>".into()),
-                by,
-            ]);
-        }
-        crate::output::print(&table(&rows))?;
-        Ok(())
+        let entries: Vec<Entry> = revs.iter().map(|r| entry(r, &users)).collect();
+        // As a List of entries, so jsonpath and custom-columns read `.items` as kubectl's do.
+        let doc = || serde_json::json!({"apiVersion": "v1", "kind": "List", "items": entries});
+        let text = match &args.output {
+            Some(Output::Format(DocOutput::Yaml)) => to_yaml(&doc())?,
+            Some(Output::Format(DocOutput::Json)) => to_json(&doc())?,
+            Some(Output::Template(t)) => t.render(&doc(), true)?,
+            None => table(&history_rows(&entries, now())),
+        };
+        crate::output::print(&text)
     })
+}
+
+/// One revision as `history -o yaml|json` prints it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Entry {
+    revision: i64,
+    hash: String,
+    creation_timestamp: Option<String>,
+    change_cause: Option<String>,
+    task_id: Option<String>,
+    /// `kind/namespace/name` of what runs it.
+    in_use_by: Vec<String>,
+    #[serde(skip)]
+    created: Option<i64>,
+}
+
+fn entry(r: &AppImageRevision, users: &BTreeMap<i64, Vec<String>>) -> Entry {
+    let created = r.metadata.creation_timestamp.as_ref();
+    Entry {
+        revision: r.spec.revision,
+        hash: r.spec.hash.clone(),
+        creation_timestamp: created.map(|t| t.0.to_string()),
+        change_cause: r.spec.change_cause.clone(),
+        task_id: r.spec.task_id.clone(),
+        in_use_by: users.get(&r.spec.revision).cloned().unwrap_or_default(),
+        created: created.map(|t| t.0.as_second()),
+    }
+}
+
+fn history_rows(entries: &[Entry], now: i64) -> Vec<Vec<String>> {
+    let header = [
+        "REVISION",
+        "HASH",
+        "AGE",
+        "CHANGE-CAUSE",
+        "TASK-ID",
+        "IN-USE-BY",
+    ];
+    let none = |v: &Option<String>| v.clone().unwrap_or_else(|| "<none>".into());
+    let mut rows = vec![header.map(String::from).to_vec()];
+    for e in entries {
+        rows.push(vec![
+            e.revision.to_string(),
+            e.hash.chars().take(12).collect(),
+            e.created
+                .map_or("<unknown>".into(), |t| human_duration(now - t)),
+            none(&e.change_cause),
+            none(&e.task_id),
+            if e.in_use_by.is_empty() {
+                "<none>".into()
+            } else {
+                e.in_use_by.join(",")
+            },
+        ]);
+    }
+    rows
 }
 
 /// The revisions of `appimage`, oldest first.

@@ -20,6 +20,7 @@ mod keygen;
 mod keys;
 mod output;
 mod payload;
+mod printer;
 mod render;
 mod rollback;
 mod rollout;

@@ -17,8 +17,8 @@ use kube::{Api, Client, Resource};
 use serde_json::{Value, json};
 
 use crate::client::{Cluster, block_on, server_error};
-use crate::flags::Global;
-use crate::output::println;
+use crate::flags::{DocOutput, Global};
+use crate::output::{println, to_json, to_yaml};
 
 #[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -35,6 +35,9 @@ pub struct RolloutArgs {
     /// The namespace [default: the context's]
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
+    /// yaml or json: what happened to each workload, as a document [default: a line each]
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<DocOutput>,
 }
 
 pub fn run(global: &Global, args: &RolloutArgs) -> Result<()> {
@@ -71,6 +74,7 @@ pub fn run(global: &Global, args: &RolloutArgs) -> Result<()> {
             image: &image_ref,
             base: &image.spec.image.name,
             known: &known,
+            report: args.output.map(|_| std::sync::Mutex::new(Vec::new())),
         };
         let found = roll_every_kind(&client, &ns, args, &want)
             .await
@@ -84,6 +88,15 @@ pub fn run(global: &Global, args: &RolloutArgs) -> Result<()> {
                 "no Deployment, StatefulSet, DaemonSet, Job or CronJob{which} of AppImage {:?} in namespace {ns:?}",
                 args.name
             );
+        }
+        if let (Some(format), Some(report)) = (args.output, want.report) {
+            let workloads = report.into_inner().unwrap_or_default();
+            let doc = json!({"appImage": args.name, "namespace": ns,
+                             "revision": want.number, "workloads": workloads});
+            crate::output::print(&match format {
+                DocOutput::Yaml => to_yaml(&doc)?,
+                DocOutput::Json => to_json(&doc)?,
+            })?;
         }
         match (found.immutable.first(), &args.workload) {
             (Some(why), Some(_)) => bail!("{why}"),
@@ -161,9 +174,10 @@ async fn jobs(client: &Client, ns: &str, args: &Named<'_>, want: &Want<'_>) -> k
         let shown = shown::<Job>(&name);
         let runs = runs(t, want);
         if runs == Some(want.number) {
-            println(&format!("{shown} unchanged (revision {})", want.number)).ok();
+            want.say::<Job>(&name, runs, "unchanged");
             continue;
         }
+        want.say::<Job>(&name, runs, "immutable");
         found.immutable.push(format!(
             "{shown} runs revision {} of AppImage {:?}, which is at revision {}: a Job's pod template is immutable, so a Job cannot be rolled out; to run revision {} delete it and deploy it again: kubectl delete job {name} -n {ns} && kubectl appimage deploy {} --kind Job --name {name} -n {ns}",
             runs.map_or("unknown".into(), |n| n.to_string()),
@@ -224,6 +238,32 @@ struct Want<'a> {
     /// The AppImage's image name: the containers running it get [`Want::image`].
     base: &'a str,
     known: &'a [appimage::revision::Known],
+    /// With `-o yaml|json`: what happened to each workload, printed at the end.
+    report: Option<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl Want<'_> {
+    /// Tell what happened to workload `name`: a line, or an entry of the report.
+    fn say<K: Resource<DynamicType = ()>>(&self, name: &str, from: Option<i64>, outcome: &str) {
+        let Some(report) = &self.report else {
+            let line = match outcome {
+                "rolled out" => format!(
+                    "{} rolled out: revision {} -> {}",
+                    shown::<K>(name),
+                    from.map_or("unknown".into(), |n| n.to_string()),
+                    self.number
+                ),
+                "unchanged" => format!("{} unchanged (revision {})", shown::<K>(name), self.number),
+                _ => return,
+            };
+            println(&line).ok();
+            return;
+        };
+        if let Ok(mut items) = report.lock() {
+            items.push(json!({"kind": K::kind(&()), "name": name, "from": from,
+                              "to": self.number, "outcome": outcome}));
+        }
+    }
 }
 
 async fn roll_all<K>(
@@ -246,21 +286,15 @@ where
         let name = obj.meta().name.clone().unwrap_or_default();
         let Some(t) = template(&obj) else { continue };
         count += 1;
-        let shown = shown::<K>(&name);
         let runs = runs(t, want);
         if runs == Some(want.number) {
-            println(&format!("{shown} unchanged (revision {})", want.number)).ok();
+            want.say::<K>(&name, runs, "unchanged");
             continue;
         }
         let patch = patch(t, want, path);
         api.patch(&name, &PatchParams::default(), &Patch::Strategic(&patch))
             .await?;
-        let from = runs.map_or("unknown".into(), |n| n.to_string());
-        println(&format!(
-            "{shown} rolled out: revision {from} -> {}",
-            want.number
-        ))
-        .ok();
+        want.say::<K>(&name, runs, "rolled out");
     }
     Ok(count)
 }
@@ -330,6 +364,7 @@ mod tests {
             image: "secretflow/sf@sha256:0123",
             base: "secretflow/sf",
             known: &[],
+            report: None,
         };
         let p = patch(&t, &want, CRON_TEMPLATE);
         let template = &p["spec"]["jobTemplate"]["spec"]["template"];

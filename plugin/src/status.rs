@@ -6,9 +6,10 @@
 use anyhow::Result;
 use appimage::labels;
 use appimage::revision::AppImageRevision;
-use appimage::status::{Objects, Report, header, report, rows};
+use appimage::status::{FailedCreate, Objects, Report, header, report, rows};
 use clap::{Args, ValueEnum};
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::Event;
 use kube::api::ListParams;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
@@ -16,6 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::client::{CHUNK_SIZE, Cluster, block_on, server_error};
 use crate::flags::Global;
 use crate::output::{print, table, to_json, to_yaml};
+use crate::printer::{Output, Template, output_parser};
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StatusOutput {
@@ -33,9 +35,10 @@ pub struct StatusArgs {
     /// Every namespace, as kubectl's -A
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
-    /// yaml or json: the report as a document [default: a table]
-    #[arg(short = 'o', long = "output", value_enum)]
-    pub output: Option<StatusOutput>,
+    /// yaml or json: the report as a document [default: a table]; or jsonpath=TEMPLATE,
+    /// custom-columns=SPEC (over its workloads) or go-template=TEMPLATE
+    #[arg(short = 'o', long = "output", value_parser = output_parser::<StatusOutput>(), value_name = "FORMAT")]
+    pub output: Option<Output<StatusOutput>>,
 }
 
 pub fn run(global: &Global, args: &StatusArgs) -> Result<()> {
@@ -55,7 +58,7 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<()> {
             .await
             .map_err(err)?;
         let report = report(&image, &revisions, &objects);
-        let mut text = render(&report, args.output)?;
+        let mut text = render(&report, args.output.as_ref())?;
         // Where a progressive rollout stands (issue 28), under the table.
         if args.output.is_none()
             && let Some(line) = crate::waves::progress(&client, &args.name).await
@@ -66,10 +69,18 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<()> {
     })
 }
 
-fn render(report: &Report, output: Option<StatusOutput>) -> Result<String> {
+fn render(report: &Report, output: Option<&Output<StatusOutput>>) -> Result<String> {
     Ok(match output {
-        Some(StatusOutput::Yaml) => to_yaml(report)?,
-        Some(StatusOutput::Json) => to_json(report)?,
+        Some(Output::Format(StatusOutput::Yaml)) => to_yaml(report)?,
+        Some(Output::Format(StatusOutput::Json)) => to_json(report)?,
+        Some(Output::Template(t @ Template::CustomColumns(_))) => {
+            // Columns are over the workloads, one row each, as kubectl's are over a list's items.
+            let doc = serde_json::to_value(report)?;
+            t.render(&serde_json::json!({"items": doc["workloads"]}), true)?
+        }
+        Some(Output::Template(template)) => {
+            template.render(&serde_json::to_value(report)?, true)?
+        }
         None if report.workloads.is_empty() => format!(
             "{}\nNo workloads or bare Pods run AppImage {:?}.\n",
             header(report),
@@ -99,7 +110,41 @@ async fn objects(client: &Client, name: &str, ns: Option<&str>) -> kube::Result<
         jobs: list(client, ns, &all).await?,
         cronjobs: list(client, ns, &all).await?,
         pods: list(client, ns, &pods).await?,
+        failed_creates: failed_creates(client, ns).await?,
     })
+}
+
+/// The `FailedCreate` Events of StatefulSets and DaemonSets (their Pods' denials, issue 30).
+async fn failed_creates(client: &Client, ns: Option<&str>) -> kube::Result<Vec<FailedCreate>> {
+    let params = ListParams::default().fields("reason=FailedCreate");
+    let events: Vec<Event> = list(client, ns, &params).await?;
+    let seen = |e: &Event| {
+        let series = e
+            .series
+            .as_ref()
+            .and_then(|s| s.last_observed_time.as_ref());
+        (series.map(|t| t.0))
+            .or(e.event_time.as_ref().map(|t| t.0))
+            .or(e.last_timestamp.as_ref().map(|t| t.0))
+            .or(e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+            .map_or(0, |t| t.as_second())
+    };
+    Ok(events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.involved_object.kind.as_deref(),
+                Some("StatefulSet" | "DaemonSet")
+            )
+        })
+        .map(|e| FailedCreate {
+            kind: e.involved_object.kind.clone().unwrap_or_default(),
+            namespace: e.involved_object.namespace.clone().unwrap_or_default(),
+            name: e.involved_object.name.clone().unwrap_or_default(),
+            message: e.message.clone().unwrap_or_default(),
+            last_seen: seen(e),
+        })
+        .collect())
 }
 
 /// Every `K` matching `params`, in `ns` or all namespaces, read in kubectl's pages.

@@ -132,7 +132,8 @@ pub struct Tls {
     pub resolver: Arc<CertResolver>,
     /// Whether a client certificate is verified when presented (mTLS).
     pub client_auth: bool,
-    _watch: DirWatch,
+    /// `None` for a fixed pair (`appimage-webhook dev`), which nothing reloads.
+    _watch: Option<DirWatch>,
 }
 
 impl std::fmt::Debug for Tls {
@@ -278,14 +279,7 @@ pub fn load(files: &TlsFiles, metrics: Metrics) -> Result<Tls, CertError> {
         })),
         _ => None,
     };
-    let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(rustls::DEFAULT_VERSIONS)?;
-    let builder = match &client_ca {
-        None => builder.with_no_client_auth(),
-        Some(verifier) => builder.with_client_cert_verifier(verifier.clone()),
-    };
-    let mut config = builder.with_cert_resolver(resolver.clone());
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let config = server_config(&provider, &resolver, client_ca.clone())?;
 
     let mut dirs = Vec::new();
     for path in [
@@ -310,8 +304,36 @@ pub fn load(files: &TlsFiles, metrics: Metrics) -> Result<Tls, CertError> {
         config: Arc::new(config),
         resolver,
         client_auth: client_ca.is_some(),
-        _watch: watch,
+        _watch: Some(watch),
     })
+}
+
+/// A pair held in memory and never reloaded (`appimage-webhook dev`); no client certificates.
+pub fn fixed(key: CertifiedKey) -> Result<Tls, CertError> {
+    let resolver = Arc::new(CertResolver::new(key));
+    let config = server_config(&provider(), &resolver, None)?;
+    Ok(Tls {
+        config: Arc::new(config),
+        resolver,
+        client_auth: false,
+        _watch: None,
+    })
+}
+
+fn server_config(
+    provider: &Arc<CryptoProvider>,
+    resolver: &Arc<CertResolver>,
+    client_ca: Option<Arc<ClientCa>>,
+) -> Result<ServerConfig, CertError> {
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(rustls::DEFAULT_VERSIONS)?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+    };
+    let mut config = builder.with_cert_resolver(resolver.clone());
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// Re-read the files; on any failure keep serving what was loaded before.

@@ -18,9 +18,13 @@ use crate::server::{Config, TlsFiles};
     name = "appimage-webhook",
     version,
     about = "Admission webhook that injects Kuscia AppImages into labelled Pods and validates AppImages",
-    args_override_self = true
+    args_override_self = true,
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Address to serve HTTPS on.
     #[arg(long, default_value = "0.0.0.0:8443")]
     pub listen: SocketAddr,
@@ -124,6 +128,14 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Run against a local cluster in one command: an in-memory CA and serving certificate,
+    /// both webhook configurations registered (the chart's rules) pointing here, the
+    /// controllers; Ctrl-C removes the registrations.
+    Dev(crate::dev::DevArgs),
+}
+
 impl Cli {
     pub fn into_config(self) -> Config {
         let tls = match (self.tls_cert_file, self.tls_key_file) {
@@ -137,6 +149,7 @@ impl Cli {
         Config {
             listen: self.listen,
             tls,
+            tls_in_memory: None,
             trusted_keys_dir: self.trusted_keys_dir,
             require_signature: self.require_signature,
             signatures: SignaturePolicy {

@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod certs;
 pub mod cli;
 pub mod controllers;
+pub mod dev;
 pub mod leader;
 pub mod logging;
 pub mod metrics;

@@ -38,8 +38,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    /// `None` serves plain HTTP (`--insecure-http`).
+    /// `None` serves plain HTTP (`--insecure-http`), unless `tls_in_memory` is set.
     pub tls: Option<TlsFiles>,
+    /// A serving pair held in memory (`appimage-webhook dev`), used when `tls` is `None`.
+    pub tls_in_memory: Option<rustls::sign::CertifiedKey>,
     pub trusted_keys_dir: Option<PathBuf>,
     pub require_signature: bool,
     pub signatures: SignaturePolicy,
@@ -76,6 +78,7 @@ impl Config {
         Config {
             listen,
             tls,
+            tls_in_memory: None,
             trusted_keys_dir: None,
             require_signature: true,
             signatures: SignaturePolicy::default(),
@@ -156,7 +159,7 @@ enum Source {
     Store(AppImages, Vec<JoinHandle<()>>, Option<Client>, Revisions),
 }
 
-async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
+pub(crate) async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
     let config = match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
@@ -227,9 +230,10 @@ async fn start_inner(
     let metrics = Metrics::new();
     let trust = load_trust(&config, &metrics)?;
     let seal_key = load_seal_key(&config)?;
-    let tls = match &config.tls {
-        Some(files) => Some(certs::load(files, metrics.clone())?),
-        None => None,
+    let tls = match (&config.tls, &config.tls_in_memory) {
+        (Some(files), _) => Some(certs::load(files, metrics.clone())?),
+        (None, Some(key)) => Some(certs::fixed(key.clone())?),
+        (None, None) => None,
     };
     let noop_patch = config.noop_patch.as_deref().map(noop_patch).transpose()?;
     let (catalog, watch_tasks, client) = match source {

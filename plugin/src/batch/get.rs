@@ -3,6 +3,7 @@
 use super::*;
 use crate::flags::ObjectOutput;
 use crate::output::{human_duration, now, print, println, table, to_json, to_yaml};
+use crate::printer::{Output, output_parser};
 use anyhow::{Result, bail};
 use appimage::batch::machine::COND_FAILED;
 use appimage::batch::{BatchDeployment, Phase};
@@ -25,8 +26,10 @@ pub struct GetArgs {
     /// Follow changes with a progress line; with NAME, ends when the job is finished or stopped
     #[arg(short = 'w', long)]
     pub watch: bool,
-    #[arg(short = 'o', long = "output", value_enum, conflicts_with = "watch")]
-    pub output: Option<ObjectOutput>,
+    /// yaml, json, name, jsonpath=TEMPLATE, custom-columns=SPEC or go-template=TEMPLATE
+    #[arg(short = 'o', long = "output", value_parser = output_parser::<ObjectOutput>(),
+          value_name = "FORMAT", conflicts_with = "watch")]
+    pub output: Option<Output<ObjectOutput>>,
     /// Leave out the table's header line
     #[arg(long)]
     pub no_headers: bool,
@@ -50,8 +53,13 @@ pub(super) async fn get(jobs: &Jobs, g: &GetArgs) -> Result<()> {
         .map_err(|e| jobs.error(e))
     };
     let items = load().await?;
-    if let Some(format) = g.output {
-        return print_objects(&items, format, g.name.is_none());
+    match &g.output {
+        Some(Output::Format(format)) => return print_objects(&items, *format, g.name.is_none()),
+        Some(Output::Template(t)) => {
+            let items: Vec<BatchDeployment> = items.iter().map(shown).collect();
+            return print(&t.render(&document(&items, g.name.is_none())?, !g.no_headers)?);
+        }
+        None => {}
     }
     if items.is_empty() && !g.watch {
         // kubectl's words, on stderr.
@@ -186,15 +194,20 @@ pub(super) fn print_objects(
             .collect();
         return print(&names.iter().map(|n| format!("{n}\n")).collect::<String>());
     }
-    let value = if list || items.len() != 1 {
-        json!({"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}})
-    } else {
-        serde_json::to_value(&items[0])?
-    };
+    let value = document(&items, list)?;
     match format {
         ObjectOutput::Yaml => print(&to_yaml(&value)?),
         _ => println(&to_json(&value)?),
     }
+}
+
+/// One object, or a List (of many, or whenever a listing was asked for), as kubectl prints.
+fn document(items: &[BatchDeployment], list: bool) -> Result<serde_json::Value> {
+    Ok(if list || items.len() != 1 {
+        json!({"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}})
+    } else {
+        serde_json::to_value(&items[0])?
+    })
 }
 
 /// The table `kubectl get batchdeployments` shows, from the same status fields.

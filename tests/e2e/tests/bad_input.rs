@@ -41,6 +41,8 @@ type Check = Box<dyn Fn(&Outcome) -> Result<(), String>>;
 enum Input {
     /// `kubectl-appimage ARGS` in the work dir, offline.
     Plugin(Vec<String>),
+    /// `appimage-webhook ARGS` in the work dir (its command line, e.g. `dev`), offline.
+    Binary(Vec<String>),
     /// POST these bytes to the webhook path.
     Post(&'static str, Vec<u8>),
     /// GET the webhook path.
@@ -196,8 +198,12 @@ struct Env {
 impl Env {
     fn run(&self, input: &Input) -> Outcome {
         match input {
-            Input::Plugin(args) => {
-                let out = Command::new(workspace_bin("kubectl-appimage"))
+            Input::Plugin(args) | Input::Binary(args) => {
+                let bin = match input {
+                    Input::Binary(_) => "appimage-webhook",
+                    _ => "kubectl-appimage",
+                };
+                let out = Command::new(workspace_bin(bin))
                     .args(args)
                     .current_dir(&self.work)
                     .env("KUBECONFIG", self.work.join("no-such-kubeconfig"))
@@ -586,7 +592,57 @@ fn plugin_cases(work: &Path, signer: &SigningKey, other: &SigningKey) -> Vec<Cas
         Case {
             name: "plugin: batch get --watch with -o",
             input: Input::Plugin(s(&["batch", "get", "x", "-w", "-o", "yaml"])),
-            expect: exit(1, "error: the argument '--watch' cannot be used with '--output <OUTPUT>'"),
+            expect: exit(1, "error: the argument '--watch' cannot be used with '--output <FORMAT>'"),
+        },
+        Case {
+            name: "webhook dev: a kubeconfig that does not exist",
+            input: Input::Binary(s(&["dev", "--kubeconfig", "no-such-kubeconfig"])),
+            expect: exit(1, "error: reading kubeconfig no-such-kubeconfig: "),
+        },
+        Case {
+            name: "webhook dev: a pod-overrides value that is no policy",
+            input: Input::Binary(s(&["dev", "--pod-overrides", "some"])),
+            expect: exit(2, "must be one of all, env, none"),
+        },
+        Case {
+            name: "webhook dev: the server's flags belong to the server",
+            input: Input::Binary(s(&["--tls-cert-file", "c", "--tls-key-file", "k", "dev"])),
+            expect: exit(2, "error: the subcommand 'dev' cannot be used with:\n  --tls-cert-file <TLS_CERT_FILE>\n  --tls-key-file <TLS_KEY_FILE>"),
+        },
+        Case {
+            name: "plugin: get -o jsonpath with an unclosed brace",
+            input: Input::Plugin(s(&["get", "-o", "jsonpath={.items[*]"])),
+            expect: exit(1, "error: invalid value for --output: jsonpath: unclosed { in \"{.items[*]\""),
+        },
+        Case {
+            name: "plugin: get -o jsonpath with range but no end",
+            input: Input::Plugin(s(&["get", "-o", "jsonpath={range .items[*]}{.metadata.name}"])),
+            expect: exit(1, "error: invalid value for --output: jsonpath: {range} without {end}"),
+        },
+        Case {
+            name: "plugin: get -o jsonpath= with no template",
+            input: Input::Plugin(s(&["get", "-o", "jsonpath="])),
+            expect: exit(1, "error: invalid value for --output: jsonpath= needs a template, e.g. jsonpath='{.items[*].metadata.name}'"),
+        },
+        Case {
+            name: "plugin: status -o custom-columns without a path",
+            input: Input::Plugin(s(&["status", "x", "-o", "custom-columns=NAME"])),
+            expect: exit(1, "error: invalid value for --output: custom-columns: \"NAME\" is not HEADER:JSONPATH, e.g. NAME:.metadata.name"),
+        },
+        Case {
+            name: "plugin: history -o go-template that does not parse",
+            input: Input::Plugin(s(&["history", "x", "-o", "go-template={{.x"])),
+            expect: exit(1, "error: invalid value for --output: go-template: "),
+        },
+        Case {
+            name: "plugin: batch get -o an unknown format",
+            input: Input::Plugin(s(&["batch", "get", "-o", "xml"])),
+            expect: exit(1, "error: invalid value \"xml\" for --output: one of name, yaml, json, jsonpath=, custom-columns=, go-template="),
+        },
+        Case {
+            name: "plugin: diff -o jsonpath (diff prints yaml or json only)",
+            input: Input::Plugin(s(&["diff", "x", "--revision", "1", "-o", "jsonpath={.x}"])),
+            expect: exit(1, "error: invalid value 'jsonpath={.x}' for '--output <OUTPUT>'"),
         },
         Case {
             name: "plugin: diff of three revisions (an error exits 2, as kubectl diff)",

@@ -678,5 +678,29 @@ fn object_output_hides_managed_fields() {
     for out in &outputs {
         assert!(!out.contains("managedFields"), "{out}");
         assert!(out.contains("shown"), "{out}");
-    }
+    } // kubectl's template outputs (issue 30), over the same objects.
+    let template = |o: &str, name: Option<&str>| {
+        let mut args = vec!["get", "-n", &ns, "-o", o];
+        args.extend(name);
+        plugin_ok(c, &args)
+    };
+    assert_eq!(
+        template("jsonpath={.metadata.name}", Some("shown")),
+        "shown"
+    );
+    assert_eq!(template("jsonpath={.items[*].spec.appImage}", None), "a");
+    assert_eq!(
+        template(
+            "custom-columns=NAME:.metadata.name,NODES:.spec.nodeNames[*]",
+            None
+        ),
+        "NAME    NODES\nshown   kwok-node-0\n"
+    );
+    assert_eq!(
+        template(
+            "go-template={{range .items}}{{.metadata.name}}{{end}}",
+            None
+        ),
+        "shown\n"
+    );
 }

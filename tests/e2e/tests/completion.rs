@@ -93,7 +93,18 @@ fn flags_and_their_values_complete() {
         (vec!["--no-headers"], ":4")
     );
     let (lines, _) = complete(c, &["get", "-o", ""]);
-    assert_eq!(values(&lines), ["yaml", "json", "name", "wide"]);
+    assert_eq!(
+        values(&lines),
+        [
+            "yaml",
+            "json",
+            "name",
+            "wide",
+            "jsonpath=",
+            "custom-columns=",
+            "go-template="
+        ]
+    );
     let (lines, _) = complete(c, &["keygen", "--algorithm", ""]);
     assert_eq!(values(&lines), ["ecdsa-p256", "ed25519"]);
     let (lines, _) = complete(

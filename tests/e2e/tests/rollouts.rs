@@ -550,3 +550,80 @@ fn deploy_after_a_rollout_is_unchanged() {
     assert_eq!(w.template("web")[REVISION], "2");
     assert_eq!(w.plugin(&deploy), "deployment.apps/web unchanged\n");
 }
+
+/// kubectl's output conventions (issue 30): `-o jsonpath|custom-columns|go-template` for `get`,
+/// `status` and `history`, `-o yaml|json` for `history`, `diff` and `rollout`.
+#[test]
+fn history_diff_rollout_status_and_get_print_as_kubectl() {
+    let w = World::new("ro-output");
+    let ns = w.ns.clone();
+    w.apply_image(&w.example_caused("secretflow-image.yaml", "seed-v1"));
+    w.revision(1);
+    w.deploy("manual", &["--update-policy", "Manual", "--replicas", "1"]);
+    w.acted("manual", 1);
+    w.apply_image(&w.example_caused("secretflow-image-update.yaml", "port-8082"));
+    w.revision(2);
+    w.acted("manual", 2);
+    let image = w.image.clone();
+
+    let history = |o: &str| w.plugin(&["history", &image, "-o", o]);
+    assert_eq!(history("jsonpath={.items[*].revision}"), "1 2");
+    assert_eq!(
+        history(r#"jsonpath={range .items[*]}{.revision}={.changeCause}{"\n"}{end}"#),
+        "1=seed-v1\n2=port-8082\n"
+    );
+    assert_eq!(
+        history("custom-columns=REV:.revision,CAUSE:.changeCause,USED:.inUseBy[*]"),
+        format!(
+            "REV   CAUSE       USED\n1     seed-v1     deployment/{ns}/manual\n2     port-8082   <none>\n"
+        )
+    );
+    let doc: Value = serde_json::from_str(&history("json")).unwrap();
+    assert_eq!(doc["items"][1]["changeCause"], "port-8082", "{doc}");
+    assert!(history("yaml").contains("changeCause: seed-v1"));
+    assert_eq!(
+        history("go-template={{range .items}}{{.revision}};{{end}}"),
+        "1;2;\n"
+    );
+
+    // diff -o json: both sides and the verdict; the exit code still says they differ.
+    let out = w.c.kubectl(&[
+        "appimage",
+        "diff",
+        &image,
+        "--revision",
+        "1",
+        "--revision",
+        "2",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (doc["differ"].as_bool(), doc["to"]["label"].as_str()),
+        (Some(true), Some("revision 2"))
+    );
+    assert!(doc["diff"].as_str().unwrap().contains("+"), "{doc}");
+
+    let status = |o: &str| w.plugin(&["status", &image, "-n", &ns, "-o", o]);
+    assert_eq!(status("jsonpath={.workloads[*].name}"), "manual");
+    assert_eq!(
+        status("custom-columns=KIND:.kind,NAME:.name"),
+        "KIND         NAME\nDeployment   manual\n"
+    );
+
+    let rolled = w.plugin(&["rollout", &image, "-n", &ns, "-o", "yaml"]);
+    let doc: Value = serde_yaml_ng::from_str(&rolled).unwrap();
+    assert_eq!(doc["revision"], 2, "{rolled}");
+    assert_eq!(doc["workloads"][0]["outcome"], "rolled out", "{rolled}");
+    assert_eq!(doc["workloads"][0]["from"], 1, "{rolled}");
+
+    let get = |o: &str| w.plugin(&["get", &image, "-o", o]);
+    assert_eq!(get("go-template={{.metadata.name}}"), format!("{image}\n"));
+    assert_eq!(
+        get("jsonpath={.spec.image.name}"),
+        "secretflow/secretflow-lite-anolis8"
+    );
+    assert!(get("custom-columns=NAME:.metadata.name,TAG:.spec.image.tag").starts_with("NAME"));
+}

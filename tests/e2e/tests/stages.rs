@@ -10,6 +10,7 @@ use appimage::manifest;
 use appimage::resource::AppImage;
 use appimage::signature::payload;
 use appimage_e2e::webhook::{SigningKey, Tls, Webhook, register};
+use appimage_e2e::world::REVISIONS_CRD;
 use appimage_e2e::{Cluster, cluster, repo_root, text, unique, wait_until};
 use serde_json::{Value, json};
 
@@ -74,6 +75,12 @@ fn wait_running(c: &Cluster, ns: &str, workload: &str, n: usize, hook: &Webhook)
 #[test]
 fn stage_rules_hold_through_the_real_webhooks() {
     let c = cluster();
+    // The revisions controller (which tells a deprecated AppImage's workloads) needs its CRD.
+    c.kubectl_ok(&["apply", "--server-side", "-f", REVISIONS_CRD.path]);
+    let served = wait_until(Duration::from_secs(60), || {
+        c.kubectl(&["get", "appimagerevisions"]).status.success()
+    });
+    assert!(served, "the AppImageRevision CRD is not served");
     let work = tempfile::tempdir().unwrap();
     let tls = Tls::new(&work.path().join("tls"), "appimage-webhook");
     let signer = SigningKey::new(work.path());
@@ -153,4 +160,30 @@ fn stage_rules_hold_through_the_real_webhooks() {
     // What already runs keeps scaling: the new Pod is admitted (with the warning) and runs.
     c.kubectl_ok(&["scale", "deployment", "web", "-n", &ns, "--replicas=2"]);
     wait_running(c, &ns, "web", 2, &hook);
+
+    // The warning admission gave the Deployment's controller reaches the user as one Warning
+    // Event on the Deployment (issue 30), not one per Pod.
+    let deprecated = || {
+        let out = c.kubectl_ok(&[
+            "get",
+            "events",
+            "-n",
+            &ns,
+            "--field-selector",
+            "involvedObject.kind=Deployment,involvedObject.name=web,reason=AppImageDeprecated",
+            "-o",
+            "jsonpath={range .items[*]}{.type}: {.message}{\"\\n\"}{end}",
+        ]);
+        out.lines().map(String::from).collect::<Vec<_>>()
+    };
+    let told = wait_until(Duration::from_secs(60), || !deprecated().is_empty());
+    assert!(
+        told,
+        "no AppImageDeprecated Event on deployment/web:\n{}",
+        hook.logs()
+    );
+    let events = deprecated();
+    assert_eq!(events.len(), 1, "{events:?}");
+    // `want` is kubectl's "Warning: <the warning>": the Event's type and message read the same.
+    assert!(events[0].starts_with(&want), "{events:?}");
 }

@@ -331,3 +331,102 @@ fn a_workload_whose_pods_are_denied_shows_the_denial() {
         .unwrap_or_default();
     assert!(line.contains("Pods not created:"), "{table}");
 }
+
+/// Issue 30 item 1, `deploy`'s side: what admission would deny is refused before anything is
+/// written (a server dry run of one Pod of the template), with admission's words; offline, an
+/// unsigned AppImage gets a loud warning.
+#[test]
+fn deploy_refuses_a_workload_whose_pods_admission_denies() {
+    let w = World::new("st-refused");
+    // Unsigned, and not labelled for this world's validating registration: it gets in.
+    w.apply_image(&w.example("secretflow-image.yaml", &w.image));
+    let out =
+        w.c.kubectl(&["appimage", "deploy", &w.image, "-n", &w.ns, "--name", "web"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.starts_with("error: deployment.apps/web not written: admission denies its Pods (checked with a server dry run of one): ")
+            && stderr.contains("failed signature verification"),
+        "{stderr}"
+    );
+    assert!(
+        !w.c.kubectl(&["get", "deployment", "web", "-n", &w.ns])
+            .status
+            .success()
+    );
+
+    // Signed, the same command writes it.
+    w.apply_image(&w.signed_example("secretflow-image.yaml", &w.image));
+    let written = wait_until(WAIT, || {
+        w.c.kubectl(&["appimage", "deploy", &w.image, "-n", &w.ns, "--name", "web"])
+            .status
+            .success()
+    });
+    assert!(written, "{}", w.logs());
+
+    // Offline (-f with --dry-run=client): no cluster to ask, so a loud warning.
+    let unsigned = appimage_e2e::write_json(
+        w.work.path(),
+        &serde_json::to_value(w.example("secretflow-image.yaml", "offline")).unwrap(),
+    );
+    let out = w.c.kubectl(&[
+        "appimage",
+        "deploy",
+        "-f",
+        &unsigned.to_string_lossy(),
+        "--dry-run=client",
+    ]);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(r#"Warning: AppImage "offline" is not signed (spec.image.sign): the webhook denies its Pods unless it runs with --require-signature=false"#),
+        "{stderr}"
+    );
+}
+
+/// Issue 30 item 1 for the kinds without a condition for it: a StatefulSet's and a DaemonSet's
+/// denied Pods are only `FailedCreate` Events on them; `status` shows the newest one's words.
+#[test]
+fn a_statefulset_or_daemonset_whose_pods_are_denied_shows_the_denial() {
+    let w = World::new("st-denied-sets");
+    // A container command of its own: the default pod-overrides policy (env) refuses it.
+    let template = |app: &str| {
+        json!({
+            "metadata": {"labels": {"app": app, "kuscia.secretflow/app-image": w.image}},
+            "spec": {"containers": [{"name": "secretflow", "image": "x", "command": ["sh"]}]}
+        })
+    };
+    w.apply_json(&json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "bad-sts", "namespace": w.ns},
+        "spec": {"replicas": 1, "serviceName": "bad-sts",
+                 "selector": {"matchLabels": {"app": "bad-sts"}}, "template": template("bad-sts")}
+    }));
+    w.apply_json(&json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "bad-ds", "namespace": w.ns},
+        "spec": {"selector": {"matchLabels": {"app": "bad-ds"}}, "template": template("bad-ds")}
+    }));
+    for (kind, name) in [("StatefulSet", "bad-sts"), ("DaemonSet", "bad-ds")] {
+        let mut last = Value::Null;
+        let shown = wait_until(WAIT, || {
+            last = World::row(&w.status(), kind, name);
+            last["notes"].as_array().into_iter().flatten().any(|n| {
+                n.as_str().is_some_and(|n| {
+                    n.starts_with("Pods not created:")
+                        && n.contains("denied the request")
+                        && n.contains("pod-overrides")
+                })
+            })
+        });
+        assert!(
+            shown,
+            "status does not show the denial of {kind} {name}: {last:#}"
+        );
+    }
+    let table = w.plugin(&["status", &w.image, "-n", &w.ns]);
+    for name in [" bad-sts ", " bad-ds "] {
+        let line = table.lines().find(|l| l.contains(name)).unwrap_or_default();
+        assert!(line.contains("Pods not created:"), "{table}");
+    }
+}

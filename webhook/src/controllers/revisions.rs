@@ -328,6 +328,7 @@ async fn reconcile_image(root: &AppImage, ctx: &Ctx) -> Result<Action, Error> {
         known: &known,
         revision: revision.as_deref(),
     };
+    rollout::tell_deprecated(&ctx.base, image, &workloads).await;
     // With a rollout policy, its controller moves the Auto workloads wave by wave.
     let progressive = super::progressive::has_policy(&ctx.rollouts, &name);
     let rolled: Vec<Workload> = workloads

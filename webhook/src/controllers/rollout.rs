@@ -429,6 +429,38 @@ pub(super) async fn event(
     publish(ctx, &report(w, type_, reason, note, related)).await;
 }
 
+/// A deprecated AppImage's warning, told to the workloads whose controllers make its Pods
+/// (issue 30): admission warns the client that creates a Pod, and for a workload's Pods that
+/// client is the workload's controller, so the user would never see it. One Warning Event per
+/// workload and AppImage (not per Pod, not per pass); a CronJob's runs and a batch job's
+/// workloads are left out (the CronJob is told; the batch controller reports on its own).
+pub async fn tell_deprecated(ctx: &Context, image: &AppImage, workloads: &[Workload]) {
+    let Some(warning) = appimage::stage::deprecation_warning(image) else {
+        return;
+    };
+    let name = image.name_any();
+    for w in workloads {
+        let spawned =
+            (w.meta.owner_references.iter().flatten()).any(|o| o.controller == Some(true));
+        let batch = w
+            .meta
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(BATCH));
+        if spawned || batch || w.gvk.kind == "ReplicaSet" {
+            continue;
+        }
+        let uid = w.meta.uid.as_deref().unwrap_or_default();
+        if !ctx.told.first(format!("AppImageDeprecated/{uid}/{name}")) {
+            continue;
+        }
+        let note = format!(
+            "{warning}; its Pods keep running and are still admitted (kubectl appimage status {name} -A lists what runs it)"
+        );
+        event(ctx, w, EventType::Warning, "AppImageDeprecated", note, None).await;
+    }
+}
+
 /// One Event on a bare Pod that runs an older revision than the current one.
 async fn tell_outdated(ctx: &Context, current: &Current<'_>, pod: &Pod, told: &Told) {
     let owned = pod
@@ -622,6 +654,30 @@ mod tests {
             path: &["spec", "template"],
         };
         (image, w)
+    }
+
+    #[tokio::test]
+    async fn a_deprecated_appimage_is_told_once_per_workload_not_per_pass() {
+        let (mut image, w) = unverified();
+        let (client, log) = super::super::mock_api::mock();
+        let ctx = super::super::mock_api::context(client);
+        tell_deprecated(&ctx, &image, std::slice::from_ref(&w)).await;
+        assert_eq!(
+            super::super::mock_api::events(&log).len(),
+            0,
+            "a draft is not told"
+        );
+        image.metadata.labels = Some([(labels::STAGE.into(), "deprecated".into())].into());
+        let mut spawned = w.clone();
+        spawned.meta.owner_references = Some(vec![serde_json::from_value(json!({
+            "apiVersion": "batch/v1", "kind": "CronJob", "name": "c", "uid": "c1", "controller": true
+        }))
+        .unwrap()]);
+        for _ in 0..3 {
+            tell_deprecated(&ctx, &image, &[w.clone(), spawned.clone()]).await;
+        }
+        let events = super::super::mock_api::events(&log);
+        assert_eq!(events.len(), 1, "one Event, on the workload: {events:?}");
     }
 
     /// Revisions 1 (`h1`) and 2 (`h2`) are known.
