@@ -66,10 +66,13 @@ func notHook(path, key string) map[string]any {
 	}
 }
 
+// the value of hookEnv on a Pod's containers, as a Stage selector key.
+const envExpr = `.spec.containers.[].env.[] | select( .name == "` + hookEnv + `" ) | .value`
+
 // the selector expression of a Pod whose containers carry hookEnv with this value.
 func envHook(operator, value string) map[string]any {
 	return map[string]any{
-		"key":      `.spec.containers.[].env.[] | select( .name == "` + hookEnv + `" ) | .value`,
+		"key":      envExpr,
 		"operator": operator,
 		"values":   []any{value},
 	}
@@ -117,7 +120,21 @@ func kwokConfig() ([]byte, error) {
 		docs = append(docs, string(out))
 	}
 	docs = append(docs, hookStages...)
+	docs = append(docs, neverReadyByEnv())
 	return []byte(strings.Join(docs, "---\n")), nil
+}
+
+// neverReadyByEnv is the never-ready hook Stage keyed on hookEnv instead of the annotation.
+func neverReadyByEnv() string {
+	for _, stage := range hookStages {
+		if strings.Contains(stage, "name: appimage-pod-never-ready\n") {
+			stage = strings.Replace(stage, "name: appimage-pod-never-ready\n", "name: appimage-pod-never-ready-env\n", 1)
+			return strings.Replace(stage,
+				"- key: '.metadata.annotations[\""+hookPodNeverReady+"\"]'\n      operator: In\n      values: [\"true\"]",
+				"- key: '"+envExpr+"'\n      operator: In\n      values: [\"never-ready\"]", 1)
+		}
+	}
+	panic("no never-ready hook stage")
 }
 
 func writeKwokConfig(path string) error {
@@ -194,67 +211,6 @@ spec:
     - key: '.metadata.annotations["` + hookPodNeverReady + `"]'
       operator: In
       values: ["true"]
-    - key: '.metadata.deletionTimestamp'
-      operator: DoesNotExist
-    - key: '.status.podIP'
-      operator: DoesNotExist
-  next:
-    statusTemplate: |
-      {{ $now := Now }}
-      conditions:
-      - lastTransitionTime: {{ $now | Quote }}
-        status: "True"
-        type: Initialized
-      - lastTransitionTime: {{ $now | Quote }}
-        status: "False"
-        reason: ContainersNotReady
-        type: Ready
-      - lastTransitionTime: {{ $now | Quote }}
-        status: "False"
-        reason: ContainersNotReady
-        type: ContainersReady
-      containerStatuses:
-      {{ range .spec.containers }}
-      - image: {{ .image | Quote }}
-        name: {{ .name | Quote }}
-        ready: false
-        restartCount: 0
-        started: true
-        state:
-          running:
-            startedAt: {{ $now | Quote }}
-      {{ end }}
-      initContainerStatuses:
-      {{ range .spec.initContainers }}
-      - image: {{ .image | Quote }}
-        name: {{ .name | Quote }}
-        ready: true
-        restartCount: 0
-        state:
-          terminated:
-            exitCode: 0
-            finishedAt: {{ $now | Quote }}
-            reason: Completed
-            startedAt: {{ $now | Quote }}
-      {{ end }}
-      hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
-      podIP: {{ PodIPWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) | Quote }}
-      phase: Running
-      startTime: {{ $now | Quote }}
-`, `apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: appimage-pod-never-ready-env
-spec:
-  resourceRef:
-    apiGroup: v1
-    kind: Pod
-  weight: 1
-  selector:
-    matchExpressions:
-    - key: '.spec.containers.[].env.[] | select( .name == "` + hookEnv + `" ) | .value'
-      operator: In
-      values: ["never-ready"]
     - key: '.metadata.deletionTimestamp'
       operator: DoesNotExist
     - key: '.status.podIP'
