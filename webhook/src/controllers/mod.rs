@@ -35,7 +35,6 @@ use std::time::Duration;
 
 use appimage::admitted::SealKey;
 use appimage::batch::BatchDeployment;
-use appimage::revision::AppImageRevision;
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
@@ -407,7 +406,7 @@ pub async fn wait_for_crd<K>(
 }
 
 /// The shared watches, one per kind (issue 25: before, Deployments and Jobs were watched four
-/// times each). Workloads and ReplicaSets are watched by the AppImage label, which `deploy`
+/// times each). AppImages and their revisions are the catalog's watches, not these. Workloads and ReplicaSets are watched by the AppImage label, which `deploy`
 /// and the batch controller put on every workload they make.
 pub struct Watches {
     pub pods: Shared<Pod>,
@@ -421,7 +420,6 @@ pub struct Watches {
     pub replicasets: Shared<ReplicaSet>,
     pub nodes: Shared<Node>,
     pub batches: Shared<BatchDeployment>,
-    pub revisions: Shared<AppImageRevision>,
 }
 
 /// The label selector of every object the controllers make.
@@ -444,7 +442,6 @@ impl Watches {
             replicasets: Shared::new(client, image),
             nodes: Shared::new(client, ""),
             batches: Shared::crd(client),
-            revisions: Shared::crd(client),
         }
     }
 
@@ -463,7 +460,6 @@ impl Watches {
             w.replicasets.drive(),
             w.nodes.drive(),
             w.batches.drive(),
-            w.revisions.drive(),
         ])
         .map(drop)
     }

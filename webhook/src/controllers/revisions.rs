@@ -9,11 +9,17 @@
 //! (level-triggered; a lost write is redone).
 //!
 //! Nothing is recorded or pruned on a cold cache: a reconcile waits until every store it reads
-//! (revisions, Pods, each workload kind, ReplicaSets, BatchDeployments) has its initial list
-//! (issue 25). Before, at every leader start `prune` saw no users and deleted revisions still
-//! in use, and an empty revision store made `record` write `<name>-1` again.
+//! (the catalog's AppImages and revisions, Pods, each workload kind, ReplicaSets,
+//! BatchDeployments) has its initial list (issue 25). Before, at every leader start `prune` saw
+//! no users and deleted revisions still in use, and an empty revision store made `record` write
+//! `<name>-1` again.
+//!
+//! AppImages and their revisions are read from the catalog (no watch of their own), under its
+//! freshness rule: the AppImage at the version the reconcile was triggered for, and a revision
+//! this controller wrote waited for until the catalog holds it ([`Catalog::revision_seen`]).
+//! The catalog's revision changes trigger the AppImage's reconcile.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,15 +28,15 @@ use appimage::batch::BatchDeployment;
 use appimage::labels;
 use appimage::resource::AppImage;
 use appimage::revision::{
-    AppImageRevision, AppImageRevisionSpec, CHANGE_CAUSE, Known, check, history_limit, in_use,
-    next_free, revision_name, to_prune,
+    AppImageRevision, AppImageRevisionSpec, CHANGE_CAUSE, Known, check_owner, history_limit,
+    in_use, next_free, revision_name, to_prune,
 };
 use appimage::workload::revision_hash;
 use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::GroupVersionKind;
 use kube::runtime::controller::{Action, Controller};
@@ -43,7 +49,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::kube_ops::{self, Propagation};
 use super::rollout::{self, Current, Told, Workload, follows};
 use super::{Backoff, Context, Error, Watches};
-use crate::catalog::{Catalog, Change};
+use crate::catalog::{Catalog, Change, Recorded};
 
 /// This controller's name in metrics and logs.
 const NAME: &str = "revisions";
@@ -54,7 +60,6 @@ const COLD: Duration = Duration::from_millis(500);
 
 struct Ctx {
     base: Context,
-    revisions: Store<AppImageRevision>,
     pods: Store<Pod>,
     deployments: Store<Deployment>,
     statefulsets: Store<StatefulSet>,
@@ -66,6 +71,8 @@ struct Ctx {
     told: Told,
     /// Ignored revisions already reported, by (UID, resourceVersion).
     ignored: Mutex<HashSet<(String, String)>>,
+    /// The last revision written per AppImage, until the catalog holds it.
+    written: Mutex<HashMap<String, (String, Instant)>>,
     /// Failures in a row per AppImage.
     backoff: Backoff,
 }
@@ -74,7 +81,6 @@ impl Ctx {
     fn new(base: Context, w: &Watches) -> Ctx {
         Ctx {
             base,
-            revisions: w.revisions.store.clone(),
             pods: w.pods.store.clone(),
             deployments: w.deployments.store.clone(),
             statefulsets: w.statefulsets.store.clone(),
@@ -85,8 +91,23 @@ impl Ctx {
             batches: w.batches.store.clone(),
             told: Told::default(),
             ignored: Mutex::default(),
+            written: Mutex::default(),
             backoff: Backoff::default(),
         }
+    }
+
+    /// Whether the revision last written for AppImage `name` is in the catalog (or given up
+    /// on): until then its number may look free.
+    fn seen_written(&self, name: &str) -> bool {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((rev, at)) = written.get(name) else {
+            return true;
+        };
+        let seen = self.base.catalog.revision_seen(rev, *at);
+        if seen {
+            written.remove(name);
+        }
+        seen
     }
 }
 
@@ -119,7 +140,6 @@ pub fn controller(ctx: Context, w: &Watches) -> impl Future<Output = ()> + Send 
         refs(w.replicasets.subscribe(), labelled),
         refs(w.pods.subscribe(), labelled),
         refs(w.batches.subscribe(), |b| Some(b.spec.app_image.clone())),
-        refs(w.revisions.subscribe(), |r| Some(r.spec.app_image.clone())),
     ];
     let ctx = Arc::new(Ctx::new(ctx, w));
     async move {
@@ -138,8 +158,9 @@ pub fn controller(ctx: Context, w: &Watches) -> impl Future<Output = ()> + Send 
 }
 
 /// The catalog's AppImages as the controller's objects (their kept metadata, no spec: the spec
-/// is read from the catalog at reconcile), each one yielded when it changes, and a store of
-/// them. The catalog owns the one AppImage watch (issue 25: before, a second one here).
+/// is read from the catalog at reconcile), each one yielded when it or its revisions change,
+/// and a store of them. The catalog owns the one AppImage watch and the one revision watch
+/// (issue 25: before, a second of each here).
 fn appimages(
     catalog: Catalog,
 ) -> (
@@ -230,8 +251,7 @@ fn stores_ready(ctx: &Ctx) -> bool {
     {
         matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
     }
-    ready(&ctx.revisions)
-        && ready(&ctx.pods)
+    ready(&ctx.pods)
         && ready(&ctx.deployments)
         && ready(&ctx.statefulsets)
         && ready(&ctx.daemonsets)
@@ -240,6 +260,7 @@ fn stores_ready(ctx: &Ctx) -> bool {
         && ready(&ctx.replicasets)
         && ready(&ctx.batches)
         && ctx.base.catalog.is_ready()
+        && ctx.base.catalog.revisions().is_ready()
 }
 
 fn error_policy(image: Arc<AppImage>, error: &Error, ctx: Arc<Ctx>) -> Action {
@@ -274,7 +295,8 @@ async fn reconcile_image(root: &AppImage, ctx: &Ctx) -> Result<Action, Error> {
     let Some(stored) = catalog.appimage(&name) else {
         return Ok(Action::await_change());
     };
-    if !catalog.fresh(&name, root.metadata.resource_version.as_deref()) {
+    if !catalog.fresh(&name, root.metadata.resource_version.as_deref()) || !ctx.seen_written(&name)
+    {
         return Ok(Action::requeue(COLD));
     }
     let image = &AppImage {
@@ -286,21 +308,29 @@ async fn reconcile_image(root: &AppImage, ctx: &Ctx) -> Result<Action, Error> {
     let mut known: Vec<Known> = recorded
         .iter()
         .map(|r| Known {
-            number: r.spec.revision,
-            hash: r.spec.hash.clone(),
+            number: r.number,
+            hash: r.hash.to_string(),
         })
         .collect();
-    let existing = recorded.iter().find(|r| r.spec.hash == hash).cloned();
+    let existing = recorded.iter().find(|r| *r.hash == hash).cloned();
     let (number, revision) = match existing {
-        Some(r) => (r.spec.revision, Some(r)),
+        Some(r) => (r.number, Some(r)),
         None => {
             let numbers: Vec<i64> = known.iter().map(|k| k.number).collect();
+            // Invalid revisions count: their names are taken.
             let taken = |n| {
-                let key = ObjectRef::new(&revision_name(&name, n));
-                ctx.revisions.get(&key).is_some()
+                catalog
+                    .revisions()
+                    .named(&revision_name(&name, n))
+                    .is_some()
             };
             let number = next_free(&numbers, taken);
             record(&ctx.base.client, image, number, &hash).await?;
+            let written = (revision_name(&name, number), Instant::now());
+            ctx.written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.clone(), written);
             known.push(Known {
                 number,
                 hash: hash.clone(),
@@ -332,17 +362,19 @@ async fn reconcile_image(root: &AppImage, ctx: &Ctx) -> Result<Action, Error> {
     Ok(Action::requeue(RESYNC))
 }
 
-/// The revisions of `image` that pass [`check`] (hash, name, owner UID: issue 24); each one
-/// that does not is ignored, with one Warning Event on the AppImage.
-async fn trusted(ctx: &Ctx, image: &AppImage) -> Vec<Arc<AppImageRevision>> {
-    let name = image.name_any();
+/// The revisions of `image` that the catalog reads (hash, name, owner reference: issue 24)
+/// and that its current UID owns; each one that is not is ignored, with one Warning Event on
+/// the AppImage.
+async fn trusted(ctx: &Ctx, image: &AppImage) -> Vec<Arc<Recorded>> {
     let uid = image.uid().unwrap_or_default();
     let mut out = Vec::new();
-    for rev in ctx.revisions.state() {
-        if rev.spec.app_image != name {
-            continue;
-        }
-        match check(&rev, &uid) {
+    for rev in ctx.base.catalog.revisions().of(&image.name_any()) {
+        let owner = rev.owner.as_deref().unwrap_or_default();
+        let checked = match &rev.read {
+            Ok(_) => check_owner(&rev.name, &rev.appimage, owner, &uid),
+            Err(why) => Err(why.to_string()),
+        };
+        match checked {
             Ok(()) => out.push(rev),
             Err(why) => ignored(ctx, image, &rev, why).await,
         }
@@ -351,10 +383,11 @@ async fn trusted(ctx: &Ctx, image: &AppImage) -> Vec<Arc<AppImageRevision>> {
 }
 
 /// Report an ignored revision once per version of it.
-async fn ignored(ctx: &Ctx, image: &AppImage, rev: &AppImageRevision, why: String) {
+async fn ignored(ctx: &Ctx, image: &AppImage, rev: &Recorded, why: String) {
+    let uid = rev.uid.as_deref().map(str::to_string);
     let key = (
-        rev.uid().unwrap_or_default(),
-        rev.resource_version().unwrap_or_default(),
+        uid.clone().unwrap_or_default(),
+        rev.resource_version.to_string(),
     );
     let new = ctx
         .ignored
@@ -370,7 +403,14 @@ async fn ignored(ctx: &Ctx, image: &AppImage, rev: &AppImageRevision, why: Strin
         reason: "RevisionIgnored".into(),
         note: Some(why),
         action: "Record".into(),
-        secondary: Some(rev.object_ref(&())),
+        secondary: Some(ObjectReference {
+            api_version: Some(AppImageRevision::api_version(&()).into_owned()),
+            kind: Some(AppImageRevision::kind(&()).into_owned()),
+            name: Some(rev.name.to_string()),
+            uid,
+            resource_version: Some(rev.resource_version.to_string()),
+            ..ObjectReference::default()
+        }),
     };
     if let Err(e) = ctx
         .base
@@ -450,9 +490,11 @@ async fn prune(
     for number in to_prune(&numbers, limit, Some(current), &in_use) {
         let rev_name = revision_name(&name, number);
         let uid = ctx
-            .revisions
-            .get(&ObjectRef::new(&rev_name))
-            .and_then(|r| r.uid());
+            .base
+            .catalog
+            .revisions()
+            .named(&rev_name)
+            .and_then(|r| r.uid.as_deref().map(str::to_string));
         kube_ops::delete_owned(&api, &rev_name, uid, Propagation::Default).await?;
         tracing::info!(appimage = %name, revision = number, "pruned a revision");
     }

@@ -33,6 +33,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::Context;
+use crate::catalog::Recorded;
 
 /// The field manager of the pod-template fields a rollout sets (not the room's [`super::MANAGER`],
 /// whose other applies would otherwise drop them).
@@ -70,7 +71,8 @@ pub struct Current<'a> {
     pub number: i64,
     pub hash: &'a str,
     pub known: &'a [Known],
-    pub revision: Option<&'a AppImageRevision>,
+    /// The recorded revision of the current spec, once the catalog holds it.
+    pub revision: Option<&'a Recorded>,
 }
 
 /// What was already reported, so that each report is one Event.
@@ -351,7 +353,8 @@ async fn apply(
 fn template_patch(w: &Workload, current: &Current<'_>) -> serde_json::Value {
     let spec = current
         .revision
-        .map_or(&current.image.spec, |r| &r.spec.template);
+        .and_then(|r| r.read.as_ref().ok())
+        .map_or(&current.image.spec, |s| &*s.spec);
     let ours: HashSet<&str> = spec
         .deploy_templates
         .iter()
@@ -445,11 +448,7 @@ async fn tell_outdated(ctx: &Context, current: &Current<'_>, pod: &Pod, told: &T
     let outdated = match named {
         // Admitted with the spec current then: outdated if older than the current revision.
         Named::Current => match (current.revision, &pod.metadata.creation_timestamp) {
-            (Some(r), Some(created)) => r
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .is_some_and(|t| created.0 < t.0),
+            (Some(r), Some(created)) => r.created.as_ref().is_some_and(|t| created.0 < t.0),
             _ => false,
         },
         _ => runs != Some(current.number),
