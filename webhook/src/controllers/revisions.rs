@@ -36,9 +36,7 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::core::GroupVersionKind;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
@@ -47,7 +45,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::kube_ops::{self, Propagation};
-use super::rollout::{self, Current, Told, Workload, follows};
+use super::rollout::{self, Current, Templated, Told, Workload, follows};
 use super::{Backoff, Context, Error, Watches};
 use crate::catalog::{Catalog, Change, Recorded};
 
@@ -340,12 +338,11 @@ async fn reconcile_image(root: &AppImage, ctx: &Ctx) -> Result<Action, Error> {
     };
     let workloads = workloads(ctx, &name);
     prune(ctx, image, number, &known, &workloads).await?;
-    let pods: Vec<Pod> = ctx
+    let pods: Vec<Arc<Pod>> = ctx
         .pods
         .state()
-        .iter()
+        .into_iter()
         .filter(|p| p.labels().get(labels::APP_IMAGE) == Some(&name))
-        .map(|p| (**p).clone())
         .collect();
     let current = Current {
         image,
@@ -356,7 +353,7 @@ async fn reconcile_image(root: &AppImage, ctx: &Ctx) -> Result<Action, Error> {
     };
     let rolled: Vec<Workload> = workloads
         .into_iter()
-        .filter(|w| w.gvk.kind != "Job" && w.gvk.kind != "ReplicaSet" && follows(&w.meta, &name))
+        .filter(|w| w.gvk.kind != "Job" && w.gvk.kind != "ReplicaSet" && follows(w.meta(), &name))
         .collect();
     rollout::roll(&ctx.base, &current, &rolled, &pods, &ctx.told).await;
     Ok(Action::requeue(RESYNC))
@@ -469,7 +466,7 @@ async fn prune(
     };
     let name = image.name_any();
     let templates = workloads.iter().map(|w| {
-        w.template
+        w.template()
             .metadata
             .as_ref()
             .and_then(|m| m.annotations.as_ref())
@@ -503,82 +500,29 @@ async fn prune(
 
 /// The workloads (and ReplicaSets, Jobs) whose pod template runs AppImage `name`, as one
 /// shape: the rollout's own, Manual ones and a BatchDeployment's (which the rollout leaves
-/// alone, see [`follows`]) all keep their revision in use.
+/// alone, see [`follows`]) all keep their revision in use. The stores' objects, shared.
 fn workloads(ctx: &Ctx, name: &str) -> Vec<Workload> {
     let mut out = Vec::new();
-    collect(
-        &mut out,
-        &ctx.deployments,
-        name,
-        &["spec", "template"],
-        |d| d.spec.as_ref().map(|s| &s.template),
-    );
-    collect(
-        &mut out,
-        &ctx.statefulsets,
-        name,
-        &["spec", "template"],
-        |d| d.spec.as_ref().map(|s| &s.template),
-    );
-    collect(
-        &mut out,
-        &ctx.daemonsets,
-        name,
-        &["spec", "template"],
-        |d| d.spec.as_ref().map(|s| &s.template),
-    );
-    collect(
-        &mut out,
-        &ctx.cronjobs,
-        name,
-        &["spec", "jobTemplate", "spec", "template"],
-        |c| {
-            c.spec
-                .as_ref()
-                .and_then(|s| s.job_template.spec.as_ref())
-                .map(|s| &s.template)
-        },
-    );
-    collect(&mut out, &ctx.jobs, name, &["spec", "template"], |d| {
-        d.spec.as_ref().map(|s| &s.template)
-    });
-    collect(
-        &mut out,
-        &ctx.replicasets,
-        name,
-        &["spec", "template"],
-        |d| d.spec.as_ref().and_then(|s| s.template.as_ref()),
-    );
+    collect(&mut out, &ctx.deployments, name);
+    collect(&mut out, &ctx.statefulsets, name);
+    collect(&mut out, &ctx.daemonsets, name);
+    collect(&mut out, &ctx.cronjobs, name);
+    collect(&mut out, &ctx.jobs, name);
+    collect(&mut out, &ctx.replicasets, name);
     out
 }
 
-fn collect<K>(
-    out: &mut Vec<Workload>,
-    store: &Store<K>,
-    name: &str,
-    path: &'static [&'static str],
-    template: impl Fn(&K) -> Option<&PodTemplateSpec>,
-) where
-    K: Resource<DynamicType = ()> + Clone,
-{
+fn collect<K: Templated + Clone>(out: &mut Vec<Workload>, store: &Store<K>, name: &str) {
     for obj in store.state() {
-        let meta: &ObjectMeta = obj.meta();
-        let Some(t) = template(&obj) else { continue };
-        let owned_by_image = t
-            .metadata
-            .as_ref()
+        let runs = obj
+            .pod_template()
+            .and_then(|t| t.metadata.as_ref())
             .and_then(|m| m.labels.as_ref())
             .and_then(|l| l.get(labels::APP_IMAGE))
             .is_some_and(|v| v == name);
-        if !owned_by_image {
-            continue;
+        if runs {
+            out.extend(Workload::new(obj));
         }
-        out.push(Workload {
-            gvk: GroupVersionKind::gvk(&K::group(&()), &K::version(&()), &K::kind(&())),
-            meta: meta.clone(),
-            template: t.clone(),
-            path,
-        });
     }
 }
 

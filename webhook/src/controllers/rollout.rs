@@ -12,7 +12,7 @@
 //!   naming the value) and read as Manual: a typo must never widen what the controller does.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use appimage::batch::workload::BATCH;
 use appimage::labels;
@@ -24,6 +24,8 @@ use appimage::revision::{
 use appimage::signature::{SignatureError, changed_paths};
 use appimage::workload::UPDATE_POLICY;
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DynamicObject, Patch, PatchParams};
@@ -42,24 +44,91 @@ pub const ROLLOUT_MANAGER: &str = "appimage-webhook-rollout";
 /// Workloads written at once (as the batch controller does).
 const WRITES_IN_FLIGHT: usize = 32;
 
-/// A workload that runs an AppImage, whatever its kind.
-#[derive(Debug, Clone)]
+/// A kind with a pod template.
+pub trait Templated: Resource<DynamicType = ()> + Send + Sync + 'static {
+    /// JSON path segments from the object to its pod template.
+    const PATH: &'static [&'static str];
+    fn pod_template(&self) -> Option<&PodTemplateSpec>;
+}
+
+macro_rules! templated {
+    ($($kind:ty => [$($seg:literal),+] $template:expr;)+) => {$(
+        impl Templated for $kind {
+            const PATH: &'static [&'static str] = &[$($seg),+];
+            fn pod_template(&self) -> Option<&PodTemplateSpec> {
+                let template: fn(&$kind) -> Option<&PodTemplateSpec> = $template;
+                template(self)
+            }
+        }
+    )+};
+}
+
+templated! {
+    Deployment => ["spec", "template"] |d| d.spec.as_ref().map(|s| &s.template);
+    StatefulSet => ["spec", "template"] |d| d.spec.as_ref().map(|s| &s.template);
+    DaemonSet => ["spec", "template"] |d| d.spec.as_ref().map(|s| &s.template);
+    Job => ["spec", "template"] |d| d.spec.as_ref().map(|s| &s.template);
+    ReplicaSet => ["spec", "template"] |d| d.spec.as_ref().and_then(|s| s.template.as_ref());
+    CronJob => ["spec", "jobTemplate", "spec", "template"]
+        |c| c.spec.as_ref()?.job_template.spec.as_ref().map(|s| &s.template);
+}
+
+/// The metadata and pod template of a stored object, read in place.
+trait Object: Send + Sync {
+    fn meta(&self) -> &ObjectMeta;
+    fn template(&self) -> Option<&PodTemplateSpec>;
+}
+
+impl<K: Templated> Object for K {
+    fn meta(&self) -> &ObjectMeta {
+        Resource::meta(self)
+    }
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.pod_template()
+    }
+}
+
+/// A workload that runs an AppImage, whatever its kind: the store's own object, shared, not
+/// a copy (issue 25: a reconcile copied every workload of the AppImage, and held the copies
+/// for the whole rollout).
+#[derive(Clone)]
 pub struct Workload {
     pub gvk: GroupVersionKind,
-    pub meta: ObjectMeta,
-    pub template: PodTemplateSpec,
+    object: Arc<dyn Object>,
     /// JSON path segments from the object to its pod template.
     pub path: &'static [&'static str],
 }
 
 impl Workload {
+    /// `object` as a workload, when it has a pod template.
+    pub fn new<K: Templated>(object: Arc<K>) -> Option<Workload> {
+        object.pod_template()?;
+        Some(Workload {
+            gvk: GroupVersionKind::gvk(&K::group(&()), &K::version(&()), &K::kind(&())),
+            object,
+            path: K::PATH,
+        })
+    }
+
+    pub fn meta(&self) -> &ObjectMeta {
+        self.object.meta()
+    }
+
+    pub fn template(&self) -> &PodTemplateSpec {
+        static NONE: std::sync::LazyLock<PodTemplateSpec> =
+            std::sync::LazyLock::new(PodTemplateSpec::default);
+        // Always set: `new` takes only objects with a template.
+        self.object.template().unwrap_or(&NONE)
+    }
+
     fn reference(&self) -> ObjectReference {
+        let meta = self.meta();
         ObjectReference {
             api_version: Some(self.gvk.api_version()),
             kind: Some(self.gvk.kind.clone()),
-            name: self.meta.name.clone(),
-            namespace: self.meta.namespace.clone(),
-            uid: self.meta.uid.clone(),
+            name: meta.name.clone(),
+            namespace: meta.namespace.clone(),
+            uid: meta.uid.clone(),
             ..Default::default()
         }
     }
@@ -147,7 +216,7 @@ pub async fn roll(
     ctx: &Context,
     current: &Current<'_>,
     workloads: &[Workload],
-    pods: &[Pod],
+    pods: &[Arc<Pod>],
     told: &Told,
 ) {
     let name = current.image.name_any();
@@ -198,7 +267,7 @@ async fn act_logged(
     act(ctx, current, w, blocked, told)
         .await
         .unwrap_or_else(|e| {
-            tracing::warn!(workload = ?w.meta.name, namespace = ?w.meta.namespace, "rollout: {e}");
+            tracing::warn!(workload = ?w.meta().name, namespace = ?w.meta().namespace, "rollout: {e}");
             None
         })
 }
@@ -210,10 +279,10 @@ async fn act(
     blocked: Option<&str>,
     told: &Told,
 ) -> Result<Option<Report>, kube::Error> {
-    let annotations = w.meta.annotations.as_ref();
-    let acted = acted_on(&w.meta);
+    let annotations = w.meta().annotations.as_ref();
+    let acted = acted_on(w.meta());
     let runs = named(
-        w.template
+        w.template()
             .metadata
             .as_ref()
             .and_then(|m| m.annotations.as_ref()),
@@ -223,13 +292,13 @@ async fn act(
     let value = annotations
         .and_then(|a| a.get(UPDATE_POLICY))
         .map(String::as_str);
-    let workload = w.meta.name.as_deref().unwrap_or_default();
-    let namespace = w.meta.namespace.as_deref().unwrap_or_default();
+    let workload = w.meta().name.as_deref().unwrap_or_default();
+    let namespace = w.meta().namespace.as_deref().unwrap_or_default();
     let (policy, invalid) = update_policy(value, &w.gvk.kind, workload, namespace);
     let invalid_value = invalid.is_some();
     if let Some(why) = invalid {
         let key = (
-            w.meta.uid.clone().unwrap_or_default(),
+            w.meta().uid.clone().unwrap_or_default(),
             value.unwrap_or_default().to_string(),
         );
         if first_time(&told.policies, key) {
@@ -264,8 +333,8 @@ async fn act(
                 } else {
                     "Manual".into()
                 },
-                w.meta.name.as_deref().unwrap_or_default(),
-                w.meta.namespace.as_deref().unwrap_or_default(),
+                w.meta().name.as_deref().unwrap_or_default(),
+                w.meta().namespace.as_deref().unwrap_or_default(),
             );
             let reason = format!("{kind}Outdated");
             Ok(Some(report(w, EventType::Normal, &reason, note, related())))
@@ -282,7 +351,7 @@ async fn hold(ctx: &Context, w: &Workload, why: &str, image: &str, number: i64) 
     } else {
         "UnverifiedRollout"
     };
-    let uid = w.meta.uid.as_deref().unwrap_or_default();
+    let uid = w.meta().uid.as_deref().unwrap_or_default();
     if ctx.told.first(format!("{reason}/{uid}/{image}/{number}")) {
         let related = Some(revision_ref(image, number));
         event(ctx, w, EventType::Warning, reason, why.into(), related).await;
@@ -322,9 +391,9 @@ async fn apply(
     let noted = json!({LATEST: number.to_string()});
     let note = json!({"metadata": {"labels": noted, "annotations": noted}});
     let ar = ApiResource::from_gvk(&w.gvk);
-    let ns = w.meta.namespace.as_deref().unwrap_or("default");
+    let ns = w.meta().namespace.as_deref().unwrap_or("default");
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &ar);
-    let name = w.meta.name.as_deref().unwrap_or_default();
+    let name = w.meta().name.as_deref().unwrap_or_default();
     let Some(current) = roll else {
         let params = PatchParams {
             field_manager: Some(ROLLOUT_MANAGER.into()),
@@ -336,7 +405,7 @@ async fn apply(
     let mut body = json!({
         "apiVersion": w.gvk.api_version(),
         "kind": w.gvk.kind,
-        "metadata": {"name": w.meta.name, "labels": noted, "annotations": noted},
+        "metadata": {"name": w.meta().name, "labels": noted, "annotations": noted},
     });
     let mut at = &mut body;
     for segment in w.path {
@@ -363,7 +432,7 @@ fn template_patch(w: &Workload, current: &Current<'_>) -> serde_json::Value {
     // As `deploy` and the Pods: pinned by digest when the image id is one.
     let image_ref = spec.image.reference();
     let containers: Vec<serde_json::Value> = w
-        .template
+        .template()
         .spec
         .iter()
         .flat_map(|s| s.containers.iter())
@@ -552,12 +621,7 @@ mod tests {
             "spec": {"containers": [{"name": "app", "image": "old"}, {"name": "side", "image": "s"}]}
         }))
         .unwrap();
-        let w = Workload {
-            gvk: GroupVersionKind::gvk("apps", "v1", "Deployment"),
-            meta: ObjectMeta::default(),
-            template,
-            path: &["spec", "template"],
-        };
+        let w = deployment(ObjectMeta::default(), template);
         for (id, want) in [
             // An image ID names no manifest: the webhook pins Pods at admission (issue 27).
             (Some(digest.as_str()), "team/app:2".to_string()),
@@ -603,13 +667,21 @@ mod tests {
             "spec": {"containers": [{"name": "app", "image": "team/app:1"}]}
         }))
         .unwrap();
-        let w = Workload {
-            gvk: GroupVersionKind::gvk("apps", "v1", "Deployment"),
-            meta,
+        (image, deployment(meta, template))
+    }
+
+    /// A Deployment of `meta` and `template` as a workload.
+    fn deployment(metadata: ObjectMeta, template: PodTemplateSpec) -> Workload {
+        let spec = k8s_openapi::api::apps::v1::DeploymentSpec {
             template,
-            path: &["spec", "template"],
+            ..Default::default()
         };
-        (image, w)
+        let d = Deployment {
+            metadata,
+            spec: Some(spec),
+            status: None,
+        };
+        Workload::new(Arc::new(d)).unwrap()
     }
 
     /// Revisions 1 (`h1`) and 2 (`h2`) are known.
@@ -656,7 +728,7 @@ mod tests {
     #[tokio::test]
     async fn an_auto_workload_is_rolled_by_one_apply_and_a_current_one_costs_nothing() {
         use crate::controllers::mock_api::{Seen, assert_apply, echo, server};
-        let (image, mut w) = unverified();
+        let (image, w) = unverified();
         let known = two_revisions();
         let current = Current {
             image: &image,
@@ -691,8 +763,10 @@ mod tests {
             json!([{"name": "app", "image": "team/app:2"}])
         );
         // Acted on 2 and running 2: nothing to send.
-        w.meta.labels = Some([(LATEST.to_string(), "2".to_string())].into());
-        w.template.metadata = Some(ObjectMeta {
+        let mut meta = w.meta().clone();
+        let mut template = w.template().clone();
+        meta.labels = Some([(LATEST.to_string(), "2".to_string())].into());
+        template.metadata = Some(ObjectMeta {
             annotations: Some(
                 [
                     (REVISION.to_string(), "2".to_string()),
@@ -702,6 +776,7 @@ mod tests {
             ),
             ..ObjectMeta::default()
         });
+        let w = deployment(meta, template);
         let (client, seen) = server(echo);
         let ctx = super::super::mock_api::context(client);
         roll(
