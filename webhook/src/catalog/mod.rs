@@ -30,7 +30,7 @@ use appimage::workload::revision_hash;
 pub use interner::{Compactor, Interner};
 pub use revisions::{Recorded, RevisionWriter, Revisions};
 pub use store::{AppImages, Change, Stored, Writer};
-pub use watch::watch;
+pub use watch::{PAGE, watch};
 
 use crate::trust::Trust;
 

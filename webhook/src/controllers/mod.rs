@@ -265,7 +265,7 @@ where
     /// A shared watch of every `K` matching `labels` (all of them when empty).
     fn new(client: &Client, labels: &str) -> Shared<K> {
         let (store, writer) = reflector::store_shared(BUFFER);
-        let config = watcher::Config::default();
+        let config = watcher::Config::default().page_size(crate::catalog::PAGE);
         Shared {
             store,
             writer,
