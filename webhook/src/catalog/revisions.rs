@@ -77,12 +77,15 @@ impl Recorded {
     }
 }
 
+/// (AppImage, owner UID, hash): what a Pod naming a revision by hash is looked up by.
+type HashKey = (Box<str>, Box<str>, Box<str>);
+
 #[derive(Default)]
 struct Index {
     /// By object name.
     by_name: HashMap<Box<str>, Arc<Recorded>>,
     /// (AppImage, owner UID, hash) -> object name, of valid revisions only.
-    by_hash: HashMap<(Box<str>, Box<str>, Box<str>), Box<str>>,
+    by_hash: HashMap<HashKey, Box<str>>,
     /// AppImage (`spec.appImage`) -> the names of its revisions, valid or not.
     by_image: HashMap<Box<str>, BTreeSet<Box<str>>>,
     /// Whether the initial list is in.
@@ -208,7 +211,7 @@ impl Revisions {
     /// The revision of the AppImage `appimage` of UID `uid` whose spec hashes to `hash`.
     pub fn by_hash(&self, appimage: &str, uid: &str, hash: &str) -> Option<Arc<Stored>> {
         let index = self.read();
-        let key: (Box<str>, Box<str>, Box<str>) = (appimage.into(), uid.into(), hash.into());
+        let key: HashKey = (appimage.into(), uid.into(), hash.into());
         let name = index.by_hash.get(&key)?;
         index.by_name.get(name)?.read.as_ref().ok().cloned()
     }
