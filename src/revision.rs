@@ -232,15 +232,24 @@ pub fn check_intrinsic(rev: &AppImageRevision) -> Result<(), String> {
 /// AppImage of the same name, whose revisions the garbage collector is yet to remove).
 pub fn check(rev: &AppImageRevision, appimage_uid: &str) -> Result<(), String> {
     check_intrinsic(rev)?;
+    let name = rev.metadata.name.as_deref().unwrap_or_default();
     let owner = owner_uid(rev).unwrap_or_default();
-    if owner != appimage_uid {
-        let name = rev.metadata.name.as_deref().unwrap_or_default();
-        return Err(format!(
-            "AppImageRevision {name:?} is ignored: it belongs to an AppImage {:?} of UID {owner}, not to the current one (UID {appimage_uid}); the garbage collector removes it, or delete it: kubectl delete {RESOURCE} {name}",
-            rev.spec.app_image
-        ));
+    check_owner(name, &rev.spec.app_image, owner, appimage_uid)
+}
+
+/// The owner half of [`check`], for a revision known by its name, AppImage and owner UID.
+pub fn check_owner(
+    name: &str,
+    appimage: &str,
+    owner: &str,
+    appimage_uid: &str,
+) -> Result<(), String> {
+    if owner == appimage_uid {
+        return Ok(());
     }
-    Ok(())
+    Err(format!(
+        "AppImageRevision {name:?} is ignored: it belongs to an AppImage {appimage:?} of UID {owner}, not to the current one (UID {appimage_uid}); the garbage collector removes it, or delete it: kubectl delete {RESOURCE} {name}"
+    ))
 }
 
 /// A Pod pinned to revision `number` with `hash` gets that spec or nothing: when the number now

@@ -36,12 +36,19 @@ pub fn run(global: &Global, args: &DescribeArgs) -> Result<()> {
     if failed { Err(reported()) } else { Ok(()) }
 }
 
-/// Lines are `indent`, key and value; the key column is aligned per block, like kubectl's
-/// tabwriter (padding 2), so it is built with tabs and laid out at the end.
-struct Doc(String);
+/// A describe page (an AppImage's, a BatchDeployment's). Lines are `indent`, key and value;
+/// the key column is aligned per block, like kubectl's tabwriter (padding 2), so it is built
+/// with tabs and laid out at the end ([`Doc::finish`]).
+#[derive(Default)]
+pub(crate) struct Doc(String);
 
 impl Doc {
-    fn field(&mut self, level: usize, key: &str, value: impl AsRef<str>) {
+    /// The page, aligned.
+    pub(crate) fn finish(&self) -> String {
+        tabwrite(&self.0, 2)
+    }
+
+    pub(crate) fn field(&mut self, level: usize, key: &str, value: impl AsRef<str>) {
         self.0.push_str(&format!(
             "{}{key}:\t{}\n",
             "  ".repeat(level),
@@ -49,16 +56,16 @@ impl Doc {
         ));
     }
 
-    fn section(&mut self, level: usize, key: &str) {
+    pub(crate) fn section(&mut self, level: usize, key: &str) {
         self.0.push_str(&format!("{}{key}:\n", "  ".repeat(level)));
     }
 
-    fn line(&mut self, level: usize, text: &str) {
+    pub(crate) fn line(&mut self, level: usize, text: &str) {
         self.0.push_str(&format!("{}{text}\n", "  ".repeat(level)));
     }
 
     /// `key:` then one value per line, or `key: <none>`.
-    fn list(&mut self, level: usize, key: &str, items: &[String]) {
+    pub(crate) fn list(&mut self, level: usize, key: &str, items: &[String]) {
         if items.is_empty() {
             self.field(level, key, "<none>");
         } else {
@@ -69,8 +76,29 @@ impl Doc {
         }
     }
 
+    /// `key:` then a table under it (its columns aligned, as kubectl's Conditions), or
+    /// `empty` under it when there are no rows.
+    pub(crate) fn table(
+        &mut self,
+        level: usize,
+        key: &str,
+        header: &[&str],
+        rows: &[Vec<String>],
+        empty: &str,
+    ) {
+        self.section(level, key);
+        if rows.is_empty() {
+            self.line(level + 1, empty);
+            return;
+        }
+        self.line(level + 1, &header.join("\t"));
+        for row in rows {
+            self.line(level + 1, &row.join("\t"));
+        }
+    }
+
     /// kubectl's map printing: first entry beside the key, the rest under it.
-    fn map(&mut self, level: usize, key: &str, entries: Vec<String>) {
+    pub(crate) fn map(&mut self, level: usize, key: &str, entries: Vec<String>) {
         let mut entries = entries.into_iter();
         match entries.next() {
             None => self.field(level, key, "<none>"),
@@ -86,7 +114,7 @@ impl Doc {
 
 /// The describe text of one AppImage.
 pub fn describe(image: &AppImage) -> String {
-    let mut d = Doc(String::new());
+    let mut d = Doc::default();
     let meta = &image.metadata;
     d.field(0, "Name", image.name());
     d.field(0, "Stage", stage(image));
@@ -154,7 +182,7 @@ pub fn describe(image: &AppImage) -> String {
     for t in &image.spec.deploy_templates {
         template(&mut d, t);
     }
-    tabwrite(&d.0, 2)
+    d.finish()
 }
 
 fn template(d: &mut Doc, t: &DeployTemplate) {

@@ -5,6 +5,7 @@ use appimage_webhook::{dev, logging, server};
 use clap::Parser;
 
 // Admission is allocation-heavy JSON work: glibc malloc was about a fifth of the CPU.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -12,8 +12,10 @@
 //!    deadline fails; the time from the failed gate to every moved workload back on the old
 //!    revision and Ready, against the time the forward move of those workloads took.
 //!
-//!     appimage-waves-bench --controlplane target/controlplane/kube-controlplane \
-//!         --webhook target/release/appimage-webhook --workloads 1000 --nodes 12
+//! ```text
+//! appimage-waves-bench --controlplane target/controlplane/kube-controlplane \
+//!     --webhook target/release/appimage-webhook --workloads 1000 --nodes 12
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

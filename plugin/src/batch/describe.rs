@@ -1,40 +1,37 @@
-//! `batch describe`: the spec, the status, the conditions and a line per node.
+//! `batch describe`: the spec, the status, the conditions and a line per node, on the
+//! describe page of `describe` ([`Doc`]).
 
+use crate::describe::Doc;
+use crate::output::human_duration;
 use crate::output::or_none;
-use crate::output::tabwrite;
-use crate::output::{human_duration, table};
 use appimage::batch::{BatchDeployment, NodeStatus, RestartPolicy};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// `batch describe`: the spec in words, the conditions, then a line per node with its reason.
 pub fn describe(bd: &BatchDeployment, now: i64) -> String {
-    let status = bd.status.clone().unwrap_or_default();
-    let mut out = String::new();
+    let mut d = Doc::default();
     for (k, v) in spec_fields(bd).into_iter().chain(status_fields(bd, now)) {
-        out.push_str(&format!("{k}:\t{v}\n"));
+        d.field(0, k, v);
     }
-    let mut text = tabwrite(&out, 1);
-    text.push_str("Conditions:\n");
-    if status.conditions.is_empty() {
-        text.push_str("  <none>\n");
-    } else {
-        let mut rows = vec![header(&["TYPE", "STATUS", "REASON", "MESSAGE"])];
-        for c in &status.conditions {
-            let cells = [&c.type_, &c.status, &c.reason, &c.message];
-            rows.push(cells.map(|s| s.clone()).to_vec());
-        }
-        text.push_str(&indent(&table(&rows)));
-    }
-    text.push_str("Nodes:\n");
-    text.push_str(&node_table(&status.nodes, bd.spec.instances.unwrap_or(1)));
-    text
+    let status = bd.status.clone().unwrap_or_default();
+    let conditions: Vec<Vec<String>> = status
+        .conditions
+        .iter()
+        .map(|c| {
+            [&c.type_, &c.status, &c.reason, &c.message]
+                .map(|s| s.clone())
+                .to_vec()
+        })
+        .collect();
+    let header = ["TYPE", "STATUS", "REASON", "MESSAGE"];
+    d.table(0, "Conditions", &header, &conditions, "<none>");
+    let header = ["NODE", "PHASE", "PODS", "ATTEMPTS", "REASON", "MESSAGE"];
+    let nodes = node_rows(&status.nodes, bd.spec.instances.unwrap_or(1));
+    d.table(0, "Nodes", &header, &nodes, "<none chosen yet>");
+    d.finish()
 }
 
-pub(super) fn header(cells: &[&str]) -> Vec<String> {
-    cells.iter().map(|c| c.to_string()).collect()
-}
-
-pub(super) fn spec_fields(bd: &BatchDeployment) -> Vec<(&'static str, String)> {
+fn spec_fields(bd: &BatchDeployment) -> Vec<(&'static str, String)> {
     let s = &bd.spec;
     let selector: Vec<String> = s
         .node_selector
@@ -81,7 +78,7 @@ pub(super) fn spec_fields(bd: &BatchDeployment) -> Vec<(&'static str, String)> {
     ]
 }
 
-pub(super) fn status_fields(bd: &BatchDeployment, now: i64) -> Vec<(&'static str, String)> {
+fn status_fields(bd: &BatchDeployment, now: i64) -> Vec<(&'static str, String)> {
     let Some(status) = &bd.status else {
         return vec![("Phase", "<not seen by the controller yet>".into())];
     };
@@ -100,26 +97,16 @@ pub(super) fn status_fields(bd: &BatchDeployment, now: i64) -> Vec<(&'static str
     ]
 }
 
-pub(super) fn node_table(nodes: &[NodeStatus], instances: i32) -> String {
-    if nodes.is_empty() {
-        return "  <none chosen yet>\n".into();
-    }
-    let mut rows = vec![header(&[
-        "NODE", "PHASE", "PODS", "ATTEMPTS", "REASON", "MESSAGE",
-    ])];
-    for n in nodes {
-        rows.push(vec![
+fn node_rows(nodes: &[NodeStatus], instances: i32) -> Vec<Vec<String>> {
+    let row = |n: &NodeStatus| {
+        vec![
             n.node.clone(),
             n.phase.as_str().into(),
             format!("{}/{instances}", n.pods),
             n.attempts.to_string(),
             n.reason.clone().unwrap_or_default(),
             n.message.clone().unwrap_or_default(),
-        ]);
-    }
-    indent(&table(&rows))
-}
-
-pub(super) fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("  {l}\n")).collect()
+        ]
+    };
+    nodes.iter().map(row).collect()
 }

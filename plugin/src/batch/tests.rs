@@ -220,3 +220,22 @@ fn a_watched_job_that_failed_or_timed_out_is_an_error() {
         .to_string();
     assert!(e.contains("/job ended Failed; see"), "{e}");
 }
+
+#[test]
+fn describe_is_one_page_aligned_as_kubectl_describe() {
+    let text = describe(&job(Phase::Running, 17, 1, 20), 0);
+    // One key column for the spec and the status (padding 2, as kubectl's tabwriter), and
+    // the tables aligned in place.
+    assert!(text.starts_with("Name:               job\n"), "{text}");
+    assert!(
+        text.contains("\nFailure Tolerance:  <any short of all>\n"),
+        "{text}"
+    );
+    let tail = "Conditions:
+  <none>
+Nodes:
+  NODE    PHASE   PODS  ATTEMPTS  REASON        MESSAGE
+  edge-1  Failed  0/1   1         NodeNotReady  node edge-1 is not Ready
+";
+    assert!(text.ends_with(tail), "{text}");
+}

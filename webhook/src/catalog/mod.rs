@@ -7,7 +7,10 @@
 //! - an AppImage it holds is read as held; a controller that saw the AppImage elsewhere at
 //!   another resourceVersion requeues shortly ([`Catalog::fresh`]);
 //! - an AppImage it lacks counts as absent only for an object written more than [`LAG`] ago
-//!   ([`Catalog::settled`]): a younger one may name an AppImage the watch has not brought yet.
+//!   ([`Catalog::settled`]): a younger one may name an AppImage the watch has not brought yet;
+//! - revisions likewise: nothing is read of them before their initial list is in
+//!   ([`Revisions::is_ready`]), and a revision a controller wrote and the catalog lacks is
+//!   waited for up to [`LAG`] ([`Catalog::revision_seen`]), so its number is not taken twice.
 
 mod interner;
 mod revisions;
@@ -25,9 +28,9 @@ use appimage::signature::{self, Accepted, Requirement, SignatureError, Signer, s
 use appimage::workload::revision_hash;
 
 pub use interner::{Compactor, Interner};
-pub use revisions::{RevisionWriter, Revisions};
+pub use revisions::{Recorded, RevisionWriter, Revisions};
 pub use store::{AppImages, Change, Stored, Writer};
-pub use watch::watch;
+pub use watch::{PAGE, watch};
 
 use crate::trust::Trust;
 
@@ -120,6 +123,12 @@ impl Catalog {
         self.store
             .get(name)
             .is_some_and(|e| resource_version.is_none_or(|rv| *e.resource_version == *rv))
+    }
+
+    /// Whether revision `name`, which a controller wrote at `written`, is as the catalog
+    /// holds it: held, or written more than [`LAG`] ago (gone since, say pruned or collected).
+    pub fn revision_seen(&self, name: &str, written: std::time::Instant) -> bool {
+        written.elapsed() >= LAG || self.revisions.named(name).is_some()
     }
 
     pub fn new(store: AppImages, trust: Trust) -> Catalog {

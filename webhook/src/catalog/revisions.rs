@@ -1,81 +1,132 @@
 //! The AppImageRevisions the webhook knows (issue 17, section 3), kept current by a watch, so
 //! that a Pod naming a revision (by number, or by the spec hash `deploy` stamps) gets that
-//! revision's spec injected. Each revision is held as a [`Stored`] named after its AppImage, so
-//! the catalog derives its templates and signature verdict exactly as for a current AppImage.
+//! revision's spec injected. Each valid revision is held as a [`Stored`] named after its
+//! AppImage, so the catalog derives its templates and signature verdict exactly as for a
+//! current AppImage.
+//!
+//! The revisions controller reads this index too (issue 25: no watch of its own), so it also
+//! keeps what admission never reads: revisions that fail [`check_intrinsic`], as known but
+//! invalid (their names are taken, and the controller reports them), and a readiness flag (the
+//! initial list is in), without which the controller would record and prune on a cold index.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use appimage::revision::{
     AppImageRevision, RESOURCE, REVISION, check_intrinsic, check_pin, owner_uid, revision_name,
 };
 use arc_swap::ArcSwapOption;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::watcher::Event;
 
 use super::Stored;
 
-/// A revision that passed [`check_intrinsic`]: its hash is its template's, its name is
-/// `<appimage>-<number>`, and it names its owning AppImage (`stored.uid`).
-struct Entry {
-    stored: Arc<Stored>,
-    hash: String,
+/// One AppImageRevision as the catalog knows it, valid or not.
+#[derive(Debug)]
+pub struct Recorded {
+    /// The object's name (`revision_name(appimage, number)` when valid).
+    pub name: Box<str>,
+    /// The AppImage it says it is a revision of (`spec.appImage`), and its number and hash.
+    pub appimage: Box<str>,
+    pub number: i64,
+    pub hash: Box<str>,
+    /// The object's UID and resourceVersion (a delete's precondition; a report's key).
+    pub uid: Option<Box<str>>,
+    pub resource_version: Box<str>,
+    pub created: Option<Time>,
+    /// The UID of the AppImage its controller owner reference names, if any.
+    pub owner: Option<Box<str>>,
+    /// Its spec as admission reads it, or why it is never read (not written by the
+    /// controllers: [`check_intrinsic`]).
+    pub read: Result<Arc<Stored>, Box<str>>,
 }
+
+impl Recorded {
+    fn new(rev: AppImageRevision) -> Recorded {
+        let checked = check_intrinsic(&rev);
+        let owner = owner_uid(&rev).map(Into::into);
+        let meta = rev.metadata;
+        let spec = rev.spec;
+        let read = checked.map(|()| {
+            Arc::new(Stored {
+                name: spec.app_image.as_str().into(),
+                uid: owner.clone().unwrap_or_default(),
+                resource_version: meta.resource_version.as_deref().unwrap_or_default().into(),
+                // A revision's stage is its AppImage's current one, read by admission there.
+                stage: None,
+                replaced_by: None,
+                // Also its AppImage's: admission tightens with the current one's.
+                pod_overrides: None,
+                notes: None,
+                deleting: None,
+                spec: Arc::new(spec.template),
+                derived: ArcSwapOption::empty(),
+            })
+        });
+        Recorded {
+            name: meta.name.unwrap_or_default().into(),
+            appimage: spec.app_image.into(),
+            number: spec.revision,
+            hash: spec.hash.into(),
+            uid: meta.uid.map(Into::into),
+            resource_version: meta.resource_version.unwrap_or_default().into(),
+            created: meta.creation_timestamp,
+            owner,
+            read: read.map_err(Into::into),
+        }
+    }
+}
+
+/// (AppImage, owner UID, hash): what a Pod naming a revision by hash is looked up by.
+type HashKey = (Box<str>, Box<str>, Box<str>);
 
 #[derive(Default)]
 struct Index {
-    /// By object name (`revision_name(appimage, number)`).
-    by_name: HashMap<String, Entry>,
-    /// (AppImage, owner UID, hash) -> object name.
-    by_hash: HashMap<(String, String, String), String>,
+    /// By object name.
+    by_name: HashMap<Box<str>, Arc<Recorded>>,
+    /// (AppImage, owner UID, hash) -> object name, of valid revisions only.
+    by_hash: HashMap<HashKey, Box<str>>,
+    /// AppImage (`spec.appImage`) -> the names of its revisions, valid or not.
+    by_image: HashMap<Box<str>, BTreeSet<Box<str>>>,
+    /// Whether the initial list is in.
+    ready: bool,
 }
 
 impl Index {
     fn insert(&mut self, rev: AppImageRevision) {
-        // A revision the controllers did not write is never read (issue 24); the revisions
-        // controller, which has a client, reports it with a Warning Event.
-        if let Err(why) = check_intrinsic(&rev) {
-            tracing::warn!("{why}");
-            self.remove(&rev);
-            return;
+        let name = rev.metadata.name.as_deref().unwrap_or_default();
+        self.remove(name);
+        let rec = Recorded::new(rev);
+        match &rec.read {
+            Ok(stored) => {
+                let key = (rec.appimage.clone(), stored.uid.clone(), rec.hash.clone());
+                self.by_hash.insert(key, rec.name.clone());
+            }
+            // The revisions controller, which has a client, reports it with a Warning Event.
+            Err(why) => tracing::warn!("{why}"),
         }
-        let name = rev.metadata.name.clone().unwrap_or_default();
-        let owner = owner_uid(&rev).unwrap_or_default().to_string();
-        let spec = rev.spec;
-        let stored = Stored {
-            name: spec.app_image.clone().into(),
-            uid: owner.clone().into(),
-            resource_version: rev.metadata.resource_version.unwrap_or_default().into(),
-            // A revision's stage is its AppImage's current one, read by admission from there.
-            stage: None,
-            replaced_by: None,
-            // Also its AppImage's: admission tightens with the current one's.
-            pod_overrides: None,
-            notes: None,
-            deleting: None,
-            spec: Arc::new(spec.template),
-            derived: ArcSwapOption::empty(),
-        };
-        self.by_hash
-            .insert((spec.app_image, owner, spec.hash.clone()), name.clone());
-        let entry = Entry {
-            stored: Arc::new(stored),
-            hash: spec.hash,
-        };
-        self.by_name.insert(name, entry);
+        self.by_image
+            .entry(rec.appimage.clone())
+            .or_default()
+            .insert(rec.name.clone());
+        self.by_name.insert(rec.name.clone(), Arc::new(rec));
     }
 
-    fn remove(&mut self, rev: &AppImageRevision) {
-        let name = rev.metadata.name.as_deref().unwrap_or_default();
-        let Some(entry) = self.by_name.remove(name) else {
+    fn remove(&mut self, name: &str) {
+        let Some(rec) = self.by_name.remove(name) else {
             return;
         };
-        let key = (
-            entry.stored.name.to_string(),
-            entry.stored.uid.to_string(),
-            entry.hash,
-        );
-        if self.by_hash.get(&key).is_some_and(|n| n == name) {
-            self.by_hash.remove(&key);
+        if let Ok(stored) = &rec.read {
+            let key = (rec.appimage.clone(), stored.uid.clone(), rec.hash.clone());
+            if self.by_hash.get(&key).is_some_and(|n| **n == *name) {
+                self.by_hash.remove(&key);
+            }
+        }
+        if let Some(names) = self.by_image.get_mut(&rec.appimage) {
+            names.remove(name);
+            if names.is_empty() {
+                self.by_image.remove(&rec.appimage);
+            }
         }
     }
 }
@@ -95,6 +146,7 @@ impl std::fmt::Debug for Revisions {
 }
 
 impl Revisions {
+    /// Revisions known, valid or not.
     pub fn len(&self) -> usize {
         self.read().by_name.len()
     }
@@ -103,8 +155,27 @@ impl Revisions {
         self.len() == 0
     }
 
+    /// Whether the initial list is in (until then, a revision not held may exist).
+    pub fn is_ready(&self) -> bool {
+        self.read().ready
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
         self.index.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The revision object `name`, valid or not.
+    pub fn named(&self, name: &str) -> Option<Arc<Recorded>> {
+        self.read().by_name.get(name).cloned()
+    }
+
+    /// Every revision that says it is one of AppImage `appimage`, valid or not.
+    pub fn of(&self, appimage: &str) -> Vec<Arc<Recorded>> {
+        let index = self.read();
+        let names = index.by_image.get(appimage).into_iter().flatten();
+        names
+            .filter_map(|n| index.by_name.get(n).cloned())
+            .collect()
     }
 
     /// Revision `number` of the AppImage `appimage` of UID `uid`; with `hash`, only when the
@@ -119,29 +190,30 @@ impl Revisions {
     ) -> Result<Arc<Stored>, String> {
         let name = revision_name(appimage, number);
         let index = self.read();
-        let Some(entry) = index.by_name.get(&name) else {
+        let found = index.by_name.get(name.as_str());
+        let Some((rec, stored)) = found.and_then(|r| Some((r, r.read.as_ref().ok()?))) else {
             return Err(format!(
                 "revision {number} of AppImage {appimage:?} not found: kubectl appimage history {appimage} lists its revisions; set the annotation {REVISION} to one of them, or remove it to run the current spec"
             ));
         };
-        if &*entry.stored.name != appimage || &*entry.stored.uid != uid {
+        if &*stored.name != appimage || &*stored.uid != uid {
             return Err(format!(
                 "revision {number} of AppImage {appimage:?} is not trusted: {RESOURCE} {name} belongs to another AppImage (UID {}), not to the current one (UID {uid}), so it is ignored: kubectl appimage history {appimage} lists the current revisions",
-                entry.stored.uid
+                stored.uid
             ));
         }
         if let Some(hash) = hash {
-            check_pin(appimage, number, hash, &entry.hash)?;
+            check_pin(appimage, number, hash, &rec.hash)?;
         }
-        Ok(entry.stored.clone())
+        Ok(stored.clone())
     }
 
     /// The revision of the AppImage `appimage` of UID `uid` whose spec hashes to `hash`.
     pub fn by_hash(&self, appimage: &str, uid: &str, hash: &str) -> Option<Arc<Stored>> {
         let index = self.read();
-        let key = (appimage.to_string(), uid.to_string(), hash.to_string());
+        let key: HashKey = (appimage.into(), uid.into(), hash.into());
         let name = index.by_hash.get(&key)?;
-        index.by_name.get(name).map(|e| e.stored.clone())
+        index.by_name.get(name)?.read.as_ref().ok().cloned()
     }
 
     /// The write side: applies watch events to this store.
@@ -170,10 +242,15 @@ impl RevisionWriter {
             Event::Init => self.buffer = Some(Index::default()),
             Event::InitApply(rev) => self.buffer.get_or_insert_with(Index::default).insert(rev),
             Event::InitDone => {
-                *self.revisions.write() = self.buffer.take().unwrap_or_default();
+                let mut index = self.buffer.take().unwrap_or_default();
+                index.ready = true;
+                *self.revisions.write() = index;
             }
             Event::Apply(rev) => self.revisions.write().insert(rev),
-            Event::Delete(rev) => self.revisions.write().remove(&rev),
+            Event::Delete(rev) => {
+                let name = rev.metadata.name.as_deref().unwrap_or_default();
+                self.revisions.write().remove(name);
+            }
         }
     }
 }
@@ -219,6 +296,13 @@ mod tests {
         writer.apply(Event::Init);
         writer.apply(Event::InitApply(rev("a", 1, "1.0")));
         assert!(revisions.by_number("a", "u1", 1, None).is_err());
+        assert!(!revisions.is_ready());
+        writer.apply(Event::InitDone);
+        assert!(revisions.is_ready());
+        // A relist keeps the index ready while it is received.
+        writer.apply(Event::Init);
+        assert!(revisions.is_ready());
+        writer.apply(Event::InitApply(rev("a", 1, "1.0")));
         writer.apply(Event::InitDone);
         let two = rev("a", 2, "2.0");
         let hash = two.spec.hash.clone();
@@ -235,24 +319,46 @@ mod tests {
     }
 
     #[test]
-    fn forged_revisions_are_never_read() {
+    fn forged_revisions_are_never_read_but_known_as_invalid() {
         let revisions = Revisions::default();
         let mut writer = revisions.writer();
         let good = rev("a", 1, "1.0");
+        let hash = good.spec.hash.clone();
         writer.apply(Event::Apply(good.clone()));
-        // Another hash than the template's, replacing a good one: forgotten.
+        // Another hash than the template's, replacing a good one: never read again.
         let mut tampered = good.clone();
         tampered.spec.template.image.tag = "evil".into();
         writer.apply(Event::Apply(tampered));
-        assert!(revisions.is_empty());
-        // A squatted name, and an orphan: never stored.
+        assert!(revisions.by_number("a", "u1", 1, None).is_err());
+        assert!(revisions.by_hash("a", "u1", &hash).is_none());
+        // A squatted name, and an orphan: never read.
         let mut squat = rev("a", 1, "1.0");
         squat.metadata.name = Some("a-7".into());
         writer.apply(Event::Apply(squat));
         let mut orphan = rev("a", 2, "2.0");
         orphan.metadata.owner_references = None;
         writer.apply(Event::Apply(orphan));
-        assert!(revisions.is_empty());
+        assert!(revisions.by_number("a", "u1", 2, None).is_err());
+        assert!(revisions.by_number("a", "u1", 7, None).is_err());
+        // Known, though, with why: their names are taken and the controller reports them.
+        let names: Vec<(String, bool)> = revisions
+            .of("a")
+            .iter()
+            .map(|r| (r.name.to_string(), r.read.is_err()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("a-1".into(), true),
+                ("a-2".into(), true),
+                ("a-7".into(), true)
+            ]
+        );
+        let why = revisions.named("a-7").unwrap().read.clone().unwrap_err();
+        assert!(why.contains("must be named \"a-1\""), "{why}");
+        writer.apply(Event::Delete(rev("a", 2, "2.0")));
+        assert!(revisions.named("a-2").is_none());
+        assert_eq!(revisions.len(), 2);
     }
 
     #[test]

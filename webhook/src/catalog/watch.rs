@@ -11,12 +11,17 @@ use tokio::task::JoinHandle;
 
 use super::{AppImages, Revisions, appimages};
 
+/// Objects per page of a watch's initial list, here and in the controllers' watches (kube's
+/// default: 500). A page is held whole, managedFields included, until its objects are
+/// compacted or slimmed, so a smaller page lowers the peak of a (re)list.
+pub const PAGE: u32 = 100;
+
 /// The AppImages and their revisions, and the tasks that keep them current (until aborted).
 pub fn watch(client: &Client) -> (AppImages, Revisions, [JoinHandle<()>; 2]) {
     let (reader, mut writer) = appimages();
     let stream = watcher(
         Api::<AppImage>::all(client.clone()),
-        watcher::Config::default(),
+        watcher::Config::default().page_size(PAGE),
     )
     .default_backoff();
     let images = tokio::spawn(async move {
@@ -40,7 +45,7 @@ fn watch_revisions(client: &Client, images: AppImages) -> (Revisions, JoinHandle
     let mut writer = revisions.writer();
     let stream = watcher(
         Api::<AppImageRevision>::all(client.clone()),
-        watcher::Config::default(),
+        watcher::Config::default().page_size(PAGE),
     )
     .default_backoff();
     let task = tokio::spawn(async move {

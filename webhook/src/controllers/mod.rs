@@ -38,7 +38,6 @@ use std::time::Duration;
 use appimage::admitted::SealKey;
 use appimage::batch::BatchDeployment;
 use appimage::progressive::AppImageRollout;
-use appimage::revision::AppImageRevision;
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
@@ -269,7 +268,7 @@ where
     /// A shared watch of every `K` matching `labels` (all of them when empty).
     fn new(client: &Client, labels: &str) -> Shared<K> {
         let (store, writer) = reflector::store_shared(BUFFER);
-        let config = watcher::Config::default();
+        let config = watcher::Config::default().page_size(crate::catalog::PAGE);
         Shared {
             store,
             writer,
@@ -410,7 +409,7 @@ pub async fn wait_for_crd<K>(
 }
 
 /// The shared watches, one per kind (issue 25: before, Deployments and Jobs were watched four
-/// times each). Workloads and ReplicaSets are watched by the AppImage label, which `deploy`
+/// times each). AppImages and their revisions are the catalog's watches, not these. Workloads and ReplicaSets are watched by the AppImage label, which `deploy`
 /// and the batch controller put on every workload they make.
 pub struct Watches {
     pub pods: Shared<Pod>,
@@ -424,7 +423,6 @@ pub struct Watches {
     pub replicasets: Shared<ReplicaSet>,
     pub nodes: Shared<Node>,
     pub batches: Shared<BatchDeployment>,
-    pub revisions: Shared<AppImageRevision>,
     pub rollouts: Shared<AppImageRollout>,
 }
 
@@ -448,7 +446,6 @@ impl Watches {
             replicasets: Shared::new(client, image),
             nodes: Shared::new(client, ""),
             batches: Shared::crd(client),
-            revisions: Shared::crd(client),
             rollouts: Shared::crd(client),
         }
     }
@@ -468,7 +465,6 @@ impl Watches {
             w.replicasets.drive(),
             w.nodes.drive(),
             w.batches.drive(),
-            w.revisions.drive(),
             w.rollouts.drive(),
         ])
         .map(drop)

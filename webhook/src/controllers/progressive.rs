@@ -13,14 +13,13 @@ use std::time::{Duration, Instant};
 use appimage::labels;
 use appimage::progressive::{self, Action as Do, AppImageRollout, Phase};
 use appimage::resource::AppImage;
-use appimage::revision::{AppImageRevision, Known, check};
+use appimage::revision::{Known, check_owner};
 use appimage::workload::{DeployOptions, Kind, Workload as Typed, revision_hash};
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
-use kube::core::GroupVersionKind;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -28,6 +27,7 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::rollout::{self, Current, Workload, follows};
 use super::{Backoff, Context, Error, MANAGER, Watches};
+use crate::catalog::Recorded;
 
 /// This controller's name in metrics and logs.
 const NAME: &str = "progressive";
@@ -42,7 +42,6 @@ struct Ctx {
     base: Context,
     pods: Store<Pod>,
     watches: Stores,
-    revisions: Store<AppImageRevision>,
     backoff: Backoff,
 }
 
@@ -69,9 +68,10 @@ pub fn controller(ctx: Context, w: &Watches) -> impl Future<Output = ()> + Send 
             .watches_shared_stream(w.daemonsets.subscribe(), |o| by_label(&*o))
             .watches_shared_stream(w.cronjobs.subscribe(), |o| by_label(&*o))
             .watches_shared_stream(w.pods.subscribe(), |o| by_label(&*o))
-            .watches_shared_stream(w.revisions.subscribe(), |r| {
-                Some(ObjectRef::new(&r.spec.app_image))
-            });
+            .reconcile_on(catalog_changes(
+                ctx.catalog.clone(),
+                w.rollouts.store.clone(),
+            ));
     let ctx = Arc::new(Ctx {
         base: ctx,
         pods: w.pods.store.clone(),
@@ -81,7 +81,6 @@ pub fn controller(ctx: Context, w: &Watches) -> impl Future<Output = ()> + Send 
             daemonsets: w.daemonsets.store.clone(),
             cronjobs: w.cronjobs.store.clone(),
         },
-        revisions: w.revisions.store.clone(),
         backoff: Backoff::default(),
     });
     super::drain(NAME, controller.run(reconcile, error_policy, ctx))
@@ -112,7 +111,7 @@ fn ready<K: Resource<DynamicType = ()> + Clone + 'static>(store: &Store<K>) -> b
 fn stores_ready(ctx: &Ctx) -> bool {
     let s = &ctx.watches;
     ready(&ctx.pods)
-        && ready(&ctx.revisions)
+        && ctx.base.catalog.revisions().is_ready()
         && ready(&s.deployments)
         && ready(&s.statefulsets)
         && ready(&s.daemonsets)
@@ -122,7 +121,7 @@ fn stores_ready(ctx: &Ctx) -> bool {
 
 /// The AppImage `name` (kept metadata with the stored spec), its trusted revisions, and the
 /// number of its current one; `None` while the AppImage or that revision is not known.
-fn current(ctx: &Ctx, name: &str) -> Option<(AppImage, Vec<Arc<AppImageRevision>>, i64)> {
+fn current(ctx: &Ctx, name: &str) -> Option<(AppImage, Vec<Arc<Recorded>>, i64)> {
     let root = ctx.base.catalog.controlled(name)?;
     let stored = ctx.base.catalog.appimage(name)?;
     let image = AppImage {
@@ -130,19 +129,62 @@ fn current(ctx: &Ctx, name: &str) -> Option<(AppImage, Vec<Arc<AppImageRevision>
         spec: stored.spec,
     };
     let uid = image.uid().unwrap_or_default();
-    let revisions: Vec<Arc<AppImageRevision>> = ctx
-        .revisions
-        .state()
+    // As the revisions controller reads them: valid, and owned by this AppImage's UID.
+    let revisions: Vec<Arc<Recorded>> = ctx
+        .base
+        .catalog
+        .revisions()
+        .of(name)
         .into_iter()
-        .filter(|r| r.spec.app_image == name && check(r, &uid).is_ok())
+        .filter(|r| r.read.is_ok())
+        .filter(|r| {
+            check_owner(
+                &r.name,
+                &r.appimage,
+                r.owner.as_deref().unwrap_or_default(),
+                &uid,
+            )
+            .is_ok()
+        })
         .collect();
     let hash = revision_hash(&image.spec);
-    let number = revisions
-        .iter()
-        .find(|r| r.spec.hash == hash)?
-        .spec
-        .revision;
+    let number = revisions.iter().find(|r| *r.hash == *hash)?.number;
     Some((image, revisions, number))
+}
+
+/// The spec of recorded revision `rev`, as the AppImage was then.
+fn at(image: &AppImage, rev: &Recorded) -> Option<AppImage> {
+    let stored = rev.read.as_ref().ok()?;
+    Some(AppImage {
+        metadata: image.metadata.clone(),
+        spec: (*stored.spec).clone(),
+    })
+}
+
+/// The rollouts the catalog's changes concern: the AppImage's of the same name, or all of
+/// them when anything may have changed (a new list, a listener behind).
+fn catalog_changes(
+    catalog: crate::catalog::Catalog,
+    rollouts: Store<AppImageRollout>,
+) -> futures::stream::BoxStream<'static, ObjectRef<AppImageRollout>> {
+    use tokio::sync::broadcast::error::RecvError;
+    futures::stream::unfold(catalog.changes(), move |mut rx| {
+        let rollouts = rollouts.clone();
+        async move {
+            let refs = match rx.recv().await {
+                Ok(crate::catalog::Change::One(name)) => vec![ObjectRef::new(&name)],
+                Ok(crate::catalog::Change::All) | Err(RecvError::Lagged(_)) => rollouts
+                    .state()
+                    .iter()
+                    .map(|r| ObjectRef::from_obj(&**r))
+                    .collect(),
+                Err(RecvError::Closed) => return None,
+            };
+            Some((futures::stream::iter(refs), rx))
+        }
+    })
+    .flatten()
+    .boxed()
 }
 
 async fn reconcile_rollout(r: &AppImageRollout, ctx: &Ctx) -> Result<Action, Error> {
@@ -156,8 +198,8 @@ async fn reconcile_rollout(r: &AppImageRollout, ctx: &Ctx) -> Result<Action, Err
     let known: Vec<Known> = revisions
         .iter()
         .map(|r| Known {
-            number: r.spec.revision,
-            hash: r.spec.hash.clone(),
+            number: r.number,
+            hash: r.hash.to_string(),
         })
         .collect();
     let starting = r.status.as_ref().and_then(|s| s.revision) != Some(number);
@@ -211,7 +253,7 @@ async fn reconcile_rollout(r: &AppImageRollout, ctx: &Ctx) -> Result<Action, Err
 /// The AppImage at the rollout's revision, and its revisions.
 struct Rolled<'a> {
     image: &'a AppImage,
-    revisions: &'a [Arc<AppImageRevision>],
+    revisions: &'a [Arc<Recorded>],
     known: &'a [Known],
     number: i64,
 }
@@ -290,74 +332,77 @@ fn unverified(ctx: &Ctx, image: &AppImage, number: i64) -> Option<String> {
 fn workloads(ctx: &Ctx, name: &str) -> Vec<(Typed, Workload)> {
     let s = &ctx.watches;
     let mut out: Vec<(Typed, Workload)> = Vec::new();
-    for d in s.deployments.state() {
-        out.push(pair(
+    // Typed copies for the facts, of this AppImage's workloads only.
+    let mine = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| follows(m, name);
+    for d in s
+        .deployments
+        .state()
+        .into_iter()
+        .filter(|o| mine(&o.metadata))
+    {
+        out.extend(pair(
             Typed::Deployment(Box::new((*d).clone())),
-            &["spec", "template"],
+            Workload::new(d),
         ));
     }
-    for o in s.statefulsets.state() {
-        out.push(pair(
+    for o in s
+        .statefulsets
+        .state()
+        .into_iter()
+        .filter(|o| mine(&o.metadata))
+    {
+        out.extend(pair(
             Typed::StatefulSet(Box::new((*o).clone())),
-            &["spec", "template"],
+            Workload::new(o),
         ));
     }
-    for o in s.daemonsets.state() {
-        out.push(pair(
+    for o in s
+        .daemonsets
+        .state()
+        .into_iter()
+        .filter(|o| mine(&o.metadata))
+    {
+        out.extend(pair(
             Typed::DaemonSet(Box::new((*o).clone())),
-            &["spec", "template"],
+            Workload::new(o),
         ));
     }
-    for o in s.cronjobs.state() {
-        out.push(pair(
+    for o in s.cronjobs.state().into_iter().filter(|o| mine(&o.metadata)) {
+        out.extend(pair(
             Typed::CronJob(Box::new((*o).clone())),
-            &["spec", "jobTemplate", "spec", "template"],
+            Workload::new(o),
         ));
     }
     // Auto ones only: a Manual one is reported outdated, as without a policy.
-    out.retain(|(_, w)| follows(&w.meta, name) && rollout::is_auto(w));
+    out.retain(|(_, w)| rollout::is_auto(w));
     out.sort_by(|a, b| (a.0.namespace(), a.0.name()).cmp(&(b.0.namespace(), b.0.name())));
     out
 }
 
-fn pair(t: Typed, path: &'static [&'static str]) -> (Typed, Workload) {
-    let kind = t.kind();
-    let gvk = match kind.api_version().split_once('/') {
-        Some((group, version)) => GroupVersionKind::gvk(group, version, kind.as_str()),
-        None => GroupVersionKind::gvk("", kind.api_version(), kind.as_str()),
-    };
-    let w = Workload {
-        gvk,
-        meta: t.metadata().clone(),
-        template: t.pod_template().cloned().unwrap_or_default(),
-        path,
-    };
-    (t, w)
+fn pair(t: Typed, w: Option<Workload>) -> Option<(Typed, Workload)> {
+    Some((t, w?))
 }
 
 /// Point `w`'s template at revision `to` by the rollout's own apply, with an Event on it.
 async fn move_to(
     ctx: &Ctx,
     image: &AppImage,
-    revisions: &[Arc<AppImageRevision>],
+    revisions: &[Arc<Recorded>],
     known: &[Known],
     w: &Workload,
     to: i64,
     target: i64,
 ) -> Result<(), Error> {
     let name = image.name_any();
-    let Some(rev) = revisions.iter().find(|r| r.spec.revision == to) else {
-        tracing::warn!(appimage = %name, revision = to, "cannot move {:?}: revision not recorded", w.meta.name);
+    let found = revisions.iter().find(|r| r.number == to);
+    let Some((rev, spec_image)) = found.and_then(|r| Some((r, at(image, r)?))) else {
+        tracing::warn!(appimage = %name, revision = to, "cannot move {:?}: revision not recorded", w.meta().name);
         return Ok(());
-    };
-    let spec_image = AppImage {
-        metadata: image.metadata.clone(),
-        spec: rev.spec.template.clone(),
     };
     let current = Current {
         image: &spec_image,
         number: to,
-        hash: &rev.spec.hash,
+        hash: &rev.hash,
         known,
         revision: Some(rev),
     };
@@ -470,17 +515,14 @@ async fn run_check(
     ctx: &Ctx,
     r: &AppImageRollout,
     image: &AppImage,
-    revisions: &[Arc<AppImageRevision>],
+    revisions: &[Arc<Recorded>],
     (namespace, name): (&str, &str),
     check: &progressive::Check,
     revision: i64,
 ) -> Result<(), Error> {
-    let Some(rev) = revisions.iter().find(|x| x.spec.revision == revision) else {
+    let found = revisions.iter().find(|x| x.number == revision);
+    let Some((rev, spec_at)) = found.and_then(|r| Some((r, at(image, r)?))) else {
         return Ok(());
-    };
-    let at = AppImage {
-        metadata: image.metadata.clone(),
-        spec: rev.spec.template.clone(),
     };
     let opts = DeployOptions {
         kind: Kind::Job,
@@ -490,7 +532,7 @@ async fn run_check(
         template: check.template.clone(),
         ..DeployOptions::default()
     };
-    let job = match appimage::workload::build(&at, &opts) {
+    let job = match appimage::workload::build(&spec_at, &opts) {
         Ok(Typed::Job(job)) => job,
         Ok(_) => return Ok(()),
         Err(e) => {
@@ -506,7 +548,7 @@ async fn run_check(
     let mut job = *job;
     let pin = [
         (labels::REVISION.to_string(), revision.to_string()),
-        (labels::REVISION_HASH.to_string(), rev.spec.hash.clone()),
+        (labels::REVISION_HASH.to_string(), rev.hash.to_string()),
     ];
     if let Some(t) = job.spec.as_mut().map(|s| &mut s.template) {
         t.metadata

@@ -9,11 +9,17 @@
 //! (level-triggered; a lost write is redone).
 //!
 //! Nothing is recorded or pruned on a cold cache: a reconcile waits until every store it reads
-//! (revisions, Pods, each workload kind, ReplicaSets, BatchDeployments) has its initial list
-//! (issue 25). Before, at every leader start `prune` saw no users and deleted revisions still
-//! in use, and an empty revision store made `record` write `<name>-1` again.
+//! (the catalog's AppImages and revisions, Pods, each workload kind, ReplicaSets,
+//! BatchDeployments) has its initial list (issue 25). Before, at every leader start `prune` saw
+//! no users and deleted revisions still in use, and an empty revision store made `record` write
+//! `<name>-1` again.
+//!
+//! AppImages and their revisions are read from the catalog (no watch of their own), under its
+//! freshness rule: the AppImage at the version the reconcile was triggered for, and a revision
+//! this controller wrote waited for until the catalog holds it ([`Catalog::revision_seen`]).
+//! The catalog's revision changes trigger the AppImage's reconcile.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,17 +29,15 @@ use appimage::labels;
 use appimage::progressive::AppImageRollout;
 use appimage::resource::AppImage;
 use appimage::revision::{
-    AppImageRevision, AppImageRevisionSpec, CHANGE_CAUSE, Known, check, history_limit, in_use,
-    next_free, revision_name, to_prune,
+    AppImageRevision, AppImageRevisionSpec, CHANGE_CAUSE, Known, check_owner, history_limit,
+    in_use, next_free, revision_name, to_prune,
 };
 use appimage::workload::revision_hash;
 use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::core::GroupVersionKind;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
@@ -42,9 +46,9 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::kube_ops::{self, Propagation};
-use super::rollout::{self, Current, Told, Workload, follows};
+use super::rollout::{self, Current, Templated, Told, Workload, follows};
 use super::{Backoff, Context, Error, Watches};
-use crate::catalog::{Catalog, Change};
+use crate::catalog::{Catalog, Change, Recorded};
 
 /// This controller's name in metrics and logs.
 const NAME: &str = "revisions";
@@ -55,7 +59,6 @@ const COLD: Duration = Duration::from_millis(500);
 
 struct Ctx {
     base: Context,
-    revisions: Store<AppImageRevision>,
     pods: Store<Pod>,
     deployments: Store<Deployment>,
     statefulsets: Store<StatefulSet>,
@@ -69,6 +72,8 @@ struct Ctx {
     told: Told,
     /// Ignored revisions already reported, by (UID, resourceVersion).
     ignored: Mutex<HashSet<(String, String)>>,
+    /// The last revision written per AppImage, until the catalog holds it.
+    written: Mutex<HashMap<String, (String, Instant)>>,
     /// Failures in a row per AppImage.
     backoff: Backoff,
 }
@@ -77,7 +82,6 @@ impl Ctx {
     fn new(base: Context, w: &Watches) -> Ctx {
         Ctx {
             base,
-            revisions: w.revisions.store.clone(),
             pods: w.pods.store.clone(),
             deployments: w.deployments.store.clone(),
             statefulsets: w.statefulsets.store.clone(),
@@ -89,8 +93,23 @@ impl Ctx {
             rollouts: w.rollouts.store.clone(),
             told: Told::default(),
             ignored: Mutex::default(),
+            written: Mutex::default(),
             backoff: Backoff::default(),
         }
+    }
+
+    /// Whether the revision last written for AppImage `name` is in the catalog (or given up
+    /// on): until then its number may look free.
+    fn seen_written(&self, name: &str) -> bool {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((rev, at)) = written.get(name) else {
+            return true;
+        };
+        let seen = self.base.catalog.revision_seen(rev, *at);
+        if seen {
+            written.remove(name);
+        }
+        seen
     }
 }
 
@@ -123,7 +142,6 @@ pub fn controller(ctx: Context, w: &Watches) -> impl Future<Output = ()> + Send 
         refs(w.replicasets.subscribe(), labelled),
         refs(w.pods.subscribe(), labelled),
         refs(w.batches.subscribe(), |b| Some(b.spec.app_image.clone())),
-        refs(w.revisions.subscribe(), |r| Some(r.spec.app_image.clone())),
     ];
     let ctx = Arc::new(Ctx::new(ctx, w));
     async move {
@@ -142,8 +160,9 @@ pub fn controller(ctx: Context, w: &Watches) -> impl Future<Output = ()> + Send 
 }
 
 /// The catalog's AppImages as the controller's objects (their kept metadata, no spec: the spec
-/// is read from the catalog at reconcile), each one yielded when it changes, and a store of
-/// them. The catalog owns the one AppImage watch (issue 25: before, a second one here).
+/// is read from the catalog at reconcile), each one yielded when it or its revisions change,
+/// and a store of them. The catalog owns the one AppImage watch and the one revision watch
+/// (issue 25: before, a second of each here).
 fn appimages(
     catalog: Catalog,
 ) -> (
@@ -234,8 +253,7 @@ fn stores_ready(ctx: &Ctx) -> bool {
     {
         matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
     }
-    ready(&ctx.revisions)
-        && ready(&ctx.pods)
+    ready(&ctx.pods)
         && ready(&ctx.deployments)
         && ready(&ctx.statefulsets)
         && ready(&ctx.daemonsets)
@@ -244,6 +262,7 @@ fn stores_ready(ctx: &Ctx) -> bool {
         && ready(&ctx.replicasets)
         && ready(&ctx.batches)
         && ctx.base.catalog.is_ready()
+        && ctx.base.catalog.revisions().is_ready()
 }
 
 fn error_policy(image: Arc<AppImage>, error: &Error, ctx: Arc<Ctx>) -> Action {
@@ -278,7 +297,8 @@ async fn reconcile_image(root: &AppImage, ctx: &Ctx) -> Result<Action, Error> {
     let Some(stored) = catalog.appimage(&name) else {
         return Ok(Action::await_change());
     };
-    if !catalog.fresh(&name, root.metadata.resource_version.as_deref()) {
+    if !catalog.fresh(&name, root.metadata.resource_version.as_deref()) || !ctx.seen_written(&name)
+    {
         return Ok(Action::requeue(COLD));
     }
     let image = &AppImage {
@@ -290,21 +310,29 @@ async fn reconcile_image(root: &AppImage, ctx: &Ctx) -> Result<Action, Error> {
     let mut known: Vec<Known> = recorded
         .iter()
         .map(|r| Known {
-            number: r.spec.revision,
-            hash: r.spec.hash.clone(),
+            number: r.number,
+            hash: r.hash.to_string(),
         })
         .collect();
-    let existing = recorded.iter().find(|r| r.spec.hash == hash).cloned();
+    let existing = recorded.iter().find(|r| *r.hash == hash).cloned();
     let (number, revision) = match existing {
-        Some(r) => (r.spec.revision, Some(r)),
+        Some(r) => (r.number, Some(r)),
         None => {
             let numbers: Vec<i64> = known.iter().map(|k| k.number).collect();
+            // Invalid revisions count: their names are taken.
             let taken = |n| {
-                let key = ObjectRef::new(&revision_name(&name, n));
-                ctx.revisions.get(&key).is_some()
+                catalog
+                    .revisions()
+                    .named(&revision_name(&name, n))
+                    .is_some()
             };
             let number = next_free(&numbers, taken);
             record(&ctx.base.client, image, number, &hash).await?;
+            let written = (revision_name(&name, number), Instant::now());
+            ctx.written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.clone(), written);
             known.push(Known {
                 number,
                 hash: hash.clone(),
@@ -314,12 +342,11 @@ async fn reconcile_image(root: &AppImage, ctx: &Ctx) -> Result<Action, Error> {
     };
     let workloads = workloads(ctx, &name);
     prune(ctx, image, number, &known, &workloads).await?;
-    let pods: Vec<Pod> = ctx
+    let pods: Vec<Arc<Pod>> = ctx
         .pods
         .state()
-        .iter()
+        .into_iter()
         .filter(|p| p.labels().get(labels::APP_IMAGE) == Some(&name))
-        .map(|p| (**p).clone())
         .collect();
     let current = Current {
         image,
@@ -333,24 +360,26 @@ async fn reconcile_image(root: &AppImage, ctx: &Ctx) -> Result<Action, Error> {
     let progressive = super::progressive::has_policy(&ctx.rollouts, &name);
     let rolled: Vec<Workload> = workloads
         .into_iter()
-        .filter(|w| w.gvk.kind != "Job" && w.gvk.kind != "ReplicaSet" && follows(&w.meta, &name))
+        .filter(|w| w.gvk.kind != "Job" && w.gvk.kind != "ReplicaSet" && follows(w.meta(), &name))
         .filter(|w| !(progressive && rollout::is_auto(w)))
         .collect();
     rollout::roll(&ctx.base, &current, &rolled, &pods, &ctx.told).await;
     Ok(Action::requeue(RESYNC))
 }
 
-/// The revisions of `image` that pass [`check`] (hash, name, owner UID: issue 24); each one
-/// that does not is ignored, with one Warning Event on the AppImage.
-async fn trusted(ctx: &Ctx, image: &AppImage) -> Vec<Arc<AppImageRevision>> {
-    let name = image.name_any();
+/// The revisions of `image` that the catalog reads (hash, name, owner reference: issue 24)
+/// and that its current UID owns; each one that is not is ignored, with one Warning Event on
+/// the AppImage.
+async fn trusted(ctx: &Ctx, image: &AppImage) -> Vec<Arc<Recorded>> {
     let uid = image.uid().unwrap_or_default();
     let mut out = Vec::new();
-    for rev in ctx.revisions.state() {
-        if rev.spec.app_image != name {
-            continue;
-        }
-        match check(&rev, &uid) {
+    for rev in ctx.base.catalog.revisions().of(&image.name_any()) {
+        let owner = rev.owner.as_deref().unwrap_or_default();
+        let checked = match &rev.read {
+            Ok(_) => check_owner(&rev.name, &rev.appimage, owner, &uid),
+            Err(why) => Err(why.to_string()),
+        };
+        match checked {
             Ok(()) => out.push(rev),
             Err(why) => ignored(ctx, image, &rev, why).await,
         }
@@ -359,10 +388,11 @@ async fn trusted(ctx: &Ctx, image: &AppImage) -> Vec<Arc<AppImageRevision>> {
 }
 
 /// Report an ignored revision once per version of it.
-async fn ignored(ctx: &Ctx, image: &AppImage, rev: &AppImageRevision, why: String) {
+async fn ignored(ctx: &Ctx, image: &AppImage, rev: &Recorded, why: String) {
+    let uid = rev.uid.as_deref().map(str::to_string);
     let key = (
-        rev.uid().unwrap_or_default(),
-        rev.resource_version().unwrap_or_default(),
+        uid.clone().unwrap_or_default(),
+        rev.resource_version.to_string(),
     );
     let new = ctx
         .ignored
@@ -378,7 +408,14 @@ async fn ignored(ctx: &Ctx, image: &AppImage, rev: &AppImageRevision, why: Strin
         reason: "RevisionIgnored".into(),
         note: Some(why),
         action: "Record".into(),
-        secondary: Some(rev.object_ref(&())),
+        secondary: Some(ObjectReference {
+            api_version: Some(AppImageRevision::api_version(&()).into_owned()),
+            kind: Some(AppImageRevision::kind(&()).into_owned()),
+            name: Some(rev.name.to_string()),
+            uid,
+            resource_version: Some(rev.resource_version.to_string()),
+            ..ObjectReference::default()
+        }),
     };
     if let Err(e) = ctx
         .base
@@ -437,7 +474,7 @@ async fn prune(
     };
     let name = image.name_any();
     let templates = workloads.iter().map(|w| {
-        w.template
+        w.template()
             .metadata
             .as_ref()
             .and_then(|m| m.annotations.as_ref())
@@ -458,9 +495,11 @@ async fn prune(
     for number in to_prune(&numbers, limit, Some(current), &in_use) {
         let rev_name = revision_name(&name, number);
         let uid = ctx
-            .revisions
-            .get(&ObjectRef::new(&rev_name))
-            .and_then(|r| r.uid());
+            .base
+            .catalog
+            .revisions()
+            .named(&rev_name)
+            .and_then(|r| r.uid.as_deref().map(str::to_string));
         kube_ops::delete_owned(&api, &rev_name, uid, Propagation::Default).await?;
         tracing::info!(appimage = %name, revision = number, "pruned a revision");
     }
@@ -469,82 +508,29 @@ async fn prune(
 
 /// The workloads (and ReplicaSets, Jobs) whose pod template runs AppImage `name`, as one
 /// shape: the rollout's own, Manual ones and a BatchDeployment's (which the rollout leaves
-/// alone, see [`follows`]) all keep their revision in use.
+/// alone, see [`follows`]) all keep their revision in use. The stores' objects, shared.
 fn workloads(ctx: &Ctx, name: &str) -> Vec<Workload> {
     let mut out = Vec::new();
-    collect(
-        &mut out,
-        &ctx.deployments,
-        name,
-        &["spec", "template"],
-        |d| d.spec.as_ref().map(|s| &s.template),
-    );
-    collect(
-        &mut out,
-        &ctx.statefulsets,
-        name,
-        &["spec", "template"],
-        |d| d.spec.as_ref().map(|s| &s.template),
-    );
-    collect(
-        &mut out,
-        &ctx.daemonsets,
-        name,
-        &["spec", "template"],
-        |d| d.spec.as_ref().map(|s| &s.template),
-    );
-    collect(
-        &mut out,
-        &ctx.cronjobs,
-        name,
-        &["spec", "jobTemplate", "spec", "template"],
-        |c| {
-            c.spec
-                .as_ref()
-                .and_then(|s| s.job_template.spec.as_ref())
-                .map(|s| &s.template)
-        },
-    );
-    collect(&mut out, &ctx.jobs, name, &["spec", "template"], |d| {
-        d.spec.as_ref().map(|s| &s.template)
-    });
-    collect(
-        &mut out,
-        &ctx.replicasets,
-        name,
-        &["spec", "template"],
-        |d| d.spec.as_ref().and_then(|s| s.template.as_ref()),
-    );
+    collect(&mut out, &ctx.deployments, name);
+    collect(&mut out, &ctx.statefulsets, name);
+    collect(&mut out, &ctx.daemonsets, name);
+    collect(&mut out, &ctx.cronjobs, name);
+    collect(&mut out, &ctx.jobs, name);
+    collect(&mut out, &ctx.replicasets, name);
     out
 }
 
-fn collect<K>(
-    out: &mut Vec<Workload>,
-    store: &Store<K>,
-    name: &str,
-    path: &'static [&'static str],
-    template: impl Fn(&K) -> Option<&PodTemplateSpec>,
-) where
-    K: Resource<DynamicType = ()> + Clone,
-{
+fn collect<K: Templated + Clone>(out: &mut Vec<Workload>, store: &Store<K>, name: &str) {
     for obj in store.state() {
-        let meta: &ObjectMeta = obj.meta();
-        let Some(t) = template(&obj) else { continue };
-        let owned_by_image = t
-            .metadata
-            .as_ref()
+        let runs = obj
+            .pod_template()
+            .and_then(|t| t.metadata.as_ref())
             .and_then(|m| m.labels.as_ref())
             .and_then(|l| l.get(labels::APP_IMAGE))
             .is_some_and(|v| v == name);
-        if !owned_by_image {
-            continue;
+        if runs {
+            out.extend(Workload::new(obj));
         }
-        out.push(Workload {
-            gvk: GroupVersionKind::gvk(&K::group(&()), &K::version(&()), &K::kind(&())),
-            meta: meta.clone(),
-            template: t.clone(),
-            path,
-        });
     }
 }
 

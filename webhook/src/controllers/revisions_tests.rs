@@ -13,7 +13,7 @@ use kube::runtime::watcher::Event;
 use serde_json::json;
 
 use super::*;
-use crate::catalog::{Catalog, appimages};
+use crate::catalog::{Catalog, Revisions, appimages};
 use crate::controllers::MANAGER;
 use crate::controllers::mock_api::{Log, Seen, assert_apply, echo, events, mock, server, status};
 use crate::metrics::Metrics;
@@ -77,6 +77,20 @@ where
     store
 }
 
+/// The catalog's revisions with their initial list in (`Some`), or still waiting for it.
+fn known(revisions: Option<Vec<AppImageRevision>>) -> Revisions {
+    let known = Revisions::default();
+    if let Some(revisions) = revisions {
+        let mut writer = known.writer();
+        writer.apply(Event::Init);
+        for r in revisions {
+            writer.apply(Event::InitApply(r));
+        }
+        writer.apply(Event::InitDone);
+    }
+    known
+}
+
 /// What the cluster holds beside the AppImage and its revisions; `warm`: whether the
 /// workload, Pod and BatchDeployment stores have their initial lists.
 #[derive(Default)]
@@ -97,7 +111,7 @@ fn ctx(
     writer.apply_watcher_event(&Event::Init);
     writer.apply_watcher_event(&Event::InitApply(image.clone()));
     writer.apply_watcher_event(&Event::InitDone);
-    let catalog = Catalog::new(reader, Trust::fixed(Vec::new()));
+    let catalog = Catalog::new(reader, Trust::fixed(Vec::new())).with_revisions(known(revisions));
     let base = Context::new(client, catalog, Metrics::new(), "test");
     let warm = cluster.is_some();
     let Cluster {
@@ -107,7 +121,6 @@ fn ctx(
     } = cluster.unwrap_or_default();
     Arc::new(Ctx {
         base,
-        revisions: store(revisions, writers),
         pods: store(warm.then(Vec::new), writers),
         deployments: store(warm.then_some(deployments), writers),
         statefulsets: store(warm.then(Vec::new), writers),
@@ -119,6 +132,7 @@ fn ctx(
         rollouts: store(warm.then(Vec::new), writers),
         told: Told::default(),
         ignored: Mutex::default(),
+        written: Mutex::default(),
         backoff: Backoff::default(),
     })
 }
@@ -307,4 +321,45 @@ async fn a_conflict_recording_is_an_error_labelled_conflict_after_one_apply() {
     let (result, sent) = reconcile_with(|_| (409, status(409, "Conflict")), Vec::new()).await;
     assert_eq!(result.expect_err("409").metric_label(), "conflict");
     assert_eq!(sent.len(), 1, "{sent:?}");
+}
+
+#[tokio::test]
+async fn an_invalid_revision_keeps_its_name_and_a_written_one_is_waited_for() {
+    let (client, seen) = server(echo);
+    let mut writers = Writers::new();
+    let image = image("v3", 10);
+    // Revision 2 was not written by the controllers (its hash is not its template's): the
+    // catalog never reads it, but knows it, so its number is not reused.
+    let mut forged = revision(2);
+    forged.spec.hash = "forged".into();
+    let ctx = ctx(
+        client,
+        &image,
+        Some(vec![revision(1), forged]),
+        Some(Cluster::default()),
+        &mut writers,
+    );
+    let image = Arc::new(image);
+    let result = reconcile(image.clone(), ctx.clone()).await;
+    assert_eq!(result.expect("recorded"), Action::requeue(RESYNC));
+    // The catalog's watch has not brought web-3 yet: its number is not chosen again.
+    let result = reconcile(image.clone(), ctx.clone()).await;
+    assert_eq!(result.expect("waiting"), Action::requeue(COLD));
+    let revisions = ctx.base.catalog.revisions();
+    revisions.writer().apply(Event::Apply(revision(3)));
+    let result = reconcile(image.clone(), ctx.clone()).await;
+    assert_eq!(result.expect("current"), Action::requeue(RESYNC));
+    let sent = crate::controllers::mock_api::writes(&seen);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_apply(&sent[0], &format!("{REVISIONS}/web-3"), MANAGER);
+    let events: Vec<serde_json::Value> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.path.contains("/events"))
+        .map(|r| r.body.clone())
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["reason"], "RevisionIgnored");
+    assert_eq!(events[0]["related"]["name"], "web-2");
 }

@@ -12,7 +12,7 @@
 //!   naming the value) and read as Manual: a typo must never widen what the controller does.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use appimage::batch::workload::BATCH;
 use appimage::labels;
@@ -24,6 +24,8 @@ use appimage::revision::{
 use appimage::signature::{SignatureError, changed_paths};
 use appimage::workload::UPDATE_POLICY;
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DynamicObject, Patch, PatchParams};
@@ -33,6 +35,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::Context;
+use crate::catalog::Recorded;
 
 /// The field manager of the pod-template fields a rollout sets (not the room's [`super::MANAGER`],
 /// whose other applies would otherwise drop them).
@@ -41,24 +44,91 @@ pub const ROLLOUT_MANAGER: &str = "appimage-webhook-rollout";
 /// Workloads written at once (as the batch controller does).
 const WRITES_IN_FLIGHT: usize = 32;
 
-/// A workload that runs an AppImage, whatever its kind.
-#[derive(Debug, Clone)]
+/// A kind with a pod template.
+pub trait Templated: Resource<DynamicType = ()> + Send + Sync + 'static {
+    /// JSON path segments from the object to its pod template.
+    const PATH: &'static [&'static str];
+    fn pod_template(&self) -> Option<&PodTemplateSpec>;
+}
+
+macro_rules! templated {
+    ($($kind:ty => [$($seg:literal),+] $template:expr;)+) => {$(
+        impl Templated for $kind {
+            const PATH: &'static [&'static str] = &[$($seg),+];
+            fn pod_template(&self) -> Option<&PodTemplateSpec> {
+                let template: fn(&$kind) -> Option<&PodTemplateSpec> = $template;
+                template(self)
+            }
+        }
+    )+};
+}
+
+templated! {
+    Deployment => ["spec", "template"] |d| d.spec.as_ref().map(|s| &s.template);
+    StatefulSet => ["spec", "template"] |d| d.spec.as_ref().map(|s| &s.template);
+    DaemonSet => ["spec", "template"] |d| d.spec.as_ref().map(|s| &s.template);
+    Job => ["spec", "template"] |d| d.spec.as_ref().map(|s| &s.template);
+    ReplicaSet => ["spec", "template"] |d| d.spec.as_ref().and_then(|s| s.template.as_ref());
+    CronJob => ["spec", "jobTemplate", "spec", "template"]
+        |c| c.spec.as_ref()?.job_template.spec.as_ref().map(|s| &s.template);
+}
+
+/// The metadata and pod template of a stored object, read in place.
+trait Object: Send + Sync {
+    fn meta(&self) -> &ObjectMeta;
+    fn template(&self) -> Option<&PodTemplateSpec>;
+}
+
+impl<K: Templated> Object for K {
+    fn meta(&self) -> &ObjectMeta {
+        Resource::meta(self)
+    }
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.pod_template()
+    }
+}
+
+/// A workload that runs an AppImage, whatever its kind: the store's own object, shared, not
+/// a copy (issue 25: a reconcile copied every workload of the AppImage, and held the copies
+/// for the whole rollout).
+#[derive(Clone)]
 pub struct Workload {
     pub gvk: GroupVersionKind,
-    pub meta: ObjectMeta,
-    pub template: PodTemplateSpec,
+    object: Arc<dyn Object>,
     /// JSON path segments from the object to its pod template.
     pub path: &'static [&'static str],
 }
 
 impl Workload {
+    /// `object` as a workload, when it has a pod template.
+    pub fn new<K: Templated>(object: Arc<K>) -> Option<Workload> {
+        object.pod_template()?;
+        Some(Workload {
+            gvk: GroupVersionKind::gvk(&K::group(&()), &K::version(&()), &K::kind(&())),
+            object,
+            path: K::PATH,
+        })
+    }
+
+    pub fn meta(&self) -> &ObjectMeta {
+        self.object.meta()
+    }
+
+    pub fn template(&self) -> &PodTemplateSpec {
+        static NONE: std::sync::LazyLock<PodTemplateSpec> =
+            std::sync::LazyLock::new(PodTemplateSpec::default);
+        // Always set: `new` takes only objects with a template.
+        self.object.template().unwrap_or(&NONE)
+    }
+
     fn reference(&self) -> ObjectReference {
+        let meta = self.meta();
         ObjectReference {
             api_version: Some(self.gvk.api_version()),
             kind: Some(self.gvk.kind.clone()),
-            name: self.meta.name.clone(),
-            namespace: self.meta.namespace.clone(),
-            uid: self.meta.uid.clone(),
+            name: meta.name.clone(),
+            namespace: meta.namespace.clone(),
+            uid: meta.uid.clone(),
             ..Default::default()
         }
     }
@@ -70,7 +140,8 @@ pub struct Current<'a> {
     pub number: i64,
     pub hash: &'a str,
     pub known: &'a [Known],
-    pub revision: Option<&'a AppImageRevision>,
+    /// The recorded revision of the current spec, once the catalog holds it.
+    pub revision: Option<&'a Recorded>,
 }
 
 /// What was already reported, so that each report is one Event.
@@ -145,7 +216,7 @@ pub async fn roll(
     ctx: &Context,
     current: &Current<'_>,
     workloads: &[Workload],
-    pods: &[Pod],
+    pods: &[Arc<Pod>],
     told: &Told,
 ) {
     let name = current.image.name_any();
@@ -196,7 +267,7 @@ async fn act_logged(
     act(ctx, current, w, blocked, told)
         .await
         .unwrap_or_else(|e| {
-            tracing::warn!(workload = ?w.meta.name, namespace = ?w.meta.namespace, "rollout: {e}");
+            tracing::warn!(workload = ?w.meta().name, namespace = ?w.meta().namespace, "rollout: {e}");
             None
         })
 }
@@ -208,10 +279,10 @@ async fn act(
     blocked: Option<&str>,
     told: &Told,
 ) -> Result<Option<Report>, kube::Error> {
-    let annotations = w.meta.annotations.as_ref();
-    let acted = acted_on(&w.meta);
+    let annotations = w.meta().annotations.as_ref();
+    let acted = acted_on(w.meta());
     let runs = named(
-        w.template
+        w.template()
             .metadata
             .as_ref()
             .and_then(|m| m.annotations.as_ref()),
@@ -221,13 +292,13 @@ async fn act(
     let value = annotations
         .and_then(|a| a.get(UPDATE_POLICY))
         .map(String::as_str);
-    let workload = w.meta.name.as_deref().unwrap_or_default();
-    let namespace = w.meta.namespace.as_deref().unwrap_or_default();
+    let workload = w.meta().name.as_deref().unwrap_or_default();
+    let namespace = w.meta().namespace.as_deref().unwrap_or_default();
     let (policy, invalid) = update_policy(value, &w.gvk.kind, workload, namespace);
     let invalid_value = invalid.is_some();
     if let Some(why) = invalid {
         let key = (
-            w.meta.uid.clone().unwrap_or_default(),
+            w.meta().uid.clone().unwrap_or_default(),
             value.unwrap_or_default().to_string(),
         );
         if first_time(&told.policies, key) {
@@ -262,8 +333,8 @@ async fn act(
                 } else {
                     "Manual".into()
                 },
-                w.meta.name.as_deref().unwrap_or_default(),
-                w.meta.namespace.as_deref().unwrap_or_default(),
+                w.meta().name.as_deref().unwrap_or_default(),
+                w.meta().namespace.as_deref().unwrap_or_default(),
             );
             let reason = format!("{kind}Outdated");
             Ok(Some(report(w, EventType::Normal, &reason, note, related())))
@@ -280,7 +351,7 @@ async fn hold(ctx: &Context, w: &Workload, why: &str, image: &str, number: i64) 
     } else {
         "UnverifiedRollout"
     };
-    let uid = w.meta.uid.as_deref().unwrap_or_default();
+    let uid = w.meta().uid.as_deref().unwrap_or_default();
     if ctx.told.first(format!("{reason}/{uid}/{image}/{number}")) {
         let related = Some(revision_ref(image, number));
         event(ctx, w, EventType::Warning, reason, why.into(), related).await;
@@ -320,9 +391,9 @@ pub(super) async fn apply(
     let noted = json!({LATEST: number.to_string()});
     let note = json!({"metadata": {"labels": noted, "annotations": noted}});
     let ar = ApiResource::from_gvk(&w.gvk);
-    let ns = w.meta.namespace.as_deref().unwrap_or("default");
+    let ns = w.meta().namespace.as_deref().unwrap_or("default");
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &ar);
-    let name = w.meta.name.as_deref().unwrap_or_default();
+    let name = w.meta().name.as_deref().unwrap_or_default();
     let Some(current) = roll else {
         let params = PatchParams {
             field_manager: Some(ROLLOUT_MANAGER.into()),
@@ -334,7 +405,7 @@ pub(super) async fn apply(
     let mut body = json!({
         "apiVersion": w.gvk.api_version(),
         "kind": w.gvk.kind,
-        "metadata": {"name": w.meta.name, "labels": noted, "annotations": noted},
+        "metadata": {"name": w.meta().name, "labels": noted, "annotations": noted},
     });
     let mut at = &mut body;
     for segment in w.path {
@@ -351,7 +422,8 @@ pub(super) async fn apply(
 fn template_patch(w: &Workload, current: &Current<'_>) -> serde_json::Value {
     let spec = current
         .revision
-        .map_or(&current.image.spec, |r| &r.spec.template);
+        .and_then(|r| r.read.as_ref().ok())
+        .map_or(&current.image.spec, |s| &*s.spec);
     let ours: HashSet<&str> = spec
         .deploy_templates
         .iter()
@@ -360,7 +432,7 @@ fn template_patch(w: &Workload, current: &Current<'_>) -> serde_json::Value {
     // As `deploy` and the Pods: pinned by digest when the image id is one.
     let image_ref = spec.image.reference();
     let containers: Vec<serde_json::Value> = w
-        .template
+        .template()
         .spec
         .iter()
         .flat_map(|s| s.containers.iter())
@@ -441,16 +513,16 @@ pub async fn tell_deprecated(ctx: &Context, image: &AppImage, workloads: &[Workl
     let name = image.name_any();
     for w in workloads {
         let spawned =
-            (w.meta.owner_references.iter().flatten()).any(|o| o.controller == Some(true));
+            (w.meta().owner_references.iter().flatten()).any(|o| o.controller == Some(true));
         let batch = w
-            .meta
+            .meta()
             .labels
             .as_ref()
             .is_some_and(|l| l.contains_key(BATCH));
         if spawned || batch || w.gvk.kind == "ReplicaSet" {
             continue;
         }
-        let uid = w.meta.uid.as_deref().unwrap_or_default();
+        let uid = w.meta().uid.as_deref().unwrap_or_default();
         if !ctx.told.first(format!("AppImageDeprecated/{uid}/{name}")) {
             continue;
         }
@@ -477,11 +549,7 @@ async fn tell_outdated(ctx: &Context, current: &Current<'_>, pod: &Pod, told: &T
     let outdated = match named {
         // Admitted with the spec current then: outdated if older than the current revision.
         Named::Current => match (current.revision, &pod.metadata.creation_timestamp) {
-            (Some(r), Some(created)) => r
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .is_some_and(|t| created.0 < t.0),
+            (Some(r), Some(created)) => r.created.as_ref().is_some_and(|t| created.0 < t.0),
             _ => false,
         },
         _ => runs != Some(current.number),
@@ -510,7 +578,7 @@ async fn tell_outdated(ctx: &Context, current: &Current<'_>, pod: &Pod, told: &T
 /// Whether `w`'s update policy is Auto (an invalid value is Manual: never widen).
 pub fn is_auto(w: &Workload) -> bool {
     let value = w
-        .meta
+        .meta()
         .annotations
         .as_ref()
         .and_then(|a| a.get(UPDATE_POLICY))
@@ -596,12 +664,7 @@ mod tests {
             "spec": {"containers": [{"name": "app", "image": "old"}, {"name": "side", "image": "s"}]}
         }))
         .unwrap();
-        let w = Workload {
-            gvk: GroupVersionKind::gvk("apps", "v1", "Deployment"),
-            meta: ObjectMeta::default(),
-            template,
-            path: &["spec", "template"],
-        };
+        let w = deployment(ObjectMeta::default(), template);
         for (id, want) in [
             // An image ID names no manifest: the webhook pins Pods at admission (issue 27).
             (Some(digest.as_str()), "team/app:2".to_string()),
@@ -647,13 +710,21 @@ mod tests {
             "spec": {"containers": [{"name": "app", "image": "team/app:1"}]}
         }))
         .unwrap();
-        let w = Workload {
-            gvk: GroupVersionKind::gvk("apps", "v1", "Deployment"),
-            meta,
+        (image, deployment(meta, template))
+    }
+
+    /// A Deployment of `meta` and `template` as a workload.
+    fn deployment(metadata: ObjectMeta, template: PodTemplateSpec) -> Workload {
+        let spec = k8s_openapi::api::apps::v1::DeploymentSpec {
             template,
-            path: &["spec", "template"],
+            ..Default::default()
         };
-        (image, w)
+        let d = Deployment {
+            metadata,
+            spec: Some(spec),
+            status: None,
+        };
+        Workload::new(Arc::new(d)).unwrap()
     }
 
     #[tokio::test]
@@ -668,11 +739,13 @@ mod tests {
             "a draft is not told"
         );
         image.metadata.labels = Some([(labels::STAGE.into(), "deprecated".into())].into());
-        let mut spawned = w.clone();
-        spawned.meta.owner_references = Some(vec![serde_json::from_value(json!({
+        let mut meta = w.meta().clone();
+        meta.uid = Some("u2".into());
+        meta.owner_references = Some(vec![serde_json::from_value(json!({
             "apiVersion": "batch/v1", "kind": "CronJob", "name": "c", "uid": "c1", "controller": true
         }))
         .unwrap()]);
+        let spawned = deployment(meta, w.template().clone());
         for _ in 0..3 {
             tell_deprecated(&ctx, &image, &[w.clone(), spawned.clone()]).await;
         }
@@ -724,7 +797,7 @@ mod tests {
     #[tokio::test]
     async fn an_auto_workload_is_rolled_by_one_apply_and_a_current_one_costs_nothing() {
         use crate::controllers::mock_api::{Seen, assert_apply, echo, server};
-        let (image, mut w) = unverified();
+        let (image, w) = unverified();
         let known = two_revisions();
         let current = Current {
             image: &image,
@@ -759,8 +832,10 @@ mod tests {
             json!([{"name": "app", "image": "team/app:2"}])
         );
         // Acted on 2 and running 2: nothing to send.
-        w.meta.labels = Some([(LATEST.to_string(), "2".to_string())].into());
-        w.template.metadata = Some(ObjectMeta {
+        let mut meta = w.meta().clone();
+        let mut template = w.template().clone();
+        meta.labels = Some([(LATEST.to_string(), "2".to_string())].into());
+        template.metadata = Some(ObjectMeta {
             annotations: Some(
                 [
                     (REVISION.to_string(), "2".to_string()),
@@ -770,6 +845,7 @@ mod tests {
             ),
             ..ObjectMeta::default()
         });
+        let w = deployment(meta, template);
         let (client, seen) = server(echo);
         let ctx = super::super::mock_api::context(client);
         roll(

@@ -27,7 +27,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use appimage::batch::BatchDeployment;
 use appimage::progressive::AppImageRollout;
-use appimage::revision::AppImageRevision;
 
 /// kubectl's copy of the whole object, as large as the object.
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -159,13 +158,6 @@ impl Slim for NetworkPolicy {
     fn slim(&mut self) {
         meta(&mut self.metadata);
         self.spec = None;
-    }
-}
-
-impl Slim for AppImageRevision {
-    fn slim(&mut self) {
-        // The spec stays: `revision::check` hashes the template.
-        meta(&mut self.metadata);
     }
 }
 
