@@ -153,6 +153,14 @@ pub fn config() -> kube::runtime::controller::Config {
     kube::runtime::controller::Config::default().concurrency(CONCURRENCY)
 }
 
+/// Whether `store` has its initial list (a controller acts on no cold store, issue 25).
+pub fn synced<K>(store: &Store<K>) -> bool
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
+}
+
 /// Events buffered per subscriber of a shared watch.
 const BUFFER: usize = 1024;
 

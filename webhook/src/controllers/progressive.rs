@@ -15,7 +15,7 @@ use appimage::progressive::{self, Action as Do, AppImageRollout, Phase};
 use appimage::resource::AppImage;
 use appimage::revision::{Known, check_owner};
 use appimage::workload::{DeployOptions, Kind, Workload as Typed, revision_hash};
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -104,11 +104,8 @@ async fn reconcile(r: Arc<AppImageRollout>, ctx: Arc<Ctx>) -> Result<Action, Err
     result
 }
 
-fn ready<K: Resource<DynamicType = ()> + Clone + 'static>(store: &Store<K>) -> bool {
-    matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
-}
-
 fn stores_ready(ctx: &Ctx) -> bool {
+    use super::synced as ready;
     let s = &ctx.watches;
     ready(&ctx.pods)
         && ctx.base.catalog.revisions().is_ready()

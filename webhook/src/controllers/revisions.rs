@@ -34,7 +34,7 @@ use appimage::revision::{
 };
 use appimage::workload::revision_hash;
 use futures::stream::BoxStream;
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
@@ -247,12 +247,7 @@ impl Feed {
 /// Whether every store a reconcile reads has its initial list (and the catalog, which the
 /// rollout verifies against). Never waits: a cold reconcile is requeued instead.
 fn stores_ready(ctx: &Ctx) -> bool {
-    fn ready<K>(store: &Store<K>) -> bool
-    where
-        K: Resource<DynamicType = ()> + Clone + 'static,
-    {
-        matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
-    }
+    use super::synced as ready;
     ready(&ctx.pods)
         && ready(&ctx.deployments)
         && ready(&ctx.statefulsets)
