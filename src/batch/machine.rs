@@ -298,20 +298,38 @@ impl Machine<'_> {
         }
     }
 
-    /// Node facts and workload progress -> node phases.
+    /// Node facts and workload progress -> node phases. A node gone fails; one NotReady
+    /// keeps its workload and gets a reason (it may come back within the timeout).
     fn observe_nodes(&mut self) {
         let ready = ready_map(self.obs);
         let instances = instances(self.spec);
         let always = always(self.spec);
+        let retries = self.spec.retries.unwrap_or(0);
+        let backoff = retry_backoff(self.spec).unwrap_or(DEFAULT_BACKOFF);
         for node in self
             .s
             .nodes
             .iter_mut()
             .filter(|n| n.phase == NodePhase::Running)
         {
-            if let Some((reason, message)) = node_problem(&ready, &node.node) {
-                set_failed(node, reason, &message);
-                continue;
+            match node_problem(&ready, &node.node) {
+                Some(("NodeNotReady", _)) => {
+                    node.reason = Some("NodeNotReady".into());
+                    node.message = Some(format!(
+                        "node {} went NotReady while its Pods run; waiting for it to return within the job's timeout",
+                        node.node
+                    ));
+                    continue;
+                }
+                Some((reason, message)) => {
+                    set_failed(node, reason, &message);
+                    continue;
+                }
+                None if node.reason.as_deref() == Some("NodeNotReady") => {
+                    node.reason = None;
+                    node.message = None;
+                }
+                None => {}
             }
             let Some(p) = self.obs.workloads.get(&node.node) else {
                 continue;
@@ -321,7 +339,12 @@ impl Machine<'_> {
             }
             node.pods = if always { p.ready } else { p.succeeded };
             if let Some((reason, message)) = &p.failure {
-                set_failed(node, reason, message);
+                if node.auto_retries < retries {
+                    schedule_rerun(node, reason, message, backoff, self.now);
+                } else {
+                    node.last_failure = Some(reason.clone());
+                    set_failed(node, reason, message);
+                }
             } else if node.pods >= instances {
                 node.phase = NodePhase::Succeeded;
                 node.reason = None;
@@ -330,7 +353,9 @@ impl Machine<'_> {
         }
     }
 
-    /// Start Pending nodes, in order, while fewer than `parallelism` are in flight.
+    /// Start Pending nodes, and Waiting ones whose node is back and whose backoff is over, in
+    /// order, while fewer than `parallelism` are in flight. A NotReady node waits without
+    /// taking a slot.
     fn start_nodes(&mut self) {
         let ready = ready_map(self.obs);
         let limit = self
@@ -343,15 +368,41 @@ impl Machine<'_> {
             .iter()
             .filter(|n| n.phase == NodePhase::Running)
             .count();
+        let now = self.now;
         for node in self
             .s
             .nodes
             .iter_mut()
-            .filter(|n| n.phase == NodePhase::Pending)
+            .filter(|n| matches!(n.phase, NodePhase::Pending | NodePhase::Waiting))
         {
-            if let Some((reason, message)) = node_problem(&ready, &node.node) {
-                set_failed(node, reason, &message);
+            match node_problem(&ready, &node.node) {
+                Some(("NodeNotReady", _)) => {
+                    node.phase = NodePhase::Waiting;
+                    node.reason = Some("NodeNotReady".into());
+                    node.message = Some(format!(
+                        "node {} is not Ready; it is caught up when the node returns, within the job's timeout",
+                        node.node
+                    ));
+                    continue;
+                }
+                Some((reason, message)) => {
+                    set_failed(node, reason, &message);
+                    continue;
+                }
+                None => {}
+            }
+            if let Some(at) = node.retry_at.as_ref().filter(|t| t.0 > now) {
+                if node.reason.as_deref() == Some("NodeNotReady") {
+                    node.reason = Some("RetryBackoff".into());
+                    node.message = Some(format!("node back; automatic rerun at {}", at.0));
+                }
                 continue;
+            }
+            if node.phase == NodePhase::Waiting {
+                node.phase = NodePhase::Pending;
+                node.reason = None;
+                node.message = None;
+                node.retry_at = None;
             }
             if in_flight >= limit {
                 continue;
@@ -513,6 +564,21 @@ impl Machine<'_> {
         }
     }
 
+    /// Time until the earliest automatic rerun of a Waiting node, while the job runs.
+    fn next_rerun(&self) -> Option<Duration> {
+        if self.s.phase != Phase::Running {
+            return None;
+        }
+        let now = self.now.as_millisecond();
+        self.s
+            .nodes
+            .iter()
+            .filter(|n| n.phase == NodePhase::Waiting)
+            .filter_map(|n| n.retry_at.as_ref())
+            .map(|t| Duration::from_millis((t.0.as_millisecond() - now).max(0) as u64 + 1))
+            .min()
+    }
+
     fn finish(mut self) -> Step {
         self.s.counts = counts(&self.s.nodes);
         self.s.summary = format!("{}/{}", self.s.counts.succeeded, self.s.counts.total);
@@ -523,6 +589,10 @@ impl Machine<'_> {
                 Some(Duration::from_millis(left.max(0) as u64 + 1))
             }
             _ => None,
+        };
+        let requeue_after = match (requeue_after, self.next_rerun()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
         Step {
             status: self.s,
@@ -536,6 +606,38 @@ fn set_failed(node: &mut NodeStatus, reason: &str, message: &str) {
     node.phase = NodePhase::Failed;
     node.reason = Some(reason.into());
     node.message = Some(message.into());
+    node.retry_at = None;
+}
+
+/// The first automatic rerun's wait when `spec.retryBackoff` is unset.
+pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(10);
+/// The longest wait between automatic reruns.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The node's attempt failed and it has reruns left: it waits `backoff` doubled per rerun
+/// already used, then starts again (its workload of the failed attempt is deleted meanwhile).
+fn schedule_rerun(
+    node: &mut NodeStatus,
+    reason: &str,
+    message: &str,
+    backoff: Duration,
+    now: Timestamp,
+) {
+    let wait = backoff
+        .saturating_mul(1u32 << node.auto_retries.clamp(0, 16))
+        .min(MAX_BACKOFF);
+    node.auto_retries += 1;
+    node.phase = NodePhase::Waiting;
+    node.last_failure = Some(reason.into());
+    node.reason = Some("RetryBackoff".into());
+    node.message = Some(format!(
+        "attempt {} failed ({reason}: {message}); automatic rerun {} in {}s",
+        node.attempts,
+        node.auto_retries,
+        wait.as_secs()
+    ));
+    node.pods = 0;
+    node.retry_at = Some(Time(now + wait));
 }
 
 fn ready_map(obs: &Observed) -> BTreeMap<&str, bool> {
@@ -566,6 +668,7 @@ fn counts(nodes: &[NodeStatus]) -> Counts {
         succeeded: n(NodePhase::Succeeded),
         failed: n(NodePhase::Failed),
         stopped: n(NodePhase::Stopped),
+        waiting: n(NodePhase::Waiting),
     }
 }
 
@@ -611,6 +714,15 @@ pub fn timeout(spec: &BatchDeploymentSpec) -> Result<Option<Duration>, String> {
     let text = spec.timeout.as_deref().unwrap_or(super::DEFAULT_TIMEOUT);
     let limit = duration::parse(text).map_err(|e| format!("spec.timeout: {e}"))?;
     Ok((!limit.is_zero()).then_some(limit))
+}
+
+/// The wait before a node's first automatic rerun.
+pub fn retry_backoff(spec: &BatchDeploymentSpec) -> Result<Duration, String> {
+    match spec.retry_backoff.as_deref() {
+        None => Ok(DEFAULT_BACKOFF),
+        Some(text) => duration::parse(text)
+            .map_err(|e| format!("spec.retryBackoff: {e}; use a duration such as 10s or 1m")),
+    }
 }
 
 /// How many failed nodes still count as partial success; `None`: any number short of all.
@@ -666,6 +778,14 @@ pub fn spec_error(spec: &BatchDeploymentSpec, prefix: &str) -> Option<String> {
         return Some(format!(
             "spec.parallelism is {p}; it must be at least 1 (unset runs every node at once)"
         ));
+    }
+    if let Some(r) = spec.retries.filter(|r| *r < 0) {
+        return Some(format!(
+            "spec.retries is {r}; it must be 0 or more (the automatic reruns of a failed node)"
+        ));
+    }
+    if let Err(e) = retry_backoff(spec) {
+        return Some(e);
     }
     if let Some(e) = prefix_error(prefix) {
         return Some(e);

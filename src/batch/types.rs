@@ -111,6 +111,15 @@ pub struct BatchDeploymentSpec {
     /// not succeed run again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_generation: Option<i64>,
+    /// Automatic reruns of a node whose workload failed, before the node counts as Failed
+    /// (default 0). A manual retry starts the count again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub retries: Option<i32>,
+    /// Wait before a node's first automatic rerun, doubled for each one after it (at most
+    /// 5m), e.g. 10s, 1m. Default 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_backoff: Option<String>,
 }
 
 /// `{type: object, x-kubernetes-preserve-unknown-fields: true}`: a fragment, checked when merged.
@@ -181,6 +190,9 @@ pub enum NodePhase {
     Failed,
     /// Halted by a stop; runs again on continue.
     Stopped,
+    /// Its turn came but it cannot start yet: its node is not Ready (NodeNotReady; it is
+    /// caught up when the node returns) or it waits out a retry's backoff (RetryBackoff).
+    Waiting,
 }
 
 impl NodePhase {
@@ -191,6 +203,7 @@ impl NodePhase {
             Self::Succeeded => "Succeeded",
             Self::Failed => "Failed",
             Self::Stopped => "Stopped",
+            Self::Waiting => "Waiting",
         }
     }
 
@@ -215,6 +228,19 @@ pub struct NodeStatus {
     /// How many times a workload was started on this node.
     #[serde(default)]
     pub attempts: i32,
+    /// Automatic reruns used so far in this run (spec.retries).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub auto_retries: i32,
+    /// The reason of the last failed attempt on this node, kept after a rerun succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+    /// When a Waiting node's next automatic rerun may start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Time>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
@@ -226,6 +252,9 @@ pub struct Counts {
     pub succeeded: i32,
     pub failed: i32,
     pub stopped: i32,
+    /// Nodes whose node is not Ready or that wait out a retry's backoff.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub waiting: i32,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]

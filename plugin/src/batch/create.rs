@@ -62,6 +62,13 @@ pub struct CreateArgs {
     /// Failed nodes that still count as partial success: N or P% [default: any short of all]
     #[arg(long, value_name = "N|P%")]
     pub failure_tolerance: Option<String>,
+    /// Automatic reruns of a node whose workload failed [default: 0]
+    #[arg(long, value_name = "N")]
+    pub retries: Option<i32>,
+    /// Wait before a node's first automatic rerun, doubled for each next one (at most 5m)
+    /// [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub retry_backoff: Option<String>,
     /// The role that chooses the deploy template
     #[arg(long)]
     pub role: Option<String>,
@@ -144,11 +151,13 @@ pub(super) fn build(c: &CreateArgs, namespace: &str) -> Result<BatchDeployment> 
         timeout: c.timeout.clone(),
         suspend: c.suspend.then_some(true),
         retry_generation: None,
+        retries: c.retries,
+        retry_backoff: c.retry_backoff.clone(),
     };
     let prefix = c.name_prefix.as_deref().unwrap_or(&c.name);
     if let Some(e) = spec_error(&spec, prefix) {
         bail!(
-            "{e} (flags: --appimage, --node-selector, --nodes, --instances, --parallelism, --name-prefix, --timeout, --failure-tolerance)"
+            "{e} (flags: --appimage, --node-selector, --nodes, --instances, --parallelism, --name-prefix, --timeout, --failure-tolerance, --retries, --retry-backoff)"
         );
     }
     let mut bd = BatchDeployment::new(&c.name, spec);

@@ -48,7 +48,7 @@ pub(super) fn spec_fields(bd: &BatchDeployment) -> Vec<(&'static str, String)> {
     };
     let policy = s.restart_policy.unwrap_or(RestartPolicy::Always);
     let timeout = s.timeout.clone();
-    vec![
+    let mut fields = vec![
         ("Name", bd.metadata.name.clone().unwrap_or_default()),
         (
             "Namespace",
@@ -78,7 +78,16 @@ pub(super) fn spec_fields(bd: &BatchDeployment) -> Vec<(&'static str, String)> {
             timeout.unwrap_or_else(|| appimage::batch::DEFAULT_TIMEOUT.into()),
         ),
         ("Suspend", s.suspend.unwrap_or(false).to_string()),
-    ]
+    ];
+    // Shown only when set, so that jobs without them read as before.
+    if let Some(r) = s.retries {
+        let backoff = s.retry_backoff.as_deref().unwrap_or("10s");
+        fields.push((
+            "Retries",
+            format!("{r} per node, backoff {backoff} doubling"),
+        ));
+    }
+    fields
 }
 
 pub(super) fn status_fields(bd: &BatchDeployment, now: i64) -> Vec<(&'static str, String)> {
@@ -90,14 +99,19 @@ pub(super) fn status_fields(bd: &BatchDeployment, now: i64) -> Vec<(&'static str
         Some(t) => format!("{} ({} ago)", t.0, human_duration(now - t.0.as_second())),
     };
     let c = &status.counts;
-    vec![
+    let mut fields = vec![
         ("Phase", status.phase.as_str().into()),
         ("Succeeded", format!("{} of {} nodes", c.succeeded, c.total)),
         ("Failed", c.failed.to_string()),
         ("Attempts", status.attempts.to_string()),
         ("Start Time", time(&status.start_time)),
         ("Completion Time", time(&status.completion_time)),
-    ]
+    ];
+    if c.waiting > 0 {
+        // NotReady nodes to be caught up, or nodes waiting out a retry's backoff.
+        fields.insert(3, ("Waiting", c.waiting.to_string()));
+    }
+    fields
 }
 
 pub(super) fn node_table(nodes: &[NodeStatus], instances: i32) -> String {

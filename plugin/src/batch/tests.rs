@@ -148,6 +148,7 @@ fn job(phase: Phase, succeeded: i32, failed: i32, total: i32) -> BatchDeployment
             message: Some("node edge-1 is not Ready".into()),
             pods: 0,
             attempts: 1,
+            ..Default::default()
         }],
         ..Default::default()
     });
@@ -219,4 +220,61 @@ fn a_watched_job_that_failed_or_timed_out_is_an_error() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("/job ended Failed; see"), "{e}");
+}
+
+#[test]
+fn create_takes_retries_and_describe_shows_them_and_waiting_nodes() {
+    let c = create_args(&[
+        "job",
+        "--appimage",
+        "app",
+        "--nodes",
+        "a",
+        "--retries",
+        "2",
+        "--retry-backoff",
+        "5s",
+    ])
+    .unwrap();
+    let bd = build(&c, "ns").unwrap();
+    assert_eq!(
+        (bd.spec.retries, bd.spec.retry_backoff.as_deref()),
+        (Some(2), Some("5s"))
+    );
+    let mut job = job(Phase::Running, 17, 0, 20);
+    job.spec.retries = Some(2);
+    job.status.as_mut().unwrap().counts.waiting = 3;
+    job.status.as_mut().unwrap().counts.running = 0;
+    let line = progress_line(&job);
+    assert!(line.contains("0 stopped, 3 waiting ["), "{line}");
+    let text = describe(&job, 0);
+    assert!(text.contains("Waiting:"), "{text}");
+    assert!(text.contains("2 per node, backoff 10s doubling"), "{text}");
+    let e = build(
+        &create_args(&[
+            "job",
+            "--appimage",
+            "app",
+            "--nodes",
+            "a",
+            "--retry-backoff",
+            "later",
+        ])
+        .unwrap(),
+        "ns",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("spec.retryBackoff"), "{e}");
+}
+
+#[test]
+fn jobs_without_retries_or_waiting_nodes_read_as_before() {
+    let bd = job(Phase::Running, 17, 1, 20);
+    assert!(!progress_line(&bd).contains("waiting"));
+    let text = describe(&bd, 0);
+    assert!(
+        !text.contains("Waiting:") && !text.contains("Retries:"),
+        "{text}"
+    );
 }
