@@ -230,23 +230,136 @@ fn uids(values: &[Value]) -> BTreeMap<String, String> {
         .collect()
 }
 
+impl World {
+    fn set_not_ready(&self, nodes: &[String], not_ready: bool) {
+        let label = if not_ready {
+            format!("{HOOK_NODE_NOT_READY}=true")
+        } else {
+            format!("{HOOK_NODE_NOT_READY}-")
+        };
+        for node in nodes {
+            self.c.kubectl_ok(&["label", "node", node, &label]);
+        }
+        let want = if not_ready { "False" } else { "True" };
+        for node in nodes {
+            assert!(self.node_ready_is(node, want), "{node} never Ready={want}");
+        }
+    }
+
+    /// Wait until `f` holds for the job; returns the job then.
+    fn wait_job(&self, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        let ok = wait_until(WAIT, || {
+            last = self.job(name);
+            f(&last)
+        });
+        assert!(ok, "{name} never {what}: {}", last["status"]);
+        last
+    }
+}
+
 #[test]
-fn twenty_nodes_three_not_ready_partially_succeed_then_a_retry_reruns_only_those() {
+fn three_nodes_not_ready_at_creation_wait_and_are_caught_up_when_back() {
     let w = World::new(20);
     let broken: Vec<String> = w.nodes[..3].to_vec();
-    for node in &broken {
-        w.c.kubectl_ok(&[
-            "label",
-            "node",
-            node,
-            &format!("{HOOK_NODE_NOT_READY}=true"),
-        ]);
+    w.set_not_ready(&broken, true);
+    w.create("catch-up", &[]);
+    let job = w.wait_job("catch-up", "17 succeeded, 3 waiting", |j| {
+        j["status"]["counts"]["succeeded"] == 17 && j["status"]["counts"]["waiting"] == 3
+    });
+    assert_eq!(job["status"]["phase"], "Running", "{job}");
+    for (node, r) in node_results(&job) {
+        if broken.contains(&node) {
+            assert_eq!(
+                (&r["phase"], &r["reason"], &r["attempts"]),
+                (&json!("Waiting"), &json!("NodeNotReady"), &json!(0)),
+                "{r}"
+            );
+        } else {
+            assert_eq!(r["phase"], "Succeeded", "{r}");
+        }
     }
-    for node in &broken {
-        assert!(w.node_ready_is(node, "False"), "{node} never NotReady");
+    assert_eq!(w.workloads("deployments", "catch-up").len(), 17);
+
+    w.set_not_ready(&broken, false);
+    let job = w.wait_phase("catch-up", "Succeeded");
+    assert_eq!(job["status"]["summary"], "20/20");
+    // No manual retry: the job's first run caught the three up.
+    assert_eq!(job["status"]["attempts"], 1);
+    for (node, r) in node_results(&job) {
+        assert_eq!(
+            (&r["phase"], &r["attempts"]),
+            (&json!("Succeeded"), &json!(1)),
+            "{node}: {r}"
+        );
     }
-    w.create("roll", &[]);
-    let job = w.wait_phase("roll", "PartiallySucceeded");
+    assert_eq!(w.workloads("deployments", "catch-up").len(), 20);
+}
+
+#[test]
+fn a_node_whose_pod_fails_twice_is_rerun_automatically_and_succeeds_on_the_third_attempt() {
+    let w = World::new(2);
+    let fail = w.pod_template(json!({HOOK_POD_FAIL: "true"}));
+    w.create(
+        "reruns",
+        &[
+            "--restart-policy",
+            "Never",
+            "--pod-template",
+            &fail,
+            "--retries",
+            "3",
+            "--retry-backoff",
+            "8s",
+        ],
+    );
+    // The hook reaches the Pods through the job's pod template, which each attempt's
+    // workload is built from: removed after the second failure, the third attempt succeeds.
+    w.wait_job("reruns", "two failed attempts on each node", |j| {
+        let r = node_results(j);
+        r.len() == 2
+            && r.values()
+                .all(|n| n["autoRetries"] == 2 && n["phase"] == "Waiting")
+    });
+    w.c.kubectl_ok(&[
+        "patch",
+        "bd",
+        "reruns",
+        "-n",
+        &w.ns,
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/podTemplate"}]"#,
+    ]);
+    let job = w.wait_phase("reruns", "Succeeded");
+    assert_eq!(job["status"]["attempts"], 1, "no manual retry");
+    for (node, r) in node_results(&job) {
+        assert_eq!(
+            (
+                &r["phase"],
+                &r["attempts"],
+                &r["autoRetries"],
+                &r["lastFailure"]
+            ),
+            (
+                &json!("Succeeded"),
+                &json!(3),
+                &json!(2),
+                &json!("BackoffLimitExceeded")
+            ),
+            "{node}: {r}"
+        );
+    }
+}
+
+#[test]
+fn twenty_nodes_three_not_ready_time_out_then_a_retry_reruns_only_those() {
+    let w = World::new(20);
+    let broken: Vec<String> = w.nodes[..3].to_vec();
+    w.set_not_ready(&broken, true);
+    // NotReady nodes wait for their node; the timeout ends the wait.
+    w.create("roll", &["--timeout", "60s"]);
+    let job = w.wait_phase("roll", "TimedOut");
     assert_eq!(job["status"]["summary"], "17/20", "{job}");
     assert_eq!(job["status"]["counts"]["failed"], 3);
     let results = node_results(&job);
@@ -254,7 +367,7 @@ fn twenty_nodes_three_not_ready_partially_succeed_then_a_retry_reruns_only_those
     for (node, r) in &results {
         if broken.contains(node) {
             assert_eq!(r["phase"], "Failed", "{r}");
-            assert_eq!(r["reason"], "NodeNotReady", "{r}");
+            assert_eq!(r["reason"], "TimedOut", "{r}");
         } else {
             assert_eq!(
                 (&r["phase"], &r["attempts"], &r["pods"]),
@@ -275,12 +388,7 @@ fn twenty_nodes_three_not_ready_partially_succeed_then_a_retry_reruns_only_those
     assert_eq!(on.len(), 17);
     assert!(on.iter().all(|n| !broken.iter().any(|b| b == n)));
 
-    for node in &broken {
-        w.c.kubectl_ok(&["label", "node", node, &format!("{HOOK_NODE_NOT_READY}-")]);
-    }
-    for node in &broken {
-        assert!(w.node_ready_is(node, "True"), "{node} did not recover");
-    }
+    w.set_not_ready(&broken, false);
     w.batch(&["retry", "roll"]);
     let job = w.wait_phase("roll", "Succeeded");
     assert_eq!(job["status"]["summary"], "20/20");
