@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
 use super::naming::{prefix_error, workload_name};
+use super::overrides::replicas;
 use super::types::{
     BatchDeployment, BatchDeploymentSpec, BatchDeploymentStatus, Counts, NodePhase, NodeStatus,
     Phase,
@@ -302,7 +303,12 @@ impl Machine<'_> {
     /// keeps its workload and gets a reason (it may come back within the timeout).
     fn observe_nodes(&mut self) {
         let ready = ready_map(self.obs);
-        let instances = instances(self.spec);
+        let labels: BTreeMap<&str, &BTreeMap<String, String>> = self
+            .obs
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), &n.labels))
+            .collect();
         let always = always(self.spec);
         let retries = self.spec.retries.unwrap_or(0);
         let backoff = retry_backoff(self.spec).unwrap_or(DEFAULT_BACKOFF);
@@ -338,6 +344,9 @@ impl Machine<'_> {
                 continue;
             }
             node.pods = if always { p.ready } else { p.succeeded };
+            let instances = labels
+                .get(node.node.as_str())
+                .map_or(instances(self.spec), |l| replicas(self.spec, l));
             if let Some((reason, message)) = &p.failure {
                 if node.auto_retries < retries {
                     schedule_rerun(node, reason, message, backoff, self.now);
@@ -785,6 +794,9 @@ pub fn spec_error(spec: &BatchDeploymentSpec, prefix: &str) -> Option<String> {
         ));
     }
     if let Err(e) = retry_backoff(spec) {
+        return Some(e);
+    }
+    if let Some(e) = super::overrides::overrides_error(spec) {
         return Some(e);
     }
     if let Some(e) = prefix_error(prefix) {

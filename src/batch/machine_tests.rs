@@ -1041,3 +1041,25 @@ fn a_spec_made_invalid_while_running_fails_the_nodes_not_done() {
     assert_eq!(w.node("n02").reason.as_deref(), Some("InvalidSpec"));
     assert_eq!(w.deleted(), ["n02"]);
 }
+
+#[test]
+fn an_overridden_group_needs_its_own_number_of_pods() {
+    let mut s = spec();
+    let mut big = crate::batch::types::Override::default();
+    big.node_selector = BTreeMap::from([("size".into(), "big".into())]);
+    big.replicas = Some(2);
+    s.overrides = vec![big];
+    let mut w = World::new(2, s);
+    w.obs.nodes[0].labels.insert("size".into(), "big".into());
+    w.tick(0);
+    w.all_ready();
+    w.tick(1);
+    // n01 has 1 of its 2 Pods Ready; n02 needs just 1.
+    assert_eq!(w.node("n01").phase, NodePhase::Running);
+    assert_eq!(w.node("n02").phase, NodePhase::Succeeded);
+    let p = w.obs.workloads.get_mut("n01").unwrap();
+    p.pods = 2;
+    p.ready = 2;
+    w.tick(2);
+    assert_eq!(w.phase(), Phase::Succeeded);
+}

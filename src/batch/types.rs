@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -120,7 +121,61 @@ pub struct BatchDeploymentSpec {
     /// 5m), e.g. 10s, 1m. Default 10s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_backoff: Option<String>,
+    /// Per-group differences, applied in order to the nodes each selects; for each field the
+    /// last matching override that sets it wins (env and set: per name). Never the image,
+    /// command, args or config templates: the AppImage's signature covers those.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<Override>,
 }
+
+/// What a group of nodes gets differently (KubeEdge's overriders, OpenYurt's workloadTweaks).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Override {
+    /// The nodes whose labels hold all of these; required (an empty selector never means
+    /// every node).
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Pods on each of these nodes, instead of spec.instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub replicas: Option<i32>,
+    /// Env vars for every container of the deploy template, NAME: value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Resources for every container, merged key by key over the template's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Added to the Pods' tolerations (for example of these nodes' taints).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Render values on top of spec.values, KEY: value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, String>,
+    /// Refused: the AppImage's signature covers the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("false").message(SIGNED_IMAGE))]
+    pub image: Option<String>,
+    /// Refused: the AppImage's signature covers the command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("false").message(SIGNED_COMMAND))]
+    pub command: Option<Vec<String>>,
+    /// Refused: the AppImage's signature covers the args.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("false").message(SIGNED_COMMAND))]
+    pub args: Option<Vec<String>>,
+    /// Refused: the AppImage's signature covers the config templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    #[x_kube(validation = Rule::new("false").message(SIGNED_CONFIG))]
+    pub config_templates: Option<serde_json::Value>,
+}
+
+/// Why an override may not set these: what the AppImage's signature covers stays as signed.
+pub const SIGNED_IMAGE: &str =
+    "the AppImage's signature covers the image; an override cannot change it (remove it)";
+pub const SIGNED_COMMAND: &str = "the AppImage's signature covers the command and args; an override cannot change them (remove them)";
+pub const SIGNED_CONFIG: &str = "the AppImage's signature covers the config templates; an override cannot change them (use set for render values)";
 
 /// `{type: object, x-kubernetes-preserve-unknown-fields: true}`: a fragment, checked when merged.
 fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

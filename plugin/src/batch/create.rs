@@ -7,7 +7,7 @@ use crate::flags::{DryRun, DryRunArg, ObjectOutput};
 use crate::output::{print, println, to_json, to_yaml};
 use anyhow::{Context, Result, anyhow, bail};
 use appimage::batch::machine::spec_error;
-use appimage::batch::{BatchDeployment, BatchDeploymentSpec, RestartPolicy};
+use appimage::batch::{BatchDeployment, BatchDeploymentSpec, Override, RestartPolicy};
 use clap::{ArgGroup, Args, ValueEnum};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -96,6 +96,10 @@ pub struct CreateArgs {
     /// A PodTemplateSpec fragment (YAML or JSON) each node's Pods start from
     #[arg(long, value_name = "FILE")]
     pub pod_template: Option<PathBuf>,
+    /// Per-group overrides (YAML or JSON): a list of {nodeSelector, replicas, env, resources,
+    /// tolerations, set}, applied in order, the last match winning
+    #[arg(long, value_name = "FILE")]
+    pub overrides: Option<PathBuf>,
     /// Create the job stopped; `batch continue` starts it
     #[arg(long)]
     pub suspend: bool,
@@ -153,11 +157,17 @@ pub(super) fn build(c: &CreateArgs, namespace: &str) -> Result<BatchDeployment> 
         retry_generation: None,
         retries: c.retries,
         retry_backoff: c.retry_backoff.clone(),
+        overrides: c
+            .overrides
+            .as_deref()
+            .map(overrides)
+            .transpose()?
+            .unwrap_or_default(),
     };
     let prefix = c.name_prefix.as_deref().unwrap_or(&c.name);
     if let Some(e) = spec_error(&spec, prefix) {
         bail!(
-            "{e} (flags: --appimage, --node-selector, --nodes, --instances, --parallelism, --name-prefix, --timeout, --failure-tolerance, --retries, --retry-backoff)"
+            "{e} (flags: --appimage, --node-selector, --nodes, --instances, --parallelism, --name-prefix, --timeout, --failure-tolerance, --retries, --retry-backoff, --overrides)"
         );
     }
     let mut bd = BatchDeployment::new(&c.name, spec);
@@ -208,6 +218,18 @@ pub(super) fn pod_template(path: &std::path::Path) -> Result<serde_json::Value> 
         );
     }
     Ok(value)
+}
+
+/// `--overrides FILE`: the list `spec.overrides` takes.
+pub(super) fn overrides(path: &std::path::Path) -> Result<Vec<Override>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --overrides {}", path.display()))?;
+    serde_yaml_ng::from_str(&text).map_err(|e| {
+        anyhow!(
+            "--overrides {} is not a list of overrides ({{nodeSelector, replicas, env, resources, tolerations, set}}): {e}",
+            path.display()
+        )
+    })
 }
 
 pub(super) async fn create(cluster: &Cluster, jobs: &Jobs, c: &CreateArgs) -> Result<()> {

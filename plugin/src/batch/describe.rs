@@ -87,7 +87,37 @@ pub(super) fn spec_fields(bd: &BatchDeployment) -> Vec<(&'static str, String)> {
             format!("{r} per node, backoff {backoff} doubling"),
         ));
     }
+    for (i, o) in s.overrides.iter().enumerate() {
+        fields.push(("Override", override_text(i, o)));
+    }
     fields
+}
+
+/// `[0] size=big: replicas=2 env=MODE=big set=k=v resources tolerations=1`
+fn override_text(i: usize, o: &appimage::batch::Override) -> String {
+    let pairs = |m: &std::collections::BTreeMap<String, String>| {
+        m.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut parts = vec![format!("[{i}] {}:", pairs(&o.node_selector))];
+    if let Some(r) = o.replicas {
+        parts.push(format!("replicas={r}"));
+    }
+    if !o.env.is_empty() {
+        parts.push(format!("env={}", pairs(&o.env)));
+    }
+    if !o.set.is_empty() {
+        parts.push(format!("set={}", pairs(&o.set)));
+    }
+    if o.resources.is_some() {
+        parts.push("resources".into());
+    }
+    if !o.tolerations.is_empty() {
+        parts.push(format!("tolerations={}", o.tolerations.len()));
+    }
+    parts.join(" ")
 }
 
 pub(super) fn status_fields(bd: &BatchDeployment, now: i64) -> Vec<(&'static str, String)> {

@@ -278,3 +278,45 @@ fn jobs_without_retries_or_waiting_nodes_read_as_before() {
         "{text}"
     );
 }
+
+#[test]
+fn create_reads_overrides_and_refuses_one_of_the_image_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("o.yaml");
+    std::fs::write(
+        &file,
+        "- nodeSelector: {size: big}\n  replicas: 2\n  env: {MODE: big}\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let args = [
+        "job",
+        "--appimage",
+        "app",
+        "--nodes",
+        "a",
+        "--overrides",
+        path,
+    ];
+    let bd = build(&create_args(&args).unwrap(), "ns").unwrap();
+    let o = &bd.spec.overrides[0];
+    assert_eq!((o.replicas, o.env["MODE"].as_str()), (Some(2), "big"));
+    let text = describe(&bd, 0);
+    assert!(
+        text.contains("[0] size=big: replicas=2 env=MODE=big"),
+        "{text}"
+    );
+    std::fs::write(&file, "- nodeSelector: {size: big}\n  image: evil:1\n").unwrap();
+    let e = build(&create_args(&args).unwrap(), "ns")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("spec.overrides[0].image: the AppImage's signature covers the image"),
+        "{e}"
+    );
+    std::fs::write(&file, "nodeSelector: {size: big}\n").unwrap();
+    let e = build(&create_args(&args).unwrap(), "ns")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is not a list of overrides"), "{e}");
+}

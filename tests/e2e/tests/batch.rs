@@ -696,3 +696,82 @@ fn a_same_named_workload_it_does_not_own_fails_the_node_naming_the_owner() {
         "busybox"
     );
 }
+
+#[test]
+fn one_group_gets_two_replicas_and_an_env_value_and_an_override_of_the_image_is_refused() {
+    let w = World::new(4);
+    let big: Vec<String> = w.nodes[..2].to_vec();
+    for node in &big {
+        w.c.kubectl_ok(&["label", "node", node, "appimage.test/size=big"]);
+    }
+    let file = w.work.path().join("overrides.yaml");
+    std::fs::write(
+        &file,
+        "- nodeSelector: {appimage.test/size: big}\n  replicas: 2\n  env: {MODE: big}\n",
+    )
+    .unwrap();
+    let path = file.to_string_lossy().into_owned();
+    w.create("groups", &["--overrides", &path]);
+    let job = w.wait_phase("groups", "Succeeded");
+    assert_eq!(job["status"]["summary"], "4/4");
+    let pods = w.pods("groups");
+    for node in &w.nodes {
+        let on: Vec<&Value> = pods
+            .iter()
+            .filter(|p| p["spec"]["nodeName"] == node.as_str())
+            .collect();
+        let want = if big.contains(node) { 2 } else { 1 };
+        assert_eq!(on.len(), want, "{node}: {on:?}");
+        for p in on {
+            let mode = p["spec"]["containers"][0]["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["name"] == "MODE")
+                .map(|e| e["value"].clone());
+            let want = big.contains(node).then(|| json!("big"));
+            assert_eq!(mode, want, "{node}: {p}");
+        }
+    }
+
+    // What the signature covers: refused by the plugin and, sent raw, by the CRD's rules.
+    std::fs::write(
+        &file,
+        "- nodeSelector: {appimage.test/size: big}\n  image: evil:1\n",
+    )
+    .unwrap();
+    let sel = w.selector();
+    let out = w.c.kubectl(&[
+        "appimage",
+        "batch",
+        "create",
+        "evil",
+        "--appimage",
+        &w.image,
+        "--node-selector",
+        &sel,
+        "--overrides",
+        &path,
+        "-n",
+        &w.ns,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("spec.overrides[0].image: the AppImage's signature covers the image"),
+        "{err}"
+    );
+    let raw = json!({
+        "apiVersion": "appimage.kuscia.secretflow/v1alpha1", "kind": "BatchDeployment",
+        "metadata": {"name": "evil-raw", "namespace": w.ns},
+        "spec": {"appImage": w.image, "nodeSelector": {GROUP: w.group},
+                 "overrides": [{"nodeSelector": {"appimage.test/size": "big"}, "command": ["sh"]}]}
+    });
+    let raw_file = w.work.path().join("raw.json");
+    std::fs::write(&raw_file, raw.to_string()).unwrap();
+    let out = w.c.kubectl(&["create", "-f", &raw_file.to_string_lossy()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("spec.overrides[0].command"), "{err}");
+    assert!(err.contains("signature covers the command"), "{err}");
+}
