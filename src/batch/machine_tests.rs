@@ -1045,10 +1045,11 @@ fn a_spec_made_invalid_while_running_fails_the_nodes_not_done() {
 #[test]
 fn an_overridden_group_needs_its_own_number_of_pods() {
     let mut s = spec();
-    let mut big = crate::batch::types::Override::default();
-    big.node_selector = BTreeMap::from([("size".into(), "big".into())]);
-    big.replicas = Some(2);
-    s.overrides = vec![big];
+    s.overrides = vec![crate::batch::types::Override {
+        node_selector: BTreeMap::from([("size".into(), "big".into())]),
+        replicas: Some(2),
+        ..Default::default()
+    }];
     let mut w = World::new(2, s);
     w.obs.nodes[0].labels.insert("size".into(), "big".into());
     w.tick(0);
