@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
+use super::membership::{self, continuous};
 use super::naming::{prefix_error, workload_name};
 use super::overrides::replicas;
 use super::types::{
@@ -118,6 +119,7 @@ pub fn step(bd: &BatchDeployment, observed: &Observed, now: Timestamp) -> Step {
         obs: observed,
         now,
         actions: Vec::new(),
+        leave_due: None,
     };
     m.control();
     m.advance();
@@ -133,6 +135,8 @@ struct Machine<'a> {
     obs: &'a Observed,
     now: Timestamp,
     actions: Vec<Action>,
+    /// Continuous: when the next node that stopped matching is due to lose the app.
+    leave_due: Option<Duration>,
 }
 
 impl Machine<'_> {
@@ -254,7 +258,8 @@ impl Machine<'_> {
             return;
         }
         let nodes = select_nodes(self.spec, &self.obs.nodes);
-        if nodes.is_empty() {
+        // Continuous: no node matching yet is no failure; nodes join when they come to match.
+        if nodes.is_empty() && !continuous(self.spec) {
             let message = format!(
                 "no node matches nodeSelector {}; label some nodes or change spec.nodeSelector, then retry",
                 selector_text(&self.spec.node_selector)
@@ -288,6 +293,14 @@ impl Machine<'_> {
 
     fn running(&mut self) {
         if self.bad_input() {
+            return;
+        }
+        if continuous(self.spec) {
+            let facts = &self.obs.nodes;
+            self.leave_due = membership::update(self.spec, facts, &mut self.s.nodes, self.now);
+            self.observe_nodes();
+            self.start_nodes();
+            // The job never ends, and has no timeout: its results are kept current.
             return;
         }
         self.observe_nodes();
@@ -383,6 +396,7 @@ impl Machine<'_> {
             .nodes
             .iter_mut()
             .filter(|n| matches!(n.phase, NodePhase::Pending | NodePhase::Waiting))
+            .filter(|n| n.leaving_since.is_none())
         {
             match node_problem(&ready, &node.node) {
                 Some(("NodeNotReady", _)) => {
@@ -433,6 +447,9 @@ impl Machine<'_> {
     }
 
     fn timed_out(&self) -> bool {
+        if continuous(self.spec) {
+            return false;
+        }
         match timeout(self.spec) {
             Ok(Some(limit)) => self.elapsed_millis() > limit.as_millis() as i64,
             _ => false,
@@ -593,16 +610,16 @@ impl Machine<'_> {
         self.s.summary = format!("{}/{}", self.s.counts.succeeded, self.s.counts.total);
         self.s.observed_generation = self.generation;
         let requeue_after = match (self.s.phase, timeout(self.spec)) {
-            (Phase::Queued | Phase::Running, Ok(Some(limit))) => {
+            (Phase::Queued | Phase::Running, Ok(Some(limit))) if !continuous(self.spec) => {
                 let left = limit.as_millis() as i64 - self.elapsed_millis();
                 Some(Duration::from_millis(left.max(0) as u64 + 1))
             }
             _ => None,
         };
-        let requeue_after = match (requeue_after, self.next_rerun()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let requeue_after = [requeue_after, self.next_rerun(), self.leave_due]
+            .into_iter()
+            .flatten()
+            .min();
         Step {
             status: self.s,
             actions: self.actions,
@@ -794,6 +811,9 @@ pub fn spec_error(spec: &BatchDeploymentSpec, prefix: &str) -> Option<String> {
         ));
     }
     if let Err(e) = retry_backoff(spec) {
+        return Some(e);
+    }
+    if let Err(e) = membership::leave_grace(spec) {
         return Some(e);
     }
     if let Some(e) = super::overrides::overrides_error(spec) {

@@ -1025,6 +1025,9 @@ fn spec_errors_name_the_field() {
     s.retries = Some(2);
     s.retry_backoff = Some("soon".into());
     assert!(spec_error(&s, "job").unwrap().contains("spec.retryBackoff"));
+    s.retry_backoff = None;
+    s.leave_grace = Some("a while".into());
+    assert!(spec_error(&s, "job").unwrap().contains("spec.leaveGrace"));
 }
 
 #[test]
@@ -1063,4 +1066,103 @@ fn an_overridden_group_needs_its_own_number_of_pods() {
     p.ready = 2;
     w.tick(2);
     assert_eq!(w.phase(), Phase::Succeeded);
+}
+
+fn continuous_spec(grace: &str) -> BatchDeploymentSpec {
+    let mut s = spec();
+    s.mode = Some(crate::batch::types::Mode::Continuous);
+    s.leave_grace = Some(grace.into());
+    s
+}
+
+#[test]
+fn continuous_nodes_that_come_to_match_join_and_get_the_app() {
+    let mut w = World::new(2, continuous_spec("30s"));
+    w.tick(0);
+    w.all_ready();
+    w.tick(1);
+    // Every node done, and yet the job stays Running: it never ends.
+    assert_eq!(w.phase(), Phase::Running);
+    assert_eq!(w.bd.status.as_ref().unwrap().summary, "2/2");
+    w.obs.nodes.push(node("n03", "edge", true));
+    w.obs.nodes[2].labels.insert("pool".into(), "edge".into()); // "other" joins too
+    w.tick(2);
+    assert_eq!(w.created(), ["n03", "other"]);
+    w.all_ready();
+    w.tick(3);
+    assert_eq!(w.bd.status.as_ref().unwrap().summary, "4/4");
+    assert_eq!(w.phase(), Phase::Running);
+}
+
+#[test]
+fn continuous_a_node_that_stops_matching_loses_the_app_after_the_grace() {
+    let mut w = World::new(3, continuous_spec("30s"));
+    w.tick(0);
+    w.all_ready();
+    w.tick(1);
+    w.obs.nodes[0].labels.insert("pool".into(), "core".into());
+    let out = w.tick(10);
+    let n = w.node("n01");
+    assert_eq!(n.reason.as_deref(), Some("Leaving"));
+    assert_eq!(n.phase, NodePhase::Succeeded, "keeps the app meanwhile");
+    assert!(w.deleted().is_empty());
+    assert_eq!(
+        out.requeue_after,
+        Some(std::time::Duration::from_millis(30_001))
+    );
+    w.tick(39);
+    assert!(w.deleted().is_empty());
+    w.tick(40);
+    assert_eq!(w.deleted(), ["n01"]);
+    let s = w.bd.status.as_ref().unwrap();
+    assert_eq!(s.summary, "2/2");
+    assert!(s.nodes.iter().all(|n| n.node != "n01"));
+    assert_eq!(w.phase(), Phase::Running);
+}
+
+#[test]
+fn continuous_a_node_matching_again_within_the_grace_keeps_the_app() {
+    let mut w = World::new(1, continuous_spec("30s"));
+    w.tick(0);
+    w.all_ready();
+    w.tick(1);
+    w.obs.nodes[0].labels.insert("pool".into(), "core".into());
+    w.tick(10);
+    w.obs.nodes[0].labels.insert("pool".into(), "edge".into());
+    w.tick(20);
+    let n = w.node("n01");
+    assert_eq!((n.reason, n.leaving_since), (None, None));
+    w.tick(100);
+    assert!(w.deleted().is_empty());
+    assert_eq!(w.node("n01").attempts, 1);
+}
+
+#[test]
+fn continuous_starts_with_no_matching_node_and_has_no_timeout() {
+    let mut s = continuous_spec("30s");
+    s.timeout = Some("1m".into());
+    s.node_selector = BTreeMap::from([("pool".into(), "later".into())]);
+    let mut w = World::new(1, s);
+    let out = w.tick(0);
+    assert_eq!(w.phase(), Phase::Running);
+    assert_eq!(out.requeue_after, None);
+    w.obs.nodes[0].labels.insert("pool".into(), "later".into());
+    w.obs.nodes[0].ready = false;
+    w.tick(500);
+    assert_eq!(w.node("n01").phase, NodePhase::Waiting);
+    w.obs.nodes[0].ready = true;
+    w.tick(5000);
+    assert_eq!(w.created(), ["n01"]);
+    assert_eq!(w.phase(), Phase::Running);
+}
+
+#[test]
+fn once_mode_still_chooses_its_nodes_once() {
+    let mut w = World::new(1, spec());
+    w.tick(0);
+    w.obs.nodes.push(node("n02", "edge", true));
+    w.all_ready();
+    w.tick(1);
+    assert_eq!(w.phase(), Phase::Succeeded);
+    assert_eq!(w.bd.status.as_ref().unwrap().summary, "1/1");
 }

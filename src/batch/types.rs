@@ -126,7 +126,28 @@ pub struct BatchDeploymentSpec {
     /// command, args or config templates: the AppImage's signature covers those.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overrides: Vec<Override>,
+    /// Once (default): the nodes are chosen at start and the job ends. Continuous: a node
+    /// that comes to match gets the app, one that stops matching loses it after
+    /// `leaveGrace`; the job stays Running, its results kept current, and has no timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    /// Continuous: how long a node that stops matching keeps the app (e.g. 30s, 5m). Default 5m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leave_grace: Option<String>,
 }
+
+/// How the job's nodes are chosen.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default, Hash)]
+pub enum Mode {
+    /// Chosen once at start; the job ends.
+    #[default]
+    Once,
+    /// Kept in step with the selector for as long as the job exists.
+    Continuous,
+}
+
+/// The grace when `spec.leaveGrace` is unset.
+pub const DEFAULT_LEAVE_GRACE: &str = "5m";
 
 /// What a group of nodes gets differently (KubeEdge's overriders, OpenYurt's workloadTweaks).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema, Default)]
@@ -292,6 +313,9 @@ pub struct NodeStatus {
     /// When a Waiting node's next automatic rerun may start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<Time>,
+    /// Continuous: since when the node no longer matches; it loses the app after leaveGrace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaving_since: Option<Time>,
 }
 
 fn is_zero(n: &i32) -> bool {

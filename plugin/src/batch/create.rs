@@ -7,7 +7,7 @@ use crate::flags::{DryRun, DryRunArg, ObjectOutput};
 use crate::output::{print, println, to_json, to_yaml};
 use anyhow::{Context, Result, anyhow, bail};
 use appimage::batch::machine::spec_error;
-use appimage::batch::{BatchDeployment, BatchDeploymentSpec, Override, RestartPolicy};
+use appimage::batch::{BatchDeployment, BatchDeploymentSpec, Mode, Override, RestartPolicy};
 use clap::{ArgGroup, Args, ValueEnum};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -24,6 +24,15 @@ pub enum PolicyArg {
     OnFailure,
     #[value(name = "Never")]
     Never,
+}
+
+/// `spec.mode`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModeArg {
+    #[value(name = "Once")]
+    Once,
+    #[value(name = "Continuous")]
+    Continuous,
 }
 
 #[derive(Args, Debug)]
@@ -100,6 +109,13 @@ pub struct CreateArgs {
     /// tolerations, set}, applied in order, the last match winning
     #[arg(long, value_name = "FILE")]
     pub overrides: Option<PathBuf>,
+    /// Once: nodes chosen at start, the job ends; Continuous: nodes join and leave as they
+    /// come to match the selector or stop matching [default: Once]
+    #[arg(long, value_enum, ignore_case = true, value_name = "MODE")]
+    pub mode: Option<ModeArg>,
+    /// Continuous: how long a node that stops matching keeps the app [default: 5m]
+    #[arg(long, value_name = "DURATION")]
+    pub leave_grace: Option<String>,
     /// Create the job stopped; `batch continue` starts it
     #[arg(long)]
     pub suspend: bool,
@@ -163,11 +179,16 @@ pub(super) fn build(c: &CreateArgs, namespace: &str) -> Result<BatchDeployment> 
             .map(overrides)
             .transpose()?
             .unwrap_or_default(),
+        mode: c.mode.map(|m| match m {
+            ModeArg::Once => Mode::Once,
+            ModeArg::Continuous => Mode::Continuous,
+        }),
+        leave_grace: c.leave_grace.clone(),
     };
     let prefix = c.name_prefix.as_deref().unwrap_or(&c.name);
     if let Some(e) = spec_error(&spec, prefix) {
         bail!(
-            "{e} (flags: --appimage, --node-selector, --nodes, --instances, --parallelism, --name-prefix, --timeout, --failure-tolerance, --retries, --retry-backoff, --overrides)"
+            "{e} (flags: --appimage, --node-selector, --nodes, --instances, --parallelism, --name-prefix, --timeout, --failure-tolerance, --retries, --retry-backoff, --overrides, --mode, --leave-grace)"
         );
     }
     let mut bd = BatchDeployment::new(&c.name, spec);

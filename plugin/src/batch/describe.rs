@@ -87,6 +87,16 @@ pub(super) fn spec_fields(bd: &BatchDeployment) -> Vec<(&'static str, String)> {
             format!("{r} per node, backoff {backoff} doubling"),
         ));
     }
+    if s.mode == Some(appimage::batch::Mode::Continuous) {
+        let grace = s
+            .leave_grace
+            .as_deref()
+            .unwrap_or(appimage::batch::DEFAULT_LEAVE_GRACE);
+        fields.push((
+            "Mode",
+            format!("Continuous (a node that stops matching keeps the app {grace})"),
+        ));
+    }
     for (i, o) in s.overrides.iter().enumerate() {
         fields.push(("Override", override_text(i, o)));
     }

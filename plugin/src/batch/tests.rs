@@ -320,3 +320,32 @@ fn create_reads_overrides_and_refuses_one_of_the_image_with_its_path() {
         .to_string();
     assert!(e.contains("is not a list of overrides"), "{e}");
 }
+
+#[test]
+fn create_takes_the_continuous_mode_and_its_grace() {
+    let args = [
+        "job",
+        "--appimage",
+        "app",
+        "--node-selector",
+        "pool=edge",
+        "--mode",
+        "continuous",
+        "--leave-grace",
+        "30s",
+    ];
+    let bd = build(&create_args(&args).unwrap(), "ns").unwrap();
+    assert_eq!(bd.spec.mode, Some(appimage::batch::Mode::Continuous));
+    assert_eq!(bd.spec.leave_grace.as_deref(), Some("30s"));
+    let text = describe(&bd, 0);
+    assert!(
+        text.contains("Continuous (a node that stops matching keeps the app 30s)"),
+        "{text}"
+    );
+    let mut bad = args;
+    bad[8] = "soonish";
+    let e = build(&create_args(&bad).unwrap(), "ns")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("spec.leaveGrace"), "{e}");
+}
