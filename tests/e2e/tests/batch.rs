@@ -775,3 +775,64 @@ fn one_group_gets_two_replicas_and_an_env_value_and_an_override_of_the_image_is_
     assert!(err.contains("spec.overrides[0].command"), "{err}");
     assert!(err.contains("signature covers the command"), "{err}");
 }
+
+#[test]
+fn continuous_two_more_nodes_labelled_get_the_app_and_one_unlabelled_loses_it_after_the_grace() {
+    let w = World::new(4);
+    let label = unique("fleet");
+    let on = |node: &str| {
+        w.c.kubectl_ok(&[
+            "label",
+            "node",
+            node,
+            &format!("appimage.test/fleet={label}"),
+        ]);
+    };
+    on(&w.nodes[0]);
+    on(&w.nodes[1]);
+    let sel = format!("appimage.test/fleet={label}");
+    w.batch(&[
+        "create",
+        "fleet",
+        "--appimage",
+        &w.image,
+        "--node-selector",
+        &sel,
+        "--mode",
+        "Continuous",
+        "--leave-grace",
+        "15s",
+    ]);
+    let summary_is = |want: &'static str| {
+        move |j: &Value| j["status"]["summary"] == want && j["status"]["phase"] == "Running"
+    };
+    w.wait_job("fleet", "2/2 and Running", summary_is("2/2"));
+
+    on(&w.nodes[2]);
+    on(&w.nodes[3]);
+    let job = w.wait_job("fleet", "4/4 and Running", summary_is("4/4"));
+    assert_eq!(node_results(&job).len(), 4);
+    assert_eq!(w.workloads("deployments", "fleet").len(), 4);
+
+    let leaver = w.nodes[0].clone();
+    w.c.kubectl_ok(&["label", "node", &leaver, "appimage.test/fleet-"]);
+    let job = w.wait_job("fleet", "marking the node Leaving", |j| {
+        node_results(j)
+            .get(&leaver)
+            .is_some_and(|r| r["reason"] == "Leaving")
+    });
+    // Within the grace it keeps the app.
+    assert_eq!(node_results(&job)[&leaver]["phase"], "Succeeded");
+    let held = uids(&w.workloads("deployments", "fleet"));
+    assert!(held.contains_key(&leaver), "{held:?}");
+    let job = w.wait_job("fleet", "3/3 after the grace", summary_is("3/3"));
+    assert!(!node_results(&job).contains_key(&leaver));
+    let gone = wait_until(WAIT, || {
+        !uids(&w.workloads("deployments", "fleet")).contains_key(&leaver)
+            && w.pods("fleet")
+                .iter()
+                .all(|p| p["spec"]["nodeName"] != leaver.as_str())
+    });
+    assert!(gone, "{leaver} kept the app after the grace");
+    assert_eq!(w.workloads("deployments", "fleet").len(), 3);
+}
