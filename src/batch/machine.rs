@@ -13,7 +13,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
+use super::membership::{self, continuous};
 use super::naming::{prefix_error, workload_name};
+use super::overrides::replicas;
 use super::types::{
     BatchDeployment, BatchDeploymentSpec, BatchDeploymentStatus, Counts, NodePhase, NodeStatus,
     Phase,
@@ -117,6 +119,7 @@ pub fn step(bd: &BatchDeployment, observed: &Observed, now: Timestamp) -> Step {
         obs: observed,
         now,
         actions: Vec::new(),
+        leave_due: None,
     };
     m.control();
     m.advance();
@@ -132,6 +135,8 @@ struct Machine<'a> {
     obs: &'a Observed,
     now: Timestamp,
     actions: Vec<Action>,
+    /// Continuous: when the next node that stopped matching is due to lose the app.
+    leave_due: Option<Duration>,
 }
 
 impl Machine<'_> {
@@ -253,7 +258,8 @@ impl Machine<'_> {
             return;
         }
         let nodes = select_nodes(self.spec, &self.obs.nodes);
-        if nodes.is_empty() {
+        // Continuous: no node matching yet is no failure; nodes join when they come to match.
+        if nodes.is_empty() && !continuous(self.spec) {
             let message = format!(
                 "no node matches nodeSelector {}; label some nodes or change spec.nodeSelector, then retry",
                 selector_text(&self.spec.node_selector)
@@ -289,6 +295,14 @@ impl Machine<'_> {
         if self.bad_input() {
             return;
         }
+        if continuous(self.spec) {
+            let facts = &self.obs.nodes;
+            self.leave_due = membership::update(self.spec, facts, &mut self.s.nodes, self.now);
+            self.observe_nodes();
+            self.start_nodes();
+            // The job never ends, and has no timeout: its results are kept current.
+            return;
+        }
         self.observe_nodes();
         self.start_nodes();
         if self.s.nodes.iter().all(|n| n.phase.done()) {
@@ -298,20 +312,43 @@ impl Machine<'_> {
         }
     }
 
-    /// Node facts and workload progress -> node phases.
+    /// Node facts and workload progress -> node phases. A node gone fails; one NotReady
+    /// keeps its workload and gets a reason (it may come back within the timeout).
     fn observe_nodes(&mut self) {
         let ready = ready_map(self.obs);
-        let instances = instances(self.spec);
+        let labels: BTreeMap<&str, &BTreeMap<String, String>> = self
+            .obs
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), &n.labels))
+            .collect();
         let always = always(self.spec);
+        let retries = self.spec.retries.unwrap_or(0);
+        let backoff = retry_backoff(self.spec).unwrap_or(DEFAULT_BACKOFF);
         for node in self
             .s
             .nodes
             .iter_mut()
             .filter(|n| n.phase == NodePhase::Running)
         {
-            if let Some((reason, message)) = node_problem(&ready, &node.node) {
-                set_failed(node, reason, &message);
-                continue;
+            match node_problem(&ready, &node.node) {
+                Some(("NodeNotReady", _)) => {
+                    node.reason = Some("NodeNotReady".into());
+                    node.message = Some(format!(
+                        "node {} went NotReady while its Pods run; waiting for it to return within the job's timeout",
+                        node.node
+                    ));
+                    continue;
+                }
+                Some((reason, message)) => {
+                    set_failed(node, reason, &message);
+                    continue;
+                }
+                None if node.reason.as_deref() == Some("NodeNotReady") => {
+                    node.reason = None;
+                    node.message = None;
+                }
+                None => {}
             }
             let Some(p) = self.obs.workloads.get(&node.node) else {
                 continue;
@@ -320,8 +357,16 @@ impl Machine<'_> {
                 continue;
             }
             node.pods = if always { p.ready } else { p.succeeded };
+            let instances = labels
+                .get(node.node.as_str())
+                .map_or(instances(self.spec), |l| replicas(self.spec, l));
             if let Some((reason, message)) = &p.failure {
-                set_failed(node, reason, message);
+                if node.auto_retries < retries {
+                    schedule_rerun(node, reason, message, backoff, self.now);
+                } else {
+                    node.last_failure = Some(reason.clone());
+                    set_failed(node, reason, message);
+                }
             } else if node.pods >= instances {
                 node.phase = NodePhase::Succeeded;
                 node.reason = None;
@@ -330,7 +375,9 @@ impl Machine<'_> {
         }
     }
 
-    /// Start Pending nodes, in order, while fewer than `parallelism` are in flight.
+    /// Start Pending nodes, and Waiting ones whose node is back and whose backoff is over, in
+    /// order, while fewer than `parallelism` are in flight. A NotReady node waits without
+    /// taking a slot.
     fn start_nodes(&mut self) {
         let ready = ready_map(self.obs);
         let limit = self
@@ -343,15 +390,42 @@ impl Machine<'_> {
             .iter()
             .filter(|n| n.phase == NodePhase::Running)
             .count();
+        let now = self.now;
         for node in self
             .s
             .nodes
             .iter_mut()
-            .filter(|n| n.phase == NodePhase::Pending)
+            .filter(|n| matches!(n.phase, NodePhase::Pending | NodePhase::Waiting))
+            .filter(|n| n.leaving_since.is_none())
         {
-            if let Some((reason, message)) = node_problem(&ready, &node.node) {
-                set_failed(node, reason, &message);
+            match node_problem(&ready, &node.node) {
+                Some(("NodeNotReady", _)) => {
+                    node.phase = NodePhase::Waiting;
+                    node.reason = Some("NodeNotReady".into());
+                    node.message = Some(format!(
+                        "node {} is not Ready; it is caught up when the node returns, within the job's timeout",
+                        node.node
+                    ));
+                    continue;
+                }
+                Some((reason, message)) => {
+                    set_failed(node, reason, &message);
+                    continue;
+                }
+                None => {}
+            }
+            if let Some(at) = node.retry_at.as_ref().filter(|t| t.0 > now) {
+                if node.reason.as_deref() == Some("NodeNotReady") {
+                    node.reason = Some("RetryBackoff".into());
+                    node.message = Some(format!("node back; automatic rerun at {}", at.0));
+                }
                 continue;
+            }
+            if node.phase == NodePhase::Waiting {
+                node.phase = NodePhase::Pending;
+                node.reason = None;
+                node.message = None;
+                node.retry_at = None;
             }
             if in_flight >= limit {
                 continue;
@@ -373,6 +447,9 @@ impl Machine<'_> {
     }
 
     fn timed_out(&self) -> bool {
+        if continuous(self.spec) {
+            return false;
+        }
         match timeout(self.spec) {
             Ok(Some(limit)) => self.elapsed_millis() > limit.as_millis() as i64,
             _ => false,
@@ -513,17 +590,36 @@ impl Machine<'_> {
         }
     }
 
+    /// Time until the earliest automatic rerun of a Waiting node, while the job runs.
+    fn next_rerun(&self) -> Option<Duration> {
+        if self.s.phase != Phase::Running {
+            return None;
+        }
+        let now = self.now.as_millisecond();
+        self.s
+            .nodes
+            .iter()
+            .filter(|n| n.phase == NodePhase::Waiting)
+            .filter_map(|n| n.retry_at.as_ref())
+            .map(|t| Duration::from_millis((t.0.as_millisecond() - now).max(0) as u64 + 1))
+            .min()
+    }
+
     fn finish(mut self) -> Step {
         self.s.counts = counts(&self.s.nodes);
         self.s.summary = format!("{}/{}", self.s.counts.succeeded, self.s.counts.total);
         self.s.observed_generation = self.generation;
         let requeue_after = match (self.s.phase, timeout(self.spec)) {
-            (Phase::Queued | Phase::Running, Ok(Some(limit))) => {
+            (Phase::Queued | Phase::Running, Ok(Some(limit))) if !continuous(self.spec) => {
                 let left = limit.as_millis() as i64 - self.elapsed_millis();
                 Some(Duration::from_millis(left.max(0) as u64 + 1))
             }
             _ => None,
         };
+        let requeue_after = [requeue_after, self.next_rerun(), self.leave_due]
+            .into_iter()
+            .flatten()
+            .min();
         Step {
             status: self.s,
             actions: self.actions,
@@ -536,6 +632,38 @@ fn set_failed(node: &mut NodeStatus, reason: &str, message: &str) {
     node.phase = NodePhase::Failed;
     node.reason = Some(reason.into());
     node.message = Some(message.into());
+    node.retry_at = None;
+}
+
+/// The first automatic rerun's wait when `spec.retryBackoff` is unset.
+pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(10);
+/// The longest wait between automatic reruns.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The node's attempt failed and it has reruns left: it waits `backoff` doubled per rerun
+/// already used, then starts again (its workload of the failed attempt is deleted meanwhile).
+fn schedule_rerun(
+    node: &mut NodeStatus,
+    reason: &str,
+    message: &str,
+    backoff: Duration,
+    now: Timestamp,
+) {
+    let wait = backoff
+        .saturating_mul(1u32 << node.auto_retries.clamp(0, 16))
+        .min(MAX_BACKOFF);
+    node.auto_retries += 1;
+    node.phase = NodePhase::Waiting;
+    node.last_failure = Some(reason.into());
+    node.reason = Some("RetryBackoff".into());
+    node.message = Some(format!(
+        "attempt {} failed ({reason}: {message}); automatic rerun {} in {}s",
+        node.attempts,
+        node.auto_retries,
+        wait.as_secs()
+    ));
+    node.pods = 0;
+    node.retry_at = Some(Time(now + wait));
 }
 
 fn ready_map(obs: &Observed) -> BTreeMap<&str, bool> {
@@ -566,6 +694,7 @@ fn counts(nodes: &[NodeStatus]) -> Counts {
         succeeded: n(NodePhase::Succeeded),
         failed: n(NodePhase::Failed),
         stopped: n(NodePhase::Stopped),
+        waiting: n(NodePhase::Waiting),
     }
 }
 
@@ -611,6 +740,15 @@ pub fn timeout(spec: &BatchDeploymentSpec) -> Result<Option<Duration>, String> {
     let text = spec.timeout.as_deref().unwrap_or(super::DEFAULT_TIMEOUT);
     let limit = duration::parse(text).map_err(|e| format!("spec.timeout: {e}"))?;
     Ok((!limit.is_zero()).then_some(limit))
+}
+
+/// The wait before a node's first automatic rerun.
+pub fn retry_backoff(spec: &BatchDeploymentSpec) -> Result<Duration, String> {
+    match spec.retry_backoff.as_deref() {
+        None => Ok(DEFAULT_BACKOFF),
+        Some(text) => duration::parse(text)
+            .map_err(|e| format!("spec.retryBackoff: {e}; use a duration such as 10s or 1m")),
+    }
 }
 
 /// How many failed nodes still count as partial success; `None`: any number short of all.
@@ -666,6 +804,20 @@ pub fn spec_error(spec: &BatchDeploymentSpec, prefix: &str) -> Option<String> {
         return Some(format!(
             "spec.parallelism is {p}; it must be at least 1 (unset runs every node at once)"
         ));
+    }
+    if let Some(r) = spec.retries.filter(|r| *r < 0) {
+        return Some(format!(
+            "spec.retries is {r}; it must be 0 or more (the automatic reruns of a failed node)"
+        ));
+    }
+    if let Err(e) = retry_backoff(spec) {
+        return Some(e);
+    }
+    if let Err(e) = membership::leave_grace(spec) {
+        return Some(e);
+    }
+    if let Some(e) = super::overrides::overrides_error(spec) {
+        return Some(e);
     }
     if let Some(e) = prefix_error(prefix) {
         return Some(e);

@@ -342,7 +342,7 @@ fn a_failed_workload_fails_its_node_with_the_reason_and_is_removed() {
 }
 
 #[test]
-fn a_node_that_goes_away_or_not_ready_fails_with_that_reason() {
+fn a_node_that_goes_away_fails_and_one_not_ready_keeps_running_with_a_reason() {
     let mut w = World::new(3, spec());
     w.tick(0);
     w.ready("n03");
@@ -355,22 +355,244 @@ fn a_node_that_goes_away_or_not_ready_fails_with_that_reason() {
         .for_each(|n| n.ready = false);
     w.tick(2);
     assert_eq!(w.node("n01").reason.as_deref(), Some("NodeNotFound"));
-    assert_eq!(w.node("n02").reason.as_deref(), Some("NodeNotReady"));
+    assert_eq!(w.node("n01").phase, NodePhase::Failed);
+    // NotReady while its Pod runs: a reason, its workload kept, the job not failed.
+    let n02 = w.node("n02");
+    assert_eq!(
+        (n02.phase, n02.reason.as_deref()),
+        (NodePhase::Running, Some("NodeNotReady"))
+    );
+    assert!(n02.message.unwrap().contains("went NotReady"));
     // Finished nodes keep their results.
     assert_eq!(w.node("n03").phase, NodePhase::Succeeded);
-    assert_eq!(w.deleted(), ["n01", "n02"]);
+    assert_eq!(w.deleted(), ["n01"]);
+    assert_eq!(w.phase(), Phase::Running);
+    // Back: the reason goes, and its Pods finish the node.
+    w.obs.nodes.iter_mut().for_each(|n| n.ready = true);
+    w.tick(3);
+    assert_eq!(w.node("n02").reason, None);
+    w.ready("n02");
+    w.tick(4);
+    assert_eq!(w.node("n02").phase, NodePhase::Succeeded);
+    assert_eq!(w.node("n02").attempts, 1);
     assert_eq!(w.phase(), Phase::PartiallySucceeded);
 }
 
 #[test]
-fn a_pending_node_that_is_not_ready_fails_without_taking_a_slot() {
+fn a_node_not_ready_while_running_still_times_out() {
+    let mut s = spec();
+    s.timeout = Some("1m".into());
+    let mut w = World::new(1, s);
+    w.tick(0);
+    w.obs.nodes[0].ready = false;
+    w.tick(30);
+    assert_eq!(w.phase(), Phase::Running);
+    w.tick(61);
+    assert_eq!(w.phase(), Phase::TimedOut);
+    assert_eq!(w.node("n01").reason.as_deref(), Some("TimedOut"));
+    assert_eq!(w.deleted(), ["n01"]);
+}
+
+#[test]
+fn a_node_not_ready_at_its_turn_waits_without_a_slot_and_is_caught_up() {
     let mut s = spec();
     s.parallelism = Some(1);
     let mut w = World::new(3, s);
     w.obs.nodes[0].ready = false;
     w.tick(0);
-    assert_eq!(w.node("n01").reason.as_deref(), Some("NodeNotReady"));
+    let n = w.node("n01");
+    assert_eq!(
+        (n.phase, n.reason.as_deref(), n.attempts),
+        (NodePhase::Waiting, Some("NodeNotReady"), 0)
+    );
     assert_eq!(w.created(), ["n02"]);
+    assert_eq!(w.bd.status.as_ref().unwrap().counts.waiting, 1);
+    w.ready("n02");
+    w.tick(1);
+    assert_eq!(w.created(), ["n03"]);
+    w.ready("n03");
+    w.tick(2);
+    // Every other node is done, but a Waiting node keeps the job Running.
+    assert_eq!(w.phase(), Phase::Running);
+    assert_eq!(w.node("n01").phase, NodePhase::Waiting);
+    w.obs.nodes[0].ready = true;
+    w.tick(3);
+    let n = w.node("n01");
+    assert_eq!(
+        (n.phase, n.reason.as_deref(), n.attempts),
+        (NodePhase::Running, None, 1)
+    );
+    assert_eq!(w.created(), ["n01"]);
+    w.ready("n01");
+    w.tick(4);
+    assert_eq!(w.phase(), Phase::Succeeded);
+    assert_eq!(w.bd.status.as_ref().unwrap().summary, "3/3");
+}
+
+#[test]
+fn a_waiting_node_back_without_a_slot_is_pending() {
+    let mut s = spec();
+    s.parallelism = Some(1);
+    let mut w = World::new(2, s);
+    w.obs.nodes[0].ready = false;
+    w.tick(0);
+    w.obs.nodes[0].ready = true;
+    w.tick(1);
+    let n = w.node("n01");
+    assert_eq!((n.phase, n.reason), (NodePhase::Pending, None));
+}
+
+#[test]
+fn a_waiting_node_fails_at_the_timeout_or_when_it_goes_away() {
+    let mut s = spec();
+    s.timeout = Some("1m".into());
+    let mut w = World::new(3, s);
+    w.obs.nodes[0].ready = false;
+    w.obs.nodes[1].ready = false;
+    w.tick(0);
+    w.ready("n03");
+    w.obs.nodes.retain(|n| n.name != "n02");
+    w.tick(10);
+    assert_eq!(w.node("n02").reason.as_deref(), Some("NodeNotFound"));
+    assert_eq!(w.node("n01").phase, NodePhase::Waiting);
+    w.tick(61);
+    assert_eq!(w.phase(), Phase::TimedOut);
+    assert_eq!(w.node("n01").reason.as_deref(), Some("TimedOut"));
+}
+
+fn with_retries(retries: i32, backoff: &str) -> BatchDeploymentSpec {
+    let mut s = spec();
+    s.retries = Some(retries);
+    s.retry_backoff = Some(backoff.into());
+    s
+}
+
+#[test]
+fn a_failed_attempt_with_retries_left_waits_out_a_doubling_backoff_then_reruns() {
+    let mut w = World::new(2, with_retries(2, "10s"));
+    w.tick(0);
+    w.ready("n02");
+    w.fail("n01");
+    let out = w.tick(1);
+    let n = w.node("n01");
+    assert_eq!(
+        (n.phase, n.reason.as_deref(), n.auto_retries),
+        (NodePhase::Waiting, Some("RetryBackoff"), 1)
+    );
+    assert_eq!(n.last_failure.as_deref(), Some("CrashLoopBackOff"));
+    assert_eq!(n.retry_at.as_ref().unwrap().0, at(11));
+    // The failed attempt's workload goes; the step comes back when the backoff ends.
+    assert_eq!(w.deleted(), ["n01"]);
+    assert_eq!(
+        out.requeue_after,
+        Some(std::time::Duration::from_millis(10_001))
+    );
+    w.tick(10);
+    assert_eq!(w.created(), Vec::<&str>::new());
+    w.tick(11);
+    assert_eq!(w.created(), ["n01"]);
+    assert_eq!(
+        (w.node("n01").phase, w.node("n01").attempts),
+        (NodePhase::Running, 2)
+    );
+    // Second failure: twice the wait.
+    w.fail("n01");
+    w.tick(12);
+    assert_eq!(w.node("n01").retry_at.as_ref().unwrap().0, at(32));
+    w.tick(32);
+    w.ready("n01");
+    w.tick(33);
+    let n = w.node("n01");
+    assert_eq!(
+        (n.phase, n.attempts, n.auto_retries, n.reason.as_deref()),
+        (NodePhase::Succeeded, 3, 2, None)
+    );
+    assert_eq!(n.last_failure.as_deref(), Some("CrashLoopBackOff"));
+    assert_eq!(w.phase(), Phase::Succeeded);
+}
+
+#[test]
+fn a_node_out_of_retries_fails_with_the_last_reason() {
+    let mut w = World::new(2, with_retries(1, "5s"));
+    w.tick(0);
+    w.ready("n02");
+    w.fail("n01");
+    w.tick(1);
+    w.tick(6);
+    w.fail("n01");
+    w.tick(7);
+    let n = w.node("n01");
+    assert_eq!(
+        (n.phase, n.reason.as_deref(), n.attempts, n.auto_retries),
+        (NodePhase::Failed, Some("CrashLoopBackOff"), 2, 1)
+    );
+    assert_eq!(n.last_failure.as_deref(), Some("CrashLoopBackOff"));
+    assert_eq!(n.retry_at, None);
+    assert_eq!(w.phase(), Phase::PartiallySucceeded);
+}
+
+#[test]
+fn without_retries_a_failure_fails_the_node_at_once() {
+    let mut w = World::new(1, spec());
+    w.tick(0);
+    w.fail("n01");
+    w.tick(1);
+    assert_eq!(w.node("n01").phase, NodePhase::Failed);
+    assert_eq!(w.phase(), Phase::Failed);
+}
+
+#[test]
+fn the_backoff_is_capped() {
+    let mut w = World::new(1, with_retries(20, "4m"));
+    w.tick(0);
+    w.fail("n01");
+    w.tick(1);
+    assert_eq!(w.node("n01").retry_at.as_ref().unwrap().0, at(241));
+    w.tick(241);
+    w.fail("n01");
+    w.tick(242);
+    // 8m doubled is capped at 5m.
+    assert_eq!(w.node("n01").retry_at.as_ref().unwrap().0, at(542));
+}
+
+#[test]
+fn a_manual_retry_after_automatic_ones_reruns_only_the_failed_nodes_with_a_fresh_count() {
+    let mut w = World::new(2, with_retries(1, "5s"));
+    w.tick(0);
+    w.ready("n02");
+    w.fail("n01");
+    w.tick(1);
+    w.tick(6);
+    w.fail("n01");
+    w.tick(7);
+    assert_eq!(w.phase(), Phase::PartiallySucceeded);
+    w.bd.spec.retry_generation = Some(1);
+    w.tick(20);
+    assert_eq!(w.created(), ["n01"]);
+    let n = w.node("n01");
+    assert_eq!((n.attempts, n.auto_retries), (3, 0));
+    assert_eq!(w.node("n02").attempts, 1);
+    // The fresh run has its own automatic rerun.
+    w.fail("n01");
+    w.tick(21);
+    assert_eq!(w.node("n01").phase, NodePhase::Waiting);
+}
+
+#[test]
+fn a_node_not_ready_during_its_backoff_reruns_once_back_and_the_wait_is_over() {
+    let mut w = World::new(1, with_retries(1, "10s"));
+    w.tick(0);
+    w.fail("n01");
+    w.tick(1);
+    w.obs.nodes[0].ready = false;
+    w.tick(5);
+    assert_eq!(w.node("n01").reason.as_deref(), Some("NodeNotReady"));
+    w.obs.nodes[0].ready = true;
+    w.tick(6);
+    assert_eq!(w.node("n01").reason.as_deref(), Some("RetryBackoff"));
+    assert_eq!(w.created(), Vec::<&str>::new());
+    w.tick(11);
+    assert_eq!(w.created(), ["n01"]);
 }
 
 #[test]
@@ -797,6 +1019,15 @@ fn spec_errors_name_the_field() {
     assert!(spec_error(&s, "job").unwrap().contains("negative"));
     s.failure_tolerance = Some(IntOrString::String("101%".into()));
     assert!(spec_error(&s, "job").unwrap().contains("0% to 100%"));
+    s.failure_tolerance = None;
+    s.retries = Some(-1);
+    assert!(spec_error(&s, "job").unwrap().contains("spec.retries"));
+    s.retries = Some(2);
+    s.retry_backoff = Some("soon".into());
+    assert!(spec_error(&s, "job").unwrap().contains("spec.retryBackoff"));
+    s.retry_backoff = None;
+    s.leave_grace = Some("a while".into());
+    assert!(spec_error(&s, "job").unwrap().contains("spec.leaveGrace"));
 }
 
 #[test]
@@ -812,4 +1043,126 @@ fn a_spec_made_invalid_while_running_fails_the_nodes_not_done() {
     assert_eq!(w.node("n01").phase, NodePhase::Succeeded);
     assert_eq!(w.node("n02").reason.as_deref(), Some("InvalidSpec"));
     assert_eq!(w.deleted(), ["n02"]);
+}
+
+#[test]
+fn an_overridden_group_needs_its_own_number_of_pods() {
+    let mut s = spec();
+    s.overrides = vec![crate::batch::types::Override {
+        node_selector: BTreeMap::from([("size".into(), "big".into())]),
+        replicas: Some(2),
+        ..Default::default()
+    }];
+    let mut w = World::new(2, s);
+    w.obs.nodes[0].labels.insert("size".into(), "big".into());
+    w.tick(0);
+    w.all_ready();
+    w.tick(1);
+    // n01 has 1 of its 2 Pods Ready; n02 needs just 1.
+    assert_eq!(w.node("n01").phase, NodePhase::Running);
+    assert_eq!(w.node("n02").phase, NodePhase::Succeeded);
+    let p = w.obs.workloads.get_mut("n01").unwrap();
+    p.pods = 2;
+    p.ready = 2;
+    w.tick(2);
+    assert_eq!(w.phase(), Phase::Succeeded);
+}
+
+fn continuous_spec(grace: &str) -> BatchDeploymentSpec {
+    let mut s = spec();
+    s.mode = Some(crate::batch::types::Mode::Continuous);
+    s.leave_grace = Some(grace.into());
+    s
+}
+
+#[test]
+fn continuous_nodes_that_come_to_match_join_and_get_the_app() {
+    let mut w = World::new(2, continuous_spec("30s"));
+    w.tick(0);
+    w.all_ready();
+    w.tick(1);
+    // Every node done, and yet the job stays Running: it never ends.
+    assert_eq!(w.phase(), Phase::Running);
+    assert_eq!(w.bd.status.as_ref().unwrap().summary, "2/2");
+    w.obs.nodes.push(node("n03", "edge", true));
+    w.obs.nodes[2].labels.insert("pool".into(), "edge".into()); // "other" joins too
+    w.tick(2);
+    assert_eq!(w.created(), ["n03", "other"]);
+    w.all_ready();
+    w.tick(3);
+    assert_eq!(w.bd.status.as_ref().unwrap().summary, "4/4");
+    assert_eq!(w.phase(), Phase::Running);
+}
+
+#[test]
+fn continuous_a_node_that_stops_matching_loses_the_app_after_the_grace() {
+    let mut w = World::new(3, continuous_spec("30s"));
+    w.tick(0);
+    w.all_ready();
+    w.tick(1);
+    w.obs.nodes[0].labels.insert("pool".into(), "core".into());
+    let out = w.tick(10);
+    let n = w.node("n01");
+    assert_eq!(n.reason.as_deref(), Some("Leaving"));
+    assert_eq!(n.phase, NodePhase::Succeeded, "keeps the app meanwhile");
+    assert!(w.deleted().is_empty());
+    assert_eq!(
+        out.requeue_after,
+        Some(std::time::Duration::from_millis(30_001))
+    );
+    w.tick(39);
+    assert!(w.deleted().is_empty());
+    w.tick(40);
+    assert_eq!(w.deleted(), ["n01"]);
+    let s = w.bd.status.as_ref().unwrap();
+    assert_eq!(s.summary, "2/2");
+    assert!(s.nodes.iter().all(|n| n.node != "n01"));
+    assert_eq!(w.phase(), Phase::Running);
+}
+
+#[test]
+fn continuous_a_node_matching_again_within_the_grace_keeps_the_app() {
+    let mut w = World::new(1, continuous_spec("30s"));
+    w.tick(0);
+    w.all_ready();
+    w.tick(1);
+    w.obs.nodes[0].labels.insert("pool".into(), "core".into());
+    w.tick(10);
+    w.obs.nodes[0].labels.insert("pool".into(), "edge".into());
+    w.tick(20);
+    let n = w.node("n01");
+    assert_eq!((n.reason, n.leaving_since), (None, None));
+    w.tick(100);
+    assert!(w.deleted().is_empty());
+    assert_eq!(w.node("n01").attempts, 1);
+}
+
+#[test]
+fn continuous_starts_with_no_matching_node_and_has_no_timeout() {
+    let mut s = continuous_spec("30s");
+    s.timeout = Some("1m".into());
+    s.node_selector = BTreeMap::from([("pool".into(), "later".into())]);
+    let mut w = World::new(1, s);
+    let out = w.tick(0);
+    assert_eq!(w.phase(), Phase::Running);
+    assert_eq!(out.requeue_after, None);
+    w.obs.nodes[0].labels.insert("pool".into(), "later".into());
+    w.obs.nodes[0].ready = false;
+    w.tick(500);
+    assert_eq!(w.node("n01").phase, NodePhase::Waiting);
+    w.obs.nodes[0].ready = true;
+    w.tick(5000);
+    assert_eq!(w.created(), ["n01"]);
+    assert_eq!(w.phase(), Phase::Running);
+}
+
+#[test]
+fn once_mode_still_chooses_its_nodes_once() {
+    let mut w = World::new(1, spec());
+    w.tick(0);
+    w.obs.nodes.push(node("n02", "edge", true));
+    w.all_ready();
+    w.tick(1);
+    assert_eq!(w.phase(), Phase::Succeeded);
+    assert_eq!(w.bd.status.as_ref().unwrap().summary, "1/1");
 }

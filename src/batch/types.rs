@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -111,7 +112,91 @@ pub struct BatchDeploymentSpec {
     /// not succeed run again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_generation: Option<i64>,
+    /// Automatic reruns of a node whose workload failed, before the node counts as Failed
+    /// (default 0). A manual retry starts the count again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub retries: Option<i32>,
+    /// Wait before a node's first automatic rerun, doubled for each one after it (at most
+    /// 5m), e.g. 10s, 1m. Default 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_backoff: Option<String>,
+    /// Per-group differences, applied in order to the nodes each selects; for each field the
+    /// last matching override that sets it wins (env and set: per name). Never the image,
+    /// command, args or config templates: the AppImage's signature covers those.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<Override>,
+    /// Once (default): the nodes are chosen at start and the job ends. Continuous: a node
+    /// that comes to match gets the app, one that stops matching loses it after
+    /// `leaveGrace`; the job stays Running, its results kept current, and has no timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    /// Continuous: how long a node that stops matching keeps the app (e.g. 30s, 5m). Default 5m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leave_grace: Option<String>,
 }
+
+/// How the job's nodes are chosen.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default, Hash)]
+pub enum Mode {
+    /// Chosen once at start; the job ends.
+    #[default]
+    Once,
+    /// Kept in step with the selector for as long as the job exists.
+    Continuous,
+}
+
+/// The grace when `spec.leaveGrace` is unset.
+pub const DEFAULT_LEAVE_GRACE: &str = "5m";
+
+/// What a group of nodes gets differently (KubeEdge's overriders, OpenYurt's workloadTweaks).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Override {
+    /// The nodes whose labels hold all of these; required (an empty selector never means
+    /// every node).
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Pods on each of these nodes, instead of spec.instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub replicas: Option<i32>,
+    /// Env vars for every container of the deploy template, NAME: value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Resources for every container, merged key by key over the template's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Added to the Pods' tolerations (for example of these nodes' taints).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Render values on top of spec.values, KEY: value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, String>,
+    /// Refused: the AppImage's signature covers the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("false").message(SIGNED_IMAGE))]
+    pub image: Option<String>,
+    /// Refused: the AppImage's signature covers the command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("false").message(SIGNED_COMMAND))]
+    pub command: Option<Vec<String>>,
+    /// Refused: the AppImage's signature covers the args.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("false").message(SIGNED_COMMAND))]
+    pub args: Option<Vec<String>>,
+    /// Refused: the AppImage's signature covers the config templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    #[x_kube(validation = Rule::new("false").message(SIGNED_CONFIG))]
+    pub config_templates: Option<serde_json::Value>,
+}
+
+/// Why an override may not set these: what the AppImage's signature covers stays as signed.
+pub const SIGNED_IMAGE: &str =
+    "the AppImage's signature covers the image; an override cannot change it (remove it)";
+pub const SIGNED_COMMAND: &str = "the AppImage's signature covers the command and args; an override cannot change them (remove them)";
+pub const SIGNED_CONFIG: &str = "the AppImage's signature covers the config templates; an override cannot change them (use set for render values)";
 
 /// `{type: object, x-kubernetes-preserve-unknown-fields: true}`: a fragment, checked when merged.
 fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -181,6 +266,9 @@ pub enum NodePhase {
     Failed,
     /// Halted by a stop; runs again on continue.
     Stopped,
+    /// Its turn came but it cannot start yet: its node is not Ready (NodeNotReady; it is
+    /// caught up when the node returns) or it waits out a retry's backoff (RetryBackoff).
+    Waiting,
 }
 
 impl NodePhase {
@@ -191,6 +279,7 @@ impl NodePhase {
             Self::Succeeded => "Succeeded",
             Self::Failed => "Failed",
             Self::Stopped => "Stopped",
+            Self::Waiting => "Waiting",
         }
     }
 
@@ -215,6 +304,22 @@ pub struct NodeStatus {
     /// How many times a workload was started on this node.
     #[serde(default)]
     pub attempts: i32,
+    /// Automatic reruns used so far in this run (spec.retries).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub auto_retries: i32,
+    /// The reason of the last failed attempt on this node, kept after a rerun succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+    /// When a Waiting node's next automatic rerun may start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Time>,
+    /// Continuous: since when the node no longer matches; it loses the app after leaveGrace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaving_since: Option<Time>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
@@ -226,6 +331,9 @@ pub struct Counts {
     pub succeeded: i32,
     pub failed: i32,
     pub stopped: i32,
+    /// Nodes whose node is not Ready or that wait out a retry's backoff.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub waiting: i32,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]

@@ -16,6 +16,7 @@ use kube::Resource;
 
 use super::machine::{AppImageFact, NodeFact, Progress, instances};
 pub use super::naming::{prefix_error, workload_name};
+use super::overrides;
 use super::types::{BatchDeployment, RestartPolicy};
 use crate::labels;
 pub use crate::labels::{BATCH, BATCH_ATTEMPT, BATCH_NODE, REVISION};
@@ -67,7 +68,21 @@ pub fn build(
     node: &str,
     attempt: i32,
 ) -> Result<Workload, String> {
+    build_for(bd, image, node, &BTreeMap::new(), attempt)
+}
+
+/// [`build`] for a node with `labels`, with the job's overrides that match them.
+pub fn build_for(
+    bd: &BatchDeployment,
+    image: &AppImage,
+    node: &str,
+    labels: &BTreeMap<String, String>,
+    attempt: i32,
+) -> Result<Workload, String> {
     let spec = &bd.spec;
+    let tweaks = overrides::resolve(spec, labels);
+    let mut values = spec.values.clone();
+    values.extend(tweaks.set.clone());
     let bd_name = bd.metadata.name.clone().unwrap_or_default();
     let prefix = spec.name_prefix.clone().unwrap_or_else(|| bd_name.clone());
     let policy = spec.restart_policy.unwrap_or(RestartPolicy::Always);
@@ -81,10 +96,10 @@ pub fn build(
         namespace: bd.metadata.namespace.clone().unwrap_or_default(),
         role: spec.role.clone().unwrap_or_default(),
         template: spec.template.clone(),
-        replicas: Some(instances(spec)),
+        replicas: Some(tweaks.replicas.unwrap_or_else(|| instances(spec))),
         task_id: spec.task_id.clone().unwrap_or_default(),
         input_config: spec.input_config.clone().unwrap_or_default(),
-        values: spec.values.clone(),
+        values,
         pod_template: Some(fragment(bd, node, policy)?),
         host_network: spec.host_network == Some(true),
         ..Default::default()
@@ -108,7 +123,11 @@ pub fn build(
         // Never (IEF's 不重启): a failed Pod fails the node, no replacement Pod.
         job_spec.backoff_limit = (policy == RestartPolicy::Never).then_some(0);
     }
-    let Some(t_meta) = pod_template_mut(&mut w).and_then(|t| t.metadata.as_mut()) else {
+    let Some(template) = pod_template_mut(&mut w) else {
+        return Err("internal: the workload has no pod template".into());
+    };
+    overrides::apply(template, &tweaks);
+    let Some(t_meta) = template.metadata.as_mut() else {
         return Err("internal: the workload has no pod template".into());
     };
     t_meta

@@ -481,3 +481,40 @@ fn a_same_named_workload_another_owns_is_never_taken_over_and_its_owner_is_named
         "{message}"
     );
 }
+
+#[test]
+fn a_node_of_an_overridden_group_gets_its_replicas_env_and_values() {
+    let mut s = spec();
+    s.values.insert("k".into(), "base".into());
+    s.overrides = vec![crate::batch::types::Override {
+        node_selector: BTreeMap::from([("size".into(), "big".into())]),
+        replicas: Some(2),
+        env: BTreeMap::from([("MODE".into(), "big".into())]),
+        set: BTreeMap::from([("k".into(), "big".into())]),
+        ..Default::default()
+    }];
+    let job = bd(s);
+    let big = BTreeMap::from([("size".to_string(), "big".to_string())]);
+    let pods_of = |w: &Workload| match w {
+        Workload::Deployment(d) => d.spec.clone().unwrap(),
+        other => panic!("not a Deployment: {other:?}"),
+    };
+    let w = build_for(&job, &image(), "edge-1", &big, 1).unwrap();
+    let d = pods_of(&w);
+    assert_eq!(d.replicas, Some(2));
+    let pod = d.template.spec.unwrap();
+    let env = pod.containers[0].env.clone().unwrap_or_default();
+    assert!(
+        env.iter()
+            .any(|e| e.name == "MODE" && e.value.as_deref() == Some("big")),
+        "{env:?}"
+    );
+    // Other nodes get the job's spec as before.
+    let plain = build_for(&job, &image(), "edge-2", &BTreeMap::new(), 1).unwrap();
+    assert_eq!(pods_of(&plain).replicas, Some(1));
+    assert_eq!(plain, build(&job, &image(), "edge-2", 1).unwrap());
+    let env = pods_of(&plain).template.spec.unwrap().containers[0]
+        .env
+        .clone();
+    assert!(!env.unwrap_or_default().iter().any(|e| e.name == "MODE"));
+}

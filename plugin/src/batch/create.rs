@@ -7,7 +7,7 @@ use crate::flags::{DryRun, DryRunArg, ObjectOutput};
 use crate::output::{print, println, to_json, to_yaml};
 use anyhow::{Context, Result, anyhow, bail};
 use appimage::batch::machine::spec_error;
-use appimage::batch::{BatchDeployment, BatchDeploymentSpec, RestartPolicy};
+use appimage::batch::{BatchDeployment, BatchDeploymentSpec, Mode, Override, RestartPolicy};
 use clap::{ArgGroup, Args, ValueEnum};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -24,6 +24,15 @@ pub enum PolicyArg {
     OnFailure,
     #[value(name = "Never")]
     Never,
+}
+
+/// `spec.mode`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModeArg {
+    #[value(name = "Once")]
+    Once,
+    #[value(name = "Continuous")]
+    Continuous,
 }
 
 #[derive(Args, Debug)]
@@ -62,6 +71,13 @@ pub struct CreateArgs {
     /// Failed nodes that still count as partial success: N or P% [default: any short of all]
     #[arg(long, value_name = "N|P%")]
     pub failure_tolerance: Option<String>,
+    /// Automatic reruns of a node whose workload failed [default: 0]
+    #[arg(long, value_name = "N")]
+    pub retries: Option<i32>,
+    /// Wait before a node's first automatic rerun, doubled for each next one (at most 5m)
+    /// [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub retry_backoff: Option<String>,
     /// The role that chooses the deploy template
     #[arg(long)]
     pub role: Option<String>,
@@ -89,6 +105,17 @@ pub struct CreateArgs {
     /// A PodTemplateSpec fragment (YAML or JSON) each node's Pods start from
     #[arg(long, value_name = "FILE")]
     pub pod_template: Option<PathBuf>,
+    /// Per-group overrides (YAML or JSON): a list of {nodeSelector, replicas, env, resources,
+    /// tolerations, set}, applied in order, the last match winning
+    #[arg(long, value_name = "FILE")]
+    pub overrides: Option<PathBuf>,
+    /// Once: nodes chosen at start, the job ends; Continuous: nodes join and leave as they
+    /// come to match the selector or stop matching [default: Once]
+    #[arg(long, value_enum, ignore_case = true, value_name = "MODE")]
+    pub mode: Option<ModeArg>,
+    /// Continuous: how long a node that stops matching keeps the app [default: 5m]
+    #[arg(long, value_name = "DURATION")]
+    pub leave_grace: Option<String>,
     /// Create the job stopped; `batch continue` starts it
     #[arg(long)]
     pub suspend: bool,
@@ -144,11 +171,24 @@ pub(super) fn build(c: &CreateArgs, namespace: &str) -> Result<BatchDeployment> 
         timeout: c.timeout.clone(),
         suspend: c.suspend.then_some(true),
         retry_generation: None,
+        retries: c.retries,
+        retry_backoff: c.retry_backoff.clone(),
+        overrides: c
+            .overrides
+            .as_deref()
+            .map(overrides)
+            .transpose()?
+            .unwrap_or_default(),
+        mode: c.mode.map(|m| match m {
+            ModeArg::Once => Mode::Once,
+            ModeArg::Continuous => Mode::Continuous,
+        }),
+        leave_grace: c.leave_grace.clone(),
     };
     let prefix = c.name_prefix.as_deref().unwrap_or(&c.name);
     if let Some(e) = spec_error(&spec, prefix) {
         bail!(
-            "{e} (flags: --appimage, --node-selector, --nodes, --instances, --parallelism, --name-prefix, --timeout, --failure-tolerance)"
+            "{e} (flags: --appimage, --node-selector, --nodes, --instances, --parallelism, --name-prefix, --timeout, --failure-tolerance, --retries, --retry-backoff, --overrides, --mode, --leave-grace)"
         );
     }
     let mut bd = BatchDeployment::new(&c.name, spec);
@@ -199,6 +239,18 @@ pub(super) fn pod_template(path: &std::path::Path) -> Result<serde_json::Value> 
         );
     }
     Ok(value)
+}
+
+/// `--overrides FILE`: the list `spec.overrides` takes.
+pub(super) fn overrides(path: &std::path::Path) -> Result<Vec<Override>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --overrides {}", path.display()))?;
+    serde_yaml_ng::from_str(&text).map_err(|e| {
+        anyhow!(
+            "--overrides {} is not a list of overrides ({{nodeSelector, replicas, env, resources, tolerations, set}}): {e}",
+            path.display()
+        )
+    })
 }
 
 pub(super) async fn create(cluster: &Cluster, jobs: &Jobs, c: &CreateArgs) -> Result<()> {

@@ -45,7 +45,7 @@ fn spec_fields(bd: &BatchDeployment) -> Vec<(&'static str, String)> {
     };
     let policy = s.restart_policy.unwrap_or(RestartPolicy::Always);
     let timeout = s.timeout.clone();
-    vec![
+    let mut fields = vec![
         ("Name", bd.metadata.name.clone().unwrap_or_default()),
         (
             "Namespace",
@@ -75,7 +75,56 @@ fn spec_fields(bd: &BatchDeployment) -> Vec<(&'static str, String)> {
             timeout.unwrap_or_else(|| appimage::batch::DEFAULT_TIMEOUT.into()),
         ),
         ("Suspend", s.suspend.unwrap_or(false).to_string()),
-    ]
+    ];
+    // Shown only when set, so that jobs without them read as before.
+    if let Some(r) = s.retries {
+        let backoff = s.retry_backoff.as_deref().unwrap_or("10s");
+        fields.push((
+            "Retries",
+            format!("{r} per node, backoff {backoff} doubling"),
+        ));
+    }
+    if s.mode == Some(appimage::batch::Mode::Continuous) {
+        let grace = s
+            .leave_grace
+            .as_deref()
+            .unwrap_or(appimage::batch::DEFAULT_LEAVE_GRACE);
+        fields.push((
+            "Mode",
+            format!("Continuous (a node that stops matching keeps the app {grace})"),
+        ));
+    }
+    for (i, o) in s.overrides.iter().enumerate() {
+        fields.push(("Override", override_text(i, o)));
+    }
+    fields
+}
+
+/// `[0] size=big: replicas=2 env=MODE=big set=k=v resources tolerations=1`
+fn override_text(i: usize, o: &appimage::batch::Override) -> String {
+    let pairs = |m: &std::collections::BTreeMap<String, String>| {
+        m.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut parts = vec![format!("[{i}] {}:", pairs(&o.node_selector))];
+    if let Some(r) = o.replicas {
+        parts.push(format!("replicas={r}"));
+    }
+    if !o.env.is_empty() {
+        parts.push(format!("env={}", pairs(&o.env)));
+    }
+    if !o.set.is_empty() {
+        parts.push(format!("set={}", pairs(&o.set)));
+    }
+    if o.resources.is_some() {
+        parts.push("resources".into());
+    }
+    if !o.tolerations.is_empty() {
+        parts.push(format!("tolerations={}", o.tolerations.len()));
+    }
+    parts.join(" ")
 }
 
 fn status_fields(bd: &BatchDeployment, now: i64) -> Vec<(&'static str, String)> {
@@ -87,14 +136,19 @@ fn status_fields(bd: &BatchDeployment, now: i64) -> Vec<(&'static str, String)> 
         Some(t) => format!("{} ({} ago)", t.0, human_duration(now - t.0.as_second())),
     };
     let c = &status.counts;
-    vec![
+    let mut fields = vec![
         ("Phase", status.phase.as_str().into()),
         ("Succeeded", format!("{} of {} nodes", c.succeeded, c.total)),
         ("Failed", c.failed.to_string()),
         ("Attempts", status.attempts.to_string()),
         ("Start Time", time(&status.start_time)),
         ("Completion Time", time(&status.completion_time)),
-    ]
+    ];
+    if c.waiting > 0 {
+        // NotReady nodes to be caught up, or nodes waiting out a retry's backoff.
+        fields.insert(3, ("Waiting", c.waiting.to_string()));
+    }
+    fields
 }
 
 fn node_rows(nodes: &[NodeStatus], instances: i32) -> Vec<Vec<String>> {

@@ -157,8 +157,14 @@ pub fn progress_line(bd: &BatchDeployment) -> String {
     } else {
         ("-".repeat(20), 0)
     };
+    // Waiting nodes are shown only when there are some, so other jobs read as before.
+    let waiting = if c.waiting > 0 {
+        format!(", {} waiting", c.waiting)
+    } else {
+        String::new()
+    };
     format!(
-        "{name} {} {}/{} succeeded, {} failed, {} running, {} pending, {} stopped [{bar}] {pct}%",
+        "{name} {} {}/{} succeeded, {} failed, {} running, {} pending, {} stopped{waiting} [{bar}] {pct}%",
         phase(bd).as_str(),
         c.succeeded,
         c.total,

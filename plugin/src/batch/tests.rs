@@ -148,6 +148,7 @@ fn job(phase: Phase, succeeded: i32, failed: i32, total: i32) -> BatchDeployment
             message: Some("node edge-1 is not Ready".into()),
             pods: 0,
             attempts: 1,
+            ..Default::default()
         }],
         ..Default::default()
     });
@@ -238,4 +239,132 @@ Nodes:
   edge-1  Failed  0/1   1         NodeNotReady  node edge-1 is not Ready
 ";
     assert!(text.ends_with(tail), "{text}");
+}
+
+#[test]
+fn create_takes_retries_and_describe_shows_them_and_waiting_nodes() {
+    let c = create_args(&[
+        "job",
+        "--appimage",
+        "app",
+        "--nodes",
+        "a",
+        "--retries",
+        "2",
+        "--retry-backoff",
+        "5s",
+    ])
+    .unwrap();
+    let bd = build(&c, "ns").unwrap();
+    assert_eq!(
+        (bd.spec.retries, bd.spec.retry_backoff.as_deref()),
+        (Some(2), Some("5s"))
+    );
+    let mut job = job(Phase::Running, 17, 0, 20);
+    job.spec.retries = Some(2);
+    job.status.as_mut().unwrap().counts.waiting = 3;
+    job.status.as_mut().unwrap().counts.running = 0;
+    let line = progress_line(&job);
+    assert!(line.contains("0 stopped, 3 waiting ["), "{line}");
+    let text = describe(&job, 0);
+    assert!(text.contains("Waiting:"), "{text}");
+    assert!(text.contains("2 per node, backoff 10s doubling"), "{text}");
+    let e = build(
+        &create_args(&[
+            "job",
+            "--appimage",
+            "app",
+            "--nodes",
+            "a",
+            "--retry-backoff",
+            "later",
+        ])
+        .unwrap(),
+        "ns",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("spec.retryBackoff"), "{e}");
+}
+
+#[test]
+fn jobs_without_retries_or_waiting_nodes_read_as_before() {
+    let bd = job(Phase::Running, 17, 1, 20);
+    assert!(!progress_line(&bd).contains("waiting"));
+    let text = describe(&bd, 0);
+    assert!(
+        !text.contains("Waiting:") && !text.contains("Retries:"),
+        "{text}"
+    );
+}
+
+#[test]
+fn create_reads_overrides_and_refuses_one_of_the_image_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("o.yaml");
+    std::fs::write(
+        &file,
+        "- nodeSelector: {size: big}\n  replicas: 2\n  env: {MODE: big}\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let args = [
+        "job",
+        "--appimage",
+        "app",
+        "--nodes",
+        "a",
+        "--overrides",
+        path,
+    ];
+    let bd = build(&create_args(&args).unwrap(), "ns").unwrap();
+    let o = &bd.spec.overrides[0];
+    assert_eq!((o.replicas, o.env["MODE"].as_str()), (Some(2), "big"));
+    let text = describe(&bd, 0);
+    assert!(
+        text.contains("[0] size=big: replicas=2 env=MODE=big"),
+        "{text}"
+    );
+    std::fs::write(&file, "- nodeSelector: {size: big}\n  image: evil:1\n").unwrap();
+    let e = build(&create_args(&args).unwrap(), "ns")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("spec.overrides[0].image: the AppImage's signature covers the image"),
+        "{e}"
+    );
+    std::fs::write(&file, "nodeSelector: {size: big}\n").unwrap();
+    let e = build(&create_args(&args).unwrap(), "ns")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is not a list of overrides"), "{e}");
+}
+
+#[test]
+fn create_takes_the_continuous_mode_and_its_grace() {
+    let args = [
+        "job",
+        "--appimage",
+        "app",
+        "--node-selector",
+        "pool=edge",
+        "--mode",
+        "continuous",
+        "--leave-grace",
+        "30s",
+    ];
+    let bd = build(&create_args(&args).unwrap(), "ns").unwrap();
+    assert_eq!(bd.spec.mode, Some(appimage::batch::Mode::Continuous));
+    assert_eq!(bd.spec.leave_grace.as_deref(), Some("30s"));
+    let text = describe(&bd, 0);
+    assert!(
+        text.contains("Continuous (a node that stops matching keeps the app 30s)"),
+        "{text}"
+    );
+    let mut bad = args;
+    bad[8] = "soonish";
+    let e = build(&create_args(&bad).unwrap(), "ns")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("spec.leaveGrace"), "{e}");
 }

@@ -230,23 +230,136 @@ fn uids(values: &[Value]) -> BTreeMap<String, String> {
         .collect()
 }
 
+impl World {
+    fn set_not_ready(&self, nodes: &[String], not_ready: bool) {
+        let label = if not_ready {
+            format!("{HOOK_NODE_NOT_READY}=true")
+        } else {
+            format!("{HOOK_NODE_NOT_READY}-")
+        };
+        for node in nodes {
+            self.c.kubectl_ok(&["label", "node", node, &label]);
+        }
+        let want = if not_ready { "False" } else { "True" };
+        for node in nodes {
+            assert!(self.node_ready_is(node, want), "{node} never Ready={want}");
+        }
+    }
+
+    /// Wait until `f` holds for the job; returns the job then.
+    fn wait_job(&self, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        let ok = wait_until(WAIT, || {
+            last = self.job(name);
+            f(&last)
+        });
+        assert!(ok, "{name} never {what}: {}", last["status"]);
+        last
+    }
+}
+
 #[test]
-fn twenty_nodes_three_not_ready_partially_succeed_then_a_retry_reruns_only_those() {
+fn three_nodes_not_ready_at_creation_wait_and_are_caught_up_when_back() {
     let w = World::new(20);
     let broken: Vec<String> = w.nodes[..3].to_vec();
-    for node in &broken {
-        w.c.kubectl_ok(&[
-            "label",
-            "node",
-            node,
-            &format!("{HOOK_NODE_NOT_READY}=true"),
-        ]);
+    w.set_not_ready(&broken, true);
+    w.create("catch-up", &[]);
+    let job = w.wait_job("catch-up", "17 succeeded, 3 waiting", |j| {
+        j["status"]["counts"]["succeeded"] == 17 && j["status"]["counts"]["waiting"] == 3
+    });
+    assert_eq!(job["status"]["phase"], "Running", "{job}");
+    for (node, r) in node_results(&job) {
+        if broken.contains(&node) {
+            assert_eq!(
+                (&r["phase"], &r["reason"], &r["attempts"]),
+                (&json!("Waiting"), &json!("NodeNotReady"), &json!(0)),
+                "{r}"
+            );
+        } else {
+            assert_eq!(r["phase"], "Succeeded", "{r}");
+        }
     }
-    for node in &broken {
-        assert!(w.node_ready_is(node, "False"), "{node} never NotReady");
+    assert_eq!(w.workloads("deployments", "catch-up").len(), 17);
+
+    w.set_not_ready(&broken, false);
+    let job = w.wait_phase("catch-up", "Succeeded");
+    assert_eq!(job["status"]["summary"], "20/20");
+    // No manual retry: the job's first run caught the three up.
+    assert_eq!(job["status"]["attempts"], 1);
+    for (node, r) in node_results(&job) {
+        assert_eq!(
+            (&r["phase"], &r["attempts"]),
+            (&json!("Succeeded"), &json!(1)),
+            "{node}: {r}"
+        );
     }
-    w.create("roll", &[]);
-    let job = w.wait_phase("roll", "PartiallySucceeded");
+    assert_eq!(w.workloads("deployments", "catch-up").len(), 20);
+}
+
+#[test]
+fn a_node_whose_pod_fails_twice_is_rerun_automatically_and_succeeds_on_the_third_attempt() {
+    let w = World::new(2);
+    let fail = w.pod_template(json!({HOOK_POD_FAIL: "true"}));
+    w.create(
+        "reruns",
+        &[
+            "--restart-policy",
+            "Never",
+            "--pod-template",
+            &fail,
+            "--retries",
+            "3",
+            "--retry-backoff",
+            "8s",
+        ],
+    );
+    // The hook reaches the Pods through the job's pod template, which each attempt's
+    // workload is built from: removed after the second failure, the third attempt succeeds.
+    w.wait_job("reruns", "two failed attempts on each node", |j| {
+        let r = node_results(j);
+        r.len() == 2
+            && r.values()
+                .all(|n| n["autoRetries"] == 2 && n["phase"] == "Waiting")
+    });
+    w.c.kubectl_ok(&[
+        "patch",
+        "bd",
+        "reruns",
+        "-n",
+        &w.ns,
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/podTemplate"}]"#,
+    ]);
+    let job = w.wait_phase("reruns", "Succeeded");
+    assert_eq!(job["status"]["attempts"], 1, "no manual retry");
+    for (node, r) in node_results(&job) {
+        assert_eq!(
+            (
+                &r["phase"],
+                &r["attempts"],
+                &r["autoRetries"],
+                &r["lastFailure"]
+            ),
+            (
+                &json!("Succeeded"),
+                &json!(3),
+                &json!(2),
+                &json!("BackoffLimitExceeded")
+            ),
+            "{node}: {r}"
+        );
+    }
+}
+
+#[test]
+fn twenty_nodes_three_not_ready_time_out_then_a_retry_reruns_only_those() {
+    let w = World::new(20);
+    let broken: Vec<String> = w.nodes[..3].to_vec();
+    w.set_not_ready(&broken, true);
+    // NotReady nodes wait for their node; the timeout ends the wait.
+    w.create("roll", &["--timeout", "60s"]);
+    let job = w.wait_phase("roll", "TimedOut");
     assert_eq!(job["status"]["summary"], "17/20", "{job}");
     assert_eq!(job["status"]["counts"]["failed"], 3);
     let results = node_results(&job);
@@ -254,7 +367,7 @@ fn twenty_nodes_three_not_ready_partially_succeed_then_a_retry_reruns_only_those
     for (node, r) in &results {
         if broken.contains(node) {
             assert_eq!(r["phase"], "Failed", "{r}");
-            assert_eq!(r["reason"], "NodeNotReady", "{r}");
+            assert_eq!(r["reason"], "TimedOut", "{r}");
         } else {
             assert_eq!(
                 (&r["phase"], &r["attempts"], &r["pods"]),
@@ -275,12 +388,7 @@ fn twenty_nodes_three_not_ready_partially_succeed_then_a_retry_reruns_only_those
     assert_eq!(on.len(), 17);
     assert!(on.iter().all(|n| !broken.iter().any(|b| b == n)));
 
-    for node in &broken {
-        w.c.kubectl_ok(&["label", "node", node, &format!("{HOOK_NODE_NOT_READY}-")]);
-    }
-    for node in &broken {
-        assert!(w.node_ready_is(node, "True"), "{node} did not recover");
-    }
+    w.set_not_ready(&broken, false);
     w.batch(&["retry", "roll"]);
     let job = w.wait_phase("roll", "Succeeded");
     assert_eq!(job["status"]["summary"], "20/20");
@@ -587,4 +695,144 @@ fn a_same_named_workload_it_does_not_own_fails_the_node_naming_the_owner() {
         d["spec"]["template"]["spec"]["containers"][0]["image"],
         "busybox"
     );
+}
+
+#[test]
+fn one_group_gets_two_replicas_and_an_env_value_and_an_override_of_the_image_is_refused() {
+    let w = World::new(4);
+    let big: Vec<String> = w.nodes[..2].to_vec();
+    for node in &big {
+        w.c.kubectl_ok(&["label", "node", node, "appimage.test/size=big"]);
+    }
+    let file = w.work.path().join("overrides.yaml");
+    std::fs::write(
+        &file,
+        "- nodeSelector: {appimage.test/size: big}\n  replicas: 2\n  env: {MODE: big}\n",
+    )
+    .unwrap();
+    let path = file.to_string_lossy().into_owned();
+    w.create("groups", &["--overrides", &path]);
+    let job = w.wait_phase("groups", "Succeeded");
+    assert_eq!(job["status"]["summary"], "4/4");
+    let pods = w.pods("groups");
+    for node in &w.nodes {
+        let on: Vec<&Value> = pods
+            .iter()
+            .filter(|p| p["spec"]["nodeName"] == node.as_str())
+            .collect();
+        let want = if big.contains(node) { 2 } else { 1 };
+        assert_eq!(on.len(), want, "{node}: {on:?}");
+        for p in on {
+            let mode = p["spec"]["containers"][0]["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["name"] == "MODE")
+                .map(|e| e["value"].clone());
+            let want = big.contains(node).then(|| json!("big"));
+            assert_eq!(mode, want, "{node}: {p}");
+        }
+    }
+
+    // What the signature covers: refused by the plugin and, sent raw, by the CRD's rules.
+    std::fs::write(
+        &file,
+        "- nodeSelector: {appimage.test/size: big}\n  image: evil:1\n",
+    )
+    .unwrap();
+    let sel = w.selector();
+    let out = w.c.kubectl(&[
+        "appimage",
+        "batch",
+        "create",
+        "evil",
+        "--appimage",
+        &w.image,
+        "--node-selector",
+        &sel,
+        "--overrides",
+        &path,
+        "-n",
+        &w.ns,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("spec.overrides[0].image: the AppImage's signature covers the image"),
+        "{err}"
+    );
+    let raw = json!({
+        "apiVersion": "appimage.kuscia.secretflow/v1alpha1", "kind": "BatchDeployment",
+        "metadata": {"name": "evil-raw", "namespace": w.ns},
+        "spec": {"appImage": w.image, "nodeSelector": {GROUP: w.group},
+                 "overrides": [{"nodeSelector": {"appimage.test/size": "big"}, "command": ["sh"]}]}
+    });
+    let raw_file = w.work.path().join("raw.json");
+    std::fs::write(&raw_file, raw.to_string()).unwrap();
+    let out = w.c.kubectl(&["create", "-f", &raw_file.to_string_lossy()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("spec.overrides[0].command"), "{err}");
+    assert!(err.contains("signature covers the command"), "{err}");
+}
+
+#[test]
+fn continuous_two_more_nodes_labelled_get_the_app_and_one_unlabelled_loses_it_after_the_grace() {
+    let w = World::new(4);
+    let label = unique("fleet");
+    let on = |node: &str| {
+        w.c.kubectl_ok(&[
+            "label",
+            "node",
+            node,
+            &format!("appimage.test/fleet={label}"),
+        ]);
+    };
+    on(&w.nodes[0]);
+    on(&w.nodes[1]);
+    let sel = format!("appimage.test/fleet={label}");
+    w.batch(&[
+        "create",
+        "fleet",
+        "--appimage",
+        &w.image,
+        "--node-selector",
+        &sel,
+        "--mode",
+        "Continuous",
+        "--leave-grace",
+        "15s",
+    ]);
+    let summary_is = |want: &'static str| {
+        move |j: &Value| j["status"]["summary"] == want && j["status"]["phase"] == "Running"
+    };
+    w.wait_job("fleet", "2/2 and Running", summary_is("2/2"));
+
+    on(&w.nodes[2]);
+    on(&w.nodes[3]);
+    let job = w.wait_job("fleet", "4/4 and Running", summary_is("4/4"));
+    assert_eq!(node_results(&job).len(), 4);
+    assert_eq!(w.workloads("deployments", "fleet").len(), 4);
+
+    let leaver = w.nodes[0].clone();
+    w.c.kubectl_ok(&["label", "node", &leaver, "appimage.test/fleet-"]);
+    let job = w.wait_job("fleet", "marking the node Leaving", |j| {
+        node_results(j)
+            .get(&leaver)
+            .is_some_and(|r| r["reason"] == "Leaving")
+    });
+    // Within the grace it keeps the app.
+    assert_eq!(node_results(&job)[&leaver]["phase"], "Succeeded");
+    let held = uids(&w.workloads("deployments", "fleet"));
+    assert!(held.contains_key(&leaver), "{held:?}");
+    let job = w.wait_job("fleet", "3/3 after the grace", summary_is("3/3"));
+    assert!(!node_results(&job).contains_key(&leaver));
+    let gone = wait_until(WAIT, || {
+        !uids(&w.workloads("deployments", "fleet")).contains_key(&leaver)
+            && w.pods("fleet")
+                .iter()
+                .all(|p| p["spec"]["nodeName"] != leaver.as_str())
+    });
+    assert!(gone, "{leaver} kept the app after the grace");
+    assert_eq!(w.workloads("deployments", "fleet").len(), 3);
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use appimage::batch::workload::{
-    BATCH, app_image_fact, build, deployment_progress, job_progress, node_fact,
+    BATCH, app_image_fact, build, build_for, deployment_progress, job_progress, node_fact,
 };
 use appimage::batch::{self, Action as StepAction, AppImageFact, BatchDeployment, Observed, Phase};
 use appimage::labels;
@@ -498,7 +498,12 @@ async fn create(
     attempt: i32,
     ctx: &Ctx,
 ) -> Result<(), Error> {
-    let workload = match build(bd, image, node, attempt) {
+    let labels = ctx
+        .nodes
+        .get(&ObjectRef::new(node))
+        .and_then(|n| n.metadata.labels.clone())
+        .unwrap_or_default();
+    let workload = match build_for(bd, image, node, &labels, attempt) {
         Ok(w) => w,
         Err(e) => {
             // Checked before the step (appimage_of); a node-specific refusal is logged.
