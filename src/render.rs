@@ -222,6 +222,55 @@ impl Template {
         Ok(out)
     }
 
+    /// This template with the values of `fixed` written in, for values of the keys `later`
+    /// names that come per render: rendering the result leniently with those alone gives what
+    /// rendering `self` leniently with both gives (a `later` key wins over `fixed`). `None` when
+    /// a query reads keys of both kinds, or fails on `fixed` alone (it must fail per render).
+    pub fn partial(&self, fixed: &Values, later: impl Fn(&str) -> bool) -> Option<Template> {
+        let mut segments: Vec<Segment> = Vec::with_capacity(self.segments.len());
+        for seg in &self.segments {
+            let text = match seg {
+                Segment::Text(t) | Segment::Literal(t) => t.to_string(),
+                Segment::Var { key, .. } if later(key) => {
+                    segments.push(seg.clone());
+                    continue;
+                }
+                Segment::Var { key, .. } => fixed.get(&**key).map_or_else(String::new, |v| {
+                    let mut out = String::new();
+                    escape_into(&mut out, v);
+                    out
+                }),
+                Segment::Query(q) => {
+                    let mut keys = BTreeSet::new();
+                    query_keys(q, &mut keys);
+                    let per_render = keys.iter().filter(|k| later(k)).count();
+                    if per_render == keys.len() {
+                        segments.push(seg.clone());
+                        continue;
+                    }
+                    if per_render > 0 {
+                        return None;
+                    }
+                    let one = Template {
+                        name: self.name.clone(),
+                        segments: vec![seg.clone()],
+                    };
+                    one.render(fixed, MissingKey::Empty).ok()?
+                }
+            };
+            // Adjacent text is one segment: fewer pushes per render.
+            match segments.last_mut() {
+                Some(Segment::Text(prev)) => *prev = format!("{prev}{text}").into(),
+                _ if text.is_empty() => {}
+                _ => segments.push(Segment::Text(text.into())),
+            }
+        }
+        Some(Template {
+            name: self.name.clone(),
+            segments,
+        })
+    }
+
     fn missing(&self, mode: MissingKey, key: &str, line: usize) -> Result<(), RenderError> {
         match mode {
             MissingKey::Empty => Ok(()),

@@ -146,6 +146,12 @@ pub fn decode(body: &[u8]) -> Result<Request<'_>, BadRequest> {
 
 /// Decode `object` as `T`; the error names the failing field path.
 pub fn decode_object<T: DeserializeOwned>(object: &RawValue) -> Result<T, String> {
+    decode_borrowed(object)
+}
+
+/// [`decode_object`] into a `T` that borrows from `object`'s text (the Pod as admission
+/// reads it, [`appimage::pod_view::PodView`]).
+pub fn decode_borrowed<'a, T: Deserialize<'a>>(object: &'a RawValue) -> Result<T, String> {
     let mut json = serde_json::Deserializer::from_str(object.get());
     serde_path_to_error::deserialize(&mut json).map_err(|e| {
         let path = e.path().to_string();

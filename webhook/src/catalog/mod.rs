@@ -10,6 +10,7 @@
 //!   ([`Catalog::settled`]): a younger one may name an AppImage the watch has not brought yet.
 
 mod interner;
+mod plans;
 mod revisions;
 mod store;
 mod watch;
@@ -25,6 +26,7 @@ use appimage::signature::{self, Accepted, Requirement, SignatureError, Signer, s
 use appimage::workload::revision_hash;
 
 pub use interner::{Compactor, Interner};
+pub use plans::Plans;
 pub use revisions::{RevisionWriter, Revisions};
 pub use store::{AppImages, Change, Stored, Writer};
 pub use watch::watch;
@@ -41,6 +43,8 @@ pub struct Derived {
     /// The trusted keys whose signatures verify (before windows, revocation and thresholds,
     /// which admission applies per request), or why none does.
     pub signature: Result<Vec<Signer>, SignatureError>,
+    /// Injection plans, built per role and template as Pods come (issue 31).
+    pub plans: Plans,
 }
 
 #[cfg(test)]
@@ -50,6 +54,7 @@ impl Derived {
             generation: 0,
             templates: Err(String::new()),
             signature: Ok(Vec::new()),
+            plans: Plans::default(),
         }
     }
 }
@@ -259,6 +264,16 @@ impl Catalog {
         Ok(Some(self.prepare(&entry)))
     }
 
+    /// The injection plan of `prepared` for `req`, kept with its revision's derived state.
+    pub fn plan(
+        &self,
+        prepared: &Prepared,
+        templates: &Templates,
+        req: &appimage::injection::Request,
+    ) -> Result<Arc<appimage::injection::Plan>, appimage::injection::InjectionError> {
+        prepared.derived.plans.get(&prepared.image, templates, req)
+    }
+
     /// `entry` with its templates and verdict, cached on the entry.
     fn prepare(&self, entry: &Stored) -> Prepared {
         // Built per lookup rather than kept: keeping it would cost every stored AppImage a
@@ -281,6 +296,7 @@ impl Catalog {
                     generation: trust.generation,
                     templates,
                     signature,
+                    plans: Plans::default(),
                 });
                 entry.derived.store(Some(derived.clone()));
                 derived
