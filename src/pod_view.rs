@@ -1,13 +1,14 @@
 //! What admission reads of a Pod, borrowed from the request's text: its name, namespace,
 //! labels, annotations and controller, and whether its spec is the bare `{"containers": []}`
-//! that a plan ([`crate::injection::Plan`]) patches without a `Pod` tree. Fields nobody reads
-//! are skipped, not decoded.
+//! that a plan ([`crate::injection::Plan`]) patches without a `Pod` tree. The other metadata
+//! fields and the status are checked as the tree checks them (a malformed Pod is refused, not
+//! patched) but kept only where cheap; the spec is left as text.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, OwnerReference, Time};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -29,6 +30,9 @@ pub struct PodView<'a> {
     /// The spec's fields, left as text; `None` for a Pod decoded from a tree ([`PodView::of`]).
     #[serde(default, borrow)]
     spec: Option<BTreeMap<Cow<'a, str>, &'a RawValue>>,
+    /// Checked, not read.
+    #[serde(default, rename = "status")]
+    _status: Option<PodStatus>,
     /// Set by [`PodView::of`]: the tree's spec is `{"containers": []}`.
     #[serde(skip)]
     bare_tree: bool,
@@ -50,6 +54,25 @@ pub struct MetaView<'a> {
     pub annotations: Option<Strings<'a>>,
     #[serde(default)]
     pub owner_references: Option<Vec<OwnerReference>>,
+    // The fields below are checked as the tree checks them, and not read.
+    #[serde(default, borrow, rename = "uid")]
+    _uid: Option<Cow<'a, str>>,
+    #[serde(default, borrow, rename = "resourceVersion")]
+    _resource_version: Option<Cow<'a, str>>,
+    #[serde(default, borrow, rename = "selfLink")]
+    _self_link: Option<Cow<'a, str>>,
+    #[serde(default, rename = "generation")]
+    _generation: Option<i64>,
+    #[serde(default, rename = "deletionGracePeriodSeconds")]
+    _deletion_grace_period_seconds: Option<i64>,
+    #[serde(default, borrow, rename = "finalizers")]
+    _finalizers: Option<Vec<Cow<'a, str>>>,
+    #[serde(default, rename = "creationTimestamp")]
+    _creation_timestamp: Option<Time>,
+    #[serde(default, rename = "deletionTimestamp")]
+    _deletion_timestamp: Option<Time>,
+    #[serde(default, rename = "managedFields")]
+    _managed_fields: Option<Vec<ManagedFieldsEntry>>,
 }
 
 impl<'a> PodView<'a> {
@@ -74,8 +97,10 @@ impl<'a> PodView<'a> {
                 labels: meta.labels.as_ref().map(borrowed),
                 annotations: meta.annotations.as_ref().map(borrowed),
                 owner_references: meta.owner_references.clone(),
+                ..MetaView::default()
             }),
             spec: None,
+            _status: None,
             bare_tree: bare,
         }
     }
@@ -89,6 +114,15 @@ impl<'a> PodView<'a> {
             labels: None,
             annotations: None,
             owner_references: None,
+            _uid: None,
+            _resource_version: None,
+            _self_link: None,
+            _generation: None,
+            _deletion_grace_period_seconds: None,
+            _finalizers: None,
+            _creation_timestamp: None,
+            _deletion_timestamp: None,
+            _managed_fields: None,
         };
         self.metadata.as_ref().unwrap_or(&EMPTY)
     }

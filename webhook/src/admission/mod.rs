@@ -257,7 +257,8 @@ fn mutate_request(
     let object = request
         .object
         .ok_or("the AdmissionReview request has no object (the Pod)")?;
-    let (view, tree) = decode_pod(object)?;
+    let mut spare = String::new();
+    let (view, tree) = decode_pod(object, &mut spare)?;
     let meta = view.meta();
     name_from_pod(answer, meta);
     let Some(image_name) = opted_in(meta, answer)? else {
@@ -330,18 +331,28 @@ fn decode_tree(
 }
 
 /// Only what admission reads of a bare Pod (the view); the whole tree of any other, decoded
-/// first as ever, so that a malformed one is refused with the field that is wrong.
-fn decode_pod(
-    object: &serde_json::value::RawValue,
-) -> Result<(PodView<'_>, Option<k8s_openapi::api::core::v1::Pod>), Denial> {
+/// first as ever, so that a malformed one is refused with the field that is wrong. A Pod the
+/// tree takes and the view does not (say, a field given twice) is viewed through the tree's
+/// JSON, kept in `spare`.
+fn decode_pod<'a>(
+    object: &'a serde_json::value::RawValue,
+    spare: &'a mut String,
+) -> Result<(PodView<'a>, Option<k8s_openapi::api::core::v1::Pod>), Denial> {
     let view: Result<PodView, String> = codec::decode_borrowed(object);
     match view {
         Ok(view) if view.is_bare() => Ok((view, None)),
         Ok(view) => Ok((view, Some(decode_tree(object)?))),
-        // The tree's error says what is wrong, as it always did.
-        Err(e) => Err(decode_tree(object)
-            .err()
-            .unwrap_or_else(|| format!("cannot decode the Pod: {e}").into())),
+        Err(e) => {
+            // The tree's error says what is wrong, as it always did.
+            let tree = decode_tree(object)?;
+            let internal = |e: String| Denial {
+                message: format!("internal error viewing the Pod: {e}"),
+                internal: true,
+            };
+            *spare = serde_json::to_string(&tree).map_err(|_| internal(e.clone()))?;
+            let view = serde_json::from_str(spare).map_err(|f| internal(format!("{e}; {f}")))?;
+            Ok((view, Some(tree)))
+        }
     }
 }
 
@@ -360,7 +371,7 @@ fn deprecation(
         appimage::revision::Named::Current => None,
         _ => catalog.marks(name),
     };
-    let image = current.as_ref().unwrap_or(&prepared.image);
+    let image = current.as_ref().unwrap_or(&*prepared.image);
     if let Some(warning) = appimage::stage::deprecation_warning(image) {
         answer.warn(warning);
     }

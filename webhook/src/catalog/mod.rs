@@ -43,6 +43,10 @@ pub struct Derived {
     /// The trusted keys whose signatures verify (before windows, revocation and thresholds,
     /// which admission applies per request), or why none does.
     pub signature: Result<Vec<Signer>, SignatureError>,
+    /// The AppImage without its configTemplates (which `templates` holds parsed), built once
+    /// here rather than per admission: a copy of every deploy template per request cost more
+    /// than the plan saves.
+    pub image: Arc<AppImage>,
     /// Injection plans, built per role and template as Pods come (issue 31).
     pub plans: Plans,
 }
@@ -54,6 +58,7 @@ impl Derived {
             generation: 0,
             templates: Err(String::new()),
             signature: Ok(Vec::new()),
+            image: Arc::default(),
             plans: Plans::default(),
         }
     }
@@ -68,7 +73,7 @@ pub fn appimages() -> (AppImages, Writer) {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     /// The AppImage without its configTemplates, which `derived.templates` holds parsed.
-    pub image: AppImage,
+    pub image: Arc<AppImage>,
     pub derived: Arc<Derived>,
     /// Set when a Pod named a revision hash that no revision records and the current spec has
     /// another: it runs the current spec, and admission says so (never silently).
@@ -276,9 +281,6 @@ impl Catalog {
 
     /// `entry` with its templates and verdict, cached on the entry.
     fn prepare(&self, entry: &Stored) -> Prepared {
-        // Built per lookup rather than kept: keeping it would cost every stored AppImage a
-        // copy of its (otherwise shared) spec.
-        let image = entry.without_config_templates();
         let trust = self.trust.snapshot();
         let cached = entry.derived.load_full();
         let derived = match cached {
@@ -287,15 +289,19 @@ impl Catalog {
                 // A new key set needs a new verdict, not a new parse. Payload v2 covers the
                 // whole spec, config templates included.
                 let whole = entry.appimage();
-                let templates = match previous {
-                    Some(d) => d.templates.clone(),
-                    None => self.parse(&whole),
+                let (templates, image) = match previous {
+                    Some(d) => (d.templates.clone(), d.image.clone()),
+                    None => (
+                        self.parse(&whole),
+                        Arc::new(entry.without_config_templates()),
+                    ),
                 };
                 let signature = signers(&whole, &trust.keys);
                 let derived = Arc::new(Derived {
                     generation: trust.generation,
                     templates,
                     signature,
+                    image,
                     plans: Plans::default(),
                 });
                 entry.derived.store(Some(derived.clone()));
@@ -303,7 +309,7 @@ impl Catalog {
             }
         };
         Prepared {
-            image,
+            image: derived.image.clone(),
             derived,
             fallback: None,
         }
