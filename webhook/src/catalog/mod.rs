@@ -58,7 +58,7 @@ impl Derived {
             generation: 0,
             templates: Err(String::new()),
             signature: Ok(Vec::new()),
-            image: Arc::default(),
+            image: Arc::new(crate::testing::seed("empty", "0")),
             plans: Plans::default(),
         }
     }
