@@ -338,7 +338,7 @@ fn decode_pod<'a>(
     object: &'a serde_json::value::RawValue,
     spare: &'a mut String,
 ) -> Result<(PodView<'a>, Option<k8s_openapi::api::core::v1::Pod>), Denial> {
-    let view: Result<PodView, String> = codec::decode_borrowed(object);
+    let view: serde_json::Result<PodView> = codec::decode_borrowed(object);
     match view {
         Ok(view) if view.is_bare() => Ok((view, None)),
         Ok(view) => Ok((view, Some(decode_tree(object)?))),
@@ -349,6 +349,7 @@ fn decode_pod<'a>(
                 message: format!("internal error viewing the Pod: {e}"),
                 internal: true,
             };
+            let e = e.to_string();
             *spare = serde_json::to_string(&tree).map_err(|_| internal(e.clone()))?;
             let view = serde_json::from_str(spare).map_err(|f| internal(format!("{e}; {f}")))?;
             Ok((view, Some(tree)))
