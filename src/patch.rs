@@ -198,12 +198,18 @@ impl<'a> Writer<'a> {
     pub(crate) fn push_key(&mut self, key: &str) -> usize {
         let len = self.path.len();
         self.path.push('/');
-        if key.contains(['~', '/']) {
-            self.path
-                .push_str(&key.replace('~', "~0").replace('/', "~1"));
-        } else {
-            self.path.push_str(key);
+        // Escaped in place: most keys of a Pod's maps hold a '/' (kuscia.secretflow/...).
+        let mut rest = key;
+        while let Some(at) = rest.find(['~', '/']) {
+            self.path.push_str(&rest[..at]);
+            self.path.push_str(if rest.as_bytes()[at] == b'~' {
+                "~0"
+            } else {
+                "~1"
+            });
+            rest = &rest[at + 1..];
         }
+        self.path.push_str(rest);
         len
     }
 

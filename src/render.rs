@@ -305,8 +305,20 @@ pub fn escape_json_string(s: &str) -> String {
 fn escape_into(out: &mut String, s: &str) {
     out.reserve(s.len());
     // Copy runs of characters that need no escape in one go: this runs on every admission.
+    // Plain ASCII is told by its byte alone; only other characters are decoded.
+    let bytes = s.as_bytes();
     let mut clean = 0;
-    for (i, c) in s.char_indices() {
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii() && b >= 0x20 && b != b'"' && b != b'\\' && b != 0x7f {
+            i += 1;
+            continue;
+        }
+        let Some(c) = s[i..].chars().next() else {
+            break;
+        };
+        let width = c.len_utf8();
         let short = match c {
             '"' => "\\\"",
             '\\' => "\\\\",
@@ -322,10 +334,14 @@ fn escape_into(out: &mut String, s: &str) {
             | '\u{feff}'
             | '\u{fffe}'
             | '\u{ffff}' => "",
-            _ => continue,
+            _ => {
+                i += width;
+                continue;
+            }
         };
         out.push_str(&s[clean..i]);
-        clean = i + c.len_utf8();
+        i += width;
+        clean = i;
         if short.is_empty() {
             // Writing to a String cannot fail.
             let _ = write!(out, "\\u{:04x}", u32::from(c));
