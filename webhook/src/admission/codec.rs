@@ -117,9 +117,8 @@ pub fn decode(body: &[u8]) -> Result<Request<'_>, BadRequest> {
     }
     // Decoded without tracking the path first: the same decode, so the same verdict, and the
     // path is needed only for an error's text.
-    let review = match serde_json::from_str::<Review>(text) {
-        Ok(review) => review,
-        Err(_) => return Err(review_error(text)),
+    let Ok(review) = serde_json::from_str::<Review>(text) else {
+        return Err(review_error(text));
     };
     if review.kind != KIND {
         let got = &review.kind;
