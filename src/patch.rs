@@ -151,6 +151,11 @@ impl<'a> Writer<'a> {
         (bytes, self.ops)
     }
 
+    /// Room for `additional` more bytes: a caller that knows the patch's size grows it once.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.bytes.reserve(additional);
+    }
+
     /// The path the next operations are under.
     pub(crate) fn truncate(&mut self, len: usize) {
         self.path.truncate(len);

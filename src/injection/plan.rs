@@ -287,6 +287,9 @@ impl Bare {
             pod_labels.insert(labels::POD_ROLE, &req.role);
         }
         let mut out = Writer::new(&[]);
+        // The spec's operations, the annotations' text, and room for the JSON around them.
+        let text: usize = annotations.values().map(|v| v.len()).sum();
+        out.reserve(self.spec_ops.len() + text + text / 8 + 1024);
         let at = out.push_key("metadata");
         out.string_map("annotations", meta.annotations.as_ref(), &annotations);
         out.string_map("labels", meta.labels.as_ref(), &pod_labels);
