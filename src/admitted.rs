@@ -45,8 +45,19 @@ fn mac(key: &SealKey, namespace: &str, pod: &Pod) -> Option<[u8; 32]> {
     let name = meta.name.as_deref()?;
     let image = meta.labels.as_ref()?.get(labels::APP_IMAGE)?;
     let status = meta.annotations.as_ref()?.get(labels::STATUS)?;
-    let fields = [VERSION, namespace, name, image, status];
-    Some(hmac_sha256(&key.0, &fields))
+    Some(mac_of(key, namespace, name, image, status))
+}
+
+fn mac_of(key: &SealKey, namespace: &str, name: &str, image: &str, status: &str) -> [u8; 32] {
+    hmac_sha256(&key.0, &[VERSION, namespace, name, image, status])
+}
+
+/// The [`labels::ADMITTED`] annotation's value for a Pod of `namespace` named `name`, with
+/// AppImage label `image` and status annotation `status` (the injection plan seals without a
+/// Pod tree).
+pub fn seal_value(key: &SealKey, namespace: &str, name: &str, image: &str, status: &str) -> String {
+    let mac = mac_of(key, namespace, name, image, status);
+    format!("{VERSION}:{}", base16ct::lower::encode_string(&mac))
 }
 
 /// Seal `pod`, an injected Pod of `namespace`: set (or replace) its [`labels::ADMITTED`]

@@ -20,6 +20,7 @@ pub mod overrides;
 pub mod owner;
 pub mod patch;
 pub mod pod_integrity;
+pub mod pod_view;
 pub mod ports;
 pub mod progressive;
 pub mod render;

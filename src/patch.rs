@@ -44,7 +44,7 @@ pub fn pod_diff(from: &Value, mut to: Pod) -> serde_json::Result<Option<Vec<u8>>
     Ok(diff(from, &serde_json::to_value(&to)?))
 }
 
-struct Writer<'a> {
+pub(crate) struct Writer<'a> {
     bytes: Vec<u8>,
     /// The JSON pointer of the value being compared, escaped.
     path: String,
@@ -54,7 +54,7 @@ struct Writer<'a> {
 }
 
 impl<'a> Writer<'a> {
-    fn new(appended: &'a [Container]) -> Writer<'a> {
+    pub(crate) fn new(appended: &'a [Container]) -> Writer<'a> {
         Writer {
             bytes: Vec::new(),
             path: String::new(),
@@ -63,7 +63,7 @@ impl<'a> Writer<'a> {
         }
     }
 
-    fn finish(mut self) -> Option<Vec<u8>> {
+    pub(crate) fn finish(mut self) -> Option<Vec<u8>> {
         if self.ops == 0 {
             return None;
         }
@@ -71,7 +71,7 @@ impl<'a> Writer<'a> {
         Some(self.bytes)
     }
 
-    fn value(&mut self, from: &Value, to: &Value) {
+    pub(crate) fn value(&mut self, from: &Value, to: &Value) {
         match (from, to) {
             (Value::Object(f), Value::Object(t)) => self.object(f, t),
             (Value::Array(f), Value::Array(t)) => self.array(f, t),
@@ -130,25 +130,95 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// Operations written elsewhere by a writer like this one (`count` of them, joined by
+    /// commas, no brackets), as if written here.
+    pub(crate) fn splice(&mut self, ops: &[u8], count: usize) {
+        if count == 0 {
+            return;
+        }
+        self.bytes
+            .extend_from_slice(if self.ops == 0 { b"[" } else { b"," });
+        self.bytes.extend_from_slice(ops);
+        self.ops += count;
+    }
+
+    /// The operations written so far, without brackets, and how many.
+    pub(crate) fn into_ops(self) -> (Vec<u8>, usize) {
+        let mut bytes = self.bytes;
+        if !bytes.is_empty() {
+            bytes.remove(0);
+        }
+        (bytes, self.ops)
+    }
+
+    /// Room for `additional` more bytes: a caller that knows the patch's size grows it once.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.bytes.reserve(additional);
+    }
+
+    /// The path the next operations are under.
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.path.truncate(len);
+    }
+
+    /// What `value` writes for two objects of strings at key `key`: `from` absent is an add of
+    /// the whole of `to`.
+    pub(crate) fn string_map<'s>(
+        &mut self,
+        key: &str,
+        from: Option<
+            &std::collections::BTreeMap<std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>>,
+        >,
+        to: &std::collections::BTreeMap<&'s str, &'s str>,
+    ) {
+        let len = self.push_key(key);
+        let Some(from) = from else {
+            self.op("add", Some(to));
+            self.path.truncate(len);
+            return;
+        };
+        for (k, v) in to {
+            let at = self.push_key(k);
+            match from.get(*k) {
+                Some(f) if f == v => {}
+                Some(_) => self.op("replace", Some(v)),
+                None => self.op("add", Some(v)),
+            }
+            self.path.truncate(at);
+        }
+        for k in from.keys().filter(|k| !to.contains_key(k.as_ref())) {
+            let at = self.push_key(k);
+            self.op("remove", None::<&Value>);
+            self.path.truncate(at);
+        }
+        self.path.truncate(len);
+    }
+
     fn push_index(&mut self, i: usize) {
         use std::fmt::Write as _;
         let _ = write!(self.path, "{i}");
     }
 
     /// Append `/key`, escaped as RFC 6901 says; returns the length to truncate back to.
-    fn push_key(&mut self, key: &str) -> usize {
+    pub(crate) fn push_key(&mut self, key: &str) -> usize {
         let len = self.path.len();
         self.path.push('/');
-        if key.contains(['~', '/']) {
-            self.path
-                .push_str(&key.replace('~', "~0").replace('/', "~1"));
-        } else {
-            self.path.push_str(key);
+        // Escaped in place: most keys of a Pod's maps hold a '/' (kuscia.secretflow/...).
+        let mut rest = key;
+        while let Some(at) = rest.find(['~', '/']) {
+            self.path.push_str(&rest[..at]);
+            self.path.push_str(if rest.as_bytes()[at] == b'~' {
+                "~0"
+            } else {
+                "~1"
+            });
+            rest = &rest[at + 1..];
         }
+        self.path.push_str(rest);
         len
     }
 
-    fn op(&mut self, op: &str, value: Option<&impl serde::Serialize>) {
+    pub(crate) fn op(&mut self, op: &str, value: Option<&impl serde::Serialize>) {
         self.bytes
             .extend_from_slice(if self.ops == 0 { b"[" } else { b"," });
         self.ops += 1;

@@ -222,6 +222,55 @@ impl Template {
         Ok(out)
     }
 
+    /// This template with the values of `fixed` written in, for values of the keys `later`
+    /// names that come per render: rendering the result leniently with those alone gives what
+    /// rendering `self` leniently with both gives (a `later` key wins over `fixed`). `None` when
+    /// a query reads keys of both kinds, or fails on `fixed` alone (it must fail per render).
+    pub fn partial(&self, fixed: &Values, later: impl Fn(&str) -> bool) -> Option<Template> {
+        let mut segments: Vec<Segment> = Vec::with_capacity(self.segments.len());
+        for seg in &self.segments {
+            let text = match seg {
+                Segment::Text(t) | Segment::Literal(t) => t.to_string(),
+                Segment::Var { key, .. } if later(key) => {
+                    segments.push(seg.clone());
+                    continue;
+                }
+                Segment::Var { key, .. } => fixed.get(&**key).map_or_else(String::new, |v| {
+                    let mut out = String::new();
+                    escape_into(&mut out, v);
+                    out
+                }),
+                Segment::Query(q) => {
+                    let mut keys = BTreeSet::new();
+                    query_keys(q, &mut keys);
+                    let per_render = keys.iter().filter(|k| later(k)).count();
+                    if per_render == keys.len() {
+                        segments.push(seg.clone());
+                        continue;
+                    }
+                    if per_render > 0 {
+                        return None;
+                    }
+                    let one = Template {
+                        name: self.name.clone(),
+                        segments: vec![seg.clone()],
+                    };
+                    one.render(fixed, MissingKey::Empty).ok()?
+                }
+            };
+            // Adjacent text is one segment: fewer pushes per render.
+            match segments.last_mut() {
+                Some(Segment::Text(prev)) => *prev = format!("{prev}{text}").into(),
+                _ if text.is_empty() => {}
+                _ => segments.push(Segment::Text(text.into())),
+            }
+        }
+        Some(Template {
+            name: self.name.clone(),
+            segments,
+        })
+    }
+
     fn missing(&self, mode: MissingKey, key: &str, line: usize) -> Result<(), RenderError> {
         match mode {
             MissingKey::Empty => Ok(()),
@@ -256,8 +305,20 @@ pub fn escape_json_string(s: &str) -> String {
 fn escape_into(out: &mut String, s: &str) {
     out.reserve(s.len());
     // Copy runs of characters that need no escape in one go: this runs on every admission.
+    // Plain ASCII is told by its byte alone; only other characters are decoded.
+    let bytes = s.as_bytes();
     let mut clean = 0;
-    for (i, c) in s.char_indices() {
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii() && b >= 0x20 && b != b'"' && b != b'\\' && b != 0x7f {
+            i += 1;
+            continue;
+        }
+        let Some(c) = s[i..].chars().next() else {
+            break;
+        };
+        let width = c.len_utf8();
         let short = match c {
             '"' => "\\\"",
             '\\' => "\\\\",
@@ -273,10 +334,14 @@ fn escape_into(out: &mut String, s: &str) {
             | '\u{feff}'
             | '\u{fffe}'
             | '\u{ffff}' => "",
-            _ => continue,
+            _ => {
+                i += width;
+                continue;
+            }
         };
         out.push_str(&s[clean..i]);
-        clean = i + c.len_utf8();
+        i += width;
+        clean = i;
         if short.is_empty() {
             // Writing to a String cannot fail.
             let _ = write!(out, "\\u{:04x}", u32::from(c));

@@ -151,14 +151,16 @@ pub enum Named {
 
 /// The revision that annotations name; a malformed number is an error saying how to fix it.
 pub fn named(annotations: Option<&BTreeMap<String, String>>) -> Result<Named, String> {
-    let Some(a) = annotations else {
-        return Ok(Named::Current);
-    };
-    if let Some(v) = a.get(REVISION) {
-        let hash = a
-            .get(REVISION_HASH)
-            .map(|h| h.trim())
-            .filter(|h| !h.is_empty());
+    match annotations {
+        None => Ok(Named::Current),
+        Some(a) => named_by(|key| a.get(key).map(String::as_str)),
+    }
+}
+
+/// [`named`] over an annotation lookup (admission reads them borrowed from the request).
+pub fn named_by<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Named, String> {
+    if let Some(v) = get(REVISION) {
+        let hash = get(REVISION_HASH).map(str::trim).filter(|h| !h.is_empty());
         return match (v.trim().parse::<i64>(), hash) {
             (Ok(n), Some(h)) if n > 0 => Ok(Named::Pinned {
                 number: n,
@@ -170,8 +172,7 @@ pub fn named(annotations: Option<&BTreeMap<String, String>>) -> Result<Named, St
             )),
         };
     }
-    Ok(a.get(REVISION_HASH)
-        .map_or(Named::Current, |h| Named::Hash(h.clone())))
+    Ok(get(REVISION_HASH).map_or(Named::Current, |h| Named::Hash(h.to_string())))
 }
 
 /// The API group and kind a revision's owner reference names.

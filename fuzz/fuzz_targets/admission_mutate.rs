@@ -9,9 +9,13 @@
 //! - a Pod of an unsigned or tampered AppImage, or in kube-system, is never patched;
 //! - a patch applies to the decoded Pod, gives a Pod that decodes, carries the status
 //!   annotation and the AppImage's image, and admitting that Pod again yields no patch
-//!   (injection is idempotent).
+//!   (injection is idempotent);
+//! - the patch is byte for byte the one `render`'s injection (no plan's patch) makes of the
+//!   decoded Pod, whether admission wrote it from the AppImage's injection plan (a bare Pod)
+//!   or diffed the plan's injection (issue 31).
 #![no_main]
 
+use appimage::injection::{Request, inject};
 use appimage::labels;
 use appimage_fuzz::catalog;
 use appimage_webhook::admission::{self, Policy};
@@ -83,6 +87,21 @@ fuzz_target!(|data: &[u8]| {
             .iter()
             .any(|c| c.image.as_deref() == Some(image_ref.as_str())),
         "no container runs {image_ref}"
+    );
+
+    // The same bytes as render's path: the AppImage's injection of the decoded Pod, diffed.
+    let whole = catalog.appimage(&name).expect("known AppImage");
+    let pod_name = reply.name.clone();
+    let mut request =
+        Request::from_pod(&pod, &reply.namespace, &pod_name).expect("options admission read");
+    request.pod_overrides = admission::PodRules::default().pod_overrides;
+    let rendered = inject(&whole, &pod, &request).expect("render injects what admission did");
+    let before = serde_json::to_value(&pod).expect("Pod encodes");
+    let want = appimage::patch::pod_diff(&before, rendered.pod).expect("the diff encodes");
+    assert_eq!(
+        want.as_deref().map(String::from_utf8_lossy),
+        Some(String::from_utf8_lossy(&patch)),
+        "admission's patch is not render's"
     );
 
     // Admitting the injected Pod again changes nothing.

@@ -202,6 +202,19 @@ fn memory(n: usize, distinct: bool, seed: &AppImage, key: TrustedKey) -> anyhow:
             .context("stored AppImage not found")?;
     }
     let looked_up = rss_kib()?;
+    // One admission each: the injection plan it builds is kept with the AppImage (issue 31).
+    // Renamed copies need not verify: the plan is built either way.
+    let policy = Policy {
+        require_signature: false,
+        signatures: admission::SignaturePolicy::DEFAULT,
+    };
+    for i in 0..n {
+        let body = pod_create(i as u64, "bench", &format!("bench-img-{i}"));
+        let reply = admission::mutate(&body, &catalog, policy)
+            .map_err(|e| anyhow::anyhow!("bad request: {e}"))?;
+        anyhow::ensure!(reply.response().patch.is_some(), "no patch");
+    }
+    let planned = rss_kib()?;
     let per = |kib: u64| kib as f64 * 1024.0 / n as f64;
     println!("AppImages                  {n}");
     println!("RSS before                 {before} KiB");
@@ -214,6 +227,11 @@ fn memory(n: usize, distinct: bool, seed: &AppImage, key: TrustedKey) -> anyhow:
         "looked up: +{} KiB, {:.0} bytes each",
         looked_up.saturating_sub(stored),
         per(looked_up.saturating_sub(stored))
+    );
+    println!(
+        "planned: +{} KiB, {:.0} bytes each",
+        planned.saturating_sub(looked_up),
+        per(planned.saturating_sub(looked_up))
     );
     Ok(())
 }

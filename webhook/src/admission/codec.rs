@@ -115,17 +115,11 @@ pub fn decode(body: &[u8]) -> Result<Request<'_>, BadRequest> {
     if text.trim_start().starts_with('[') {
         return Err(BadRequest("request body is not a JSON object".into()));
     }
-    let mut json = serde_json::Deserializer::from_str(text);
-    let review: Review = serde_path_to_error::deserialize(&mut json).map_err(|e| {
-        let (path, inner) = (e.path().to_string(), e.into_inner());
-        match (inner.is_data(), path == ".") {
-            (true, false) => BadRequest(format!("invalid AdmissionReview at {path}: {inner}")),
-            (true, true) => BadRequest("request body is not a JSON object".into()),
-            (false, _) => BadRequest(format!("request body is not valid JSON: {inner}")),
-        }
-    })?;
-    json.end()
-        .map_err(|e| BadRequest(format!("request body is not valid JSON: {e}")))?;
+    // Decoded without tracking the path first: the same decode, so the same verdict, and the
+    // path is needed only for an error's text.
+    let Ok(review) = serde_json::from_str::<Review>(text) else {
+        return Err(review_error(text));
+    };
     if review.kind != KIND {
         let got = &review.kind;
         return Err(BadRequest(format!("expected kind \"{KIND}\", got {got:?}")));
@@ -144,6 +138,25 @@ pub fn decode(body: &[u8]) -> Result<Request<'_>, BadRequest> {
     Ok(request)
 }
 
+/// Why `text`, which does not decode as a review, does not: the failing field's path.
+fn review_error(text: &str) -> BadRequest {
+    let mut json = serde_json::Deserializer::from_str(text);
+    let review: Result<Review, _> = serde_path_to_error::deserialize(&mut json);
+    if let Err(e) = review {
+        let (path, inner) = (e.path().to_string(), e.into_inner());
+        return match (inner.is_data(), path == ".") {
+            (true, false) => BadRequest(format!("invalid AdmissionReview at {path}: {inner}")),
+            (true, true) => BadRequest("request body is not a JSON object".into()),
+            (false, _) => BadRequest(format!("request body is not valid JSON: {inner}")),
+        };
+    }
+    match json.end() {
+        Err(e) => BadRequest(format!("request body is not valid JSON: {e}")),
+        // Not reached: the untracked decode failed on the same text.
+        Ok(()) => BadRequest("request body is not a valid AdmissionReview".into()),
+    }
+}
+
 /// Decode `object` as `T`; the error names the failing field path.
 pub fn decode_object<T: DeserializeOwned>(object: &RawValue) -> Result<T, String> {
     let mut json = serde_json::Deserializer::from_str(object.get());
@@ -155,6 +168,13 @@ pub fn decode_object<T: DeserializeOwned>(object: &RawValue) -> Result<T, String
             format!("{path}: {}", e.inner())
         }
     })
+}
+
+/// Decode `object` as a `T` that borrows from its text (the Pod as admission reads it,
+/// [`appimage::pod_view::PodView`]), without tracking the path: the caller explains a failure
+/// with [`decode_object`] of the type it stands for.
+pub fn decode_borrowed<'a, T: Deserialize<'a>>(object: &'a RawValue) -> serde_json::Result<T> {
+    serde_json::from_str(object.get())
 }
 
 /// The answer to one request.

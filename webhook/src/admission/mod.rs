@@ -5,13 +5,13 @@
 pub mod codec;
 pub mod pods;
 
-use appimage::injection::{Request as Injection, inject_pod, pod_name};
+use appimage::injection::{Request as Injection, pod_name_from};
 use appimage::labels;
+use appimage::pod_view::{MetaView, PodView};
 use appimage::resource::{self, AppImage, ImageInfo};
 use appimage::signature::{self, Requirement, SignatureError};
 use appimage::stage::Stage;
 use appimage::validation::validate as validate_image;
-use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::Operation;
 
 pub use codec::{Request, Response};
@@ -257,16 +257,17 @@ fn mutate_request(
     let object = request
         .object
         .ok_or("the AdmissionReview request has no object (the Pod)")?;
-    let pod: Pod =
-        codec::decode_object(object).map_err(|e| format!("cannot decode the Pod: {e}"))?;
-    name_from_pod(answer, &pod);
-    let Some(image_name) = opted_in(&pod, answer)? else {
+    let mut spare = String::new();
+    let (view, tree) = decode_pod(object, &mut spare)?;
+    let meta = view.meta();
+    name_from_pod(answer, meta);
+    let Some(image_name) = opted_in(meta, answer)? else {
         return Ok(());
     };
     let pod_ref = format!("{}/{}", answer.namespace, answer.name);
     answer.appimage = Some(image_name.to_string());
     // A workload's Pod runs the revision its template names (issue 17), not the current spec.
-    let named = appimage::revision::named(pod.metadata.annotations.as_ref())
+    let named = appimage::revision::named_by(|key| meta.annotation(key))
         .map_err(|e| format!("Pod {pod_ref:?}: {e}"))?;
     let looked_up = catalog
         .lookup_named(image_name, &named)
@@ -290,7 +291,9 @@ fn mutate_request(
                 "admitting Pod {pod_ref} despite a failed signature check (--require-signature=false)");
         }
     }
-    let name = pod_name(&pod, &request.uid).ok_or("Pod has neither name nor generateName")?;
+    let (given, generate) = (meta.name.as_deref(), meta.generate_name.as_deref());
+    let name = pod_name_from(given, generate, &request.uid)
+        .ok_or("Pod has neither name nor generateName")?;
     answer.name = name;
     // A pinned revision carries no annotations: the current AppImage's pod-overrides tightens.
     let mut rules = std::borrow::Cow::Borrowed(rules);
@@ -300,7 +303,58 @@ fn mutate_request(
         let tightened = rules.pod_overrides.for_image(&current)?;
         rules.to_mut().pod_overrides = tightened;
     }
-    inject(&prepared, pod, &rules, answer, &pod_ref)
+    let pod = Pod { view, tree, object };
+    inject(catalog, &prepared, pod, &rules, answer, &pod_ref)
+}
+
+/// The Pod of a request: its view, and its tree unless the view is all a plan needs.
+struct Pod<'a> {
+    view: PodView<'a>,
+    tree: Option<k8s_openapi::api::core::v1::Pod>,
+    object: &'a serde_json::value::RawValue,
+}
+
+impl Pod<'_> {
+    /// The whole Pod, for injection without a plan's patch.
+    fn tree(self) -> Result<k8s_openapi::api::core::v1::Pod, Denial> {
+        match self.tree {
+            Some(tree) => Ok(tree),
+            None => decode_tree(self.object),
+        }
+    }
+}
+
+fn decode_tree(
+    object: &serde_json::value::RawValue,
+) -> Result<k8s_openapi::api::core::v1::Pod, Denial> {
+    codec::decode_object(object).map_err(|e| format!("cannot decode the Pod: {e}").into())
+}
+
+/// Only what admission reads of a bare Pod (the view); the whole tree of any other, decoded
+/// first as ever, so that a malformed one is refused with the field that is wrong. A Pod the
+/// tree takes and the view does not (say, a field given twice) is viewed through the tree's
+/// JSON, kept in `spare`.
+fn decode_pod<'a>(
+    object: &'a serde_json::value::RawValue,
+    spare: &'a mut String,
+) -> Result<(PodView<'a>, Option<k8s_openapi::api::core::v1::Pod>), Denial> {
+    let view: serde_json::Result<PodView> = codec::decode_borrowed(object);
+    match view {
+        Ok(view) if view.is_bare() => Ok((view, None)),
+        Ok(view) => Ok((view, Some(decode_tree(object)?))),
+        Err(e) => {
+            // The tree's error says what is wrong, as it always did.
+            let tree = decode_tree(object)?;
+            let internal = |e: String| Denial {
+                message: format!("internal error viewing the Pod: {e}"),
+                internal: true,
+            };
+            let e = e.to_string();
+            *spare = serde_json::to_string(&tree).map_err(|_| internal(e.clone()))?;
+            let view = serde_json::from_str(spare).map_err(|f| internal(format!("{e}; {f}")))?;
+            Ok((view, Some(tree)))
+        }
+    }
 }
 
 /// A deprecated AppImage never breaks what runs: the Pod is admitted, with a warning. The
@@ -318,28 +372,26 @@ fn deprecation(
         appimage::revision::Named::Current => None,
         _ => catalog.marks(name),
     };
-    let image = current.as_ref().unwrap_or(&prepared.image);
+    let image = current.as_ref().unwrap_or(&*prepared.image);
     if let Some(warning) = appimage::stage::deprecation_warning(image) {
         answer.warn(warning);
     }
 }
 
 /// The namespace and name from the Pod itself where the request left them out.
-fn name_from_pod(answer: &mut Answer, pod: &Pod) {
-    let meta = &pod.metadata;
+fn name_from_pod(answer: &mut Answer, meta: &MetaView<'_>) {
     if answer.namespace.is_empty() {
-        answer.namespace = meta.namespace.clone().unwrap_or_default();
+        answer.namespace = meta.namespace.as_deref().unwrap_or_default().to_string();
     }
     if answer.name.is_empty() {
-        let name = meta.name.as_ref().or(meta.generate_name.as_ref());
-        answer.name = name.cloned().unwrap_or_default();
+        let name = meta.name.as_deref().or(meta.generate_name.as_deref());
+        answer.name = name.unwrap_or_default().to_string();
     }
 }
 
 /// The AppImage the Pod asks for, if it asks and may be injected.
-fn opted_in<'p>(pod: &'p Pod, answer: &Answer) -> Result<Option<&'p str>, Denial> {
-    let label = pod.metadata.labels.as_ref();
-    let Some(name) = label.and_then(|l| l.get(labels::APP_IMAGE)) else {
+fn opted_in<'p>(meta: &'p MetaView<'_>, answer: &Answer) -> Result<Option<&'p str>, Denial> {
+    let Some(name) = meta.label(labels::APP_IMAGE) else {
         return Ok(None);
     };
     if answer.namespace == SKIPPED_NAMESPACE {
@@ -353,7 +405,7 @@ fn opted_in<'p>(pod: &'p Pod, answer: &Answer) -> Result<Option<&'p str>, Denial
         )
         .into());
     }
-    Ok(Some(name.as_str()))
+    Ok(Some(name))
 }
 
 /// An AppImage admitted on a payload v1 signature (`--accept-payload-v1`): say so each time.
@@ -373,27 +425,49 @@ fn signature_failed(answer: &mut Answer, policy: Policy, message: String) -> Res
     Ok(())
 }
 
-/// Inject `prepared` into `pod` and patch the answer with the difference.
+/// Inject `prepared` into `pod` and patch the answer: from the plan's parts for a bare Pod,
+/// else with the difference between the Pod and its injection.
 fn inject(
+    catalog: &Catalog,
     prepared: &Prepared,
-    pod: Pod,
+    pod: Pod<'_>,
     rules: &PodRules,
     answer: &mut Answer,
     pod_ref: &str,
 ) -> Result<(), Denial> {
     let templates = prepared.derived.templates.as_ref().map_err(Clone::clone)?;
-    let mut req = Injection::from_pod(&pod, &answer.namespace, &answer.name)
+    let meta = pod.view.meta();
+    let mut req = Injection::from_options(|key| meta.option(key), &answer.namespace, &answer.name)
         .map_err(|e| format!("Pod {pod_ref:?}: {e}"))?;
     req.pod_overrides = rules.pod_overrides;
     req.image = pinned_image(&prepared.image, rules, answer)?;
+    let plan = catalog
+        .plan(prepared, templates, &req)
+        .map_err(|e| e.to_string())?;
+    let seal = rules
+        .seal_key
+        .as_ref()
+        .map(|k| (k, answer.namespace.as_str()));
+    if let Some(planned) = plan.patch(&prepared.image, &pod.view, &req, seal) {
+        let planned = planned.map_err(|e| e.to_string())?;
+        for warning in planned.warnings {
+            answer.warn(warning.clone());
+        }
+        if let Some(patch) = planned.patch {
+            answer.patched(&patch);
+        }
+        return Ok(());
+    }
+    let pod = pod.tree()?;
     let internal = |e: serde_json::Error| Denial {
         message: format!("internal error encoding the Pod: {e}"),
         internal: true,
     };
     // The original as JSON first: injection then takes the Pod itself, not a copy.
     let before = serde_json::to_value(&pod).map_err(internal)?;
-    let mut injection =
-        inject_pod(&prepared.image, templates, pod, &req).map_err(|e| e.to_string())?;
+    let mut injection = plan
+        .inject(&prepared.image, templates, pod, &req)
+        .map_err(|e| e.to_string())?;
     // Sealed after injection, over what it wrote; a seal the Pod brought is replaced.
     if let Some(key) = &rules.seal_key {
         appimage::admitted::seal(key, &answer.namespace, &mut injection.pod);

@@ -13,6 +13,7 @@
 //!   waited for up to [`LAG`] ([`Catalog::revision_seen`]), so its number is not taken twice.
 
 mod interner;
+mod plans;
 mod revisions;
 mod store;
 mod watch;
@@ -28,6 +29,7 @@ use appimage::signature::{self, Accepted, Requirement, SignatureError, Signer, s
 use appimage::workload::revision_hash;
 
 pub use interner::{Compactor, Interner};
+pub use plans::Plans;
 pub use revisions::{Recorded, RevisionWriter, Revisions};
 pub use store::{AppImages, Change, Stored, Writer};
 pub use watch::{PAGE, watch};
@@ -44,6 +46,12 @@ pub struct Derived {
     /// The trusted keys whose signatures verify (before windows, revocation and thresholds,
     /// which admission applies per request), or why none does.
     pub signature: Result<Vec<Signer>, SignatureError>,
+    /// The AppImage without its configTemplates (which `templates` holds parsed), built once
+    /// here rather than per admission: a copy of every deploy template per request cost more
+    /// than the plan saves.
+    pub image: Arc<AppImage>,
+    /// Injection plans, built per role and template as Pods come (issue 31).
+    pub plans: Plans,
 }
 
 #[cfg(test)]
@@ -53,6 +61,8 @@ impl Derived {
             generation: 0,
             templates: Err(String::new()),
             signature: Ok(Vec::new()),
+            image: Arc::new(crate::testing::seed("empty", "0")),
+            plans: Plans::default(),
         }
     }
 }
@@ -66,7 +76,7 @@ pub fn appimages() -> (AppImages, Writer) {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     /// The AppImage without its configTemplates, which `derived.templates` holds parsed.
-    pub image: AppImage,
+    pub image: Arc<AppImage>,
     pub derived: Arc<Derived>,
     /// Set when a Pod named a revision hash that no revision records and the current spec has
     /// another: it runs the current spec, and admission says so (never silently).
@@ -268,11 +278,18 @@ impl Catalog {
         Ok(Some(self.prepare(&entry)))
     }
 
+    /// The injection plan of `prepared` for `req`, kept with its revision's derived state.
+    pub fn plan(
+        &self,
+        prepared: &Prepared,
+        templates: &Templates,
+        req: &appimage::injection::Request,
+    ) -> Result<Arc<appimage::injection::Plan>, appimage::injection::InjectionError> {
+        prepared.derived.plans.get(&prepared.image, templates, req)
+    }
+
     /// `entry` with its templates and verdict, cached on the entry.
     fn prepare(&self, entry: &Stored) -> Prepared {
-        // Built per lookup rather than kept: keeping it would cost every stored AppImage a
-        // copy of its (otherwise shared) spec.
-        let image = entry.without_config_templates();
         let trust = self.trust.snapshot();
         let cached = entry.derived.load_full();
         let derived = match cached {
@@ -281,22 +298,27 @@ impl Catalog {
                 // A new key set needs a new verdict, not a new parse. Payload v2 covers the
                 // whole spec, config templates included.
                 let whole = entry.appimage();
-                let templates = match previous {
-                    Some(d) => d.templates.clone(),
-                    None => self.parse(&whole),
+                let (templates, image) = match previous {
+                    Some(d) => (d.templates.clone(), d.image.clone()),
+                    None => (
+                        self.parse(&whole),
+                        Arc::new(entry.without_config_templates()),
+                    ),
                 };
                 let signature = signers(&whole, &trust.keys);
                 let derived = Arc::new(Derived {
                     generation: trust.generation,
                     templates,
                     signature,
+                    image,
+                    plans: Plans::default(),
                 });
                 entry.derived.store(Some(derived.clone()));
                 derived
             }
         };
         Prepared {
-            image,
+            image: derived.image.clone(),
             derived,
             fallback: None,
         }

@@ -256,7 +256,7 @@ async fn appimage_of(
         .catalog
         .verdict(&prepared, &ctx.base.policy.signatures.to_run())
         .err();
-    let image = prepared.image;
+    let image = Arc::unwrap_or_clone(prepared.image);
     let verdict = verdict.map(|e| e.to_string());
     let (problem, unverified) = problem(verdict, &image, ctx.base.policy.require_signature);
     if let Some(why) = unverified {

@@ -14,6 +14,10 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde::{Deserialize, Serialize};
 
+mod plan;
+
+pub use plan::{Plan, PlannedPatch};
+
 use crate::labels;
 use crate::naming;
 use crate::network_policy;
@@ -22,7 +26,7 @@ use crate::owner;
 use crate::ports::{self, AllocatedPort, PortError};
 use crate::render::{MissingKey, RenderError, Template, Values};
 use crate::resource::{AppImage, Container, DeployTemplate};
-use crate::selection::{self, SelectionError};
+use crate::selection::SelectionError;
 use crate::service;
 
 /// What a Pod asks of its AppImage (from `appimage.kuscia.secretflow/*` options, or flags).
@@ -144,7 +148,7 @@ impl Status {
     fn new(
         image: &AppImage,
         template: &DeployTemplate,
-        req: &Request,
+        role: &str,
         image_ref: String,
         ports: &[AllocatedPort],
     ) -> Status {
@@ -152,7 +156,7 @@ impl Status {
             app_image: image.name().into(),
             resource_version: image.metadata.resource_version.clone().unwrap_or_default(),
             template: template.name.clone(),
-            role: req.role.clone(),
+            role: role.to_string(),
             image: image_ref,
             ports: ports
                 .iter()
@@ -188,17 +192,30 @@ impl Status {
 impl Request {
     /// Read a Pod's options: annotations first, then labels, under `appimage.kuscia.secretflow/`.
     pub fn from_pod(pod: &Pod, namespace: &str, pod_name: &str) -> Result<Request, InjectionError> {
-        let get = |key: &str| -> Option<String> {
-            let meta = &pod.metadata;
-            meta.annotations
-                .as_ref()
-                .and_then(|a| a.get(key))
-                .or_else(|| meta.labels.as_ref().and_then(|l| l.get(key)))
-                .cloned()
-        };
-        let values = match get(labels::OPT_VALUES) {
+        let meta = &pod.metadata;
+        Request::from_options(
+            |key| {
+                meta.annotations
+                    .as_ref()
+                    .and_then(|a| a.get(key))
+                    .or_else(|| meta.labels.as_ref().and_then(|l| l.get(key)))
+                    .map(String::as_str)
+            },
+            namespace,
+            pod_name,
+        )
+    }
+
+    /// [`Request::from_pod`] over a lookup of the Pod's options (annotation, else label).
+    pub fn from_options<'a>(
+        option: impl Fn(&str) -> Option<&'a str>,
+        namespace: &str,
+        pod_name: &str,
+    ) -> Result<Request, InjectionError> {
+        let get = |key: &str| option(key).map(str::to_string);
+        let values = match option(labels::OPT_VALUES) {
             None => BTreeMap::new(),
-            Some(raw) => serde_json::from_str::<BTreeMap<String, String>>(&raw).map_err(|e| {
+            Some(raw) => serde_json::from_str::<BTreeMap<String, String>>(raw).map_err(|e| {
                 InjectionError::Option {
                     what: format!("annotation {}", labels::OPT_VALUES),
                     message: format!(
@@ -238,10 +255,19 @@ impl Request {
 /// request UID), so that Services can be named before the apiserver names the Pod.
 pub fn pod_name(pod: &Pod, seed: &str) -> Option<String> {
     let meta = &pod.metadata;
-    if let Some(name) = meta.name.as_deref().filter(|n| !n.is_empty()) {
+    pod_name_from(meta.name.as_deref(), meta.generate_name.as_deref(), seed)
+}
+
+/// [`pod_name`] from the Pod's `name` and `generateName`.
+pub fn pod_name_from(
+    name: Option<&str>,
+    generate_name: Option<&str>,
+    seed: &str,
+) -> Option<String> {
+    if let Some(name) = name.filter(|n| !n.is_empty()) {
         return Some(name.to_string());
     }
-    let base = meta.generate_name.as_deref().filter(|g| !g.is_empty())?;
+    let base = generate_name.filter(|g| !g.is_empty())?;
     let base: String = base.chars().take(naming::MAX_LABEL - 5).collect();
     Some(format!("{base}{}", naming::short_hash(seed, 5)))
 }
@@ -340,15 +366,24 @@ pub fn inject_pod(
     pod: Pod,
     req: &Request,
 ) -> Result<PodInjection, InjectionError> {
-    let index = selection::select(image, &req.role, req.template.as_deref())?;
+    Plan::build(image, templates, req)?.inject(image, templates, pod, req)
+}
+
+/// [`inject_pod`] with what `plan` holds: the template, its ports and warnings.
+fn inject_planned(
+    plan: &Plan,
+    image: &AppImage,
+    templates: &Templates,
+    pod: Pod,
+    req: &Request,
+) -> Result<PodInjection, InjectionError> {
+    let index = plan.template_index;
     let template = &image.spec.deploy_templates[index];
-    // The path is formatted only if an error needs it: this runs on every admission.
-    let path = format_args!("spec.deployTemplates[{index}]");
-    let ports = ports::allocate(template, path).map_err(|source| InjectionError::Ports {
-        image: image.name().into(),
-        source,
-    })?;
-    let warnings = left_out(image, templates, index, &ports, req.missing)?;
+    let ports = plan.ports.clone();
+    let warnings = match req.missing {
+        MissingKey::Empty => plan.warnings.clone(),
+        MissingKey::Error => left_out(image, templates, index, &ports, req.missing)?,
+    };
     let identity = naming::pod_identity(&req.pod_name);
     let cluster_define = match (&req.cluster_define, owner::workload_of(&pod.metadata)) {
         (Some(given), _) => given.clone(),
@@ -410,7 +445,7 @@ pub fn inject_pod(
     for (key, value) in metric_annotations(image, template, &ports)? {
         annotations.insert(key.into(), value);
     }
-    let status = Status::new(image, template, req, image_ref, &ports);
+    let status = Status::new(image, template, &req.role, image_ref, &ports);
     annotations.insert(
         labels::STATUS.into(),
         serde_json::to_string(&status).unwrap_or_default(),
