@@ -6,7 +6,7 @@
 //! or Succeeded, of that node's current attempt; nothing for the others), so running the step
 //! again on the same facts gives the same answer, and a lost write is redone next time.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -22,14 +22,7 @@ use super::types::{
 };
 use crate::duration;
 
-/// A Node as the job sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct NodeFact {
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-    /// Its `Ready` condition is True.
-    pub ready: bool,
-}
+pub use super::nodes::{NodeFact, instances, select_nodes};
 
 /// Whether the AppImage can be deployed (the controller checks it: exists, signature,
 /// lifecycle, a deploy template for the role).
@@ -698,21 +691,6 @@ fn counts(nodes: &[NodeStatus]) -> Counts {
     }
 }
 
-/// The chosen nodes, sorted: those named, plus those whose labels hold the whole selector.
-/// Both empty chooses none (never every node).
-pub fn select_nodes(spec: &BatchDeploymentSpec, nodes: &[NodeFact]) -> Vec<String> {
-    let mut chosen: BTreeSet<String> = spec.node_names.iter().cloned().collect();
-    if !spec.node_selector.is_empty() {
-        let matches = |n: &&NodeFact| {
-            spec.node_selector
-                .iter()
-                .all(|(k, v)| n.labels.get(k) == Some(v))
-        };
-        chosen.extend(nodes.iter().filter(matches).map(|n| n.name.clone()));
-    }
-    chosen.into_iter().collect()
-}
-
 fn selector_text(selector: &BTreeMap<String, String>) -> String {
     if selector.is_empty() {
         return "(none) and no nodeNames".into();
@@ -722,11 +700,6 @@ fn selector_text(selector: &BTreeMap<String, String>) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// Pods per node.
-pub fn instances(spec: &BatchDeploymentSpec) -> i32 {
-    spec.instances.unwrap_or(1)
 }
 
 /// `restartPolicy: Always` (the default): Pods must become Ready, not succeed.

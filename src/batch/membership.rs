@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
-use super::machine::{NodeFact, select_nodes};
+use super::nodes::{NodeFact, select_nodes};
 use super::types::{BatchDeploymentSpec, DEFAULT_LEAVE_GRACE, Mode, NodeStatus};
 use crate::duration;
 

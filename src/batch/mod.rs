@@ -4,12 +4,14 @@
 //! - `machine`: the job's state machine, a pure function of spec, status, observed facts and now;
 //! - `membership`: continuous mode's joins and leaves;
 //! - `overrides`: per-group overrides, resolved per node and applied to its workload;
+//! - `nodes`: the nodes a job may choose, and Pods per node;
 //! - `naming`: the names of its workloads (read by both of the next two);
 //! - `workload`: the per-node workload (a Deployment or a Job pinned to its node).
 
 pub mod machine;
 pub mod membership;
 pub mod naming;
+pub mod nodes;
 pub mod overrides;
 pub mod types;
 pub mod workload;

@@ -48,7 +48,7 @@ pub fn resolve(spec: &BatchDeploymentSpec, labels: &BTreeMap<String, String>) ->
 pub fn replicas(spec: &BatchDeploymentSpec, labels: &BTreeMap<String, String>) -> i32 {
     resolve(spec, labels)
         .replicas
-        .unwrap_or_else(|| super::machine::instances(spec))
+        .unwrap_or_else(|| super::nodes::instances(spec))
 }
 
 /// What is wrong with `spec.overrides`, naming the field and the fix.
