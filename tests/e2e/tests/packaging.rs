@@ -585,6 +585,22 @@ fn helm_template_default_values() {
             "batchdeployments/status".into(),
             v(&["patch"]),
         ),
+        // Progressive rollouts (issue 28): read the policy, write its status, own check Jobs.
+        (
+            "appimage.kuscia.secretflow".into(),
+            "appimagerollouts".into(),
+            v(&["get", "list", "watch"]),
+        ),
+        (
+            "appimage.kuscia.secretflow".into(),
+            "appimagerollouts/status".into(),
+            v(&["patch"]),
+        ),
+        (
+            "appimage.kuscia.secretflow".into(),
+            "appimagerollouts/finalizers".into(),
+            v(&["update"]),
+        ),
         (
             "appimage.kuscia.secretflow".into(),
             "batchdeployments/finalizers".into(),
