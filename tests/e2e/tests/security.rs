@@ -271,6 +271,19 @@ fn chart_rbac_is_least_privilege() {
             "appimagerevisions.appimage.kuscia.secretflow",
             manage.clone(),
         ),
+        // Progressive rollouts (issue 28): the policy read, its status written, check Jobs owned.
+        (
+            "appimagerollouts.appimage.kuscia.secretflow",
+            set(&["get", "list", "watch"]),
+        ),
+        (
+            "appimagerollouts.appimage.kuscia.secretflow/status",
+            set(&["patch"]),
+        ),
+        (
+            "appimagerollouts.appimage.kuscia.secretflow/finalizers",
+            set(&["update"]),
+        ),
         ("statefulsets.apps", set(&["get", "list", "watch", "patch"])),
         ("daemonsets.apps", set(&["get", "list", "watch", "patch"])),
         ("cronjobs.batch", set(&["get", "list", "watch", "patch"])),
