@@ -183,6 +183,10 @@ fn spec_of(w: &Workload, image_name: &str, ctx: &Context) -> Option<appimage::re
         .and_then(|t| t.metadata.as_ref())
         .and_then(|m| m.annotations.as_ref());
     let named = appimage::revision::named(annotations).ok()?;
+    // The common case, a template naming no revision: the stored AppImage, looked up once.
+    if named == appimage::revision::Named::Current {
+        return ctx.catalog.appimage(image_name);
+    }
     match ctx.catalog.lookup_named(image_name, &named) {
         Ok(Some(p)) if p.fallback.is_none() => {
             ctx.catalog
