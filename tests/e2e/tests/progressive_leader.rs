@@ -8,20 +8,60 @@ use appimage_e2e::wait_until;
 use appimage_e2e::waves::{Rollouts, W, event_count};
 use appimage_e2e::webhook::Webhook;
 use appimage_e2e::world::{REVISIONS_CRD, ROLLOUTS_CRD, Shared, WAIT, World};
-use serde_json::json;
+use serde_json::{Value, json};
 
-#[test]
-fn a_new_leader_resumes_where_the_status_says() {
-    let lease = appimage_e2e::unique("waves-leader");
-    let flags = [
+/// Two controller processes sharing a Lease of their own, and a world whose webhook serves
+/// admission only.
+fn pair(prefix: &str) -> (World, Vec<String>) {
+    let lease = appimage_e2e::unique(prefix);
+    let flags = vec![
         format!("--lease-name={lease}"),
         "--lease-duration=2s".to_string(),
     ];
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let shared = Shared::once(&[REVISIONS_CRD, ROLLOUTS_CRD], "waves-leader");
-    let w = World::with_webhook_args(shared, "waves-leader", &["--reconcile=false"]);
-    let start = || Webhook::start(w.c, &w.s.tls, &w.s.signer.pub_dir, &flags);
-    let mut controllers = [start(), start()];
+    let w = World::with_webhook_args(shared, prefix, &["--reconcile=false"]);
+    (w, flags)
+}
+
+fn start(w: &World, flags: &[String]) -> Webhook {
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Webhook::start(w.c, &w.s.tls, &w.s.signer.pub_dir, &flags)
+}
+
+/// Kill whichever of `controllers` holds the Lease the flags name.
+fn kill_leader(w: &World, flags: &[String], controllers: &mut [Webhook]) {
+    let lease = flags[0].trim_start_matches("--lease-name=");
+    let holder = w.c.kubectl_ok(&[
+        "get",
+        "lease",
+        lease,
+        "-n",
+        "default",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    let leader = controllers
+        .iter_mut()
+        .find(|c| holder.ends_with(&format!("-{}", c.child.id())))
+        .unwrap_or_else(|| panic!("the Lease names {holder:?}, neither controller process"));
+    leader.child.kill().unwrap();
+}
+
+/// The rollout status entry of workload `x`.
+fn entry(r: &Value, x: &W) -> Value {
+    r["status"]["workloads"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["namespace"] == x.ns.as_str() && e["name"] == x.name.as_str())
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_new_leader_resumes_where_the_status_says() {
+    let (w, flags) = pair("waves-leader");
+    let mut controllers = [start(&w, &flags), start(&w, &flags)];
     w.apply_image(&w.spec(false, false));
     w.revision(1);
     let canary = w.deploy_in(&w.ns, "Deployment", "canary", &["tier=canary"]);
@@ -43,20 +83,7 @@ fn a_new_leader_resumes_where_the_status_says() {
         r["status"]["wave"] == 1 && r["status"]["waves"][1]["updated"] == 1
     });
     assert!(ok, "never mid-way: {}", w.status());
-    let holder = w.c.kubectl_ok(&[
-        "get",
-        "lease",
-        &lease,
-        "-n",
-        "default",
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ]);
-    let leader = controllers
-        .iter_mut()
-        .find(|c| holder.ends_with(&format!("-{}", c.child.id())))
-        .unwrap_or_else(|| panic!("the Lease names {holder:?}, neither controller process"));
-    leader.child.kill().unwrap();
+    kill_leader(&w, &flags, &mut controllers);
     let r = w.phase("Succeeded", None);
     assert_eq!(r["status"]["revision"], 2);
     for x in std::iter::once(&canary).chain(&rest) {
@@ -76,4 +103,58 @@ fn a_new_leader_resumes_where_the_status_says() {
         w.image_events().join("\n")
     );
     assert_eq!(event_count(&w, "RolloutSucceeded"), 1);
+}
+
+/// A new leader that has not read the rollout policies yet must not take the AppImage for one
+/// without a policy and move its Auto workloads all at once: the last wave, held behind a
+/// paused one, is moved by the rollout after the promote, by nobody before it.
+#[test]
+fn a_new_leader_moves_nothing_past_a_paused_wave() {
+    let (w, flags) = pair("waves-hold");
+    let mut controllers = [start(&w, &flags), start(&w, &flags), start(&w, &flags)];
+    w.apply_image(&w.spec(false, false));
+    w.revision(1);
+    let canary = w.deploy_in(&w.ns, "Deployment", "canary", &["tier=canary"]);
+    let rest = w.deploy_in(&w.ns, "Deployment", "d0", &[]);
+    for x in [&canary, &rest] {
+        w.on(x, 1);
+    }
+    w.policy(json!([
+        {"name": "canary", "matchLabels": {"tier": "canary"}, "gate": {"pause": true}},
+        {"name": "rest"}
+    ]));
+    w.apply_image(&w.spec(true, false));
+    w.revision(2);
+    w.phase("WaitingForPromote", Some(0));
+    // Two leaders in turn take over while the rollout waits.
+    for _ in 0..2 {
+        kill_leader(&w, &flags, &mut controllers);
+        let ok = wait_until(WAIT, || {
+            let lease = flags[0].trim_start_matches("--lease-name=");
+            let holder = w.c.kubectl_ok(&[
+                "get",
+                "lease",
+                lease,
+                "-n",
+                "default",
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ]);
+            controllers.iter_mut().any(|c| {
+                c.child.try_wait().unwrap().is_none()
+                    && holder.ends_with(&format!("-{}", c.child.id()))
+            })
+        });
+        assert!(ok, "no controller took over");
+        w.phase("WaitingForPromote", Some(0));
+    }
+    w.plugin(&["rollout", "promote", &w.image]);
+    let r = w.phase("Succeeded", None);
+    w.on(&rest, 2);
+    let e = entry(&r, &rest);
+    assert_eq!(
+        e["moved"], true,
+        "moved by the rollout after the promote: {e}"
+    );
+    assert_eq!(e["from"], 1, "{e}");
 }

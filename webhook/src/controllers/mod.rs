@@ -366,18 +366,37 @@ where
 {
     let params = ListParams::default().limit(1);
     let listable = || api.list_metadata(&params);
-    if let Err(e) = listable().await {
-        tracing::info!(
-            "{} cannot be listed ({e}): none exists until they can",
-            K::plural(&())
-        );
-        writer.apply_watcher_event(&watcher::Event::Init);
-        writer.apply_watcher_event(&watcher::Event::InitDone);
-        while listable().await.is_err() {
-            tokio::time::sleep(CRD_POLL).await;
+    let mut told = false;
+    loop {
+        match listable().await {
+            Ok(_) => return,
+            // Only a kind the server does not serve has none: any other error (a busy server,
+            // a missing right) leaves the store unready, or "no rollout policy" would move
+            // every Auto workload at once.
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                tracing::info!(
+                    "{} are not served: none exists until they are",
+                    K::plural(&())
+                );
+                writer.apply_watcher_event(&watcher::Event::Init);
+                writer.apply_watcher_event(&watcher::Event::InitDone);
+                while listable().await.is_err() {
+                    tokio::time::sleep(CRD_POLL).await;
+                }
+                return;
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut told, true) {
+                    tracing::warn!("{} cannot be listed yet ({e}); retrying", K::plural(&()));
+                }
+                tokio::time::sleep(LIST_RETRY).await;
+            }
         }
     }
 }
+
+/// How soon a failed first list of a CRD's kind is tried again.
+const LIST_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How often an idle controller checks whether its CRD is installed.
 const CRD_POLL: std::time::Duration = std::time::Duration::from_secs(10);

@@ -466,9 +466,11 @@ async fn write_status(
     }
 }
 
-/// Whether AppImage `name`'s Auto workloads are this controller's (it has a rollout policy).
-pub fn has_policy(rollouts: &Store<AppImageRollout>, name: &str) -> bool {
-    rollouts.get(&ObjectRef::new(name)).is_some()
+/// Whether AppImage `name`'s Auto workloads are this controller's (it has a rollout policy);
+/// `None` until the policies are listed: a cold store must not read as "no policy", or a new
+/// leader would move every Auto workload at once.
+pub fn has_policy(rollouts: &Store<AppImageRollout>, name: &str) -> Option<bool> {
+    super::synced(rollouts).then(|| rollouts.get(&ObjectRef::new(name)).is_some())
 }
 
 /// The check Job of the wave the status names, when that wave has one and the Job exists.
@@ -562,4 +564,30 @@ async fn run_check(
     let api = Api::<Job>::namespaced(ctx.base.client.clone(), namespace);
     super::kube_ops::apply(&api, name, &job).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::{reflector, watcher};
+
+    fn policy(name: &str) -> AppImageRollout {
+        let mut r = AppImageRollout::new(name, progressive::AppImageRolloutSpec::default());
+        r.metadata.resource_version = Some("1".into());
+        r
+    }
+
+    /// The revisions controller leaves Auto workloads alone while this is unknown: on a new
+    /// leader whose policy list had not arrived, it moved every wave at once (a CI failure).
+    #[test]
+    fn a_policy_list_not_yet_read_is_not_no_policy() {
+        let (store, mut writer) = reflector::store::<AppImageRollout>();
+        assert_eq!(has_policy(&store, "seed"), None);
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitApply(policy("seed")));
+        assert_eq!(has_policy(&store, "seed"), None, "listed in part");
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        assert_eq!(has_policy(&store, "seed"), Some(true));
+        assert_eq!(has_policy(&store, "other"), Some(false));
+    }
 }

@@ -352,7 +352,9 @@ async fn reconcile_image(root: &AppImage, ctx: &Ctx) -> Result<Action, Error> {
     };
     rollout::tell_deprecated(&ctx.base, image, &workloads).await;
     // With a rollout policy, its controller moves the Auto workloads wave by wave.
-    let progressive = super::progressive::has_policy(&ctx.rollouts, &name);
+    let Some(progressive) = super::progressive::has_policy(&ctx.rollouts, &name) else {
+        return Ok(Action::requeue(COLD));
+    };
     let rolled: Vec<Workload> = workloads
         .into_iter()
         .filter(|w| w.gvk.kind != "Job" && w.gvk.kind != "ReplicaSet" && follows(w.meta(), &name))
