@@ -6,9 +6,9 @@ import (
 )
 
 // The cluster-wide ranges. Pod IPs come from each node's podCIDR (10.244.<i>.0/24 for the
-// first 256 nodes, then 10.245 .. 10.247: see fakeNode).
+// first 256 nodes, then 10.245 .. 10.247, and past 1,000 nodes 10.224 .. 10.239: see podCIDR).
 const (
-	clusterCIDR = "10.244.0.0/14"
+	clusterCIDR = "10.224.0.0/11"
 )
 
 // controllerManagerArgs: every default controller (deployment, replicaset, statefulset,

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,7 +15,7 @@ import (
 )
 
 const (
-	maxNodes = 1000
+	maxNodes = 5000
 	// Every node carries nodeNameLabel=<its name>, so that a test can target a subset.
 	nodeNameLabel = "appimage.test/node"
 )
@@ -65,8 +66,7 @@ func fakeNode(i int, labels map[string]string) *corev1.Node {
 	for k, v := range labels {
 		l[k] = v
 	}
-	// 10.244.<i>.0/24 for the first 256, then on through 10.247 (clusterCIDR).
-	cidr := fmt.Sprintf("10.%d.%d.0/24", 244+i/256, i%256)
+	cidr := podCIDR(i)
 	return &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        name,
@@ -77,17 +77,37 @@ func fakeNode(i int, labels map[string]string) *corev1.Node {
 	}
 }
 
+// podCIDR is the i-th node's: 10.244.<i>.0/24 for the first 256, on through 10.247.231 for
+// the first 1,000 (the real node's bridges sit past them), then from 10.224.0.0/24 for the
+// rest, up to 5,000; all within clusterCIDR.
+func podCIDR(i int) string {
+	if i < 1000 {
+		return fmt.Sprintf("10.%d.%d.0/24", 244+i/256, i%256)
+	}
+	j := i - 1000
+	return fmt.Sprintf("10.%d.%d.0/24", 224+j/256, j%256)
+}
+
 // ensureNodes creates the N nodes (a reused DIR keeps existing ones) and deletes
 // simulated nodes from an earlier start with a larger N.
 func ensureNodes(ctx context.Context, cs kubernetes.Interface, n int, labels map[string]string) error {
 	want := map[string]bool{}
+	// 32 creates in flight: one by one, 5,000 nodes take minutes of round trips.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(32)
 	for i := 0; i < n; i++ {
 		node := fakeNode(i, labels)
 		want[node.Name] = true
-		_, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
-		if err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("creating node %s: %w", node.Name, err)
-		}
+		g.Go(func() error {
+			_, err := cs.CoreV1().Nodes().Create(gctx, node, metav1.CreateOptions{})
+			if err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("creating node %s: %w", node.Name, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: nodeNameLabel})
 	if err != nil {

@@ -8,6 +8,7 @@ use anyhow::{Result, bail};
 use appimage::batch::machine::COND_FAILED;
 use appimage::batch::{BatchDeployment, Phase};
 use clap::Args;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -79,11 +80,20 @@ pub(super) async fn get(jobs: &Jobs, g: &GetArgs) -> Result<()> {
     // person reading progress does not need more.
     let mut items = items;
     let mut last: BTreeMap<String, String> = BTreeMap::new();
+    let mut seen: BTreeMap<String, BatchDeployment> = BTreeMap::new();
     loop {
         for (key, line) in progress_lines(&items) {
             if last.get(&key) != Some(&line) {
                 println(&line)?;
                 last.insert(key, line);
+            }
+        }
+        for bd in &items {
+            let key = format!("{}/{}", bd.namespace().unwrap_or_default(), bd.name_any());
+            if let Some(before) = seen.insert(key, bd.clone()) {
+                for line in membership_lines(&before, bd) {
+                    println(&line)?;
+                }
             }
         }
         if g.name.is_some() && items_done(&items) {
@@ -173,6 +183,34 @@ pub fn progress_line(bd: &BatchDeployment) -> String {
         c.pending,
         c.stopped
     )
+}
+
+/// What changed in a Continuous job's nodes between two reads: joins, leaves begun or called
+/// off, and nodes gone; sorted by node.
+pub fn membership_lines(before: &BatchDeployment, after: &BatchDeployment) -> Vec<String> {
+    let nodes = |bd: &BatchDeployment| -> BTreeMap<String, bool> {
+        let status = bd.status.as_ref();
+        let list = status.map(|s| s.nodes.as_slice()).unwrap_or_default();
+        (list.iter())
+            .map(|n| (n.node.clone(), n.leaving_since.is_some()))
+            .collect()
+    };
+    let (old, new) = (nodes(before), nodes(after));
+    let name = after.name_any();
+    let mut lines = BTreeMap::new();
+    for (node, leaving) in &new {
+        let what = match (old.get(node), leaving) {
+            (None, _) => "joined",
+            (Some(false), true) => "no longer matches: leaving after the grace",
+            (Some(true), false) => "matches again: stays",
+            _ => continue,
+        };
+        lines.insert(node.clone(), format!("{name} node {node} {what}"));
+    }
+    for node in old.keys().filter(|n| !new.contains_key(*n)) {
+        lines.insert(node.clone(), format!("{name} node {node} left"));
+    }
+    lines.into_values().collect()
 }
 
 /// The object as kubectl shows it: without `metadata.managedFields` (`get` hides them too).

@@ -368,3 +368,35 @@ fn create_takes_the_continuous_mode_and_its_grace() {
         .to_string();
     assert!(e.contains("spec.leaveGrace"), "{e}");
 }
+
+#[test]
+fn a_watch_tells_joins_and_leaves() {
+    let at = |names: &[(&str, bool)]| {
+        let mut bd = job(Phase::Running, 0, 0, names.len() as i32);
+        bd.status.as_mut().unwrap().nodes = names
+            .iter()
+            .map(|(n, leaving)| NodeStatus {
+                node: n.to_string(),
+                leaving_since: leaving.then(|| {
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                        k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                    )
+                }),
+                ..Default::default()
+            })
+            .collect();
+        bd
+    };
+    let before = at(&[("edge-1", false), ("edge-2", false), ("edge-3", true)]);
+    let after = at(&[("edge-0", false), ("edge-2", true), ("edge-3", false)]);
+    assert_eq!(
+        membership_lines(&before, &after),
+        [
+            "job node edge-0 joined",
+            "job node edge-1 left",
+            "job node edge-2 no longer matches: leaving after the grace",
+            "job node edge-3 matches again: stays",
+        ]
+    );
+    assert!(membership_lines(&after, &after).is_empty());
+}

@@ -7,6 +7,7 @@
 //! test binary exits, whether its tests passed, failed or panicked.
 
 pub mod chart;
+pub mod leaders;
 pub mod pki;
 pub mod policies;
 pub mod review;

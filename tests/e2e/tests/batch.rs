@@ -807,6 +807,25 @@ fn continuous_two_more_nodes_labelled_get_the_app_and_one_unlabelled_loses_it_af
         move |j: &Value| j["status"]["summary"] == want && j["status"]["phase"] == "Running"
     };
     w.wait_job("fleet", "2/2 and Running", summary_is("2/2"));
+    // `batch get -w` tells the joins and leaves as they happen.
+    let mut watch =
+        w.c.command("kubectl")
+            .args(["appimage", "batch", "get", "fleet", "-w", "-n", &w.ns])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl appimage batch get -w");
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stdout = watch.stdout.take().unwrap();
+    let sink = printed.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().unwrap().push(line);
+        }
+    });
 
     on(&w.nodes[2]);
     on(&w.nodes[3]);
@@ -835,4 +854,21 @@ fn continuous_two_more_nodes_labelled_get_the_app_and_one_unlabelled_loses_it_af
     });
     assert!(gone, "{leaver} kept the app after the grace");
     assert_eq!(w.workloads("deployments", "fleet").len(), 3);
+    let want: Vec<String> = [
+        (&w.nodes[2], "joined"),
+        (&w.nodes[3], "joined"),
+        (&leaver, "no longer matches: leaving after the grace"),
+        (&leaver, "left"),
+    ]
+    .iter()
+    .map(|(node, what)| format!("fleet node {node} {what}"))
+    .collect();
+    let told = wait_until(WAIT, || {
+        let lines = printed.lock().unwrap();
+        want.iter().all(|w| lines.contains(w))
+    });
+    watch.kill().unwrap();
+    let _ = watch.wait();
+    let lines = printed.lock().unwrap().join("\n");
+    assert!(told, "{want:?} not all in:\n{lines}");
 }

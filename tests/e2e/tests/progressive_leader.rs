@@ -4,47 +4,16 @@
 //! own, and would act beside the other binaries' leaders on one cluster. The world's webhook
 //! serves admission only (`--reconcile=false`), as the chart's admission Deployment does.
 
+use appimage_e2e::leaders::Leaders;
 use appimage_e2e::wait_until;
 use appimage_e2e::waves::{Rollouts, W, event_count};
-use appimage_e2e::webhook::Webhook;
 use appimage_e2e::world::{REVISIONS_CRD, ROLLOUTS_CRD, Shared, WAIT, World};
 use serde_json::{Value, json};
 
-/// Two controller processes sharing a Lease of their own, and a world whose webhook serves
-/// admission only.
-fn pair(prefix: &str) -> (World, Vec<String>) {
-    let lease = appimage_e2e::unique(prefix);
-    let flags = vec![
-        format!("--lease-name={lease}"),
-        "--lease-duration=2s".to_string(),
-    ];
+/// A world whose webhook serves admission only.
+fn world(prefix: &str) -> World {
     let shared = Shared::once(&[REVISIONS_CRD, ROLLOUTS_CRD], "waves-leader");
-    let w = World::with_webhook_args(shared, prefix, &["--reconcile=false"]);
-    (w, flags)
-}
-
-fn start(w: &World, flags: &[String]) -> Webhook {
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    Webhook::start(w.c, &w.s.tls, &w.s.signer.pub_dir, &flags)
-}
-
-/// Kill whichever of `controllers` holds the Lease the flags name.
-fn kill_leader(w: &World, flags: &[String], controllers: &mut [Webhook]) {
-    let lease = flags[0].trim_start_matches("--lease-name=");
-    let holder = w.c.kubectl_ok(&[
-        "get",
-        "lease",
-        lease,
-        "-n",
-        "default",
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ]);
-    let leader = controllers
-        .iter_mut()
-        .find(|c| holder.ends_with(&format!("-{}", c.child.id())))
-        .unwrap_or_else(|| panic!("the Lease names {holder:?}, neither controller process"));
-    leader.child.kill().unwrap();
+    World::with_webhook_args(shared, prefix, &["--reconcile=false"])
 }
 
 /// The rollout status entry of workload `x`.
@@ -60,8 +29,8 @@ fn entry(r: &Value, x: &W) -> Value {
 
 #[test]
 fn a_new_leader_resumes_where_the_status_says() {
-    let (w, flags) = pair("waves-leader");
-    let mut controllers = [start(&w, &flags), start(&w, &flags)];
+    let w = world("waves-leader");
+    let mut leaders = Leaders::start(&w, 2);
     w.apply_image(&w.spec(false, false));
     w.revision(1);
     let canary = w.deploy_in(&w.ns, "Deployment", "canary", &["tier=canary"]);
@@ -83,7 +52,7 @@ fn a_new_leader_resumes_where_the_status_says() {
         r["status"]["wave"] == 1 && r["status"]["waves"][1]["updated"] == 1
     });
     assert!(ok, "never mid-way: {}", w.status());
-    kill_leader(&w, &flags, &mut controllers);
+    leaders.kill_leader(&w);
     let r = w.phase("Succeeded", None);
     assert_eq!(r["status"]["revision"], 2);
     for x in std::iter::once(&canary).chain(&rest) {
@@ -110,8 +79,8 @@ fn a_new_leader_resumes_where_the_status_says() {
 /// paused one, is moved by the rollout after the promote, by nobody before it.
 #[test]
 fn a_new_leader_moves_nothing_past_a_paused_wave() {
-    let (w, flags) = pair("waves-hold");
-    let mut controllers = [start(&w, &flags), start(&w, &flags), start(&w, &flags)];
+    let w = world("waves-hold");
+    let mut leaders = Leaders::start(&w, 3);
     w.apply_image(&w.spec(false, false));
     w.revision(1);
     let canary = w.deploy_in(&w.ns, "Deployment", "canary", &["tier=canary"]);
@@ -128,24 +97,7 @@ fn a_new_leader_moves_nothing_past_a_paused_wave() {
     w.phase("WaitingForPromote", Some(0));
     // Two leaders in turn take over while the rollout waits.
     for _ in 0..2 {
-        kill_leader(&w, &flags, &mut controllers);
-        let ok = wait_until(WAIT, || {
-            let lease = flags[0].trim_start_matches("--lease-name=");
-            let holder = w.c.kubectl_ok(&[
-                "get",
-                "lease",
-                lease,
-                "-n",
-                "default",
-                "-o",
-                "jsonpath={.spec.holderIdentity}",
-            ]);
-            controllers.iter_mut().any(|c| {
-                c.child.try_wait().unwrap().is_none()
-                    && holder.ends_with(&format!("-{}", c.child.id()))
-            })
-        });
-        assert!(ok, "no controller took over");
+        leaders.kill_leader(&w);
         w.phase("WaitingForPromote", Some(0));
     }
     w.plugin(&["rollout", "promote", &w.image]);
