@@ -599,6 +599,7 @@ impl Machine<'_> {
     }
 
     fn finish(mut self) -> Step {
+        super::budget::fit(&mut self.s.nodes);
         self.s.counts = counts(&self.s.nodes);
         self.s.summary = format!("{}/{}", self.s.counts.succeeded, self.s.counts.total);
         self.s.observed_generation = self.generation;

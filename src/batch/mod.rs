@@ -1,6 +1,7 @@
 //! Batch deployment: one AppImage to many chosen nodes as a job (issue 18, IEF's 批量应用部署).
 //!
 //! - `types`: the `BatchDeployment` resource and its status;
+//! - `budget`: the status kept under the object limit at 5,000 nodes;
 //! - `machine`: the job's state machine, a pure function of spec, status, observed facts and now;
 //! - `membership`: continuous mode's joins and leaves;
 //! - `overrides`: per-group overrides, resolved per node and applied to its workload;
@@ -8,6 +9,7 @@
 //! - `naming`: the names of its workloads (read by both of the next two);
 //! - `workload`: the per-node workload (a Deployment or a Job pinned to its node).
 
+pub mod budget;
 pub mod machine;
 pub mod membership;
 pub mod naming;

@@ -105,11 +105,15 @@ async fn main() -> anyhow::Result<()> {
     namespace(&client, &batch_ns).await?;
     let before = requests(&client).await?;
     let t = Instant::now();
-    controller(&client, &batch_ns, &args).await?;
+    let size = controller(&client, &batch_ns, &args).await?;
     let batch_time = t.elapsed();
     let batch_requests = requests(&client).await? - before;
     let rss = memory_kib(hook.pid())?;
     eprintln!("batch: {batch_time:.1?}, {batch_requests} apiserver requests");
+    eprintln!(
+        "the BatchDeployment at the end: {size} bytes of JSON ({:.1}% of the 1.5 MiB object limit)",
+        size as f64 * 100.0 / (1.5 * 1024.0 * 1024.0)
+    );
 
     let ratio = batch_time.as_secs_f64() / direct_time.as_secs_f64();
     println!(
@@ -226,7 +230,9 @@ async fn direct(
 }
 
 /// Arm (b): one BatchDeployment, until Succeeded.
-async fn controller(client: &Client, ns: &str, args: &Args) -> anyhow::Result<()> {
+/// Run the job to Succeeded; the size of its object then (JSON bytes, as stored: the status
+/// must stay under the API server's 1.5 MiB object limit).
+async fn controller(client: &Client, ns: &str, args: &Args) -> anyhow::Result<usize> {
     let api = Api::<BatchDeployment>::namespaced(client.clone(), ns);
     api.create(&PostParams::default(), &job(ns)).await?;
     poll(args.limit, "BatchDeployment Succeeded", || async {
@@ -237,7 +243,10 @@ async fn controller(client: &Client, ns: &str, args: &Args) -> anyhow::Result<()
         }
         Ok(status.phase == batch::Phase::Succeeded)
     })
-    .await
+    .await?;
+    let mut bd = api.get("rollout").await?;
+    bd.metadata.managed_fields = None;
+    Ok(serde_json::to_vec(&bd)?.len())
 }
 
 /// Delete the direct arm's namespace and wait until its Pods are gone, so the second arm

@@ -159,8 +159,20 @@ fn node_rows(nodes: &[NodeStatus], instances: i32) -> Vec<Vec<String>> {
             format!("{}/{instances}", n.pods),
             n.attempts.to_string(),
             n.reason.clone().unwrap_or_default(),
-            n.message.clone().unwrap_or_default(),
+            n.message.clone().unwrap_or_else(|| left_out(n)),
         ]
     };
     nodes.iter().map(row).collect()
+}
+
+/// A failed node's message the status left out to stay under the object limit
+/// (`appimage::batch::budget`).
+fn left_out(n: &NodeStatus) -> String {
+    if n.phase != appimage::batch::NodePhase::Failed {
+        return String::new();
+    }
+    format!(
+        "(message left out: the status keeps {} KiB of node messages in all)",
+        appimage::batch::budget::MESSAGES_BUDGET / 1024
+    )
 }

@@ -400,3 +400,15 @@ fn a_watch_tells_joins_and_leaves() {
     );
     assert!(membership_lines(&after, &after).is_empty());
 }
+
+#[test]
+fn describe_says_when_a_message_was_left_out() {
+    let mut bd = job(Phase::Failed, 0, 1, 1);
+    bd.status.as_mut().unwrap().nodes[0].message = None;
+    let text = describe(&bd, 0);
+    let line = text.lines().find(|l| l.contains("edge-1")).unwrap();
+    assert!(
+        line.contains("(message left out: the status keeps 128 KiB"),
+        "{line}"
+    );
+}
