@@ -1056,6 +1056,15 @@ fn a_pre_pull_tolerance_of_one_fails_the_job_before_any_app_workload_is_created(
         ],
     );
     let job = w.wait_phase("noapp", "Failed");
+    // Nothing of the app ever: the watches saw no Deployment or Pod of it come (and go).
+    let deployments = deployments.stop();
+    let pods = pods.stop();
+    assert_eq!(
+        deployments,
+        Vec::<String>::new(),
+        "app Deployments were created"
+    );
+    assert_eq!(pods, Vec::<String>::new(), "app Pods were created");
     let failed = job["status"]["conditions"]
         .as_array()
         .unwrap()
@@ -1101,15 +1110,7 @@ fn a_pre_pull_tolerance_of_one_fails_the_job_before_any_app_workload_is_created(
         wait_until(WAIT, || w.pull_jobs("noapp").is_empty()),
         "pull Jobs left"
     );
-    // Nothing of the app now, and nothing ever: the watches saw no Deployment or Pod come.
-    let deployments = deployments.stop();
-    let pods = pods.stop();
-    assert_eq!(
-        deployments,
-        Vec::<String>::new(),
-        "app Deployments were created"
-    );
-    assert_eq!(pods, Vec::<String>::new(), "app Pods were created");
+    // Nothing of the app now either.
     let now: Vec<Value> = w
         .app_objects("deployments", "noapp")
         .into_iter()
