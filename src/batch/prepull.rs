@@ -148,8 +148,8 @@ pub fn undecided(nodes: &[NodeStatus]) -> bool {
 }
 
 /// One pre-pull step at `now`: the pulls in flight are decided from `pulls` (of this job
-/// `attempt`) and their deadline, a node that is gone fails, then pending pulls start in node
-/// order while fewer than `prePull.concurrency` are in flight (a node not Ready waits without
+/// `attempt`) and their deadline, a node that is gone fails its pull, then pending pulls start
+/// in node order while fewer than `prePull.concurrency` are in flight (a node not Ready waits without
 /// a slot). Returns the time until the earliest deadline of a pull in flight.
 pub fn advance(
     spec: &BatchDeploymentSpec,
@@ -161,6 +161,11 @@ pub fn advance(
 ) -> Option<Duration> {
     let limit = pull_timeout(spec).unwrap_or(Duration::from_secs(300));
     for node in nodes.iter_mut().filter(|n| pulling(n)) {
+        if !ready.contains_key(node.node.as_str()) {
+            let message = format!("node {} does not exist (any more)", node.node);
+            fail_pull(node, "NodeNotFound", &message);
+            continue;
+        }
         let seen = pulls.get(&node.node).filter(|p| p.attempt == attempt);
         observe(node, seen.map(|p| &p.outcome), limit, now);
     }

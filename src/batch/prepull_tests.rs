@@ -370,12 +370,15 @@ fn a_node_not_ready_waits_for_its_pull_and_one_gone_fails() {
     w.obs.nodes.remove(2);
     w.tick(1);
     assert_eq!(w.pulls_created(), ["n02"]);
-    // n03 is gone: its pull in flight is decided by its Job or the timeout, not here.
+    // n03 is gone: its pull in flight fails at once, and its Job goes.
+    let n03 = w.node("n03");
+    assert_eq!(n03.reason.as_deref(), Some(PULL_FAILED));
+    assert_eq!(n03.pull.unwrap().reason.as_deref(), Some("NodeNotFound"));
+    assert_eq!(w.pulls_deleted(), ["n03"]);
     w.pulled(&["n01", "n02"]);
-    w.err_pull("n03");
     w.tick(2);
     assert_eq!(w.status().phase, Phase::Running);
-    assert_eq!(w.node("n03").reason.as_deref(), Some(PULL_FAILED));
+    assert_eq!(w.obs.workloads.keys().collect::<Vec<_>>(), ["n01", "n02"]);
 }
 
 #[test]
