@@ -78,6 +78,9 @@ pub const BATCH: &str = "appimage.kuscia.secretflow/batch";
 pub const BATCH_NODE: &str = "appimage.kuscia.secretflow/batch-node";
 /// Annotation on each workload: the node attempt it was made for.
 pub const BATCH_ATTEMPT: &str = "appimage.kuscia.secretflow/batch-attempt";
+/// Label "true" on the image pull Jobs of a job's pre-pull phase and their Pods (with [`BATCH`]);
+/// the pull Jobs' [`BATCH_ATTEMPT`] is the job's attempt (`status.attempts`).
+pub const BATCH_PREPULL: &str = "appimage.kuscia.secretflow/batch-prepull";
 
 // Revisions.
 

@@ -134,7 +134,15 @@ fn batch_crd_identity_columns_and_rules() {
         true
     );
     let phases = &root["properties"]["status"]["properties"]["phase"]["enum"];
-    assert_eq!(phases.as_array().unwrap().len(), 8);
+    // IEF's eight, and PrePulling (issue 29's image pre-pull).
+    assert_eq!(phases.as_array().unwrap().len(), 9);
+    assert!(
+        phases.as_array().unwrap().contains(&"PrePulling".into()),
+        "{phases}"
+    );
+    let pre_pull = &props["prePull"]["properties"];
+    assert_eq!(pre_pull["concurrency"]["minimum"].as_f64(), Some(1.0));
+    assert!(pre_pull["failureTolerance"]["x-kubernetes-int-or-string"] == true);
 }
 
 const ROLLOUT_COMMITTED: &str =

@@ -15,20 +15,29 @@ pub const MESSAGES_BUDGET: usize = 128 * 1024;
 /// What a cut message ends with.
 const CUT: &str = "…";
 
-/// Cut the nodes' messages to the budget (deterministic: the nodes are sorted by name).
+/// Cut the nodes' messages, their pulls' too, to the budget (deterministic: the nodes are
+/// sorted by name).
 pub fn fit(nodes: &mut [NodeStatus]) {
     let mut used = 0;
     for node in nodes {
-        let Some(message) = node.message.as_mut() else {
-            continue;
-        };
-        cut(message, MESSAGE_BYTES);
-        if used + message.len() > MESSAGES_BUDGET {
-            node.message = None;
-            continue;
+        keep(&mut node.message, &mut used);
+        if let Some(pull) = node.pull.as_mut() {
+            keep(&mut pull.message, &mut used);
         }
-        used += message.len();
     }
+}
+
+/// `message` cut, and kept while the budget lasts.
+fn keep(message: &mut Option<String>, used: &mut usize) {
+    let Some(text) = message.as_mut() else {
+        return;
+    };
+    cut(text, MESSAGE_BYTES);
+    if *used + text.len() > MESSAGES_BUDGET {
+        *message = None;
+        return;
+    }
+    *used += text.len();
 }
 
 /// `text` cut to at most `max` bytes on a character boundary, marked when cut.
@@ -97,6 +106,34 @@ mod tests {
         );
         assert!(nodes[0].message.is_some() && nodes[4999].message.is_none());
         assert!(nodes.iter().all(|n| n.reason.is_some()));
+    }
+
+    #[test]
+    fn five_thousand_failed_pulls_fit_the_object_limit() {
+        use crate::batch::types::{PullPhase, PullStatus};
+        let long = "x".repeat(2000);
+        let mut nodes: Vec<NodeStatus> = (0..5000)
+            .map(|i| NodeStatus {
+                node: format!("{:0>63}", format!("edge-{i}")),
+                phase: NodePhase::Failed,
+                reason: Some("PullFailed".into()),
+                message: Some(long.clone()),
+                pull: Some(PullStatus {
+                    phase: PullPhase::Failed,
+                    reason: Some("ImagePullBackOff".into()),
+                    message: Some(long.clone()),
+                    start_time: Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
+                }),
+                ..Default::default()
+            })
+            .collect();
+        fit(&mut nodes);
+        let status = BatchDeploymentStatus {
+            nodes,
+            ..Default::default()
+        };
+        let size = serde_json::to_vec(&status).unwrap().len();
+        assert!(size < 1_400_000, "{size} bytes");
     }
 
     #[test]

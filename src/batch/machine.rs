@@ -14,11 +14,12 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
 use super::membership::{self, continuous};
-use super::naming::{prefix_error, workload_name};
+use super::naming::{prefix_error, pull_name, workload_name};
 use super::overrides::replicas;
+use super::prepull::{self, PullProgress};
 use super::types::{
     BatchDeployment, BatchDeploymentSpec, BatchDeploymentStatus, Counts, NodePhase, NodeStatus,
-    Phase,
+    Phase, PullPhase,
 };
 use crate::duration;
 
@@ -60,6 +61,8 @@ pub struct Observed {
     pub nodes: Vec<NodeFact>,
     /// This job's workloads, by the node they are pinned to.
     pub workloads: BTreeMap<String, Progress>,
+    /// This job's image pull Jobs (spec.prePull), by the node they are pinned to.
+    pub pulls: BTreeMap<String, PullProgress>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +74,17 @@ pub enum Action {
         attempt: i32,
     },
     Delete {
+        node: String,
+        name: String,
+    },
+    /// Create the image pull Job `name` for `node`, for the job's `attempt` (spec.prePull).
+    CreatePull {
+        node: String,
+        name: String,
+        attempt: i32,
+    },
+    /// Delete the pull Job `name`: its node's pull is decided, or no longer wanted.
+    DeletePull {
         node: String,
         name: String,
     },
@@ -113,6 +127,7 @@ pub fn step(bd: &BatchDeployment, observed: &Observed, now: Timestamp) -> Step {
         now,
         actions: Vec::new(),
         leave_due: None,
+        pull_due: None,
     };
     m.control();
     m.advance();
@@ -130,6 +145,8 @@ struct Machine<'a> {
     actions: Vec<Action>,
     /// Continuous: when the next node that stopped matching is due to lose the app.
     leave_due: Option<Duration>,
+    /// PrePulling: when the earliest pull in flight reaches prePull.timeout.
+    pull_due: Option<Duration>,
 }
 
 impl Machine<'_> {
@@ -150,7 +167,7 @@ impl Machine<'_> {
         }
         let suspend = self.spec.suspend == Some(true);
         match self.s.phase {
-            Phase::Queued | Phase::Running if suspend => self.stop(),
+            Phase::Queued | Phase::PrePulling | Phase::Running if suspend => self.stop(),
             Phase::Stopping | Phase::Stopped if !suspend => self.resume(),
             _ => {}
         }
@@ -170,6 +187,10 @@ impl Machine<'_> {
                 ..Default::default()
             };
         }
+        if prepull::enabled(self.spec) {
+            // The nodes it reruns pull again (the image may have been removed meanwhile).
+            prepull::begin(&mut self.s.nodes);
+        }
         self.s.start_time = Some(Time(self.now));
         self.s.completion_time = None;
         self.s.active_seconds = 0;
@@ -181,10 +202,12 @@ impl Machine<'_> {
         self.s.conditions.retain(keep);
     }
 
-    /// Queued until nodes are chosen, then Running.
+    /// Queued until nodes are chosen, PrePulling while a pull is undecided, then Running.
     fn active_phase(&self) -> Phase {
         if self.s.nodes.is_empty() {
             Phase::Queued
+        } else if prepull::undecided(&self.s.nodes) {
+            Phase::PrePulling
         } else {
             Phase::Running
         }
@@ -203,6 +226,7 @@ impl Machine<'_> {
             node.message = Some("halted by a stop (spec.suspend: true)".into());
             node.pods = 0;
         }
+        prepull::halt(&mut self.s.nodes);
         self.s.phase = Phase::Stopping;
         self.condition(COND_SUSPENDED, true, "Stopped", "spec.suspend is true");
     }
@@ -226,9 +250,10 @@ impl Machine<'_> {
     fn advance(&mut self) {
         match self.s.phase {
             Phase::Queued => self.queued(),
+            Phase::PrePulling => self.pre_pulling(),
             Phase::Running => self.running(),
             Phase::Stopping => {
-                // Stopped once no halted node has a workload left.
+                // Stopped once no halted node has a workload (or a pull Job) left.
                 let halted =
                     |n: &&NodeStatus| !matches!(n.phase, NodePhase::Running | NodePhase::Succeeded);
                 if !self
@@ -237,6 +262,7 @@ impl Machine<'_> {
                     .iter()
                     .filter(halted)
                     .any(|n| self.obs.workloads.contains_key(&n.node))
+                    && self.obs.pulls.is_empty()
                 {
                     self.s.phase = Phase::Stopped;
                 }
@@ -267,6 +293,38 @@ impl Machine<'_> {
                 ..Default::default()
             })
             .collect();
+        if prepull::enabled(self.spec) {
+            prepull::begin(&mut self.s.nodes);
+            self.s.phase = Phase::PrePulling;
+            self.pre_pulling();
+            return;
+        }
+        self.s.phase = Phase::Running;
+        self.running();
+    }
+
+    /// Pull on the chosen nodes; once every pull is decided, fail the job when more failed
+    /// than prePull.failureTolerance (no Pod of the app exists yet), else run the others.
+    fn pre_pulling(&mut self) {
+        if self.bad_input() {
+            return;
+        }
+        let ready = ready_map(self.obs);
+        let attempt = self.s.attempts;
+        let pulls = &self.obs.pulls;
+        let nodes = &mut self.s.nodes;
+        self.pull_due = prepull::advance(self.spec, nodes, &ready, pulls, attempt, self.now);
+        if prepull::undecided(&self.s.nodes) {
+            if self.timed_out() {
+                self.time_out();
+            }
+            return;
+        }
+        self.pull_due = None;
+        if let Some(message) = prepull::verdict(self.spec, &self.s.nodes) {
+            self.fail(prepull::PRE_PULL_FAILED, &message);
+            return;
+        }
         self.s.phase = Phase::Running;
         self.running();
     }
@@ -460,6 +518,7 @@ impl Machine<'_> {
         for node in self.s.nodes.iter_mut().filter(|n| !n.phase.done()) {
             set_failed(node, "TimedOut", &message);
         }
+        prepull::abandon(&mut self.s.nodes, "TimedOut", &message);
         self.end(Phase::TimedOut);
         self.condition(COND_FAILED, true, "TimedOut", &message);
     }
@@ -512,6 +571,7 @@ impl Machine<'_> {
         for node in self.s.nodes.iter_mut().filter(|n| !n.phase.done()) {
             set_failed(node, reason, message);
         }
+        prepull::abandon(&mut self.s.nodes, reason, message);
         self.end(Phase::Failed);
         self.condition(COND_FAILED, true, reason, message);
     }
@@ -528,8 +588,10 @@ impl Machine<'_> {
     }
 
     /// A workload for each Running or Succeeded node, of its current attempt; none for the
-    /// others, nor for nodes the job did not choose.
+    /// others, nor for nodes the job did not choose. A pull Job for each node whose pull is in
+    /// flight while the job is PrePulling, of this job attempt; none once it is decided.
     fn cleanup(&mut self) {
+        self.cleanup_pulls();
         let nodes: BTreeMap<&str, &NodeStatus> =
             self.s.nodes.iter().map(|n| (n.node.as_str(), n)).collect();
         for (node, p) in &self.obs.workloads {
@@ -556,6 +618,39 @@ impl Machine<'_> {
                     node: n.node.clone(),
                     name: workload_name(&self.prefix, &n.node),
                     attempt: n.attempts,
+                });
+            }
+        }
+    }
+
+    fn cleanup_pulls(&mut self) {
+        let pulling: BTreeMap<&str, bool> = self
+            .s
+            .nodes
+            .iter()
+            .map(|n| {
+                let on = n
+                    .pull
+                    .as_ref()
+                    .is_some_and(|p| p.phase == PullPhase::Pulling);
+                (n.node.as_str(), on && self.s.phase == Phase::PrePulling)
+            })
+            .collect();
+        let attempt = self.s.attempts;
+        for (node, p) in &self.obs.pulls {
+            if !(pulling.get(node.as_str()) == Some(&true) && p.attempt == attempt) {
+                self.actions.push(Action::DeletePull {
+                    node: node.clone(),
+                    name: p.name.clone(),
+                });
+            }
+        }
+        for (node, _) in pulling.iter().filter(|(_, on)| **on) {
+            if !self.obs.pulls.contains_key(*node) {
+                self.actions.push(Action::CreatePull {
+                    node: node.to_string(),
+                    name: pull_name(&self.prefix, node),
+                    attempt,
                 });
             }
         }
@@ -601,16 +696,20 @@ impl Machine<'_> {
     fn finish(mut self) -> Step {
         super::budget::fit(&mut self.s.nodes);
         self.s.counts = counts(&self.s.nodes);
+        self.s.pulls = prepull::counts(&self.s.nodes);
         self.s.summary = format!("{}/{}", self.s.counts.succeeded, self.s.counts.total);
         self.s.observed_generation = self.generation;
         let requeue_after = match (self.s.phase, timeout(self.spec)) {
-            (Phase::Queued | Phase::Running, Ok(Some(limit))) if !continuous(self.spec) => {
+            (Phase::Queued | Phase::PrePulling | Phase::Running, Ok(Some(limit)))
+                if !continuous(self.spec) =>
+            {
                 let left = limit.as_millis() as i64 - self.elapsed_millis();
                 Some(Duration::from_millis(left.max(0) as u64 + 1))
             }
             _ => None,
         };
-        let requeue_after = [requeue_after, self.next_rerun(), self.leave_due]
+        let pull_due = self.pull_due.filter(|_| self.s.phase == Phase::PrePulling);
+        let requeue_after = [requeue_after, self.next_rerun(), self.leave_due, pull_due]
             .into_iter()
             .flatten()
             .min();
@@ -796,6 +895,9 @@ pub fn spec_error(spec: &BatchDeploymentSpec, prefix: &str) -> Option<String> {
     if let Some(e) = prefix_error(prefix) {
         return Some(e);
     }
+    if let Some(e) = prepull::spec_error(spec) {
+        return Some(e);
+    }
     timeout(spec)
         .err()
         .or_else(|| failure_tolerance(spec, 0).err())
@@ -804,3 +906,8 @@ pub fn spec_error(spec: &BatchDeploymentSpec, prefix: &str) -> Option<String> {
 #[cfg(test)]
 #[path = "machine_tests.rs"]
 mod tests;
+
+/// The pre-pull phase through the whole machine (here, so that `prepull` imports no machine).
+#[cfg(test)]
+#[path = "prepull_tests.rs"]
+mod prepull_tests;

@@ -60,6 +60,7 @@ impl World {
             app_image: AppImageFact::Usable,
             nodes,
             workloads: BTreeMap::new(),
+            pulls: BTreeMap::new(),
         };
         World {
             bd,
@@ -88,6 +89,9 @@ impl World {
                 }
                 Action::Delete { node, .. } => {
                     self.obs.workloads.remove(node);
+                }
+                Action::CreatePull { .. } | Action::DeletePull { .. } => {
+                    panic!("no pre-pull in these tests: {a:?}")
                 }
             }
         }

@@ -5,6 +5,7 @@
 //! - `machine`: the job's state machine, a pure function of spec, status, observed facts and now;
 //! - `membership`: continuous mode's joins and leaves;
 //! - `overrides`: per-group overrides, resolved per node and applied to its workload;
+//! - `prepull`: the image pre-pull phase (spec.prePull), and `pull_job`, the per-node pull Job;
 //! - `nodes`: the nodes a job may choose, and Pods per node;
 //! - `naming`: the names of its workloads (read by both of the next two);
 //! - `workload`: the per-node workload (a Deployment or a Job pinned to its node).
@@ -15,8 +16,11 @@ pub mod membership;
 pub mod naming;
 pub mod nodes;
 pub mod overrides;
+pub mod prepull;
+pub mod pull_job;
 pub mod types;
 pub mod workload;
 
 pub use machine::{Action, AppImageFact, NodeFact, Observed, Progress, Step, step};
+pub use prepull::{PullOutcome, PullProgress};
 pub use types::*;

@@ -34,6 +34,12 @@ pub fn workload_name(prefix: &str, node: &str) -> String {
     format!("{}-{}", head.trim_end_matches('-'), short_hash(&full, 16))
 }
 
+/// The image pull Job of `node` (spec.prePull): `pull-<prefix>-<node>`, cut and hashed as
+/// [`workload_name`] cuts; apart from the app's workloads, which start with the prefix.
+pub fn pull_name(prefix: &str, node: &str) -> String {
+    workload_name(&format!("pull-{prefix}"), node)
+}
+
 /// Why `prefix` cannot start workload names; `None` if it can.
 pub fn prefix_error(prefix: &str) -> Option<String> {
     dns1123_subdomain_error(prefix)

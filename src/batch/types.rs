@@ -134,7 +134,31 @@ pub struct BatchDeploymentSpec {
     /// Continuous: how long a node that stops matching keeps the app (e.g. 30s, 5m). Default 5m.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leave_grace: Option<String>,
+    /// Pull the AppImage's image on every chosen node before any Pod of the app is created
+    /// (phase PrePulling); nodes whose pull fails are not deployed to. Unset: no pre-pull.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_pull: Option<PrePull>,
 }
+
+/// The image pre-pull phase (KubeEdge's ImagePrePullJob): a pull per chosen node, pinned to it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PrePull {
+    /// Nodes pulling at once; default all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub concurrency: Option<i32>,
+    /// Longest pull on one node, e.g. 2m, 90s; default 5m. A pull not done by then failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Failed pulls that still let the job deploy to the other nodes: a count or a percentage
+    /// of the chosen nodes ("10%"). Default 0. More fail the job before any Pod is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_tolerance: Option<IntOrString>,
+}
+
+/// The pull timeout when `spec.prePull.timeout` is unset.
+pub const DEFAULT_PULL_TIMEOUT: &str = "5m";
 
 /// How the job's nodes are chosen.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default, Hash)]
@@ -212,6 +236,8 @@ pub enum Phase {
     /// Accepted; nodes not chosen yet.
     #[default]
     Queued,
+    /// Nodes chosen; the image is being pulled on them (spec.prePull), no Pod of the app yet.
+    PrePulling,
     Running,
     /// Every chosen node succeeded.
     Succeeded,
@@ -230,6 +256,7 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "Queued",
+            Self::PrePulling => "PrePulling",
             Self::Running => "Running",
             Self::Succeeded => "Succeeded",
             Self::PartiallySucceeded => "PartiallySucceeded",
@@ -316,6 +343,61 @@ pub struct NodeStatus {
     /// Continuous: since when the node no longer matches; it loses the app after leaveGrace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leaving_since: Option<Time>,
+    /// The image pre-pull on this node (spec.prePull); unset without pre-pull.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullStatus>,
+}
+
+/// One node's image pull.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default, Hash)]
+pub enum PullPhase {
+    /// Waiting for a slot (prePull.concurrency) or for its node to be Ready.
+    #[default]
+    Pending,
+    /// Its pull Job exists.
+    Pulling,
+    Pulled,
+    /// The pull failed or timed out: the node is not deployed to (node reason PullFailed).
+    Failed,
+}
+
+impl PullPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Pulling => "Pulling",
+            Self::Pulled => "Pulled",
+            Self::Failed => "Failed",
+        }
+    }
+
+    pub fn done(self) -> bool {
+        matches!(self, Self::Pulled | Self::Failed)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PullStatus {
+    pub phase: PullPhase,
+    /// Why it failed, CamelCase (ErrImagePull, ImagePullBackOff, PullTimedOut, NodeNotFound, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When its pull Job was asked for (the start of prePull.timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+}
+
+/// The pulls by phase (spec.prePull).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PullCounts {
+    pub pending: i32,
+    pub pulling: i32,
+    pub pulled: i32,
+    pub failed: i32,
 }
 
 fn is_zero(n: &i32) -> bool {
@@ -346,6 +428,9 @@ pub struct BatchDeploymentStatus {
     pub summary: String,
     #[serde(default)]
     pub counts: Counts,
+    /// The image pulls by phase; unset without spec.prePull.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulls: Option<PullCounts>,
     /// The nodes chosen at start, sorted by name, with their results.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<NodeStatus>,

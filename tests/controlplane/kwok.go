@@ -30,7 +30,23 @@ const (
 	hookEnv = "APPIMAGE_TEST_HOOK"
 	// A Node with this label "true" turns NotReady; removing the label makes it Ready again.
 	hookNodeNotReady = "appimage.test/node-not-ready"
+	// A batch image pull Pod (this label "true") whose node's name contains hookPullFailNode
+	// cannot pull its image: it stays Pending, its containers waiting with ErrImagePull.
+	prePullLabel     = "appimage.kuscia.secretflow/batch-prepull"
+	hookPullFailNode = "pull-fail"
 )
+
+// pullFailExpr is "true" for a pull Pod on a node whose name holds hookPullFailNode.
+const pullFailExpr = `(.metadata.labels["` + prePullLabel + `"] == "true") and ((.spec.nodeName // "") | test("` + hookPullFailNode + `"))`
+
+// the selector expression of a Pod that the pull-fail hook does (In) or does not (NotIn) take.
+func pullFailHook(operator string) map[string]any {
+	return map[string]any{
+		"key":      pullFailExpr,
+		"operator": operator,
+		"values":   []any{"true"},
+	}
+}
 
 // runKwok is the kwok controller, as kwok's own main runs it.
 func runKwok(args []string) int {
@@ -92,9 +108,10 @@ func kwokConfig() ([]byte, error) {
 		{nodeheartbeat.DefaultNodeHeartbeatWithLease, []map[string]any{notHook("labels", hookNodeNotReady)}},
 		{podfast.DefaultPodReady, []map[string]any{
 			notHook("annotations", hookPodFail), notHook("annotations", hookPodNeverReady),
-			envHook("NotIn", "never-ready")}},
+			envHook("NotIn", "never-ready"), pullFailHook("NotIn")}},
 		{podfast.DefaultPodComplete, []map[string]any{
-			notHook("annotations", hookPodNeverReady), envHook("NotIn", "never-ready")}},
+			notHook("annotations", hookPodNeverReady), envHook("NotIn", "never-ready"),
+			pullFailHook("NotIn")}},
 		{podfast.DefaultPodDelete, nil},
 	}
 	docs := []string{}
@@ -120,7 +137,7 @@ func kwokConfig() ([]byte, error) {
 		docs = append(docs, string(out))
 	}
 	docs = append(docs, hookStages...)
-	docs = append(docs, neverReadyByEnv())
+	docs = append(docs, neverReadyByEnv(), pullFailStage)
 	return []byte(strings.Join(docs, "---\n")), nil
 }
 
@@ -294,3 +311,57 @@ spec:
       {{ end }}
       {{ end }}
 `}
+
+// pullFailStage: a pull Pod (the batch pre-pull phase) on a node whose name holds
+// hookPullFailNode stays Pending with its containers waiting in ErrImagePull, as a kubelet
+// shows an image it cannot pull; the pull's deadline or its deletion ends it.
+var pullFailStage = `apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: appimage-pull-fail
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  weight: 1
+  selector:
+    matchExpressions:
+    - key: '` + pullFailExpr + `'
+      operator: In
+      values: ["true"]
+    - key: '.metadata.deletionTimestamp'
+      operator: DoesNotExist
+    - key: '.status.containerStatuses'
+      operator: DoesNotExist
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      conditions:
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: Initialized
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        reason: ContainersNotReady
+        type: Ready
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        reason: ContainersNotReady
+        type: ContainersReady
+      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        imageID: ""
+        name: {{ .name | Quote }}
+        ready: false
+        restartCount: 0
+        started: false
+        state:
+          waiting:
+            reason: ErrImagePull
+            message: "failed to pull image {{ .image }}: node name holds ` + hookPullFailNode + ` (the kube-controlplane test hook)"
+      {{ end }}
+      hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
+      phase: Pending
+      startTime: {{ $now | Quote }}
+`

@@ -359,6 +359,12 @@ async fn start_controllers(
     let mut ctx = controllers::Context::new(client, catalog, metrics.clone(), &identity);
     ctx.seal_key = Some(seal_key);
     ctx.policy = config.policy();
+    // With --verify-image-ids the batch controller's image pulls fetch the manifest the
+    // webhook pins the app's Pods to (its own cache of the registry's answers).
+    ctx.registry = match &config.registry {
+        Some(registry) => Some(Arc::new(Registry::new(registry)?)),
+        None => None,
+    };
     let task = tokio::spawn(controllers::run_while_leading(ctx, leadership.clone()));
     Ok(Controllers {
         task,

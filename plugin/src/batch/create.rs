@@ -7,7 +7,9 @@ use crate::flags::{DryRun, DryRunArg, ObjectOutput};
 use crate::output::{print, println, to_json, to_yaml};
 use anyhow::{Context, Result, anyhow, bail};
 use appimage::batch::machine::spec_error;
-use appimage::batch::{BatchDeployment, BatchDeploymentSpec, Mode, Override, RestartPolicy};
+use appimage::batch::{
+    BatchDeployment, BatchDeploymentSpec, Mode, Override, PrePull, RestartPolicy,
+};
 use clap::{ArgGroup, Args, ValueEnum};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -116,6 +118,20 @@ pub struct CreateArgs {
     /// Continuous: how long a node that stops matching keeps the app [default: 5m]
     #[arg(long, value_name = "DURATION")]
     pub leave_grace: Option<String>,
+    /// Pull the AppImage's image on every chosen node before any Pod of the app is created
+    /// (phase PrePulling); nodes whose pull fails are not deployed to
+    #[arg(long)]
+    pub pre_pull: bool,
+    /// Nodes pulling at once; implies --pre-pull [default: all]
+    #[arg(long, value_name = "N")]
+    pub pre_pull_concurrency: Option<i32>,
+    /// Longest pull on one node, e.g. 2m, 90s; implies --pre-pull [default: 5m]
+    #[arg(long, value_name = "DURATION")]
+    pub pre_pull_timeout: Option<String>,
+    /// Failed pulls that still let the job deploy to the other nodes: N or P% of the chosen
+    /// nodes; more fail the job before any Pod is created; implies --pre-pull [default: 0]
+    #[arg(long, value_name = "N|P%")]
+    pub pre_pull_failure_tolerance: Option<String>,
     /// Create the job stopped; `batch continue` starts it
     #[arg(long)]
     pub suspend: bool,
@@ -184,16 +200,30 @@ pub(super) fn build(c: &CreateArgs, namespace: &str) -> Result<BatchDeployment> 
             ModeArg::Continuous => Mode::Continuous,
         }),
         leave_grace: c.leave_grace.clone(),
+        pre_pull: pre_pull(c),
     };
     let prefix = c.name_prefix.as_deref().unwrap_or(&c.name);
     if let Some(e) = spec_error(&spec, prefix) {
         bail!(
-            "{e} (flags: --appimage, --node-selector, --nodes, --instances, --parallelism, --name-prefix, --timeout, --failure-tolerance, --retries, --retry-backoff, --overrides, --mode, --leave-grace)"
+            "{e} (flags: --appimage, --node-selector, --nodes, --instances, --parallelism, --name-prefix, --timeout, --failure-tolerance, --retries, --retry-backoff, --overrides, --mode, --leave-grace, --pre-pull-concurrency, --pre-pull-timeout, --pre-pull-failure-tolerance)"
         );
     }
     let mut bd = BatchDeployment::new(&c.name, spec);
     bd.metadata.namespace = Some(namespace.to_string());
     Ok(bd)
+}
+
+/// `spec.prePull` from `--pre-pull` and its settings (any of which asks for it).
+fn pre_pull(c: &CreateArgs) -> Option<PrePull> {
+    let asked = c.pre_pull
+        || c.pre_pull_concurrency.is_some()
+        || c.pre_pull_timeout.is_some()
+        || c.pre_pull_failure_tolerance.is_some();
+    asked.then(|| PrePull {
+        concurrency: c.pre_pull_concurrency,
+        timeout: c.pre_pull_timeout.clone(),
+        failure_tolerance: c.pre_pull_failure_tolerance.as_deref().map(tolerance),
+    })
 }
 
 /// `k=v,k2=v2` (kubectl's form); an empty selector is refused, never "every node".

@@ -4,7 +4,7 @@
 use crate::describe::Doc;
 use crate::output::human_duration;
 use crate::output::or_none;
-use appimage::batch::{BatchDeployment, NodeStatus, RestartPolicy};
+use appimage::batch::{BatchDeployment, NodeStatus, PullPhase, RestartPolicy};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// `batch describe`: the spec in words, the conditions, then a line per node with its reason.
@@ -25,10 +25,47 @@ pub fn describe(bd: &BatchDeployment, now: i64) -> String {
         .collect();
     let header = ["TYPE", "STATUS", "REASON", "MESSAGE"];
     d.table(0, "Conditions", &header, &conditions, "<none>");
+    if status.pulls.is_some() {
+        // Jobs that pre-pull: the nodes whose pull failed, with the pull's own reason.
+        let header = ["NODE", "REASON", "MESSAGE"];
+        let failed = pull_failures(&status.nodes);
+        d.table(0, "Failed Pulls", &header, &failed, "<none>");
+    }
     let header = ["NODE", "PHASE", "PODS", "ATTEMPTS", "REASON", "MESSAGE"];
     let nodes = node_rows(&status.nodes, bd.spec.instances.unwrap_or(1));
     d.table(0, "Nodes", &header, &nodes, "<none chosen yet>");
     d.finish()
+}
+
+fn pull_failures(nodes: &[NodeStatus]) -> Vec<Vec<String>> {
+    nodes
+        .iter()
+        .filter_map(|n| {
+            let p = n.pull.as_ref().filter(|p| p.phase == PullPhase::Failed)?;
+            Some(vec![
+                n.node.clone(),
+                p.reason.clone().unwrap_or_default(),
+                p.message.clone().unwrap_or_default(),
+            ])
+        })
+        .collect()
+}
+
+/// `concurrency 3, timeout 5m, failure tolerance 1`
+fn pre_pull_text(p: &appimage::batch::PrePull) -> String {
+    let tolerance = match &p.failure_tolerance {
+        None => "0".into(),
+        Some(IntOrString::Int(n)) => n.to_string(),
+        Some(IntOrString::String(t)) => t.clone(),
+    };
+    format!(
+        "concurrency {}, timeout {}, failure tolerance {tolerance}",
+        p.concurrency
+            .map_or("<all nodes>".into(), |c| c.to_string()),
+        p.timeout
+            .as_deref()
+            .unwrap_or(appimage::batch::DEFAULT_PULL_TIMEOUT)
+    )
 }
 
 fn spec_fields(bd: &BatchDeployment) -> Vec<(&'static str, String)> {
@@ -97,6 +134,9 @@ fn spec_fields(bd: &BatchDeployment) -> Vec<(&'static str, String)> {
     for (i, o) in s.overrides.iter().enumerate() {
         fields.push(("Override", override_text(i, o)));
     }
+    if let Some(p) = &s.pre_pull {
+        fields.push(("Pre-Pull", pre_pull_text(p)));
+    }
     fields
 }
 
@@ -147,6 +187,14 @@ fn status_fields(bd: &BatchDeployment, now: i64) -> Vec<(&'static str, String)> 
     if c.waiting > 0 {
         // NotReady nodes to be caught up, or nodes waiting out a retry's backoff.
         fields.insert(3, ("Waiting", c.waiting.to_string()));
+    }
+    if let Some(p) = &status.pulls {
+        let of = p.pending + p.pulling + p.pulled + p.failed;
+        let text = format!(
+            "{} of {of} pulled, {} failed, {} pulling, {} pending",
+            p.pulled, p.failed, p.pulling, p.pending
+        );
+        fields.insert(1, ("Pulls", text));
     }
     fields
 }

@@ -173,8 +173,20 @@ pub fn progress_line(bd: &BatchDeployment) -> String {
     } else {
         String::new()
     };
+    // Pulls are shown only for jobs that pre-pull, so other jobs read as before.
+    let pulls = bd
+        .status
+        .as_ref()
+        .and_then(|s| s.pulls.as_ref())
+        .map_or(String::new(), |p| {
+            let of = p.pending + p.pulling + p.pulled + p.failed;
+            format!(
+                "; pulled {}/{of}, {} pull failed, {} pulling",
+                p.pulled, p.failed, p.pulling
+            )
+        });
     format!(
-        "{name} {} {}/{} succeeded, {} failed, {} running, {} pending, {} stopped{waiting} [{bar}] {pct}%",
+        "{name} {} {}/{} succeeded, {} failed, {} running, {} pending, {} stopped{waiting}{pulls} [{bar}] {pct}%",
         phase(bd).as_str(),
         c.succeeded,
         c.total,

@@ -412,3 +412,149 @@ fn describe_says_when_a_message_was_left_out() {
         "{line}"
     );
 }
+
+#[test]
+fn create_takes_the_pre_pull_flags_and_refuses_bad_ones_naming_the_field() {
+    let base = ["job", "--appimage", "app", "--nodes", "a"];
+    let with = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        build(&create_args(&args).unwrap(), "ns")
+    };
+    assert_eq!(with(&[]).unwrap().spec.pre_pull, None);
+    let p = with(&["--pre-pull"]).unwrap().spec.pre_pull.unwrap();
+    assert_eq!(p, appimage::batch::PrePull::default());
+    // Any setting asks for the pre-pull.
+    let p = with(&[
+        "--pre-pull-concurrency",
+        "3",
+        "--pre-pull-timeout",
+        "2m",
+        "--pre-pull-failure-tolerance",
+        "20%",
+    ])
+    .unwrap()
+    .spec
+    .pre_pull
+    .unwrap();
+    assert_eq!(
+        (p.concurrency, p.timeout.as_deref(), p.failure_tolerance),
+        (Some(3), Some("2m"), Some(IntOrString::String("20%".into())))
+    );
+    let p = with(&["--pre-pull-failure-tolerance", "2"]).unwrap();
+    assert_eq!(
+        p.spec.pre_pull.unwrap().failure_tolerance,
+        Some(IntOrString::Int(2))
+    );
+    for (extra, field) in [
+        (
+            ["--pre-pull-concurrency", "0"],
+            "spec.prePull.concurrency is 0; it must be at least 1",
+        ),
+        (["--pre-pull-timeout", "soon"], "spec.prePull.timeout:"),
+        (
+            ["--pre-pull-failure-tolerance", "lots"],
+            "spec.prePull.failureTolerance:",
+        ),
+    ] {
+        let e = with(&extra).unwrap_err().to_string();
+        assert!(e.starts_with(field), "{e}");
+        assert!(e.contains(extra[0]), "names the flag: {e}");
+    }
+}
+
+fn pre_pulling_job() -> BatchDeployment {
+    use appimage::batch::{PrePull, PullCounts, PullPhase, PullStatus};
+    let mut bd = job(Phase::PrePulling, 0, 1, 3);
+    bd.spec.pre_pull = Some(PrePull {
+        concurrency: Some(2),
+        failure_tolerance: Some(IntOrString::Int(1)),
+        ..Default::default()
+    });
+    let s = bd.status.as_mut().unwrap();
+    s.counts.running = 0;
+    s.counts.pending = 2;
+    s.pulls = Some(PullCounts {
+        pending: 0,
+        pulling: 1,
+        pulled: 1,
+        failed: 1,
+    });
+    s.nodes = vec![
+        NodeStatus {
+            node: "edge-1".into(),
+            phase: NodePhase::Pending,
+            pull: Some(PullStatus {
+                phase: PullPhase::Pulled,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        NodeStatus {
+            node: "edge-2".into(),
+            phase: NodePhase::Failed,
+            reason: Some("PullFailed".into()),
+            message: Some("the image pull on node edge-2 failed".into()),
+            pull: Some(PullStatus {
+                phase: PullPhase::Failed,
+                reason: Some("ErrImagePull".into()),
+                message: Some("manifest unknown".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        NodeStatus {
+            node: "edge-3".into(),
+            phase: NodePhase::Pending,
+            pull: Some(PullStatus {
+                phase: PullPhase::Pulling,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ];
+    bd
+}
+
+#[test]
+fn get_and_describe_show_the_pre_pull() {
+    let bd = pre_pulling_job();
+    assert_eq!(
+        progress_line(&bd),
+        "job PrePulling 0/3 succeeded, 1 failed, 0 running, 2 pending, 0 stopped; pulled 1/3, 1 pull failed, 1 pulling [######--------------] 33%"
+    );
+    let table = rows(std::slice::from_ref(&bd), false, true, 0);
+    assert!(table.contains("PrePulling"), "{table}");
+    let text = describe(&bd, 0);
+    assert!(
+        text.contains("\nPre-Pull:           concurrency 2, timeout 5m, failure tolerance 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nPulls:              1 of 3 pulled, 1 failed, 1 pulling, 0 pending\n"),
+        "{text}"
+    );
+    let failed = "Failed Pulls:
+  NODE    REASON        MESSAGE
+  edge-2  ErrImagePull  manifest unknown
+Nodes:
+";
+    assert!(text.contains(failed), "{text}");
+    assert!(
+        text.contains(
+            "  edge-2  Failed   0/1   0         PullFailed  the image pull on node edge-2 failed\n"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn jobs_without_pre_pull_show_no_pulls() {
+    let bd = job(Phase::Running, 17, 1, 20);
+    assert!(!progress_line(&bd).contains("pull"));
+    let text = describe(&bd, 0);
+    assert!(
+        !text.contains("Pull") && !text.contains("Pre-Pull"),
+        "{text}"
+    );
+}

@@ -590,6 +590,16 @@ fn plugin_cases(work: &Path, signer: &SigningKey, other: &SigningKey) -> Vec<Cas
             expect: exit(1, "error: unrecognized subcommand 'frobnicate'"),
         },
         Case {
+            name: "plugin: batch create --pre-pull-concurrency 0",
+            input: Input::Plugin(s(&["batch", "create", "x", "--appimage", "a", "--nodes", "n", "--pre-pull-concurrency", "0", "--dry-run=client"])),
+            expect: exit(1, "error: spec.prePull.concurrency is 0; it must be at least 1 (unset pulls on every node at once)"),
+        },
+        Case {
+            name: "plugin: batch create --pre-pull-timeout that is no duration",
+            input: Input::Plugin(s(&["batch", "create", "x", "--appimage", "a", "--nodes", "n", "--pre-pull-timeout", "soon", "--dry-run=client"])),
+            expect: exit(1, "error: spec.prePull.timeout: invalid duration \"soon\": use a number with a unit, e.g. 30s, 1m or 500ms; use a duration such as 2m or 90s"),
+        },
+        Case {
             name: "plugin: batch get --watch with -o",
             input: Input::Plugin(s(&["batch", "get", "x", "-w", "-o", "yaml"])),
             expect: exit(1, "error: the argument '--watch' cannot be used with '--output <FORMAT>'"),

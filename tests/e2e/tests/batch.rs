@@ -59,8 +59,14 @@ impl World {
     /// `n` kwok nodes labelled with this test's group (tainted, so no other Pod lands there;
     /// the job's Pods name their node and are not scheduled).
     fn add_nodes(&mut self, n: usize) {
-        for i in 0..n {
-            let name = format!("{}-n{i:02}", self.group);
+        let names: Vec<String> = (0..n).map(|i| format!("{}-n{i:02}", self.group)).collect();
+        self.add_named_nodes(&names);
+    }
+
+    /// [`World::add_nodes`] with these names.
+    fn add_named_nodes(&mut self, names: &[String]) {
+        for name in names {
+            let name = name.clone();
             self.apply_json(&json!({
                 "apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"},
@@ -871,4 +877,294 @@ fn continuous_two_more_nodes_labelled_get_the_app_and_one_unlabelled_loses_it_af
     let _ = watch.wait();
     let lines = printed.lock().unwrap().join("\n");
     assert!(told, "{want:?} not all in:\n{lines}");
+}
+
+/// The label on the pre-pull phase's pull Jobs and their Pods.
+const PREPULL_LABEL: &str = "appimage.kuscia.secretflow/batch-prepull";
+
+/// Everything of one kind that a label selector matches, from before a job starts until
+/// [`Seen::stop`]: `kubectl get -w`, made sure to be watching by a sentinel object that
+/// matches the selector and exists before the watch starts (its initial list shows it).
+struct Seen {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    sentinel: String,
+}
+
+impl Seen {
+    fn start(w: &World, kind: &str, selector: &str, sentinel: &str) -> Seen {
+        use std::io::BufRead;
+        let mut child =
+            w.c.command("kubectl")
+                .args([
+                    "get",
+                    kind,
+                    "-n",
+                    w.ns.as_str(),
+                    "-l",
+                    selector,
+                    "-w",
+                    "--output-watch-events",
+                    "-o",
+                    "name",
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("kubectl get -w");
+        let stdout = child.stdout.take().expect("stdout");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let seen = Seen {
+            child,
+            lines,
+            reader: Some(reader),
+            sentinel: sentinel.to_string(),
+        };
+        let watching = wait_until(WAIT, || {
+            seen.lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.ends_with(&format!("/{sentinel}")))
+        });
+        assert!(watching, "kubectl get {kind} -w never listed {sentinel}");
+        seen
+    }
+
+    /// What was seen besides the sentinel.
+    fn stop(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let sentinel = format!("/{}", self.sentinel);
+        let lines = self.lines.lock().unwrap().clone();
+        lines
+            .into_iter()
+            .filter(|l| !l.ends_with(&sentinel))
+            .collect()
+    }
+}
+
+impl World {
+    /// `n` more nodes of this test's group whose image pulls fail (kube-controlplane's
+    /// pull-fail hook: their names hold `pull-fail`).
+    fn add_pull_failing_nodes(&mut self, n: usize) -> Vec<String> {
+        let names: Vec<String> = (0..n)
+            .map(|i| format!("{}-pull-fail-{i:02}", self.group))
+            .collect();
+        self.add_named_nodes(&names);
+        names
+    }
+
+    /// The job's own workloads or Pods, without its pull Jobs and their Pods.
+    fn app_objects(&self, kind: &str, name: &str) -> Vec<Value> {
+        let selector = format!("{BATCH_LABEL}={name},!{PREPULL_LABEL}");
+        items(self.c, &[kind, "-n", &self.ns, "-l", &selector])
+    }
+
+    fn pull_jobs(&self, name: &str) -> Vec<Value> {
+        let selector = format!("{BATCH_LABEL}={name},{PREPULL_LABEL}=true");
+        items(self.c, &["jobs", "-n", &self.ns, "-l", &selector])
+    }
+}
+
+/// Issue 29, pre-pull: the pull fails on 2 of 10 nodes. With failureTolerance 2 (the
+/// pre-pull's and the job's) the 8 others are deployed to, the 2 end Failed/PullFailed with no
+/// Pod of the app, and the job is PartiallySucceeded.
+#[test]
+fn a_pull_failing_on_two_of_ten_nodes_leaves_eight_deployed_and_the_job_partially_succeeded() {
+    let mut w = World::new(8);
+    let failing = w.add_pull_failing_nodes(2);
+    w.create(
+        "prepull",
+        &[
+            "--pre-pull",
+            "--pre-pull-failure-tolerance",
+            "2",
+            "--failure-tolerance",
+            "2",
+        ],
+    );
+    let job = w.wait_phase("prepull", "PartiallySucceeded");
+    assert_eq!(job["status"]["summary"], "8/10", "{job}");
+    assert_eq!(job["status"]["counts"]["failed"], 2, "{job}");
+    assert_eq!(
+        job["status"]["pulls"],
+        json!({"pending": 0, "pulling": 0, "pulled": 8, "failed": 2}),
+        "{job}"
+    );
+    let results = node_results(&job);
+    assert_eq!(results.len(), 10);
+    for (node, r) in &results {
+        if failing.contains(node) {
+            assert_eq!(
+                (&r["phase"], &r["reason"], &r["attempts"]),
+                (&json!("Failed"), &json!("PullFailed"), &json!(0)),
+                "{node}: {r}"
+            );
+            assert_eq!(
+                (&r["pull"]["phase"], &r["pull"]["reason"]),
+                (&json!("Failed"), &json!("ErrImagePull")),
+                "{node}: {r}"
+            );
+        } else {
+            assert_eq!(
+                (&r["phase"], &r["attempts"], &r["pull"]["phase"]),
+                (&json!("Succeeded"), &json!(1), &json!("Pulled")),
+                "{node}: {r}"
+            );
+        }
+    }
+    // The app is on the 8 and not on the 2.
+    let deployed = uids(&w.app_objects("deployments", "prepull"));
+    let want: Vec<&String> = w.nodes.iter().filter(|n| !failing.contains(n)).collect();
+    assert_eq!(deployed.keys().collect::<Vec<_>>(), want);
+    let pods = w.app_objects("pods", "prepull");
+    assert_eq!(pods.len(), 8);
+    assert!(
+        pods.iter()
+            .all(|p| !failing.iter().any(|f| p["spec"]["nodeName"] == f.as_str())),
+        "an app Pod on a node whose pull failed"
+    );
+    // Each pull Job is deleted once its node's pull is decided.
+    assert!(
+        wait_until(WAIT, || w.pull_jobs("prepull").is_empty()),
+        "pull Jobs left: {:?}",
+        w.pull_jobs("prepull")
+    );
+    let text = w.batch(&["describe", "prepull"]);
+    assert!(
+        text.contains("Pulls:              8 of 10 pulled, 2 failed, 0 pulling, 0 pending"),
+        "{text}"
+    );
+    for node in &failing {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(node.as_str()) && l.contains("ErrImagePull")),
+            "{node} not among the failed pulls: {text}"
+        );
+    }
+}
+
+/// Issue 29, pre-pull: the same 2 failed pulls with prePull.failureTolerance 1 fail the job
+/// before any Pod of the app exists: no Deployment, Job or Pod of the app was ever created.
+#[test]
+fn a_pre_pull_tolerance_of_one_fails_the_job_before_any_app_workload_is_created() {
+    let mut w = World::new(8);
+    let failing = w.add_pull_failing_nodes(2);
+    // Sentinels that the watches list first, so that they are watching before the job starts.
+    let app = format!("{BATCH_LABEL}=noapp,!{PREPULL_LABEL}");
+    w.apply_json(&json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "sentinel", "namespace": w.ns, "labels": {BATCH_LABEL: "noapp"}},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"sentinel": "x"}},
+                 "template": {"metadata": {"labels": {"sentinel": "x"}},
+                              "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}
+    }));
+    w.apply_json(&json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "sentinel", "namespace": w.ns, "labels": {BATCH_LABEL: "noapp"}},
+        "spec": {"nodeName": "appimage-test-nowhere",
+                 "containers": [{"name": "c", "image": "busybox"}]}
+    }));
+    let deployments = Seen::start(&w, "deployments", &app, "sentinel");
+    let pods = Seen::start(&w, "pods", &app, "sentinel");
+    w.create(
+        "noapp",
+        &[
+            "--pre-pull",
+            "--pre-pull-failure-tolerance",
+            "1",
+            "--failure-tolerance",
+            "2",
+        ],
+    );
+    let job = w.wait_phase("noapp", "Failed");
+    // Nothing of the app ever: the watches saw no Deployment or Pod of it come (and go).
+    let deployments = deployments.stop();
+    let pods = pods.stop();
+    assert_eq!(
+        deployments,
+        Vec::<String>::new(),
+        "app Deployments were created"
+    );
+    assert_eq!(pods, Vec::<String>::new(), "app Pods were created");
+    let failed = job["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Failed")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(failed["reason"], "PrePullFailed", "{failed}");
+    let message = failed["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("the image pull failed on 2 of 10 nodes: "),
+        "{message}"
+    );
+    for node in &failing {
+        assert!(
+            message.contains(&format!("{node} (ErrImagePull)")),
+            "{message}"
+        );
+    }
+    assert!(
+        message
+            .ends_with("more than prePull.failureTolerance (1), so no Pod of the app was created"),
+        "{message}"
+    );
+    assert_eq!(
+        job["status"]["pulls"],
+        json!({"pending": 0, "pulling": 0, "pulled": 8, "failed": 2}),
+        "{job}"
+    );
+    for (node, r) in node_results(&job) {
+        let reason = if failing.contains(&node) {
+            "PullFailed"
+        } else {
+            "PrePullFailed"
+        };
+        assert_eq!(
+            (&r["phase"], &r["reason"], &r["attempts"]),
+            (&json!("Failed"), &json!(reason), &json!(0)),
+            "{node}: {r}"
+        );
+    }
+    assert!(
+        wait_until(WAIT, || w.pull_jobs("noapp").is_empty()),
+        "pull Jobs left"
+    );
+    // Nothing of the app now either.
+    let now: Vec<Value> = w
+        .app_objects("deployments", "noapp")
+        .into_iter()
+        .chain(w.app_objects("jobs", "noapp"))
+        .filter(|o| o["metadata"]["name"] != "sentinel")
+        .collect();
+    assert!(now.is_empty(), "{now:?}");
+    // `batch get -w` ends with the job's failure.
+    let out =
+        w.c.kubectl(&["appimage", "batch", "get", "noapp", "-w", "-n", &w.ns]);
+    let (stdout, stderr) = appimage_e2e::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("noapp Failed 0/10 succeeded, 10 failed, 0 running, 0 pending, 0 stopped; pulled 8/10, 2 pull failed, 0 pulling"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("/noapp ended Failed: the image pull failed on 2 of 10 nodes: "),
+        "{stderr}"
+    );
 }

@@ -9,8 +9,9 @@
 //! - Bad input (an unknown, unsigned, tampered or deprecated AppImage, a spec the builder
 //!   refuses) becomes a condition and phase Failed through the machine, never an error loop.
 //! - Watches: the room's shared watches of BatchDeployments, Deployments and Jobs (its own by
-//!   owner reference), Pods (by the batch label), and Nodes (only when their readiness or
-//!   labels change).
+//!   owner reference), Pods (by the batch label), Nodes (only when their readiness or labels
+//!   change), and the image pull Jobs of the pre-pull phase and their Pods (by the pre-pull
+//!   label; a pull Job is created when its node's pull starts, deleted once it is decided).
 //! - The AppImage is the catalog's (no GET per reconcile, issue 25).
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,10 +20,14 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use appimage::batch::pull_job::{pull_job, pull_progress, pull_reference};
 use appimage::batch::workload::{
     BATCH, app_image_fact, build, build_for, deployment_progress, job_progress, node_fact,
 };
-use appimage::batch::{self, Action as StepAction, AppImageFact, BatchDeployment, Observed, Phase};
+use appimage::batch::{
+    self, Action as StepAction, AppImageFact, BatchDeployment, Observed, Phase, PullPhase,
+    PullProgress,
+};
 use appimage::labels;
 use appimage::naming::pod_identity;
 use appimage::resource::AppImage;
@@ -57,11 +62,15 @@ struct Ctx {
     jobs: Store<Job>,
     pods: Store<Pod>,
     nodes: Store<Node>,
+    pull_jobs: Store<Job>,
+    pull_pods: Store<Pod>,
     /// Failures in a row per job (namespace/name).
     backoff: Backoff,
     /// Nodes whose workload name another object holds, by "job uid/node": their progress, a
     /// failure naming the owner (the workload stores hold only the jobs' own workloads).
     taken: std::sync::Mutex<HashMap<String, batch::Progress>>,
+    /// The same for pull Jobs, by "job uid/node": a failed pull naming the owner.
+    pulls_taken: std::sync::Mutex<HashMap<String, PullProgress>>,
 }
 
 /// The controller, on the shared watches of BatchDeployments, Deployments, Jobs, Pods and
@@ -72,6 +81,7 @@ pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> +
     let controller = Controller::for_shared_stream(batches.subscribe(), batches.store.clone())
         .with_config(super::config().debounce(DEBOUNCE));
     let jobs_of = batches.store.clone();
+    let pulls_of = batches.store.clone();
     let active = batches.store.clone();
     let mut last: HashMap<String, u64> = HashMap::new();
     // What a job reads of a Node: a change elsewhere (heartbeats) triggers nothing.
@@ -85,15 +95,22 @@ pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> +
         .watches_shared_stream(watches.pods.subscribe(), move |pod| {
             job_of_pod(&jobs_of, &pod)
         })
-        .watches_shared_stream(nodes, move |_| active_jobs(&active));
+        .watches_shared_stream(nodes, move |_| active_jobs(&active))
+        .owns_shared_stream(watches.pull_jobs.subscribe())
+        .watches_shared_stream(watches.pull_pods.subscribe(), move |pod| {
+            job_of_pod(&pulls_of, &pod)
+        });
     let ctx = Arc::new(Ctx {
         base: ctx,
         deployments: watches.deployments.store.clone(),
         jobs: watches.jobs.store.clone(),
         pods: watches.pods.store.clone(),
         nodes: watches.nodes.store.clone(),
+        pull_jobs: watches.pull_jobs.store.clone(),
+        pull_pods: watches.pull_pods.store.clone(),
         backoff: Backoff::default(),
         taken: Default::default(),
+        pulls_taken: Default::default(),
     });
     super::drain(NAME, controller.run(reconcile, error_policy, ctx))
 }
@@ -125,7 +142,10 @@ fn active_jobs(jobs: &Store<BatchDeployment>) -> Vec<ObjectRef<BatchDeployment>>
         .iter()
         .filter(|bd| {
             let phase = bd.status.as_ref().map(|s| s.phase).unwrap_or_default();
-            matches!(phase, Phase::Queued | Phase::Running | Phase::Stopping)
+            matches!(
+                phase,
+                Phase::Queued | Phase::PrePulling | Phase::Running | Phase::Stopping
+            )
         })
         .map(|bd| ObjectRef::from_obj(bd.as_ref()))
         .collect()
@@ -169,10 +189,13 @@ async fn reconcile_job(bd: &BatchDeployment, ctx: &Ctx) -> Result<Action, Error>
     let owned = Owned::gather(bd, ctx);
     let mut workloads = owned.progress();
     add_taken(bd, ctx, &mut workloads);
+    let mut pulls = owned.pulls();
+    add_pulls_taken(bd, ctx, &mut pulls);
     let observed = Observed {
         app_image: fact,
         nodes: ctx.nodes.state().iter().map(|n| node_fact(n)).collect(),
         workloads,
+        pulls,
     };
     let step = batch::step(bd, &observed, Timestamp::now());
     let before = bd.status.clone().unwrap_or_default();
@@ -214,6 +237,37 @@ fn add_taken(bd: &BatchDeployment, ctx: &Ctx, workloads: &mut BTreeMap<String, b
     });
 }
 
+/// The nodes of `bd` whose pull Job name another object holds, as failed pulls of the job's
+/// current attempt, while their pull is in flight (as [`add_taken`] for workloads).
+fn add_pulls_taken(bd: &BatchDeployment, ctx: &Ctx, pulls: &mut BTreeMap<String, PullProgress>) {
+    let prefix = format!("{}/", bd.uid().unwrap_or_default());
+    let status = bd.status.clone().unwrap_or_default();
+    let pulling: HashMap<&str, bool> = status
+        .nodes
+        .iter()
+        .map(|n| {
+            let on = n
+                .pull
+                .as_ref()
+                .is_some_and(|p| p.phase == PullPhase::Pulling);
+            (n.node.as_str(), on)
+        })
+        .collect();
+    let mut taken = ctx.pulls_taken.lock().unwrap_or_else(|p| p.into_inner());
+    taken.retain(|key, progress| {
+        let Some(node) = key.strip_prefix(&prefix) else {
+            return true;
+        };
+        if progress.attempt != status.attempts || pulling.get(node) != Some(&true) {
+            return false;
+        }
+        pulls
+            .entry(node.to_string())
+            .or_insert_with(|| progress.clone());
+        true
+    });
+}
+
 /// Until every store has its initial list (a missing workload proves nothing before).
 async fn stores_ready(ctx: &Ctx) -> bool {
     let (d, j, p, n) = futures::future::join4(
@@ -223,7 +277,12 @@ async fn stores_ready(ctx: &Ctx) -> bool {
         ctx.nodes.wait_until_ready(),
     )
     .await;
-    d.is_ok() && j.is_ok() && p.is_ok() && n.is_ok()
+    let (pj, pp) = futures::future::join(
+        ctx.pull_jobs.wait_until_ready(),
+        ctx.pull_pods.wait_until_ready(),
+    )
+    .await;
+    d.is_ok() && j.is_ok() && p.is_ok() && n.is_ok() && pj.is_ok() && pp.is_ok()
 }
 
 /// The AppImage fact for the machine and the AppImage to build from; `None` fact while the
@@ -234,8 +293,9 @@ async fn appimage_of(
 ) -> Result<(Option<AppImageFact>, Option<AppImage>), Error> {
     let name = &bd.spec.app_image;
     let phase = bd.status.as_ref().map(|s| s.phase).unwrap_or_default();
-    if !matches!(phase, Phase::Queued | Phase::Running) {
-        // Only a Queued or Running job reads the AppImage (and only it creates workloads).
+    if !matches!(phase, Phase::Queued | Phase::PrePulling | Phase::Running) {
+        // Only a Queued, PrePulling or Running job reads the AppImage (and only it creates
+        // workloads and pull Jobs).
         return Ok((Some(AppImageFact::Usable), None));
     }
     // The catalog is the one source (issue 25: before, a GET per reconcile): its entry keeps
@@ -340,11 +400,14 @@ fn deprecated(image: &AppImage) -> String {
     }
 }
 
-/// This job's workloads as stored: its Deployments and Jobs (by owner UID) and their Pods.
+/// This job's workloads as stored: its Deployments and Jobs (by owner UID) and their Pods;
+/// its pull Jobs (by owner UID) and their Pods.
 struct Owned {
     deployments: Vec<Arc<Deployment>>,
     jobs: Vec<Arc<Job>>,
     pods: Vec<Arc<Pod>>,
+    pull_jobs: Vec<Arc<Job>>,
+    pull_pods: Vec<Arc<Pod>>,
 }
 
 impl Owned {
@@ -379,7 +442,51 @@ impl Owned {
                 .into_iter()
                 .filter(|p| p.namespace() == ns && p.labels().get(BATCH) == Some(&label))
                 .collect(),
+            pull_jobs: ctx
+                .pull_jobs
+                .state()
+                .into_iter()
+                .filter(|j| ours(&j.metadata))
+                .collect(),
+            pull_pods: ctx
+                .pull_pods
+                .state()
+                .into_iter()
+                .filter(|p| p.namespace() == ns && p.labels().get(BATCH) == Some(&label))
+                .collect(),
         }
+    }
+
+    /// Each pull Job's progress by node, with the Pods it owns.
+    fn pulls(&self) -> BTreeMap<String, PullProgress> {
+        let mut out = BTreeMap::new();
+        for j in &self.pull_jobs {
+            let Some((node, _)) = batch::workload::node_and_attempt(&j.metadata) else {
+                continue;
+            };
+            let uid = j.metadata.uid.as_deref();
+            let pods: Vec<Pod> = self
+                .pull_pods
+                .iter()
+                .filter(|p| {
+                    let mut owners = p.metadata.owner_references.iter().flatten();
+                    owners.any(|o| Some(o.uid.as_str()) == uid)
+                })
+                .map(|p| Pod::clone(p))
+                .collect();
+            out.insert(node, pull_progress(j, &pods));
+        }
+        out
+    }
+
+    /// The stored pull Job `name`: its UID, and whether it is going.
+    fn find_pull(&self, name: &str) -> Option<(Option<String>, bool)> {
+        let j = self
+            .pull_jobs
+            .iter()
+            .find(|j| j.metadata.name.as_deref() == Some(name))?;
+        let m = &j.metadata;
+        Some((m.uid.clone(), m.deletion_timestamp.is_some()))
     }
 
     /// Progress by node, as `batch::workload::progress_by_node` reads it, with the Pods
@@ -487,7 +594,69 @@ async fn carry_one(
             Some((_, _, true)) | None => Ok(()),
             Some((is_job, uid, false)) => remove(bd, name, is_job, uid, ctx).await,
         },
+        StepAction::CreatePull { node, attempt, .. } => match image {
+            Some(image) => create_pull(bd, image, node, *attempt, ctx).await,
+            None => Ok(()),
+        },
+        StepAction::DeletePull { name, .. } => match owned.find_pull(name) {
+            Some((_, true)) | None => Ok(()),
+            Some((uid, false)) => remove(bd, name, true, uid, ctx).await,
+        },
     }
+}
+
+/// The manifest the webhook pins the app's Pods to (`name@sha256:…`), when it checks signed
+/// image ids (`--verify-image-ids`) and the AppImage's id is one; else `None`, and the pull
+/// names `name:tag`, which the app's Pods then run too. A registry that cannot be read, or a
+/// tag that holds other bytes than were signed, also leaves `name:tag`: admission refuses the
+/// app's Pods then, whatever was pulled.
+async fn pinned(image: &AppImage, ctx: &Ctx) -> Option<String> {
+    let registry = ctx.base.registry.as_ref()?;
+    let info = &image.spec.image;
+    appimage::image_id::checked_id(info)?;
+    if registry.known(info).is_none() {
+        registry.check(info).await;
+    }
+    registry.known(info)?.ok().map(|p| p.reference)
+}
+
+/// Create one node's image pull Job (never taking over a same-named Job); a name another
+/// object holds fails that node's pull, naming the owner.
+async fn create_pull(
+    bd: &BatchDeployment,
+    image: &AppImage,
+    node: &str,
+    attempt: i32,
+    ctx: &Ctx,
+) -> Result<(), Error> {
+    let labels = ctx
+        .nodes
+        .get(&ObjectRef::new(node))
+        .and_then(|n| n.metadata.labels.clone())
+        .unwrap_or_default();
+    let reference = pull_reference(image, pinned(image, ctx).await.as_deref());
+    let job = match pull_job(bd, &reference, node, &labels, attempt) {
+        Ok(j) => j,
+        Err(e) => {
+            // The spec is checked before the step; a node-specific refusal is logged.
+            tracing::warn!(batch = %bd.name_any(), %node, "cannot build the pull Job: {e}");
+            return Ok(());
+        }
+    };
+    let ns = bd.namespace().unwrap_or_default();
+    let api = Api::<Job>::namespaced(ctx.base.client.clone(), &ns);
+    if let Some((reason, message)) = create_new(&api, &job, bd, "Job").await? {
+        tracing::warn!(batch = %bd.name_any(), namespace = %ns, %node, "{message}");
+        let progress = PullProgress {
+            name: job.name_any(),
+            attempt,
+            outcome: batch::PullOutcome::Failed { reason, message },
+        };
+        let key = format!("{}/{node}", bd.uid().unwrap_or_default());
+        let mut taken = ctx.pulls_taken.lock().unwrap_or_else(|p| p.into_inner());
+        taken.insert(key, progress);
+    }
+    Ok(())
 }
 
 /// Server-side apply of one node's workload, as [`MANAGER`].

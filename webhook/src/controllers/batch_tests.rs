@@ -27,8 +27,11 @@ fn ctx(client: kube::Client) -> Ctx {
         jobs: reflector::store().0,
         pods: reflector::store().0,
         nodes: reflector::store().0,
+        pull_jobs: reflector::store().0,
+        pull_pods: reflector::store().0,
         backoff: Backoff::default(),
         taken: Default::default(),
+        pulls_taken: Default::default(),
     }
 }
 
@@ -121,4 +124,35 @@ async fn a_workload_is_deleted_by_uid_in_the_foreground_and_a_gone_one_is_fine()
     let delete = &writes(&seen)[0];
     assert_eq!(delete.body["preconditions"]["uid"], "uid-w");
     assert_eq!(delete.body["propagationPolicy"], "Foreground");
+}
+
+#[tokio::test]
+async fn a_pull_job_is_created_pinned_owned_and_without_the_appimage_label() {
+    let (client, seen) = server(echo);
+    let ctx = ctx(client);
+    let mut bd = job();
+    bd.spec.pre_pull = Some(batch::PrePull::default());
+    let image = crate::testing::seed("app", "1");
+    create_pull(&bd, &image, "n1", 1, &ctx)
+        .await
+        .expect("created");
+    let jobs = "/apis/batch/v1/namespaces/ns/jobs";
+    assert_eq!(lines(&seen), [format!("POST {jobs}")]);
+    let post = &writes(&seen)[0];
+    assert_eq!(post.param("fieldManager"), Some(MANAGER));
+    let body = &post.body;
+    assert_eq!(body["metadata"]["name"], "pull-job-n1");
+    assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], "uid-job");
+    let labels = &body["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(labels[appimage::labels::BATCH_PREPULL], "true");
+    assert!(
+        labels.get(appimage::labels::APP_IMAGE).is_none(),
+        "{labels}"
+    );
+    let pod = &body["spec"]["template"]["spec"];
+    assert_eq!(pod["nodeName"], "n1");
+    assert_eq!(pod["containers"][0]["image"], image.image_ref());
+    assert_eq!(pod["containers"][0]["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(body["spec"]["backoffLimit"], 0);
+    assert_eq!(body["spec"]["activeDeadlineSeconds"], 300);
 }

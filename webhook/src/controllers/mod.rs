@@ -180,6 +180,9 @@ pub struct Context {
     /// does not verify is warned about (an Event and a log line) and the rollout and batch
     /// controllers go on, as admission does; `signatures` says which signatures count.
     pub policy: Policy,
+    /// The registry check of signed image ids (`--verify-image-ids`); `None`: off. The batch
+    /// controller pulls the manifest it pins, as admission pins the app's Pods to it.
+    pub registry: Option<Arc<crate::registry::Registry>>,
 }
 
 /// Keys seen: each report (an Event naming a workload and a revision, or a conflict) is made
@@ -250,6 +253,7 @@ impl Context {
                 require_signature: true,
                 signatures: SignaturePolicy::DEFAULT,
             },
+            registry: None,
         }
     }
 }
@@ -451,6 +455,10 @@ pub struct Watches {
     pub nodes: Shared<Node>,
     pub batches: Shared<BatchDeployment>,
     pub rollouts: Shared<AppImageRollout>,
+    /// The batch jobs' image pull Jobs and their Pods (label `BATCH_PREPULL`): they carry no
+    /// AppImage label, so the workload watches above do not see them.
+    pub pull_jobs: Shared<Job>,
+    pub pull_pods: Shared<Pod>,
 }
 
 /// The label selector of every object the controllers make.
@@ -474,6 +482,8 @@ impl Watches {
             nodes: Shared::new(client, ""),
             batches: Shared::crd(client),
             rollouts: Shared::crd(client),
+            pull_jobs: Shared::new(client, labels::BATCH_PREPULL),
+            pull_pods: Shared::new(client, labels::BATCH_PREPULL),
         }
     }
 
@@ -493,6 +503,8 @@ impl Watches {
             w.nodes.drive(),
             w.batches.drive(),
             w.rollouts.drive(),
+            w.pull_jobs.drive(),
+            w.pull_pods.drive(),
         ])
         .map(drop)
     }
