@@ -11,6 +11,8 @@
 //!    runs pinned, with a warning that Kuscia would refuse it.
 //! 4. An Auto Deployment on the real node rolls to the AppImage's new revision (a new config
 //!    template), and its new container prints the new config.
+//! 5. A BatchDeployment with image pre-pull (issue 29) pulls the app image on the real node, by
+//!    the digest the webhook pins, before its app Pod runs there.
 //!
 //! Traffic goes only to loopback (the apiserver, the registry) and to Pod IPs on the real
 //! node's own bridge (10.247.240.0/20), never to kwok's Pod IPs.
@@ -19,7 +21,7 @@ use std::process::{Command, Stdio};
 
 use appimage::manifest;
 use appimage::resource::AppImage;
-use appimage_e2e::world::{REVISIONS_CRD, Shared, WAIT, WORKLOAD};
+use appimage_e2e::world::{BATCH_CRD, REVISIONS_CRD, Shared, WAIT, WORKLOAD};
 use appimage_e2e::{REAL_NODE_LABEL, REAL_NODE_NAME, RealNode, real_node, text, wait_until};
 use serde_json::{Value, json};
 
@@ -38,7 +40,7 @@ impl World {
     /// Its webhook checks image ids against the cluster's registry (`--verify-image-ids`).
     fn new(prefix: &str) -> Option<(World, &'static RealNode)> {
         let node = real_node()?;
-        let shared = Shared::once(&[REVISIONS_CRD], "real");
+        let shared = Shared::once(&[REVISIONS_CRD, BATCH_CRD], "real");
         let lease = format!("--lease-name={}", shared.lease);
         let registry = format!("--insecure-registry={}", node.registry);
         let args = [
@@ -427,4 +429,63 @@ fn running_pod(w: &World, name: &str, edition: &str) -> (String, Vec<u8>) {
         w.logs()
     );
     found.expect("found")
+}
+
+/// Issue 29: the pre-pull's Job really runs on the real node. Its kubelet reports the image
+/// (pulled, or already there) for the pull Pod, by the manifest digest the webhook pins Pods
+/// to; only then is the app deployed, and it runs from that image.
+#[test]
+fn a_pre_pull_on_the_real_node_pulls_the_pinned_image_before_the_app_runs() {
+    let Some((w, node)) = World::new("rn-pull") else {
+        return;
+    };
+    w.apply_image(&w.app_image(node, "pulled"));
+    w.plugin(&[
+        "batch",
+        "create",
+        "pull",
+        "--appimage",
+        &w.image,
+        "--nodes",
+        REAL_NODE_NAME,
+        "--pre-pull",
+        "-n",
+        &w.ns,
+    ]);
+    let mut job = Value::Null;
+    let done = wait_until(WAIT, || {
+        job = w.get_json(&["bd", "pull"]);
+        job["status"]["phase"] == "Succeeded"
+    });
+    assert!(done, "never Succeeded: {}\n{}", job["status"], w.logs());
+    let result = &job["status"]["nodes"][0];
+    assert_eq!(result["node"], REAL_NODE_NAME);
+    assert_eq!(result["pull"]["phase"], "Pulled", "{result}");
+    // The kubelet's word for the pull Pod: the image by the pinned digest.
+    let pinned = format!("{}@{}", node.app_name, node.app_manifest_digest);
+    let events = w.items(&["events", "--field-selector", "reason=Pulled"]);
+    let pulled: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e["involvedObject"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("pull-"))
+        })
+        .collect();
+    assert!(
+        pulled.iter().any(
+            |e| e["message"].as_str().is_some_and(|m| m.contains(&pinned))
+                && e["source"]["host"] == REAL_NODE_NAME
+        ),
+        "no Pulled event of {pinned} for the pull Pod on {REAL_NODE_NAME}: {pulled:?}"
+    );
+    // The app runs from it.
+    let pods = w.items(&["pods", "-l", "appimage.kuscia.secretflow/batch=pull"]);
+    let app: Vec<&Value> = pods
+        .iter()
+        .filter(|p| p["metadata"]["labels"]["appimage.kuscia.secretflow/batch-prepull"].is_null())
+        .collect();
+    assert_eq!(app.len(), 1, "{pods:?}");
+    assert_eq!(app[0]["spec"]["nodeName"], REAL_NODE_NAME);
+    assert_eq!(app[0]["spec"]["containers"][0]["image"], pinned.as_str());
 }
