@@ -259,7 +259,11 @@ fn status_shows_workloads_and_bare_pods_with_revision_counts_and_stage() {
     assert_eq!(parsed["workloads"], report["workloads"]);
 
     // The seed's update: revision 2. The Manual Deployment stays on 1, and the bare Pod,
-    // admitted with revision 1, cannot change: both flagged outdated.
+    // admitted with revision 1, cannot change: both flagged outdated. A bare Pod names no
+    // revision; status orders it and the revisions by creationTimestamp, whose resolution is
+    // one second: revision 2 must be recorded in a later second than the Pod was made (all of
+    // the above can take less than one; CI once saw it).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     w.plugin(&["draft", &w.image]);
     w.apply_example("secretflow-image-update.yaml");
     let second = w.revision(2);
