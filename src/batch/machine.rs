@@ -826,24 +826,26 @@ pub fn retry_backoff(spec: &BatchDeploymentSpec) -> Result<Duration, String> {
 
 /// How many failed nodes still count as partial success; `None`: any number short of all.
 pub fn failure_tolerance(spec: &BatchDeploymentSpec, total: i32) -> Result<Option<i32>, String> {
-    let bad = |what: &str| {
+    tolerance(spec.failure_tolerance.as_ref(), total).map_err(|what| {
         format!(
             "spec.failureTolerance: {what}; use a count such as 3 or a percentage such as \"10%\""
         )
-    };
-    match &spec.failure_tolerance {
+    })
+}
+
+/// A count, or a percentage of `total` rounded down; the error says what is wrong with it.
+pub fn tolerance(value: Option<&IntOrString>, total: i32) -> Result<Option<i32>, String> {
+    match value {
         None => Ok(None),
         Some(IntOrString::Int(n)) if *n >= 0 => Ok(Some(*n)),
-        Some(IntOrString::Int(n)) => Err(bad(&format!("{n} is negative"))),
+        Some(IntOrString::Int(n)) => Err(format!("{n} is negative")),
         Some(IntOrString::String(text)) => {
             let pct = text
                 .strip_suffix('%')
                 .and_then(|p| p.parse::<u32>().ok())
                 .filter(|p| *p <= 100)
                 .ok_or_else(|| {
-                    bad(&format!(
-                        "{text:?} is not a count or a percentage from 0% to 100%"
-                    ))
+                    format!("{text:?} is not a count or a percentage from 0% to 100%")
                 })?;
             Ok(Some((i64::from(total) * i64::from(pct) / 100) as i32))
         }

@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
 use super::types::{
@@ -86,32 +85,16 @@ pub fn concurrency(spec: &BatchDeploymentSpec) -> usize {
 
 /// Failed pulls that still let the job go on, of `total` chosen nodes (default 0).
 pub fn pull_tolerance(spec: &BatchDeploymentSpec, total: i32) -> Result<i32, String> {
-    let bad = |what: &str| {
+    let value = spec
+        .pre_pull
+        .as_ref()
+        .and_then(|p| p.failure_tolerance.as_ref());
+    let limit = super::machine::tolerance(value, total).map_err(|what| {
         format!(
             "spec.prePull.failureTolerance: {what}; use a count such as 2 or a percentage such as \"20%\""
         )
-    };
-    match spec
-        .pre_pull
-        .as_ref()
-        .and_then(|p| p.failure_tolerance.as_ref())
-    {
-        None => Ok(0),
-        Some(IntOrString::Int(n)) if *n >= 0 => Ok(*n),
-        Some(IntOrString::Int(n)) => Err(bad(&format!("{n} is negative"))),
-        Some(IntOrString::String(text)) => {
-            let pct = text
-                .strip_suffix('%')
-                .and_then(|p| p.parse::<u32>().ok())
-                .filter(|p| *p <= 100)
-                .ok_or_else(|| {
-                    bad(&format!(
-                        "{text:?} is not a count or a percentage from 0% to 100%"
-                    ))
-                })?;
-            Ok((i64::from(total) * i64::from(pct) / 100) as i32)
-        }
-    }
+    })?;
+    Ok(limit.unwrap_or(0))
 }
 
 /// What is wrong with `spec.prePull`, naming the field and the fix; `None` if fine.
