@@ -620,6 +620,14 @@ async fn pinned(image: &AppImage, ctx: &Ctx) -> Option<String> {
     registry.known(info)?.ok().map(|p| p.reference)
 }
 
+/// The labels of node `node`, as the store holds them (none when it is gone).
+fn node_labels(ctx: &Ctx, node: &str) -> BTreeMap<String, String> {
+    ctx.nodes
+        .get(&ObjectRef::new(node))
+        .and_then(|n| n.metadata.labels.clone())
+        .unwrap_or_default()
+}
+
 /// Create one node's image pull Job (never taking over a same-named Job); a name another
 /// object holds fails that node's pull, naming the owner.
 async fn create_pull(
@@ -629,11 +637,7 @@ async fn create_pull(
     attempt: i32,
     ctx: &Ctx,
 ) -> Result<(), Error> {
-    let labels = ctx
-        .nodes
-        .get(&ObjectRef::new(node))
-        .and_then(|n| n.metadata.labels.clone())
-        .unwrap_or_default();
+    let labels = node_labels(ctx, node);
     let reference = pull_reference(image, pinned(image, ctx).await.as_deref());
     let job = match pull_job(bd, &reference, node, &labels, attempt) {
         Ok(j) => j,
@@ -667,11 +671,7 @@ async fn create(
     attempt: i32,
     ctx: &Ctx,
 ) -> Result<(), Error> {
-    let labels = ctx
-        .nodes
-        .get(&ObjectRef::new(node))
-        .and_then(|n| n.metadata.labels.clone())
-        .unwrap_or_default();
+    let labels = node_labels(ctx, node);
     let workload = match build_for(bd, image, node, &labels, attempt) {
         Ok(w) => w,
         Err(e) => {
