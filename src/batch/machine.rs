@@ -145,7 +145,8 @@ struct Machine<'a> {
     actions: Vec<Action>,
     /// Continuous: when the next node that stopped matching is due to lose the app.
     leave_due: Option<Duration>,
-    /// PrePulling: when the earliest pull in flight reaches prePull.timeout.
+    /// When the earliest pull in flight reaches prePull.timeout (PrePulling, or a Continuous
+    /// job's joiners).
     pull_due: Option<Duration>,
 }
 
@@ -349,6 +350,7 @@ impl Machine<'_> {
         if continuous(self.spec) {
             let facts = &self.obs.nodes;
             self.leave_due = membership::update(self.spec, facts, &mut self.s.nodes, self.now);
+            self.pull_joiners();
             self.observe_nodes();
             self.start_nodes();
             // The job never ends, and has no timeout: its results are kept current.
@@ -361,6 +363,18 @@ impl Machine<'_> {
         } else if self.timed_out() {
             self.time_out();
         }
+    }
+
+    /// Continuous with pre-pull: the nodes that joined pull before they are started
+    /// (`start_nodes` passes over a node whose pull is undecided).
+    fn pull_joiners(&mut self) {
+        if !prepull::enabled(self.spec) {
+            return;
+        }
+        let ready = ready_map(self.obs);
+        let (pulls, attempt) = (&self.obs.pulls, self.s.attempts);
+        let nodes = &mut self.s.nodes;
+        self.pull_due = prepull::advance(self.spec, nodes, &ready, pulls, attempt, self.now);
     }
 
     /// Node facts and workload progress -> node phases. A node gone fails; one NotReady
@@ -448,6 +462,7 @@ impl Machine<'_> {
             .iter_mut()
             .filter(|n| matches!(n.phase, NodePhase::Pending | NodePhase::Waiting))
             .filter(|n| n.leaving_since.is_none())
+            .filter(|n| n.pull.as_ref().is_none_or(|p| p.phase.done()))
         {
             match node_problem(&ready, &node.node) {
                 Some(("NodeNotReady", _)) => {
@@ -589,7 +604,8 @@ impl Machine<'_> {
 
     /// A workload for each Running or Succeeded node, of its current attempt; none for the
     /// others, nor for nodes the job did not choose. A pull Job for each node whose pull is in
-    /// flight while the job is PrePulling, of this job attempt; none once it is decided.
+    /// flight while the job is PrePulling (or Running: a Continuous job's joiners), of this job
+    /// attempt; none once it is decided.
     fn cleanup(&mut self) {
         self.cleanup_pulls();
         let nodes: BTreeMap<&str, &NodeStatus> =
@@ -633,7 +649,9 @@ impl Machine<'_> {
                     .pull
                     .as_ref()
                     .is_some_and(|p| p.phase == PullPhase::Pulling);
-                (n.node.as_str(), on && self.s.phase == Phase::PrePulling)
+                // Running: only a Continuous job's joiners pull (see `pull_joiners`).
+                let phase = matches!(self.s.phase, Phase::PrePulling | Phase::Running);
+                (n.node.as_str(), on && phase)
             })
             .collect();
         let attempt = self.s.attempts;
@@ -708,7 +726,8 @@ impl Machine<'_> {
             }
             _ => None,
         };
-        let pull_due = self.pull_due.filter(|_| self.s.phase == Phase::PrePulling);
+        let pulling = matches!(self.s.phase, Phase::PrePulling | Phase::Running);
+        let pull_due = self.pull_due.filter(|_| pulling);
         let requeue_after = [requeue_after, self.next_rerun(), self.leave_due, pull_due]
             .into_iter()
             .flatten()

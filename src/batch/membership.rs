@@ -1,7 +1,8 @@
 //! Continuous mode (`spec.mode: Continuous`): the job's nodes kept in step with its selector.
 //! A node that comes to match joins as Pending; one that stops matching is marked leaving and,
 //! after `spec.leaveGrace`, dropped from the status (its workload then goes, as for any node
-//! the job does not hold); one that matches again within the grace stays.
+//! the job does not hold); one that matches again within the grace stays. With `spec.prePull`
+//! a node that joins pulls the image first, as the nodes chosen at the start did.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::nodes::{NodeFact, select_nodes};
-use super::types::{BatchDeploymentSpec, DEFAULT_LEAVE_GRACE, Mode, NodeStatus};
+use super::types::{BatchDeploymentSpec, DEFAULT_LEAVE_GRACE, Mode, NodeStatus, PullStatus};
 use crate::duration;
 
 /// The reason on a node that no longer matches, until it is dropped.
@@ -37,9 +38,11 @@ pub fn update(
     let chosen: BTreeSet<String> = select_nodes(spec, facts).into_iter().collect();
     let grace = leave_grace(spec).unwrap_or(Duration::from_secs(300));
     let held: BTreeSet<String> = nodes.iter().map(|n| n.node.clone()).collect();
+    let pull = super::prepull::enabled(spec);
     for name in chosen.difference(&held) {
         nodes.push(NodeStatus {
             node: name.clone(),
+            pull: pull.then(PullStatus::default),
             ..Default::default()
         });
     }

@@ -8,9 +8,11 @@
 //! - more failed pulls than `prePull.failureTolerance` (default 0) fail the job at once,
 //!   before any Pod of the app is created (condition reason `PrePullFailed`).
 //!
+//! A node that joins a Continuous job later pulls too, while the job runs: it is deployed to
+//! once its pull succeeds, and fails (`PullFailed`) if it does not; a late pull never fails the
+//! job, whose other nodes run already.
+//!
 //! Pure, like the machine that calls it: the pulls observed and `now` in, node statuses out.
-//! Pre-pull covers the nodes chosen at the start of a run (and a retry's nodes); a node that
-//! joins a Continuous job later is deployed to directly.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

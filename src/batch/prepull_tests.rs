@@ -526,3 +526,54 @@ fn the_pre_pull_step_is_deterministic() {
     };
     assert_eq!(run(), run());
 }
+
+/// A Continuous job with pre-pull: a node that joins pulls first, and only then gets the app;
+/// one whose pull fails is not deployed to, and the job, running elsewhere, does not fail.
+#[test]
+fn a_node_that_joins_a_continuous_job_pulls_before_it_gets_the_app() {
+    let mut s = spec(PrePull::default());
+    s.mode = Some(crate::batch::types::Mode::Continuous);
+    let mut w = World::new(2, s);
+    w.tick(0);
+    w.pulled(&["n01", "n02"]);
+    w.tick(1);
+    assert_eq!(w.status().phase, Phase::Running);
+    assert_eq!(w.obs.workloads.len(), 2);
+    let joins = |w: &mut World, name: &str| {
+        w.obs.nodes.push(NodeFact {
+            name: name.into(),
+            labels: BTreeMap::from([("pool".into(), "edge".into())]),
+            ready: true,
+        })
+    };
+    joins(&mut w, "n03");
+    joins(&mut w, "n04");
+    let step = w.tick(2);
+    assert_eq!(w.pulls_created(), ["n03", "n04"]);
+    assert!(
+        !w.ever.contains(&"n03".to_string()),
+        "no app before the pull"
+    );
+    assert_eq!(w.pull_phase("n03"), PullPhase::Pulling);
+    assert_eq!(w.node("n03").phase, NodePhase::Pending);
+    assert_eq!(w.status().phase, Phase::Running);
+    assert!(step.requeue_after.is_some(), "back for the pull's timeout");
+
+    w.pulled(&["n03"]);
+    w.err_pull("n04");
+    w.tick(3);
+    assert_eq!(w.pulls_deleted(), ["n03", "n04"]);
+    assert!(w.obs.workloads.contains_key("n03"), "pulled: deployed");
+    let n04 = w.node("n04");
+    assert_eq!(n04.phase, NodePhase::Failed);
+    assert_eq!(n04.reason.as_deref(), Some(PULL_FAILED));
+    assert!(!w.ever.contains(&"n04".to_string()));
+    assert_eq!(
+        w.status().phase,
+        Phase::Running,
+        "a late pull never fails the job"
+    );
+    assert!(w.failed_condition().is_none());
+    let pulls = w.status().pulls.clone().unwrap();
+    assert_eq!((pulls.pulled, pulls.failed), (3, 1));
+}

@@ -85,7 +85,7 @@ pub struct Plan {
 #[derive(Debug)]
 struct Bare {
     /// The operations on `/spec`: a bare Pod's injected spec does not depend on the Pod.
-    spec_ops: Box<[u8]>,
+    spec_ops: std::sync::Arc<[u8]>,
     spec_count: usize,
     /// Annotation key and config template with the plan's values written in.
     configs: Box<[(Box<str>, Template)]>,
@@ -128,6 +128,22 @@ impl Plan {
             warnings,
             bare,
         })
+    }
+
+    /// Let `intern` swap the pre-encoded spec operations for an equal shared copy: copies of
+    /// one application (equal specs, other names) then hold them once.
+    pub fn share_spec(
+        &mut self,
+        intern: impl FnOnce(std::sync::Arc<[u8]>) -> std::sync::Arc<[u8]>,
+    ) {
+        if let Some(bare) = &mut self.bare {
+            bare.spec_ops = intern(bare.spec_ops.clone());
+        }
+    }
+
+    /// The pre-encoded `/spec` operations of a bare Pod's patch, if the plan has them.
+    pub fn spec_ops(&self) -> Option<&[u8]> {
+        self.bare.as_ref().map(|b| &*b.spec_ops)
     }
 
     /// Inject `pod` (any Pod) as [`super::inject_pod`] does, with what the plan holds.

@@ -372,7 +372,7 @@ fn deprecation(
         appimage::revision::Named::Current => None,
         _ => catalog.marks(name),
     };
-    let image = current.as_ref().unwrap_or(&*prepared.image);
+    let image = current.as_ref().unwrap_or(prepared.head());
     if let Some(warning) = appimage::stage::deprecation_warning(image) {
         answer.warn(warning);
     }
@@ -440,7 +440,7 @@ fn inject(
     let mut req = Injection::from_options(|key| meta.option(key), &answer.namespace, &answer.name)
         .map_err(|e| format!("Pod {pod_ref:?}: {e}"))?;
     req.pod_overrides = rules.pod_overrides;
-    req.image = pinned_image(&prepared.image, rules, answer)?;
+    req.image = pinned_image(prepared.head(), rules, answer)?;
     let plan = catalog
         .plan(prepared, templates, &req)
         .map_err(|e| e.to_string())?;
@@ -448,7 +448,7 @@ fn inject(
         .seal_key
         .as_ref()
         .map(|k| (k, answer.namespace.as_str()));
-    if let Some(planned) = plan.patch(&prepared.image, &pod.view, &req, seal) {
+    if let Some(planned) = plan.patch(prepared.head(), &pod.view, &req, seal) {
         let planned = planned.map_err(|e| e.to_string())?;
         for warning in planned.warnings {
             answer.warn(warning.clone());
@@ -466,7 +466,7 @@ fn inject(
     // The original as JSON first: injection then takes the Pod itself, not a copy.
     let before = serde_json::to_value(&pod).map_err(internal)?;
     let mut injection = plan
-        .inject(&prepared.image, templates, pod, &req)
+        .inject(&prepared.image(), templates, pod, &req)
         .map_err(|e| e.to_string())?;
     // Sealed after injection, over what it wrote; a seal the Pod brought is replaced.
     if let Some(key) = &rules.seal_key {

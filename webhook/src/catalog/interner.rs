@@ -12,13 +12,13 @@ use appimage::resource::AppImageSpec;
 const SLACK: usize = 64;
 
 /// Values by hash, held weakly: an entry lives as long as some AppImage uses its value.
-pub struct Interner<T> {
+pub struct Interner<T: ?Sized> {
     by_hash: HashMap<u64, Weak<T>>,
     /// Length at which dead entries are next swept (doubling, so sweeps stay amortized O(1)).
     sweep_at: usize,
 }
 
-impl<T> Default for Interner<T> {
+impl<T: ?Sized> Default for Interner<T> {
     fn default() -> Self {
         Interner {
             by_hash: HashMap::new(),
@@ -27,7 +27,7 @@ impl<T> Default for Interner<T> {
     }
 }
 
-impl<T: PartialEq> Interner<T> {
+impl<T: ?Sized + PartialEq> Interner<T> {
     /// The shared copy of `value` (whose hash is `hash`), or `value` itself, now shared.
     pub fn intern(&mut self, hash: u64, value: Arc<T>) -> Arc<T> {
         if let Some(existing) = self.by_hash.get(&hash).and_then(Weak::upgrade) {

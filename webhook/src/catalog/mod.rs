@@ -46,10 +46,10 @@ pub struct Derived {
     /// The trusted keys whose signatures verify (before windows, revocation and thresholds,
     /// which admission applies per request), or why none does.
     pub signature: Result<Vec<Signer>, SignatureError>,
-    /// The AppImage without its configTemplates (which `templates` holds parsed), built once
-    /// here rather than per admission: a copy of every deploy template per request cost more
-    /// than the plan saves.
-    pub image: Arc<AppImage>,
+    /// The AppImage's kept metadata and `spec.image` ([`Stored::head`]): what admission reads
+    /// of a Pod its plan covers. Not the deploy templates: a copy of them per stored AppImage
+    /// cost 3.4 KB each (issue 31); they are copied to build a plan, or for a Pod no plan covers.
+    pub head: Arc<AppImage>,
     /// Injection plans, built per role and template as Pods come (issue 31).
     pub plans: Plans,
 }
@@ -61,7 +61,7 @@ impl Derived {
             generation: 0,
             templates: Err(String::new()),
             signature: Ok(Vec::new()),
-            image: Arc::new(crate::testing::seed("empty", "0")),
+            head: Arc::new(crate::testing::seed("empty", "0")),
             plans: Plans::default(),
         }
     }
@@ -75,12 +75,25 @@ pub fn appimages() -> (AppImages, Writer) {
 /// An AppImage with what is derived from it.
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    /// The AppImage without its configTemplates, which `derived.templates` holds parsed.
-    pub image: Arc<AppImage>,
+    /// The stored AppImage (or revision), whose spec equal ones share.
+    entry: Arc<Stored>,
     pub derived: Arc<Derived>,
     /// Set when a Pod named a revision hash that no revision records and the current spec has
     /// another: it runs the current spec, and admission says so (never silently).
     pub fallback: Option<String>,
+}
+
+impl Prepared {
+    /// The AppImage's kept metadata and `spec.image`, with no templates.
+    pub fn head(&self) -> &AppImage {
+        &self.derived.head
+    }
+
+    /// The AppImage without its configTemplates (which `derived.templates` holds parsed),
+    /// copied from the store on each call.
+    pub fn image(&self) -> AppImage {
+        self.entry.without_config_templates()
+    }
 }
 
 /// Cheap to clone; clones share the store and the shared parses.
@@ -94,11 +107,13 @@ pub struct Catalog {
     revisions: Revisions,
 }
 
-/// Parsed templates by a hash of their source; a hit is used only when the parse is equal.
+/// Parsed templates by a hash of their source, and plans' pre-encoded spec operations by a hash
+/// of their bytes; a hit is used only when the values are equal.
 #[derive(Default)]
 struct SharedParses {
     hasher: RandomState,
     parsed: Interner<Templates>,
+    spec_ops: Interner<[u8]>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -238,7 +253,7 @@ impl Catalog {
 
     /// The AppImage `name` with its templates and verdict; `None` when the store lacks it.
     pub fn lookup(&self, name: &str) -> Option<Prepared> {
-        Some(self.prepare(&*self.store.get(name)?))
+        Some(self.prepare(&self.store.get(name)?))
     }
 
     /// The AppImage `name` as the revision `named` was (see [`appimage::revision::named`]):
@@ -285,11 +300,23 @@ impl Catalog {
         templates: &Templates,
         req: &appimage::injection::Request,
     ) -> Result<Arc<appimage::injection::Plan>, appimage::injection::InjectionError> {
-        prepared.derived.plans.get(&prepared.image, templates, req)
+        // Copies of one application share their plans' spec operations.
+        let share = |plan: &mut appimage::injection::Plan| {
+            let mut shared = self.parses.lock().unwrap_or_else(|p| p.into_inner());
+            let shared = &mut *shared;
+            plan.share_spec(|ops| {
+                let key = shared.hasher.hash_one(&*ops);
+                shared.spec_ops.intern(key, ops)
+            });
+        };
+        prepared
+            .derived
+            .plans
+            .get(|| prepared.image(), templates, req, share)
     }
 
     /// `entry` with its templates and verdict, cached on the entry.
-    fn prepare(&self, entry: &Stored) -> Prepared {
+    fn prepare(&self, entry: &Arc<Stored>) -> Prepared {
         let trust = self.trust.snapshot();
         let cached = entry.derived.load_full();
         let derived = match cached {
@@ -298,19 +325,16 @@ impl Catalog {
                 // A new key set needs a new verdict, not a new parse. Payload v2 covers the
                 // whole spec, config templates included.
                 let whole = entry.appimage();
-                let (templates, image) = match previous {
-                    Some(d) => (d.templates.clone(), d.image.clone()),
-                    None => (
-                        self.parse(&whole),
-                        Arc::new(entry.without_config_templates()),
-                    ),
+                let (templates, head) = match previous {
+                    Some(d) => (d.templates.clone(), d.head.clone()),
+                    None => (self.parse(&whole), Arc::new(entry.head())),
                 };
                 let signature = signers(&whole, &trust.keys);
                 let derived = Arc::new(Derived {
                     generation: trust.generation,
                     templates,
                     signature,
-                    image,
+                    head,
                     plans: Plans::default(),
                 });
                 entry.derived.store(Some(derived.clone()));
@@ -318,7 +342,7 @@ impl Catalog {
             }
         };
         Prepared {
-            image: derived.image.clone(),
+            entry: entry.clone(),
             derived,
             fallback: None,
         }
@@ -370,5 +394,34 @@ mod tests {
         assert_ne!(a, c);
         // Cached per name too: a second lookup reuses the first parse.
         assert!(Arc::ptr_eq(&templates("c"), &c));
+    }
+
+    /// Issue 31's memory: what a looked-up AppImage keeps holds no deploy templates, and
+    /// copies of one application (equal specs, other names) share their plans' spec bytes.
+    #[test]
+    fn copies_share_their_plans_spec_and_keep_no_template_copy() {
+        let (reader, mut writer) = appimages();
+        writer.apply_watcher_event(&Event::Init);
+        for name in ["a", "b"] {
+            writer.apply_watcher_event(&Event::InitApply(crate::testing::seed(name, "1")));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+        let catalog = Catalog::new(reader, Trust::fixed(Vec::new()));
+        let plan = |name: &str| {
+            let prepared = catalog.lookup(name).unwrap();
+            assert!(prepared.head().spec.deploy_templates.is_empty());
+            assert_eq!(prepared.head().spec.image, prepared.image().spec.image);
+            assert!(!prepared.image().spec.deploy_templates.is_empty());
+            let templates = prepared.derived.templates.clone().unwrap();
+            let req = appimage::injection::Request::default();
+            catalog.plan(&prepared, &templates, &req).unwrap()
+        };
+        let (a, b) = (plan("a"), plan("b"));
+        let (a, b) = (a.spec_ops().unwrap(), b.spec_ops().unwrap());
+        assert_eq!(a, b);
+        assert!(
+            std::ptr::eq(a.as_ptr(), b.as_ptr()),
+            "one copy of equal spec bytes"
+        );
     }
 }

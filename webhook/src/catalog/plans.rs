@@ -15,19 +15,23 @@ const MAX_PLANS: usize = 16;
 pub struct Plans(Mutex<Vec<Arc<Plan>>>);
 
 impl Plans {
-    /// The plan for `req`, built and kept on first use.
+    /// The plan for `req`, built from `image()` and kept on first use (`share` then lets it
+    /// share its parts with other AppImages' plans).
     pub fn get(
         &self,
-        image: &AppImage,
+        image: impl FnOnce() -> AppImage,
         templates: &Templates,
         req: &Request,
+        share: impl FnOnce(&mut Plan),
     ) -> Result<Arc<Plan>, InjectionError> {
         let found = self.lock().iter().find(|p| p.key.matches(req)).cloned();
         if let Some(plan) = found {
             return Ok(plan);
         }
         // Built outside the lock; two first Pods at once may both build it, one is kept.
-        let plan = Arc::new(Plan::build(image, templates, req)?);
+        let mut plan = Plan::build(&image(), templates, req)?;
+        share(&mut plan);
+        let plan = Arc::new(plan);
         let mut plans = self.lock();
         if plans.len() < MAX_PLANS && !plans.iter().any(|p| p.key.matches(req)) {
             plans.push(plan.clone());

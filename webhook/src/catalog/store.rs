@@ -66,6 +66,14 @@ impl Stored {
         }
     }
 
+    /// The AppImage's kept metadata and `spec.image`, without its templates: all that
+    /// admission reads of an AppImage once its plan is built (issue 31).
+    pub fn head(&self) -> AppImage {
+        let mut image = self.marks();
+        image.spec.image = self.spec.image.clone();
+        image
+    }
+
     /// The AppImage's name and stage marks alone (an empty spec): what the stage rules read,
     /// without copying the templates.
     pub fn marks(&self) -> AppImage {

@@ -316,7 +316,7 @@ async fn appimage_of(
         .catalog
         .verdict(&prepared, &ctx.base.policy.signatures.to_run())
         .err();
-    let image = Arc::unwrap_or_clone(prepared.image);
+    let image = prepared.image();
     let verdict = verdict.map(|e| e.to_string());
     let (problem, unverified) = problem(verdict, &image, ctx.base.policy.require_signature);
     if let Some(why) = unverified {

@@ -188,7 +188,9 @@ fn blocked(ctx: &Context, current: &Current<'_>) -> Option<SignatureError> {
     // The catalog's cached verdict when it holds this very version (the freshness rule; the
     // revisions controller reads the spec from it), else verified afresh.
     let e = match ctx.catalog.lookup(&name) {
-        Some(p) if version.is_some() && p.image.metadata.resource_version.as_deref() == version => {
+        Some(p)
+            if version.is_some() && p.head().metadata.resource_version.as_deref() == version =>
+        {
             ctx.catalog.verdict(&p, &requirement).err()?
         }
         _ => ctx.catalog.verify(current.image, &requirement).err()?,

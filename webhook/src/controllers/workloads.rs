@@ -193,7 +193,7 @@ fn spec_of(w: &Workload, image_name: &str, ctx: &Context) -> Option<appimage::re
                 .appimage(image_name)
                 .map(|current| appimage::resource::AppImage {
                     metadata: current.metadata,
-                    spec: p.image.spec.clone(),
+                    spec: p.image().spec,
                 })
         }
         _ => ctx.catalog.appimage(image_name),
