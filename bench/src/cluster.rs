@@ -20,17 +20,23 @@ use crate::harness::{SigningKey, Tls, Webhook};
 /// The label of the namespaces whose Pods the benchmark's webhook registration admits.
 pub const NAMESPACE_LABEL: &str = "appimage-bench";
 
-/// Starts kube-controlplane with `nodes` kwok nodes in `dir`; returns it and its kubeconfig
-/// once it prints `READY`. Its log is `dir/controlplane.log`.
+/// Starts kube-controlplane with `nodes` kwok nodes in `dir`, its node leases sized for a
+/// `fleet` of nodes (those and any the benchmark adds); returns it and its kubeconfig once it
+/// prints `READY`. Its log is `dir/controlplane.log`.
 pub fn start_controlplane(
     binary: &Path,
     dir: &Path,
     nodes: usize,
+    fleet: usize,
 ) -> anyhow::Result<(std::process::Child, PathBuf)> {
     std::fs::create_dir_all(dir)?;
     let log = std::fs::File::create(dir.join("controlplane.log"))?;
+    // A lease second per 25 nodes past 1,000 (the kubelet's 40 s below): the renewals of
+    // 5,000 nodes at 40 s would crowd out the rest (see kube-controlplane's --node-lease-seconds).
+    let lease = (fleet / 25).max(40);
     let mut child = std::process::Command::new(binary)
-        .args(["--nodes", &nodes.to_string(), "--parent-pid"])
+        .args(["--nodes", &nodes.to_string()])
+        .args(["--node-lease-seconds", &lease.to_string(), "--parent-pid"])
         .arg(std::process::id().to_string())
         .arg("--dir")
         .arg(dir)

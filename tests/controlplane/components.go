@@ -11,12 +11,32 @@ const (
 	clusterCIDR = "10.224.0.0/11"
 )
 
+// The kwok nodes' lease: kwok renews each every quarter of its duration, so 5,000 nodes at the
+// kubelet's 40 s make 500 lease writes a second, more than two cores serve beside the rest;
+// the node lifecycle controller then finds leases late and marks every Pod not Ready.
+const (
+	defaultNodeLease = 40
+	maxNodeLease     = 3600
+)
+
+// nodeLeaseSeconds is --node-lease-seconds.
+var nodeLeaseSeconds = defaultNodeLease
+
+// nodeMonitorGrace: the controller-manager's default (50 s) for the default lease, else as
+// far past the lease as that is (a quarter of it).
+func nodeMonitorGrace() []string {
+	if nodeLeaseSeconds == defaultNodeLease {
+		return nil
+	}
+	return []string{fmt.Sprintf("--node-monitor-grace-period=%ds", nodeLeaseSeconds+nodeLeaseSeconds/4)}
+}
+
 // controllerManagerArgs: every default controller (deployment, replicaset, statefulset,
 // daemonset, job, cronjob, garbage collector, namespace, endpoints, endpointslice,
 // serviceaccount and token, node lifecycle, ...), each with its own service account
 // credentials, no leader election (one instance), health on 127.0.0.1:port.
 func controllerManagerArgs(dir string, p *pki, port int) []string {
-	return []string{
+	return append([]string{
 		"--kubeconfig=" + filepath.Join(dir, "controller-manager.kubeconfig"),
 		"--controllers=*",
 		"--use-service-account-credentials=true",
@@ -34,7 +54,7 @@ func controllerManagerArgs(dir string, p *pki, port int) []string {
 		fmt.Sprintf("--secure-port=%d", port),
 		"--cert-dir=" + filepath.Join(dir, "pki", "controller-manager"),
 		"--v=0",
-	}
+	}, nodeMonitorGrace()...)
 }
 
 func schedulerArgs(dir string, port int) []string {
@@ -53,7 +73,7 @@ func kwokArgs(dir string) []string {
 		"--kubeconfig=" + filepath.Join(dir, "kwok.kubeconfig"),
 		"--config=" + filepath.Join(dir, "kwok.yaml"),
 		"--manage-nodes-with-annotation-selector=" + kwokNodeAnnotation + "=fake",
-		"--node-lease-duration-seconds=40",
+		fmt.Sprintf("--node-lease-duration-seconds=%d", nodeLeaseSeconds),
 		"--v=WARN", // kwok logs every lease renewal at INFO
 	}
 }

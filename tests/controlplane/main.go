@@ -67,6 +67,7 @@ func run() int {
 	fs.BoolVar(&removeDir, "remove-dir", false, "delete --dir after the --parent-pid process is gone and everything stopped")
 	fs.IntVar(&nodes, "nodes", 0, fmt.Sprintf("simulated (kwok) nodes kwok-node-0..N-1, at most %d", maxNodes))
 	fs.StringVar(&nodeLabelsFlag, "node-labels", "", "labels k=v,... for every node (with --nodes)")
+	fs.IntVar(&nodeLeaseSeconds, "node-lease-seconds", defaultNodeLease, fmt.Sprintf("the kwok nodes' lease duration, %d..%d s; renewed every quarter of it (raise it for thousands of nodes)", defaultNodeLease, maxNodeLease))
 	var withRegistry, withRealNode bool
 	var realOpts realNodeOptions
 	exeDir := "."
@@ -86,6 +87,10 @@ func run() int {
 	}
 	if nodes < 0 || nodes > maxNodes {
 		errorf("--nodes %d: must be between 0 and %d", nodes, maxNodes)
+		return 2
+	}
+	if nodeLeaseSeconds < defaultNodeLease || nodeLeaseSeconds > maxNodeLease {
+		errorf("--node-lease-seconds %d: must be between %d and %d", nodeLeaseSeconds, defaultNodeLease, maxNodeLease)
 		return 2
 	}
 	nodeLabels, err := parseNodeLabels(nodeLabelsFlag)

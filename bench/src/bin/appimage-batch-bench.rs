@@ -65,7 +65,8 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&work)?;
     let root = appimage_e2e::repo_root();
     // One node of its own so that kwok runs; the benchmark adds the rest as Node objects.
-    let (_cp, kubeconfig) = start_controlplane(&args.controlplane, &work.join("cp"), 1)?;
+    let (_cp, kubeconfig) =
+        start_controlplane(&args.controlplane, &work.join("cp"), 1, args.nodes)?;
     let client = kube_client(&kubeconfig).await?;
     let started = Instant::now();
     let nodes = add_nodes(&client, args.nodes, args.limit).await?;

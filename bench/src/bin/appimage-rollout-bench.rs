@@ -94,7 +94,8 @@ async fn main() -> anyhow::Result<()> {
     let work = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&work)?;
     let root = appimage_e2e::repo_root();
-    let (_cp, kubeconfig) = start_controlplane(&args.controlplane, &work.join("cp"), args.nodes)?;
+    let (_cp, kubeconfig) =
+        start_controlplane(&args.controlplane, &work.join("cp"), args.nodes, args.nodes)?;
     let client = kube_client(&kubeconfig).await?;
     // The AppImage CRD before the webhook, whose readiness waits for its AppImage watch.
     install_crd(&client, &root, "appimages.kuscia.secretflow").await?;
