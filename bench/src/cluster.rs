@@ -2,6 +2,7 @@
 //! the same way: the control plane process, the webhook's registration, the CRDs, a namespace
 //! the webhook admits, and polling until a condition holds.
 
+use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -152,4 +153,78 @@ pub async fn namespace(client: &Client, name: &str) -> anyhow::Result<()> {
         || async { Ok(sa.get_opt("default").await?.is_some()) },
     )
     .await
+}
+
+/// apiserver_request_total by "VERB resource[/subresource]", summed over the other labels.
+pub async fn requests(client: &Client) -> anyhow::Result<BTreeMap<String, f64>> {
+    let req = hyper::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(req).await?;
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix("=\""))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        let (resource, sub) = (label("resource"), label("subresource"));
+        let key = if sub.is_empty() {
+            format!("{} {resource}", label("verb"))
+        } else {
+            format!("{} {resource}/{sub}", label("verb"))
+        };
+        *out.entry(key).or_insert(0.0) += value;
+    }
+    Ok(out)
+}
+
+/// apiserver requests per second over a few seconds.
+pub async fn rate(client: &Client) -> anyhow::Result<f64> {
+    const WINDOW: Duration = Duration::from_secs(5);
+    let a: f64 = requests(client).await?.values().sum();
+    tokio::time::sleep(WINDOW).await;
+    let b: f64 = requests(client).await?.values().sum();
+    Ok((b - a) / WINDOW.as_secs_f64())
+}
+
+/// Until the apiserver's request rate is back near the idle `baseline`: the controllers (ours
+/// and Kubernetes') have finished what the last step set off.
+pub async fn quiet(client: &Client, baseline: f64, limit: Duration) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    while rate(client).await? > baseline * 1.5 + 10.0 {
+        if start.elapsed() > limit {
+            bail!("the cluster did not quieten within {limit:?}");
+        }
+    }
+    Ok(start.elapsed())
+}
+
+/// The largest of `after - before` (by "VERB resource"), `n` at most, for a line of text.
+pub fn top_requests(
+    before: &BTreeMap<String, f64>,
+    after: &BTreeMap<String, f64>,
+    n: usize,
+) -> String {
+    let mut delta: Vec<(f64, &str)> = after
+        .iter()
+        .map(|(k, v)| (v - before.get(k).copied().unwrap_or(0.0), k.as_str()))
+        .filter(|(d, _)| *d > 0.0)
+        .collect();
+    delta.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+    delta
+        .iter()
+        .take(n)
+        .map(|(d, k)| format!("{k} {d:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -18,7 +18,8 @@ use appimage::resource::AppImage;
 use appimage::signature::payload;
 use appimage::workload::Workload;
 use appimage_bench::cluster::{
-    install_crd, namespace, poll, register, start_controlplane, start_webhook,
+    install_crd, namespace, poll, quiet, rate, register, requests, start_controlplane,
+    start_webhook, top_requests,
 };
 use appimage_bench::fixtures;
 use appimage_bench::harness::{kube_client, memory_kib};
@@ -90,6 +91,8 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     // Let the webhook's catalog see the AppImage before either arm.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let baseline = rate(&client).await?;
+    eprintln!("idle: {baseline:.0} apiserver requests/s");
 
     let direct_ns = "bench-direct".to_string();
     namespace(&client, &direct_ns).await?;
@@ -97,10 +100,16 @@ async fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     direct(&client, &direct_ns, &image, &nodes, &args).await?;
     let direct_time = t.elapsed();
-    let direct_requests = requests(&client).await? - before;
+    let after = requests(&client).await?;
+    let direct_requests = total(&after) - total(&before);
     eprintln!("direct: {direct_time:.1?}, {direct_requests} apiserver requests");
+    eprintln!("  most: {}", top_requests(&before, &after, 8));
     let rss_idle = memory_kib(hook.pid())?;
     drain(&client, &direct_ns, args.limit).await?;
+    // What the direct arm set off (the Services of its workloads, their deletion) must not
+    // run on into the controller's arm.
+    let settled = quiet(&client, baseline, args.limit).await?;
+    eprintln!("quiet after the direct arm's drain: {settled:.1?}");
 
     let batch_ns = "bench-batch".to_string();
     namespace(&client, &batch_ns).await?;
@@ -108,9 +117,11 @@ async fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let size = controller(&client, &batch_ns, &args).await?;
     let batch_time = t.elapsed();
-    let batch_requests = requests(&client).await? - before;
+    let after = requests(&client).await?;
+    let batch_requests = total(&after) - total(&before);
     let rss = memory_kib(hook.pid())?;
     eprintln!("batch: {batch_time:.1?}, {batch_requests} apiserver requests");
+    eprintln!("  most: {}", top_requests(&before, &after, 8));
     eprintln!(
         "the BatchDeployment at the end: {size} bytes of JSON ({:.1}% of the 1.5 MiB object limit)",
         size as f64 * 100.0 / (1.5 * 1024.0 * 1024.0)
@@ -267,13 +278,7 @@ async fn drain(client: &Client, ns: &str, limit: Duration) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Sum of apiserver_request_total over every label set.
-async fn requests(client: &Client) -> anyhow::Result<f64> {
-    let req = hyper::Request::get("/metrics").body(Vec::new())?;
-    let text = client.request_text(req).await?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with("apiserver_request_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
+/// The requests of every verb and resource.
+fn total(requests: &std::collections::BTreeMap<String, f64>) -> f64 {
+    requests.values().sum()
 }

@@ -27,7 +27,8 @@ use appimage::revision::{AppImageRevision, LATEST, REVISION, REVISION_HASH};
 use appimage::signature::payload;
 use appimage::workload::{self, DeployOptions, Kind, UpdatePolicy, Workload};
 use appimage_bench::cluster::{
-    install_crd, namespace, poll, register, start_controlplane, start_webhook,
+    install_crd, namespace, poll, quiet, rate, register, requests, start_controlplane,
+    start_webhook,
 };
 use appimage_bench::fixtures;
 use appimage_bench::harness::{Webhook, cpu_seconds, kube_client, memory_kib};
@@ -476,58 +477,4 @@ async fn wait_revisions(client: &Client, count: usize, limit: Duration) -> anyho
             >= count)
     })
     .await
-}
-
-/// apiserver_request_total by "VERB resource[/subresource]", summed over the other labels.
-async fn requests(client: &Client) -> anyhow::Result<BTreeMap<String, f64>> {
-    let req = hyper::Request::get("/metrics").body(Vec::new())?;
-    let text = client.request_text(req).await?;
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        let Ok(value) = value.trim().parse::<f64>() else {
-            continue;
-        };
-        let label = |name: &str| {
-            labels
-                .split(',')
-                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix("=\""))
-                .map(|v| v.trim_end_matches('"').to_string())
-                .unwrap_or_default()
-        };
-        let (resource, sub) = (label("resource"), label("subresource"));
-        let key = if sub.is_empty() {
-            format!("{} {resource}", label("verb"))
-        } else {
-            format!("{} {resource}/{sub}", label("verb"))
-        };
-        *out.entry(key).or_insert(0.0) += value;
-    }
-    Ok(out)
-}
-
-/// apiserver requests per second over a few seconds.
-async fn rate(client: &Client) -> anyhow::Result<f64> {
-    const WINDOW: Duration = Duration::from_secs(5);
-    let a: f64 = requests(client).await?.values().sum();
-    tokio::time::sleep(WINDOW).await;
-    let b: f64 = requests(client).await?.values().sum();
-    Ok((b - a) / WINDOW.as_secs_f64())
-}
-
-/// Until the apiserver's request rate is back near the idle `baseline`: the controllers (ours
-/// and Kubernetes') have finished what the last step set off.
-async fn quiet(client: &Client, baseline: f64, limit: Duration) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    while rate(client).await? > baseline * 1.5 + 10.0 {
-        if start.elapsed() > limit {
-            bail!("the cluster did not quieten within {limit:?}");
-        }
-    }
-    Ok(start.elapsed())
 }
