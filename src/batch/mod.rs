@@ -2,6 +2,7 @@
 //!
 //! - `types`: the `BatchDeployment` resource and its status;
 //! - `budget`: the status kept under the object limit at 5,000 nodes;
+//! - `pace`: how often a large job's status is written;
 //! - `machine`: the job's state machine, a pure function of spec, status, observed facts and now;
 //! - `membership`: continuous mode's joins and leaves;
 //! - `overrides`: per-group overrides, resolved per node and applied to its workload;
@@ -16,6 +17,7 @@ pub mod membership;
 pub mod naming;
 pub mod nodes;
 pub mod overrides;
+pub mod pace;
 pub mod prepull;
 pub mod pull_job;
 pub mod types;

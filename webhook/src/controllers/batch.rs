@@ -71,6 +71,8 @@ struct Ctx {
     taken: std::sync::Mutex<HashMap<String, batch::Progress>>,
     /// The same for pull Jobs, by "job uid/node": a failed pull naming the owner.
     pulls_taken: std::sync::Mutex<HashMap<String, PullProgress>>,
+    /// When this process last wrote each job's status, by job UID (`batch::pace`).
+    written: std::sync::Mutex<HashMap<String, Instant>>,
 }
 
 /// The controller, on the shared watches of BatchDeployments, Deployments, Jobs, Pods and
@@ -111,6 +113,7 @@ pub fn controller(ctx: Context, watches: &Watches) -> impl Future<Output = ()> +
         backoff: Backoff::default(),
         taken: Default::default(),
         pulls_taken: Default::default(),
+        written: Default::default(),
     });
     super::drain(NAME, controller.run(reconcile, error_policy, ctx))
 }
@@ -200,6 +203,9 @@ async fn reconcile_job(bd: &BatchDeployment, ctx: &Ctx) -> Result<Action, Error>
     let step = batch::step(bd, &observed, Timestamp::now());
     let before = bd.status.clone().unwrap_or_default();
     if step.status != before {
+        if let Some(wait) = pace(bd, &before, &step, ctx) {
+            return Ok(Action::requeue(wait));
+        }
         if !write_status(bd, &step.status, ctx).await? {
             // Someone wrote the job since we read it: start again from the new version.
             return Ok(Action::requeue(Duration::from_millis(100)));
@@ -529,6 +535,26 @@ impl Owned {
         let m = &j.metadata;
         Some((true, m.uid.clone(), m.deletion_timestamp.is_some()))
     }
+}
+
+/// How long a progress-only status write of a large job waits (`batch::pace`); `None`: write
+/// now, which is then noted as the job's last write.
+fn pace(
+    bd: &BatchDeployment,
+    before: &batch::BatchDeploymentStatus,
+    step: &batch::Step,
+    ctx: &Ctx,
+) -> Option<Duration> {
+    let uid = bd.metadata.uid.clone().unwrap_or_default();
+    let mut written = ctx.written.lock().unwrap_or_else(|p| p.into_inner());
+    let since = written.get(&uid).map(Instant::elapsed);
+    let wait = batch::pace::hold(before, step, since);
+    if wait.is_none() {
+        // Entries past any interval say nothing more (and would pile up with deleted jobs).
+        written.retain(|_, at| at.elapsed() < Duration::from_secs(60));
+        written.insert(uid, Instant::now());
+    }
+    wait
 }
 
 /// Server-side apply of the status, guarded by the resourceVersion the step read. Returns

@@ -32,6 +32,7 @@ fn ctx(client: kube::Client) -> Ctx {
         backoff: Backoff::default(),
         taken: Default::default(),
         pulls_taken: Default::default(),
+        written: Default::default(),
     }
 }
 
