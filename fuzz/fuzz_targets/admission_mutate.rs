@@ -80,7 +80,7 @@ fuzz_target!(|data: &[u8]| {
         .clone()
         .expect("a patched Pod names its AppImage");
     let prepared = catalog.lookup(&name).expect("known AppImage");
-    let image_ref = prepared.image.image_ref();
+    let image_ref = prepared.head().image_ref();
     let spec = injected.spec.as_ref().expect("spec");
     assert!(
         spec.containers

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
 use super::membership::{self, continuous};
@@ -349,7 +348,9 @@ impl Machine<'_> {
         }
         if continuous(self.spec) {
             let facts = &self.obs.nodes;
-            self.leave_due = membership::update(self.spec, facts, &mut self.s.nodes, self.now);
+            let pull = prepull::enabled(self.spec);
+            self.leave_due =
+                membership::update(self.spec, facts, &mut self.s.nodes, pull, self.now);
             self.pull_joiners();
             self.observe_nodes();
             self.start_nodes();
@@ -845,30 +846,11 @@ pub fn retry_backoff(spec: &BatchDeploymentSpec) -> Result<Duration, String> {
 
 /// How many failed nodes still count as partial success; `None`: any number short of all.
 pub fn failure_tolerance(spec: &BatchDeploymentSpec, total: i32) -> Result<Option<i32>, String> {
-    tolerance(spec.failure_tolerance.as_ref(), total).map_err(|what| {
+    super::tolerance::tolerance(spec.failure_tolerance.as_ref(), total).map_err(|what| {
         format!(
             "spec.failureTolerance: {what}; use a count such as 3 or a percentage such as \"10%\""
         )
     })
-}
-
-/// A count, or a percentage of `total` rounded down; the error says what is wrong with it.
-pub fn tolerance(value: Option<&IntOrString>, total: i32) -> Result<Option<i32>, String> {
-    match value {
-        None => Ok(None),
-        Some(IntOrString::Int(n)) if *n >= 0 => Ok(Some(*n)),
-        Some(IntOrString::Int(n)) => Err(format!("{n} is negative")),
-        Some(IntOrString::String(text)) => {
-            let pct = text
-                .strip_suffix('%')
-                .and_then(|p| p.parse::<u32>().ok())
-                .filter(|p| *p <= 100)
-                .ok_or_else(|| {
-                    format!("{text:?} is not a count or a percentage from 0% to 100%")
-                })?;
-            Ok(Some((i64::from(total) * i64::from(pct) / 100) as i32))
-        }
-    }
 }
 
 /// What is wrong with the spec, in one message naming the field and the fix; `None` if fine.

@@ -28,17 +28,18 @@ pub fn leave_grace(spec: &BatchDeploymentSpec) -> Result<Duration, String> {
         .map_err(|e| format!("spec.leaveGrace: {e}; use a duration such as 30s or 5m"))
 }
 
-/// Joins and leaves at `now`; the time until the next leave is due, if any.
+/// Joins and leaves at `now` (a joiner's pull `Pending` when `pull`: the job pre-pulls); the
+/// time until the next leave is due, if any.
 pub fn update(
     spec: &BatchDeploymentSpec,
     facts: &[NodeFact],
     nodes: &mut Vec<NodeStatus>,
+    pull: bool,
     now: Timestamp,
 ) -> Option<Duration> {
     let chosen: BTreeSet<String> = select_nodes(spec, facts).into_iter().collect();
     let grace = leave_grace(spec).unwrap_or(Duration::from_secs(300));
     let held: BTreeSet<String> = nodes.iter().map(|n| n.node.clone()).collect();
-    let pull = super::prepull::enabled(spec);
     for name in chosen.difference(&held) {
         nodes.push(NodeStatus {
             node: name.clone(),

@@ -7,6 +7,7 @@
 //! - `membership`: continuous mode's joins and leaves;
 //! - `overrides`: per-group overrides, resolved per node and applied to its workload;
 //! - `prepull`: the image pre-pull phase (spec.prePull), and `pull_job`, the per-node pull Job;
+//! - `tolerance`: the failure tolerances' one rule (a count or a percentage);
 //! - `nodes`: the nodes a job may choose, and Pods per node;
 //! - `naming`: the names of its workloads (read by both of the next two);
 //! - `workload`: the per-node workload (a Deployment or a Job pinned to its node).
@@ -20,6 +21,7 @@ pub mod overrides;
 pub mod pace;
 pub mod prepull;
 pub mod pull_job;
+pub mod tolerance;
 pub mod types;
 pub mod workload;
 

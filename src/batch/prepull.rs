@@ -91,7 +91,7 @@ pub fn pull_tolerance(spec: &BatchDeploymentSpec, total: i32) -> Result<i32, Str
         .pre_pull
         .as_ref()
         .and_then(|p| p.failure_tolerance.as_ref());
-    let limit = super::machine::tolerance(value, total).map_err(|what| {
+    let limit = super::tolerance::tolerance(value, total).map_err(|what| {
         format!(
             "spec.prePull.failureTolerance: {what}; use a count such as 2 or a percentage such as \"20%\""
         )
